@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "prewarm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "prewarmctl", targets: ["prewarmctl"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
+        .library(name: "Redis", targets: ["Redis"]),
+        .library(name: "Postgres", targets: ["Postgres"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // C libraries, from Debian's -dev packages.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+
+        // Safe wrappers: own the C handles, their threads and their errors; no domain.
+        .target(name: "BlockingIO"),
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka", "BlockingIO", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Redis",
+            dependencies: [
+                "CHiredis", "BlockingIO", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Postgres",
+            dependencies: [
+                "CLibPQ", "BlockingIO", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Shared by every worker: topic catalog (more arrives with the worker runtime).
+        .target(name: "PrewarmRuntime", dependencies: ["Kafka"]),
+
+        .executableTarget(
+            name: "prewarmctl",
+            dependencies: [
+                "Kafka", "Redis", "Postgres", "PrewarmRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "prewarm-bench",
+            dependencies: [
+                "Kafka", "Redis", "Postgres", "PrewarmRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .target(name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres"], path: "Tests/TestSupport"),
+        .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        .testTarget(name: "PrewarmRuntimeTests", dependencies: ["PrewarmRuntime"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,109 @@
+import Foundation
+
+/// A dedicated OS thread that runs blocking C calls one after another.
+///
+/// hiredis, libpq and librdkafka block the calling thread while they wait on a socket.
+/// Running them on Swift's cooperative threads would starve every other task (there are
+/// only as many of those threads as cores), so each C handle gets an `IOThread` of its
+/// own and async callers suspend until their job has run there. Jobs run in submission
+/// order, which also serialises access to handles that are not thread-safe.
+public final class IOThread: @unchecked Sendable {
+    // Safe to share: `queue` and `state` are only touched while `condition` is locked,
+    // and the thread is started once in `init`.
+    private let condition = NSCondition()
+    private var queue: [@Sendable () -> Void] = []
+    private var head = 0
+    private var state = State.running
+    private let name: String
+
+    private enum State {
+        case running
+        case draining
+        case stopped
+    }
+
+    public init(name: String) {
+        self.name = name
+        // The thread holds `self` until `shutdown()` ends it: owners must call it.
+        let thread = Thread { self.loop() }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Runs `body` on this thread and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let accepted = enqueue {
+                continuation.resume(with: Result { try body() })
+            }
+            if !accepted {
+                continuation.resume(throwing: IOThreadStopped(name: name))
+            }
+        }
+    }
+
+    /// Runs `body` on this thread and blocks the caller until it has finished. Only for
+    /// callers that are already on a thread of their own (never from async code).
+    public func runBlocking<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        let accepted = enqueue {
+            box.result = Result { try body() }
+            done.signal()
+        }
+        guard accepted else { throw IOThreadStopped(name: name) }
+        done.wait()
+        return try box.result!.get()
+    }
+
+    /// Lets the jobs already submitted finish, then ends the thread; returns at once.
+    /// Jobs submitted later are refused with `IOThreadStopped`.
+    public func shutdown() {
+        condition.lock()
+        if state == .running { state = .draining }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func enqueue(_ job: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard state == .running else { return false }
+        queue.append(job)
+        condition.signal()
+        return true
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while head == queue.count && state == .running { condition.wait() }
+            if head == queue.count {
+                state = .stopped
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let job = queue[head]
+            head += 1
+            if head > 1024 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+            condition.unlock()
+            job()
+        }
+    }
+}
+
+/// The job was submitted after `IOThread.shutdown()`.
+public struct IOThreadStopped: Error, CustomStringConvertible {
+    public let name: String
+    public var description: String { "I/O thread '\(name)' has been shut down" }
+}
+
+// Written once by the job, read once by the waiter after the semaphore.
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}

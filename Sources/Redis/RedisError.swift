@@ -1,0 +1,47 @@
+/// Every failure of the Redis wrapper. Messages name the operation and never carry the
+/// password.
+public struct RedisError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// Could not open a connection (refused, unreachable, DNS, connect timeout).
+        case connectionFailed
+        /// An open connection broke (server closed it, reset, EOF).
+        case connectionLost
+        /// No reply within the command timeout.
+        case timeout
+        /// The server refused the credentials (WRONGPASS) or wants some (NOAUTH).
+        case authenticationFailed
+        /// The server answered with an error reply, e.g. `WRONGTYPE`, `NOSCRIPT`.
+        case server
+        /// hiredis could not parse the stream or ran out of memory.
+        case protocolError
+        /// The connection has been closed by its owner.
+        case closed
+    }
+
+    public var code: Code
+    public var operation: String
+    public var message: String
+
+    public init(_ code: Code, operation: String, message: String) {
+        self.code = code
+        self.operation = operation
+        self.message = message
+    }
+
+    /// True for failures that a retry after a pause can cure (an outage, not bad input).
+    public var isTransient: Bool {
+        switch code {
+        case .connectionFailed, .connectionLost, .timeout: return true
+        case .server: return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
+        case .authenticationFailed, .protocolError, .closed: return false
+        }
+    }
+
+    /// The first word of a server error (`WRONGTYPE`, `NOSCRIPT`, `ERR`), if any.
+    public var serverErrorPrefix: String? {
+        guard code == .server || code == .authenticationFailed else { return nil }
+        return message.split(separator: " ", maxSplits: 1).first.map(String.init)
+    }
+
+    public var description: String { "Redis \(operation) failed (\(code)): \(message)" }
+}

@@ -1,0 +1,221 @@
+import CHiredis
+import Glibc
+import Logging
+
+/// The hiredis context and everything that touches it. Only ever used on the owning
+/// `RedisConnection`'s I/O thread, which is what makes `@unchecked Sendable` safe here.
+final class RedisSession: @unchecked Sendable {
+    private let configuration: RedisConfiguration
+    private let logger: Logger
+    private var context: UnsafeMutablePointer<redisContext>?
+    /// Whether the open context has completed a round trip: only then can a broken
+    /// connection be told apart from one that never worked.
+    private var contextHasServed = false
+    private var scriptSHAs: [RedisScript: String] = [:]
+    /// Commands written before replies are read, per round trip.
+    private let pipelineChunk = 10_000
+
+    init(configuration: RedisConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    deinit { disconnect() }
+
+    func disconnect() {
+        if let context { redisFree(context) }
+        context = nil
+        contextHasServed = false
+    }
+
+    @discardableResult
+    func ensureConnected() throws -> UnsafeMutablePointer<redisContext> {
+        if let context { return context }
+        let connectTimeout = timeval(seconds: configuration.connectTimeout)
+        let opened: UnsafeMutablePointer<redisContext>?
+        switch configuration.endpoint {
+        case .tcp(let host, let port):
+            opened = redisConnectWithTimeout(host, Int32(port), connectTimeout)
+        case .unixSocket(let path):
+            opened = redisConnectUnixWithTimeout(path, connectTimeout)
+        }
+        guard let opened else {
+            throw RedisError(.connectionFailed, operation: "connect", message: "out of memory")
+        }
+        if opened.pointee.err != 0 {
+            let message = Self.errorText(opened)
+            redisFree(opened)
+            throw RedisError(
+                .connectionFailed, operation: "connect",
+                message: "\(message) (\(configuration.description))")
+        }
+        redisSetTimeout(opened, timeval(seconds: configuration.commandTimeout))
+        if case .tcp = configuration.endpoint { redisEnableKeepAlive(opened) }
+        context = opened
+        contextHasServed = false
+        do {
+            try handshake()
+        } catch {
+            disconnect()
+            throw error
+        }
+        logger.debug("redis connected", metadata: ["redis": "\(configuration.description)"])
+        return opened
+    }
+
+    private func handshake() throws {
+        if let password = configuration.password {
+            var auth = RedisCommand("AUTH")
+            if let user = configuration.user { auth.arguments.append(Array(user.utf8)) }
+            auth.arguments.append(Array(password.utf8))
+            if case .error(let message) = try roundTrip([auth])[0] {
+                throw RedisError(
+                    .authenticationFailed, operation: "AUTH",
+                    message: "\(message) (user '\(configuration.user ?? "default")' on \(configuration.description))")
+            }
+        }
+        var setup: [RedisCommand] = []
+        if configuration.database != 0 { setup.append(RedisCommand("SELECT", configuration.database)) }
+        if let name = configuration.clientName { setup.append(RedisCommand("CLIENT", "SETNAME", name)) }
+        guard !setup.isEmpty else { return }
+        for (command, reply) in zip(setup, try roundTrip(setup)) {
+            guard case .error(let message) = reply else { continue }
+            let code: RedisError.Code = message.hasPrefix("NOAUTH") ? .authenticationFailed : .server
+            throw RedisError(code, operation: command.name, message: message)
+        }
+    }
+
+    func execute(_ commands: [RedisCommand]) throws -> [RedisReply] {
+        let reused = context != nil && contextHasServed
+        do {
+            try ensureConnected()
+            return try roundTrip(commands)
+        } catch let error as RedisError where error.code == .connectionLost && reused {
+            guard configuration.retryAfterConnectionLoss else { throw error }
+            logger.warning(
+                "redis connection lost, reconnecting to send again",
+                metadata: ["redis": "\(configuration.description)", "error": "\(error.message)"])
+            try ensureConnected()
+            return try roundTrip(commands)
+        }
+    }
+
+    func evaluate(_ script: RedisScript, keys: [[UInt8]], arguments: [[UInt8]]) throws -> RedisReply {
+        let sha: String
+        if let known = scriptSHAs[script] {
+            sha = known
+        } else {
+            let loaded = try execute([RedisCommand("SCRIPT", "LOAD", script.source)])[0]
+            guard case .bulk = loaded, let text = loaded.string else {
+                throw RedisError(.server, operation: "SCRIPT LOAD \(script.name)", message: loaded.string ?? "\(loaded)")
+            }
+            sha = text
+            scriptSHAs[script] = sha
+        }
+        let tail = [Array(String(keys.count).utf8)] + keys + arguments
+        var command = RedisCommand("EVALSHA", sha)
+        command.arguments += tail
+        let reply = try execute([command])[0]
+        guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return reply }
+        // The server forgot the script: EVAL sends the source and caches it there again.
+        logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
+        var eval = RedisCommand("EVAL", script.source)
+        eval.arguments += tail
+        return try execute([eval])[0]
+    }
+
+    /// Writes the commands in chunks and reads each chunk's replies.
+    private func roundTrip(_ commands: [RedisCommand]) throws -> [RedisReply] {
+        guard let context else { throw RedisError(.closed, operation: "send", message: "not connected") }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        var start = 0
+        while start < commands.count {
+            let end = min(start + pipelineChunk, commands.count)
+            for index in start..<end where Self.append(commands[index], to: context) != REDIS_OK {
+                throw fail(operation: commands[index].name)
+            }
+            for index in start..<end {
+                var raw: UnsafeMutableRawPointer?
+                guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
+                    throw fail(operation: commands[index].name)
+                }
+                replies.append(Self.copy(raw.assumingMemoryBound(to: redisReply.self)))
+                freeReplyObject(raw)
+            }
+            start = end
+        }
+        contextHasServed = true
+        return replies
+    }
+
+    /// Turns the context's error into a `RedisError` and drops the context: after an I/O
+    /// error the reply stream is out of step and the connection cannot be reused.
+    private func fail(operation: String) -> RedisError {
+        guard let context else { return RedisError(.closed, operation: operation, message: "not connected") }
+        let message = Self.errorText(context)
+        let code: RedisError.Code
+        switch context.pointee.err {
+        case REDIS_ERR_EOF: code = .connectionLost
+        case REDIS_ERR_IO:
+            code = message.contains("temporarily unavailable") || message.contains("timed out") ? .timeout : .connectionLost
+        case REDIS_ERR_PROTOCOL, REDIS_ERR_OOM: code = .protocolError
+        default: code = .connectionLost
+        }
+        disconnect()
+        return RedisError(code, operation: operation, message: message)
+    }
+
+    private static func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
+        let arguments = command.arguments
+        var flat: [UInt8] = []
+        flat.reserveCapacity(arguments.reduce(0) { $0 + $1.count } + 1)
+        var offsets: [Int] = []
+        offsets.reserveCapacity(arguments.count)
+        for argument in arguments {
+            offsets.append(flat.count)
+            flat.append(contentsOf: argument)
+        }
+        flat.append(0)  // never empty, so the base address exists
+        let lengths = arguments.map(\.count)
+        return flat.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!)
+            var argv: [UnsafePointer<CChar>?] = offsets.map {
+                (base + $0).assumingMemoryBound(to: CChar.self)
+            }
+            return redisAppendCommandArgv(context, Int32(arguments.count), &argv, lengths)
+        }
+    }
+
+    private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+        let value = reply.pointee
+        func bytes() -> [UInt8] {
+            guard let text = value.str, value.len > 0 else { return [] }
+            return Array(UnsafeRawBufferPointer(start: text, count: value.len))
+        }
+        switch value.type {
+        case REDIS_REPLY_STRING: return .bulk(bytes())
+        case REDIS_REPLY_STATUS: return .status(String(decoding: bytes(), as: UTF8.self))
+        case REDIS_REPLY_ERROR: return .error(String(decoding: bytes(), as: UTF8.self))
+        case REDIS_REPLY_INTEGER: return .integer(Int64(value.integer))
+        case REDIS_REPLY_ARRAY:
+            guard let elements = value.element else { return .array([]) }
+            return .array((0..<value.elements).map { copy(elements[$0]!) })
+        default: return .null
+        }
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: context.pointee.errstr) { raw in
+            let bytes = raw.prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+}
+
+extension timeval {
+    init(seconds: Double) {
+        let whole = seconds.rounded(.down)
+        self.init(tv_sec: Int(whole), tv_usec: Int((seconds - whole) * 1_000_000))
+    }
+}

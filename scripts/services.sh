@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Local Redis, PostgreSQL and Kafka dev broker for prewarm's demo, tests and benchmarks.
+# Everything lives under .run/ of the checkout, on ports of its own (never 6379/5432).
+#   scripts/services.sh start|stop|running redis|postgres|kafka
+#   scripts/services.sh env      # prints the variables tests and the demo read
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/.run
+REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
+PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
+DEV_PASSWORD=prewarm-dev # local throwaway services only
+PREWARMCTL=${PREWARMCTL:-$ROOT/.build/debug/prewarmctl}
+
+die() { echo "services: $*" >&2; exit 1; }
+
+# PostgreSQL refuses to run as root, so as root it runs as 'postgres', which must be able to
+# reach its folder; a checkout under a private home is not reachable, so fall back to /tmp.
+pg_dir() {
+  local dir=$RUN/postgres
+  if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$dir"
+    if ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+      dir=${TMPDIR:-/tmp}/prewarm-postgres-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+    fi
+  fi
+  echo "$dir"
+}
+PG_DIR=$(pg_dir)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_bin() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bin" ] || die "no PostgreSQL server found under /usr/lib/postgresql (run: make deps)"
+  echo "$bin"
+}
+
+wait_for() { # seconds, description, command...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$what did not come up in time"
+    sleep 0.1
+  done
+}
+
+redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$DEV_PASSWORD" "$@"; }
+
+running() {
+  case $1 in
+    redis) redis_cli ping 2>/dev/null | grep -q PONG ;;
+    postgres) [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1 ;;
+    kafka) [ -f "$RUN/kafka/pid" ] && kill -0 "$(cat "$RUN/kafka/pid")" 2>/dev/null && [ -s "$RUN/kafka/bootstrap" ] ;;
+    *) die "unknown service '$1' (redis, postgres, kafka)" ;;
+  esac
+}
+
+start() {
+  case $1 in
+    redis)
+      command -v redis-server >/dev/null || die "redis-server is not installed (run: make deps)"
+      mkdir -p "$RUN/redis"
+      redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" \
+        --unixsocket "$RUN/redis/redis.sock" --unixsocketperm 700 \
+        --save '' --appendonly no --daemonize yes --dir "$RUN/redis" \
+        --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/redis/redis.log"
+      wait_for 10 "redis on port $REDIS_PORT" running redis ;;
+    postgres)
+      local bin; bin=$(pg_bin)
+      mkdir -p "$PG_DIR/sock"
+      [ "$(id -u)" = 0 ] && chown -R postgres "$PG_DIR"
+      if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+        printf '%s\n' "$DEV_PASSWORD" > "$PG_DIR/pwfile"
+        [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR/pwfile"
+        as_pg "$bin/initdb" -D "$PG_DIR/data" -U postgres --pwfile="$PG_DIR/pwfile" \
+          --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
+          || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+        rm -f "$PG_DIR/pwfile"
+      fi
+      as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 30 \
+        -o "-p $PG_PORT -k $PG_DIR/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null \
+        || { tail -20 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+      local psql=(as_pg psql -h "$PG_DIR/sock" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+      if [ "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'prewarm'")" != 1 ]; then
+        "${psql[@]}" -d postgres -c "CREATE ROLE prewarm LOGIN PASSWORD '$DEV_PASSWORD'" \
+          -c "CREATE DATABASE prewarm OWNER prewarm"
+      fi ;;
+    kafka)
+      [ -x "$PREWARMCTL" ] || die "$PREWARMCTL is not built (run: make build)"
+      mkdir -p "$RUN/kafka"
+      rm -f "$RUN/kafka/bootstrap" "$RUN/kafka/control"
+      nohup "$PREWARMCTL" dev-broker --brokers 3 --bootstrap-file "$RUN/kafka/bootstrap" \
+        --control-file "$RUN/kafka/control" >"$RUN/kafka/broker.log" 2>&1 </dev/null &
+      echo $! > "$RUN/kafka/pid"
+      wait_for 30 "the Kafka dev broker" running kafka ;;
+    *) die "unknown service '$1' (redis, postgres, kafka)" ;;
+  esac
+  echo "services: started $1"
+}
+
+stop() {
+  running "$1" || { [ "$1" != kafka ] || rm -f "$RUN/kafka/pid"; return 0; }
+  case $1 in
+    redis) redis_cli shutdown nosave >/dev/null 2>&1 || true ;;
+    postgres) as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null ;;
+    kafka)
+      local pid; pid=$(cat "$RUN/kafka/pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      rm -f "$RUN/kafka/pid" "$RUN/kafka/bootstrap" "$RUN/kafka/control" ;;
+  esac
+  echo "services: stopped $1"
+}
+
+env_vars() {
+  cat <<VARS
+PREWARM_TEST_REDIS_HOST=127.0.0.1
+PREWARM_TEST_REDIS_PORT=$REDIS_PORT
+PREWARM_TEST_REDIS_SOCKET=$RUN/redis/redis.sock
+PREWARM_TEST_REDIS_PASSWORD=$DEV_PASSWORD
+PREWARM_TEST_POSTGRES_URL=host=127.0.0.1 port=$PG_PORT dbname=prewarm user=prewarm
+PREWARM_TEST_POSTGRES_PASSWORD=$DEV_PASSWORD
+PREWARM_TEST_KAFKA_BOOTSTRAP_FILE=$RUN/kafka/bootstrap
+PREWARM_TEST_KAFKA_CONTROL_FILE=$RUN/kafka/control
+VARS
+}
+
+cmd=${1:-}; shift || true
+case $cmd in
+  start|stop|running) [ $# -gt 0 ] || die "$cmd needs a service name"; for s in "$@"; do $cmd "$s"; done ;;
+  env) env_vars ;;
+  *) die "usage: $0 start|stop|running SERVICE... | env" ;;
+esac
