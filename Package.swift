@@ -53,13 +53,16 @@ let package = Package(
             ]
         ),
 
+        // librdkafka's mock cluster with a control port for fault injection.
+        .target(name: "DevBroker", dependencies: ["Kafka"]),
+
         // Shared by every worker: topic catalog (more arrives with the worker runtime).
-        .target(name: "PrewarmRuntime", dependencies: ["Kafka"]),
+        .target(name: "PrewarmRuntime", dependencies: ["Kafka", "Redis", "Postgres"]),
 
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmRuntime",
+                "Kafka", "Redis", "Postgres", "PrewarmRuntime", "DevBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -72,7 +75,8 @@ let package = Package(
             ]
         ),
 
-        .target(name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres", "DevBroker"], path: "Tests/TestSupport"),
+        .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),

@@ -1,3 +1,5 @@
+import CHiredis
+
 /// Every failure of the Redis wrapper. Messages name the operation and never carry the
 /// password.
 public struct RedisError: Error, Sendable, CustomStringConvertible {
@@ -44,4 +46,10 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "Redis \(operation) failed (\(code)): \(message)" }
+}
+
+
+public enum RedisVersion {
+    /// The hiredis headers this was built with, e.g. `0.14.1`.
+    public static let hiredis = "\(HIREDIS_MAJOR).\(HIREDIS_MINOR).\(HIREDIS_PATCH)"
 }

@@ -1,0 +1,98 @@
+import BlockingIO
+import Logging
+
+/// One PostgreSQL connection, served by a thread of its own. Use one per task (or per
+/// worker slot): statements from concurrent callers would interleave, which breaks
+/// transactions. A broken connection is reopened on the next call; statements are never
+/// re-sent automatically.
+public final class PostgresConnection: Sendable {
+    public let configuration: PostgresConfiguration
+    private let thread: IOThread
+    private let session: PostgresSession
+
+    private init(configuration: PostgresConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.thread = IOThread(name: "postgres")
+        self.session = PostgresSession(configuration: configuration, logger: logger)
+    }
+
+    /// Connects now, so a wrong address or password is reported at start-up.
+    public static func connect(
+        _ configuration: PostgresConfiguration,
+        logger: Logger = Logger(label: "prewarm.postgres")
+    ) async throws -> PostgresConnection {
+        try configuration.validate()
+        let connection = PostgresConnection(configuration: configuration, logger: logger)
+        do {
+            try await connection.thread.run { [session = connection.session] in
+                _ = try session.ensureConnected()
+            } as Void
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Runs one statement with `$1`, `$2`, ... bound to `parameters` (never spliced into
+    /// the SQL text). `nil` binds SQL NULL.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> PostgresResult {
+        let texts = parameters.map { $0?.postgresText }
+        return try await thread.run { [session] in try session.query(sql, texts) }
+    }
+
+    /// Runs `body` between BEGIN and COMMIT; any error rolls back and is rethrown.
+    public func transaction<T: Sendable>(
+        _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await query("BEGIN")
+        do {
+            let value = try await body(self)
+            try await query("COMMIT")
+            return value
+        } catch {
+            _ = try? await query("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Bulk-loads rows with `COPY ... FROM STDIN`; returns the number of rows copied.
+    /// The table and column names are quoted as identifiers by libpq.
+    @discardableResult
+    public func copy(into table: String, columns: [String], rows: PostgresCopyRows) async throws -> Int {
+        let data = rows.bytes
+        return try await thread.run { [session] in try session.copy(into: table, columns: columns, data: data) }
+    }
+
+    /// Walks a table in key order, one batch at a time, without OFFSET. `sql` takes the
+    /// last key seen as `$1` and the batch size as `$2` (more parameters follow as `$3`...),
+    /// e.g. `SELECT id, name FROM t WHERE id > $1 ORDER BY id LIMIT $2`. `key` reads the
+    /// key of a row; iteration stops at the first short batch. Returns the rows seen.
+    @discardableResult
+    public func forEachKeysetBatch<Key: PostgresEncodable>(
+        _ sql: String,
+        after start: Key,
+        batchSize: Int,
+        parameters: [(any PostgresEncodable)?] = [],
+        key: (PostgresRow) throws -> Key,
+        body: (PostgresResult) async throws -> Void
+    ) async throws -> Int {
+        var cursor = start
+        var seen = 0
+        while true {
+            let batch = try await query(sql, [cursor, batchSize] + parameters)
+            guard let last = batch.rows.last else { return seen }
+            seen += batch.count
+            try await body(batch)
+            cursor = try key(last)
+            if batch.count < batchSize { return seen }
+        }
+    }
+
+    /// Closes the connection and ends its thread.
+    public func close() async {
+        _ = try? await thread.run { [session] in session.disconnect() }
+        thread.shutdown()
+    }
+}

@@ -1,0 +1,64 @@
+/// A value sent as a query parameter or COPY field, in PostgreSQL's text format.
+public protocol PostgresEncodable: Sendable {
+    var postgresText: String { get }
+}
+
+extension String: PostgresEncodable {
+    public var postgresText: String { self }
+}
+
+extension Int: PostgresEncodable {
+    public var postgresText: String { String(self) }
+}
+
+extension Int64: PostgresEncodable {
+    public var postgresText: String { String(self) }
+}
+
+extension Int32: PostgresEncodable {
+    public var postgresText: String { String(self) }
+}
+
+extension Double: PostgresEncodable {
+    public var postgresText: String { String(self) }
+}
+
+extension Bool: PostgresEncodable {
+    public var postgresText: String { self ? "t" : "f" }
+}
+
+/// One row copied out of a result. Columns are read by position or by name.
+public struct PostgresRow: Sendable {
+    public let columns: [String]
+    public let values: [String?]
+
+    public subscript(index: Int) -> PostgresCell { PostgresCell(text: values[index]) }
+
+    public subscript(name: String) -> PostgresCell {
+        guard let index = columns.firstIndex(of: name) else { return PostgresCell(text: nil) }
+        return PostgresCell(text: values[index])
+    }
+}
+
+/// A column value in text format; `nil` is SQL NULL.
+public struct PostgresCell: Sendable, Equatable {
+    public let text: String?
+
+    public var isNull: Bool { text == nil }
+    public var string: String? { text }
+    public var int: Int? { text.flatMap { Int($0) } }
+    public var int64: Int64? { text.flatMap { Int64($0) } }
+    public var double: Double? { text.flatMap { Double($0) } }
+    public var bool: Bool? { text.map { $0 == "t" || $0 == "true" } }
+}
+
+/// What a statement returned: its rows (if any) and how many rows it affected.
+public struct PostgresResult: Sendable {
+    public let columns: [String]
+    public let rows: [PostgresRow]
+    /// From the command tag (`INSERT 0 5` -> 5); 0 for statements that report none.
+    public let affectedRows: Int
+
+    public var count: Int { rows.count }
+    public var first: PostgresRow? { rows.first }
+}
