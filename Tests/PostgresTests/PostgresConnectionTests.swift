@@ -1,0 +1,138 @@
+import Postgres
+import TestSupport
+import Testing
+
+@Suite("PostgreSQL connection against the local server")
+struct PostgresConnectionTests {
+    private func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(try TestEnvironment.postgres())
+    }
+
+    @Test("COPY of 100k rows stores every row, with tabs, newlines, backslashes and NULLs intact")
+    func copyHundredThousandRows() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let table = TestEnvironment.uniqueName("copy")
+        try await db.query("CREATE TABLE \(table) (id bigint PRIMARY KEY, note text, at timestamptz)")
+        var rows = PostgresCopyRows()
+        for id in 0..<100_000 {
+            rows.append([id, id % 1000 == 0 ? nil : "note \(id)\twith\\tab\nand line", "2026-11-21T10:00:00+08:00"])
+        }
+        #expect(try await db.copy(into: table, columns: ["id", "note", "at"], rows: rows) == 100_000)
+        let summary = try #require(
+            try await db.query("SELECT count(*), count(note), max(id) FROM \(table)").first)
+        #expect(summary[0].int == 100_000)
+        #expect(summary[1].int == 99_900)
+        #expect(summary[2].int == 99_999)
+        let sample = try await db.query("SELECT note FROM \(table) WHERE id = $1", [4242])
+        #expect(sample.first?["note"].string == "note 4242\twith\\tab\nand line")
+        try await db.query("DROP TABLE \(table)")
+    }
+
+    @Test("a duplicate key is a unique violation with its SQLSTATE and constraint, not an outage")
+    func uniqueViolation() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let table = TestEnvironment.uniqueName("uniq")
+        try await db.query("CREATE TABLE \(table) (event_id text CONSTRAINT \(table)_event UNIQUE)")
+        try await db.query("INSERT INTO \(table) VALUES ($1)", ["e-1"])
+        let error = await #expect(throws: PostgresError.self) {
+            try await db.query("INSERT INTO \(table) VALUES ($1)", ["e-1"])
+        }
+        #expect(error?.isUniqueViolation == true)
+        #expect(error?.sqlState == "23505")
+        #expect(error?.constraint == "\(table)_event")
+        #expect(error?.isTransient == false)
+        // The connection is still usable after a statement error.
+        #expect(try await db.query("SELECT count(*) FROM \(table)").first?[0].int == 1)
+        try await db.query("DROP TABLE \(table)")
+    }
+
+    @Test("parameters are bound, never spliced: a quote-laden value is stored as written")
+    func parameters() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let hostile = "x'); DROP TABLE users; --"
+        let row = try #require(try await db.query("SELECT $1::text AS v, $2::bigint + 1 AS n, $3::text IS NULL AS z", [hostile, 41, nil]).first)
+        #expect(row["v"].string == hostile)
+        #expect(row["n"].int == 42)
+        #expect(row["z"].bool == true)
+    }
+
+    @Test("a transaction that throws leaves nothing behind; one that returns is committed")
+    func transactions() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let table = TestEnvironment.uniqueName("tx")
+        try await db.query("CREATE TABLE \(table) (id int)")
+        struct Abort: Error {}
+        await #expect(throws: Abort.self) {
+            try await db.transaction { tx in
+                try await tx.query("INSERT INTO \(table) VALUES (1)")
+                throw Abort()
+            }
+        }
+        try await db.transaction { tx in try await tx.query("INSERT INTO \(table) VALUES (2)") }
+        let ids = try await db.query("SELECT id FROM \(table) ORDER BY id").rows.map { $0[0].int }
+        #expect(ids == [2])
+        try await db.query("DROP TABLE \(table)")
+    }
+
+    @Test("keyset iteration visits every row once, in key order, in batches of the given size")
+    func keysetIteration() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let table = TestEnvironment.uniqueName("keyset")
+        try await db.query("CREATE TABLE \(table) (user_id bigint PRIMARY KEY, shop int)")
+        try await db.query("INSERT INTO \(table) SELECT g * 3, g % 2 FROM generate_series(1, 1234) g")
+        var seen: [Int64] = []
+        var batchSizes: [Int] = []
+        let total = try await db.forEachKeysetBatch(
+            "SELECT user_id FROM \(table) WHERE user_id > $1 AND shop = $3 ORDER BY user_id LIMIT $2",
+            after: Int64(0), batchSize: 100, parameters: [1],
+            key: { try #require($0["user_id"].int64) }
+        ) { batch in
+            batchSizes.append(batch.count)
+            seen += batch.rows.compactMap { $0["user_id"].int64 }
+        }
+        let expected = (1...1234).filter { $0 % 2 == 1 }.map { Int64($0 * 3) }
+        #expect(total == expected.count)
+        #expect(seen == expected)
+        #expect(batchSizes.dropLast().allSatisfy { $0 == 100 })
+        try await db.query("DROP TABLE \(table)")
+    }
+
+    @Test("a wrong password is a clear, permanent error that does not repeat the password")
+    func wrongPassword() async throws {
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect(try TestEnvironment.postgres(password: "wrong-pw-987"))
+        }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.message.contains("password authentication failed") == true)
+        #expect(error?.isTransient == false)
+        #expect(error?.description.contains("wrong-pw-987") == false)
+    }
+
+    @Test("a bad conninfo is refused before connecting, without echoing it")
+    func badConninfo() async throws {
+        let configuration = PostgresConfiguration(conninfo: "host=localhost password=s3cret nonsense")
+        let error = await #expect(throws: PostgresError.self) { _ = try await PostgresConnection.connect(configuration) }
+        #expect(error?.description.contains("s3cret") == false)
+        #expect(!configuration.description.contains("s3cret"))
+        #expect(PostgresConfiguration(conninfo: "host=db password=s3cret").description.contains("password=***"))
+    }
+
+    @Test("a connection killed by the server fails once as transient, then reconnects")
+    func connectionLostRecovered() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let admin = try await connect()
+        defer { Task { await admin.close() } }
+        let pid = try #require(try await db.query("SELECT pg_backend_pid()").first?[0].int)
+        #expect(try await admin.query("SELECT pg_terminate_backend($1)", [pid]).first?[0].bool == true)
+        let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1") }
+        #expect(error?.isTransient == true)
+        let newPid = try await db.query("SELECT pg_backend_pid()").first?[0].int
+        #expect(newPid != nil && newPid != pid)
+    }
+}

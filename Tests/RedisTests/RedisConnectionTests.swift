@@ -1,0 +1,147 @@
+import Redis
+import TestSupport
+import Testing
+
+@Suite("Redis connection against the local server")
+struct RedisConnectionTests {
+    @Test("pipelined SETs are all stored and MGET returns them in order, nil for missing keys")
+    func pipelineAndMGET() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let prefix = TestEnvironment.uniqueName("pipe")
+        let count = 25_000  // more than one internal pipeline chunk
+        let replies = try await redis.pipeline(
+            (0..<count).map { RedisCommand("SET", "\(prefix):\($0)", "value-\($0)", "EX", 60) })
+        #expect(replies.count == count)
+        #expect(replies.allSatisfy { $0 == .status("OK") })
+
+        let keys = (0..<count).map { "\(prefix):\($0)" } + ["\(prefix):missing"]
+        let values = try await redis.mget(keys)
+        #expect(values.count == count + 1)
+        #expect(values[0].map { String(decoding: $0, as: UTF8.self) } == "value-0")
+        #expect(values[count - 1].map { String(decoding: $0, as: UTF8.self) } == "value-\(count - 1)")
+        #expect(values[count] == nil)
+        let wrong = values.prefix(count).enumerated().filter { index, value in
+            value.map { String(decoding: $0, as: UTF8.self) } != "value-\(index)"
+        }
+        #expect(wrong.isEmpty)
+    }
+
+    @Test("an error reply inside a pipeline comes back in place; send throws it")
+    func errorReplies() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("list")
+        let replies = try await redis.pipeline([
+            RedisCommand("RPUSH", key, "a"), RedisCommand("INCR", key), RedisCommand("LLEN", key),
+        ])
+        #expect(replies[0] == .integer(1))
+        guard case .error(let message) = replies[1] else {
+            Issue.record("expected WRONGTYPE, got \(replies[1])")
+            return
+        }
+        #expect(message.hasPrefix("WRONGTYPE"))
+        #expect(replies[2] == .integer(1))
+        let error = await #expect(throws: RedisError.self) { try await redis.send("INCR", key) }
+        #expect(error?.code == .server)
+        #expect(error?.serverErrorPrefix == "WRONGTYPE")
+        #expect(error?.isTransient == false)
+        try await redis.send("DEL", key)
+    }
+
+    @Test("binary values survive a round trip unchanged")
+    func binarySafe() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("bin")
+        let bytes: [UInt8] = [0, 1, 2, 255, 13, 10, 0, 36]
+        try await redis.send("SET", key, bytes, "EX", 60)
+        #expect(try await redis.send("GET", key).bytes == bytes)
+    }
+
+    @Test("a wrong password is refused with a clear error that does not repeat it")
+    func wrongPassword() async throws {
+        let error = await #expect(throws: RedisError.self) {
+            _ = try await RedisConnection.connect(try TestEnvironment.redis(password: "not-the-password-123"))
+        }
+        #expect(error?.code == .authenticationFailed)
+        #expect(error?.isTransient == false)
+        #expect(error?.description.contains("WRONGPASS") == true)
+        #expect(error?.description.contains("not-the-password-123") == false)
+    }
+
+    @Test("no password against a server that wants one is reported as an authentication failure")
+    func missingPassword() async throws {
+        let redis = try await RedisConnection.connect(
+            try TestEnvironment.redis(password: .some(nil), retryAfterConnectionLoss: false))
+        defer { Task { await redis.close() } }
+        let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(error?.serverErrorPrefix == "NOAUTH")
+    }
+
+    @Test("nothing listening is a transient connect failure naming the address")
+    func connectionRefused() async throws {
+        let configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: 1), password: "secret-xyz")
+        let error = await #expect(throws: RedisError.self) { _ = try await RedisConnection.connect(configuration) }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.isTransient == true)
+        #expect(error?.description.contains("127.0.0.1:1") == true)
+        #expect(error?.description.contains("secret-xyz") == false)
+    }
+
+    @Test("an ACL user over the unix socket, in another database")
+    func aclUserOverUnixSocket() async throws {
+        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await admin.close() } }
+        let user = TestEnvironment.uniqueName("worker")
+        try await admin.send("ACL", "SETUSER", user, "on", ">user-secret", "~*", "+@all")
+        defer { Task { try? await admin.send("ACL", "DELUSER", user) } }
+        let configuration = RedisConfiguration(
+            endpoint: .unixSocket(path: try TestEnvironment.redisSocket), user: user, password: "user-secret", database: 3)
+        let redis = try await RedisConnection.connect(configuration)
+        defer { Task { await redis.close() } }
+        #expect(try await redis.send("ACL", "WHOAMI").string == user)
+        let key = TestEnvironment.uniqueName("db3")
+        try await redis.send("SET", key, "x", "EX", 60)
+        #expect(try await admin.send("EXISTS", key) == .integer(0))  // admin is on db 0
+    }
+
+    @Test("a dropped connection is reopened and the command sent again")
+    func droppedConnectionRecovered() async throws {
+        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await admin.close() } }
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis(clientName: "victim"))
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("drop")
+        try await redis.send("SET", key, "before", "EX", 60)
+        let id = try #require(try await redis.send("CLIENT", "ID").integer)
+        #expect(try await admin.send("CLIENT", "KILL", "ID", id) == .integer(1))
+        #expect(try await redis.send("GET", key).string == "before")
+        #expect(try await redis.send("CLIENT", "ID").integer != id)
+    }
+
+    @Test("without retry, a dropped connection fails once as transient, then works again")
+    func droppedConnectionWithoutRetry() async throws {
+        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await admin.close() } }
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis(retryAfterConnectionLoss: false))
+        defer { Task { await redis.close() } }
+        let id = try #require(try await redis.send("CLIENT", "ID").integer)
+        try await admin.send("CLIENT", "KILL", "ID", id)
+        let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(error?.code == .connectionLost)
+        #expect(error?.isTransient == true)
+        #expect(try await redis.send("PING") == .status("PONG"))
+    }
+
+    @Test("a reply slower than the command timeout is a transient timeout")
+    func commandTimeout() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis(commandTimeout: 0.2))
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("empty")
+        let error = await #expect(throws: RedisError.self) { try await redis.send("BLPOP", key, 2) }
+        #expect(error?.code == .timeout)
+        #expect(error?.isTransient == true)
+        #expect(try await redis.send("PING") == .status("PONG"))
+    }
+}

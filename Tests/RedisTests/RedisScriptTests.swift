@@ -1,0 +1,51 @@
+import Redis
+import TestSupport
+import Testing
+
+@Suite("Lua scripts by SHA")
+struct RedisScriptTests {
+    static let countOnce = RedisScript(
+        name: "count-once",
+        source: """
+            if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+              return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+            end
+            return tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+            """)
+
+    private func evalshaCalls(_ redis: RedisConnection) async throws -> Int {
+        let info = try await redis.send("INFO", "commandstats").string ?? ""
+        guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
+            let calls = line.split(separator: ",").first?.split(separator: "=").last
+        else { return 0 }
+        return Int(calls) ?? 0
+    }
+
+    @Test("runs by SHA, and again after SCRIPT FLUSH without the caller noticing")
+    func bySHAAfterFlush() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let day = TestEnvironment.uniqueName("day")
+        let month = TestEnvironment.uniqueName("month")
+        let before = try await evalshaCalls(redis)
+        #expect(try await redis.run(Self.countOnce, keys: [day, month], arguments: ["u1"]) == .integer(1))
+        #expect(try await redis.run(Self.countOnce, keys: [day, month], arguments: ["u1"]) == .integer(1))
+        #expect(try await evalshaCalls(redis) >= before + 2)
+
+        try await redis.send("SCRIPT", "FLUSH")
+        #expect(try await redis.run(Self.countOnce, keys: [day + "b", month], arguments: ["u1"]) == .integer(2))
+        let sha = try #require(try await redis.send("SCRIPT", "LOAD", Self.countOnce.source).string)
+        #expect(try await redis.send("SCRIPT", "EXISTS", sha) == .array([.integer(1)]))
+        try await redis.send("DEL", day, day + "b", month)
+    }
+
+    @Test("a script error is thrown with the script's name")
+    func scriptError() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let broken = RedisScript(name: "broken", source: "return redis.call('NOSUCHCOMMAND')")
+        let error = await #expect(throws: RedisError.self) { try await redis.run(broken) }
+        #expect(error?.code == .server)
+        #expect(error?.description.contains("broken") == true)
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Kafka
+import Postgres
+import Redis
+
+/// Finds the local services that `make test` (scripts/with-services.sh) starts, through the
+/// same `PREWARM_*` variables the workers read. A missing service fails the test with a
+/// message saying how to start it; integration tests never skip.
+public enum TestEnvironment {
+    public static let values = ProcessInfo.processInfo.environment
+
+    public struct Missing: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    static func require(_ name: String) throws -> String {
+        guard let value = values[name], !value.isEmpty else {
+            throw Missing(
+                description: "\(name) is not set: run the tests with `make test`, or start the services with "
+                    + "`make services-up` and export `scripts/services.sh env`")
+        }
+        return value
+    }
+
+    public static func redis(
+        password: String?? = .none, clientName: String? = nil, retryAfterConnectionLoss: Bool = true,
+        commandTimeout: Double = 5
+    ) throws -> RedisConfiguration {
+        let resolved: String? = try password ?? .some(require("PREWARM_REDIS_PASSWORD"))
+        return RedisConfiguration(
+            endpoint: .tcp(host: try require("PREWARM_REDIS_HOST"), port: Int(try require("PREWARM_REDIS_PORT"))!),
+            password: resolved, commandTimeout: commandTimeout, clientName: clientName,
+            retryAfterConnectionLoss: retryAfterConnectionLoss)
+    }
+
+    public static var redisSocket: String { get throws { try require("PREWARM_DEV_REDIS_SOCKET") } }
+    public static var redisPassword: String { get throws { try require("PREWARM_REDIS_PASSWORD") } }
+
+    public static func postgres(password: String?? = .none) throws -> PostgresConfiguration {
+        let resolved: String? = try password ?? .some(require("PREWARM_POSTGRES_PASSWORD"))
+        return PostgresConfiguration(
+            conninfo: try require("PREWARM_POSTGRES_URL"),
+            password: resolved,
+            applicationName: "prewarm-tests")
+    }
+
+    /// The running dev broker's bootstrap list.
+    public static var kafkaBootstrap: String {
+        get throws {
+            let file = try require("PREWARM_KAFKA_BOOTSTRAP_FILE")
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty else {
+                throw Missing(description: "the dev broker's bootstrap file \(file) is missing: is the dev broker running?")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    public static var devBrokerControlFile: String { get throws { try require("PREWARM_DEV_BROKER_CONTROL_FILE") } }
+
+    /// A name no other test (or earlier run) uses.
+    public static func uniqueName(_ prefix: String) -> String {
+        "\(prefix)_\(UInt64(Date().timeIntervalSince1970 * 1000) % 100_000_000)_\(UInt32.random(in: 0...UInt32.max))"
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes: tests wait on conditions, never on
+/// fixed sleeps that a slow machine could outrun.
+public func eventually(
+    timeout: Duration = .seconds(30), pollEvery interval: Duration = .milliseconds(50),
+    _ what: String, _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out after \(timeout) waiting for \(what)") }
+        try await Task.sleep(for: interval)
+    }
+}
+
+public struct TimedOut: Error, CustomStringConvertible {
+    public let description: String
+}
