@@ -63,7 +63,7 @@ public enum DevBrokerCommand: Sendable, Equatable {
         case "request-errors":
             try expect(3)
             guard let code = KafkaError.code(named: arguments[2]) else {
-                throw DevBrokerCommandError("unknown Kafka error '\(arguments[2])', e.g. NOT_LEADER_OR_FOLLOWER")
+                throw DevBrokerCommandError("unknown Kafka error '\(arguments[2])', e.g. NOT_LEADER_FOR_PARTITION")
             }
             self = .failRequests(api: try api(0), count: try number(1, "COUNT"), error: code)
         case "clear-errors":

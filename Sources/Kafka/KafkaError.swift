@@ -52,7 +52,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, operation: operation) }
     }
 
-    /// The code for a symbolic name such as `NOT_LEADER_OR_FOLLOWER` (with or without the
+    /// The code for a symbolic name such as `NOT_LEADER_FOR_PARTITION` (with or without the
     /// `RD_KAFKA_RESP_ERR_` prefix), for fault injection.
     public static func code(named name: String) -> Int32? {
         let wanted = name.hasPrefix("RD_KAFKA_RESP_ERR_") ? String(name.dropFirst(18)) : name
