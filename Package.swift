@@ -75,7 +75,8 @@ let package = Package(
             ]
         ),
 
-        .target(name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres", "DevBroker"], path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres", "DevBroker"], path: "Tests/TestSupport"),
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),

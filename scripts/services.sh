@@ -128,6 +128,7 @@ VARS
 cmd=${1:-}; shift || true
 case $cmd in
   start|stop|running) [ $# -gt 0 ] || die "$cmd needs a service name"; for s in "$@"; do $cmd "$s"; done ;;
+  up) for s in "$@"; do running "$s" || start "$s"; done ;;
   env) env_vars ;;
-  *) die "usage: $0 start|stop|running SERVICE... | env" ;;
+  *) die "usage: $0 start|stop|running|up SERVICE... | env" ;;
 esac

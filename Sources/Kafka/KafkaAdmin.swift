@@ -23,7 +23,9 @@ public final class KafkaAdmin: Sendable {
 
     /// Creates topics; one that already exists is not an error. Returns the names created.
     @discardableResult
-    public func createTopics(_ topics: [(name: String, partitions: Int, replicationFactor: Int)]) async throws -> [String] {
+    public func createTopics(_ topics: [(name: String, partitions: Int, replicationFactor: Int)]) async throws
+        -> [String]
+    {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
             var errstr = [CChar](repeating: 0, count: 512)
             var newTopics: [OpaquePointer?] = []
@@ -119,7 +121,8 @@ public final class KafkaAdmin: Sendable {
         await KafkaBlocking.run { [handle] in handle.destroy() }
     }
 
-    private static func groupOffsets(_ groups: UnsafeMutablePointer<OpaquePointer?>?, _ count: Int, _ operation: String) throws
+    private static func groupOffsets(_ groups: UnsafeMutablePointer<OpaquePointer?>?, _ count: Int, _ operation: String)
+        throws
         -> [KafkaTopicPartition: Int64?]
     {
         var offsets: [KafkaTopicPartition: Int64?] = [:]
@@ -156,7 +159,9 @@ public final class KafkaAdmin: Sendable {
         defer { rd_kafka_event_destroy(event) }
         let error = rd_kafka_event_error(event)
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(error, operation: "admin request", message: rd_kafka_event_error_string(event).map { String(cString: $0) })
+            throw KafkaError(
+                error, operation: "admin request",
+                message: rd_kafka_event_error_string(event).map { String(cString: $0) })
         }
         return try read(event)
     }

@@ -20,7 +20,9 @@ public struct KafkaProperties: Sendable, Equatable {
 
     /// Properties from environment variables: `PREWARM_KAFKA_SASL_MECHANISM=PLAIN` becomes
     /// `sasl.mechanism=PLAIN` (prefix removed, lower-cased, `_` becomes `.`).
-    public static func fromEnvironment(_ environment: [String: String], prefix: String = "PREWARM_KAFKA_") -> KafkaProperties {
+    public static func fromEnvironment(_ environment: [String: String], prefix: String = "PREWARM_KAFKA_")
+        -> KafkaProperties
+    {
         var values: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix(prefix) && name.count > prefix.count {
             let property = name.dropFirst(prefix.count).lowercased().replacingUnderscores()
@@ -64,7 +66,10 @@ public struct KafkaProducerConfiguration: Sendable {
         "compression.type": "lz4",
     ]
 
-    public init(bootstrapServers: String, properties: KafkaProperties = KafkaProperties(), flushTimeoutMilliseconds: Int = 10_000) {
+    public init(
+        bootstrapServers: String, properties: KafkaProperties = KafkaProperties(),
+        flushTimeoutMilliseconds: Int = 10_000
+    ) {
         self.properties = KafkaProperties(Self.defaults.merging(["bootstrap.servers": bootstrapServers]) { $1 })
             .merging(properties)
         self.flushTimeoutMilliseconds = flushTimeoutMilliseconds

@@ -15,7 +15,9 @@ public final class KafkaConsumer: Sendable {
     private let handle: KafkaHandle
     private let thread: IOThread
 
-    public init(configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "prewarm.kafka.consumer")) throws {
+    public init(configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "prewarm.kafka.consumer"))
+        throws
+    {
         self.configuration = configuration
         self.handle = try KafkaHandle(
             kind: .consumer, properties: configuration.properties, logger: logger,
@@ -155,14 +157,15 @@ public final class KafkaConsumer: Sendable {
     /// Leaves the group (committing stored offsets first if `commitOnRevoke`) and frees the
     /// client. Safe to call once; later calls on this consumer throw.
     public func close() async {
-        _ = try? await thread.run { [handle] in
-            let error = rd_kafka_consumer_close(handle.pointer)
-            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                handle.context.takeUnretainedValue().logger.warning(
-                    "kafka consumer close", metadata: ["error": "\(KafkaError(error, operation: "close"))"])
-            }
-            handle.destroy()
-        } as Void
+        _ =
+            try? await thread.run { [handle] in
+                let error = rd_kafka_consumer_close(handle.pointer)
+                if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    handle.context.takeUnretainedValue().logger.warning(
+                        "kafka consumer close", metadata: ["error": "\(KafkaError(error, operation: "close"))"])
+                }
+                handle.destroy()
+            } as Void
         thread.shutdown()
     }
 }
@@ -225,14 +228,16 @@ private func kafkaRebalanceCallback(
             let commitError = rd_kafka_commit(handle, nil, 0)
             if commitError != RD_KAFKA_RESP_ERR_NO_ERROR && commitError != RD_KAFKA_RESP_ERR__NO_OFFSET {
                 context.logger.info(
-                    "kafka commit on revoke refused", metadata: ["error": "\(KafkaError(commitError, operation: "commit"))"])
+                    "kafka commit on revoke refused",
+                    metadata: ["error": "\(KafkaError(commitError, operation: "commit"))"])
             }
         }
         context.logger.info("kafka partitions revoked", metadata: ["partitions": "\(changed)"])
         rd_kafka_assign(handle, nil)
         context.rebalanceEvents.withLock { $0.append(.revoked(changed)) }
     default:
-        context.logger.error("kafka rebalance error", metadata: ["error": "\(KafkaError(error, operation: "rebalance"))"])
+        context.logger.error(
+            "kafka rebalance error", metadata: ["error": "\(KafkaError(error, operation: "rebalance"))"])
         rd_kafka_assign(handle, nil)
         context.rebalanceEvents.withLock { $0.append(.revoked(changed)) }
     }

@@ -50,7 +50,10 @@ final class KafkaHandle: @unchecked Sendable {
         configure(conf)
         var errstr = [CChar](repeating: 0, count: 512)
         // rd_kafka_new takes ownership of conf on success only.
-        guard let handle = rd_kafka_new(kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
+        guard
+            let handle = rd_kafka_new(
+                kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, &errstr, errstr.count)
+        else {
             rd_kafka_conf_destroy(conf)
             context.release()
             throw KafkaError(
@@ -111,14 +114,17 @@ private func kafkaErrorCallback(
         context.logger.critical("kafka fatal error", metadata: ["error": "\(error)"])
     } else {
         // All brokers down and the like: librdkafka keeps retrying on its own.
-        context.logger.warning("kafka client error", metadata: ["error": "\(error.name)", "reason": "\(error.message)"])
+        context.logger.warning(
+            "kafka client error", metadata: ["error": "\(error.name)", "reason": "\(error.message)"])
     }
 }
 
 /// Conversions between Swift values and `rd_kafka_topic_partition_list_t`.
 enum TopicPartitionList {
     /// A new list the caller must destroy; offsets are set where given.
-    static func make(_ entries: [(KafkaTopicPartition, Int64?)]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    static func make(_ entries: [(KafkaTopicPartition, Int64?)]) -> UnsafeMutablePointer<
+        rd_kafka_topic_partition_list_t
+    > {
         let list = rd_kafka_topic_partition_list_new(Int32(max(entries.count, 1)))!
         for (topicPartition, offset) in entries {
             let element = rd_kafka_topic_partition_list_add(list, topicPartition.topic, topicPartition.partition)!

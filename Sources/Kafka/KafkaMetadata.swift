@@ -16,9 +16,12 @@ enum KafkaMetadata {
     }
 
     /// Partition count per topic, for the named topics (or every topic when empty).
-    static func partitionCounts(_ handle: KafkaHandle, topics: [String], _ timeoutMilliseconds: Int) throws -> [String: Int] {
+    static func partitionCounts(_ handle: KafkaHandle, topics: [String], _ timeoutMilliseconds: Int) throws -> [String:
+        Int]
+    {
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        try KafkaError.check(rd_kafka_metadata(handle.pointer, 1, nil, &metadata, Int32(timeoutMilliseconds)), "metadata")
+        try KafkaError.check(
+            rd_kafka_metadata(handle.pointer, 1, nil, &metadata, Int32(timeoutMilliseconds)), "metadata")
         guard let metadata else { return [:] }
         defer { rd_kafka_metadata_destroy(metadata) }
         var counts: [String: Int] = [:]

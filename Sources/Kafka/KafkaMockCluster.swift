@@ -42,7 +42,8 @@ public final class KafkaMockCluster: Sendable {
     /// Adds `milliseconds` of round-trip latency to every request the broker serves.
     public func setLatency(broker id: Int32, milliseconds: Int) throws {
         try checkBroker(id)
-        try KafkaError.check(rd_kafka_mock_broker_set_rtt(cluster.pointer, id, Int32(milliseconds)), "latency of broker \(id)")
+        try KafkaError.check(
+            rd_kafka_mock_broker_set_rtt(cluster.pointer, id, Int32(milliseconds)), "latency of broker \(id)")
     }
 
     /// The next `count` requests of `api` (any broker) fail with `error`.

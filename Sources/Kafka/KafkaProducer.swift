@@ -10,7 +10,9 @@ public final class KafkaProducer: Sendable {
     private let handle: KafkaHandle
     private let pollLoop: PollLoop
 
-    public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "prewarm.kafka.producer")) throws {
+    public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "prewarm.kafka.producer"))
+        throws
+    {
         self.configuration = configuration
         self.handle = try KafkaHandle(kind: .producer, properties: configuration.properties, logger: logger) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryCallback)
@@ -61,7 +63,9 @@ public final class KafkaProducer: Sendable {
             headers = rd_kafka_headers_new(message.headers.count)
             for header in message.headers {
                 if let value = header.value {
-                    _ = value.withUnsafeBytes { rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count) }
+                    _ = value.withUnsafeBytes {
+                        rd_kafka_header_add(headers, header.name, -1, $0.baseAddress, $0.count)
+                    }
                 } else {
                     _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
                 }
@@ -81,7 +85,8 @@ public final class KafkaProducer: Sendable {
 
     /// Waits until every message in flight has a delivery report.
     public func flush(timeoutMilliseconds: Int) async throws {
-        let error = try await KafkaBlocking.run { [handle] in rd_kafka_flush(handle.pointer, Int32(timeoutMilliseconds)) }
+        let error = try await KafkaBlocking.run { [handle] in rd_kafka_flush(handle.pointer, Int32(timeoutMilliseconds))
+        }
         try KafkaError.check(error, "flush")
     }
 
@@ -91,7 +96,8 @@ public final class KafkaProducer: Sendable {
         do {
             try await flush(timeoutMilliseconds: configuration.flushTimeoutMilliseconds)
         } catch {
-            handle.context.takeUnretainedValue().logger.error("kafka producer closed with messages in flight", metadata: ["error": "\(error)"])
+            handle.context.takeUnretainedValue().logger.error(
+                "kafka producer closed with messages in flight", metadata: ["error": "\(error)"])
         }
         await KafkaBlocking.run { [handle, pollLoop] in
             rd_kafka_purge(handle.pointer, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
@@ -164,7 +170,9 @@ private func kafkaDeliveryCallback(
     if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
         ticket.batch.complete(
             ticket.index,
-            .success(KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset)))
+            .success(
+                KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+        )
     } else {
         let error = KafkaError(message.pointee.err, operation: "deliver to \(topic)")
         ticket.batch.complete(ticket.index, .failure(error))

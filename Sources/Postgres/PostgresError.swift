@@ -66,7 +66,6 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-
 public enum PostgresVersion {
     /// The libpq this process runs with, e.g. `15.18`.
     public static var libpq: String {

@@ -137,18 +137,19 @@ final class PostgresSession: @unchecked Sendable {
                 throw lost(connection, operation: operation)
             }
             throw PostgresError(
-                    sqlState?.hasPrefix("08") == true ? .connectionLost : .server,
-                    operation: operation,
-                    message: field(Int32(prewarm_pg_diag_message_primary)) ?? Self.text(PQresultErrorMessage(result)),
-                    sqlState: sqlState,
-                    detail: field(Int32(prewarm_pg_diag_message_detail)),
+                sqlState?.hasPrefix("08") == true ? .connectionLost : .server,
+                operation: operation,
+                message: field(Int32(prewarm_pg_diag_message_primary)) ?? Self.text(PQresultErrorMessage(result)),
+                sqlState: sqlState,
+                detail: field(Int32(prewarm_pg_diag_message_detail)),
                 constraint: field(Int32(prewarm_pg_diag_constraint_name)))
         }
     }
 
     private func lost(_ connection: OpaquePointer?, operation: String) -> PostgresError {
         let message = connection.map { Self.text(PQerrorMessage($0)) } ?? "not connected"
-        return PostgresError(.connectionLost, operation: operation, message: message.isEmpty ? "connection lost" : message)
+        return PostgresError(
+            .connectionLost, operation: operation, message: message.isEmpty ? "connection lost" : message)
     }
 
     private static func rows(of result: OpaquePointer) -> PostgresResult {

@@ -1,5 +1,4 @@
 import Foundation
-
 import Kafka
 import Postgres
 import Redis
@@ -39,7 +38,8 @@ public struct EnvironmentReader: Sendable {
     public func integer(_ name: String, default fallback: Int, in range: ClosedRange<Int>) throws -> Int {
         guard let text = string(name) else { return fallback }
         guard let value = Int(text), range.contains(value) else {
-            throw ConfigurationError(name, "must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+            throw ConfigurationError(
+                name, "must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
         }
         return value
     }
@@ -47,7 +47,8 @@ public struct EnvironmentReader: Sendable {
     public func seconds(_ name: String, default fallback: Double, in range: ClosedRange<Double>) throws -> Double {
         guard let text = string(name) else { return fallback }
         guard let value = Double(text), range.contains(value) else {
-            throw ConfigurationError(name, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+            throw ConfigurationError(
+                name, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
         }
         return value
     }
@@ -76,7 +77,8 @@ public struct EnvironmentReader: Sendable {
     /// `PREWARM_POSTGRES_URL` (a libpq conninfo or URI) and `PREWARM_POSTGRES_PASSWORD`.
     public func postgres(applicationName: String) throws -> PostgresConfiguration {
         let configuration = PostgresConfiguration(
-            conninfo: try required("PREWARM_POSTGRES_URL", "a libpq conninfo, e.g. 'host=db dbname=prewarm user=prewarm'"),
+            conninfo: try required(
+                "PREWARM_POSTGRES_URL", "a libpq conninfo, e.g. 'host=db dbname=prewarm user=prewarm'"),
             password: string("PREWARM_POSTGRES_PASSWORD"),
             applicationName: applicationName,
             connectTimeout: try integer("PREWARM_POSTGRES_CONNECT_TIMEOUT", default: 5, in: 1...300))
@@ -99,7 +101,8 @@ public struct EnvironmentReader: Sendable {
         }
         if let file = string("PREWARM_KAFKA_BOOTSTRAP_FILE") {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty else {
-                throw ConfigurationError("PREWARM_KAFKA_BOOTSTRAP_FILE", "cannot read '\(file)'; is the dev broker running?")
+                throw ConfigurationError(
+                    "PREWARM_KAFKA_BOOTSTRAP_FILE", "cannot read '\(file)'; is the dev broker running?")
             }
             return (text.trimmingCharacters(in: .whitespacesAndNewlines), properties)
         }

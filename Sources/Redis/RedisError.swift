@@ -48,7 +48,6 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     public var description: String { "Redis \(operation) failed (\(code)): \(message)" }
 }
 
-
 public enum RedisVersion {
     /// The hiredis headers this was built with, e.g. `0.14.1`.
     public static let hiredis = "\(HIREDIS_MAJOR).\(HIREDIS_MINOR).\(HIREDIS_PATCH)"

@@ -107,7 +107,8 @@ final class RedisSession: @unchecked Sendable {
         } else {
             let loaded = try execute([RedisCommand("SCRIPT", "LOAD", script.source)])[0]
             guard case .bulk = loaded, let text = loaded.string else {
-                throw RedisError(.server, operation: "SCRIPT LOAD \(script.name)", message: loaded.string ?? "\(loaded)")
+                throw RedisError(
+                    .server, operation: "SCRIPT LOAD \(script.name)", message: loaded.string ?? "\(loaded)")
             }
             sha = text
             scriptSHAs[script] = sha
@@ -158,7 +159,9 @@ final class RedisSession: @unchecked Sendable {
         switch context.pointee.err {
         case REDIS_ERR_EOF: code = .connectionLost
         case REDIS_ERR_IO:
-            code = message.contains("temporarily unavailable") || message.contains("timed out") ? .timeout : .connectionLost
+            code =
+                message.contains("temporarily unavailable") || message.contains("timed out")
+                ? .timeout : .connectionLost
         case REDIS_ERR_PROTOCOL, REDIS_ERR_OOM: code = .protocolError
         default: code = .connectionLost
         }

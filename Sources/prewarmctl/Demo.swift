@@ -33,13 +33,16 @@ struct Demo {
     private func throughKafka(_ events: [StoreEntry], run: String) async throws -> [StoreEntry] {
         let topic = TopicCatalog.storeEntry.name
         let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
         let started = ContinuousClock.now
         let reports = try await producer.send(
             events.map { KafkaProducerMessage(topic: topic, key: String($0.userID), value: $0.json) })
         await producer.close()
         let partitions = Set(reports.map(\.partition)).count
-        print("kafka:    produced \(reports.count) to \(topic) over \(partitions) partitions in \(seconds(since: started)) (acks=all, idempotent)")
+        print(
+            "kafka:    produced \(reports.count) to \(topic) over \(partitions) partitions in \(seconds(since: started)) (acks=all, idempotent)"
+        )
 
         let group = "prewarm-demo-\(run)"
         let consumer = try KafkaConsumer(
@@ -65,7 +68,9 @@ struct Demo {
             lag += high - ((committed[partition] ?? nil) ?? 0)
         }
         await consumer.close()
-        print("kafka:    consumed \(mine.count) in group \(group) in \(seconds(since: consuming)), committed; lag \(lag) over \(assigned.count) partitions")
+        print(
+            "kafka:    consumed \(mine.count) in group \(group) in \(seconds(since: consuming)), committed; lag \(lag) over \(assigned.count) partitions"
+        )
         return mine
     }
 
@@ -91,7 +96,9 @@ struct Demo {
                 [replayed.eventID, replayed.userID, replayed.storeID, replayed.enteredAt])
             throw DemoFailure("a replayed event was stored twice")
         } catch let error as PostgresError where error.isUniqueViolation {
-            print("postgres: copied \(copied) rows in \(copyTime); replaying event \(replayed.eventID) refused as unique violation \(error.sqlState ?? "")")
+            print(
+                "postgres: copied \(copied) rows in \(copyTime); replaying event \(replayed.eventID) refused as unique violation \(error.sqlState ?? "")"
+            )
         }
         let busiest = try await connection.query(
             "SELECT store_id, count(*) AS visits FROM demo_store_entry WHERE event_id LIKE $1 GROUP BY store_id ORDER BY visits DESC, store_id LIMIT 3",
@@ -119,7 +126,9 @@ struct Demo {
         print("redis:    active users per day (Lua by SHA): \(perDay.joined(separator: ", "))")
         let sample = Array(Set(events.map(\.userID))).sorted().prefix(5)
         let stores = try await connection.mget(sample.map { "demo:last-store:\($0)" })
-        let shown = zip(sample, stores).map { "user \($0) -> store \($1.map { String(decoding: $0, as: UTF8.self) } ?? "none")" }
+        let shown = zip(sample, stores).map {
+            "user \($0) -> store \($1.map { String(decoding: $0, as: UTF8.self) } ?? "none")"
+        }
         print("redis:    MGET last store of 5 users: \(shown.joined(separator: ", "))")
     }
 

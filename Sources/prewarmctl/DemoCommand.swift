@@ -21,7 +21,9 @@ struct DemoCommand: AsyncParsableCommand {
     var seed: UInt64 = 42
 
     func validate() throws {
-        guard (1...1_000_000).contains(events) else { throw ValidationError("--events must be from 1 to 1000000, got \(events)") }
+        guard (1...1_000_000).contains(events) else {
+            throw ValidationError("--events must be from 1 to 1000000, got \(events)")
+        }
     }
 
     func run() async throws {

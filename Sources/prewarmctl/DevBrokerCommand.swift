@@ -20,7 +20,8 @@ struct DevBrokerCommand: AsyncParsableCommand {
     @Option(help: "Number of brokers (ids 1...N).")
     var brokers = 3
 
-    @Option(name: .customLong("topic"), help: "NAME:PARTITIONS to create instead of the project's topic list; repeatable.")
+    @Option(
+        name: .customLong("topic"), help: "NAME:PARTITIONS to create instead of the project's topic list; repeatable.")
     var topics: [String] = []
 
     @Option(help: "File to write the bootstrap list to.")

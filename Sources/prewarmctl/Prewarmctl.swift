@@ -10,7 +10,8 @@ struct Prewarmctl: AsyncParsableCommand {
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print prewarm's version and its C libraries'.")
+    static let configuration = CommandConfiguration(
+        commandName: "version", abstract: "Print prewarm's version and its C libraries'.")
 
     func run() {
         print("prewarm \(PrewarmVersion.current)")

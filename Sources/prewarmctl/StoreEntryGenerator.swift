@@ -54,9 +54,11 @@ struct StoreEntryGenerator {
             let store = (favourite + spread + stores) % stores + 1
             let daysAgo = Double(random.next() % 7)
             let hour = mealHours[Int(random.next() % 4)] + Double(random.next() % 60) / 60 - 0.5
-            let startOfDay = now.addingTimeInterval(-daysAgo * 86_400 - now.timeIntervalSince1970.truncatingRemainder(dividingBy: 86_400))
+            let startOfDay = now.addingTimeInterval(
+                -daysAgo * 86_400 - now.timeIntervalSince1970.truncatingRemainder(dividingBy: 86_400))
             let at = min(startOfDay.addingTimeInterval(hour * 3600 - 8 * 3600), now)
-            return StoreEntry(eventID: "\(run)-\(index)", userID: user, storeID: store, enteredAt: formatter.string(from: at))
+            return StoreEntry(
+                eventID: "\(run)-\(index)", userID: user, storeID: store, enteredAt: formatter.string(from: at))
         }
     }
 }

@@ -8,14 +8,17 @@ struct DevBrokerTests {
     @Test("bad commands are refused with a message naming the problem")
     func parsing() throws {
         #expect(throws: DevBrokerCommandError.self) { try DevBrokerCommand(parsing: "broker-down") }
-        #expect(throws: DevBrokerCommandError.self) { try DevBrokerCommand(parsing: "request-errors Produce 3 NO_SUCH_ERROR") }
+        #expect(throws: DevBrokerCommandError.self) {
+            try DevBrokerCommand(parsing: "request-errors Produce 3 NO_SUCH_ERROR")
+        }
         #expect(throws: DevBrokerCommandError.self) { try DevBrokerCommand(parsing: "topic-create t 0") }
         #expect(throws: DevBrokerCommandError.self) { try DevBrokerCommand(parsing: "reboot") }
         #expect(try DevBrokerCommand(parsing: "latency 2 150") == .latency(broker: 2, milliseconds: 150))
         let code = KafkaError.code(named: "NOT_LEADER_FOR_PARTITION")
         #expect(code != nil)
-        #expect(try DevBrokerCommand(parsing: "request-errors offset-commit 2 NOT_LEADER_FOR_PARTITION")
-            == .failRequests(api: .offsetCommit, count: 2, error: code!))
+        #expect(
+            try DevBrokerCommand(parsing: "request-errors offset-commit 2 NOT_LEADER_FOR_PARTITION")
+                == .failRequests(api: .offsetCommit, count: 2, error: code!))
     }
 
     @Test("topics created through the running dev broker's control port have their partitions")

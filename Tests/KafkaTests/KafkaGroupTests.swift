@@ -133,7 +133,9 @@ struct KafkaGroupTests {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         try await producer.send(
-            (0..<20).map { KafkaProducerMessage(topic: topic, partition: Int32($0 % 2), key: nil, value: Array("m\($0)".utf8)) })
+            (0..<20).map {
+                KafkaProducerMessage(topic: topic, partition: Int32($0 % 2), key: nil, value: Array("m\($0)".utf8))
+            })
         await producer.close()
 
         var whilePaused: [KafkaMessage] = []
@@ -211,7 +213,8 @@ struct KafkaGroupTests {
             "PREWARM_KAFKA_SASL_MECHANISM": "PLAIN", "PREWARM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "PREWARM_KAFKA_SASL_PASSWORD": "pw", "PREWARM_REDIS_HOST": "r",
         ])
-        #expect(properties.values == ["sasl.mechanism": "PLAIN", "security.protocol": "SASL_SSL", "sasl.password": "pw"])
+        #expect(
+            properties.values == ["sasl.mechanism": "PLAIN", "security.protocol": "SASL_SSL", "sasl.password": "pw"])
         #expect(properties.redacted["sasl.password"] == "***")
     }
 }

@@ -53,7 +53,9 @@ struct PostgresConnectionTests {
         let db = try await connect()
         defer { Task { await db.close() } }
         let hostile = "x'); DROP TABLE users; --"
-        let row = try #require(try await db.query("SELECT $1::text AS v, $2::bigint + 1 AS n, $3::text IS NULL AS z", [hostile, 41, nil]).first)
+        let row = try #require(
+            try await db.query("SELECT $1::text AS v, $2::bigint + 1 AS n, $3::text IS NULL AS z", [hostile, 41, nil])
+                .first)
         #expect(row["v"].string == hostile)
         #expect(row["n"].int == 42)
         #expect(row["z"].bool == true)
@@ -116,7 +118,9 @@ struct PostgresConnectionTests {
     @Test("a bad conninfo is refused before connecting, without echoing it")
     func badConninfo() async throws {
         let configuration = PostgresConfiguration(conninfo: "host=localhost password=s3cret nonsense")
-        let error = await #expect(throws: PostgresError.self) { _ = try await PostgresConnection.connect(configuration) }
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect(configuration)
+        }
         #expect(error?.description.contains("s3cret") == false)
         #expect(!configuration.description.contains("s3cret"))
         #expect(PostgresConfiguration(conninfo: "host=db password=s3cret").description.contains("password=***"))

@@ -97,7 +97,8 @@ struct RedisConnectionTests {
         try await admin.send("ACL", "SETUSER", user, "on", ">user-secret", "~*", "+@all")
         defer { Task { try? await admin.send("ACL", "DELUSER", user) } }
         let configuration = RedisConfiguration(
-            endpoint: .unixSocket(path: try TestEnvironment.redisSocket), user: user, password: "user-secret", database: 3)
+            endpoint: .unixSocket(path: try TestEnvironment.redisSocket), user: user, password: "user-secret",
+            database: 3)
         let redis = try await RedisConnection.connect(configuration)
         defer { Task { await redis.close() } }
         #expect(try await redis.send("ACL", "WHOAMI").string == user)

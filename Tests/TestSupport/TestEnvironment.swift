@@ -49,7 +49,8 @@ public enum TestEnvironment {
         get throws {
             let file = try require("PREWARM_KAFKA_BOOTSTRAP_FILE")
             guard let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty else {
-                throw Missing(description: "the dev broker's bootstrap file \(file) is missing: is the dev broker running?")
+                throw Missing(
+                    description: "the dev broker's bootstrap file \(file) is missing: is the dev broker running?")
             }
             return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -71,7 +72,9 @@ public func eventually(
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out after \(timeout) waiting for \(what)") }
+        guard ContinuousClock.now < deadline else {
+            throw TimedOut(description: "timed out after \(timeout) waiting for \(what)")
+        }
         try await Task.sleep(for: interval)
     }
 }

@@ -1,0 +1,38 @@
+# prewarm: `make demo` and `make test` are all a new machine needs (Debian + Swift 6).
+SWIFT ?= swift
+SERVICES := redis postgres kafka
+WITH_SERVICES := scripts/with-services.sh $(SERVICES) --
+
+.PHONY: deps build test lint demo bench services-up services-down clean
+
+deps: ## install the Debian packages that are missing
+	@scripts/deps.sh
+
+build: deps ## debug build of everything
+	$(SWIFT) build
+
+lint: deps ## formatting (swift format --strict) and the compose.yaml check
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift
+	python3 scripts/check-compose.py
+
+test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev broker
+	$(SWIFT) build --build-tests
+	$(WITH_SERVICES) $(SWIFT) test --skip-build
+
+demo: build ## start the services, run a generated workload through the wrappers, stop
+	$(WITH_SERVICES) .build/debug/prewarmctl demo
+
+bench: deps ## throughput of the wrappers beside the stock tools (release build)
+	$(SWIFT) build -c release --product prewarm-bench
+	$(SWIFT) build -c release --product prewarmctl
+	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_SERVICES) scripts/bench.sh $(filter-out bench,$(MAKECMDGOALS))
+
+services-up: build ## start the local services and leave them running
+	scripts/services.sh up $(SERVICES)
+	@echo "export them with: set -a; eval \"\$$(scripts/services.sh env)\"; set +a"
+
+services-down: ## stop the local services
+	scripts/services.sh stop kafka postgres redis
+
+clean: services-down ## remove build output and service data
+	rm -rf .build .run

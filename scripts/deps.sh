@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages prewarm needs, only those missing. Runs unattended (CI has
+# no standard input); as a non-root user it uses sudo when it can.
+set -euo pipefail
+packages=(
+  # what SwiftPM and the Swift toolchain link against
+  pkg-config git gcc binutils libc6-dev zlib1g-dev libcurl4-openssl-dev libxml2-dev tzdata ca-certificates
+  # the C libraries the wrappers bind
+  librdkafka-dev libhiredis-dev libpq-dev
+  # local services and the stock tools benchmarks compare against
+  redis-server redis-tools postgresql postgresql-client kcat
+  # compose.yaml check
+  python3 python3-yaml
+)
+command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo -n); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"
