@@ -1,0 +1,58 @@
+import BlockingIO
+import Foundation
+import Testing
+
+@Suite("IOThread")
+struct IOThreadTests {
+    @Test("jobs from many tasks all run on one OS thread of its own")
+    func orderAndThread() async throws {
+        let thread = IOThread(name: "io-test")
+        defer { thread.shutdown() }
+        let names = try await withThrowingTaskGroup(of: (Int, UInt).self) { group in
+            for index in 0..<50 {
+                group.addTask { (index, try await thread.run { UInt(pthread_self()) }) }
+            }
+            return try await group.reduce(into: [Int: UInt]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(names.count == 50)
+        #expect(Set(names.values).count == 1)
+        #expect(Set(names.values) != [UInt(pthread_self())])
+
+        let order = OrderLog()
+        let submitted = (0..<100).map { index in Task { try await thread.run { order.append(index) } } }
+        for task in submitted { try await task.value }
+        #expect(order.values.count == 100)
+    }
+
+    @Test("a blocking job does not hold up other tasks")
+    func blockingJobDoesNotStarveTasks() async throws {
+        let thread = IOThread(name: "io-block")
+        defer { thread.shutdown() }
+        let release = DispatchSemaphore(value: 0)
+        let blocked = Task { try await thread.run { release.wait() } }
+        // With the job parked on the I/O thread, ordinary tasks still run on every core.
+        let sum = await withTaskGroup(of: Int.self) { group in
+            for value in 1...100 { group.addTask { value } }
+            return await group.reduce(0, +)
+        }
+        #expect(sum == 5050)
+        release.signal()
+        try await blocked.value
+    }
+
+    @Test("errors reach the caller; after shutdown new jobs are refused")
+    func errorsAndShutdown() async throws {
+        struct Boom: Error {}
+        let thread = IOThread(name: "io-stop")
+        await #expect(throws: Boom.self) { try await thread.run { throw Boom() } }
+        #expect(try await thread.run { 7 } == 7)
+        thread.shutdown()
+        await #expect(throws: IOThreadStopped.self) { try await thread.run { 1 } }
+    }
+}
+
+final class OrderLog: @unchecked Sendable {
+    // Only appended to from the single I/O thread under test, read after all jobs finished.
+    private(set) var values: [Int] = []
+    func append(_ value: Int) { values.append(value) }
+}

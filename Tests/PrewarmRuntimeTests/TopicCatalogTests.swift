@@ -1,0 +1,77 @@
+import Foundation
+import PrewarmRuntime
+import Testing
+
+@Suite("Topic catalog")
+struct TopicCatalogTests {
+    /// The summary table of topics.md: topic -> (partitions, consumer group, DLQ column).
+    static func documentedTopics() throws -> [String: (partitions: Int, group: String, dlq: String)] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("topics.md"), encoding: .utf8)
+        var topics: [String: (Int, String, String)] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 6, let partitions = Int(cells[2]) else { continue }
+            topics[cells[0].trimmingCharacters(in: ["`"])] = (partitions, cells[4], cells[5])
+        }
+        return topics
+    }
+
+    @Test("topics.md lists exactly the catalog's topics, with the same partitions, groups and DLQs")
+    func documentationMatchesCode() throws {
+        let documented = try Self.documentedTopics()
+        let catalog = Dictionary(uniqueKeysWithValues: TopicCatalog.all.map { ($0.name, $0.partitions) })
+        #expect(Set(documented.keys) == Set(catalog.keys))
+        for (name, partitions) in catalog {
+            #expect(documented[name]?.partitions == partitions, "partitions of \(name)")
+        }
+        for spec in TopicCatalog.sources {
+            let row = try #require(documented[spec.name])
+            if let group = spec.consumerGroup { #expect(row.group == "`\(group)`", "consumer group of \(spec.name)") }
+            if let dlq = spec.deadLetterTopic { #expect(row.dlq == "`\(dlq)`", "DLQ of \(spec.name)") }
+        }
+    }
+}
+
+@Suite("Configuration from the environment")
+struct EnvironmentReaderTests {
+    @Test("a bad value names its variable and what it accepts")
+    func badValues() {
+        let badPort = #expect(throws: ConfigurationError.self) {
+            _ = try EnvironmentReader(["PREWARM_REDIS_PORT": "63a79"]).redis(clientName: "t")
+        }
+        #expect(badPort?.description.contains("PREWARM_REDIS_PORT") == true)
+        #expect(badPort?.description.contains("1 to 65535") == true)
+
+        let missing = #expect(throws: ConfigurationError.self) {
+            _ = try EnvironmentReader([:]).postgres(applicationName: "t")
+        }
+        #expect(missing?.variable == "PREWARM_POSTGRES_URL")
+
+        let bad = #expect(throws: ConfigurationError.self) {
+            _ = try EnvironmentReader(["PREWARM_POSTGRES_URL": "host=db password=pw-123 bogus"]).postgres(
+                applicationName: "t")
+        }
+        #expect(bad?.variable == "PREWARM_POSTGRES_URL")
+        #expect(bad?.description.contains("pw-123") == false)
+
+        let noKafka = #expect(throws: ConfigurationError.self) { _ = try EnvironmentReader([:]).kafka() }
+        #expect(noKafka?.variable == "PREWARM_KAFKA_BOOTSTRAP_SERVERS")
+    }
+
+    @Test("good values are read, with the documented defaults for the rest")
+    func goodValues() throws {
+        let reader = EnvironmentReader([
+            "PREWARM_REDIS_HOST": "cache", "PREWARM_REDIS_PASSWORD": "pw", "PREWARM_REDIS_DB": "2",
+            "PREWARM_KAFKA_BOOTSTRAP_SERVERS": "k1:9092", "PREWARM_KAFKA_SECURITY_PROTOCOL": "SSL",
+        ])
+        let redis = try reader.redis(clientName: "entry-ingest")
+        #expect(redis.endpoint == .tcp(host: "cache", port: 6379))
+        #expect(redis.database == 2)
+        #expect(!redis.description.contains("pw"))
+        let kafka = try reader.kafka()
+        #expect(kafka.bootstrapServers == "k1:9092")
+        #expect(kafka.properties["security.protocol"] == "SSL")
+    }
+}
