@@ -1,1 +1,78 @@
-@main struct Bench { static func main() { print("bench: see scripts/bench.sh") } }
+import ArgumentParser
+import Foundation
+import Kafka
+import Postgres
+import PrewarmRuntime
+import Redis
+
+/// One scenario through the wrappers; prints `seconds=<s>` for scripts/bench.sh, which runs
+/// the stock tool on the same work and prints the ratio.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prewarm-bench", abstract: "Time one scenario through prewarm's wrappers.")
+
+    @Argument(help: "redis-set | pg-copy | kafka")
+    var scenario: String
+
+    @Option(help: "Items in the scenario.")
+    var count = 100_000
+
+    @Option(help: "Table (pg-copy) or topic (kafka) to use.")
+    var target = "bench"
+
+    func run() async throws {
+        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
+        let clock = ContinuousClock()
+        let elapsed: Duration
+        switch scenario {
+        case "redis-set":
+            let redis = try await RedisConnection.connect(try environment.redis(clientName: "bench"))
+            let commands = (0..<count).map { RedisCommand("SET", "bench:key:\($0)", "value-\($0)") }
+            elapsed = try await clock.measure { _ = try await redis.pipeline(commands) }
+            await redis.close()
+        case "pg-copy":
+            let db = try await PostgresConnection.connect(try environment.postgres(applicationName: "bench"))
+            try await db.query("DROP TABLE IF EXISTS \(target)")
+            try await db.query("CREATE TABLE \(target) (id bigint PRIMARY KEY, user_id bigint, note text)")
+            var rows = PostgresCopyRows()
+            for id in 0..<count { rows.append([id, id % 5000, "note-\(id)"]) }
+            elapsed = try await clock.measure {
+                try await db.copy(into: target, columns: ["id", "user_id", "note"], rows: rows)
+            }
+            await db.close()
+        case "kafka":
+            let kafka = try environment.kafka()
+            let producer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(
+                    bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
+            let messages = (0..<count).map {
+                KafkaProducerMessage(topic: target, key: String($0 % 5000), value: "value-\($0)-0123456789")
+            }
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: "bench-\(UInt64(Date().timeIntervalSince1970))", bootstrapServers: kafka.bootstrapServers,
+                    properties: kafka.properties))
+            try await consumer.subscribe([target])
+            // Join the group first: the mock's ~3 s first assignment is not throughput.
+            while try await consumer.assignment().isEmpty {
+                _ = try await consumer.poll(maxMessages: 1, timeoutMilliseconds: 100)
+            }
+            elapsed = try await clock.measure {
+                try await producer.send(messages)
+                var received = 0
+                while received < count {
+                    let batch = try await consumer.poll(maxMessages: 10_000, timeoutMilliseconds: 100)
+                    received += batch.messages.count
+                    try await consumer.commit(batch.messages)
+                }
+            }
+            await producer.close()
+            await consumer.close()
+        default:
+            throw ValidationError("unknown scenario '\(scenario)': redis-set, pg-copy or kafka")
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("seconds=\(String(format: "%.3f", seconds))")
+    }
+}
