@@ -33,14 +33,17 @@ final class PostgresSession: @unchecked Sendable {
             logger.warning("postgres connection broken, reconnecting", metadata: ["postgres": "\(configuration)"])
             disconnect()
         }
-        var keywords = ["dbname", "application_name", "connect_timeout"]
-        var values = [configuration.conninfo, configuration.applicationName, String(configuration.connectTimeout)]
+        var keywords: [String?] = ["dbname", "application_name", "connect_timeout"]
+        var values: [String?] = [
+            configuration.conninfo, configuration.applicationName, String(configuration.connectTimeout),
+        ]
         if let password = configuration.password {
             keywords.append("password")
             values.append(password)
         }
-        let opened = withCStrings(keywords) { keywordPointers in
-            withCStrings(values) { valuePointers in
+        // libpq reads both arrays up to a NULL entry.
+        let opened = withCStrings(keywords + [nil]) { keywordPointers in
+            withCStrings(values + [nil]) { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)
             }
         }
