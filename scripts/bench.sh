@@ -30,13 +30,14 @@ if [[ $scenarios == *postgres* ]]; then
   report "postgres: COPY of $N rows" "$w" "psql \\copy" "$(secs "$t0" "$t1")"
 fi
 if [[ $scenarios == *kafka* ]]; then
-  "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create bench.wrapper.v1 12 >/dev/null
-  "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create bench.kcat.v1 12 >/dev/null
-  w=$($BENCH kafka --count "$N" --target bench.wrapper.v1 | sed -n 's/seconds=//p')
+  run=$(date +%s%N)  # fresh topics: both sides read from the beginning
+  "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create "bench-$run.wrapper" 12 >/dev/null
+  "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create "bench-$run.kcat" 12 >/dev/null
+  w=$($BENCH kafka --count "$N" --target "bench-$run.wrapper" | sed -n 's/seconds=//p')
   for i in $(seq 0 $((N - 1))); do echo "$((i % 5000)):value-$i-0123456789"; done > "$tmp/kafka.txt"
   t0=$(now)
-  kcat -P -b "$BOOT" -t bench.kcat.v1 -K: -X acks=all -X enable.idempotence=true < "$tmp/kafka.txt"
-  kcat -C -b "$BOOT" -t bench.kcat.v1 -o beginning -e -q -c "$N" > /dev/null
+  kcat -P -b "$BOOT" -t "bench-$run.kcat" -K: -X acks=all -X enable.idempotence=true < "$tmp/kafka.txt"
+  kcat -C -b "$BOOT" -t "bench-$run.kcat" -o beginning -e -q -c "$N" > /dev/null
   t1=$(now)
   report "kafka: $N produced + consumed" "$w" "kcat -P then -C" "$(secs "$t0" "$t1")"
 fi

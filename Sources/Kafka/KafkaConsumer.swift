@@ -46,12 +46,13 @@ public final class KafkaConsumer: Sendable {
             var messages: [KafkaMessage] = []
             var errors: [KafkaError] = []
             var wait = Int32(timeoutMilliseconds)
+            var topicNames = TopicNames()
             while messages.count < maxMessages, let raw = rd_kafka_consumer_poll(handle.pointer, wait) {
                 defer { rd_kafka_message_destroy(raw) }
                 wait = 0
                 let error = raw.pointee.err
                 if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    messages.append(KafkaMessage(copying: raw))
+                    messages.append(KafkaMessage(copying: raw, topic: topicNames.name(of: raw.pointee.rkt)))
                 } else if error != RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     let failure = KafkaError(error, operation: "consume", message: raw.pointee.errorText)
                     if rd_kafka_fatal_error(handle.pointer, nil, 0) != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -170,8 +171,21 @@ public final class KafkaConsumer: Sendable {
     }
 }
 
+/// Topic names of one poll, so each message does not allocate its own copy.
+struct TopicNames {
+    private var last: (handle: OpaquePointer, name: String)?
+
+    mutating func name(of topic: OpaquePointer?) -> String {
+        guard let topic else { return "" }
+        if let last, last.handle == topic { return last.name }
+        let name = String(cString: rd_kafka_topic_name(topic))
+        last = (topic, name)
+        return name
+    }
+}
+
 extension KafkaMessage {
-    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>) {
+    init(copying raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
         let message = raw.pointee
         var headers: [KafkaHeader] = []
         var headerList: OpaquePointer?
@@ -189,7 +203,7 @@ extension KafkaMessage {
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(raw, &timestampType)
         self.init(
-            topic: message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "",
+            topic: topic,
             partition: message.partition,
             offset: message.offset,
             key: message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) },

@@ -17,7 +17,14 @@ public final class KafkaProducer: Sendable {
         self.handle = try KafkaHandle(kind: .producer, properties: configuration.properties, logger: logger) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryCallback)
         }
-        self.pollLoop = PollLoop(name: "kafka-producer-poll") { [handle] in rd_kafka_poll(handle.pointer, 100) }
+        self.pollLoop = PollLoop(name: "kafka-producer-poll") { [handle] in
+            rd_kafka_poll(handle.pointer, 100)
+        } wake: { [handle] in
+            // Wakes a poll that is waiting on an empty main queue.
+            let queue = rd_kafka_queue_get_main(handle.pointer)
+            rd_kafka_queue_yield(queue)
+            rd_kafka_queue_destroy(queue)
+        }
     }
 
     /// Sends one message; returns where it was stored.
@@ -40,18 +47,16 @@ public final class KafkaProducer: Sendable {
     }
 
     private func enqueue(_ messages: [KafkaProducerMessage], _ batch: DeliveryBatch) async {
-        for (index, message) in messages.enumerated() {
+        for index in messages.indices {
             while true {
-                let ticket = Unmanaged.passRetained(DeliveryTicket(batch: batch, index: index))
-                let error = produce(message, opaque: ticket.toOpaque())
+                let error = produce(messages[index], opaque: batch.slot(index))
                 if error == RD_KAFKA_RESP_ERR_NO_ERROR { break }
-                ticket.release()
                 if error == RD_KAFKA_RESP_ERR__QUEUE_FULL {
                     // The local queue is full: wait for deliveries to drain it, never block a thread.
                     try? await Task.sleep(for: .milliseconds(2))
                     continue
                 }
-                batch.complete(index, .failure(KafkaError(error, operation: "produce to \(message.topic)")))
+                batch.complete(index, .failure(KafkaError(error, operation: "produce to \(messages[index].topic)")))
                 break
             }
         }
@@ -83,6 +88,29 @@ public final class KafkaProducer: Sendable {
         return error
     }
 
+    /// Fetches the metadata of `topics` now, so the first send to each does not wait for it.
+    /// Throws if a topic does not exist (or the cluster cannot be reached in time).
+    public func prepare(topics: [String], timeoutMilliseconds: Int = 10_000) async throws {
+        try await KafkaBlocking.run { [handle] in
+            for topic in topics {
+                guard let topicHandle = rd_kafka_topic_new(handle.pointer, topic, nil) else {
+                    throw KafkaError(rd_kafka_last_error(), operation: "prepare topic \(topic)")
+                }
+                defer { rd_kafka_topic_destroy(topicHandle) }
+                var metadata: UnsafePointer<rd_kafka_metadata>?
+                try KafkaError.check(
+                    rd_kafka_metadata(handle.pointer, 0, topicHandle, &metadata, Int32(timeoutMilliseconds)),
+                    "metadata of \(topic)")
+                defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
+                if let metadata, metadata.pointee.topic_cnt > 0,
+                    metadata.pointee.topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR
+                {
+                    throw KafkaError(metadata.pointee.topics[0].err, operation: "prepare topic \(topic)")
+                }
+            }
+        }
+    }
+
     /// Waits until every message in flight has a delivery report.
     public func flush(timeoutMilliseconds: Int) async throws {
         let error = try await KafkaBlocking.run { [handle] in rd_kafka_flush(handle.pointer, Int32(timeoutMilliseconds))
@@ -112,8 +140,11 @@ public final class KafkaProducer: Sendable {
 final class PollLoop: Sendable {
     private let running = Atomic<Bool>(true)
     private let stopped = DispatchSemaphore(value: 0)
+    private let wake: @Sendable () -> Void
 
-    init(name: String, _ body: @escaping @Sendable () -> Void) {
+    /// `wake` interrupts a `body` that is waiting, so `stop` need not wait out its timeout.
+    init(name: String, _ body: @escaping @Sendable () -> Void, wake: @escaping @Sendable () -> Void) {
+        self.wake = wake
         let thread = Thread { [self] in
             while running.load(ordering: .acquiring) { body() }
             stopped.signal()
@@ -125,22 +156,77 @@ final class PollLoop: Sendable {
     /// Ends the loop and waits for its current call to return.
     func stop() {
         running.store(false, ordering: .releasing)
+        wake()
         stopped.wait()
     }
 }
 
 /// Collects the delivery reports of one `send` and resumes its caller after the last.
-final class DeliveryBatch: Sendable {
+///
+/// Each message's opaque pointer is its slot in one array allocated per batch (not an
+/// object per message); a slot holds the batch, unretained, and the message's index. The
+/// batch keeps itself alive until its last report, then frees the slots.
+final class DeliveryBatch: @unchecked Sendable {
+    // Safe: `slots` is written once in `init` and freed once, after the last report;
+    // everything that changes is behind the mutexes.
     let continuation = Mutex<CheckedContinuation<[KafkaDeliveryReport], Error>?>(nil)
-    private let state: Mutex<(results: [Result<KafkaDeliveryReport, KafkaError>?], remaining: Int)>
+    private let state: Mutex<State>
+    private let slots: UnsafeMutablePointer<DeliverySlot>
+    private var keepAlive: Unmanaged<DeliveryBatch>?
+
+    private struct State {
+        var results: [Result<KafkaDeliveryReport, KafkaError>?]
+        var remaining: Int
+        /// Reports of one batch nearly always name one topic: make its String once.
+        var lastTopic: (address: Int, name: String)?
+    }
 
     init(count: Int) {
-        state = Mutex((Array(repeating: nil, count: count), count))
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
+        slots = .allocate(capacity: count)
+        let retained = Unmanaged.passRetained(self)
+        keepAlive = retained
+        for index in 0..<count { (slots + index).initialize(to: DeliverySlot(batch: retained, index: index)) }
+    }
+
+    func slot(_ index: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(slots + index) }
+
+    /// From the delivery callback: the report of the message at `slot`.
+    static func deliver(_ slot: UnsafeMutableRawPointer, _ message: UnsafePointer<rd_kafka_message_t>) {
+        let entry = slot.assumingMemoryBound(to: DeliverySlot.self).pointee
+        let batch = entry.batch.takeUnretainedValue()
+        guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            batch.complete(entry.index, .failure(KafkaError(message.pointee.err, operation: "deliver to \(topic)")))
+            return
+        }
+        batch.complete(entry.index, topicPointer: message.pointee.rkt.map { rd_kafka_topic_name($0) }) { topic in
+            .success(
+                KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+        }
     }
 
     func complete(_ index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
+        complete(index, topicPointer: nil) { _ in result }
+    }
+
+    private func complete(
+        _ index: Int, topicPointer: UnsafePointer<CChar>?,
+        _ result: (String) -> Result<KafkaDeliveryReport, KafkaError>
+    ) {
+        var topic = ""
+        if let topicPointer {
+            let address = Int(bitPattern: topicPointer)
+            topic = state.withLock { state in
+                if let last = state.lastTopic, last.address == address { return last.name }
+                let name = String(cString: topicPointer)
+                state.lastTopic = (address, name)
+                return name
+            }
+        }
+        let report = result(topic)
         let finished: [Result<KafkaDeliveryReport, KafkaError>?]? = state.withLock { state in
-            state.results[index] = result
+            state.results[index] = report
             state.remaining -= 1
             return state.remaining == 0 ? state.results : nil
         }
@@ -148,35 +234,23 @@ final class DeliveryBatch: Sendable {
         let outcome = Result<[KafkaDeliveryReport], Error> { try finished.map { try $0!.get() } }
         // The continuation is stored before the first message is produced.
         continuation.withLock { $0?.resume(with: outcome) }
+        slots.deinitialize(count: finished.count)
+        slots.deallocate()
+        keepAlive?.release()
+        keepAlive = nil
     }
 }
 
-final class DeliveryTicket {
-    let batch: DeliveryBatch
+struct DeliverySlot {
+    let batch: Unmanaged<DeliveryBatch>
     let index: Int
-
-    init(batch: DeliveryBatch, index: Int) {
-        self.batch = batch
-        self.index = index
-    }
 }
 
 private func kafkaDeliveryCallback(
     _ handle: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?
 ) {
-    guard let message, let privatePointer = message.pointee._private else { return }
-    let ticket = Unmanaged<DeliveryTicket>.fromOpaque(privatePointer).takeRetainedValue()
-    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-    if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-        ticket.batch.complete(
-            ticket.index,
-            .success(
-                KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
-        )
-    } else {
-        let error = KafkaError(message.pointee.err, operation: "deliver to \(topic)")
-        ticket.batch.complete(ticket.index, .failure(error))
-    }
+    guard let message, let slot = message.pointee._private else { return }
+    DeliveryBatch.deliver(slot, message)
 }
 
 func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
