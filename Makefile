@@ -22,10 +22,16 @@ test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev b
 demo: build ## start the services, run a generated workload through the wrappers, stop
 	$(WITH_SERVICES) .build/debug/prewarmctl demo
 
+# `make bench kafka` runs one scenario: the words after `bench` are its arguments.
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+BENCH_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+$(eval $(BENCH_ARGS):;@:)
+endif
+
 bench: deps ## throughput of the wrappers beside the stock tools (release build)
 	$(SWIFT) build -c release --product prewarm-bench
 	$(SWIFT) build -c release --product prewarmctl
-	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_SERVICES) scripts/bench.sh $(filter-out bench,$(MAKECMDGOALS))
+	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_SERVICES) scripts/bench.sh $(BENCH_ARGS)
 
 services-up: build ## start the local services and leave them running
 	scripts/services.sh up $(SERVICES)

@@ -57,7 +57,10 @@ let package = Package(
         .target(name: "DevBroker", dependencies: ["Kafka"]),
 
         // Shared by every worker: topic catalog (more arrives with the worker runtime).
-        .target(name: "PrewarmRuntime", dependencies: ["Kafka", "Redis", "Postgres"]),
+        .target(
+            name: "PrewarmRuntime",
+            dependencies: ["Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")]
+        ),
 
         .executableTarget(
             name: "prewarmctl",

@@ -66,14 +66,16 @@ public final class KafkaAdmin: Sendable {
     /// Partition count of each named topic that exists.
     public func partitionCounts(_ topics: [String]) async throws -> [String: Int] {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
-            try KafkaMetadata.partitionCounts(handle, topics: topics, timeoutMilliseconds)
+            try handle.checkOpen("metadata")
+            return try KafkaMetadata.partitionCounts(handle, topics: topics, timeoutMilliseconds)
         }
     }
 
     /// Low and high watermarks of a partition.
     public func watermarks(_ partition: KafkaTopicPartition) async throws -> (low: Int64, high: Int64) {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
-            try KafkaMetadata.watermarks(handle, partition, timeoutMilliseconds)
+            try handle.checkOpen("metadata")
+            return try KafkaMetadata.watermarks(handle, partition, timeoutMilliseconds)
         }
     }
 
@@ -146,6 +148,7 @@ public final class KafkaAdmin: Sendable {
         _ handle: KafkaHandle, _ operation: rd_kafka_admin_op_t, _ timeoutMilliseconds: Int,
         send: (OpaquePointer?, OpaquePointer?) -> Void, read: (OpaquePointer) throws -> T
     ) throws -> T {
+        try handle.checkOpen("admin request")
         let queue = rd_kafka_queue_new(handle.pointer)
         defer { rd_kafka_queue_destroy(queue) }
         let options = rd_kafka_AdminOptions_new(handle.pointer, operation)

@@ -24,6 +24,7 @@ final class KafkaHandleContext: Sendable {
 final class KafkaHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     let context: Unmanaged<KafkaHandleContext>
+    private let destroyed = Atomic<Bool>(false)
 
     enum Kind {
         case producer
@@ -75,10 +76,19 @@ final class KafkaHandle: @unchecked Sendable {
         }
     }
 
-    /// Destroys the handle; waits for librdkafka's threads to finish.
+    /// Destroys the handle once; waits for librdkafka's threads to finish.
     func destroy() {
+        guard !destroyed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         rd_kafka_destroy(pointer)
         context.release()
+    }
+
+    /// Throws once the owner has closed the client: the handle must not reach librdkafka
+    /// after `destroy`. (Calls racing with `close` itself are the caller's bug.)
+    func checkOpen(_ operation: String) throws {
+        if destroyed.load(ordering: .acquiring) {
+            throw KafkaError(RD_KAFKA_RESP_ERR__DESTROY, operation: operation, message: "the client has been closed")
+        }
     }
 
     var name: String { String(cString: rd_kafka_name(pointer)) }

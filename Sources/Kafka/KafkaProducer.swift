@@ -39,6 +39,7 @@ public final class KafkaProducer: Sendable {
     @discardableResult
     public func send(_ messages: [KafkaProducerMessage]) async throws -> [KafkaDeliveryReport] {
         if messages.isEmpty { return [] }
+        try handle.checkOpen("send")
         let batch = DeliveryBatch(count: messages.count)
         return try await withCheckedThrowingContinuation { continuation in
             batch.continuation.withLock { $0 = continuation }
@@ -91,6 +92,7 @@ public final class KafkaProducer: Sendable {
     /// Fetches the metadata of `topics` now, so the first send to each does not wait for it.
     /// Throws if a topic does not exist (or the cluster cannot be reached in time).
     public func prepare(topics: [String], timeoutMilliseconds: Int = 10_000) async throws {
+        try handle.checkOpen("prepare")
         try await KafkaBlocking.run { [handle] in
             for topic in topics {
                 guard let topicHandle = rd_kafka_topic_new(handle.pointer, topic, nil) else {
@@ -113,6 +115,7 @@ public final class KafkaProducer: Sendable {
 
     /// Waits until every message in flight has a delivery report.
     public func flush(timeoutMilliseconds: Int) async throws {
+        try handle.checkOpen("flush")
         let error = try await KafkaBlocking.run { [handle] in rd_kafka_flush(handle.pointer, Int32(timeoutMilliseconds))
         }
         try KafkaError.check(error, "flush")
@@ -121,6 +124,7 @@ public final class KafkaProducer: Sendable {
     /// Flushes (up to the configured timeout), then stops the poll thread and frees the
     /// client. Messages still undelivered after the timeout fail their sends.
     public func close() async {
+        guard (try? handle.checkOpen("close")) != nil else { return }
         do {
             try await flush(timeoutMilliseconds: configuration.flushTimeoutMilliseconds)
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Logging
 import Postgres
 import Redis
 
@@ -51,6 +52,16 @@ public struct EnvironmentReader: Sendable {
                 name, "must be a number of seconds from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
         }
         return value
+    }
+
+    /// `PREWARM_LOG_LEVEL`: trace, debug, info, notice, warning, error or critical.
+    public func logLevel(default fallback: Logger.Level = .info) throws -> Logger.Level {
+        guard let text = string("PREWARM_LOG_LEVEL") else { return fallback }
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            let accepted = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigurationError("PREWARM_LOG_LEVEL", "must be one of \(accepted), got '\(text)'")
+        }
+        return level
     }
 
     /// `PREWARM_REDIS_SOCKET` (a unix socket) or `PREWARM_REDIS_HOST`/`PORT`, with

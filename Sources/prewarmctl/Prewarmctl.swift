@@ -1,7 +1,34 @@
 import ArgumentParser
+import Foundation
+import Logging
+import PrewarmRuntime
 
 @main
 struct Prewarmctl: AsyncParsableCommand {
+    static func main() async {
+        do {
+            let level = try EnvironmentReader(ProcessInfo.processInfo.environment).logLevel()
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        } catch {
+            FileHandle.standardError.write(Data("prewarmctl: \(error)\n".utf8))
+            Foundation.exit(64)
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "prewarmctl",
         abstract: "Operate prewarm: the local dev broker, demo and version (more arrive with the worker runtime).",

@@ -207,6 +207,17 @@ struct KafkaGroupTests {
         #expect(secret?.description.contains("hunter2") == false)
     }
 
+    @Test("a closed producer refuses to send instead of touching freed memory")
+    func sendAfterClose() async throws {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: "127.0.0.1:1"))
+        await producer.close()
+        await producer.close()  // twice is harmless
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(KafkaProducerMessage(topic: "t", key: nil, value: "v"))
+        }
+        #expect(error?.name == "_DESTROY")
+    }
+
     @Test("PREWARM_KAFKA_* variables become librdkafka properties")
     func propertiesFromEnvironment() {
         let properties = KafkaProperties.fromEnvironment([

@@ -56,6 +56,11 @@ struct EnvironmentReaderTests {
         #expect(bad?.variable == "PREWARM_POSTGRES_URL")
         #expect(bad?.description.contains("pw-123") == false)
 
+        let level = #expect(throws: ConfigurationError.self) {
+            _ = try EnvironmentReader(["PREWARM_LOG_LEVEL": "loud"]).logLevel()
+        }
+        #expect(level?.description.contains("warning") == true)
+
         let noKafka = #expect(throws: ConfigurationError.self) { _ = try EnvironmentReader([:]).kafka() }
         #expect(noKafka?.variable == "PREWARM_KAFKA_BOOTSTRAP_SERVERS")
     }
