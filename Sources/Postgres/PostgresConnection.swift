@@ -7,13 +7,12 @@ import Logging
 /// re-sent automatically.
 public final class PostgresConnection: Sendable {
     public let configuration: PostgresConfiguration
-    private let thread: IOThread
-    private let session: PostgresSession
+    private let session: ConfinedSession<PostgresSession>
 
     private init(configuration: PostgresConfiguration, logger: Logger) {
         self.configuration = configuration
-        self.thread = IOThread(name: "postgres")
-        self.session = PostgresSession(configuration: configuration, logger: logger)
+        self.session = ConfinedSession(
+            PostgresSession(configuration: configuration, logger: logger), threadName: "postgres")
     }
 
     /// Connects now, so a wrong address or password is reported at start-up.
@@ -23,14 +22,7 @@ public final class PostgresConnection: Sendable {
     ) async throws -> PostgresConnection {
         try configuration.validate()
         let connection = PostgresConnection(configuration: configuration, logger: logger)
-        do {
-            try await connection.thread.run { [session = connection.session] in
-                _ = try session.ensureConnected()
-            } as Void
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await connection.session.open()
         return connection
     }
 
@@ -39,7 +31,7 @@ public final class PostgresConnection: Sendable {
     @discardableResult
     public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> PostgresResult {
         let texts = parameters.map { $0?.postgresText }
-        return try await thread.run { [session] in try session.query(sql, texts) }
+        return try await session.run { try $0.query(sql, texts) }
     }
 
     /// Runs `body` between BEGIN and COMMIT; any error rolls back and is rethrown.
@@ -62,7 +54,7 @@ public final class PostgresConnection: Sendable {
     @discardableResult
     public func copy(into table: String, columns: [String], rows: PostgresCopyRows) async throws -> Int {
         let data = rows.bytes
-        return try await thread.run { [session] in try session.copy(into: table, columns: columns, data: data) }
+        return try await session.run { try $0.copy(into: table, columns: columns, data: data) }
     }
 
     /// Walks a table in key order, one batch at a time, without OFFSET. `sql` takes the
@@ -92,7 +84,6 @@ public final class PostgresConnection: Sendable {
 
     /// Closes the connection and ends its thread.
     public func close() async {
-        _ = try? await thread.run { [session] in session.disconnect() }
-        thread.shutdown()
+        await session.close()
     }
 }

@@ -1,10 +1,11 @@
+import BlockingIO
 import CLibPQ
 import Glibc
 import Logging
 
 /// The libpq connection and everything that touches it; used only on the owning
 /// `PostgresConnection`'s I/O thread, which makes `@unchecked Sendable` safe.
-final class PostgresSession: @unchecked Sendable {
+final class PostgresSession: BlockingSession, @unchecked Sendable {
     private let configuration: PostgresConfiguration
     private let logger: Logger
     private var connection: OpaquePointer?
@@ -16,6 +17,10 @@ final class PostgresSession: @unchecked Sendable {
     }
 
     deinit { disconnect() }
+
+    func open() throws {
+        try ensureConnected()
+    }
 
     func disconnect() {
         if let connection { PQfinish(connection) }

@@ -9,13 +9,12 @@ import Logging
 /// Call `close()` when done: it ends the thread.
 public final class RedisConnection: Sendable {
     public let configuration: RedisConfiguration
-    private let thread: IOThread
-    private let session: RedisSession
+    private let session: ConfinedSession<RedisSession>
 
     private init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
-        self.thread = IOThread(name: "redis")
-        self.session = RedisSession(configuration: configuration, logger: logger)
+        self.session = ConfinedSession(
+            RedisSession(configuration: configuration, logger: logger), threadName: "redis")
     }
 
     /// Opens the connection now, so a wrong address or password is reported at start-up.
@@ -24,14 +23,7 @@ public final class RedisConnection: Sendable {
         logger: Logger = Logger(label: "prewarm.redis")
     ) async throws -> RedisConnection {
         let connection = RedisConnection(configuration: configuration, logger: logger)
-        do {
-            try await connection.thread.run { [session = connection.session] in
-                _ = try session.ensureConnected()
-            } as Void
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await connection.session.open()
         return connection
     }
 
@@ -54,7 +46,7 @@ public final class RedisConnection: Sendable {
     /// one per command. Error replies come back in place, as Redis sends them.
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         if commands.isEmpty { return [] }
-        return try await thread.run { [session] in try session.execute(commands) }
+        return try await session.run { try $0.execute(commands) }
     }
 
     /// Values of `keys` in order, `nil` where a key is missing. Large key lists are sent as
@@ -84,8 +76,8 @@ public final class RedisConnection: Sendable {
     ) async throws -> RedisReply {
         let keyBytes = keys.map(\.redisBytes)
         let argumentBytes = arguments.map(\.redisBytes)
-        let reply = try await thread.run { [session] in
-            try session.evaluate(script, keys: keyBytes, arguments: argumentBytes)
+        let reply = try await session.run {
+            try $0.evaluate(script, keys: keyBytes, arguments: argumentBytes)
         }
         if case .error(let message) = reply {
             throw RedisError(.server, operation: "EVALSHA \(script.name)", message: message)
@@ -95,7 +87,6 @@ public final class RedisConnection: Sendable {
 
     /// Closes the connection and ends its thread. Later calls throw.
     public func close() async {
-        _ = try? await thread.run { [session] in session.disconnect() }
-        thread.shutdown()
+        await session.close()
     }
 }

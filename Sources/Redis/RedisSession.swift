@@ -1,10 +1,11 @@
+import BlockingIO
 import CHiredis
 import Glibc
 import Logging
 
 /// The hiredis context and everything that touches it. Only ever used on the owning
 /// `RedisConnection`'s I/O thread, which is what makes `@unchecked Sendable` safe here.
-final class RedisSession: @unchecked Sendable {
+final class RedisSession: BlockingSession, @unchecked Sendable {
     private let configuration: RedisConfiguration
     private let logger: Logger
     private var context: UnsafeMutablePointer<redisContext>?
@@ -21,6 +22,10 @@ final class RedisSession: @unchecked Sendable {
     }
 
     deinit { disconnect() }
+
+    func open() throws {
+        try ensureConnected()
+    }
 
     func disconnect() {
         if let context { redisFree(context) }
