@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C libraries, from Debian's -dev packages.
@@ -59,7 +60,10 @@ let package = Package(
         // Shared by every worker: topic catalog (more arrives with the worker runtime).
         .target(
             name: "PrewarmRuntime",
-            dependencies: ["Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
 
         .executableTarget(
@@ -85,7 +89,7 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
-        .testTarget(name: "PrewarmRuntimeTests", dependencies: ["PrewarmRuntime"]),
+        .testTarget(name: "PrewarmRuntimeTests", dependencies: ["PrewarmRuntime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

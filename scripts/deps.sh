@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   # what SwiftPM and the Swift toolchain link against
-  pkg-config git gcc binutils libc6-dev zlib1g-dev libcurl4-openssl-dev libxml2-dev tzdata ca-certificates
+  pkg-config git gcc binutils libc6-dev libncurses6 zlib1g-dev libcurl4-openssl-dev libxml2-dev tzdata ca-certificates
   # the C libraries the wrappers bind
   librdkafka-dev libhiredis-dev libpq-dev
   # local services and the stock tools benchmarks compare against
@@ -13,6 +13,7 @@ packages=(
   python3 python3-yaml bc
 )
 command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
+# swift itself needs libncurses6; a minimal image may lack it.
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

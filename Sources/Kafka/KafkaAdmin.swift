@@ -37,7 +37,7 @@ public final class KafkaAdmin: Sendable {
                 else {
                     throw KafkaError(
                         code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, operation: "create topic \(topic.name)",
-                        message: String(cString: errstr))
+                        message: String(errorBuffer: errstr))
                 }
                 newTopics.append(newTopic)
             }

@@ -72,3 +72,10 @@ public enum KafkaVersion {
     /// The librdkafka this process runs with, e.g. `2.0.2`.
     public static var librdkafka: String { String(cString: rd_kafka_version_str()) }
 }
+
+extension String {
+    /// Text of a NUL-terminated `char errstr[N]` buffer that librdkafka filled.
+    init(errorBuffer buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -59,7 +59,7 @@ final class KafkaHandle: @unchecked Sendable {
             context.release()
             throw KafkaError(
                 code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, operation: "create client",
-                message: String(cString: errstr))
+                message: String(errorBuffer: errstr))
         }
         self.pointer = handle
         self.context = context
@@ -68,7 +68,7 @@ final class KafkaHandle: @unchecked Sendable {
     private static func set(_ conf: OpaquePointer, _ name: String, _ value: String) throws {
         var errstr = [CChar](repeating: 0, count: 512)
         guard rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) == RD_KAFKA_CONF_OK else {
-            let reason = String(cString: errstr)
+            let reason = String(errorBuffer: errstr)
             let shown = KafkaProperties.isSecret(name) ? "" : " (value '\(value)')"
             throw KafkaError(
                 code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, operation: "configure",

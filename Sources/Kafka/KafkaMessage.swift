@@ -43,6 +43,19 @@ public struct KafkaMessage: Sendable, Equatable {
     /// Milliseconds since the epoch (create or log-append time), if the broker sent one.
     public var timestampMilliseconds: Int64?
 
+    public init(
+        topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = [],
+        timestampMilliseconds: Int64? = nil
+    ) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+
     public var topicPartition: KafkaTopicPartition { KafkaTopicPartition(topic, partition) }
     public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
     public var valueString: String { String(decoding: value, as: UTF8.self) }

@@ -8,13 +8,6 @@ import Testing
 struct KafkaGroupTests {
     static let fastGroup = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
 
-    private func topic(partitions: Int) throws -> String {
-        let name = TestEnvironment.uniqueName("test.topic")
-        try DevBrokerControlClient(controlFile: try TestEnvironment.devBrokerControlFile)
-            .send("topic-create \(name) \(partitions)")
-        return name
-    }
-
     private func consumer(_ group: String) throws -> KafkaConsumer {
         try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
@@ -32,7 +25,7 @@ struct KafkaGroupTests {
 
     @Test("two consumers share a group's partitions; a restarted consumer resumes at the committed offsets")
     func groupAndRestart() async throws {
-        let topic = try topic(partitions: 4)
+        let topic = try TestEnvironment.createTopic(partitions: 4)
         let group = TestEnvironment.uniqueName("group")
         let reports = try await produce(topic, 0..<2000)
         #expect(reports.count == 2000)
@@ -94,7 +87,7 @@ struct KafkaGroupTests {
 
     @Test("keys, headers and values arrive as sent, at the offsets the delivery reports gave")
     func headersAndReports() async throws {
-        let topic = try topic(partitions: 2)
+        let topic = try TestEnvironment.createTopic(partitions: 2)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         let sent = KafkaProducerMessage(
@@ -121,7 +114,7 @@ struct KafkaGroupTests {
 
     @Test("a paused partition delivers nothing until resumed; the others go on")
     func pauseAndResume() async throws {
-        let topic = try topic(partitions: 2)
+        let topic = try TestEnvironment.createTopic(partitions: 2)
         let consumer = try consumer(TestEnvironment.uniqueName("group"))
         try await consumer.subscribe([topic])
         try await eventually("the partitions to be assigned") {
@@ -160,7 +153,7 @@ struct KafkaGroupTests {
 
     @Test("offsets set by admin on a new group, and lag from committed offsets and high watermarks")
     func adminOffsetsAndLag() async throws {
-        let topic = try topic(partitions: 3)
+        let topic = try TestEnvironment.createTopic(partitions: 3)
         let reports = try await produce(topic, 0..<300)
         let admin = try KafkaAdmin(bootstrapServers: try TestEnvironment.kafkaBootstrap)
         defer { Task { await admin.close() } }

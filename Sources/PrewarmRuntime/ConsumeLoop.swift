@@ -1,0 +1,284 @@
+import Kafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The loop every worker runs: poll a batch, hand each partition's messages to its topic's
+/// handler, commit what is durable, and never lose or stall on a message.
+///
+/// - Bad input (a decode or validation error, or a permanent handler error) goes to the
+///   topic's DLQ with headers naming the error; the partition moves on.
+/// - A transient failure (an outage) seeks the partition back to the batch's first
+///   message, pauses it, and retries after an exponential, jittered backoff. Nothing is
+///   committed past an unfinished batch and nothing goes to the DLQ for an outage.
+/// - A batch running longer than `longBatchAfter` pauses every partition and keeps polling,
+///   so the consumer never exceeds `max.poll.interval.ms` and stays in its group.
+/// - On graceful shutdown it finishes the batch in hand, commits, leaves the group and
+///   flushes the DLQ producer. It owns (and closes) the consumer and producer it is given.
+public final class ConsumeLoop: Service {
+    public let configuration: ConsumeLoopConfiguration
+    public let statistics = ConsumeLoopStatistics()
+    private let consumer: KafkaConsumer
+    private let deadLetters: KafkaProducer
+    private let routes: [String: TopicRoute]
+    private let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+
+    public init(
+        configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
+        routes: [TopicRoute], logger: Logger
+    ) {
+        self.configuration = configuration
+        self.consumer = consumer
+        self.deadLetters = deadLetterProducer
+        self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            do {
+                try await loop()
+            } catch {
+                await close()
+                throw error
+            }
+            await close()
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .relaxed)
+        }
+    }
+
+    /// Stops after the batch in hand, as a graceful shutdown does.
+    public func stop() {
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    private func close() async {
+        await consumer.close()
+        await deadLetters.close()
+        logger.info("consumer left the group", metadata: ["group": "\(configuration.groupID)"])
+    }
+
+    private func loop() async throws {
+        try await consumer.subscribe(routes.keys.sorted())
+        var state = PartitionStates()
+        while !stopping.load(ordering: .relaxed) {
+            try await resumeDue(&state)
+            let poll = try await consumer.poll(
+                maxMessages: configuration.maxBatchMessages,
+                timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
+            statistics.update { $0.lastPoll = .now }
+            try await apply(poll.rebalanceEvents, to: &state)
+            for error in poll.errors {
+                logger.warning("kafka consumer error", metadata: ["error": "\(error)"])
+            }
+            var committable: [KafkaTopicPartition: Int64] = [:]
+            for (partition, messages) in state.batches(of: poll.messages) {
+                statistics.update { $0.consumed += messages.count }
+                let outcome = try await guarded(&state) { await self.process(messages) }
+                guard state.isAssigned(partition) else { continue }  // revoked while it ran
+                switch outcome {
+                case .done:
+                    state.succeeded(partition, next: messages.last!.offset + 1)
+                    committable[partition] = messages.last!.offset + 1
+                    statistics.update { $0.processed += messages.count }
+                case .retry(let error):
+                    try await retryLater(partition, from: messages[0].offset, error: error, &state)
+                }
+            }
+            await commit(committable)
+        }
+    }
+
+    private enum Outcome: Sendable {
+        case done
+        case retry(any Error)
+    }
+
+    /// Decodes and handles one partition's batch; dead-letters what is bad.
+    private func process(_ messages: [KafkaMessage]) async -> Outcome {
+        guard let route = routes[messages[0].topic] else {
+            return await deadLetter(
+                messages.map {
+                    DeadLetter(message: $0, error: InvalidMessage("no route for topic", errorClass: "NoRoute"))
+                },
+                topic: messages[0].topic + ".dlq")
+        }
+        var decoded: [(any Sendable, KafkaMessage)] = []
+        var dead: [DeadLetter] = []
+        for message in messages {
+            switch route.decode(message) {
+            case .success(let value): decoded.append((value, message))
+            case .failure(let error): dead.append(DeadLetter(message: message, error: error))
+            }
+        }
+        if !decoded.isEmpty {
+            do {
+                try await route.handle(decoded)
+            } catch let error where Failure.kind(of: error) == .transient {
+                return .retry(error)
+            } catch {
+                // Something in the batch is bad: handle one by one to find it, so the good
+                // messages are still processed (handlers are idempotent).
+                for item in decoded {
+                    do {
+                        if decoded.count > 1 { try await route.handle([item]) } else { throw error }
+                    } catch let error where Failure.kind(of: error) == .transient {
+                        return .retry(error)
+                    } catch {
+                        dead.append(DeadLetter(message: item.1, error: error))
+                    }
+                }
+            }
+        }
+        return await deadLetter(dead, topic: route.deadLetterTopic)
+    }
+
+    private func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {
+        guard !letters.isEmpty else { return .done }
+        do {
+            try await deadLetters.send(letters.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
+        } catch {
+            return .retry(error)  // the DLQ is unreachable: keep the messages, try again
+        }
+        for letter in letters {
+            logger.error(
+                "message dead-lettered",
+                metadata: [
+                    "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
+                    "offset": "\(letter.message.offset)", "dlq": "\(topic)", "error_class": "\(letter.errorClass)",
+                    "error": "\(letter.errorMessage)",
+                ])
+        }
+        statistics.update { $0.deadLettered += letters.count }
+        return .done
+    }
+
+    private func retryLater(
+        _ partition: KafkaTopicPartition, from offset: Int64, error: any Error, _ state: inout PartitionStates
+    ) async throws {
+        let attempt = state.failed(partition, from: offset)
+        let delay = configuration.retryBackoff.delay(attempt: attempt)
+        state.pause(partition, until: .now + delay)
+        try await consumer.pause([partition])
+        try await consumer.seek([partition: offset])
+        statistics.update {
+            $0.transientFailures += 1
+            $0.pausedPartitions.insert(partition)
+        }
+        logger.warning(
+            "batch failed transiently, partition paused",
+            metadata: [
+                "partition": "\(partition)", "offset": "\(offset)", "attempt": "\(attempt + 1)",
+                "retry_in": "\(delay)", "error": "\(error)",
+            ])
+    }
+
+    private func resumeDue(_ state: inout PartitionStates) async throws {
+        let due = state.dueForResume(at: .now)
+        guard !due.isEmpty else { return }
+        try await consumer.resume(due)
+        statistics.update { $0.pausedPartitions.subtract(due) }
+        logger.info("partitions resumed", metadata: ["partitions": "\(due)"])
+    }
+
+    private func apply(_ events: [KafkaRebalanceEvent], to state: inout PartitionStates) async throws {
+        for event in events {
+            switch event {
+            case .assigned(let partitions):
+                state.assign(partitions)
+                try await consumer.resume(partitions)  // nothing stays paused from an earlier owner
+            case .revoked(let partitions):
+                state.revoke(partitions)
+            }
+        }
+        if !events.isEmpty {
+            let assigned = state.assigned
+            statistics.update {
+                $0.assignedPartitions = assigned
+                $0.pausedPartitions.formIntersection(assigned)
+            }
+        }
+    }
+
+    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async {
+        guard !offsets.isEmpty else { return }
+        do {
+            try await consumer.commit(offsets: offsets)
+        } catch {
+            // Not fatal: the next commit covers these offsets, and a replay is idempotent.
+            statistics.update { $0.commitFailures += 1 }
+            logger.warning("offset commit failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs `work`; if it outlasts `longBatchAfter`, pauses every partition and polls (for
+    /// group membership only) until it ends, then resumes them where processing stands.
+    private func guarded(
+        _ state: inout PartitionStates, _ work: @escaping @Sendable () async -> Outcome
+    ) async throws -> Outcome {
+        let assigned = state.assigned.subtracting(state.paused)
+        let (outcome, heartbeat) = await withTaskGroup(of: GuardResult.self) { group in
+            group.addTask { .work(await work()) }
+            group.addTask { .heartbeat(await self.heartbeat(pausing: assigned)) }
+            var outcome: Outcome?
+            var heartbeat = Heartbeat()
+            for await result in group {
+                switch result {
+                case .work(let finished):
+                    outcome = finished
+                    group.cancelAll()
+                case .heartbeat(let report): heartbeat = report
+                }
+            }
+            return (outcome!, heartbeat)
+        }
+        guard !heartbeat.paused.isEmpty else { return outcome }
+        for (partition, offset) in heartbeat.discarded { state.noteSeen(partition, offset: offset) }
+        try await apply(heartbeat.events, to: &state)
+        let resume = heartbeat.paused.intersection(state.assigned)
+        try await consumer.resume(Array(resume))
+        // Pausing dropped what was prefetched: fetch again from where processing stands.
+        let positions = state.positions(of: resume)
+        if !positions.isEmpty { try await consumer.seek(positions) }
+        logger.info("long batch finished, partitions resumed", metadata: ["partitions": "\(resume.sorted())"])
+        return outcome
+    }
+
+    private enum GuardResult: Sendable {
+        case work(Outcome)
+        case heartbeat(Heartbeat)
+    }
+
+    private struct Heartbeat: Sendable {
+        var paused: Set<KafkaTopicPartition> = []
+        var events: [KafkaRebalanceEvent] = []
+        var discarded: [KafkaTopicPartition: Int64] = [:]
+    }
+
+    private func heartbeat(pausing partitions: Set<KafkaTopicPartition>) async -> Heartbeat {
+        var report = Heartbeat()
+        do {
+            try await Task.sleep(for: configuration.longBatchAfter)
+            logger.warning(
+                "batch still running, pausing partitions to keep polling",
+                metadata: ["after": "\(configuration.longBatchAfter)"])
+            try await consumer.pause(Array(partitions))
+            report.paused = partitions
+            while !Task.isCancelled {
+                let poll = try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 0)
+                statistics.update { $0.lastPoll = .now }
+                report.events += poll.rebalanceEvents
+                for message in poll.messages {
+                    let lowest = report.discarded[message.topicPartition] ?? message.offset
+                    report.discarded[message.topicPartition] = min(lowest, message.offset)
+                }
+                try await Task.sleep(for: configuration.heartbeatEvery)
+            }
+        } catch {
+            // Cancelled because the batch finished (or the consumer failed: the loop sees it).
+        }
+        return report
+    }
+}
