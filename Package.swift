@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "prewarmctl", targets: ["prewarmctl"]),
+        .executable(name: "prewarm-testkit", targets: ["prewarm-testkit"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -82,6 +83,12 @@ let package = Package(
             ]
         ),
 
+        // Processes the tests start, stop (SIGSTOP) and kill: lease holders and workers.
+        .executableTarget(
+            name: "prewarm-testkit",
+            dependencies: ["PrewarmRuntime", "Redis", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/Testkit"
+        ),
         .target(
             name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres", "DevBroker"], path: "Tests/TestSupport"),
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),

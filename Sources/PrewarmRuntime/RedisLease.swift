@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import Redis
+import Synchronization
+
+/// Thrown to a lease holder that must stop writing: the lease expired or another owner
+/// took it. Checked before every write (fencing), so a holder that was paused, partitioned
+/// or starved past its TTL never overwrites the new owner's work.
+public struct LeaseLost: Error, CustomStringConvertible, ClassifiedError {
+    public let key: String
+    public let reason: String
+    public var failureKind: FailureKind { .transient }
+    public var description: String { "lease \(key) lost: \(reason)" }
+}
+
+/// An in-progress flag that is a lease: `SET key token NX PX ttl`, extended only by its
+/// holder (compare-and-extend) and released only by its holder (compare-and-delete).
+///
+/// The holder's view is bounded by its own clock: the lease counts as held only until
+/// `ttl` after the last confirmed acquire or renewal (minus a margin for clock drift), even
+/// if no renewal was attempted since. A process that was stopped (SIGSTOP, a GC pause, a
+/// frozen VM) therefore finds its lease lost when it wakes, before touching Redis.
+public final class RedisLease: Sendable {
+    public let key: String
+    public let token: String
+    public let ttl: Duration
+    private let redis: RedisConnection
+    private let state: Mutex<State>
+
+    private struct State {
+        var heldUntil: ContinuousClock.Instant
+        var lost: String?
+    }
+
+    static let extend = RedisScript(
+        name: "lease-extend",
+        source: """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+              return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            end
+            return 0
+            """)
+
+    static let release = RedisScript(
+        name: "lease-release",
+        source: """
+            if redis.call('GET', KEYS[1]) == ARGV[1] then
+              return redis.call('DEL', KEYS[1])
+            end
+            return 0
+            """)
+
+    private init(key: String, token: String, ttl: Duration, redis: RedisConnection, heldUntil: ContinuousClock.Instant)
+    {
+        self.key = key
+        self.token = token
+        self.ttl = ttl
+        self.redis = redis
+        self.state = Mutex(State(heldUntil: heldUntil))
+    }
+
+    /// Takes the lease if nobody holds it; nil if someone does.
+    public static func acquire(
+        _ key: String, ttl: Duration, on redis: RedisConnection, owner: String = ProcessInfo.processInfo.hostName
+    ) async throws -> RedisLease? {
+        let token = "\(owner):\(UUID().uuidString)"
+        let asked = ContinuousClock.now
+        let reply = try await redis.send("SET", key, token, "NX", "PX", ttl.milliseconds)
+        guard reply == .status("OK") else { return nil }
+        return RedisLease(key: key, token: token, ttl: ttl, redis: redis, heldUntil: asked + safeSpan(ttl))
+    }
+
+    /// The holder's safe window: the TTL less a margin for clock drift and reply latency.
+    static func safeSpan(_ ttl: Duration) -> Duration { ttl * 0.9 }
+
+    /// Whether the holder may still write. Purely local: no round trip.
+    public var isHeld: Bool {
+        state.withLock { $0.lost == nil && ContinuousClock.now < $0.heldUntil }
+    }
+
+    /// The fencing check: call before each write made under the lease.
+    public func ensureHeld() throws {
+        let problem: String? = state.withLock { state in
+            if let lost = state.lost { return lost }
+            if ContinuousClock.now >= state.heldUntil {
+                state.lost = "not renewed within its TTL"
+                return state.lost
+            }
+            return nil
+        }
+        if let problem { throw LeaseLost(key: key, reason: problem) }
+    }
+
+    /// Extends the lease to a full TTL from now, if it is still ours. A lease found lost
+    /// stays lost: the holder must stop, not quietly take it back.
+    public func renew() async throws {
+        try ensureHeld()
+        let asked = ContinuousClock.now
+        // If Redis is unreachable this throws; the lease then counts as held only until the
+        // local deadline, which ensureHeld enforces.
+        let extended = try await redis.run(Self.extend, keys: [key], arguments: [token, ttl.milliseconds])
+        guard extended == .integer(1) else {
+            state.withLock { $0.lost = "another owner holds it, or it expired" }
+            throw LeaseLost(key: key, reason: "another owner holds it, or it expired")
+        }
+        state.withLock { state in
+            if state.lost == nil { state.heldUntil = max(state.heldUntil, asked + Self.safeSpan(ttl)) }
+        }
+    }
+
+    /// Gives the lease up if it is still ours; returns whether it was.
+    @discardableResult
+    public func release() async throws -> Bool {
+        state.withLock { $0.lost = $0.lost ?? "released" }
+        return try await redis.run(Self.release, keys: [key], arguments: [token]) == .integer(1)
+    }
+
+    /// Renews every third of the TTL until cancelled or lost; `onLost` hears about a loss
+    /// once (a log line, a metric, stopping the work). Renewal errors from an unreachable
+    /// Redis are retried until the local deadline passes, then reported as a loss.
+    public func keepRenewing(logger: Logger, onLost: @escaping @Sendable (LeaseLost) -> Void) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                do {
+                    try await Task.sleep(for: ttl / 3)
+                    try await renew()
+                } catch let lost as LeaseLost {
+                    logger.error("lease lost", metadata: ["key": "\(key)", "reason": "\(lost.reason)"])
+                    onLost(lost)
+                    return
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("lease renewal failed, retrying", metadata: ["key": "\(key)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import PrewarmRuntime
+import Redis
+import TestSupport
+import Testing
+
+@Suite("Leases and flags in Redis")
+struct RedisLeaseTests {
+    private func connect() async throws -> RedisConnection {
+        try await RedisConnection.connect(try TestEnvironment.redis())
+    }
+
+    @Test("only one holder at a time; a release frees it for the next")
+    func exclusive() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("lease")
+        let first = try #require(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis))
+        #expect(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis) == nil)
+        #expect(try await first.release())
+        #expect(!first.isHeld)
+        let second = try #require(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis))
+        #expect(try await redis.send("GET", key).string == second.token)
+        try await second.release()
+    }
+
+    @Test("a holder whose lease passed to another owner can neither extend nor release it")
+    func compareAndExtend() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("lease")
+        let old = try #require(try await RedisLease.acquire(key, ttl: .seconds(10), on: redis))
+        try await redis.send("DEL", key)  // as if it had expired
+        let new = try #require(try await RedisLease.acquire(key, ttl: .seconds(10), on: redis))
+        await #expect(throws: LeaseLost.self) { try await old.renew() }
+        #expect(throws: LeaseLost.self) { try old.ensureHeld() }
+        #expect(try await old.release() == false)
+        #expect(try await redis.send("GET", key).string == new.token)
+        try await new.renew()
+        #expect(new.isHeld)
+        try await new.release()
+    }
+
+    @Test("a lease not renewed within its TTL counts as lost to its holder, without asking Redis")
+    func localDeadline() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let lease = try #require(
+            try await RedisLease.acquire(TestEnvironment.uniqueName("lease"), ttl: .milliseconds(300), on: redis))
+        #expect(lease.isHeld)
+        try await Task.sleep(for: .milliseconds(350))
+        #expect(!lease.isHeld)
+        #expect(throws: LeaseLost.self) { try lease.ensureHeld() }
+    }
+
+    @Test("renewing keeps a lease alive well past its TTL")
+    func keepRenewing() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("lease")
+        let lease = try #require(try await RedisLease.acquire(key, ttl: .milliseconds(600), on: redis))
+        let renewing = lease.keepRenewing(logger: Logger(label: "test")) { _ in }
+        try await Task.sleep(for: .milliseconds(1800))
+        #expect(lease.isHeld)
+        #expect(try await redis.send("GET", key).string == lease.token)
+        renewing.cancel()
+        try await lease.release()
+    }
+
+    @Test("a holder stopped (SIGSTOP) past its TTL cannot extend or release the new owner's lease")
+    func stoppedHolderIsFenced() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("lease")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(key).log").path
+        let holder = try TestProcess.start("prewarm-testkit", ["lease-hold", key, "1500", output])
+        defer { holder.kill() }
+        try await eventually("the holder to acquire the lease") {
+            TestProcess.lines(output).first?.hasPrefix("acquired") == true
+        }
+        let oldToken = String(TestProcess.lines(output)[0].dropFirst("acquired ".count))
+
+        holder.signal(SIGSTOP)
+        var newOwner: RedisLease?
+        try await eventually(timeout: .seconds(10), "the stopped holder's lease to expire and pass to a new owner") {
+            newOwner = try await RedisLease.acquire(key, ttl: .seconds(30), on: redis)
+            return newOwner != nil
+        }
+        let owner = try #require(newOwner)
+        #expect(owner.token != oldToken)
+        holder.signal(SIGCONT)
+
+        try await eventually(timeout: .seconds(15), "the resumed holder to notice") {
+            TestProcess.lines(output).contains("done")
+        }
+        let said = TestProcess.lines(output)
+        #expect(said.contains { $0.hasPrefix("lost:") })
+        #expect(said.contains("renew: refused"))
+        #expect(said.contains("release: false"))
+        #expect(try await redis.send("GET", key).string == owner.token, "the new owner's lease is intact")
+        try await owner.renew()
+        try await owner.release()
+    }
+
+    @Test("of many pods racing for a job-run flag, exactly one wins")
+    func runFlagRace() async throws {
+        let pods = try await withThrowingTaskGroup(of: RedisConnection.self) { group in
+            for _ in 0..<4 { group.addTask { try await connect() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        defer { for pod in pods { Task { await pod.close() } } }
+        let job = TestEnvironment.uniqueName("job")
+        let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for (index, pod) in pods.enumerated() {
+                for attempt in 0..<5 {
+                    group.addTask {
+                        try await RedisFlags(redis: pod).claimRun(
+                            job: job, period: "20261121", owner: "pod-\(index)-\(attempt)", ttl: .seconds(60))
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(winners == 1)
+        #expect(try await RedisFlags(redis: pods[0]).isSet(RedisFlags.runKey(job: job, period: "20261121")))
+    }
+
+    @Test("a success flag lasts until its absolute expiry and is set only once")
+    func successFlag() async throws {
+        let redis = try await connect()
+        defer { Task { await redis.close() } }
+        let flags = RedisFlags(redis: redis)
+        let key = TestEnvironment.uniqueName("done")
+        let end = Date().addingTimeInterval(3600)
+        #expect(try await flags.setSuccess(key, until: end))
+        #expect(try await flags.setSuccess(key, until: end) == false)
+        #expect(try await flags.isSet(key))
+        let expireAt = try #require(try await redis.send("EXPIRETIME", key).integer)
+        #expect(abs(Double(expireAt) - end.timeIntervalSince1970) <= 1)
+    }
+}
