@@ -64,6 +64,17 @@ public struct EnvironmentReader: Sendable {
         return level
     }
 
+    /// `PREWARM_TIMEZONE`: an IANA zone such as `Asia/Shanghai`, for schedules and for the
+    /// day an event counts on.
+    public func timeZone(default fallback: String = "Asia/Shanghai") throws -> TimeZone {
+        let name = string("PREWARM_TIMEZONE") ?? fallback
+        guard let zone = TimeZone(identifier: name) else {
+            throw ConfigurationError(
+                "PREWARM_TIMEZONE", "must be an IANA time zone such as Asia/Shanghai, got '\(name)'")
+        }
+        return zone
+    }
+
     /// `PREWARM_REDIS_SOCKET` (a unix socket) or `PREWARM_REDIS_HOST`/`PORT`, with
     /// `USER`, `PASSWORD`, `DB`, `CONNECT_TIMEOUT` and `COMMAND_TIMEOUT`.
     public func redis(clientName: String) throws -> RedisConfiguration {

@@ -61,6 +61,12 @@ struct EnvironmentReaderTests {
         }
         #expect(level?.description.contains("warning") == true)
 
+        let zone = #expect(throws: ConfigurationError.self) {
+            _ = try EnvironmentReader(["PREWARM_TIMEZONE": "Mars/Olympus"]).timeZone()
+        }
+        #expect(zone?.variable == "PREWARM_TIMEZONE")
+        #expect(try EnvironmentReader([:]).timeZone().identifier == "Asia/Shanghai")
+
         let noKafka = #expect(throws: ConfigurationError.self) { _ = try EnvironmentReader([:]).kafka() }
         #expect(noKafka?.variable == "PREWARM_KAFKA_BOOTSTRAP_SERVERS")
     }

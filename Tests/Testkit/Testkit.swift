@@ -55,7 +55,7 @@ final class Output: Sendable {
 
     init(path: String) {
         self.path = path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
     }
 
     func write(_ line: String) {
