@@ -37,7 +37,7 @@ struct TopicCatalogTests {
 @Suite("Configuration from the environment")
 struct EnvironmentReaderTests {
     @Test("a bad value names its variable and what it accepts")
-    func badValues() {
+    func badValues() throws {
         let badPort = #expect(throws: ConfigurationError.self) {
             _ = try EnvironmentReader(["PREWARM_REDIS_PORT": "63a79"]).redis(clientName: "t")
         }
