@@ -71,6 +71,14 @@ public final class KafkaAdmin: Sendable {
         }
     }
 
+    /// How many brokers the cluster has.
+    public func brokerCount() async throws -> Int {
+        try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
+            try handle.checkOpen("metadata")
+            return try KafkaMetadata.brokerCount(handle, timeoutMilliseconds)
+        }
+    }
+
     /// Low and high watermarks of a partition.
     public func watermarks(_ partition: KafkaTopicPartition) async throws -> (low: Int64, high: Int64) {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in

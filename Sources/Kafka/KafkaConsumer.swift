@@ -39,6 +39,16 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Reads exactly these partitions from these offsets, outside any group rebalancing
+    /// (for tools; workers use `subscribe`). Replaces the previous assignment.
+    public func assign(_ offsets: [KafkaTopicPartition: Int64]) async throws {
+        try await thread.run { [handle] in
+            let list = TopicPartitionList.make(offsets.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            try KafkaError.check(rd_kafka_assign(handle.pointer, list), "assign")
+        }
+    }
+
     /// Waits up to `timeoutMilliseconds` for the first message, then takes whatever else is
     /// already fetched, up to `maxMessages`.
     public func poll(maxMessages: Int, timeoutMilliseconds: Int) async throws -> KafkaPollResult {
@@ -153,6 +163,25 @@ public final class KafkaConsumer: Sendable {
         -> (low: Int64, high: Int64)
     {
         try await thread.run { [handle] in try KafkaMetadata.watermarks(handle, partition, timeoutMilliseconds) }
+    }
+
+    /// For each partition, the earliest offset whose timestamp is at or after `milliseconds`
+    /// since the epoch; `nil` where no message is that recent (the end of the partition).
+    public func offsets(
+        atOrAfter milliseconds: Int64, _ partitions: [KafkaTopicPartition], timeoutMilliseconds: Int = 10_000
+    ) async throws -> [KafkaTopicPartition: Int64?] {
+        try await thread.run { [handle] in
+            let list = TopicPartitionList.make(partitions.map { ($0, milliseconds) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            try KafkaError.check(
+                rd_kafka_offsets_for_times(handle.pointer, list, Int32(timeoutMilliseconds)), "offsets for times")
+            try TopicPartitionList.check(list, "offsets for times")
+            var result: [KafkaTopicPartition: Int64?] = [:]
+            for entry in TopicPartitionList.entries(list) {
+                result[entry.partition] = entry.offset >= 0 ? entry.offset : nil
+            }
+            return result
+        }
     }
 
     /// Leaves the group (committing stored offsets first if `commitOnRevoke`) and frees the

@@ -15,6 +15,16 @@ enum KafkaMetadata {
         return (low, high)
     }
 
+    /// How many brokers the cluster reports.
+    static func brokerCount(_ handle: KafkaHandle, _ timeoutMilliseconds: Int) throws -> Int {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        try KafkaError.check(
+            rd_kafka_metadata(handle.pointer, 0, nil, &metadata, Int32(timeoutMilliseconds)), "metadata")
+        guard let metadata else { return 0 }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        return Int(metadata.pointee.broker_cnt)
+    }
+
     /// Partition count per topic, for the named topics (or every topic when empty).
     static func partitionCounts(_ handle: KafkaHandle, topics: [String], _ timeoutMilliseconds: Int) throws -> [String:
         Int]

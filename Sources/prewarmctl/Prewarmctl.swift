@@ -31,8 +31,11 @@ struct Prewarmctl: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "prewarmctl",
-        abstract: "Operate prewarm: the local dev broker, demo and version (more arrive with the worker runtime).",
-        subcommands: [DevBrokerCommand.self, FaultCommand.self, DemoCommand.self, VersionCommand.self]
+        abstract: "Operate prewarm: topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
+        subcommands: [
+            TopicsCommand.self, LagCommand.self, OffsetsCommand.self, DeadLetterCommand.self, DevBrokerCommand.self,
+            FaultCommand.self, DemoCommand.self, VersionCommand.self,
+        ]
     )
 }
 

@@ -9,87 +9,7 @@ import Testing
 
 /// The consume loop against the dev broker and real Redis.
 @Suite("Consume loop")
-struct ConsumeLoopTests {
-    struct Item: Decodable, Sendable {
-        let id: Int
-    }
-
-    /// Writes `prefix:id -> offset` for each message, as a worker's cache write would.
-    struct RedisWriter: TopicHandler {
-        let redis: RedisConnection
-        let prefix: String
-        var gate: Gate?
-
-        func decode(_ message: KafkaMessage) throws -> Item {
-            let item = try JSONDecoder().decode(Item.self, from: Data(message.value))
-            guard item.id >= 0 else { throw InvalidMessage("id \(item.id) is negative", errorClass: "NegativeID") }
-            return item
-        }
-
-        func handle(_ batch: [Decoded<Item>]) async throws {
-            await gate?.arrive()
-            let replies = try await redis.pipeline(
-                batch.map { RedisCommand("SET", "\(prefix):\($0.value.id)", $0.message.offset, "EX", 600) })
-            if let failed = replies.first(where: { if case .error = $0 { true } else { false } }) {
-                throw RedisError(.server, operation: "SET", message: failed.string ?? "")
-            }
-        }
-    }
-
-    static let fastGroup = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
-
-    private func loop(
-        topic: String, group: String, handler: RedisWriter, properties: KafkaProperties = fastGroup,
-        configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
-    ) throws -> ConsumeLoop {
-        let bootstrap = try TestEnvironment.kafkaBootstrap
-        var configuration = ConsumeLoopConfiguration(
-            groupID: group, maxBatchMessages: 50, maxBatchWait: .milliseconds(100),
-            retryBackoff: Backoff(initial: .milliseconds(200), maximum: .seconds(1)))
-        configure(&configuration)
-        return ConsumeLoop(
-            configuration: configuration,
-            consumer: try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    groupID: group, bootstrapServers: bootstrap, properties: properties)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-            routes: [TopicRoute(topic: topic, handler: handler)],
-            logger: Logger(label: "test.consume-loop"))
-    }
-
-    private func produce(_ topic: String, _ values: [String]) async throws {
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
-        try await producer.send(
-            values.enumerated().map { KafkaProducerMessage(topic: topic, key: "k\($0.offset)", value: $0.element) })
-        await producer.close()
-    }
-
-    private func read(_ topic: String, count: Int) async throws -> [KafkaMessage] {
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                groupID: TestEnvironment.uniqueName("reader"), bootstrapServers: try TestEnvironment.kafkaBootstrap))
-        try await consumer.subscribe([topic])
-        var messages: [KafkaMessage] = []
-        try await eventually("\(count) messages on \(topic)") {
-            messages += try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 100).messages
-            return messages.count >= count
-        }
-        await consumer.close()
-        return messages
-    }
-
-    private func stored(_ redis: RedisConnection, _ prefix: String, ids: Range<Int>) async throws -> Int {
-        try await redis.mget(ids.map { "\(prefix):\($0)" }).compactMap { $0 }.count
-    }
-
-    private func running(_ loop: ConsumeLoop) -> (ServiceGroup, Task<Void, any Error>) {
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: [loop], logger: Logger(label: "test.service-group")))
-        return (group, Task { try await group.run() })
-    }
-
+struct ConsumeLoopTests: LoopTesting {
     @Test("good messages are processed; undecodable and invalid ones go to the DLQ with their reason")
     func poisonMessages() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
@@ -231,26 +151,5 @@ struct ConsumeLoopTests {
         #expect(consumeLoop.statistics.snapshot.assignedPartitions.count == 2, "never lost its partitions")
         await services.triggerGracefulShutdown()
         try await task.value
-    }
-}
-
-/// Holds handlers at a barrier until the test opens it.
-actor Gate {
-    private var isOpen = true
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-    private(set) var waiting = 0
-
-    func close() { isOpen = false }
-
-    func open() {
-        isOpen = true
-        waiters.forEach { $0.resume() }
-        waiters.removeAll()
-    }
-
-    func arrive() async {
-        guard !isOpen else { return }
-        waiting += 1
-        await withCheckedContinuation { waiters.append($0) }
     }
 }

@@ -1,0 +1,83 @@
+import Foundation
+import Kafka
+
+/// What `prewarmctl dlq replay` did.
+public struct ReplayReport: Sendable, Equatable {
+    /// Messages sent back, per original topic.
+    public var replayed: [String: Int] = [:]
+    public var total: Int { replayed.values.reduce(0, +) }
+}
+
+extension GroupOperations {
+    /// Sends dead letters back to the topic they came from, after a fix. Progress is the
+    /// committed offset of the group `replayGroup`, so a second run does not resend what the
+    /// first did. Stops at `limit` messages or when the DLQ has nothing more (idle for
+    /// `idle`). Returns how many went where.
+    public func replayDeadLetters(
+        from deadLetterTopic: String, limit: Int? = nil, replayGroup: String = "prewarmctl-dlq-replay",
+        idle: Duration = .seconds(2), joinTimeout: Duration = .seconds(60)
+    ) async throws -> ReplayReport {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                groupID: replayGroup, bootstrapServers: bootstrapServers, properties: properties),
+            logger: logger)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrapServers, properties: properties),
+            logger: logger)
+        do {
+            let report = try await replay(consumer, producer, deadLetterTopic, limit, idle, joinTimeout)
+            await consumer.close()
+            await producer.close()
+            return report
+        } catch {
+            await consumer.close()
+            await producer.close()
+            throw error
+        }
+    }
+
+    private func replay(
+        _ consumer: KafkaConsumer, _ producer: KafkaProducer, _ deadLetterTopic: String, _ limit: Int?,
+        _ idle: Duration, _ joinTimeout: Duration
+    ) async throws -> ReplayReport {
+        try await consumer.subscribe([deadLetterTopic])
+        var report = ReplayReport()
+        let joinDeadline = ContinuousClock.now + joinTimeout
+        var lastMessage = ContinuousClock.now
+        var joined = false
+        while limit.map({ report.total < $0 }) ?? true {
+            let poll = try await consumer.poll(maxMessages: 500, timeoutMilliseconds: 200)
+            if !joined {
+                joined = !(try await consumer.assignment().isEmpty)
+                if !joined && ContinuousClock.now > joinDeadline {
+                    throw InvalidMessage("could not join group to read \(deadLetterTopic)", errorClass: "JoinTimeout")
+                }
+                lastMessage = .now
+            }
+            var batch = poll.messages
+            if let limit { batch = Array(batch.prefix(limit - report.total)) }
+            if batch.isEmpty {
+                if joined && ContinuousClock.now - lastMessage > idle { break }
+                continue
+            }
+            lastMessage = .now
+            let outgoing = batch.map(Self.original(of:))
+            try await producer.send(outgoing)
+            try await consumer.commit(batch)
+            for message in outgoing { report.replayed[message.topic, default: 0] += 1 }
+        }
+        logger.notice(
+            "dead letters replayed", metadata: ["dlq": "\(deadLetterTopic)", "replayed": "\(report.replayed)"])
+        return report
+    }
+
+    /// The message as it was before it was dead-lettered, marked with where it was.
+    static func original(of letter: KafkaMessage) -> KafkaProducerMessage {
+        let topic =
+            letter.header(DeadLetter.Header.originalTopic)?.stringValue
+            ?? (letter.topic.hasSuffix(".dlq") ? String(letter.topic.dropLast(4)) : letter.topic)
+        var headers = letter.headers.filter { !DeadLetter.Header.all.contains($0.name) }
+        headers.append(KafkaHeader("prewarm-replayed-from", "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
+        return KafkaProducerMessage(topic: topic, key: letter.key, value: letter.value, headers: headers)
+    }
+}

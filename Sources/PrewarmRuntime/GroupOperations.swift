@@ -1,0 +1,58 @@
+import Foundation
+import Kafka
+import Logging
+
+/// A consumer group's position on one partition.
+public struct PartitionLag: Sendable, Equatable {
+    public let partition: KafkaTopicPartition
+    /// `nil` when the group has committed nothing there yet.
+    public let committed: Int64?
+    public let low: Int64
+    public let high: Int64
+
+    /// Messages not yet processed: from the committed offset (or the earliest kept one)
+    /// to the high watermark.
+    public var lag: Int64 { high - max(committed ?? low, low) }
+}
+
+/// Read-only and offset-changing operations on consumer groups, for `prewarmctl`.
+public struct GroupOperations: Sendable {
+    public let bootstrapServers: String
+    public let properties: KafkaProperties
+    public let logger: Logger
+
+    public init(bootstrapServers: String, properties: KafkaProperties, logger: Logger) {
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+        self.logger = logger
+    }
+
+    /// Committed offset against the high watermark, per partition of `topics`.
+    public func lag(group: String, topics: [String]) async throws -> [PartitionLag] {
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+        do {
+            let partitions = try await self.partitions(of: topics, admin: admin)
+            let committed = try await admin.committedOffsets(group: group, partitions: partitions)
+            var lags: [PartitionLag] = []
+            for partition in partitions {
+                let marks = try await admin.watermarks(partition)
+                lags.append(
+                    PartitionLag(
+                        partition: partition, committed: committed[partition] ?? nil, low: marks.low, high: marks.high))
+            }
+            await admin.close()
+            return lags
+        } catch {
+            await admin.close()
+            throw error
+        }
+    }
+
+    func partitions(of topics: [String], admin: KafkaAdmin) async throws -> [KafkaTopicPartition] {
+        let counts = try await admin.partitionCounts(topics)
+        if let missing = topics.first(where: { counts[$0] == nil }) {
+            throw InvalidMessage("topic \(missing) does not exist", errorClass: "UnknownTopic")
+        }
+        return topics.flatMap { topic in (0..<counts[topic]!).map { KafkaTopicPartition(topic, Int32($0)) } }
+    }
+}

@@ -1,0 +1,26 @@
+import Kafka
+
+extension GroupOperations {
+    /// Creates every topic of the catalog that is missing, with the catalog's partition
+    /// counts and `replicationFactor` (by default 3, or fewer if the cluster is smaller).
+    /// Returns the topics created; existing ones are left as they are.
+    public func createCatalogTopics(replicationFactor: Int? = nil) async throws -> [String] {
+        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+        do {
+            let brokers = try await admin.brokerCount()
+            let factor = replicationFactor ?? min(3, max(brokers, 1))
+            guard factor <= brokers else {
+                throw InvalidMessage(
+                    "replication factor \(factor) needs at least \(factor) brokers; the cluster has \(brokers)",
+                    errorClass: "ReplicationFactor")
+            }
+            let created = try await admin.createTopics(
+                TopicCatalog.all.map { (name: $0.name, partitions: $0.partitions, replicationFactor: factor) })
+            await admin.close()
+            return created
+        } catch {
+            await admin.close()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Kafka
+import Logging
+import PrewarmRuntime
+import Redis
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+@Suite("Consumer-group operations: lag, offset reset, DLQ replay")
+struct GroupOperationsTests: LoopTesting {
+    private func operations() throws -> GroupOperations {
+        GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: Self.fastGroup,
+            logger: Logger(label: "test.ops"))
+    }
+
+    @Test("lag is the high watermark less the committed offset, per partition")
+    func lag() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 3)
+        try await produce(topic, (0..<90).map { "{\"id\": \($0)}" })
+        let group = TestEnvironment.uniqueName("group")
+        let admin = try KafkaAdmin(bootstrapServers: try TestEnvironment.kafkaBootstrap)
+        let p0 = KafkaTopicPartition(topic, 0)
+        let high0 = try await admin.watermarks(p0).high
+        try await admin.alterCommittedOffsets(group: group, offsets: [p0: high0 - 4])
+        await admin.close()
+
+        let lags = try await operations().lag(group: group, topics: [topic])
+        #expect(lags.map(\.partition) == (0..<3).map { KafkaTopicPartition(topic, Int32($0)) })
+        #expect(lags[0].committed == high0 - 4)
+        #expect(lags[0].lag == 4)
+        #expect(lags.dropFirst().allSatisfy { $0.committed == nil && $0.lag == $0.high })
+        #expect(lags.reduce(0) { $0 + $1.lag } == 90 - high0 + 4)
+        await #expect(throws: InvalidMessage.self) {
+            _ = try await operations().lag(group: group, topics: ["no.such.topic.v1"])
+        }
+    }
+
+    @Test("after an offset reset to earliest, a restarted worker replays every message")
+    func resetThenRestartReplays() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let prefix = TestEnvironment.uniqueName("replay")
+        let group = TestEnvironment.uniqueName("group")
+        try await produce(topic, (0..<60).map { "{\"id\": \($0)}" })
+
+        try await runUntil(topic: topic, group: group, redis: redis, prefix: prefix) {
+            try await stored(redis, prefix, ids: 0..<60) == 60
+        }
+        #expect(try await operations().lag(group: group, topics: [topic]).allSatisfy { $0.lag == 0 })
+        try await redis.send(RedisCommand("DEL", arguments: (0..<60).map { "\(prefix):\($0)" }))
+
+        let offsets = try await operations().resetOffsets(group: group, topic: topic, to: .earliest)
+        #expect(offsets.values.allSatisfy { $0 == 0 })
+        #expect(try await operations().lag(group: group, topics: [topic]).reduce(0) { $0 + $1.lag } == 60)
+        try await runUntil(topic: topic, group: group, redis: redis, prefix: prefix) {
+            try await stored(redis, prefix, ids: 0..<60) == 60
+        }
+    }
+
+    @Test("an offset reset is refused while the group's worker is running")
+    func resetRefusedWhileActive() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let group = TestEnvironment.uniqueName("group")
+        let worker = try loop(topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: "active"))
+        let (services, task) = running(worker)
+        try await eventually(timeout: .seconds(30), "the worker to own both partitions") {
+            worker.statistics.snapshot.assignedPartitions.count == 2
+        }
+        let error = await #expect(throws: GroupHasActiveMembers.self) {
+            _ = try await operations().resetOffsets(group: group, topic: topic, to: .earliest)
+        }
+        #expect(error?.description.contains("stop its workers") == true)
+        await services.triggerGracefulShutdown()
+        try await task.value
+    }
+
+    @Test("a reset to a time starts each partition at its first message from then on")
+    func resetToTime() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 2)
+        try await produce(topic, (0..<20).map { "{\"id\": \($0)}" })
+        try await Task.sleep(for: .milliseconds(1100))
+        let cut = Date()
+        try await Task.sleep(for: .milliseconds(1100))
+        try await produce(topic, (20..<32).map { "{\"id\": \($0)}" })
+        let group = TestEnvironment.uniqueName("group")
+        _ = try await operations().resetOffsets(group: group, topic: topic, to: .time(cut))
+        #expect(try await operations().lag(group: group, topics: [topic]).reduce(0) { $0 + $1.lag } == 12)
+        let later = TestEnvironment.uniqueName("group")
+        _ = try await operations().resetOffsets(group: later, topic: topic, to: .time(Date()))
+        #expect(try await operations().lag(group: later, topics: [topic]).reduce(0) { $0 + $1.lag } == 0)
+        #expect(throws: InvalidMessage.self) { try ResetTarget(parsing: "yesterday") }
+        #expect(
+            try ResetTarget(parsing: "2026-11-21T00:00:00+08:00") == .time(Date(timeIntervalSince1970: 1_795_190_400)))
+        #expect(try ResetTarget(parsing: "42") == .offset(42))
+    }
+
+    @Test("dead letters go back to their original topic once, without the error headers")
+    func replayDeadLetters() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let letters = (0..<3).map { index in
+            DeadLetter(
+                message: KafkaMessage(
+                    topic: topic, partition: 0, offset: Int64(index), key: Array("k\(index)".utf8),
+                    value: Array("{\"id\": \(index)}".utf8), headers: [KafkaHeader("trace", "t\(index)")]),
+                error: InvalidMessage("store missing", errorClass: "UnknownStore")
+            ).producerMessage(topic: dlq, group: "entry-ingest")
+        }
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
+        try await producer.send(letters)
+        await producer.close()
+
+        let replayGroup = TestEnvironment.uniqueName("replay")
+        let first = try await operations().replayDeadLetters(from: dlq, replayGroup: replayGroup)
+        #expect(first.replayed == [topic: 3])
+        let back = try await read(topic, count: 3)
+        #expect(Set(back.map(\.valueString)) == ["{\"id\": 0}", "{\"id\": 1}", "{\"id\": 2}"])
+        for message in back {
+            #expect(message.header(DeadLetter.Header.errorClass) == nil)
+            #expect(message.header("trace") != nil)
+            #expect(message.header("prewarm-replayed-from")?.stringValue?.hasPrefix(dlq) == true)
+        }
+        let second = try await operations().replayDeadLetters(from: dlq, replayGroup: replayGroup)
+        #expect(second.total == 0, "a second replay sends nothing again")
+    }
+
+    private func runUntil(
+        topic: String, group: String, redis: RedisConnection, prefix: String,
+        _ condition: @escaping () async throws -> Bool
+    ) async throws {
+        let worker = try loop(topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: prefix))
+        let (services, task) = running(worker)
+        try await eventually(timeout: .seconds(60), "the worker to finish", condition)
+        await services.triggerGracefulShutdown()
+        try await task.value
+    }
+}
