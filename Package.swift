@@ -86,7 +86,10 @@ let package = Package(
         // Processes the tests start, stop (SIGSTOP) and kill: lease holders and workers.
         .executableTarget(
             name: "prewarm-testkit",
-            dependencies: ["PrewarmRuntime", "Redis", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "PrewarmRuntime", "Redis", "Kafka", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/Testkit"
         ),
         .target(

@@ -1,26 +1,86 @@
 import Foundation
+import Kafka
 import Logging
 import PrewarmRuntime
 import Redis
+import ServiceLifecycle
 
-/// `prewarm-testkit lease-hold KEY TTL_MS OUTPUT_FILE`: takes the lease, keeps renewing it,
-/// and writes what happens to OUTPUT_FILE, one line per event, for a test that pauses this
-/// process with SIGSTOP past the TTL and resumes it.
+/// Processes for the tests that stop, kill or signal a real worker:
+///
+/// - `prewarm-testkit lease-hold KEY TTL_MS OUTPUT_FILE`: takes the lease, keeps renewing
+///   it, and writes what happens to OUTPUT_FILE, for a test that SIGSTOPs it past the TTL.
+/// - `prewarm-testkit consume TOPIC GROUP PREFIX BATCH_DELAY_MS OUTPUT_FILE`: a worker on
+///   the consume loop that counts each message it processes in the Redis hash PREFIX (so a
+///   test sees at-least-once), pausing BATCH_DELAY_MS in every batch; SIGTERM shuts it down
+///   gracefully, as Kubernetes does.
 @main
 struct Testkit {
+    static let usage =
+        "usage: prewarm-testkit lease-hold KEY TTL_MS OUTPUT | consume TOPIC GROUP PREFIX DELAY_MS OUTPUT\n"
+
     static func main() async {
-        let arguments = CommandLine.arguments
-        guard arguments.count == 5, arguments[1] == "lease-hold", let ttl = Int(arguments[3]) else {
-            FileHandle.standardError.write(Data("usage: prewarm-testkit lease-hold KEY TTL_MS OUTPUT_FILE\n".utf8))
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        guard let output = arguments.last.map(Output.init(path:)) else {
+            FileHandle.standardError.write(Data(usage.utf8))
             exit(64)
         }
-        let output = Output(path: arguments[4])
         do {
-            try await holdLease(key: arguments[2], ttl: .milliseconds(ttl), output: output)
+            switch (arguments.first, arguments.count) {
+            case ("lease-hold", 4):
+                guard let ttl = Int(arguments[2]) else { throw InvalidMessage(usage) }
+                try await holdLease(key: arguments[1], ttl: .milliseconds(ttl), output: output)
+            case ("consume", 6):
+                guard let delay = Int(arguments[4]) else { throw InvalidMessage(usage) }
+                try await consume(
+                    topic: arguments[1], group: arguments[2], prefix: arguments[3], delay: .milliseconds(delay),
+                    output: output)
+            default:
+                throw InvalidMessage(usage)
+            }
+            output.write("exited")
         } catch {
             output.write("error: \(error)")
             exit(1)
         }
+    }
+
+    struct Counting: TopicHandler {
+        let redis: RedisConnection
+        let prefix: String
+        let delay: Duration
+
+        func decode(_ message: KafkaMessage) throws -> String { message.valueString }
+
+        func handle(_ batch: [Decoded<String>]) async throws {
+            try await redis.send("SET", prefix + ":in-batch", batch[0].message.offset)
+            try await Task.sleep(for: delay)
+            _ = try await redis.pipeline(batch.map { RedisCommand("HINCRBY", prefix, $0.value, 1) })
+        }
+    }
+
+    static func consume(topic: String, group: String, prefix: String, delay: Duration, output: Output) async throws {
+        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
+        let kafka = try environment.kafka()
+        let properties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
+            .merging(kafka.properties)
+        let redis = try await RedisConnection.connect(try environment.redis(clientName: "testkit-worker"))
+        let logger = Logger(label: "testkit.worker")
+        let loop = ConsumeLoop(
+            configuration: ConsumeLoopConfiguration(
+                groupID: group, maxBatchMessages: 20, maxBatchWait: .milliseconds(100)),
+            consumer: try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: group, bootstrapServers: kafka.bootstrapServers, properties: properties)),
+            deadLetterProducer: try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: kafka.bootstrapServers)),
+            routes: [TopicRoute(topic: topic, handler: Counting(redis: redis, prefix: prefix, delay: delay))],
+            logger: logger)
+        var configuration = ServiceGroupConfiguration(
+            services: [loop], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        output.write("started")
+        try await ServiceGroup(configuration: configuration).run()
+        await redis.close()
     }
 
     static func holdLease(key: String, ttl: Duration, output: Output) async throws {
