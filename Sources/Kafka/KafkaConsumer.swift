@@ -184,6 +184,22 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// High watermarks as last seen in fetch responses: no broker round trip, so cheap
+    /// enough for lag metrics after every commit. Partitions not fetched yet are left out.
+    public func cachedHighWatermarks(_ partitions: [KafkaTopicPartition]) async throws -> [KafkaTopicPartition: Int64] {
+        try await thread.run { [handle] in
+            var result: [KafkaTopicPartition: Int64] = [:]
+            for partition in partitions {
+                var low: Int64 = -1
+                var high: Int64 = -1
+                let error = rd_kafka_get_watermark_offsets(
+                    handle.pointer, partition.topic, partition.partition, &low, &high)
+                if error == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 { result[partition] = high }
+            }
+            return result
+        }
+    }
+
     /// Leaves the group (committing stored offsets first if `commitOnRevoke`) and frees the
     /// client. Safe to call once; later calls on this consumer throw.
     public func close() async {

@@ -18,6 +18,7 @@ import Synchronization
 public final class ConsumeLoop: Service {
     public let configuration: ConsumeLoopConfiguration
     public let statistics = ConsumeLoopStatistics()
+    public let metrics: WorkerMetrics
     private let consumer: KafkaConsumer
     private let deadLetters: KafkaProducer
     private let routes: [String: TopicRoute]
@@ -26,9 +27,10 @@ public final class ConsumeLoop: Service {
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
-        routes: [TopicRoute], logger: Logger
+        routes: [TopicRoute], logger: Logger, metrics: WorkerMetrics? = nil
     ) {
         self.configuration = configuration
+        self.metrics = metrics ?? WorkerMetrics(group: configuration.groupID)
         self.consumer = consumer
         self.deadLetters = deadLetterProducer
         self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
@@ -76,18 +78,36 @@ public final class ConsumeLoop: Service {
             var committable: [KafkaTopicPartition: Int64] = [:]
             for (partition, messages) in state.batches(of: poll.messages) {
                 statistics.update { $0.consumed += messages.count }
+                metrics.consumed(partition.topic, messages.count)
+                let started = ContinuousClock.now
                 let outcome = try await guarded(&state) { await self.process(messages) }
+                metrics.batchDuration(partition.topic, .now - started)
                 guard state.isAssigned(partition) else { continue }  // revoked while it ran
                 switch outcome {
                 case .done:
                     state.succeeded(partition, next: messages.last!.offset + 1)
                     committable[partition] = messages.last!.offset + 1
                     statistics.update { $0.processed += messages.count }
+                    metrics.processed(partition.topic, messages.count)
                 case .retry(let error):
+                    metrics.failed(partition.topic)
                     try await retryLater(partition, from: messages[0].offset, error: error, &state)
                 }
             }
             await commit(committable)
+            await recordLag(state)
+        }
+    }
+
+    /// Lag per assigned partition: the high watermark (as last fetched) less the next
+    /// offset to process.
+    private func recordLag(_ state: PartitionStates) async {
+        let positions = state.positions(of: state.assigned)
+        guard !positions.isEmpty, let highs = try? await consumer.cachedHighWatermarks(Array(positions.keys)) else {
+            return
+        }
+        for (partition, position) in positions {
+            if let high = highs[partition] { metrics.lag(partition, max(high - position, 0)) }
         }
     }
 
@@ -152,6 +172,7 @@ public final class ConsumeLoop: Service {
                 ])
         }
         statistics.update { $0.deadLettered += letters.count }
+        for letter in letters { metrics.deadLettered(letter.message.topic, errorClass: letter.errorClass) }
         return .done
     }
 
@@ -209,6 +230,7 @@ public final class ConsumeLoop: Service {
         } catch {
             // Not fatal: the next commit covers these offsets, and a replay is idempotent.
             statistics.update { $0.commitFailures += 1 }
+            metrics.commitFailed()
             logger.warning("offset commit failed", metadata: ["error": "\(error)"])
         }
     }

@@ -42,7 +42,7 @@ extension LoopTesting {
 
     func loop(
         topic: String, group: String, handler: RedisWriter, properties: KafkaProperties = Self.fastGroup,
-        configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
+        metrics: WorkerMetrics? = nil, configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
         let bootstrap = try TestEnvironment.kafkaBootstrap
         var configuration = ConsumeLoopConfiguration(
@@ -57,7 +57,7 @@ extension LoopTesting {
             deadLetterProducer: try KafkaProducer(
                 configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
             routes: [TopicRoute(topic: topic, handler: handler)],
-            logger: Logger(label: "test.consume-loop"))
+            logger: Logger(label: "test.consume-loop"), metrics: metrics)
     }
 
     func produce(_ topic: String, _ values: [String]) async throws {
