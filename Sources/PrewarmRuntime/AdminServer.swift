@@ -80,7 +80,7 @@ public final class AdminServer: Service {
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port)),
             onServerRunning: { channel in await self.onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await application.runService()
+        try await application.run()  // not runService(): that would handle SIGTERM on its own
     }
 
     func health() -> Response {

@@ -118,14 +118,18 @@ public final class RedisLease: Sendable {
     /// Renews every third of the TTL until cancelled or lost; `onLost` hears about a loss
     /// once (a log line, a metric, stopping the work). Renewal errors from an unreachable
     /// Redis are retried until the local deadline passes, then reported as a loss.
-    public func keepRenewing(logger: Logger, onLost: @escaping @Sendable (LeaseLost) -> Void) -> Task<Void, Never> {
+    public func keepRenewing(
+        logger: Logger, metrics: WorkerMetrics? = nil, onLost: @escaping @Sendable (LeaseLost) -> Void
+    ) -> Task<Void, Never> {
         Task {
             while !Task.isCancelled {
                 do {
                     try await Task.sleep(for: ttl / 3)
                     try await renew()
+                    metrics?.leaseRenewed()
                 } catch let lost as LeaseLost {
                     logger.error("lease lost", metadata: ["key": "\(key)", "reason": "\(lost.reason)"])
+                    metrics?.leaseLost()
                     onLost(lost)
                     return
                 } catch is CancellationError {

@@ -4,6 +4,10 @@ import Redis
 import TestSupport
 import Testing
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// A real worker process (prewarm-testkit consume) killed or stopped by signals.
 @Suite("Worker processes under kill -9 and SIGTERM")
 struct WorkerProcessTests: LoopTesting {
@@ -72,6 +76,10 @@ struct WorkerProcessTests: LoopTesting {
         try await eventually(timeout: .seconds(60), "a batch to start") {
             try await redis.send("EXISTS", prefix + ":in-batch") == .integer(1)
         }
+        // The real worker serves its admin endpoints while it works.
+        let port = try #require(TestProcess.lines(output).first { $0.hasPrefix("admin ") }.map { $0.dropFirst(6) })
+        let (health, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!)
+        #expect(String(decoding: health, as: UTF8.self) == "{\"status\":\"ok\"}")
         let signalled = ContinuousClock.now
         process.signal(SIGTERM)
         try await eventually(timeout: .seconds(30), "the worker to exit") {

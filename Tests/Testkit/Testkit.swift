@@ -3,7 +3,6 @@ import Kafka
 import Logging
 import PrewarmRuntime
 import Redis
-import ServiceLifecycle
 
 /// Processes for the tests that stop, kill or signal a real worker:
 ///
@@ -58,29 +57,23 @@ struct Testkit {
         }
     }
 
+    /// A worker started exactly as the real ones are, through `Worker.run`.
     static func consume(topic: String, group: String, prefix: String, delay: Duration, output: Output) async throws {
-        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
-        let kafka = try environment.kafka()
-        let properties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
-            .merging(kafka.properties)
-        let redis = try await RedisConnection.connect(try environment.redis(clientName: "testkit-worker"))
-        let logger = Logger(label: "testkit.worker")
-        let loop = ConsumeLoop(
-            configuration: ConsumeLoopConfiguration(
-                groupID: group, maxBatchMessages: 20, maxBatchWait: .milliseconds(100)),
-            consumer: try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    groupID: group, bootstrapServers: kafka.bootstrapServers, properties: properties)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: kafka.bootstrapServers)),
-            routes: [TopicRoute(topic: topic, handler: Counting(redis: redis, prefix: prefix, delay: delay))],
-            logger: logger)
-        var configuration = ServiceGroupConfiguration(
-            services: [loop], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        var environment = ProcessInfo.processInfo.environment
+        for (name, value) in [
+            "PREWARM_KAFKA_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "PREWARM_BATCH_MAX_MESSAGES": "20", "PREWARM_BATCH_MAX_WAIT_MS": "100", "PREWARM_ADMIN_PORT": "0",
+        ] where environment[name] == nil {
+            environment[name] = value
+        }
+        let settings = try WorkerSettings(
+            worker: "testkit-worker", group: group, environment: environment, needsPostgres: false)
         output.write("started")
-        try await ServiceGroup(configuration: configuration).run()
-        await redis.close()
+        try await Worker.run(settings) { dependencies in
+            [TopicRoute(topic: topic, handler: Counting(redis: dependencies.redis, prefix: prefix, delay: delay))]
+        } onAdminListening: { port in
+            output.write("admin \(port)")
+        }
     }
 
     static func holdLease(key: String, ttl: Duration, output: Output) async throws {

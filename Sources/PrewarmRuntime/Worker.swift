@@ -1,0 +1,89 @@
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import Postgres
+import Prometheus
+import Redis
+import ServiceLifecycle
+
+/// What a worker's handlers get from the runtime: connections opened and checked at
+/// start-up.
+public struct WorkerDependencies: Sendable {
+    public let settings: WorkerSettings
+    public let redis: RedisConnection
+    public let postgres: PostgresConnection?
+    public let metrics: WorkerMetrics
+    public let logger: Logger
+}
+
+/// Starts a worker: connects to its stores (failing loudly if it cannot), builds the
+/// consume loop from its routes, the scheduler from its jobs and the admin server, and runs
+/// them in one `ServiceGroup` until SIGTERM or SIGINT, which shuts down gracefully within
+/// `PREWARM_SHUTDOWN_TIMEOUT_S`. Each executable's `main` only calls this.
+public enum Worker {
+    public static func run(
+        _ settings: WorkerSettings,
+        routes: (WorkerDependencies) throws -> [TopicRoute],
+        jobs: (WorkerDependencies) throws -> [ScheduledJob] = { _ in [] },
+        onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let logger = Logger(label: "prewarm.\(settings.worker)")
+        let registry = PrometheusCollectorRegistry()
+        let metrics = WorkerMetrics(group: settings.loop.groupID, factory: PrometheusMetricsFactory(registry: registry))
+        let redis = try await RedisConnection.connect(settings.redis, logger: logger)
+        var postgres: PostgresConnection?
+        if let configuration = settings.postgres {
+            postgres = try await PostgresConnection.connect(configuration, logger: logger)
+        }
+        let dependencies = WorkerDependencies(
+            settings: settings, redis: redis, postgres: postgres, metrics: metrics, logger: logger)
+        let loop = ConsumeLoop(
+            configuration: settings.loop,
+            consumer: try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: settings.loop.groupID, bootstrapServers: settings.kafkaBootstrapServers,
+                    properties: settings.kafkaProperties),
+                logger: logger),
+            deadLetterProducer: try KafkaProducer(
+                configuration: KafkaProducerConfiguration(
+                    bootstrapServers: settings.kafkaBootstrapServers, properties: settings.kafkaProperties),
+                logger: logger),
+            routes: try routes(dependencies), logger: logger, metrics: metrics)
+        let scheduledJobs = try jobs(dependencies)
+        let scheduler =
+            scheduledJobs.isEmpty
+            ? nil
+            : Scheduler(
+                jobs: scheduledJobs, timeZone: settings.timeZone, flags: RedisFlags(redis: redis),
+                owner: "\(settings.worker)@\(ProcessInfo.processInfo.hostName)", logger: logger)
+        var checks = [ReadinessCheck("redis") { try await redis.send("PING") }]
+        if let postgres { checks.append(ReadinessCheck("postgres") { try await postgres.query("SELECT 1") }) }
+        let admin = AdminServer(
+            configuration: settings.admin, loops: [loop], checks: checks, registry: registry, scheduler: scheduler,
+            logger: logger, onListening: onAdminListening)
+        // Shut down in reverse: the loop first (finish, commit, leave), the admin server last.
+        var services: [any Service] = [admin]
+        if let scheduler { services.append(scheduler) }
+        services.append(loop)
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout
+        logger.info(
+            "worker starting",
+            metadata: [
+                "group": "\(settings.loop.groupID)", "admin_port": "\(settings.admin.port)",
+                "kafka": "\(settings.kafkaBootstrapServers)", "redis": "\(settings.redis)",
+            ])
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            await redis.close()
+            await postgres?.close()
+            throw error
+        }
+        await redis.close()
+        await postgres?.close()
+        logger.info("worker stopped")
+    }
+}
