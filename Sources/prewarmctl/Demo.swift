@@ -35,6 +35,7 @@ struct Demo {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
+        try await producer.prepare(topics: [topic])  // what a worker does at start-up
         let started = ContinuousClock.now
         let reports = try await producer.send(
             events.map { KafkaProducerMessage(topic: topic, key: String($0.userID), value: $0.json) })
