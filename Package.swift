@@ -61,11 +61,17 @@ let package = Package(
         // librdkafka's mock cluster with a control port for fault injection.
         .target(name: "DevBroker", dependencies: ["Kafka"]),
 
-        // Shared by every worker: topic catalog (more arrives with the worker runtime).
+        // The topic catalog and PREWARM_* configuration: light enough for the CLI and benchmarks.
+        .target(
+            name: "PrewarmConfiguration",
+            dependencies: ["Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        // Shared by every worker: consume loop, leases and flags, scheduler, admin HTTP, metrics.
         .target(
             name: "PrewarmRuntime",
             dependencies: [
-                "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log"),
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -76,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmRuntime", "DevBroker",
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -84,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "prewarm-bench",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmRuntime",
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -93,7 +99,8 @@ let package = Package(
         .executableTarget(
             name: "prewarm-testkit",
             dependencies: [
-                "PrewarmRuntime", "Redis", "Kafka", .product(name: "Logging", package: "swift-log"),
+                "PrewarmConfiguration", "PrewarmRuntime", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Testkit"
@@ -105,10 +112,12 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
+        .testTarget(name: "PrewarmConfigurationTests", dependencies: ["PrewarmConfiguration"]),
         .testTarget(
             name: "PrewarmRuntimeTests",
             dependencies: [
-                "PrewarmRuntime", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+                "PrewarmConfiguration", "PrewarmRuntime", "TestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

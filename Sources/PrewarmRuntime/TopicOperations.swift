@@ -1,4 +1,5 @@
 import Kafka
+import PrewarmConfiguration
 
 extension GroupOperations {
     /// Creates every topic of the catalog that is missing, with the catalog's partition

@@ -1,4 +1,5 @@
 import Kafka
+import PrewarmConfiguration
 
 /// A decoded message with where it came from.
 public struct Decoded<Value: Sendable>: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Postgres
+import PrewarmConfiguration
 import Redis
 
 /// Everything a worker reads at start-up, from `PREWARM_*` variables, each overridable by a

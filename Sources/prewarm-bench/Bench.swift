@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Kafka
 import Postgres
-import PrewarmRuntime
+import PrewarmConfiguration
 import Redis
 
 /// One scenario through the wrappers; prints `seconds=<s>` for scripts/bench.sh, which runs

@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import Logging
 import Postgres
+import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
 

@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Postgres
+import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
 

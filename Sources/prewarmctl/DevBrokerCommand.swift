@@ -3,6 +3,7 @@ import DevBroker
 import Foundation
 import Kafka
 import Logging
+import PrewarmConfiguration
 import PrewarmRuntime
 
 /// `prewarmctl dev-broker`: librdkafka's mock cluster for the demo and the tests.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kafka
 import Logging
+import PrewarmConfiguration
 import PrewarmRuntime
 
 /// The Kafka connection every operations command uses: `PREWARM_KAFKA_*` as the workers do.

@@ -1,3 +1,4 @@
+import PrewarmConfiguration
 import PrewarmRuntime
 import Testing
 

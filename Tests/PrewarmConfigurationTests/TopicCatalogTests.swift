@@ -1,5 +1,5 @@
 import Foundation
-import PrewarmRuntime
+import PrewarmConfiguration
 import Testing
 
 @Suite("Topic catalog")
