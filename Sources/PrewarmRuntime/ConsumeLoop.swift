@@ -77,6 +77,9 @@ public final class ConsumeLoop: Service {
             }
             var committable: [KafkaTopicPartition: Int64] = [:]
             for (partition, messages) in state.batches(of: poll.messages) {
+                // A long batch before this one may have seen the partition revoked: its new
+                // owner reads these messages, so do not process them here as well.
+                guard state.isAssigned(partition) else { continue }
                 statistics.update { $0.consumed += messages.count }
                 metrics.consumed(partition.topic, messages.count)
                 let started = ContinuousClock.now
@@ -94,7 +97,9 @@ public final class ConsumeLoop: Service {
                     try await retryLater(partition, from: messages[0].offset, error: error, &state)
                 }
             }
-            await commit(committable)
+            // Only what this member still owns: a revoked partition's offset would make the
+            // broker refuse the whole commit.
+            await commit(committable.filter { state.isAssigned($0.key) })
             await recordLag(state)
         }
     }
