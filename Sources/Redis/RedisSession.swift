@@ -15,6 +15,10 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
     private var scriptSHAs: [RedisScript: String] = [:]
     /// Commands written before replies are read, per round trip.
     private let pipelineChunk = 10_000
+    private var scratchBytes: [UInt8] = []
+    private var scratchOffsets: [Int] = []
+    private var scratchLengths: [Int] = []
+    private var scratchArgv: [UnsafePointer<CChar>?] = []
 
     init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -138,7 +142,7 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         var start = 0
         while start < commands.count {
             let end = min(start + pipelineChunk, commands.count)
-            for index in start..<end where Self.append(commands[index], to: context) != REDIS_OK {
+            for index in start..<end where append(commands[index], to: context) != REDIS_OK {
                 throw fail(operation: commands[index].name)
             }
             for index in start..<end {
@@ -174,24 +178,25 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         return RedisError(code, operation: operation, message: message)
     }
 
-    private static func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
+    /// Formats one command into hiredis's output buffer. The argument bytes are laid end to
+    /// end in scratch buffers kept between calls, so a long pipeline does not allocate per
+    /// command (the session is confined to one thread, so the reuse is safe).
+    private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         let arguments = command.arguments
-        var flat: [UInt8] = []
-        flat.reserveCapacity(arguments.reduce(0) { $0 + $1.count } + 1)
-        var offsets: [Int] = []
-        offsets.reserveCapacity(arguments.count)
+        scratchBytes.removeAll(keepingCapacity: true)
+        scratchOffsets.removeAll(keepingCapacity: true)
+        scratchLengths.removeAll(keepingCapacity: true)
         for argument in arguments {
-            offsets.append(flat.count)
-            flat.append(contentsOf: argument)
+            scratchOffsets.append(scratchBytes.count)
+            scratchLengths.append(argument.count)
+            scratchBytes.append(contentsOf: argument)
         }
-        flat.append(0)  // never empty, so the base address exists
-        let lengths = arguments.map(\.count)
-        return flat.withUnsafeBufferPointer { buffer in
+        scratchBytes.append(0)  // never empty, so the base address exists
+        return scratchBytes.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!)
-            var argv: [UnsafePointer<CChar>?] = offsets.map {
-                (base + $0).assumingMemoryBound(to: CChar.self)
-            }
-            return redisAppendCommandArgv(context, Int32(arguments.count), &argv, lengths)
+            scratchArgv.removeAll(keepingCapacity: true)
+            for offset in scratchOffsets { scratchArgv.append((base + offset).assumingMemoryBound(to: CChar.self)) }
+            return redisAppendCommandArgv(context, Int32(arguments.count), &scratchArgv, scratchLengths)
         }
     }
 
