@@ -79,10 +79,14 @@ let package = Package(
             ]
         ),
 
+        // Products: one library each, holding its logic; executables only wire configuration.
+        .target(
+            name: "EntryIngest", dependencies: ["PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka"]),
+
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker",
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -113,6 +117,7 @@ let package = Package(
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PrewarmConfigurationTests", dependencies: ["PrewarmConfiguration"]),
+        .testTarget(name: "EntryIngestTests", dependencies: ["EntryIngest", "PrewarmRuntime", "TestSupport"]),
         .testTarget(
             name: "PrewarmRuntimeTests",
             dependencies: [

@@ -34,7 +34,8 @@ struct Prewarmctl: AsyncParsableCommand {
         commandName: "prewarmctl",
         abstract: "Operate prewarm: topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
         subcommands: [
-            TopicsCommand.self, LagCommand.self, OffsetsCommand.self, DeadLetterCommand.self, DevBrokerCommand.self,
+            MigrateCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self, DeadLetterCommand.self,
+            DevBrokerCommand.self,
             FaultCommand.self, DemoCommand.self, VersionCommand.self,
         ]
     )

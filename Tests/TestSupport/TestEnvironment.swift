@@ -36,10 +36,12 @@ public enum TestEnvironment {
     public static var redisSocket: String { get throws { try require("PREWARM_DEV_REDIS_SOCKET") } }
     public static var redisPassword: String { get throws { try require("PREWARM_REDIS_PASSWORD") } }
 
-    public static func postgres(password: String?? = .none) throws -> PostgresConfiguration {
+    /// `searchPath` puts the connection in a schema of the test's own.
+    public static func postgres(password: String?? = .none, searchPath: String? = nil) throws -> PostgresConfiguration {
         let resolved: String? = try password ?? .some(require("PREWARM_POSTGRES_PASSWORD"))
+        let options = searchPath.map { " options='-c search_path=\($0)'" } ?? ""
         return PostgresConfiguration(
-            conninfo: try require("PREWARM_POSTGRES_URL"),
+            conninfo: try require("PREWARM_POSTGRES_URL") + options,
             password: resolved,
             applicationName: "prewarm-tests")
     }

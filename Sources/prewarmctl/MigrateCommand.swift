@@ -1,0 +1,33 @@
+import ArgumentParser
+import EntryIngest
+import Foundation
+import Logging
+import Postgres
+import PrewarmConfiguration
+import PrewarmRuntime
+
+/// Every product's migrations, in one list.
+enum AllMigrations {
+    static let list = EntryIngestSchema.migrations
+}
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Apply the schema migrations that are missing (workers do it at start-up too); safe to repeat.")
+
+    func run() async throws {
+        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
+        let logger = Logger(label: "prewarmctl")
+        let connection = try await PostgresConnection.connect(
+            try environment.postgres(applicationName: "prewarmctl-migrate"), logger: logger)
+        do {
+            let applied = try await Migrator.migrate(connection, AllMigrations.list, logger: logger)
+            print(applied.isEmpty ? "schema up to date" : "applied: \(applied.map(String.init).joined(separator: " "))")
+            await connection.close()
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+}
