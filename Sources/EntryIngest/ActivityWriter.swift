@@ -1,0 +1,89 @@
+import Foundation
+import PrewarmRuntime
+import Redis
+
+/// Daily activity in Redis, by the day an event happened in the configured time zone (not
+/// the day it was processed): `act:day:{yyyymmdd}` is the set of users seen that day, and
+/// `act:month:{yyyymm}` counts, per user, the days of the month they were seen. A day
+/// counts once per user however often it is replayed: the month count rises only when the
+/// day set gains the user, in one script per batch.
+public struct ActivityWriter: Sendable {
+    public let redis: RedisConnection
+    public let timeZone: TimeZone
+    /// Day sets live this long after their day ends; month hashes after their month ends.
+    public var dayRetention: TimeInterval = 40 * 86_400
+    public var monthRetention: TimeInterval = 70 * 86_400
+    /// Put before every key; empty in production (tests use one of their own).
+    public let keyPrefix: String
+
+    public init(redis: RedisConnection, timeZone: TimeZone, keyPrefix: String = "") {
+        self.redis = redis
+        self.timeZone = timeZone
+        self.keyPrefix = keyPrefix
+    }
+
+    public func dayKey(_ day: String) -> String { "\(keyPrefix)act:day:\(day)" }
+    public func monthKey(_ month: String) -> String { "\(keyPrefix)act:month:\(month)" }
+
+    static let script = RedisScript(
+        name: "entry-activity",
+        source: """
+            -- KEYS: day sets then month hashes. ARGV[1] = number of day keys; then per key its
+            -- EXPIREAT; then triples (day key index, month key index, user id).
+            local days = tonumber(ARGV[1])
+            local keys = #KEYS
+            local first = 2 + keys
+            local added = 0
+            for i = first, #ARGV, 3 do
+              local day = KEYS[tonumber(ARGV[i])]
+              local month = KEYS[days + tonumber(ARGV[i + 1])]
+              if redis.call('SADD', day, ARGV[i + 2]) == 1 then
+                redis.call('HINCRBY', month, ARGV[i + 2], 1)
+                added = added + 1
+              end
+            end
+            for k = 1, keys do redis.call('EXPIREAT', KEYS[k], ARGV[1 + k]) end
+            return added
+            """)
+
+    /// Records the events; returns how many (user, day) pairs were new.
+    @discardableResult
+    public func record(_ events: [StoreEntryEvent]) async throws -> Int {
+        guard !events.isEmpty else { return 0 }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        var dayKeys: [String] = []
+        var dayIndex: [String: Int] = [:]
+        var dayExpiry: [Int64] = []
+        var monthKeys: [String] = []
+        var monthIndex: [String: Int] = [:]
+        var monthExpiry: [Int64] = []
+        var triples: [any RedisArgument] = []
+        for event in events {
+            let parts = calendar.dateComponents([.year, .month, .day], from: event.enteredAt)
+            let day = Self.format(parts.year!, parts.month!, parts.day!)
+            let month = String(day.prefix(6))
+            if dayIndex[day] == nil {
+                dayKeys.append(dayKey(day))
+                dayIndex[day] = dayKeys.count
+                let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: event.enteredAt))!
+                dayExpiry.append(Int64(dayEnd.timeIntervalSince1970 + dayRetention))
+            }
+            if monthIndex[month] == nil {
+                monthKeys.append(monthKey(month))
+                monthIndex[month] = monthKeys.count
+                let monthStart = calendar.date(from: DateComponents(year: parts.year, month: parts.month))!
+                let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)!
+                monthExpiry.append(Int64(monthEnd.timeIntervalSince1970 + monthRetention))
+            }
+            triples += [dayIndex[day]!, monthIndex[month]!, event.userID]
+        }
+        let arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry) + triples
+        let reply = try await redis.run(Self.script, keys: dayKeys + monthKeys, arguments: arguments)
+        return Int(reply.integer ?? 0)
+    }
+
+    static func format(_ year: Int, _ month: Int, _ day: Int) -> String {
+        String(year) + (month < 10 ? "0" : "") + String(month) + (day < 10 ? "0" : "") + String(day)
+    }
+}
