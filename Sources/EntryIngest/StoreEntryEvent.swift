@@ -30,10 +30,17 @@ public struct StoreEntryDecoder: Sendable {
     }
 
     private struct Wire: Decodable {
-        let event_id: String?
-        let user_id: Int64?
-        let store_id: Int64?
-        let entered_at: String?
+        let eventID: String?
+        let userID: Int64?
+        let storeID: Int64?
+        let enteredAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case eventID = "event_id"
+            case userID = "user_id"
+            case storeID = "store_id"
+            case enteredAt = "entered_at"
+        }
     }
 
     public func decode(_ message: KafkaMessage) throws -> StoreEntryEvent {
@@ -43,10 +50,10 @@ public struct StoreEntryDecoder: Sendable {
         } catch {
             throw InvalidMessage("not a JSON object of store.entry.v1: \(error)", errorClass: "UndecodableJSON")
         }
-        guard let eventID = wire.event_id else { throw missing("event_id") }
-        guard let userID = wire.user_id else { throw missing("user_id") }
-        guard let storeID = wire.store_id else { throw missing("store_id") }
-        guard let enteredText = wire.entered_at else { throw missing("entered_at") }
+        guard let eventID = wire.eventID else { throw missing("event_id") }
+        guard let userID = wire.userID else { throw missing("user_id") }
+        guard let storeID = wire.storeID else { throw missing("store_id") }
+        guard let enteredText = wire.enteredAt else { throw missing("entered_at") }
         guard UUID(uuidString: eventID) != nil else {
             throw InvalidMessage("event_id '\(eventID)' is not a UUID", errorClass: "BadEventID")
         }
