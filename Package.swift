@@ -117,7 +117,13 @@ let package = Package(
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PrewarmConfigurationTests", dependencies: ["PrewarmConfiguration"]),
-        .testTarget(name: "EntryIngestTests", dependencies: ["EntryIngest", "PrewarmRuntime", "TestSupport"]),
+        .testTarget(
+            name: "EntryIngestTests",
+            dependencies: [
+                "EntryIngest", "PrewarmRuntime", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "PrewarmRuntimeTests",
             dependencies: [
