@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "prewarmctl", targets: ["prewarmctl"]),
+        .executable(name: "entry-ingest", targets: ["entry-ingest"]),
         .executable(name: "prewarm-testkit", targets: ["prewarm-testkit"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
@@ -83,6 +84,8 @@ let package = Package(
         .target(
             name: "EntryIngest", dependencies: ["PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka"]),
 
+        .executableTarget(
+            name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmConfiguration", "PrewarmRuntime"]),
         .executableTarget(
             name: "prewarmctl",
             dependencies: [

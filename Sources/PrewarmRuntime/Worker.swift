@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import Metrics
 import Postgres
+import PrewarmConfiguration
 import Prometheus
 import Redis
 import ServiceLifecycle
@@ -22,8 +23,43 @@ public struct WorkerDependencies: Sendable {
 /// them in one `ServiceGroup` until SIGTERM or SIGINT, which shuts down gracefully within
 /// `PREWARM_SHUTDOWN_TIMEOUT_S`. Each executable's `main` only calls this.
 public enum Worker {
+    /// What an executable's `main` calls: reads the settings from the environment and the
+    /// command line, sets up logging, runs the worker, and exits 64 naming the variable when
+    /// the configuration is bad, 1 when the worker fails.
+    public static func main(
+        worker: String, group: String, needsPostgres: Bool, migrations: [Migration] = [],
+        routes: @escaping @Sendable (WorkerDependencies) throws -> [TopicRoute],
+        jobs: @escaping @Sendable (WorkerDependencies) throws -> [ScheduledJob] = { _ in [] }
+    ) async -> Never {
+        let environment = ProcessInfo.processInfo.environment
+        let settings: WorkerSettings
+        do {
+            let level = try EnvironmentReader(environment).logLevel()
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            settings = try WorkerSettings(
+                worker: worker, group: group, environment: environment,
+                arguments: Array(CommandLine.arguments.dropFirst()),
+                needsPostgres: needsPostgres)
+        } catch {
+            FileHandle.standardError.write(Data("\(worker): \(error)\n".utf8))
+            exit(64)
+        }
+        do {
+            try await run(settings, migrations: migrations, routes: routes, jobs: jobs)
+            exit(0)
+        } catch {
+            Logger(label: "prewarm.\(worker)").critical("worker failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
     public static func run(
         _ settings: WorkerSettings,
+        migrations: [Migration] = [],
         routes: (WorkerDependencies) throws -> [TopicRoute],
         jobs: (WorkerDependencies) throws -> [ScheduledJob] = { _ in [] },
         onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -34,7 +70,9 @@ public enum Worker {
         let redis = try await RedisConnection.connect(settings.redis, logger: logger)
         var postgres: PostgresConnection?
         if let configuration = settings.postgres {
-            postgres = try await PostgresConnection.connect(configuration, logger: logger)
+            let connection = try await PostgresConnection.connect(configuration, logger: logger)
+            try await Migrator.migrate(connection, migrations, logger: logger)
+            postgres = connection
         }
         let dependencies = WorkerDependencies(
             settings: settings, redis: redis, postgres: postgres, metrics: metrics, logger: logger)
