@@ -132,3 +132,15 @@ public struct EnvironmentReader: Sendable {
             "PREWARM_KAFKA_BOOTSTRAP_SERVERS", "is not set; it must hold the brokers, e.g. 'kafka-1:9092,kafka-2:9092'")
     }
 }
+
+extension EnvironmentReader {
+    /// Logs to standard error at `PREWARM_LOG_LEVEL`; once per process, at start-up.
+    public func bootstrapLogging() throws {
+        let level = try logLevel()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}

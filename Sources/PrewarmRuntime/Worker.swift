@@ -34,12 +34,7 @@ public enum Worker {
         let environment = ProcessInfo.processInfo.environment
         let settings: WorkerSettings
         do {
-            let level = try EnvironmentReader(environment).logLevel()
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            try EnvironmentReader(environment).bootstrapLogging()
             settings = try WorkerSettings(
                 worker: worker, group: group, environment: environment,
                 arguments: Array(CommandLine.arguments.dropFirst()),

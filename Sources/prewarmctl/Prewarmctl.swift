@@ -8,12 +8,7 @@ import PrewarmRuntime
 struct Prewarmctl: AsyncParsableCommand {
     static func main() async {
         do {
-            let level = try EnvironmentReader(ProcessInfo.processInfo.environment).logLevel()
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            try EnvironmentReader(ProcessInfo.processInfo.environment).bootstrapLogging()
         } catch {
             FileHandle.standardError.write(Data("prewarmctl: \(error)\n".utf8))
             Foundation.exit(64)
