@@ -81,9 +81,16 @@ public final class KafkaAdmin: Sendable {
 
     /// Low and high watermarks of a partition.
     public func watermarks(_ partition: KafkaTopicPartition) async throws -> (low: Int64, high: Int64) {
+        try await watermarks([partition])[partition]!
+    }
+
+    /// Low and high watermarks of each partition, fetched on one thread.
+    public func watermarks(_ partitions: [KafkaTopicPartition]) async throws
+        -> [KafkaTopicPartition: (low: Int64, high: Int64)]
+    {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
             try handle.checkOpen("metadata")
-            return try KafkaMetadata.watermarks(handle, partition, timeoutMilliseconds)
+            return try KafkaMetadata.watermarks(handle, partitions, timeoutMilliseconds)
         }
     }
 

@@ -158,6 +158,13 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Low and high watermarks of each partition, in one job on the consumer's thread.
+    public func watermarks(_ partitions: [KafkaTopicPartition], timeoutMilliseconds: Int = 5000) async throws
+        -> [KafkaTopicPartition: (low: Int64, high: Int64)]
+    {
+        try await thread.run { [handle] in try KafkaMetadata.watermarks(handle, partitions, timeoutMilliseconds) }
+    }
+
     /// Low and high watermarks of a partition, asked of its leader. Lag = high - committed.
     public func watermarks(_ partition: KafkaTopicPartition, timeoutMilliseconds: Int = 5000) async throws
         -> (low: Int64, high: Int64)

@@ -15,6 +15,16 @@ enum KafkaMetadata {
         return (low, high)
     }
 
+    /// Watermarks of several partitions in one blocking call (one thread, not one per partition).
+    static func watermarks(_ handle: KafkaHandle, _ partitions: [KafkaTopicPartition], _ timeoutMilliseconds: Int)
+        throws
+        -> [KafkaTopicPartition: (low: Int64, high: Int64)]
+    {
+        var result: [KafkaTopicPartition: (low: Int64, high: Int64)] = [:]
+        for partition in partitions { result[partition] = try watermarks(handle, partition, timeoutMilliseconds) }
+        return result
+    }
+
     /// How many brokers the cluster reports.
     static func brokerCount(_ handle: KafkaHandle, _ timeoutMilliseconds: Int) throws -> Int {
         var metadata: UnsafePointer<rd_kafka_metadata>?

@@ -17,22 +17,13 @@ extension GroupOperations {
         from deadLetterTopic: String, limit: Int? = nil, replayGroup: String = "prewarmctl-dlq-replay",
         idle: Duration = .seconds(2), joinTimeout: Duration = .seconds(60)
     ) async throws -> ReplayReport {
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                groupID: replayGroup, bootstrapServers: bootstrapServers, properties: properties),
-            logger: logger)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: bootstrapServers, properties: properties),
             logger: logger)
-        do {
-            let report = try await replay(consumer, producer, deadLetterTopic, limit, idle, joinTimeout)
-            await consumer.close()
-            await producer.close()
-            return report
-        } catch {
-            await consumer.close()
-            await producer.close()
-            throw error
+        return try await using(producer) { producer in
+            try await using(try consumer(group: replayGroup)) { consumer in
+                try await replay(consumer, producer, deadLetterTopic, limit, idle, joinTimeout)
+            }
         }
     }
 

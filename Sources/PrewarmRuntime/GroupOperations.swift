@@ -29,23 +29,28 @@ public struct GroupOperations: Sendable {
 
     /// Committed offset against the high watermark, per partition of `topics`.
     public func lag(group: String, topics: [String]) async throws -> [PartitionLag] {
-        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
-        do {
+        try await using(try admin()) { admin in
             let partitions = try await self.partitions(of: topics, admin: admin)
             let committed = try await admin.committedOffsets(group: group, partitions: partitions)
-            var lags: [PartitionLag] = []
-            for partition in partitions {
-                let marks = try await admin.watermarks(partition)
-                lags.append(
-                    PartitionLag(
-                        partition: partition, committed: committed[partition] ?? nil, low: marks.low, high: marks.high))
+            let marks = try await admin.watermarks(partitions)
+            return partitions.map { partition in
+                PartitionLag(
+                    partition: partition, committed: committed[partition] ?? nil, low: marks[partition]!.low,
+                    high: marks[partition]!.high)
             }
-            await admin.close()
-            return lags
-        } catch {
-            await admin.close()
-            throw error
         }
+    }
+
+    func admin() throws -> KafkaAdmin {
+        try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
+    }
+
+    func consumer(group: String, commitOnRevoke: Bool = true) throws -> KafkaConsumer {
+        try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                groupID: group, bootstrapServers: bootstrapServers, properties: properties,
+                commitOnRevoke: commitOnRevoke),
+            logger: logger)
     }
 
     func partitions(of topics: [String], admin: KafkaAdmin) async throws -> [KafkaTopicPartition] {

@@ -58,26 +58,9 @@ extension GroupOperations {
     public func resetOffsets(
         group: String, topic: String, to target: ResetTarget, joinTimeout: Duration = .seconds(60)
     ) async throws -> [KafkaTopicPartition: Int64] {
-        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
-        let partitions: [KafkaTopicPartition]
-        do {
-            partitions = try await self.partitions(of: [topic], admin: admin)
-            await admin.close()
-        } catch {
-            await admin.close()
-            throw error
-        }
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                groupID: group, bootstrapServers: bootstrapServers, properties: properties, commitOnRevoke: false),
-            logger: logger)
-        do {
-            let targets = try await resetAsMember(consumer, group, topic, partitions, target, joinTimeout)
-            await consumer.close()
-            return targets
-        } catch {
-            await consumer.close()
-            throw error
+        let partitions = try await using(try admin()) { try await self.partitions(of: [topic], admin: $0) }
+        return try await using(try consumer(group: group, commitOnRevoke: false)) { consumer in
+            try await resetAsMember(consumer, group, topic, partitions, target, joinTimeout)
         }
     }
 
@@ -104,8 +87,9 @@ extension GroupOperations {
         if case .time(let date) = target {
             times = try await consumer.offsets(atOrAfter: Int64(date.timeIntervalSince1970 * 1000), partitions)
         }
+        let allMarks = try await consumer.watermarks(partitions)
         for partition in partitions {
-            let marks = try await consumer.watermarks(partition)
+            let marks = allMarks[partition]!
             switch target {
             case .earliest: targets[partition] = marks.low
             case .latest: targets[partition] = marks.high
@@ -136,19 +120,9 @@ extension GroupOperations {
     ) async throws -> Int64 {
         if let brokerAnswer { return brokerAnswer }
         guard high > low else { return high }
-        let probe = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                groupID: "prewarmctl-probe-\(UUID().uuidString)", bootstrapServers: bootstrapServers,
-                properties: properties, commitOnRevoke: false),
-            logger: logger)
-        do {
-            var searcher = TimestampSearch(consumer: probe, partition: partition)
-            let found = try await searcher.firstOffset(atOrAfter: milliseconds, low: low, high: high)
-            await probe.close()
-            return found
-        } catch {
-            await probe.close()
-            throw error
+        return try await using(try consumer(group: "prewarmctl-probe-\(UUID().uuidString)", commitOnRevoke: false)) {
+            var searcher = TimestampSearch(consumer: $0, partition: partition)
+            return try await searcher.firstOffset(atOrAfter: milliseconds, low: low, high: high)
         }
     }
 }

@@ -6,8 +6,7 @@ extension GroupOperations {
     /// counts and `replicationFactor` (by default 3, or fewer if the cluster is smaller).
     /// Returns the topics created; existing ones are left as they are.
     public func createCatalogTopics(replicationFactor: Int? = nil) async throws -> [String] {
-        let admin = try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
-        do {
+        try await using(try admin()) { admin in
             let brokers = try await admin.brokerCount()
             let factor = replicationFactor ?? min(3, max(brokers, 1))
             guard factor <= brokers else {
@@ -15,13 +14,8 @@ extension GroupOperations {
                     "replication factor \(factor) needs at least \(factor) brokers; the cluster has \(brokers)",
                     errorClass: "ReplicationFactor")
             }
-            let created = try await admin.createTopics(
+            return try await admin.createTopics(
                 TopicCatalog.all.map { (name: $0.name, partitions: $0.partitions, replicationFactor: factor) })
-            await admin.close()
-            return created
-        } catch {
-            await admin.close()
-            throw error
         }
     }
 }

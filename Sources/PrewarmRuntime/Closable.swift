@@ -1,0 +1,26 @@
+import Kafka
+import Postgres
+import Redis
+
+/// A client that must be closed when done: its C handle and thread outlive it otherwise.
+public protocol Closable: Sendable {
+    func close() async
+}
+
+extension KafkaAdmin: Closable {}
+extension KafkaConsumer: Closable {}
+extension KafkaProducer: Closable {}
+extension RedisConnection: Closable {}
+extension PostgresConnection: Closable {}
+
+/// Runs `body` with `client` and closes it afterwards, whether `body` returned or threw.
+func using<Client: Closable, Result>(_ client: Client, _ body: (Client) async throws -> Result) async throws -> Result {
+    do {
+        let result = try await body(client)
+        await client.close()
+        return result
+    } catch {
+        await client.close()
+        throw error
+    }
+}
