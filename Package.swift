@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "EntryIngestTests",
             dependencies: [
-                "EntryIngest", "PrewarmRuntime", "TestSupport",
+                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

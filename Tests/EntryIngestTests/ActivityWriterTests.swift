@@ -1,5 +1,6 @@
 import EntryIngest
 import Foundation
+import PrewarmConfiguration
 import Redis
 import TestSupport
 import Testing
@@ -45,5 +46,69 @@ struct ActivityWriterTests {
         #expect(try await redis.send("EXPIRETIME", writer.dayKey("20261120")).integer == Int64(dayEnd + 40 * 86_400))
         let monthEnd = ISO8601DateFormatter().date(from: "2026-11-30T16:00:00Z")!.timeIntervalSince1970
         #expect(try await redis.send("EXPIRETIME", month).integer == Int64(monthEnd + 70 * 86_400))
+    }
+
+    @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches")
+    func activeAndHotUsers() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let prefix = TestEnvironment.uniqueName("t") + ":"
+        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
+        // User u is seen on u distinct days of November (twice on each), users 1...20; user
+        // 100 only in October.
+        var events: [StoreEntryEvent] = []
+        for user in 1...20 {
+            for day in 1...user {
+                let time = "2026-11-\(day < 10 ? "0" : "")\(day)T03:00:00Z"
+                events += [event(Int64(user), time), event(Int64(user), time)]
+            }
+        }
+        events += (1...20).map { event(100, "2026-10-\($0 < 10 ? "0" : "")\($0)T03:00:00Z") }
+        try await writer.record(events)
+
+        let november = ISO8601DateFormatter().date(from: "2026-11-21T04:00:00Z")!
+        let reader = ActivityReader(
+            redis: redis, timeZone: shanghai, thresholds: try ActivityThresholds(), keyPrefix: prefix)
+        let levels = try await reader.levels(of: [6, 7, 13, 14, 20, 100, 999], at: november, chunkSize: 3)
+        #expect(levels == [6: .inactive, 7: .active, 13: .active, 14: .hot, 20: .hot, 100: .inactive, 999: .inactive])
+
+        var active: [Int64] = []
+        var calls = 0
+        let passed = try await reader.forEachUser(atLeast: .active, at: november, scanCount: 2) { users in
+            active += users
+            calls += 1
+        }
+        #expect(Set(active) == Set(7...20), "users with 7 or more days, the October-only user excluded")
+        #expect(passed == active.count)
+        var hot: Set<Int64> = []
+        try await reader.forEachUser(atLeast: .hot, at: november) { hot.formUnion($0) }
+        #expect(hot == Set(14...20))
+
+        // October's hash belongs to October: user 100 is hot there.
+        let october = ISO8601DateFormatter().date(from: "2026-10-25T04:00:00Z")!
+        #expect(try await reader.levels(of: [100], at: october) == [100: .hot])
+
+        // Configurable: 3 and 5 days.
+        let lenient = ActivityReader(
+            redis: redis, timeZone: shanghai, thresholds: try ActivityThresholds(activeDays: 3, hotDays: 5),
+            keyPrefix: prefix)
+        #expect(try await lenient.levels(of: [2, 3, 5], at: november) == [2: .inactive, 3: .active, 5: .hot])
+    }
+
+    @Test("thresholds out of range stop start-up naming the variable")
+    func thresholdValidation() throws {
+        #expect(throws: ConfigurationError.self) { try ActivityThresholds(activeDays: 10, hotDays: 5) }
+        do {
+            _ = try ActivityThresholds(EnvironmentReader(["PREWARM_HOT_USER_DAYS": "3"]))
+            Issue.record("hot below active was accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.variable == "PREWARM_HOT_USER_DAYS")
+        }
+        do {
+            _ = try ActivityThresholds(EnvironmentReader(["PREWARM_ACTIVE_USER_DAYS": "zero"]))
+            Issue.record("a word was accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.variable == "PREWARM_ACTIVE_USER_DAYS")
+        }
     }
 }
