@@ -82,7 +82,11 @@ let package = Package(
 
         // Products: one library each, holding its logic; executables only wire configuration.
         .target(
-            name: "EntryIngest", dependencies: ["PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka"]),
+            name: "EntryIngest",
+            dependencies: [
+                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+            ]),
 
         .executableTarget(
             name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmConfiguration", "PrewarmRuntime"]),

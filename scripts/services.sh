@@ -112,16 +112,17 @@ stop() {
   echo "services: stopped $1"
 }
 
-env_vars() { # the variables the workers read, pointed at these services
-  cat <<VARS
-PREWARM_REDIS_HOST=127.0.0.1
-PREWARM_REDIS_PORT=$REDIS_PORT
-PREWARM_REDIS_PASSWORD=$DEV_PASSWORD
-PREWARM_DEV_REDIS_SOCKET=$RUN/redis/redis.sock
-PREWARM_POSTGRES_URL=host=127.0.0.1 port=$PG_PORT dbname=prewarm user=prewarm
-PREWARM_POSTGRES_PASSWORD=$DEV_PASSWORD
-PREWARM_KAFKA_BOOTSTRAP_FILE=$RUN/kafka/bootstrap
-PREWARM_DEV_BROKER_CONTROL_FILE=$RUN/kafka/control
+env_vars() { # the variables the workers read, pointed at these services, quoted for eval
+  local name value
+  while IFS='|' read -r name value; do printf "%s='%s'\n" "$name" "$value"; done <<VARS
+PREWARM_REDIS_HOST|127.0.0.1
+PREWARM_REDIS_PORT|$REDIS_PORT
+PREWARM_REDIS_PASSWORD|$DEV_PASSWORD
+PREWARM_DEV_REDIS_SOCKET|$RUN/redis/redis.sock
+PREWARM_POSTGRES_URL|host=127.0.0.1 port=$PG_PORT dbname=prewarm user=prewarm
+PREWARM_POSTGRES_PASSWORD|$DEV_PASSWORD
+PREWARM_KAFKA_BOOTSTRAP_FILE|$RUN/kafka/bootstrap
+PREWARM_DEV_BROKER_CONTROL_FILE|$RUN/kafka/control
 VARS
 }
 

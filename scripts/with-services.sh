@@ -22,7 +22,7 @@ for s in "${services[@]}"; do
   fi
 done
 set -a
-eval "$("$here/services.sh" env | sed 's/=\(.*\)/="\1"/')"
+eval "$("$here/services.sh" env)"
 set +a
 status=0
 "$@" || status=$?

@@ -69,5 +69,32 @@ public enum EntryIngestSchema {
                 PARTITION BY RANGE (entered_at)
                 """
             ]),
+        Migration(
+            version: 103, name: "entry-ingest: archive month partitions on demand",
+            statements: [
+                // DDL takes no parameters, so the archiver calls this with parameters and the
+                // bounds are quoted here by format(%L); the suffix is checked to be yyyymm.
+                // The lock serialises two archivers creating the same month.
+                """
+                CREATE FUNCTION prewarm_ensure_archive_partition(month_start timestamptz, month_end timestamptz,
+                                                                 suffix text) RETURNS boolean
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    partition text := '\(archiveTable)_' || suffix;
+                BEGIN
+                    IF suffix !~ '^[0-9]{6}$' OR month_end <= month_start THEN
+                        RAISE EXCEPTION 'archive partition %: bad month % .. %', suffix, month_start, month_end;
+                    END IF;
+                    PERFORM pg_advisory_xact_lock(hashtext('prewarm_archive_partitions'));
+                    IF to_regclass(partition) IS NOT NULL THEN
+                        RETURN false;
+                    END IF;
+                    EXECUTE format('CREATE TABLE %I PARTITION OF \(archiveTable) FOR VALUES FROM (%L) TO (%L)',
+                                   partition, month_start, month_end);
+                    RETURN true;
+                END
+                $$
+                """
+            ]),
     ]
 }

@@ -6,6 +6,13 @@ public struct Store: Sendable, Equatable {
     public let categoryID: Int64
     public let zoneID: Int64
     public let isOpen: Bool
+
+    public init(id: Int64, categoryID: Int64, zoneID: Int64, isOpen: Bool = true) {
+        self.id = id
+        self.categoryID = categoryID
+        self.zoneID = zoneID
+        self.isOpen = isOpen
+    }
 }
 
 /// The `stores` table held in memory: loaded at first use, again when an event names a

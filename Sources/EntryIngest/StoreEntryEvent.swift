@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Postgres
 import PrewarmRuntime
 
 /// One `store.entry.v1` event: a user walked into a store.
@@ -77,11 +78,5 @@ public struct StoreEntryDecoder: Sendable {
         InvalidMessage("missing field \(field)", errorClass: "MissingField")
     }
 
-    static func parseTime(_ text: String) -> Date? {
-        let plain = ISO8601DateFormatter()
-        if let date = plain.date(from: text) { return date }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text)
-    }
+    static func parseTime(_ text: String) -> Date? { RFC3339.parse(text) }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A value sent as a query parameter or COPY field, in PostgreSQL's text format.
 public protocol PostgresEncodable: Sendable {
     var postgresText: String { get }
@@ -61,4 +63,9 @@ public struct PostgresResult: Sendable {
 
     public var count: Int { rows.count }
     public var first: PostgresRow? { rows.first }
+}
+
+extension Date: PostgresEncodable {
+    /// RFC 3339 in UTC with microseconds, which `timestamptz` reads exactly.
+    public var postgresText: String { RFC3339.format(self) }
 }

@@ -15,6 +15,8 @@ public struct WorkerDependencies: Sendable {
     public let redis: RedisConnection
     public let postgres: PostgresConnection?
     public let metrics: WorkerMetrics
+    /// Where a worker's own metrics go (the same `/metrics`).
+    public let metricsFactory: any MetricsFactory
     public let logger: Logger
 }
 
@@ -26,25 +28,32 @@ public enum Worker {
     /// What an executable's `main` calls: reads the settings from the environment and the
     /// command line, sets up logging, runs the worker, and exits 64 naming the variable when
     /// the configuration is bad, 1 when the worker fails.
-    public static func main(
+    ///
+    /// A worker's own settings come from `options`, reading the variables it lists in
+    /// `variables` (flags may set them too); a bad one stops start-up like any other.
+    public static func main<Options: Sendable>(
         worker: String, group: String, needsPostgres: Bool, migrations: [Migration] = [],
-        routes: @escaping @Sendable (WorkerDependencies) throws -> [TopicRoute],
-        jobs: @escaping @Sendable (WorkerDependencies) throws -> [ScheduledJob] = { _ in [] }
+        variables: [String] = [], options: (EnvironmentReader) throws -> Options,
+        routes: @escaping @Sendable (WorkerDependencies, Options) throws -> [TopicRoute],
+        jobs: @escaping @Sendable (WorkerDependencies, Options) throws -> [ScheduledJob] = { _, _ in [] }
     ) async -> Never {
         let environment = ProcessInfo.processInfo.environment
         let settings: WorkerSettings
+        let parsed: Options
         do {
             try EnvironmentReader(environment).bootstrapLogging()
             settings = try WorkerSettings(
                 worker: worker, group: group, environment: environment,
                 arguments: Array(CommandLine.arguments.dropFirst()),
-                needsPostgres: needsPostgres)
+                needsPostgres: needsPostgres, workerVariables: variables)
+            parsed = try options(settings.environment)
         } catch {
             FileHandle.standardError.write(Data("\(worker): \(error)\n".utf8))
             exit(64)
         }
         do {
-            try await run(settings, migrations: migrations, routes: routes, jobs: jobs)
+            try await run(
+                settings, migrations: migrations, routes: { try routes($0, parsed) }, jobs: { try jobs($0, parsed) })
             exit(0)
         } catch {
             Logger(label: "prewarm.\(worker)").critical("worker failed", metadata: ["error": "\(error)"])
@@ -61,7 +70,8 @@ public enum Worker {
     ) async throws {
         let logger = Logger(label: "prewarm.\(settings.worker)")
         let registry = PrometheusCollectorRegistry()
-        let metrics = WorkerMetrics(group: settings.loop.groupID, factory: PrometheusMetricsFactory(registry: registry))
+        let metricsFactory = PrometheusMetricsFactory(registry: registry)
+        let metrics = WorkerMetrics(group: settings.loop.groupID, factory: metricsFactory)
         let redis = try await RedisConnection.connect(settings.redis, logger: logger)
         var postgres: PostgresConnection?
         if let configuration = settings.postgres {
@@ -70,7 +80,8 @@ public enum Worker {
             postgres = connection
         }
         let dependencies = WorkerDependencies(
-            settings: settings, redis: redis, postgres: postgres, metrics: metrics, logger: logger)
+            settings: settings, redis: redis, postgres: postgres, metrics: metrics, metricsFactory: metricsFactory,
+            logger: logger)
         let loop = ConsumeLoop(
             configuration: settings.loop,
             consumer: try KafkaConsumer(

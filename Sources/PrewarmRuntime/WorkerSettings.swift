@@ -17,6 +17,8 @@ public struct WorkerSettings: Sendable {
     public var admin: AdminConfiguration
     public var shutdownTimeout: Duration
     public var timeZone: TimeZone
+    /// The environment with the flags applied, for a worker's own settings.
+    public let environment: EnvironmentReader
 
     /// The variables a flag may set (Kafka properties go through `PREWARM_KAFKA_*`).
     public static let variables = [
@@ -31,10 +33,13 @@ public struct WorkerSettings: Sendable {
     /// `environment` overlaid with `arguments` (flags), for the worker `worker` in consumer
     /// group `group`. Secrets (passwords, the admin token) are best left to the environment:
     /// flags show in `ps`.
+    /// `workerVariables` are the worker's own variables, which flags may set too.
     public init(
-        worker: String, group: String, environment: [String: String], arguments: [String] = [], needsPostgres: Bool
+        worker: String, group: String, environment: [String: String], arguments: [String] = [], needsPostgres: Bool,
+        workerVariables: [String] = []
     ) throws {
-        let reader = EnvironmentReader(try Self.overlay(environment, arguments))
+        let reader = EnvironmentReader(try Self.overlay(environment, arguments, workerVariables: workerVariables))
+        self.environment = reader
         self.worker = worker
         let kafka = try reader.kafka()
         kafkaBootstrapServers = kafka.bootstrapServers
@@ -70,7 +75,9 @@ public struct WorkerSettings: Sendable {
 
     /// Applies `--name value` and `--name=value` flags over the environment; an unknown
     /// flag or one without a value is an error that names it.
-    static func overlay(_ environment: [String: String], _ arguments: [String]) throws -> [String: String] {
+    static func overlay(
+        _ environment: [String: String], _ arguments: [String], workerVariables: [String] = []
+    ) throws -> [String: String] {
         var values = environment
         var index = 0
         while index < arguments.count {
@@ -81,7 +88,7 @@ public struct WorkerSettings: Sendable {
             let body = argument.dropFirst(2)
             let parts = body.split(separator: "=", maxSplits: 1).map(String.init)
             let name = "PREWARM_" + parts[0].uppercased().replacingOccurrences(of: "-", with: "_")
-            guard variables.contains(name) || name.hasPrefix("PREWARM_KAFKA_") else {
+            guard variables.contains(name) || workerVariables.contains(name) || name.hasPrefix("PREWARM_KAFKA_") else {
                 throw ConfigurationError("--\(parts[0])", "is not a known flag")
             }
             if parts.count == 2 {

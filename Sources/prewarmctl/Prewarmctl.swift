@@ -29,7 +29,8 @@ struct Prewarmctl: AsyncParsableCommand {
         commandName: "prewarmctl",
         abstract: "Operate prewarm: topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
         subcommands: [
-            MigrateCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self, DeadLetterCommand.self,
+            MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self,
+            DeadLetterCommand.self,
             DevBrokerCommand.self,
             FaultCommand.self, DemoCommand.self, VersionCommand.self,
         ]

@@ -13,28 +13,6 @@ import Testing
 struct EntryIngestFlowTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
 
-    /// A schema of the test's own, migrated, with stores 1...20.
-    private func database() async throws -> (PostgresConnection, String) {
-        let schema = TestEnvironment.uniqueName("ingest")
-        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
-        try await admin.query("CREATE SCHEMA \(schema)")
-        await admin.close()
-        let db = try await PostgresConnection.connect(try TestEnvironment.postgres(searchPath: schema))
-        try await Migrator.migrate(db, EntryIngestSchema.migrations, logger: Logger(label: "test"))
-        try await db.query(
-            "INSERT INTO stores (store_id, name, category_id, zone_id) SELECT g, 'store ' || g, g % 4, g % 3 FROM generate_series(1, 20) g"
-        )
-        return (db, schema)
-    }
-
-    private func rowCount(_ db: PostgresConnection) async throws -> Int {
-        let union = (0..<EntryIngestSchema.shardCount).map {
-            "SELECT count(*) AS n FROM \(EntryIngestSchema.shardTable($0))"
-        }
-        .joined(separator: " UNION ALL ")
-        return try await db.query("SELECT sum(n)::bigint FROM (\(union)) s").first?[0].int ?? 0
-    }
-
     private func run(
         _ handler: EntryIngestHandler, topic: String, group: String,
         until condition: @escaping (ConsumeLoop) async throws -> Bool
@@ -61,7 +39,9 @@ struct EntryIngestFlowTests {
 
     @Test("ingest, then replay from the start: row count and every day count unchanged; bad events dead-lettered")
     func ingestAndReplay() async throws {
-        let (db, schema) = try await database()
+        let database = try await IngestDatabase.make()
+        let db = database.connection
+        let schema = database.schema
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         let activity = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: schema + ":")
         let handler = EntryIngestHandler(
@@ -107,7 +87,7 @@ struct EntryIngestFlowTests {
 
         let group = TestEnvironment.uniqueName("entry-ingest")
         let first = try await run(handler, topic: topic, group: group) { _ in
-            try await rowCount(db) == 200
+            try await database.shardRows() == 200
         }
         #expect(first.statistics.snapshot.deadLettered == 2)
         #expect(try await dayCountTotal() == expectedDays)
@@ -123,13 +103,10 @@ struct EntryIngestFlowTests {
         }
         #expect(try await operations.lag(group: group, topics: [topic]).allSatisfy { $0.lag == 0 })
         #expect(replay.statistics.snapshot.consumed >= 202, "the replay read everything again")
-        #expect(try await rowCount(db) == 200, "no event stored twice")
+        #expect(try await database.shardRows() == 200, "no event stored twice")
         #expect(try await dayCountTotal() == expectedDays, "no day counted twice")
 
         await redis.close()
-        await db.close()
-        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
-        try await admin.query("DROP SCHEMA \(schema) CASCADE")
-        await admin.close()
+        await database.drop()
     }
 }

@@ -1,0 +1,365 @@
+import CoreMetrics
+import Foundation
+import Logging
+import Postgres
+import PrewarmConfiguration
+import PrewarmRuntime
+import Synchronization
+
+/// How the nightly archive runs.
+public struct ArchiveSettings: Sendable, Equatable {
+    /// Rows whose `entered_at` is before the start of today (in the time zone) minus this
+    /// many days are moved.
+    public var afterDays: Int
+    /// Rows moved per transaction.
+    public var batchRows: Int
+    /// Shards worked at once, each on its own connection.
+    public var parallelShards: Int
+    /// When the scheduled run fires, in the worker's time zone.
+    public var schedule: Schedule
+    /// A batch that fails for an outage is retried this many times in all, with backoff.
+    public var maxAttempts: Int
+    public var retryBackoff: Backoff
+
+    public init(
+        afterDays: Int = 30, batchRows: Int = 5000, parallelShards: Int = 4,
+        schedule: Schedule = .daily(hour: 3, minute: 30), maxAttempts: Int = 8,
+        retryBackoff: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+    ) {
+        self.afterDays = afterDays
+        self.batchRows = batchRows
+        self.parallelShards = parallelShards
+        self.schedule = schedule
+        self.maxAttempts = maxAttempts
+        self.retryBackoff = retryBackoff
+    }
+
+    /// `PREWARM_ARCHIVE_AFTER_DAYS` (30), `PREWARM_ARCHIVE_BATCH_ROWS` (5000),
+    /// `PREWARM_ARCHIVE_PARALLEL_SHARDS` (4), `PREWARM_ARCHIVE_SCHEDULE` (daily@03:30),
+    /// `PREWARM_ARCHIVE_MAX_ATTEMPTS` (8).
+    public init(_ reader: EnvironmentReader) throws {
+        self.init()
+        afterDays = try reader.integer("PREWARM_ARCHIVE_AFTER_DAYS", default: afterDays, in: 1...3650)
+        batchRows = try reader.integer("PREWARM_ARCHIVE_BATCH_ROWS", default: batchRows, in: 1...100_000)
+        parallelShards = try reader.integer(
+            "PREWARM_ARCHIVE_PARALLEL_SHARDS", default: parallelShards, in: 1...EntryIngestSchema.shardCount)
+        maxAttempts = try reader.integer("PREWARM_ARCHIVE_MAX_ATTEMPTS", default: maxAttempts, in: 1...100)
+        if let text = reader.string("PREWARM_ARCHIVE_SCHEDULE") {
+            do {
+                schedule = try Schedule(parsing: text)
+            } catch {
+                throw ConfigurationError("PREWARM_ARCHIVE_SCHEDULE", error.description)
+            }
+        }
+    }
+}
+
+/// What one archive run did.
+public struct ArchiveReport: Sendable, Equatable {
+    /// Rows entered before this moment were moved.
+    public var cutoff: Date
+    /// Rows moved into the archive, per shard.
+    public var moved: [Int: Int] = [:]
+    /// Rows removed from a shard because the archive already held their event (a replay
+    /// stored before the archive guard existed); never counted twice.
+    public var duplicatesDropped = 0
+    public var partitionsCreated: [String] = []
+    public var batches = 0
+    public var retries = 0
+
+    public var totalMoved: Int { moved.values.reduce(0, +) }
+}
+
+/// Moves rows older than the cutoff from every shard into `store_entry_archive`, by id
+/// cursor in batches. Each batch is one transaction (pick, delete from the shard, insert
+/// into the archive), so a crash at any point leaves every row in exactly one place and a
+/// rerun carries on. Shards are worked in parallel up to `parallelShards`, each lane on its
+/// own connection; a batch that fails for an outage is retried with backoff; a shard that
+/// still fails fails the run, loudly, after the other shards finish.
+public struct EntryArchiver: Sendable {
+    public let database: PostgresConfiguration
+    public let timeZone: TimeZone
+    public let settings: ArchiveSettings
+    private let logger: Logger
+    private let metrics: ArchiveMetrics
+
+    public init(
+        database: PostgresConfiguration, timeZone: TimeZone, settings: ArchiveSettings, logger: Logger,
+        metricsFactory: MetricsFactory = MetricsSystem.factory
+    ) {
+        self.database = database
+        self.timeZone = timeZone
+        self.settings = settings
+        self.logger = logger
+        self.metrics = ArchiveMetrics(factory: metricsFactory)
+    }
+
+    /// The scheduled job's name (`POST /jobs/entry-archive/trigger` runs it now).
+    public static let jobName = "entry-archive"
+
+    /// Advisory lock space shared with `ShardWriter`: a batch holds its shard's lock
+    /// exclusively; a writer storing events old enough to be archived holds it shared.
+    static let lockSpace: Int32 = 0x7077_6172  // "pwar"
+
+    /// The start of the day `afterDays` before `now`'s day, in the time zone.
+    public func cutoff(now: Date) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        return calendar.date(byAdding: .day, value: -settings.afterDays, to: calendar.startOfDay(for: now))!
+    }
+
+    public func run(now: Date = Date()) async throws -> ArchiveReport {
+        let cutoff = cutoff(now: now)
+        let started = ContinuousClock.now
+        logger.info("archive starting", metadata: ["cutoff": "\(cutoff)", "settings": "\(settings)"])
+        var report = ArchiveReport(cutoff: cutoff)
+        do {
+            let connection = try await PostgresConnection.connect(database, logger: logger)
+            report.partitionsCreated = try await withRetry(shard: nil) {
+                try await ensurePartitions(connection, before: cutoff)
+            }
+            await connection.close()
+        } catch {
+            metrics.failed()
+            logger.critical("archive failed before moving rows", metadata: ["error": "\(error)"])
+            throw error
+        }
+
+        let lanes = min(settings.parallelShards, EntryIngestSchema.shardCount)
+        let queue = ShardQueue(Array(0..<EntryIngestSchema.shardCount))
+        let outcomes = await withTaskGroup(of: [ShardOutcome].self) { group in
+            for _ in 0..<lanes {
+                group.addTask { await self.lane(queue, cutoff: cutoff) }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        var failures: [(Int, Error)] = []
+        for outcome in outcomes {
+            switch outcome.result {
+            case .success(let shard):
+                report.moved[outcome.shard] = shard.moved
+                report.duplicatesDropped += shard.duplicates
+                report.batches += shard.batches
+                report.retries += shard.retries
+                report.partitionsCreated += shard.partitionsCreated
+            case .failure(let error):
+                failures.append((outcome.shard, error))
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        guard failures.isEmpty else {
+            metrics.failed()
+            let shards = failures.map(\.0).sorted()
+            logger.critical(
+                "archive failed; the rows not yet moved stay in their shards and the next run moves them",
+                metadata: [
+                    "failed_shards": "\(shards)", "error": "\(failures[0].1)", "moved": "\(report.totalMoved)",
+                ])
+            throw ArchiveFailed(shards: shards, reasons: failures.map { "shard \($0.0): \($0.1)" }, partial: report)
+        }
+        metrics.succeeded(at: Date())
+        logger.info(
+            "archive finished",
+            metadata: [
+                "moved": "\(report.totalMoved)", "duplicates_dropped": "\(report.duplicatesDropped)",
+                "batches": "\(report.batches)", "retries": "\(report.retries)",
+                "partitions_created": "\(report.partitionsCreated)", "seconds": "\(elapsed)",
+            ])
+        return report
+    }
+
+    // MARK: - Shards
+
+    private struct ShardTotals: Sendable {
+        var moved = 0
+        var duplicates = 0
+        var batches = 0
+        var retries = 0
+        var partitionsCreated: [String] = []
+    }
+
+    private struct ShardOutcome: Sendable {
+        let shard: Int
+        let result: Result<ShardTotals, any Error>
+    }
+
+    /// One lane: a connection of its own, taking shards from the queue until none is left.
+    private func lane(_ queue: ShardQueue, cutoff: Date) async -> [ShardOutcome] {
+        var outcomes: [ShardOutcome] = []
+        var connection: PostgresConnection?
+        while let shard = queue.next() {
+            do {
+                if connection == nil {
+                    connection = try await withRetry(shard: shard) {
+                        try await PostgresConnection.connect(database, logger: logger)
+                    }
+                }
+                let totals = try await archive(shard: shard, on: connection!, cutoff: cutoff)
+                outcomes.append(ShardOutcome(shard: shard, result: .success(totals)))
+            } catch {
+                outcomes.append(ShardOutcome(shard: shard, result: .failure(error)))
+            }
+        }
+        await connection?.close()
+        return outcomes
+    }
+
+    private func archive(shard: Int, on connection: PostgresConnection, cutoff: Date) async throws -> ShardTotals {
+        let table = EntryIngestSchema.shardTable(shard)
+        let move = """
+            WITH picked AS (
+                SELECT id FROM \(table) WHERE id > $1 AND entered_at < $2 ORDER BY id LIMIT $3 FOR UPDATE),
+            moved AS (
+                DELETE FROM \(table) t USING picked WHERE t.id = picked.id
+                RETURNING t.id, t.event_id, t.user_id, t.store_id, t.category_id, t.zone_id, t.entered_at,
+                          t.ingested_at),
+            archived AS (
+                INSERT INTO \(EntryIngestSchema.archiveTable)
+                    (shard, id, event_id, user_id, store_id, category_id, zone_id, entered_at, ingested_at)
+                SELECT $4, id, event_id, user_id, store_id, category_id, zone_id, entered_at, ingested_at FROM moved
+                ON CONFLICT DO NOTHING
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM moved), (SELECT max(id) FROM moved), (SELECT count(*) FROM archived)
+            """
+        var totals = ShardTotals()
+        var cursor: Int64 = 0
+        var retries = 0
+        var partitionsCreated: [String] = []
+        while true {
+            let (moved, last, archived) = try await withRetry(shard: shard, retries: &retries) {
+                do {
+                    return try await connection.transaction { transaction in
+                        try await transaction.query(
+                            "SELECT pg_advisory_xact_lock($1, $2)", [Self.lockSpace, Int32(shard)])
+                        let row = try await transaction.query(move, [cursor, cutoff, settings.batchRows, shard]).first
+                        return (row?[0].int ?? 0, row?[1].int64, row?[2].int ?? 0)
+                    }
+                } catch let error as PostgresError where error.sqlState == "23514" {
+                    // No partition for a row: an event older than the oldest month arrived
+                    // after the run began. Create its month, then let the batch retry.
+                    partitionsCreated += try await ensurePartitions(connection, before: cutoff)
+                    throw error
+                }
+            }
+            guard moved > 0, let last else { break }
+            totals.batches += 1
+            totals.moved += archived
+            totals.duplicates += moved - archived
+            metrics.moved(archived)
+            cursor = last
+            logger.debug(
+                "archive batch moved", metadata: ["shard": "\(shard)", "rows": "\(moved)", "cursor": "\(cursor)"])
+            if moved < settings.batchRows { break }
+        }
+        totals.retries = retries
+        totals.partitionsCreated = partitionsCreated
+        return totals
+    }
+
+    // MARK: - Partitions
+
+    /// Creates the archive's month partitions from the oldest row still in a shard up to
+    /// the cutoff's month; returns the names it created.
+    func ensurePartitions(_ connection: PostgresConnection, before cutoff: Date) async throws -> [String] {
+        let oldest = (0..<EntryIngestSchema.shardCount).map {
+            "(SELECT min(entered_at) FROM \(EntryIngestSchema.shardTable($0)) WHERE entered_at < $1)"
+        }
+        let row = try await connection.query(
+            "SELECT extract(epoch FROM least(\(oldest.joined(separator: ", "))))::float8", [cutoff]
+        ).first
+        guard let seconds = row?[0].double else { return [] }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let first = Date(timeIntervalSince1970: seconds)
+        var month = calendar.date(from: calendar.dateComponents([.year, .month], from: first))!
+        var created: [String] = []
+        while month < cutoff {
+            let next = calendar.date(byAdding: .month, value: 1, to: month)!
+            let parts = calendar.dateComponents([.year, .month], from: month)
+            let suffix = String(ActivityWriter.format(parts.year!, parts.month!, 1).prefix(6))
+            let made = try await connection.query(
+                "SELECT prewarm_ensure_archive_partition($1, $2, $3)", [month, next, suffix]
+            ).first?[0].bool
+            if made == true {
+                created.append("\(EntryIngestSchema.archiveTable)_\(suffix)")
+                logger.notice("archive partition created", metadata: ["month": "\(suffix)"])
+            }
+            month = next
+        }
+        return created
+    }
+
+    // MARK: - Retries
+
+    private func withRetry<T>(shard: Int?, _ body: () async throws -> T) async throws -> T {
+        var retries = 0
+        return try await withRetry(shard: shard, retries: &retries, body)
+    }
+
+    /// Retries outages (and the missing-partition case) with backoff up to `maxAttempts`;
+    /// anything else fails at once.
+    private func withRetry<T>(shard: Int?, retries: inout Int, _ body: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch {
+                attempt += 1
+                let retryable = (error as? PostgresError).map { $0.isTransient || $0.sqlState == "23514" } ?? false
+                guard retryable, attempt < settings.maxAttempts else { throw error }
+                retries += 1
+                metrics.retried()
+                let delay = settings.retryBackoff.delay(attempt: attempt - 1)
+                logger.warning(
+                    "archive batch failed, retrying",
+                    metadata: [
+                        "shard": "\(shard.map(String.init) ?? "-")", "attempt": "\(attempt)", "delay": "\(delay)",
+                        "error": "\(error)",
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}
+
+/// An archive run that could not finish every shard. The rows it did not move are still in
+/// their shards; `partial` says what was moved.
+public struct ArchiveFailed: Error, CustomStringConvertible {
+    public let shards: [Int]
+    public let reasons: [String]
+    public let partial: ArchiveReport
+
+    public var description: String {
+        "archive failed for shards \(shards): \(reasons.joined(separator: "; ")) (moved \(partial.totalMoved) rows)"
+    }
+}
+
+/// The shards still to do, taken one at a time by the lanes.
+private final class ShardQueue: Sendable {
+    private let remaining: Mutex<[Int]>
+
+    init(_ shards: [Int]) { remaining = Mutex(shards.reversed()) }
+
+    func next() -> Int? { remaining.withLock { $0.popLast() } }
+}
+
+/// What an alert rule watches: failures, and the time of the last success (alert when it
+/// is more than a day old).
+struct ArchiveMetrics: Sendable {
+    let rows: Counter
+    let failures: Counter
+    let retries: Counter
+    let lastSuccess: Gauge
+
+    init(factory: MetricsFactory) {
+        rows = Counter(label: "prewarm_archive_rows_moved_total", dimensions: [], factory: factory)
+        failures = Counter(label: "prewarm_archive_failures_total", dimensions: [], factory: factory)
+        retries = Counter(label: "prewarm_archive_retries_total", dimensions: [], factory: factory)
+        lastSuccess = Gauge(label: "prewarm_archive_last_success_timestamp_seconds", dimensions: [], factory: factory)
+    }
+
+    func moved(_ count: Int) { rows.increment(by: count) }
+    func failed() { failures.increment() }
+    func retried() { retries.increment() }
+    func succeeded(at date: Date) { lastSuccess.record(date.timeIntervalSince1970) }
+}

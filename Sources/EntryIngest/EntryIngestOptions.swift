@@ -1,0 +1,23 @@
+import Foundation
+import PrewarmConfiguration
+
+/// entry-ingest's own settings, from `PREWARM_*` variables or flags of the same name.
+public struct EntryIngestOptions: Sendable, Equatable {
+    public var archive: ArchiveSettings
+    /// How long the in-memory store directory is trusted before it is reloaded.
+    public var storeCacheMaxAge: Duration
+    /// How far ahead of this worker's clock an `entered_at` may be.
+    public var maximumFutureSkew: TimeInterval
+
+    public static let variables = [
+        "PREWARM_ARCHIVE_AFTER_DAYS", "PREWARM_ARCHIVE_BATCH_ROWS", "PREWARM_ARCHIVE_PARALLEL_SHARDS",
+        "PREWARM_ARCHIVE_SCHEDULE", "PREWARM_ARCHIVE_MAX_ATTEMPTS", "PREWARM_STORE_CACHE_MAX_AGE_S",
+        "PREWARM_MAX_FUTURE_SKEW_S",
+    ]
+
+    public init(_ reader: EnvironmentReader) throws {
+        archive = try ArchiveSettings(reader)
+        storeCacheMaxAge = .seconds(try reader.integer("PREWARM_STORE_CACHE_MAX_AGE_S", default: 300, in: 1...86_400))
+        maximumFutureSkew = TimeInterval(try reader.integer("PREWARM_MAX_FUTURE_SKEW_S", default: 600, in: 0...86_400))
+    }
+}

@@ -1,0 +1,65 @@
+import EntryIngest
+import Logging
+import Postgres
+import PrewarmRuntime
+import TestSupport
+
+/// A PostgreSQL schema of the test's own, migrated, with stores 1...20 (category g % 4,
+/// zone g % 3); `drop()` removes it.
+struct IngestDatabase {
+    let schema: String
+    let connection: PostgresConnection
+
+    static func make() async throws -> IngestDatabase {
+        let schema = TestEnvironment.uniqueName("ingest")
+        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
+        try await admin.query("CREATE SCHEMA \(schema)")
+        await admin.close()
+        let db = try await PostgresConnection.connect(configuration(schema))
+        try await Migrator.migrate(db, EntryIngestSchema.migrations, logger: Logger(label: "test"))
+        try await db.query(
+            "INSERT INTO stores (store_id, name, category_id, zone_id) SELECT g, 'store ' || g, g % 4, g % 3 FROM generate_series(1, 20) g"
+        )
+        return IngestDatabase(schema: schema, connection: db)
+    }
+
+    static func configuration(_ schema: String) throws -> PostgresConfiguration {
+        try TestEnvironment.postgres(searchPath: schema)
+    }
+
+    var configuration: PostgresConfiguration { get throws { try Self.configuration(schema) } }
+
+    /// Rows in all 16 shards.
+    func shardRows() async throws -> Int {
+        let union = (0..<EntryIngestSchema.shardCount).map {
+            "SELECT count(*) AS n FROM \(EntryIngestSchema.shardTable($0))"
+        }
+        .joined(separator: " UNION ALL ")
+        return try await connection.query("SELECT sum(n)::bigint FROM (\(union)) s").first?[0].int ?? 0
+    }
+
+    func archiveRows() async throws -> Int {
+        try await connection.query("SELECT count(*) FROM \(EntryIngestSchema.archiveTable)").first?[0].int ?? 0
+    }
+
+    /// Every event id stored, shards and archive together, with how often.
+    func eventCounts() async throws -> [String: Int] {
+        let union = (0..<EntryIngestSchema.shardCount).map {
+            "SELECT event_id FROM \(EntryIngestSchema.shardTable($0))"
+        }
+        .joined(separator: " UNION ALL ")
+        let rows = try await connection.query(
+            "SELECT event_id::text, count(*) FROM (\(union) UNION ALL SELECT event_id FROM \(EntryIngestSchema.archiveTable)) e GROUP BY 1"
+        )
+        var counts: [String: Int] = [:]
+        for row in rows.rows { counts[row[0].string!] = row[1].int! }
+        return counts
+    }
+
+    func drop() async {
+        await connection.close()
+        guard let admin = try? await PostgresConnection.connect(try TestEnvironment.postgres()) else { return }
+        _ = try? await admin.query("DROP SCHEMA \(schema) CASCADE")
+        await admin.close()
+    }
+}
