@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUN=$ROOT/.run
+RUN=${PREWARM_DEV_RUN_DIR:-$ROOT/.run} # tests start private servers under a directory of their own
 REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
 PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
 DEV_PASSWORD=prewarm-dev # local throwaway services only
@@ -21,7 +21,7 @@ pg_dir() {
   if [ "$(id -u)" = 0 ]; then
     mkdir -p "$dir"
     if ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
-      dir=${TMPDIR:-/tmp}/prewarm-postgres-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+      dir=${TMPDIR:-/tmp}/prewarm-postgres-$(printf '%s' "$RUN" | cksum | cut -d' ' -f1)
     fi
   fi
   echo "$dir"

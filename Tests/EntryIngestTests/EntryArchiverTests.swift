@@ -31,7 +31,7 @@ struct EntryArchiverTests {
     func archiver(_ db: IngestDatabase, _ settings: ArchiveSettings, applicationName: String? = nil) throws
         -> EntryArchiver
     {
-        var configuration = try db.configuration
+        var configuration = db.configuration
         if let applicationName { configuration.applicationName = applicationName }
         return EntryArchiver(
             database: configuration, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"))
@@ -152,7 +152,7 @@ struct EntryArchiverTests {
         let db = try await IngestDatabase.make()
         let now = Date()
         let times = try await seed(db, perShard: 800, spacing: 3 * 3600, before: now)
-        let configuration = try db.configuration
+        let configuration = db.configuration
         let process = try TestProcess.start(
             "prewarmctl", ["archive", "--batch-rows", "5", "--parallel-shards", "4"],
             environment: [

@@ -8,26 +8,32 @@ import TestSupport
 /// zone g % 3); `drop()` removes it.
 struct IngestDatabase {
     let schema: String
+    let server: PostgresConfiguration
     let connection: PostgresConnection
 
-    static func make() async throws -> IngestDatabase {
+    /// On the shared server unless `server` names another.
+    static func make(server: PostgresConfiguration? = nil) async throws -> IngestDatabase {
+        let server = try server ?? TestEnvironment.postgres()
         let schema = TestEnvironment.uniqueName("ingest")
-        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
+        let admin = try await PostgresConnection.connect(server)
         try await admin.query("CREATE SCHEMA \(schema)")
         await admin.close()
-        let db = try await PostgresConnection.connect(configuration(schema))
+        let db = try await PostgresConnection.connect(configuration(server, schema))
         try await Migrator.migrate(db, EntryIngestSchema.migrations, logger: Logger(label: "test"))
         try await db.query(
             "INSERT INTO stores (store_id, name, category_id, zone_id) SELECT g, 'store ' || g, g % 4, g % 3 FROM generate_series(1, 20) g"
         )
-        return IngestDatabase(schema: schema, connection: db)
+        return IngestDatabase(schema: schema, server: server, connection: db)
     }
 
-    static func configuration(_ schema: String) throws -> PostgresConfiguration {
-        try TestEnvironment.postgres(searchPath: schema)
+    static func configuration(_ server: PostgresConfiguration, _ schema: String) -> PostgresConfiguration {
+        var configuration = server
+        configuration.conninfo += " options='-c search_path=\(schema)'"
+        return configuration
     }
 
-    var configuration: PostgresConfiguration { get throws { try Self.configuration(schema) } }
+    /// A connection configuration that lands in this database's schema.
+    var configuration: PostgresConfiguration { Self.configuration(server, schema) }
 
     /// Rows in all 16 shards.
     func shardRows() async throws -> Int {
@@ -58,7 +64,7 @@ struct IngestDatabase {
 
     func drop() async {
         await connection.close()
-        guard let admin = try? await PostgresConnection.connect(try TestEnvironment.postgres()) else { return }
+        guard let admin = try? await PostgresConnection.connect(server) else { return }
         _ = try? await admin.query("DROP SCHEMA \(schema) CASCADE")
         await admin.close()
     }

@@ -69,17 +69,7 @@ extension LoopTesting {
     }
 
     func read(_ topic: String, count: Int) async throws -> [KafkaMessage] {
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                groupID: TestEnvironment.uniqueName("reader"), bootstrapServers: try TestEnvironment.kafkaBootstrap))
-        try await consumer.subscribe([topic])
-        var messages: [KafkaMessage] = []
-        try await eventually("\(count) messages on \(topic)") {
-            messages += try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 100).messages
-            return messages.count >= count
-        }
-        await consumer.close()
-        return messages
+        try await TestEnvironment.read(topic, count: count)
     }
 
     func stored(_ redis: RedisConnection, _ prefix: String, ids: Range<Int>) async throws -> Int {

@@ -13,7 +13,7 @@ public enum TestEnvironment {
         public let description: String
     }
 
-    static func require(_ name: String) throws -> String {
+    public static func require(_ name: String) throws -> String {
         guard let value = values[name], !value.isEmpty else {
             throw Missing(
                 description: "\(name) is not set: run the tests with `make test`, or start the services with "

@@ -1,5 +1,7 @@
 import DevBroker
 import Foundation
+import Kafka
+import Postgres
 import Redis
 
 extension TestEnvironment {
@@ -7,6 +9,20 @@ extension TestEnvironment {
     @discardableResult
     public static func createTopic(_ prefix: String = "test.topic", partitions: Int) throws -> String {
         try createTopic(named: uniqueName(prefix), partitions: partitions)
+    }
+
+    /// The first `count` messages of `topic` (or more), read by a group of their own.
+    public static func read(_ topic: String, count: Int) async throws -> [KafkaMessage] {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(groupID: uniqueName("reader"), bootstrapServers: kafkaBootstrap))
+        try await consumer.subscribe([topic])
+        var messages: [KafkaMessage] = []
+        try await eventually("\(count) messages on \(topic)") {
+            messages += try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 100).messages
+            return messages.count >= count
+        }
+        await consumer.close()
+        return messages
     }
 
     @discardableResult
@@ -69,5 +85,53 @@ public final class PrivateRedisServer: Sendable {
             kill(pid, SIGKILL)
         }
         try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A PostgreSQL server of a test's own, started and stopped by `scripts/services.sh` (the
+/// same initdb, role and password as the shared one) under a directory and port of its own,
+/// for tests that stop and restart it.
+public final class PrivatePostgresServer: Sendable {
+    public let port: Int
+    private let directory: String
+
+    public init() throws {
+        port = Int.random(in: 30_000...39_999)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-pg-\(port)-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    public var configuration: PostgresConfiguration {
+        get throws {
+            PostgresConfiguration(
+                conninfo: "host=127.0.0.1 port=\(port) dbname=prewarm user=prewarm",
+                password: try TestEnvironment.require("PREWARM_POSTGRES_PASSWORD"), applicationName: "prewarm-tests",
+                connectTimeout: 2)
+        }
+    }
+
+    private var environment: [String: String] {
+        ["PREWARM_DEV_RUN_DIR": directory, "PREWARM_DEV_POSTGRES_PORT": String(port)]
+    }
+
+    private func services(_ action: String) async throws {
+        let (status, stderr) = try await TestProcess.runTool(
+            TestProcess.root.appendingPathComponent("scripts/services.sh").path, [action, "postgres"],
+            environment: environment, timeout: .seconds(120))
+        guard status == 0 else {
+            throw TestEnvironment.Missing(description: "services.sh \(action) postgres failed: \(stderr)")
+        }
+    }
+
+    /// Starts it (the first start runs initdb).
+    public func start() async throws { try await services("start") }
+
+    /// A fast shutdown: connections are cut, as in a failover or a restart for maintenance.
+    public func stop() async throws { try await services("stop") }
+
+    /// Stops it and removes its data.
+    public func destroy() async {
+        try? await stop()
+        _ = try? await TestProcess.runTool("/bin/rm", ["-rf", directory])
     }
 }
