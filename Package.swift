@@ -117,7 +117,8 @@ let package = Package(
             path: "Tests/Testkit"
         ),
         .target(
-            name: "TestSupport", dependencies: ["Kafka", "Redis", "Postgres", "DevBroker"], path: "Tests/TestSupport"),
+            name: "TestSupport", dependencies: ["BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker"],
+            path: "Tests/TestSupport"),
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),

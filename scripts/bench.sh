@@ -11,7 +11,7 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
 report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $4" | bc -l)"; }
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
-scenarios=${*:-redis postgres kafka}
+scenarios=${*:-redis postgres kafka ingest}
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
 echo "bench: $N items per scenario, release build, services on loopback, 2 cores"
@@ -40,4 +40,70 @@ if [[ $scenarios == *kafka* ]]; then
   kcat -C -b "$BOOT" -t "bench-$run.kcat" -o beginning -e -q -c "$N" > /dev/null
   t1=$(now)
   report "kafka: $N produced + consumed" "$w" "kcat -P then -C" "$(secs "$t0" "$t1")"
+fi
+if [[ $scenarios == *ingest* ]]; then
+  # 1M store.entry.v1 events (BENCH_INGEST_COUNT) on 12 partitions, then one entry-ingest
+  # process from start to every event stored and counted, beside the same I/O by the stock
+  # tools one after another: kcat reading the topic, psql \copy of the rows into the 16
+  # shards, redis-cli --pipe of the activity commands.
+  M=${BENCH_INGEST_COUNT:-1000000}
+  INGEST=${ENTRY_INGEST:-.build/release/entry-ingest}
+  dir=$tmp/ingest; mkdir -p "$dir"
+  run=$(date +%s%N); schema=bench_ingest_$run; stock=bench_stock_$run
+  # A dev broker of its own, so store.entry.v1 holds exactly this workload.
+  "$PREWARMCTL" dev-broker --brokers 3 --bootstrap-file "$dir/bootstrap" --control-file "$dir/control" \
+    >"$dir/broker.log" 2>&1 </dev/null &
+  broker=$!
+  ingest_pid=
+  trap 'kill $broker $ingest_pid 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; DROP SCHEMA IF EXISTS $stock CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  for _ in $(seq 300); do [ -s "$dir/bootstrap" ] && break; sleep 0.1; done
+  psql "$PGURL" -qc "CREATE SCHEMA $schema; CREATE SCHEMA $stock"
+  url() { echo "$PREWARM_POSTGRES_URL options='-c search_path=$1'"; }
+  PREWARM_POSTGRES_URL=$(url "$schema") "$PREWARMCTL" migrate >/dev/null 2>&1
+  PREWARM_POSTGRES_URL=$(url "$stock") "$PREWARMCTL" migrate >/dev/null 2>&1
+  psql "$PGURL" -qc "INSERT INTO $schema.stores (store_id, name, category_id, zone_id)
+    SELECT s, 'store ' || s, s % 40, s % 25 FROM generate_series(1, 2000) s"
+  echo "bench: producing $M events over 12 partitions and writing the stock tools' input ..."
+  PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap $BENCH ingest-events --count "$M" --target store.entry.v1 \
+    --files "$dir" >/dev/null
+  redis=(redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning)
+  "${redis[@]}" -n 1 flushdb >/dev/null; "${redis[@]}" -n 2 flushdb >/dev/null
+  port=$((18000 + RANDOM % 2000))
+  processed() {
+    curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
+      | awk '/^prewarm_messages_processed_total/ { n += $NF } END { printf "%d", n }'
+  }
+  t0=$(now)
+  PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$schema") PREWARM_REDIS_DB=1 \
+    PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+    "$INGEST" >"$dir/ingest.log" 2>&1 &
+  ingest_pid=$!
+  until [ "$(processed)" -ge "$M" ] 2>/dev/null; do
+    kill -0 "$ingest_pid" 2>/dev/null || { tail -20 "$dir/ingest.log" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
+    sleep 0.05
+  done
+  t1=$(now)
+  rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ingest_pid/status")
+  kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
+  union=$(for s in $(seq -f %02g 0 15); do printf 'SELECT count(*) n FROM %s.store_entry_log_%s UNION ALL ' "$schema" "$s"; done)
+  rows=$(psql "$PGURL" -qAtc "SELECT sum(n) FROM (${union% UNION ALL }) t")
+  [ "$rows" = "$M" ] || { echo "bench: entry-ingest stored $rows rows, expected $M" >&2; exit 1; }
+  wrapper=$(secs "$t0" "$t1")
+
+  t0=$(now); kcat -C -b "$(cat "$dir/bootstrap")" -t store.entry.v1 -o beginning -e -q >/dev/null; t1=$(now)
+  kcat_s=$(secs "$t0" "$t1")
+  copies=$(for s in $(seq -f %02g 0 15); do
+    printf '\\copy %s.store_entry_log_%s (event_id, user_id, store_id, category_id, zone_id, entered_at) FROM %s\n' \
+      "$stock" "$s" "'$dir/rows-$s.tsv'"; done)
+  t0=$(now); psql "$PGURL" -q -v ON_ERROR_STOP=1 <<<"$copies"; t1=$(now)
+  psql_s=$(secs "$t0" "$t1")
+  t0=$(now); "${redis[@]}" -n 2 --pipe <"$dir/redis.txt" >/dev/null; t1=$(now)
+  redis_s=$(secs "$t0" "$t1")
+  stock_s=$(echo "$kcat_s + $psql_s + $redis_s" | bc -l)
+  printf 'ingest: %d events, 12 partitions     entry-ingest %8.3f s  (%.0f events/s, peak RSS %d MB)\n' \
+    "$M" "$wrapper" "$(echo "$M / $wrapper" | bc -l)" "$rss"
+  printf '  stock tools one after another        kcat -C %.3f s + psql \\copy %.3f s + redis-cli --pipe %.3f s = %.3f s\n' \
+    "$kcat_s" "$psql_s" "$redis_s" "$stock_s"
+  printf '  ratio entry-ingest / stock tools     %.2f   (goal: at most 1.00, peak RSS under 200 MB)\n' \
+    "$(echo "$wrapper / $stock_s" | bc -l)"
 fi

@@ -10,7 +10,7 @@ packages=(
   # local services and the stock tools benchmarks compare against
   redis-server redis-tools postgresql postgresql-client kcat
   # compose.yaml check
-  python3 python3-yaml bc
+  python3 python3-yaml bc curl
 )
 command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
 # swift itself needs libncurses6; a minimal image may lack it.

@@ -96,5 +96,53 @@ public enum EntryIngestSchema {
                 $$
                 """
             ]),
+        Migration(
+            version: 104, name: "entry-ingest: staged batch into its shards in one call",
+            statements: [
+                // One round trip per batch instead of one per shard. Each statement of a
+                // volatile function sees a fresh snapshot, so after the shared locks the
+                // archive check sees every move committed before them.
+                """
+                CREATE FUNCTION prewarm_ensure_entry_staging() RETURNS void LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF to_regclass('pg_temp.entry_staging') IS NULL THEN
+                        CREATE TEMP TABLE entry_staging (
+                            shard smallint, event_id uuid, user_id bigint, store_id bigint, category_id bigint,
+                            zone_id bigint, entered_at timestamptz) ON COMMIT DELETE ROWS;
+                    END IF;
+                END
+                $$
+                """,
+                """
+                CREATE FUNCTION prewarm_insert_staged_entries(guard_time timestamptz, lock_space integer)
+                RETURNS bigint LANGUAGE plpgsql AS $$
+                DECLARE
+                    shard_number integer;
+                    inserted bigint;
+                    total bigint := 0;
+                BEGIN
+                    FOR shard_number IN EXECUTE
+                        'SELECT DISTINCT shard FROM entry_staging WHERE entered_at < $1 ORDER BY 1' USING guard_time
+                    LOOP
+                        PERFORM pg_advisory_xact_lock_shared(lock_space, shard_number);
+                    END LOOP;
+                    FOR shard_number IN EXECUTE 'SELECT DISTINCT shard FROM entry_staging ORDER BY 1' LOOP
+                        EXECUTE format(
+                            'INSERT INTO %I (event_id, user_id, store_id, category_id, zone_id, entered_at) '
+                            'SELECT event_id, user_id, store_id, category_id, zone_id, entered_at '
+                            'FROM entry_staging s WHERE s.shard = $1 '
+                            'AND NOT (s.entered_at < $2 AND EXISTS (SELECT 1 FROM \(archiveTable) a '
+                            'WHERE a.event_id = s.event_id AND a.entered_at = s.entered_at)) '
+                            'ON CONFLICT (event_id) DO NOTHING',
+                            'store_entry_log_' || lpad(shard_number::text, 2, '0'))
+                        USING shard_number, guard_time;
+                        GET DIAGNOSTICS inserted = ROW_COUNT;
+                        total := total + inserted;
+                    END LOOP;
+                    RETURN total;
+                END
+                $$
+                """,
+            ]),
     ]
 }

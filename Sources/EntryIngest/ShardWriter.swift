@@ -2,8 +2,8 @@ import Foundation
 import Postgres
 
 /// Writes a batch of events into the 16 log shards in one transaction: one COPY into a
-/// staging table, then one `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` per
-/// shard present. A replayed event is skipped by its unique `event_id`, so replays and
+/// staging table, then one call that runs `INSERT ... SELECT ... ON CONFLICT (event_id) DO
+/// NOTHING` for each shard present (migration 104). A replayed event is skipped by its unique `event_id`, so replays and
 /// retries after an outage store each event once.
 ///
 /// Uniqueness is per table, so an event replayed after the archiver moved it would be
@@ -34,44 +34,20 @@ public struct ShardWriter: Sendable {
                 store.zoneID, event.enteredAt,
             ])
         }
-        let shards = Set(events.map { EntryIngestSchema.shard(of: $0.event.userID) }).sorted()
         let guardTime = archiveGuard()
-        let oldShards = Set(
-            events.filter { $0.event.enteredAt < guardTime }.map { EntryIngestSchema.shard(of: $0.event.userID) })
         return try await database.transaction { transaction in
-            // In shard order, so two writers never wait on each other in a cycle.
-            for shard in oldShards.sorted() {
-                try await transaction.query(
-                    "SELECT pg_advisory_xact_lock_shared($1, $2)", [EntryArchiver.lockSpace, Int32(shard)])
-            }
-            // Per connection, emptied at each commit; recreated after a reconnect.
-            try await transaction.query(
-                """
-                CREATE TEMP TABLE IF NOT EXISTS entry_staging (
-                    shard smallint, event_id uuid, user_id bigint, store_id bigint, category_id bigint,
-                    zone_id bigint, entered_at timestamptz) ON COMMIT DELETE ROWS
-                """)
+            // A temporary table per connection, emptied at each commit, created again after
+            // a reconnect (quietly: CREATE ... IF NOT EXISTS would send a notice per batch).
+            try await transaction.query("SELECT prewarm_ensure_entry_staging()")
             try await transaction.copy(
                 into: "entry_staging",
                 columns: ["shard", "event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"],
                 rows: rows)
-            var inserted = 0
-            for shard in shards {
-                inserted += try await transaction.query(
-                    """
-                    INSERT INTO \(EntryIngestSchema.shardTable(shard))
-                        (event_id, user_id, store_id, category_id, zone_id, entered_at)
-                    SELECT event_id, user_id, store_id, category_id, zone_id, entered_at
-                    FROM entry_staging s
-                    WHERE shard = $1
-                      AND NOT (s.entered_at < $2 AND EXISTS (
-                          SELECT 1 FROM \(EntryIngestSchema.archiveTable) a
-                          WHERE a.event_id = s.event_id AND a.entered_at = s.entered_at))
-                    ON CONFLICT (event_id) DO NOTHING
-                    """, [shard, guardTime]
-                ).affectedRows
-            }
-            return inserted
+            // Into each shard present, in shard order, skipping events already stored or
+            // archived (see migration 104).
+            return try await transaction.query(
+                "SELECT prewarm_insert_staged_entries($1, $2)", [guardTime, EntryArchiver.lockSpace]
+            ).first?[0].int ?? 0
         }
     }
 }

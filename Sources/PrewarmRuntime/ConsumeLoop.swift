@@ -3,13 +3,13 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The loop every worker runs: poll a batch, hand each partition's messages to its topic's
+/// The loop every worker runs: poll a batch, hand each topic's messages to its topic's
 /// handler, commit what is durable, and never lose or stall on a message.
 ///
 /// - Bad input (a decode or validation error, or a permanent handler error) goes to the
 ///   topic's DLQ with headers naming the error; the partition moves on.
-/// - A transient failure (an outage) seeks the partition back to the batch's first
-///   message, pauses it, and retries after an exponential, jittered backoff. Nothing is
+/// - A transient failure (an outage) seeks the batch's partitions back to their first
+///   messages, pauses them, and retries after an exponential, jittered backoff. Nothing is
 ///   committed past an unfinished batch and nothing goes to the DLQ for an outage.
 /// - A batch running longer than `longBatchAfter` pauses every partition and keeps polling,
 ///   so the consumer never exceeds `max.poll.interval.ms` and stays in its group.
@@ -76,25 +76,32 @@ public final class ConsumeLoop: Service {
                 logger.warning("kafka consumer error", metadata: ["error": "\(error)"])
             }
             var committable: [KafkaTopicPartition: Int64] = [:]
-            for (partition, messages) in state.batches(of: poll.messages) {
-                // A long batch before this one may have seen the partition revoked: its new
-                // owner reads these messages, so do not process them here as well.
-                guard state.isAssigned(partition) else { continue }
+            for batch in Self.byTopic(state.batches(of: poll.messages)) {
+                // A long batch before this one may have seen a partition revoked: its new
+                // owner reads those messages, so do not process them here as well.
+                let owned = batch.filter { state.isAssigned($0.0) }
+                guard let topic = owned.first?.0.topic else { continue }
+                let messages = owned.flatMap(\.1)
                 statistics.update { $0.consumed += messages.count }
-                metrics.consumed(partition.topic, messages.count)
+                metrics.consumed(topic, messages.count)
                 let started = ContinuousClock.now
                 let outcome = try await guarded(&state) { await self.process(messages) }
-                metrics.batchDuration(partition.topic, .now - started)
-                guard state.isAssigned(partition) else { continue }  // revoked while it ran
+                metrics.batchDuration(topic, .now - started)
+                let stillOwned = owned.filter { state.isAssigned($0.0) }  // revoked while it ran
                 switch outcome {
                 case .done:
-                    state.succeeded(partition, next: messages.last!.offset + 1)
-                    committable[partition] = messages.last!.offset + 1
-                    statistics.update { $0.processed += messages.count }
-                    metrics.processed(partition.topic, messages.count)
+                    for (partition, partitionMessages) in stillOwned {
+                        state.succeeded(partition, next: partitionMessages.last!.offset + 1)
+                        committable[partition] = partitionMessages.last!.offset + 1
+                    }
+                    let count = stillOwned.map(\.1.count).reduce(0, +)
+                    statistics.update { $0.processed += count }
+                    metrics.processed(topic, count)
                 case .retry(let error):
-                    metrics.failed(partition.topic)
-                    try await retryLater(partition, from: messages[0].offset, error: error, &state)
+                    metrics.failed(topic)
+                    try await retryLater(
+                        Dictionary(uniqueKeysWithValues: stillOwned.map { ($0.0, $0.1[0].offset) }), error: error,
+                        &state)
                 }
             }
             // Only what this member still owns: a revoked partition's offset would make the
@@ -181,24 +188,43 @@ public final class ConsumeLoop: Service {
         return .done
     }
 
+    /// Seeks every partition of a failed batch back to its first message and pauses them
+    /// for the backoff of the most-retried one.
     private func retryLater(
-        _ partition: KafkaTopicPartition, from offset: Int64, error: any Error, _ state: inout PartitionStates
+        _ offsets: [KafkaTopicPartition: Int64], error: any Error, _ state: inout PartitionStates
     ) async throws {
-        let attempt = state.failed(partition, from: offset)
+        guard !offsets.isEmpty else { return }
+        let attempt = offsets.map { state.failed($0.key, from: $0.value) }.max()!
         let delay = configuration.retryBackoff.delay(attempt: attempt)
-        state.pause(partition, until: .now + delay)
-        try await consumer.pause([partition])
-        try await consumer.seek([partition: offset])
+        for partition in offsets.keys { state.pause(partition, until: .now + delay) }
+        try await consumer.pause(Array(offsets.keys))
+        try await consumer.seek(offsets)
         statistics.update {
             $0.transientFailures += 1
-            $0.pausedPartitions.insert(partition)
+            $0.pausedPartitions.formUnion(offsets.keys)
         }
         logger.warning(
-            "batch failed transiently, partition paused",
+            "batch failed transiently, partitions paused",
             metadata: [
-                "partition": "\(partition)", "offset": "\(offset)", "attempt": "\(attempt + 1)",
-                "retry_in": "\(delay)", "error": "\(error)",
+                "partitions": "\(offsets.keys.sorted())", "attempt": "\(attempt + 1)", "retry_in": "\(delay)",
+                "error": "\(error)",
             ])
+    }
+
+    /// One batch per topic: a poll's messages of all partitions of a topic go to its
+    /// handler together (in partition order, each partition's in offset order), so a
+    /// handler's per-batch cost (a transaction, a script) is paid once per poll, not once
+    /// per partition.
+    static func byTopic(
+        _ batches: [(KafkaTopicPartition, [KafkaMessage])]
+    ) -> [[(KafkaTopicPartition, [KafkaMessage])]] {
+        var order: [String] = []
+        var groups: [String: [(KafkaTopicPartition, [KafkaMessage])]] = [:]
+        for batch in batches {
+            if groups[batch.0.topic] == nil { order.append(batch.0.topic) }
+            groups[batch.0.topic, default: []].append(batch)
+        }
+        return order.map { groups[$0]! }
     }
 
     private func resumeDue(_ state: inout PartitionStates) async throws {

@@ -12,8 +12,11 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prewarm-bench", abstract: "Time one scenario through prewarm's wrappers.")
 
-    @Argument(help: "redis-set | pg-copy | kafka")
+    @Argument(help: "redis-set | pg-copy | kafka | ingest-events")
     var scenario: String
+
+    @Option(help: "ingest-events: where to write the stock tools' input (rows per shard, Redis commands).")
+    var files = "."
 
     @Option(help: "Items in the scenario.")
     var count = 100_000
@@ -73,8 +76,10 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             await consumer.close()
+        case "ingest-events":
+            elapsed = try await clock.measure { try await IngestWorkload(count: count, topic: target).write(to: files) }
         default:
-            throw ValidationError("unknown scenario '\(scenario)': redis-set, pg-copy or kafka")
+            throw ValidationError("unknown scenario '\(scenario)': redis-set, pg-copy, kafka or ingest-events")
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("seconds=\(String(format: "%.3f", seconds))")

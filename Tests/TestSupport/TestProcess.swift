@@ -1,3 +1,4 @@
+import BlockingIO
 import Foundation
 
 /// A program of this package started by a test, to be paused, resumed or killed.
@@ -31,9 +32,7 @@ public final class TestProcess: Sendable {
             timeout: timeout)
     }
 
-    /// `run` for any program, by path. Spawned and reaped here with posix_spawn and
-    /// waitpid: Foundation's `Process` misses some exits on Linux (the child stays a zombie
-    /// and `isRunning` stays true), and `waitUntilExit` would block a cooperative thread.
+    /// `run` for any program, by path.
     public static func runTool(
         _ path: String, _ arguments: [String], environment: [String: String] = [:],
         timeout: Duration = .seconds(30)
@@ -42,39 +41,11 @@ public final class TestProcess: Sendable {
             "prewarm-stderr-\(UUID().uuidString)"
         ).path
         defer { try? FileManager.default.removeItem(atPath: errorFile) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, errorFile, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
-        var pid: pid_t = 0
-        let spawned = withCStringArray([path] + arguments) { argv in
-            withCStringArray(variables) { envp in posix_spawn(&pid, path, &actions, nil, argv, envp) }
-        }
-        guard spawned == 0 else {
-            throw TestEnvironment.Missing(description: "could not start \(path): \(String(cString: strerror(spawned)))")
-        }
-        let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            guard ContinuousClock.now < deadline else {
-                Foundation.kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                throw TimedOut(description: "\(path) \(arguments) still running after \(timeout)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let text = (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""
-        return (exitStatus, text)
-    }
-
-    private static func withCStringArray<T>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> T) -> T {
-        let pointers = strings.map { strdup($0) } + [nil]
-        defer { pointers.forEach { free($0) } }
-        return body(pointers)
+        let child = try ChildProcess.spawn(
+            path, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            standardError: errorFile)
+        let status = try await child.wait(timeout: timeout)
+        return (status, (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "")
     }
 
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

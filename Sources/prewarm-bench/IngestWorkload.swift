@@ -1,0 +1,97 @@
+import Foundation
+import Kafka
+import Postgres
+import PrewarmConfiguration
+
+/// `make bench ingest`'s input: `count` store.entry.v1 events produced over the topic's
+/// partitions, and the same work for the stock tools: the rows each shard receives
+/// (`rows-NN.tsv` for psql \\copy) and the activity commands (`redis.txt` for
+/// redis-cli --pipe: SADD to the day set and HINCRBY of the month hash per event).
+/// Stores 1...2000 with category `s % 40` and zone `s % 25`; 200,000 users; times over the
+/// 25 days before now, so the events are spread over days as a real stream is.
+struct IngestWorkload {
+    let count: Int
+    let topic: String
+    static let stores = 2000
+    static let users = 200_000
+
+    func write(to directory: String) async throws {
+        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
+        let kafka = try environment.kafka()
+        let timeZone = try environment.timeZone()
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
+        try await producer.prepare(topics: [topic])
+        var shardFiles = try (0..<16).map { shard in
+            try BufferedFile(path: directory + "/rows-\(shard < 10 ? "0" : "")\(shard).tsv")
+        }
+        var redisFile = try BufferedFile(path: directory + "/redis.txt")
+        let now = Date().timeIntervalSince1970
+        var random = SystemRandomNumberGenerator()
+        var chunk: [KafkaProducerMessage] = []
+        chunk.reserveCapacity(50_000)
+        for index in 0..<count {
+            let user = Int64.random(in: 1...Int64(Self.users), using: &random)
+            let store = Int64(index % Self.stores + 1)
+            let at = Date(timeIntervalSince1970: (now - Double.random(in: 60...25 * 86_400, using: &random)).rounded())
+            let eventID = UUID().uuidString.lowercased()
+            let time = RFC3339.format(at)
+            chunk.append(
+                KafkaProducerMessage(
+                    topic: topic, key: String(user),
+                    value:
+                        #"{"event_id":"\#(eventID)","user_id":\#(user),"store_id":\#(store),"entered_at":"\#(time)"}"#
+                ))
+            shardFiles[Int(user % 16)].write("\(eventID)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
+            let local = at.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: at))
+            let (year, month, day) = civil(Int64((local / 86_400).rounded(.down)))
+            let month6 = "\(year)\(month < 10 ? "0" : "")\(month)"
+            redisFile.write(
+                "SADD act:day:\(month6)\(day < 10 ? "0" : "")\(day) \(user)\r\nHINCRBY act:month:\(month6) \(user) 1\r\n"
+            )
+            if chunk.count == 50_000 {
+                try await producer.send(chunk)
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        try await producer.send(chunk)
+        await producer.close()
+        for index in shardFiles.indices { try shardFiles[index].close() }
+        try redisFile.close()
+    }
+
+    private func civil(_ days: Int64) -> (Int64, Int64, Int64) {
+        let date = Date(timeIntervalSince1970: Double(days) * 86_400)
+        let text = RFC3339.format(date)  // yyyy-mm-dd...
+        let parts = text.prefix(10).split(separator: "-").map { Int64($0)! }
+        return (parts[0], parts[1], parts[2])
+    }
+}
+
+/// Appends text to a file through a 1 MB buffer.
+struct BufferedFile {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+
+    init(path: String) throws {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    mutating func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 20 { flush() }
+    }
+
+    private mutating func flush() {
+        handle.write(Data(buffer))
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    mutating func close() throws {
+        flush()
+        try handle.close()
+    }
+}
