@@ -76,13 +76,14 @@ if [[ $scenarios == *ingest* ]]; then
   t0=$(now)
   PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$schema") PREWARM_REDIS_DB=1 \
     PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
-    "$INGEST" >"$dir/ingest.log" 2>&1 &
+    "$INGEST" >"${BENCH_INGEST_LOG:-$dir/ingest.log}" 2>&1 &
   ingest_pid=$!
   until [ "$(processed)" -ge "$M" ] 2>/dev/null; do
-    kill -0 "$ingest_pid" 2>/dev/null || { tail -20 "$dir/ingest.log" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
+    kill -0 "$ingest_pid" 2>/dev/null || { tail -20 "${BENCH_INGEST_LOG:-$dir/ingest.log}" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
     sleep 0.05
   done
   t1=$(now)
+  [ -z "${BENCH_INGEST_LOG:-}" ] || curl -sf "http://127.0.0.1:$port/metrics" >"$BENCH_INGEST_LOG.metrics" || true
   rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ingest_pid/status")
   kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
   union=$(for s in $(seq -f %02g 0 15); do printf 'SELECT count(*) n FROM %s.store_entry_log_%s UNION ALL ' "$schema" "$s"; done)

@@ -2,8 +2,8 @@ import Kafka
 import PrewarmRuntime
 
 /// entry-ingest's handler for `store.entry.v1`: validate, attach the store's category and
-/// zone, store the rows (PostgreSQL first), then count the activity (Redis). Both steps are
-/// idempotent, so a batch retried after either fails is safe.
+/// zone, then store the rows (PostgreSQL) and count the activity (Redis) side by side. Both
+/// steps are idempotent, so a batch retried after either fails is safe.
 public struct EntryIngestHandler: TopicHandler {
     public let decoder: StoreEntryDecoder
     public let directory: StoreDirectory
@@ -28,7 +28,10 @@ public struct EntryIngestHandler: TopicHandler {
             // The loop then handles the batch message by message, so only this one is dead-lettered.
             throw InvalidMessage("store \(unknown.storeID) does not exist", errorClass: "UnknownStore")
         }
-        try await writer.write(events.map { ($0, stores[$0.storeID]!) })
-        try await activity.record(events)
+        // Both at once: the rows and the activity do not depend on each other, and both
+        // are idempotent, so if either fails the whole batch is retried safely.
+        async let rows = writer.write(events.map { ($0, stores[$0.storeID]!) })
+        async let days = activity.record(events)
+        _ = try await (rows, days)
     }
 }
