@@ -20,7 +20,7 @@ test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev b
 	$(WITH_SERVICES) $(SWIFT) test --skip-build
 
 demo: build ## start the services, run a generated workload through the wrappers, stop
-	$(WITH_SERVICES) .build/debug/prewarmctl demo
+	PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo
 
 # `make bench kafka` runs one scenario: the words after `bench` are its arguments.
 ifeq (bench,$(firstword $(MAKECMDGOALS)))

@@ -83,7 +83,8 @@ public struct ActivityWriter: Sendable {
         return Int(reply.integer ?? 0)
     }
 
-    static func format(_ year: Int, _ month: Int, _ day: Int) -> String {
+    /// `yyyymmdd`, the day part of the activity keys.
+    public static func format(_ year: Int, _ month: Int, _ day: Int) -> String {
         String(year) + (month < 10 ? "0" : "") + String(month) + (day < 10 ? "0" : "") + String(day)
     }
 }

@@ -14,7 +14,9 @@ extension RedisConnection: Closable {}
 extension PostgresConnection: Closable {}
 
 /// Runs `body` with `client` and closes it afterwards, whether `body` returned or threw.
-func using<Client: Closable, Result>(_ client: Client, _ body: (Client) async throws -> Result) async throws -> Result {
+public func using<Client: Closable, Result>(_ client: Client, _ body: (Client) async throws -> Result) async throws
+    -> Result
+{
     do {
         let result = try await body(client)
         await client.close()

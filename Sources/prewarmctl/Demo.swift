@@ -1,3 +1,5 @@
+import BlockingIO
+import EntryIngest
 import Foundation
 import Kafka
 import Logging
@@ -6,138 +8,295 @@ import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
 
-/// The foundation demo: generated store-entry events go through Kafka (produce, consume in
-/// a group, commit), PostgreSQL (COPY, a replay refused by the unique key) and Redis
-/// (pipelined activity writes, a Lua script by SHA, MGET), and each step reports itself.
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// `make demo`: a month of generated canteen traffic through the real `entry-ingest`
+/// worker (a child process, configured like a pod), then what it did: rows per shard,
+/// busiest stores, daily and monthly activity, the dead-lettered events with their reasons,
+/// the nightly archive triggered over HTTP, and a replay from the start that stores nothing
+/// twice.
 struct Demo {
+    let environment: [String: String]
     let kafka: (bootstrapServers: String, properties: KafkaProperties)
     let redis: RedisConfiguration
     let postgres: PostgresConfiguration
+    let timeZone: TimeZone
     let events: Int
     let seed: UInt64
+    let workerPath: String
+    let logDirectory: String
+    private let topic = TopicCatalog.storeEntry.name
+    private var deadLetterTopic: String { topic + ".dlq" }
+    private let logger = Logger(label: "prewarmctl.demo")
 
-    private static let dayCount = RedisScript(
-        name: "demo-day-count",
-        source: "local n = {} for i, key in ipairs(KEYS) do n[i] = redis.call('SCARD', key) end return n")
+    init(
+        environment: [String: String], events: Int, seed: UInt64, workerPath: String, logDirectory: String
+    ) throws {
+        let reader = EnvironmentReader(environment)
+        self.environment = environment
+        kafka = try reader.kafka()
+        redis = try reader.redis(clientName: "prewarmctl-demo")
+        postgres = try reader.postgres(applicationName: "prewarmctl-demo")
+        timeZone = try reader.timeZone()
+        self.events = events
+        self.seed = seed
+        self.workerPath = workerPath
+        self.logDirectory = logDirectory
+    }
 
     func run() async throws {
-        let run = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36)
-        var generator = StoreEntryGenerator(seed: seed)
-        let generated = generator.events(count: events, run: run)
-        print("demo: \(generated.count) store-entry events, run \(run)")
-        let consumed = try await throughKafka(generated, run: run)
-        try await throughPostgres(consumed)
-        try await throughRedis(consumed)
+        let db = try await PostgresConnection.connect(postgres, logger: logger)
+        let cache = try await RedisConnection.connect(redis, logger: logger)
+        defer {
+            Task {
+                await db.close()
+                await cache.close()
+            }
+        }
+        let applied = try await Migrator.migrate(db, AllMigrations.list, logger: logger)
+        try await db.query(
+            """
+            INSERT INTO stores (store_id, name, category_id, zone_id)
+            SELECT g, 'canteen stall ' || g, g % 12 + 1, g % 8 + 1 FROM generate_series(1, $1) g
+            ON CONFLICT (store_id) DO NOTHING
+            """, [300])
+        print(
+            "postgres:     schema migrated (\(applied.isEmpty ? "already current" : "applied \(applied)")), 300 stores")
+
+        // The workload, and one event of each kind of bad input.
+        let now = Date()
+        var generator = StoreEntryGenerator(seed: seed, timeZone: timeZone)
+        let good = generator.events(count: events, now: now)
+        let bad = StoreEntryGenerator.badMessages(now: now)
+        let dlqStart = try await highWatermarks(deadLetterTopic)
+        let messages = good.map(StoreEntryGenerator.message) + bad.map { ($0.key, $0.json) }
+        try await produce(messages)
+        print("kafka:        produced \(good.count) store-entry events and \(bad.count) bad ones to \(topic)")
+
+        // The worker, exactly as a pod runs it.
+        let rowsBefore = try await rowCount(db)
+        let daysBefore = try await monthDayTotal(cache, at: now)
+        let token = UUID().uuidString
+        let port = Int.random(in: 20_000...29_999)
+        var started = ContinuousClock.now
+        var worker = try startWorker(port: port, token: token, log: "entry-ingest.log")
+        try await waitForLagZero(worker)
+        let ingestTime = ContinuousClock.now - started
+        let stored = try await rowCount(db) - rowsBefore
+        print(
+            "entry-ingest: stored \(stored) new rows in \(format(ingestTime)) (\(rate(stored, ingestTime)) events/s, "
+                + "group join included); lag 0; log in \(logDirectory)/entry-ingest.log")
+        try await showShards(db)
+        try await showBusiestStores(db, since: now.addingTimeInterval(-21 * 86_400))
+        try await showActivity(cache, now: now)
+        try await showDeadLetters(from: dlqStart, expected: bad.count)
+
+        // The nightly archive, triggered now over the admin API (forced: the demo may run twice a day).
+        started = .now
+        let (status, body) = try await trigger(port: port, token: token, job: EntryArchiver.jobName)
+        print(
+            "archive:      POST /jobs/\(EntryArchiver.jobName)/trigger -> \(status) \(body) in \(format(.now - started))"
+        )
+        let partitions = try await db.query(
+            """
+            SELECT c.relname, count(a.*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            LEFT JOIN \(EntryIngestSchema.archiveTable) a ON a.tableoid = c.oid
+            WHERE i.inhparent = $1::regclass GROUP BY c.relname ORDER BY c.relname
+            """, [EntryIngestSchema.archiveTable])
+        for row in partitions.rows {
+            print("archive:      \(row[0].string ?? "?"): \(row[1].int ?? 0) rows")
+        }
+
+        // Replay: stop the worker (graceful), reset the group to the start, run it again.
+        started = .now
+        worker.signal(SIGTERM)
+        let exit = try await worker.wait(timeout: .seconds(40))
+        print(
+            "entry-ingest: SIGTERM -> finished its batch, committed, left the group, exit \(exit) in \(format(.now - started))"
+        )
+        let operations = GroupOperations(
+            bootstrapServers: kafka.bootstrapServers, properties: kafka.properties, logger: logger)
+        _ = try await operations.resetOffsets(
+            group: TopicCatalog.storeEntry.consumerGroup!, topic: topic, to: .earliest)
+        let replayed = try await operations.lag(group: TopicCatalog.storeEntry.consumerGroup!, topics: [topic])
+            .map(\.lag).reduce(0, +)
+        let rowsBeforeReplay = try await rowCount(db) + archivedCount(db)
+        let daysBeforeReplay = try await monthDayTotal(cache, at: now)
+        started = .now
+        worker = try startWorker(port: port, token: token, log: "entry-ingest-replay.log")
+        try await waitForLagZero(worker)
+        let rowsAfterReplay = try await rowCount(db) + archivedCount(db)
+        let daysAfterReplay = try await monthDayTotal(cache, at: now)
+        print(
+            "replay:       offsets reset to earliest, \(replayed) events read again in \(format(.now - started)): "
+                + "\(rowsAfterReplay - rowsBeforeReplay) new rows, month day-count total "
+                + "\(daysBeforeReplay) -> \(daysAfterReplay) (was \(daysBefore) before this demo)")
+        worker.signal(SIGTERM)
+        _ = try await worker.wait(timeout: .seconds(40))
+        guard rowsAfterReplay == rowsBeforeReplay, daysAfterReplay == daysBeforeReplay else {
+            throw DemoFailure("the replay changed stored data")
+        }
         print("demo: done")
     }
 
-    private func throughKafka(_ events: [StoreEntry], run: String) async throws -> [StoreEntry] {
-        let topic = TopicCatalog.storeEntry.name
+    // MARK: - The worker
+
+    private func startWorker(port: Int, token: String, log: String) throws -> ChildProcess {
+        var variables = environment
+        variables["PREWARM_ADMIN_PORT"] = String(port)
+        variables["PREWARM_ADMIN_HOST"] = "127.0.0.1"
+        variables["PREWARM_ADMIN_TOKEN"] = token
+        variables["PREWARM_LOG_LEVEL"] = environment["PREWARM_DEMO_WORKER_LOG_LEVEL"] ?? "info"
+        let path = logDirectory + "/" + log
+        return try ChildProcess.spawn(workerPath, [], environment: variables, standardOutput: path, standardError: path)
+    }
+
+    private func waitForLagZero(_ worker: ChildProcess) async throws {
+        let operations = GroupOperations(
+            bootstrapServers: kafka.bootstrapServers, properties: kafka.properties, logger: logger)
+        let deadline = ContinuousClock.now + .seconds(180)
+        while true {
+            if let status = worker.exitStatus() {
+                throw DemoFailure("entry-ingest exited with status \(status); see \(logDirectory)")
+            }
+            let lag = try await operations.lag(group: TopicCatalog.storeEntry.consumerGroup!, topics: [topic])
+            if !lag.isEmpty, lag.allSatisfy({ $0.committed != nil && $0.lag == 0 }) { return }
+            guard ContinuousClock.now < deadline else { throw DemoFailure("entry-ingest did not catch up in 180 s") }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    private func trigger(port: Int, token: String, job: String) async throws -> (Int, String) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/jobs/\(job)/trigger?force=true")!)
+        request.httpMethod = "POST"
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.timeoutInterval = 300
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    // MARK: - Kafka
+
+    private func produce(_ messages: [(key: String, json: String)]) async throws {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
-        try await producer.prepare(topics: [topic])  // what a worker does at start-up
-        let started = ContinuousClock.now
-        let reports = try await producer.send(
-            events.map { KafkaProducerMessage(topic: topic, key: String($0.userID), value: $0.json) })
+        try await producer.prepare(topics: [topic])
+        try await producer.send(messages.map { KafkaProducerMessage(topic: topic, key: $0.key, value: $0.json) })
         await producer.close()
-        let partitions = Set(reports.map(\.partition)).count
-        print(
-            "kafka:    produced \(reports.count) to \(topic) over \(partitions) partitions in \(seconds(since: started)) (acks=all, idempotent)"
-        )
+    }
 
-        let group = "prewarm-demo-\(run)"
+    private func highWatermarks(_ topic: String) async throws -> [KafkaTopicPartition: Int64] {
+        let admin = try KafkaAdmin(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
+        return try await using(admin) { admin in
+            let count = try await admin.partitionCounts([topic])[topic] ?? 0
+            let marks = try await admin.watermarks((0..<count).map { KafkaTopicPartition(topic, Int32($0)) })
+            return marks.mapValues(\.high)
+        }
+    }
+
+    private func showDeadLetters(from start: [KafkaTopicPartition: Int64], expected: Int) async throws {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                groupID: group, bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
-        try await consumer.subscribe([topic])
-        let consuming = ContinuousClock.now
-        var mine: [StoreEntry] = []
-        let deadline = ContinuousClock.now + .seconds(60)
-        while mine.count < events.count {
-            guard ContinuousClock.now < deadline else {
-                throw DemoFailure("consumed only \(mine.count) of \(events.count) events within 60 s")
-            }
-            let batch = try await consumer.poll(maxMessages: 1000, timeoutMilliseconds: 200)
-            mine += batch.messages.compactMap { StoreEntry(json: $0.value) }.filter { $0.eventID.hasPrefix(run) }
-            try await consumer.commit(batch.messages)
-        }
-        let assigned = try await consumer.assignment()
-        let committed = try await consumer.committed(assigned)
-        var lag: Int64 = 0
-        for partition in assigned {
-            let high = try await consumer.watermarks(partition).high
-            lag += high - ((committed[partition] ?? nil) ?? 0)
+                groupID: "prewarmctl-demo-reader", bootstrapServers: kafka.bootstrapServers,
+                properties: kafka.properties))
+        try await consumer.assign(start)
+        var letters: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while letters.count < expected, ContinuousClock.now < deadline {
+            letters += try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 200).messages
         }
         await consumer.close()
-        print(
-            "kafka:    consumed \(mine.count) in group \(group) in \(seconds(since: consuming)), committed; lag \(lag) over \(assigned.count) partitions"
-        )
-        return mine
-    }
-
-    private func throughPostgres(_ events: [StoreEntry]) async throws {
-        let connection = try await PostgresConnection.connect(postgres)
-        defer { Task { await connection.close() } }
-        try await connection.query(
-            """
-            CREATE TABLE IF NOT EXISTS demo_store_entry (
-                event_id text PRIMARY KEY, user_id bigint NOT NULL, store_id bigint NOT NULL,
-                entered_at timestamptz NOT NULL)
-            """)
-        var rows = PostgresCopyRows()
-        for event in events { rows.append([event.eventID, event.userID, event.storeID, event.enteredAt]) }
-        let started = ContinuousClock.now
-        let copied = try await connection.copy(
-            into: "demo_store_entry", columns: ["event_id", "user_id", "store_id", "entered_at"], rows: rows)
-        let copyTime = seconds(since: started)
-        let replayed = events[0]
-        do {
-            try await connection.query(
-                "INSERT INTO demo_store_entry (event_id, user_id, store_id, entered_at) VALUES ($1, $2, $3, $4)",
-                [replayed.eventID, replayed.userID, replayed.storeID, replayed.enteredAt])
-            throw DemoFailure("a replayed event was stored twice")
-        } catch let error as PostgresError where error.isUniqueViolation {
+        for letter in letters {
+            let header = { (name: String) in letter.headers.first { $0.name == name }?.stringValue ?? "?" }
             print(
-                "postgres: copied \(copied) rows in \(copyTime); replaying event \(replayed.eventID) refused as unique violation \(error.sqlState ?? "")"
+                "dlq:          \(header("prewarm-error-class")): \(header("prewarm-error-message")) "
+                    + "(from \(header("prewarm-original-topic"))[\(header("prewarm-original-partition"))]@\(header("prewarm-original-offset")))"
             )
         }
-        let busiest = try await connection.query(
-            "SELECT store_id, count(*) AS visits FROM demo_store_entry WHERE event_id LIKE $1 GROUP BY store_id ORDER BY visits DESC, store_id LIMIT 3",
-            [String(replayed.eventID.prefix { $0 != "-" }) + "-%"])
-        let top = busiest.rows.map { "store \($0["store_id"].int64 ?? 0): \($0["visits"].int ?? 0)" }
-        print("postgres: busiest stores of this run: \(top.joined(separator: ", "))")
     }
 
-    private func throughRedis(_ events: [StoreEntry]) async throws {
-        let connection = try await RedisConnection.connect(redis)
-        defer { Task { await connection.close() } }
-        var commands: [RedisCommand] = []
-        for event in events {
-            commands.append(RedisCommand("SADD", "demo:act:day:\(event.day)", event.userID))
-            commands.append(RedisCommand("EXPIRE", "demo:act:day:\(event.day)", 3600))
-            commands.append(RedisCommand("SET", "demo:last-store:\(event.userID)", event.storeID, "EX", 3600))
-        }
-        let started = ContinuousClock.now
-        let replies = try await connection.pipeline(commands)
-        let failed = replies.filter { if case .error = $0 { return true } else { return false } }.count
-        print("redis:    pipelined \(commands.count) commands in \(seconds(since: started)), \(failed) errors")
-        let days = Array(Set(events.map(\.day))).sorted()
-        let counts = try await connection.run(Self.dayCount, keys: days.map { "demo:act:day:\($0)" })
-        let perDay = zip(days, counts.array ?? []).map { "\($0) \($1.integer ?? 0)" }
-        print("redis:    active users per day (Lua by SHA): \(perDay.joined(separator: ", "))")
-        let sample = Array(Set(events.map(\.userID))).sorted().prefix(5)
-        let stores = try await connection.mget(sample.map { "demo:last-store:\($0)" })
-        let shown = zip(sample, stores).map {
-            "user \($0) -> store \($1.map { String(decoding: $0, as: UTF8.self) } ?? "none")"
-        }
-        print("redis:    MGET last store of 5 users: \(shown.joined(separator: ", "))")
+    // MARK: - What was stored
+
+    private func shardUnion(_ column: String) -> String {
+        (0..<EntryIngestSchema.shardCount).map {
+            "SELECT \($0) AS shard, \(column) FROM \(EntryIngestSchema.shardTable($0))"
+        }.joined(separator: " UNION ALL ")
     }
 
-    private func seconds(since start: ContinuousClock.Instant) -> String {
-        let elapsed = ContinuousClock.now - start
-        let value = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return String(format: "%.3f s", value)
+    private func rowCount(_ db: PostgresConnection) async throws -> Int {
+        try await db.query("SELECT count(*) FROM (\(shardUnion("user_id"))) s").first?[0].int ?? 0
+    }
+
+    private func archivedCount(_ db: PostgresConnection) async throws -> Int {
+        try await db.query("SELECT count(*) FROM \(EntryIngestSchema.archiveTable)").first?[0].int ?? 0
+    }
+
+    private func showShards(_ db: PostgresConnection) async throws {
+        let counts = try await db.query(
+            "SELECT shard, count(*) FROM (\(shardUnion("user_id"))) s GROUP BY shard ORDER BY shard")
+        let values = counts.rows.compactMap { $0[1].int }
+        print(
+            "postgres:     rows per shard (user_id % 16): \(values.map(String.init).joined(separator: " ")) "
+                + "(min \(values.min() ?? 0), max \(values.max() ?? 0))")
+    }
+
+    private func showBusiestStores(_ db: PostgresConnection, since: Date) async throws {
+        let busiest = try await db.query(
+            """
+            SELECT e.store_id, s.name, s.category_id, s.zone_id, count(*) AS visits, count(DISTINCT e.user_id) AS users
+            FROM (\(shardUnion("store_id, user_id, entered_at"))) e JOIN stores s USING (store_id)
+            WHERE e.entered_at >= $1 GROUP BY 1, 2, 3, 4 ORDER BY visits DESC, store_id LIMIT 3
+            """, [since])
+        for row in busiest.rows {
+            print(
+                "postgres:     busy: \(row["name"].string ?? "?") (category \(row["category_id"].int ?? 0), "
+                    + "zone \(row["zone_id"].int ?? 0)): \(row["visits"].int ?? 0) visits by \(row["users"].int ?? 0) users"
+            )
+        }
+    }
+
+    private func showActivity(_ cache: RedisConnection, now: Date) async throws {
+        let writer = ActivityWriter(redis: cache, timeZone: timeZone)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        var perDay: [String] = []
+        for back in (0..<7).reversed() {
+            let day = calendar.date(byAdding: .day, value: -back, to: now)!
+            let parts = calendar.dateComponents([.year, .month, .day], from: day)
+            let key = ActivityWriter.format(parts.year!, parts.month!, parts.day!)
+            let users = try await cache.send("SCARD", writer.dayKey(key)).integer ?? 0
+            perDay.append("\(key.dropFirst(4).prefix(2))-\(key.suffix(2)): \(users)")
+        }
+        print("redis:        users seen per day (act:day:*, last 7 days): \(perDay.joined(separator: ", "))")
+        let reader = ActivityReader(redis: cache, timeZone: timeZone, thresholds: try ActivityThresholds())
+        let active = try await reader.forEachUser(atLeast: .active, at: now) { _ in }
+        let hot = try await reader.forEachUser(atLeast: .hot, at: now) { _ in }
+        print(
+            "redis:        this month (\(reader.monthKey(of: now))): \(active) active users (7+ days), "
+                + "\(hot) of them hot (14+ days): what the store-scorer will ask for")
+    }
+
+    private func monthDayTotal(_ cache: RedisConnection, at now: Date) async throws -> Int {
+        let reader = ActivityReader(redis: cache, timeZone: timeZone, thresholds: try ActivityThresholds())
+        let values = try await cache.send("HVALS", reader.monthKey(of: now)).array ?? []
+        return values.compactMap { $0.integer.map(Int.init) }.reduce(0, +)
+    }
+
+    // MARK: - Formatting
+
+    private func format(_ duration: Duration) -> String {
+        String(format: "%.2f s", seconds(duration))
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private func rate(_ count: Int, _ duration: Duration) -> Int {
+        Int(Double(count) / max(seconds(duration), 0.001))
     }
 }
 

@@ -1,25 +1,26 @@
 import ArgumentParser
 import Foundation
-import Kafka
-import Logging
-import Postgres
-import PrewarmConfiguration
-import PrewarmRuntime
-import Redis
 
-/// `prewarmctl demo`: sends realistic store-entry events through each wrapper end to end
-/// and reports what happened. Reads the same `PREWARM_*` variables as the workers.
+/// `prewarmctl demo`: runs a generated month of store-entry traffic through the real
+/// entry-ingest worker and reports what it did. Reads the same `PREWARM_*` variables as the
+/// workers; `make demo` points them at the local services.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Produce, consume and store a generated workload through Kafka, Redis and PostgreSQL."
+        abstract: "Run generated store-entry traffic through the entry-ingest worker and show what it did."
     )
 
     @Option(help: "Number of store-entry events to generate.")
-    var events = 5000
+    var events = 20_000
 
-    @Option(help: "Seed of the generated workload (the same seed gives the same events).")
+    @Option(help: "Seed of the generated workload (the same seed gives the same traffic).")
     var seed: UInt64 = 42
+
+    @Option(help: "The entry-ingest executable (default: next to prewarmctl).")
+    var worker: String?
+
+    @Option(help: "Where the worker's logs go.")
+    var logDirectory = ".run/demo"
 
     func validate() throws {
         guard (1...1_000_000).contains(events) else {
@@ -28,10 +29,20 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        let workerPath =
+            worker
+            ?? URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("entry-ingest")
+            .path
+        guard FileManager.default.isExecutableFile(atPath: workerPath) else {
+            throw ValidationError("no entry-ingest executable at \(workerPath) (run: swift build, or pass --worker)")
+        }
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let demo = try Demo(
-            kafka: environment.kafka(), redis: environment.redis(clientName: "prewarmctl-demo"),
-            postgres: environment.postgres(applicationName: "prewarmctl-demo"), events: events, seed: seed)
+            environment: ProcessInfo.processInfo.environment, events: events, seed: seed, workerPath: workerPath,
+            logDirectory: logDirectory)
         try await demo.run()
     }
 }

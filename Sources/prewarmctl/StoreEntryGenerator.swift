@@ -1,65 +1,68 @@
+import EntryIngest
 import Foundation
+import Postgres
 
-/// A store-entry behaviour event as `store.entry.v1` carries it.
-struct StoreEntry: Codable, Equatable {
-    var eventID: String
-    var userID: Int64
-    var storeID: Int64
-    var enteredAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case eventID = "event_id"
-        case userID = "user_id"
-        case storeID = "store_id"
-        case enteredAt = "entered_at"
-    }
-
-    var json: String { String(decoding: try! JSONEncoder().encode(self), as: UTF8.self) }
-
-    init(eventID: String, userID: Int64, storeID: Int64, enteredAt: String) {
-        self.eventID = eventID
-        self.userID = userID
-        self.storeID = storeID
-        self.enteredAt = enteredAt
-    }
-
-    init?(json: [UInt8]) {
-        guard let decoded = try? JSONDecoder().decode(StoreEntry.self, from: Data(json)) else { return nil }
-        self = decoded
-    }
-
-    /// `yyyymmdd` of `entered_at` as written (the generator writes Asia/Shanghai times).
-    var day: String { String(enteredAt.prefix(10).filter { $0 != "-" }) }
-}
-
-/// A campus canteen's traffic: a few thousand students, a few hundred stores, visits around
-/// meal times, students loyal to a handful of stores. Deterministic for a seed.
+/// A campus canteen's month: a few thousand students, a few hundred stores, visits around
+/// meal times, students loyal to a handful of stores, some of them nearly every day, and a
+/// few late uploads from phones that were offline for weeks. Deterministic for a seed, apart
+/// from the event ids, which are fresh UUIDs each run as upstream's would be.
 struct StoreEntryGenerator {
     var random: SplitMix64
+    let timeZone: TimeZone
 
-    init(seed: UInt64) { random = SplitMix64(seed: seed) }
+    init(seed: UInt64, timeZone: TimeZone) {
+        random = SplitMix64(seed: seed)
+        self.timeZone = timeZone
+    }
 
-    mutating func events(count: Int, run: String, users: Int64 = 3000, stores: Int64 = 300) -> [StoreEntry] {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "Asia/Shanghai")
-        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssXXXXX"
-        let now = Date()
+    mutating func events(count: Int, now: Date, users: Int64 = 2000, stores: Int64 = 300) -> [StoreEntryEvent] {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let today = calendar.startOfDay(for: now)
         let mealHours = [7.5, 12.0, 18.0, 21.5]
-        return (0..<count).map { index in
-            let user = Int64(random.next() % UInt64(users)) + 1
+        return (0..<count).map { _ in
+            // A fifth of the students are regulars, who account for half the visits.
+            let regular = random.next() % 2 == 0
+            let user =
+                regular ? Int64(random.next() % UInt64(users / 5)) * 5 + 5 : Int64(random.next() % UInt64(users)) + 1
             // Each user favours stores near "their" store id: skewed, like real loyalty.
-            let favourite = user % stores
             let spread = Int64(random.next() % 20) - 10
-            let store = (favourite + spread + stores) % stores + 1
-            let daysAgo = Double(random.next() % 7)
+            let store = (user % stores + spread + stores) % stores + 1
+            // Mostly the last three weeks; 3 % are late uploads from 5 to 9 weeks ago.
+            let daysAgo = random.next() % 100 < 3 ? 35 + Int(random.next() % 28) : Int(random.next() % 21)
             let hour = mealHours[Int(random.next() % 4)] + Double(random.next() % 60) / 60 - 0.5
-            let startOfDay = now.addingTimeInterval(
-                -daysAgo * 86_400 - now.timeIntervalSince1970.truncatingRemainder(dividingBy: 86_400))
-            let at = min(startOfDay.addingTimeInterval(hour * 3600 - 8 * 3600), now)
-            return StoreEntry(
-                eventID: "\(run)-\(index)", userID: user, storeID: store, enteredAt: formatter.string(from: at))
+            let day = calendar.date(byAdding: .day, value: -daysAgo, to: today)!
+            let at = min(day.addingTimeInterval(hour * 3600), now.addingTimeInterval(-60))
+            return StoreEntryEvent(
+                eventID: UUID().uuidString.lowercased(), userID: user, storeID: store, enteredAt: at)
         }
+    }
+
+    /// `store.entry.v1` as upstream writes it: key = user id, times with the local offset.
+    static func message(_ event: StoreEntryEvent) -> (key: String, json: String) {
+        (
+            String(event.userID),
+            #"{"event_id":"\#(event.eventID)","user_id":\#(event.userID),"store_id":\#(event.storeID),"entered_at":"\#(RFC3339.format(event.enteredAt))"}"#
+        )
+    }
+
+    /// One event of each kind a real stream carries now and then, with the class the
+    /// worker dead-letters it under.
+    static func badMessages(now: Date) -> [(key: String, json: String, errorClass: String)] {
+        let id = { UUID().uuidString.lowercased() }
+        let yesterday = RFC3339.format(now.addingTimeInterval(-86_400))
+        return [
+            (
+                "17", #"{"event_id":"\#(id())","user_id":17,"store_id":9999,"entered_at":"\#(yesterday)"}"#,
+                "UnknownStore"
+            ),
+            (
+                "18", #"{"event_id":"\#(id())","user_id":18,"store_id":3,"entered_at":"2031-01-01T00:00:00Z"}"#,
+                "FutureTimestamp"
+            ),
+            ("19", #"{"event_id":"\#(id())","user_id":19,"entered_at":"\#(yesterday)"}"#, "MissingField"),
+            ("20", #"{"event_id":"\#(id())","user_id":20,"store_id":3,"entered_at":"last tuesday"}"#, "BadTimestamp"),
+        ]
     }
 }
 
