@@ -19,7 +19,7 @@ test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev b
 	$(SWIFT) build --build-tests
 	$(WITH_SERVICES) $(SWIFT) test --skip-build
 
-demo: build ## start the services, run a generated workload through the wrappers, stop
+demo: build ## start the services, run generated traffic through the entry-ingest worker, show what it did
 	PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo
 
 # `make bench kafka` runs one scenario: the words after `bench` are its arguments.
