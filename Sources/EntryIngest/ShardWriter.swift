@@ -1,9 +1,11 @@
 import Foundation
 import Postgres
+import Synchronization
 
-/// Writes a batch of events into the 16 log shards in one transaction: one COPY into a
-/// staging table, then one call that runs `INSERT ... SELECT ... ON CONFLICT (event_id) DO
-/// NOTHING` for each shard present (migration 104). A replayed event is skipped by its unique `event_id`, so replays and
+/// Writes a batch of events into the 16 log shards in one transaction: COPY straight into
+/// the shards, or (when some are stored already) COPY into a staging table and one call that
+/// runs `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` for each shard present
+/// (migration 104). A replayed event is skipped by its unique `event_id`, so replays and
 /// retries after an outage store each event once.
 ///
 /// Uniqueness is per table, so an event replayed after the archiver moved it would be
@@ -14,6 +16,7 @@ public struct ShardWriter: Sendable {
     public let database: PostgresConnection
     public let archiveAfterDays: Int
     public var now: @Sendable () -> Date = { Date() }
+    private let directCopy = DirectCopyState()
 
     public init(database: PostgresConnection, archiveAfterDays: Int = ArchiveSettings().afterDays) {
         self.database = database
@@ -24,9 +27,48 @@ public struct ShardWriter: Sendable {
     public func archiveGuard() -> Date { now().addingTimeInterval(-Double(archiveAfterDays - 1) * 86_400) }
 
     /// Returns how many events were new.
+    ///
+    /// Two paths. Usually no event of a batch is stored yet, so the rows are copied straight
+    /// into their shards (COPY, as fast as `psql \\copy`). If that meets a unique
+    /// violation (a replay, a retried batch, a duplicate inside the batch) the transaction
+    /// rolls back and the batch goes through the staging table, which skips what is stored;
+    /// the next batches take that path too for a while, since replays come in runs. Events
+    /// old enough to have been archived always take it, for the archive check.
     @discardableResult
     public func write(_ events: [(event: StoreEntryEvent, store: Store)]) async throws -> Int {
         guard !events.isEmpty else { return 0 }
+        let guardTime = archiveGuard()
+        if directCopy.shouldTry(), !events.contains(where: { $0.event.enteredAt < guardTime }) {
+            do {
+                return try await copyIntoShards(events)
+            } catch let error as PostgresError where error.isUniqueViolation {
+                directCopy.conflicted()
+            }
+        }
+        return try await stageAndInsert(events, guardTime: guardTime)
+    }
+
+    private static let columns = ["event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"]
+
+    private func copyIntoShards(_ events: [(event: StoreEntryEvent, store: Store)]) async throws -> Int {
+        var byShard: [Int: PostgresCopyRows] = [:]
+        for (event, store) in events {
+            byShard[EntryIngestSchema.shard(of: event.userID), default: PostgresCopyRows()].append([
+                event.eventID, event.userID, event.storeID, store.categoryID, store.zoneID, event.enteredAt,
+            ])
+        }
+        return try await database.transaction { transaction in
+            for shard in byShard.keys.sorted() {
+                try await transaction.copy(
+                    into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: byShard[shard]!)
+            }
+            return events.count
+        }
+    }
+
+    private func stageAndInsert(
+        _ events: [(event: StoreEntryEvent, store: Store)], guardTime: Date
+    ) async throws -> Int {
         var rows = PostgresCopyRows()
         for (event, store) in events {
             rows.append([
@@ -34,15 +76,11 @@ public struct ShardWriter: Sendable {
                 store.zoneID, event.enteredAt,
             ])
         }
-        let guardTime = archiveGuard()
         return try await database.transaction { transaction in
             // A temporary table per connection, emptied at each commit, created again after
             // a reconnect (quietly: CREATE ... IF NOT EXISTS would send a notice per batch).
             try await transaction.query("SELECT prewarm_ensure_entry_staging()")
-            try await transaction.copy(
-                into: "entry_staging",
-                columns: ["shard", "event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"],
-                rows: rows)
+            try await transaction.copy(into: "entry_staging", columns: ["shard"] + Self.columns, rows: rows)
             // Into each shard present, in shard order, skipping events already stored or
             // archived (see migration 104).
             return try await transaction.query(
@@ -50,4 +88,22 @@ public struct ShardWriter: Sendable {
             ).first?[0].int ?? 0
         }
     }
+}
+
+/// Whether to try the direct COPY: after a conflict, the next `pause` batches skip it.
+final class DirectCopyState: Sendable {
+    private let skip = Mutex(0)
+    private let pause: Int
+
+    init(pause: Int = 100) { self.pause = pause }
+
+    func shouldTry() -> Bool {
+        skip.withLock { remaining in
+            guard remaining > 0 else { return true }
+            remaining -= 1
+            return false
+        }
+    }
+
+    func conflicted() { skip.withLock { $0 = pause } }
 }

@@ -51,4 +51,35 @@ struct StoreEntryDecoderTests {
             #expect(error?.errorClass == errorClass, "\(json)")
         }
     }
+
+    @Test("unusual but valid JSON decodes the same as plain JSON; malformed JSON is refused either way")
+    func fastPathAgreesWithFullParser() throws {
+        let id = "6f1c2a3e-0000-4000-8000-000000000001"
+        let time = "2026-11-20T12:30:00+08:00"
+        let plain = try decoder.decode(
+            message(#"{"event_id":"\#(id)","user_id":37,"store_id":9,"entered_at":"\#(time)"}"#))
+        let unusual = [
+            // whitespace and another field order
+            "{ \"store_id\" : 9 ,\n\t\"entered_at\":\"\(time)\", \"user_id\":37, \"event_id\": \"\(id)\" }",
+            // fields this schema does not use, nested or not
+            #"{"event_id":"\#(id)","user_id":37,"store_id":9,"entered_at":"\#(time)","app":{"v":[1,2]},"ok":true,"n":null}"#,
+            // an escaped character in a string
+            #"{"event_id":"6f1c2a3e-0000-4000-8000-00000000000\u0031","user_id":37,"store_id":9,"entered_at":"\#(time)"}"#,
+        ]
+        for json in unusual {
+            #expect(try decoder.decode(message(json)) == plain, "\(json)")
+        }
+        let malformed = [
+            #"{"event_id":"\#(id)","user_id":"37","store_id":9,"entered_at":"\#(time)"}"#,  // id as a string
+            #"{"event_id":"\#(id)","user_id":037,"store_id":9,"entered_at":"\#(time)"}"#,  // leading zero
+            #"{"event_id":"\#(id)","user_id":37,"store_id":9,"entered_at":"\#(time)"} x"#,  // trailing text
+            #"{"event_id":"\#(id)","user_id":37,"store_id":9,"entered_at":"\#(time)""#,  // unclosed
+            #"{"event_id":"\#(id)","user_id":99999999999999999999,"store_id":9,"entered_at":"\#(time)"}"#,
+            #"["event_id"]"#,
+        ]
+        for json in malformed {
+            let error = #expect(throws: InvalidMessage.self, "\(json)") { try decoder.decode(message(json)) }
+            #expect(error?.errorClass == "UndecodableJSON", "\(json)")
+        }
+    }
 }
