@@ -89,7 +89,7 @@ let package = Package(
             ]),
 
         .executableTarget(
-            name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmConfiguration", "PrewarmRuntime"]),
+            name: "entry-ingest", dependencies: ["EntryIngest", "Postgres", "PrewarmConfiguration", "PrewarmRuntime"]),
         .executableTarget(
             name: "prewarmctl",
             dependencies: [

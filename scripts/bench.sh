@@ -76,7 +76,6 @@ if [[ $scenarios == *ingest* ]]; then
   t0=$(now)
   PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$schema") PREWARM_REDIS_DB=1 \
     PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
-    PREWARM_BATCH_MAX_MESSAGES=${PREWARM_BATCH_MAX_MESSAGES:-2000} \
     "$INGEST" >"${BENCH_INGEST_LOG:-$dir/ingest.log}" 2>&1 &
   ingest_pid=$!
   until [ "$(processed)" -ge "$M" ] 2>/dev/null; do

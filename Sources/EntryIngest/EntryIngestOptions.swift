@@ -15,6 +15,10 @@ public struct EntryIngestOptions: Sendable, Equatable {
         "PREWARM_MAX_FUTURE_SKEW_S",
     ]
 
+    /// entry-ingest's defaults for runtime settings: it catches up on backlogs, so larger
+    /// batches, two at a time (one decoding while the other is in PostgreSQL).
+    public static let runtimeDefaults = ["PREWARM_BATCH_MAX_MESSAGES": "2000", "PREWARM_BATCH_CONCURRENCY": "2"]
+
     public init(_ reader: EnvironmentReader) throws {
         archive = try ArchiveSettings(reader)
         storeCacheMaxAge = .seconds(try reader.integer("PREWARM_STORE_CACHE_MAX_AGE_S", default: 300, in: 1...86_400))

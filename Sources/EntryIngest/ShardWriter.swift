@@ -12,15 +12,22 @@ import Synchronization
 /// stored again. Events old enough to have been archived (`archiveAfterDays` less a day of
 /// margin) are therefore checked against the archive too, under a shared lock on their
 /// shard that the archiver's batches take exclusively, so the check cannot race a move.
+///
+/// Batches may be written at the same time (one per connection of the pool).
 public struct ShardWriter: Sendable {
-    public let database: PostgresConnection
+    public let pool: PostgresPool
     public let archiveAfterDays: Int
     public var now: @Sendable () -> Date = { Date() }
     private let directCopy = DirectCopyState()
 
-    public init(database: PostgresConnection, archiveAfterDays: Int = ArchiveSettings().afterDays) {
-        self.database = database
+    public init(pool: PostgresPool, archiveAfterDays: Int = ArchiveSettings().afterDays) {
+        self.pool = pool
         self.archiveAfterDays = archiveAfterDays
+    }
+
+    /// A writer over one connection (the pool takes it over).
+    public init(database: PostgresConnection, archiveAfterDays: Int = ArchiveSettings().afterDays) {
+        self.init(pool: PostgresPool(database), archiveAfterDays: archiveAfterDays)
     }
 
     /// Events entered before this may already be in the archive.
@@ -57,12 +64,16 @@ public struct ShardWriter: Sendable {
                 event.eventID, event.userID, event.storeID, store.categoryID, store.zoneID, event.enteredAt,
             ])
         }
-        return try await database.transaction { transaction in
-            for shard in byShard.keys.sorted() {
-                try await transaction.copy(
-                    into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: byShard[shard]!)
+        let count = events.count
+        let shards = byShard
+        return try await pool.withConnection { database in
+            try await database.transaction { transaction in
+                for shard in shards.keys.sorted() {
+                    try await transaction.copy(
+                        into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: shards[shard]!)
+                }
+                return count
             }
-            return events.count
         }
     }
 
@@ -76,16 +87,19 @@ public struct ShardWriter: Sendable {
                 store.zoneID, event.enteredAt,
             ])
         }
-        return try await database.transaction { transaction in
-            // A temporary table per connection, emptied at each commit, created again after
-            // a reconnect (quietly: CREATE ... IF NOT EXISTS would send a notice per batch).
-            try await transaction.query("SELECT prewarm_ensure_entry_staging()")
-            try await transaction.copy(into: "entry_staging", columns: ["shard"] + Self.columns, rows: rows)
-            // Into each shard present, in shard order, skipping events already stored or
-            // archived (see migration 104).
-            return try await transaction.query(
-                "SELECT prewarm_insert_staged_entries($1, $2)", [guardTime, EntryArchiver.lockSpace]
-            ).first?[0].int ?? 0
+        let staged = rows
+        return try await pool.withConnection { database in
+            try await database.transaction { transaction in
+                // A temporary table per connection, emptied at each commit, created again after
+                // a reconnect (quietly: CREATE ... IF NOT EXISTS would send a notice per batch).
+                try await transaction.query("SELECT prewarm_ensure_entry_staging()")
+                try await transaction.copy(into: "entry_staging", columns: ["shard"] + Self.columns, rows: staged)
+                // Into each shard present, in shard order, skipping events already stored or
+                // archived (see migration 104).
+                return try await transaction.query(
+                    "SELECT prewarm_insert_staged_entries($1, $2)", [guardTime, EntryArchiver.lockSpace]
+                ).first?[0].int ?? 0
+            }
         }
     }
 }

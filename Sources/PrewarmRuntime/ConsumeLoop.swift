@@ -81,27 +81,39 @@ public final class ConsumeLoop: Service {
                 // owner reads those messages, so do not process them here as well.
                 let owned = batch.filter { state.isAssigned($0.0) }
                 guard let topic = owned.first?.0.topic else { continue }
-                let messages = owned.flatMap(\.1)
-                statistics.update { $0.consumed += messages.count }
-                metrics.consumed(topic, messages.count)
+                let consumed = owned.map(\.1.count).reduce(0, +)
+                statistics.update { $0.consumed += consumed }
+                metrics.consumed(topic, consumed)
+                let lanes = Self.lanes(owned, count: configuration.concurrentBatches)
                 let started = ContinuousClock.now
-                let outcome = try await guarded(&state) { await self.process(messages) }
-                metrics.batchDuration(topic, .now - started)
-                let stillOwned = owned.filter { state.isAssigned($0.0) }  // revoked while it ran
-                switch outcome {
-                case .done:
-                    for (partition, partitionMessages) in stillOwned {
-                        state.succeeded(partition, next: partitionMessages.last!.offset + 1)
-                        committable[partition] = partitionMessages.last!.offset + 1
+                let outcomes = try await guarded(&state) {
+                    await withTaskGroup(of: (Int, Outcome).self) { group in
+                        for (index, lane) in lanes.enumerated() {
+                            group.addTask { (index, await self.process(lane.flatMap(\.1))) }
+                        }
+                        var outcomes = [Outcome](repeating: .done, count: lanes.count)
+                        for await (index, outcome) in group { outcomes[index] = outcome }
+                        return outcomes
                     }
-                    let count = stillOwned.map(\.1.count).reduce(0, +)
-                    statistics.update { $0.processed += count }
-                    metrics.processed(topic, count)
-                case .retry(let error):
-                    metrics.failed(topic)
-                    try await retryLater(
-                        Dictionary(uniqueKeysWithValues: stillOwned.map { ($0.0, $0.1[0].offset) }), error: error,
-                        &state)
+                }
+                metrics.batchDuration(topic, .now - started)
+                for (lane, outcome) in zip(lanes, outcomes) {
+                    let stillOwned = lane.filter { state.isAssigned($0.0) }  // revoked while it ran
+                    switch outcome {
+                    case .done:
+                        for (partition, partitionMessages) in stillOwned {
+                            state.succeeded(partition, next: partitionMessages.last!.offset + 1)
+                            committable[partition] = partitionMessages.last!.offset + 1
+                        }
+                        let count = stillOwned.map(\.1.count).reduce(0, +)
+                        statistics.update { $0.processed += count }
+                        metrics.processed(topic, count)
+                    case .retry(let error):
+                        metrics.failed(topic)
+                        try await retryLater(
+                            Dictionary(uniqueKeysWithValues: stillOwned.map { ($0.0, $0.1[0].offset) }), error: error,
+                            &state)
+                    }
                 }
             }
             // Only what this member still owns: a revoked partition's offset would make the
@@ -211,6 +223,22 @@ public final class ConsumeLoop: Service {
             ])
     }
 
+    /// Splits a topic's batch into at most `count` lanes of whole partitions, each about
+    /// the same number of messages (largest partition first into the emptiest lane).
+    static func lanes(
+        _ batch: [(KafkaTopicPartition, [KafkaMessage])], count: Int
+    ) -> [[(KafkaTopicPartition, [KafkaMessage])]] {
+        guard count > 1, batch.count > 1 else { return [batch] }
+        var lanes = [[(KafkaTopicPartition, [KafkaMessage])]](repeating: [], count: min(count, batch.count))
+        var sizes = [Int](repeating: 0, count: lanes.count)
+        for entry in batch.sorted(by: { $0.1.count > $1.1.count }) {
+            let emptiest = sizes.indices.min { sizes[$0] < sizes[$1] }!
+            lanes[emptiest].append(entry)
+            sizes[emptiest] += entry.1.count
+        }
+        return lanes.map { $0.sorted { $0.0 < $1.0 } }
+    }
+
     /// One batch per topic: a poll's messages of all partitions of a topic go to its
     /// handler together (in partition order, each partition's in offset order), so a
     /// handler's per-batch cost (a transaction, a script) is paid once per poll, not once
@@ -269,13 +297,13 @@ public final class ConsumeLoop: Service {
     /// Runs `work`; if it outlasts `longBatchAfter`, pauses every partition and polls (for
     /// group membership only) until it ends, then resumes them where processing stands.
     private func guarded(
-        _ state: inout PartitionStates, _ work: @escaping @Sendable () async -> Outcome
-    ) async throws -> Outcome {
+        _ state: inout PartitionStates, _ work: @escaping @Sendable () async -> [Outcome]
+    ) async throws -> [Outcome] {
         let assigned = state.assigned.subtracting(state.paused)
         let (outcome, heartbeat) = await withTaskGroup(of: GuardResult.self) { group in
             group.addTask { .work(await work()) }
             group.addTask { .heartbeat(await self.heartbeat(pausing: assigned)) }
-            var outcome: Outcome?
+            var outcome: [Outcome]?
             var heartbeat = Heartbeat()
             for await result in group {
                 switch result {
@@ -300,7 +328,7 @@ public final class ConsumeLoop: Service {
     }
 
     private enum GuardResult: Sendable {
-        case work(Outcome)
+        case work([Outcome])
         case heartbeat(Heartbeat)
     }
 

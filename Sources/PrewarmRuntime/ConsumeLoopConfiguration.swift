@@ -13,6 +13,11 @@ public struct ConsumeLoopConfiguration: Sendable {
     public var longBatchAfter: Duration
     /// How often to poll while a long batch runs.
     public var heartbeatEvery: Duration
+    /// A poll's messages of one topic are split, by partition, into at most this many
+    /// batches handled at once, so one batch's decoding overlaps another's database round
+    /// trips. A handler then sees concurrent calls, each for partitions of its own; 1 keeps
+    /// calls one at a time.
+    public var concurrentBatches: Int
 
     public init(
         groupID: String,
@@ -20,8 +25,10 @@ public struct ConsumeLoopConfiguration: Sendable {
         maxBatchWait: Duration = .milliseconds(500),
         retryBackoff: Backoff = Backoff(),
         longBatchAfter: Duration = .seconds(10),
-        heartbeatEvery: Duration = .seconds(1)
+        heartbeatEvery: Duration = .seconds(1),
+        concurrentBatches: Int = 1
     ) {
+        self.concurrentBatches = max(concurrentBatches, 1)
         self.groupID = groupID
         self.maxBatchMessages = maxBatchMessages
         self.maxBatchWait = maxBatchWait

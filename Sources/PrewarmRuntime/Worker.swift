@@ -31,9 +31,10 @@ public enum Worker {
     ///
     /// A worker's own settings come from `options`, reading the variables it lists in
     /// `variables` (flags may set them too); a bad one stops start-up like any other.
+    /// `defaults` replaces the runtime's default of any variable for this worker.
     public static func main<Options: Sendable>(
         worker: String, group: String, needsPostgres: Bool, migrations: [Migration] = [],
-        variables: [String] = [], options: (EnvironmentReader) throws -> Options,
+        variables: [String] = [], defaults: [String: String] = [:], options: (EnvironmentReader) throws -> Options,
         routes: @escaping @Sendable (WorkerDependencies, Options) throws -> [TopicRoute],
         jobs: @escaping @Sendable (WorkerDependencies, Options) throws -> [ScheduledJob] = { _, _ in [] }
     ) async -> Never {
@@ -45,7 +46,7 @@ public enum Worker {
             settings = try WorkerSettings(
                 worker: worker, group: group, environment: environment,
                 arguments: Array(CommandLine.arguments.dropFirst()),
-                needsPostgres: needsPostgres, workerVariables: variables)
+                needsPostgres: needsPostgres, workerVariables: variables, workerDefaults: defaults)
             parsed = try options(settings.environment)
         } catch {
             FileHandle.standardError.write(Data("\(worker): \(error)\n".utf8))

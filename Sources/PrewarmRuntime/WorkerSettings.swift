@@ -22,7 +22,8 @@ public struct WorkerSettings: Sendable {
 
     /// The variables a flag may set (Kafka properties go through `PREWARM_KAFKA_*`).
     public static let variables = [
-        "PREWARM_BATCH_MAX_MESSAGES", "PREWARM_BATCH_MAX_WAIT_MS", "PREWARM_RETRY_INITIAL_MS", "PREWARM_RETRY_MAX_MS",
+        "PREWARM_BATCH_MAX_MESSAGES", "PREWARM_BATCH_MAX_WAIT_MS", "PREWARM_BATCH_CONCURRENCY",
+        "PREWARM_RETRY_INITIAL_MS", "PREWARM_RETRY_MAX_MS",
         "PREWARM_LONG_BATCH_AFTER_S", "PREWARM_ADMIN_HOST", "PREWARM_ADMIN_PORT", "PREWARM_ADMIN_TOKEN",
         "PREWARM_HEALTH_STALL_S", "PREWARM_SHUTDOWN_TIMEOUT_S", "PREWARM_LOG_LEVEL", "PREWARM_TIMEZONE",
         "PREWARM_REDIS_HOST", "PREWARM_REDIS_PORT", "PREWARM_REDIS_SOCKET", "PREWARM_REDIS_USER", "PREWARM_REDIS_DB",
@@ -33,12 +34,16 @@ public struct WorkerSettings: Sendable {
     /// `environment` overlaid with `arguments` (flags), for the worker `worker` in consumer
     /// group `group`. Secrets (passwords, the admin token) are best left to the environment:
     /// flags show in `ps`.
-    /// `workerVariables` are the worker's own variables, which flags may set too.
+    /// `workerVariables` are the worker's own variables, which flags may set too;
+    /// `workerDefaults` are the worker's defaults for any variable (the environment and the
+    /// flags override them).
     public init(
         worker: String, group: String, environment: [String: String], arguments: [String] = [], needsPostgres: Bool,
-        workerVariables: [String] = []
+        workerVariables: [String] = [], workerDefaults: [String: String] = [:]
     ) throws {
-        let reader = EnvironmentReader(try Self.overlay(environment, arguments, workerVariables: workerVariables))
+        let reader = EnvironmentReader(
+            try Self.overlay(
+                workerDefaults.merging(environment) { $1 }, arguments, workerVariables: workerVariables))
         self.environment = reader
         self.worker = worker
         let kafka = try reader.kafka()
@@ -63,7 +68,8 @@ public struct WorkerSettings: Sendable {
             maxBatchMessages: try reader.integer("PREWARM_BATCH_MAX_MESSAGES", default: 500, in: 1...100_000),
             maxBatchWait: .milliseconds(try reader.integer("PREWARM_BATCH_MAX_WAIT_MS", default: 500, in: 1...60_000)),
             retryBackoff: Backoff(initial: .milliseconds(initial), maximum: .milliseconds(maximum)),
-            longBatchAfter: .seconds(longBatch))
+            longBatchAfter: .seconds(longBatch),
+            concurrentBatches: try reader.integer("PREWARM_BATCH_CONCURRENCY", default: 1, in: 1...16))
         admin = AdminConfiguration(
             host: reader.string("PREWARM_ADMIN_HOST") ?? "0.0.0.0",
             port: try reader.integer("PREWARM_ADMIN_PORT", default: 8080, in: 0...65535),

@@ -1,4 +1,5 @@
 import EntryIngest
+import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
 
@@ -12,13 +13,17 @@ struct EntryIngestMain {
         await Worker.main(
             worker: "entry-ingest", group: topic.consumerGroup!, needsPostgres: true,
             migrations: EntryIngestSchema.migrations, variables: EntryIngestOptions.variables,
-            options: EntryIngestOptions.init,
+            defaults: EntryIngestOptions.runtimeDefaults, options: EntryIngestOptions.init,
             routes: { dependencies, options in
                 let database = dependencies.postgres!
                 let handler = EntryIngestHandler(
                     decoder: StoreEntryDecoder(maximumFutureSkew: options.maximumFutureSkew),
                     directory: StoreDirectory(database: database, maximumAge: options.storeCacheMaxAge),
-                    writer: ShardWriter(database: database, archiveAfterDays: options.archive.afterDays),
+                    writer: ShardWriter(
+                        pool: PostgresPool(
+                            dependencies.settings.postgres!, maximum: dependencies.settings.loop.concurrentBatches,
+                            logger: dependencies.logger),
+                        archiveAfterDays: options.archive.afterDays),
                     activity: ActivityWriter(redis: dependencies.redis, timeZone: dependencies.settings.timeZone))
                 return [TopicRoute(topic, handler: handler)]
             },

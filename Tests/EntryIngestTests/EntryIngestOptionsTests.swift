@@ -21,6 +21,22 @@ struct EntryIngestOptionsTests {
         #expect(try EntryIngestOptions(EnvironmentReader([:])).archive == ArchiveSettings())
     }
 
+    @Test("entry-ingest's own runtime defaults (batches of 2000, two at a time) yield to the environment and flags")
+    func runtimeDefaults() throws {
+        let base = ["PREWARM_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "PREWARM_REDIS_HOST": "r"]
+        func settings(_ environment: [String: String], _ flags: [String] = []) throws -> WorkerSettings {
+            try WorkerSettings(
+                worker: "entry-ingest", group: "entry-ingest", environment: base.merging(environment) { $1 },
+                arguments: flags, needsPostgres: false, workerVariables: EntryIngestOptions.variables,
+                workerDefaults: EntryIngestOptions.runtimeDefaults)
+        }
+        let defaults = try settings([:])
+        #expect(defaults.loop.maxBatchMessages == 2000 && defaults.loop.concurrentBatches == 2)
+        let overridden = try settings(["PREWARM_BATCH_CONCURRENCY": "1"], ["--batch-max-messages", "300"])
+        #expect(overridden.loop.maxBatchMessages == 300 && overridden.loop.concurrentBatches == 1)
+        #expect(throws: ConfigurationError.self) { try settings(["PREWARM_BATCH_CONCURRENCY": "0"]) }
+    }
+
     @Test("the entry-ingest executable stops at start-up with exit 64, naming a bad value of its own")
     func badValueStopsTheWorker() async throws {
         for (flags, named) in [

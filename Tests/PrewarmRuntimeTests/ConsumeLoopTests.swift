@@ -153,3 +153,92 @@ struct ConsumeLoopTests: LoopTesting {
         try await task.value
     }
 }
+
+/// Records each call's partitions and offsets, how many calls ran at once, and fails the
+/// first call that holds partition 0 as an outage would.
+actor LaneLog {
+    var calls: [[KafkaTopicPartition: [Int64]]] = []
+    var running = 0
+    var mostAtOnce = 0
+    var failedOnce = false
+
+    func enter() {
+        running += 1
+        mostAtOnce = max(mostAtOnce, running)
+    }
+
+    func leave(_ call: [KafkaTopicPartition: [Int64]]) -> Bool {
+        running -= 1
+        if call.keys.contains(where: { $0.partition == 0 }) && !failedOnce {
+            failedOnce = true
+            return false
+        }
+        calls.append(call)
+        return true
+    }
+}
+
+struct LaneRecorder: TopicHandler {
+    let log: LaneLog
+
+    func decode(_ message: KafkaMessage) throws -> Int64 { message.offset }
+
+    func handle(_ batch: [Decoded<Int64>]) async throws {
+        await log.enter()
+        try await Task.sleep(for: .milliseconds(30))  // long enough for the lanes to overlap
+        let call = Dictionary(grouping: batch.map(\.message), by: \.topicPartition).mapValues { $0.map(\.offset) }
+        guard await log.leave(call) else {
+            throw RedisError(.connectionLost, operation: "test", message: "simulated outage")
+        }
+    }
+}
+
+@Suite("Consume loop with concurrent batches")
+struct ConcurrentBatchTests: LoopTesting {
+    @Test("a poll's partitions are handled in lanes at once, each partition in order; an outage in one lane is retried")
+    func lanes() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 4)
+        let group = TestEnvironment.uniqueName("group")
+        try await produce(topic, (0..<400).map { "m\($0)" })
+        let log = LaneLog()
+        let bootstrap = try TestEnvironment.kafkaBootstrap
+        let loop = ConsumeLoop(
+            configuration: ConsumeLoopConfiguration(
+                groupID: group, maxBatchMessages: 200, maxBatchWait: .milliseconds(100),
+                retryBackoff: Backoff(initial: .milliseconds(50), maximum: .milliseconds(200)), concurrentBatches: 2),
+            consumer: try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
+            deadLetterProducer: try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
+            routes: [TopicRoute(topic: topic, handler: LaneRecorder(log: log))], logger: Logger(label: "test.lanes"))
+        let (services, task) = running(loop)
+        try await eventually(timeout: .seconds(60), "all 400 messages handled") {
+            loop.statistics.snapshot.processed >= 400
+        }
+        await services.triggerGracefulShutdown()
+        try await task.value
+
+        #expect(await log.mostAtOnce >= 2, "lanes ran at the same time")
+        #expect(await log.failedOnce && loop.statistics.snapshot.transientFailures >= 1)
+        #expect(loop.statistics.snapshot.deadLettered == 0)
+        var seen: [KafkaTopicPartition: [Int64]] = [:]
+        for call in await log.calls {
+            #expect(call.count >= 1)
+            for (partition, offsets) in call { seen[partition, default: []] += offsets }
+        }
+        var total = 0
+        for (partition, offsets) in seen {
+            #expect(offsets == offsets.sorted() && Set(offsets).count == offsets.count, "\(partition) in order, once")
+            total += offsets.count
+        }
+        #expect(total == 400, "every message handled once it succeeded, the failed lane's included")
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(groupID: group, bootstrapServers: bootstrap))
+        let partitions = (0..<4).map { KafkaTopicPartition(topic, Int32($0)) }
+        let committed = try await consumer.committed(partitions)
+        await consumer.close()
+        let committedTotal: Int64 = partitions.compactMap { committed[$0] ?? nil }.reduce(0, +)
+        #expect(committedTotal == 400, "committed to the end")
+    }
+}

@@ -1,0 +1,80 @@
+import Logging
+
+/// A few connections to one server for callers that work at the same time (a connection
+/// runs one statement, or one transaction, at a time). Connections open on first need, up
+/// to `maximum`; a caller waits for a free one beyond that. A connection whose work threw
+/// is kept: it reconnects by itself on its next statement.
+public actor PostgresPool {
+    public let configuration: PostgresConfiguration
+    public let maximum: Int
+    private let logger: Logger
+    private var idle: [PostgresConnection] = []
+    private var opened = 0
+    private var waiters: [CheckedContinuation<PostgresConnection, Never>] = []
+    private var closed = false
+
+    public init(
+        _ configuration: PostgresConfiguration, maximum: Int, logger: Logger = Logger(label: "prewarm.postgres")
+    ) {
+        self.configuration = configuration
+        self.maximum = max(maximum, 1)
+        self.logger = logger
+    }
+
+    /// A pool over one connection that is already open (and owned by the pool from now on).
+    public init(_ connection: PostgresConnection, logger: Logger = Logger(label: "prewarm.postgres")) {
+        self.configuration = connection.configuration
+        self.maximum = 1
+        self.logger = logger
+        self.idle = [connection]
+        self.opened = 1
+    }
+
+    /// Runs `body` with a connection of its own, returned to the pool afterwards.
+    public func withConnection<T: Sendable>(
+        _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await acquire()
+        do {
+            let value = try await body(connection)
+            release(connection)
+            return value
+        } catch {
+            release(connection)
+            throw error
+        }
+    }
+
+    private func acquire() async throws -> PostgresConnection {
+        guard !closed else { throw PostgresError(.closed, operation: "pool", message: "the pool is closed") }
+        if let connection = idle.popLast() { return connection }
+        if opened < maximum {
+            opened += 1
+            do {
+                return try await PostgresConnection.connect(configuration, logger: logger)
+            } catch {
+                opened -= 1
+                throw error
+            }
+        }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release(_ connection: PostgresConnection) {
+        if closed {
+            Task { await connection.close() }
+        } else if !waiters.isEmpty {
+            waiters.removeFirst().resume(returning: connection)
+        } else {
+            idle.append(connection)
+        }
+    }
+
+    /// Closes the idle connections now and the ones in use as they come back.
+    public func close() async {
+        closed = true
+        let connections = idle
+        idle = []
+        for connection in connections { await connection.close() }
+    }
+}
