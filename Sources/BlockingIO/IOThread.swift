@@ -11,7 +11,9 @@ public final class IOThread: @unchecked Sendable {
     // Safe to share: `queue` and `state` are only touched while `condition` is locked,
     // and the thread is started once in `init`.
     private let condition = NSCondition()
-    private var queue: [@Sendable () -> Void] = []
+    // A job's slot is emptied when it is taken, so what it captured (a COPY's rows, a
+    // pipeline's commands) is freed as soon as it has run, not when the queue is compacted.
+    private var queue: [(@Sendable () -> Void)?] = []
     private var head = 0
     private var state = State.running
     private let name: String
@@ -85,7 +87,8 @@ public final class IOThread: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let job = queue[head]
+            let job = queue[head]!
+            queue[head] = nil
             head += 1
             if head > 1024 && head * 2 > queue.count {
                 queue.removeFirst(head)

@@ -49,6 +49,25 @@ struct IOThreadTests {
         thread.shutdown()
         await #expect(throws: IOThreadStopped.self) { try await thread.run { 1 } }
     }
+
+    @Test("what a job captured is freed once it has run, not kept in the queue")
+    func finishedJobsAreReleased() async throws {
+        final class Payload: Sendable {}
+        let thread = IOThread(name: "test-release")
+        weak var released: Payload?
+        for _ in 0..<10 {
+            let payload = Payload()
+            released = payload
+            try await thread.run { _ = payload }
+        }
+        var waited = 0
+        while released != nil && waited < 100 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        #expect(released == nil, "the last job's capture is still alive")
+        thread.shutdown()
+    }
 }
 
 final class OrderLog: @unchecked Sendable {
