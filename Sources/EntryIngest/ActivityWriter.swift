@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import PrewarmRuntime
 import Redis
 
@@ -60,8 +61,7 @@ public struct ActivityWriter: Sendable {
         var monthExpiry: [Int64] = []
         var triples: [any RedisArgument] = []
         for event in events {
-            let parts = calendar.dateComponents([.year, .month, .day], from: event.enteredAt)
-            let day = Self.format(parts.year!, parts.month!, parts.day!)
+            let day = Self.dayText(event.enteredAt, in: timeZone)
             let month = String(day.prefix(6))
             if dayIndex[day] == nil {
                 dayKeys.append(dayKey(day))
@@ -72,7 +72,8 @@ public struct ActivityWriter: Sendable {
             if monthIndex[month] == nil {
                 monthKeys.append(monthKey(month))
                 monthIndex[month] = monthKeys.count
-                let monthStart = calendar.date(from: DateComponents(year: parts.year, month: parts.month))!
+                let monthStart = calendar.date(
+                    from: DateComponents(year: Int(day.prefix(4))!, month: Int(day.dropFirst(4).prefix(2))!))!
                 let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)!
                 monthExpiry.append(Int64(monthEnd.timeIntervalSince1970 + monthRetention))
             }
@@ -81,6 +82,15 @@ public struct ActivityWriter: Sendable {
         let arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry) + triples
         let reply = try await redis.run(Self.script, keys: dayKeys + monthKeys, arguments: arguments)
         return Int(reply.integer ?? 0)
+    }
+
+    /// The `yyyymmdd` of `date` in `timeZone`, by arithmetic on its offset at that instant
+    /// (a `Calendar` per event was a tenth of a batch's time).
+    public static func dayText(_ date: Date, in timeZone: TimeZone) -> String {
+        let local = date.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: date))
+        let days = Int64((local / 86_400).rounded(.down))
+        let (year, month, day) = RFC3339.civil(fromDays: days)
+        return format(Int(year), Int(month), Int(day))
     }
 
     /// `yyyymmdd`, the day part of the activity keys.

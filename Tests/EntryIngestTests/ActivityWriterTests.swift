@@ -95,6 +95,22 @@ struct ActivityWriterTests {
         #expect(try await lenient.levels(of: [2, 3, 5], at: november) == [2: .inactive, 3: .active, 5: .hot])
     }
 
+    @Test("an event's day is its calendar day in the time zone, across DST changes and year ends")
+    func dayOfEvent() {
+        for zone in ["Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Lord_Howe", "UTC"] {
+            let timeZone = TimeZone(identifier: zone)!
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = timeZone
+            for _ in 0..<2000 {
+                let date = Date(timeIntervalSince1970: Double.random(in: 1_600_000_000...1_900_000_000))
+                let parts = calendar.dateComponents([.year, .month, .day], from: date)
+                #expect(
+                    ActivityWriter.dayText(date, in: timeZone)
+                        == ActivityWriter.format(parts.year!, parts.month!, parts.day!), "\(zone) \(date)")
+            }
+        }
+    }
+
     @Test("thresholds out of range stop start-up naming the variable")
     func thresholdValidation() throws {
         #expect(throws: ConfigurationError.self) { try ActivityThresholds(activeDays: 10, hotDays: 5) }
