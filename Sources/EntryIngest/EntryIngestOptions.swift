@@ -16,8 +16,9 @@ public struct EntryIngestOptions: Sendable, Equatable {
     ]
 
     /// entry-ingest's defaults for runtime settings: it catches up on backlogs, so larger
-    /// batches, two at a time (one decoding while the other is in PostgreSQL).
-    public static let runtimeDefaults = ["PREWARM_BATCH_MAX_MESSAGES": "2000", "PREWARM_BATCH_CONCURRENCY": "2"]
+    /// batches. One batch at a time measured best (`make bench ingest`): its rows already
+    /// go to PostgreSQL over two connections, half the shards each, beside its Redis script.
+    public static let runtimeDefaults = ["PREWARM_BATCH_MAX_MESSAGES": "2000"]
 
     public init(_ reader: EnvironmentReader) throws {
         archive = try ArchiveSettings(reader)

@@ -2,9 +2,10 @@ import Foundation
 import Postgres
 import Synchronization
 
-/// Writes a batch of events into the 16 log shards in one transaction: COPY straight into
-/// the shards, or (when some are stored already) COPY into a staging table and one call that
-/// runs `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` for each shard present
+/// Writes a batch of events into the 16 log shards: COPY straight into the shards (over the
+/// pool's connections, each a transaction over its own share of the shards), or, when some
+/// are stored already, in one transaction: COPY into a staging table and one call that runs
+/// `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` for each shard present
 /// (migration 104). A replayed event is skipped by its unique `event_id`, so replays and
 /// retries after an outage store each event once.
 ///
@@ -36,7 +37,7 @@ public struct ShardWriter: Sendable {
     /// Returns how many events were new.
     ///
     /// Two paths. Usually no event of a batch is stored yet, so the rows are copied straight
-    /// into their shards (COPY, as fast as `psql \\copy`). If that meets a unique
+    /// into their shards. If that meets a unique
     /// violation (a replay, a retried batch, a duplicate inside the batch) the transaction
     /// rolls back and the batch goes through the staging table, which skips what is stored;
     /// the next batches take that path too for a while, since replays come in runs. Events
@@ -64,17 +65,28 @@ public struct ShardWriter: Sendable {
                 event.eventID, event.userID, event.storeID, store.categoryID, store.zoneID, event.enteredAt,
             ])
         }
-        let count = events.count
-        let shards = byShard
-        return try await pool.withConnection { database in
-            try await database.transaction { transaction in
-                for shard in shards.keys.sorted() {
-                    try await transaction.copy(
-                        into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: shards[shard]!)
+        // Shards split over the pool's connections, each set in a transaction of its own:
+        // disjoint tables, so two backends never contend for the same index pages. If one
+        // set fails, the caller's fallback skips whatever the other stored.
+        let parts = pool.maximum
+        let groups = (0..<parts).map { part in byShard.filter { $0.key % parts == part } }.filter { !$0.isEmpty }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for shards in groups {
+                group.addTask {
+                    try await pool.withConnection { database in
+                        try await database.transaction { transaction in
+                            for shard in shards.keys.sorted() {
+                                try await transaction.copy(
+                                    into: EntryIngestSchema.shardTable(shard), columns: Self.columns,
+                                    rows: shards[shard]!)
+                            }
+                        }
+                    }
                 }
-                return count
             }
+            try await group.waitForAll()
         }
+        return events.count
     }
 
     private func stageAndInsert(

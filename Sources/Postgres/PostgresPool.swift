@@ -5,8 +5,8 @@ import Logging
 /// to `maximum`; a caller waits for a free one beyond that. A connection whose work threw
 /// is kept: it reconnects by itself on its next statement.
 public actor PostgresPool {
-    public let configuration: PostgresConfiguration
-    public let maximum: Int
+    public nonisolated let configuration: PostgresConfiguration
+    public nonisolated let maximum: Int
     private let logger: Logger
     private var idle: [PostgresConnection] = []
     private var opened = 0

@@ -21,7 +21,7 @@ struct EntryIngestMain {
                     directory: StoreDirectory(database: database, maximumAge: options.storeCacheMaxAge),
                     writer: ShardWriter(
                         pool: PostgresPool(
-                            dependencies.settings.postgres!, maximum: dependencies.settings.loop.concurrentBatches,
+                            dependencies.settings.postgres!, maximum: 2 * dependencies.settings.loop.concurrentBatches,
                             logger: dependencies.logger),
                         archiveAfterDays: options.archive.afterDays),
                     activity: ActivityWriter(redis: dependencies.redis, timeZone: dependencies.settings.timeZone))
