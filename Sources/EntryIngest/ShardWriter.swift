@@ -37,9 +37,8 @@ public struct ShardWriter: Sendable {
     /// Returns how many events were new.
     ///
     /// Two paths. Usually no event of a batch is stored yet, so the rows are copied straight
-    /// into their shards. If that meets a unique
-    /// violation (a replay, a retried batch, a duplicate inside the batch) the transaction
-    /// rolls back and the batch goes through the staging table, which skips what is stored;
+    /// into their shards. If that meets a unique violation (a replay, a retried batch, a
+    /// duplicate inside the batch) the transaction rolls back and the batch goes through the staging table, which skips what is stored;
     /// the next batches take that path too for a while, since replays come in runs. Events
     /// old enough to have been archived always take it, for the archive check.
     @discardableResult
