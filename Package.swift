@@ -130,6 +130,7 @@ let package = Package(
             dependencies: [
                 "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import EntryIngest
 import Foundation
 import Logging
+import MetricsTestKit
 import Postgres
 import TestSupport
 import Testing
@@ -180,6 +181,37 @@ struct EntryArchiverTests {
         #expect(try await db.archiveRows() == old)
         let counts = try await db.eventCounts()
         #expect(counts.count == times.count && counts.values.allSatisfy { $0 == 1 })
+        await db.drop()
+    }
+
+    @Test(
+        "a run that cannot finish fails loudly: counted for alerts, rows left in their shards, the next run moves them")
+    func failureIsAlerted() async throws {
+        let db = try await IngestDatabase.make()
+        let now = ISO8601DateFormatter().date(from: "2026-11-21T04:00:00Z")!
+        let times = try await seed(db, perShard: 30, spacing: 36 * 3600, before: now)
+        // A plain table where October's partition belongs: the archive cannot take October.
+        try await db.connection.query("CREATE TABLE store_entry_archive_202610 (x int)")
+        let metrics = TestMetrics()
+        var settings = ArchiveSettings(afterDays: 30, batchRows: 10, parallelShards: 4, maxAttempts: 2)
+        settings.retryBackoff = .init(initial: .milliseconds(10), maximum: .milliseconds(20))
+        let archiver = EntryArchiver(
+            database: db.configuration, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"),
+            metricsFactory: metrics)
+        let failure = await #expect(throws: ArchiveFailed.self) { try await archiver.run(now: now) }
+        #expect(failure?.shards.isEmpty == false)
+        #expect(try metrics.expectCounter("prewarm_archive_failures_total").totalValue == 1)
+        #expect(try metrics.expectGauge("prewarm_archive_last_success_timestamp_seconds").lastValue == nil)
+        #expect(try await db.archiveRows() + db.shardRows() == times.count, "nothing lost")
+        #expect(try await db.eventCounts().values.allSatisfy { $0 == 1 }, "nothing doubled")
+
+        try await db.connection.query("DROP TABLE store_entry_archive_202610")
+        let report = try await archiver.run(now: now)
+        #expect(
+            report.totalMoved + (failure?.partial.totalMoved ?? 0)
+                == times.filter { $0 < archiver.cutoff(now: now) }.count)
+        #expect(try metrics.expectGauge("prewarm_archive_last_success_timestamp_seconds").lastValue ?? 0 > 0)
+        #expect(try metrics.expectCounter("prewarm_archive_failures_total").totalValue == 1)
         await db.drop()
     }
 }
