@@ -10,7 +10,9 @@ public actor PostgresPool {
     private let logger: Logger
     private var idle: [PostgresConnection] = []
     private var opened = 0
-    private var waiters: [CheckedContinuation<PostgresConnection, Never>] = []
+    /// Callers waiting for a connection: resumed with one that came back, with nil when a
+    /// slot to open one freed up (a connect failed), or with an error when the pool closes.
+    private var waiters: [CheckedContinuation<PostgresConnection?, any Error>] = []
     private var closed = false
 
     public init(
@@ -46,18 +48,24 @@ public actor PostgresPool {
     }
 
     private func acquire() async throws -> PostgresConnection {
-        guard !closed else { throw PostgresError(.closed, operation: "pool", message: "the pool is closed") }
-        if let connection = idle.popLast() { return connection }
-        if opened < maximum {
-            opened += 1
-            do {
-                return try await PostgresConnection.connect(configuration, logger: logger)
-            } catch {
-                opened -= 1
-                throw error
+        while true {
+            guard !closed else { throw Self.closedError }
+            if let connection = idle.popLast() { return connection }
+            if opened < maximum {
+                opened += 1
+                do {
+                    return try await PostgresConnection.connect(configuration, logger: logger)
+                } catch {
+                    opened -= 1
+                    // A waiter may try in its turn (the outage may be over by then).
+                    if !waiters.isEmpty { waiters.removeFirst().resume(returning: nil) }
+                    throw error
+                }
+            }
+            if let connection = try await withCheckedThrowingContinuation({ waiters.append($0) }) {
+                return connection
             }
         }
-        return await withCheckedContinuation { waiters.append($0) }
     }
 
     private func release(_ connection: PostgresConnection) {
@@ -70,9 +78,13 @@ public actor PostgresPool {
         }
     }
 
+    private static let closedError = PostgresError(.closed, operation: "pool", message: "the pool is closed")
+
     /// Closes the idle connections now and the ones in use as they come back.
     public func close() async {
         closed = true
+        for waiter in waiters { waiter.resume(throwing: Self.closedError) }
+        waiters = []
         let connections = idle
         idle = []
         for connection in connections { await connection.close() }
