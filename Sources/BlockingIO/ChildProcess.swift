@@ -21,7 +21,12 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(
             &actions, 1, standardOutput ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, standardError ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        if let standardError, standardError == standardOutput {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)  // one file, one offset: no overwriting
+        } else {
+            posix_spawn_file_actions_addopen(
+                &actions, 2, standardError ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        }
         var pid: pid_t = 0
         let variables = environment.map { "\($0.key)=\($0.value)" }
         let result = withCStringArray([path] + arguments) { argv in

@@ -114,11 +114,10 @@ public struct EntryArchiver: Sendable {
         logger.info("archive starting", metadata: ["cutoff": "\(cutoff)", "settings": "\(settings)"])
         var report = ArchiveReport(cutoff: cutoff)
         do {
-            let connection = try await PostgresConnection.connect(database, logger: logger)
-            report.partitionsCreated = try await withRetry(shard: nil) {
-                try await ensurePartitions(connection, before: cutoff)
+            report.partitionsCreated = try await using(try await PostgresConnection.connect(database, logger: logger)) {
+                connection in
+                try await withRetry(shard: nil) { try await ensurePartitions(connection, before: cutoff) }
             }
-            await connection.close()
         } catch {
             metrics.failed()
             logger.critical("archive failed before moving rows", metadata: ["error": "\(error)"])
@@ -217,7 +216,7 @@ public struct EntryArchiver: Sendable {
                 INSERT INTO \(EntryIngestSchema.archiveTable)
                     (shard, id, event_id, user_id, store_id, category_id, zone_id, entered_at, ingested_at)
                 SELECT $4, id, event_id, user_id, store_id, category_id, zone_id, entered_at, ingested_at FROM moved
-                ON CONFLICT DO NOTHING
+                ON CONFLICT (event_id, entered_at) DO NOTHING
                 RETURNING 1)
             SELECT (SELECT count(*) FROM moved), (SELECT max(id) FROM moved), (SELECT count(*) FROM archived)
             """

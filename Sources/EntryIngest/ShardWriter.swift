@@ -18,12 +18,16 @@ import Synchronization
 public struct ShardWriter: Sendable {
     public let pool: PostgresPool
     public let archiveAfterDays: Int
+    /// Connections (and transactions) one batch's direct COPY is spread over, each taking
+    /// its share of the shards.
+    public let copyConnections: Int
     public var now: @Sendable () -> Date = { Date() }
     private let directCopy = DirectCopyState()
 
-    public init(pool: PostgresPool, archiveAfterDays: Int = ArchiveSettings().afterDays) {
+    public init(pool: PostgresPool, archiveAfterDays: Int = ArchiveSettings().afterDays, copyConnections: Int = 2) {
         self.pool = pool
         self.archiveAfterDays = archiveAfterDays
+        self.copyConnections = max(1, min(copyConnections, pool.maximum))
     }
 
     /// A writer over one connection (the pool takes it over).
@@ -46,46 +50,63 @@ public struct ShardWriter: Sendable {
         guard !events.isEmpty else { return 0 }
         let guardTime = archiveGuard()
         if directCopy.shouldTry(), !events.contains(where: { $0.event.enteredAt < guardTime }) {
-            do {
-                return try await copyIntoShards(events)
-            } catch let error as PostgresError where error.isUniqueViolation {
-                directCopy.conflicted()
-            }
+            let (stored, conflicted) = try await copyIntoShards(events)
+            guard !conflicted.isEmpty else { return stored }
+            directCopy.conflicted()
+            return try await stored + stageAndInsert(conflicted, guardTime: guardTime)
         }
         return try await stageAndInsert(events, guardTime: guardTime)
     }
 
     private static let columns = ["event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"]
 
-    private func copyIntoShards(_ events: [(event: StoreEntryEvent, store: Store)]) async throws -> Int {
-        var byShard: [Int: PostgresCopyRows] = [:]
-        for (event, store) in events {
-            byShard[EntryIngestSchema.shard(of: event.userID), default: PostgresCopyRows()].append([
-                event.eventID, event.userID, event.storeID, store.categoryID, store.zoneID, event.enteredAt,
-            ])
+    /// COPY straight into the shards, the shards split over `copyConnections` transactions
+    /// (disjoint tables, so two backends never contend for the same index pages). Returns
+    /// the rows stored and the events of the transactions that met a stored event (rolled
+    /// back, for the staging path); any other failure is thrown, and the batch retried.
+    private func copyIntoShards(
+        _ events: [(event: StoreEntryEvent, store: Store)]
+    ) async throws -> (stored: Int, conflicted: [(event: StoreEntryEvent, store: Store)]) {
+        let parts = copyConnections
+        var groups = [[Int: [(event: StoreEntryEvent, store: Store)]]](repeating: [:], count: parts)
+        for item in events {
+            let shard = EntryIngestSchema.shard(of: item.event.userID)
+            groups[shard % parts][shard, default: []].append(item)
         }
-        // Shards split over the pool's connections, each set in a transaction of its own:
-        // disjoint tables, so two backends never contend for the same index pages. If one
-        // set fails, the caller's fallback skips whatever the other stored.
-        let parts = pool.maximum
-        let groups = (0..<parts).map { part in byShard.filter { $0.key % parts == part } }.filter { !$0.isEmpty }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for shards in groups {
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for (index, shards) in groups.enumerated() where !shards.isEmpty {
                 group.addTask {
-                    try await pool.withConnection { database in
-                        try await database.transaction { transaction in
-                            for shard in shards.keys.sorted() {
-                                try await transaction.copy(
-                                    into: EntryIngestSchema.shardTable(shard), columns: Self.columns,
-                                    rows: shards[shard]!)
+                    do {
+                        try await pool.withConnection { database in
+                            try await database.transaction { transaction in
+                                for shard in shards.keys.sorted() {
+                                    var rows = PostgresCopyRows()
+                                    for (event, store) in shards[shard]! {
+                                        rows.append([
+                                            event.eventID, event.userID, event.storeID, store.categoryID,
+                                            store.zoneID, event.enteredAt,
+                                        ])
+                                    }
+                                    try await transaction.copy(
+                                        into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: rows)
+                                }
                             }
                         }
+                        return (index, true)
+                    } catch let error as PostgresError where error.isUniqueViolation {
+                        return (index, false)
                     }
                 }
             }
-            try await group.waitForAll()
+            return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
         }
-        return events.count
+        var stored = 0
+        var conflicted: [(event: StoreEntryEvent, store: Store)] = []
+        for (index, succeeded) in outcomes {
+            let items = groups[index].values.flatMap { $0 }
+            if succeeded { stored += items.count } else { conflicted += items }
+        }
+        return (stored, conflicted)
     }
 
     private func stageAndInsert(
@@ -101,6 +122,9 @@ public struct ShardWriter: Sendable {
         let staged = rows
         return try await pool.withConnection { database in
             try await database.transaction { transaction in
+                // The archive check relies on each statement seeing what committed before it
+                // (after the shared locks), whatever the server's default isolation.
+                try await transaction.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 // A temporary table per connection, emptied at each commit, created again after
                 // a reconnect (quietly: CREATE ... IF NOT EXISTS would send a notice per batch).
                 try await transaction.query("SELECT prewarm_ensure_entry_staging()")

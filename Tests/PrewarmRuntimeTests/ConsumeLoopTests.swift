@@ -224,7 +224,6 @@ struct ConcurrentBatchTests: LoopTesting {
         #expect(loop.statistics.snapshot.deadLettered == 0)
         var seen: [KafkaTopicPartition: [Int64]] = [:]
         for call in await log.calls {
-            #expect(call.count >= 1)
             for (partition, offsets) in call { seen[partition, default: []] += offsets }
         }
         var total = 0
