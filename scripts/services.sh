@@ -88,7 +88,10 @@ start() {
       [ -x "$PREWARMCTL" ] || die "$PREWARMCTL is not built (run: make build)"
       mkdir -p "$RUN/kafka"
       rm -f "$RUN/kafka/bootstrap" "$RUN/kafka/control"
-      nohup "$PREWARMCTL" dev-broker --brokers 3 --bootstrap-file "$RUN/kafka/bootstrap" \
+      # A copy of its own: a rebuild rewrites .build/debug/prewarmctl in place, which can
+      # wedge a broker still running from it.
+      cp "$PREWARMCTL" "$RUN/kafka/prewarmctl"
+      nohup "$RUN/kafka/prewarmctl" dev-broker --brokers 3 --bootstrap-file "$RUN/kafka/bootstrap" \
         --control-file "$RUN/kafka/control" >"$RUN/kafka/broker.log" 2>&1 </dev/null &
       echo $! > "$RUN/kafka/pid"
       wait_for 30 "the Kafka dev broker" running kafka ;;

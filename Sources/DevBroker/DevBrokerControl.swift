@@ -65,6 +65,8 @@ public final class DevBrokerControlServer: Sendable {
 public struct DevBrokerControlClient: Sendable {
     public let host: String
     public let port: Int
+    /// How long to wait for a reply (a topic creation takes well under a second).
+    public var replyTimeoutSeconds = 30
 
     public init(host: String = "127.0.0.1", port: Int) {
         self.host = host
@@ -101,9 +103,14 @@ public struct DevBrokerControlClient: Sendable {
         guard connected == 0 else {
             throw DevBrokerCommandError("dev broker control at \(host):\(port): \(String(cString: strerror(errno)))")
         }
+        // A wedged broker fails the caller after the timeout instead of hanging it.
+        var timeout = timeval(tv_sec: replyTimeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let stream = LineStream(fd: fd)
         guard stream.write(command + "\n"), let reply = stream.readLine() else {
-            throw DevBrokerCommandError("dev broker control at \(host):\(port) closed the connection")
+            throw DevBrokerCommandError(
+                "dev broker control at \(host):\(port) closed the connection or gave no reply within "
+                    + "\(replyTimeoutSeconds) s")
         }
         if reply.hasPrefix("error: ") { throw DevBrokerCommandError(String(reply.dropFirst(7))) }
         return reply

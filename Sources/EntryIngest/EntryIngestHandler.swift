@@ -24,10 +24,12 @@ public struct EntryIngestHandler: TopicHandler {
     public func handle(_ batch: [Decoded<StoreEntryEvent>]) async throws {
         let events = batch.map(\.value)
         let stores = try await directory.lookup(Set(events.map(\.storeID)))
-        if let unknown = events.first(where: { stores[$0.storeID] == nil }) {
-            // The loop then handles the batch message by message, so only this one is dead-lettered.
-            throw InvalidMessage("store \(unknown.storeID) does not exist", errorClass: "UnknownStore")
+        var unknown: [Int: InvalidMessage] = [:]
+        for (index, event) in events.enumerated() where stores[event.storeID] == nil {
+            unknown[index] = InvalidMessage("store \(event.storeID) does not exist", errorClass: "UnknownStore")
         }
+        // The loop dead-letters these and hands the rest back in one call.
+        guard unknown.isEmpty else { throw InvalidItems(unknown) }
         // Both at once: the rows and the activity do not depend on each other, and both
         // are idempotent, so if either fails the whole batch is retried safely.
         async let rows = writer.write(events.map { ($0, stores[$0.storeID]!) })

@@ -157,26 +157,43 @@ public final class ConsumeLoop: Service {
             case .failure(let error): dead.append(DeadLetter(message: message, error: error))
             }
         }
-        if !decoded.isEmpty {
-            do {
-                try await route.handle(decoded)
-            } catch let error where Failure.kind(of: error) == .transient {
-                return .retry(error)
-            } catch {
-                // Something in the batch is bad: handle one by one to find it, so the good
-                // messages are still processed (handlers are idempotent).
-                for item in decoded {
-                    do {
-                        if decoded.count > 1 { try await route.handle([item]) } else { throw error }
-                    } catch let error where Failure.kind(of: error) == .transient {
-                        return .retry(error)
-                    } catch {
-                        dead.append(DeadLetter(message: item.1, error: error))
-                    }
+        if let error = await handle(decoded, route, dead: &dead, namedBadItems: true) { return .retry(error) }
+        return await deadLetter(dead, topic: route.deadLetterTopic)
+    }
+
+    /// Hands `items` to the route. Bad items the handler names (`InvalidItems`) are
+    /// dead-lettered and the rest handed back once; any other permanent error means
+    /// something in the batch is bad, so the items go one by one to find it (handlers are
+    /// idempotent). Returns the error of an outage, for a retry.
+    private func handle(
+        _ items: [(any Sendable, KafkaMessage)], _ route: TopicRoute, dead: inout [DeadLetter], namedBadItems: Bool
+    ) async -> (any Error)? {
+        guard !items.isEmpty else { return nil }
+        do {
+            try await route.handle(items)
+            return nil
+        } catch let error where Failure.kind(of: error) == .transient {
+            return error
+        } catch let invalid as InvalidItems where namedBadItems {
+            for (index, error) in invalid.errors where items.indices.contains(index) {
+                dead.append(DeadLetter(message: items[index].1, error: error))
+            }
+            let rest = items.indices.filter { invalid.errors[$0] == nil }.map { items[$0] }
+            return await handle(rest, route, dead: &dead, namedBadItems: false)
+        } catch {
+            for item in items {
+                do {
+                    if items.count > 1 { try await route.handle([item]) } else { throw error }
+                } catch let error where Failure.kind(of: error) == .transient {
+                    return error
+                } catch let invalid as InvalidItems {
+                    dead.append(DeadLetter(message: item.1, error: invalid.errors.values.first ?? invalid))
+                } catch {
+                    dead.append(DeadLetter(message: item.1, error: error))
                 }
             }
+            return nil
         }
-        return await deadLetter(dead, topic: route.deadLetterTopic)
     }
 
     private func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {

@@ -32,6 +32,20 @@ public struct InvalidMessage: ClassifiedError, CustomStringConvertible {
     public var description: String { reason }
 }
 
+/// Some items of a batch are bad input, named by their index in the batch the handler was
+/// given: the loop dead-letters those and hands the rest back in one call, instead of
+/// retrying the batch message by message to find them.
+public struct InvalidItems: ClassifiedError, CustomStringConvertible {
+    public let errors: [Int: InvalidMessage]
+
+    public init(_ errors: [Int: InvalidMessage]) {
+        self.errors = errors
+    }
+
+    public var failureKind: FailureKind { .permanent }
+    public var description: String { "\(errors.count) invalid items: \(errors.values.map(\.reason).sorted())" }
+}
+
 public enum Failure {
     /// Transient for outages of the stores and the bus; permanent for everything else,
     /// so an unknown bug dead-letters its message instead of stalling the partition.

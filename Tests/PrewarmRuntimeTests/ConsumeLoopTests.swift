@@ -241,3 +241,66 @@ struct ConcurrentBatchTests: LoopTesting {
         #expect(committedTotal == 400, "committed to the end")
     }
 }
+
+/// Rejects the items whose number is a multiple of 50 by index, counting its calls.
+struct NamesBadItems: TopicHandler {
+    let calls: Events
+
+    func decode(_ message: KafkaMessage) throws -> Int {
+        Int(String(decoding: message.value, as: UTF8.self).dropFirst()) ?? -1
+    }
+
+    func handle(_ batch: [Decoded<Int>]) async throws {
+        await calls.add(batch.count)
+        var bad: [Int: InvalidMessage] = [:]
+        for (index, item) in batch.enumerated() where item.value % 50 == 0 {
+            bad[index] = InvalidMessage("\(item.value) is a multiple of 50", errorClass: "Fifty")
+        }
+        if !bad.isEmpty { throw InvalidItems(bad) }
+    }
+}
+
+actor Events {
+    var sizes: [Int] = []
+    func add(_ size: Int) { sizes.append(size) }
+}
+
+@Suite("Consume loop with handlers that name their bad items")
+struct InvalidItemsTests: LoopTesting {
+    @Test("named bad items are dead-lettered and the rest handed back once, not message by message")
+    func namedBadItems() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        try await produce(topic, (0..<200).map { "m\($0)" })
+        let calls = Events()
+        let bootstrap = try TestEnvironment.kafkaBootstrap
+        let group = TestEnvironment.uniqueName("group")
+        let loop = ConsumeLoop(
+            configuration: ConsumeLoopConfiguration(
+                groupID: group, maxBatchMessages: 200, maxBatchWait: .milliseconds(100)),
+            consumer: try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
+            deadLetterProducer: try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
+            routes: [TopicRoute(topic: topic, handler: NamesBadItems(calls: calls))],
+            logger: Logger(label: "test.items"))
+        let (services, task) = running(loop)
+        try await eventually(timeout: .seconds(60), "all 200 messages finished") {
+            loop.statistics.snapshot.processed >= 200
+        }
+        await services.triggerGracefulShutdown()
+        try await task.value
+
+        #expect(loop.statistics.snapshot.deadLettered == 4)
+        let sizes = await calls.sizes
+        #expect(sizes.reduce(0, +) < 2 * 200 + 10, "each item handled at most twice, never one by one")
+        #expect(!sizes.contains(1))
+        let letters = try await read(dlq, count: 4)
+        #expect(
+            Set(letters.map { String(decoding: $0.value, as: UTF8.self) }) == ["m0", "m50", "m100", "m150"])
+        #expect(
+            letters.allSatisfy { $0.headers.contains { $0.name == "prewarm-error-class" && $0.stringValue == "Fifty" } }
+        )
+    }
+}
