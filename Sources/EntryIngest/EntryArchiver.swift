@@ -58,7 +58,8 @@ public struct ArchiveSettings: Sendable, Equatable {
 public struct ArchiveReport: Sendable, Equatable {
     /// Rows entered before this moment were moved.
     public var cutoff: Date
-    /// Rows moved into the archive, per shard.
+    /// Rows moved into the archive, per shard. A batch whose COMMIT succeeded while its
+    /// connection broke is moved but not counted (the rows are never moved twice).
     public var moved: [Int: Int] = [:]
     /// Rows removed from a shard because the archive already held their event (a replay
     /// stored before the archive guard existed); never counted twice.
@@ -116,7 +117,16 @@ public struct EntryArchiver: Sendable {
         do {
             report.partitionsCreated = try await using(try await PostgresConnection.connect(database, logger: logger)) {
                 connection in
-                try await withRetry(shard: nil) { try await ensurePartitions(connection, before: cutoff) }
+                try await withRetry(shard: nil) {
+                    // Recorded before any row moves, so writers widen their archive check first.
+                    try await connection.query(
+                        """
+                        INSERT INTO \(EntryIngestSchema.archiveStateTable) AS state (singleton, cutoff) VALUES (true, $1)
+                        ON CONFLICT (singleton) DO UPDATE
+                        SET cutoff = greatest(state.cutoff, excluded.cutoff), updated_at = now()
+                        """, [cutoff])
+                    return try await ensurePartitions(connection, before: cutoff)
+                }
             }
         } catch {
             metrics.failed()

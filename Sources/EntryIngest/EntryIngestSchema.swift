@@ -12,6 +12,7 @@ public enum EntryIngestSchema {
     }
 
     public static let archiveTable = "store_entry_archive"
+    public static let archiveStateTable = "store_entry_archive_state"
 
     /// Versions 100-199 belong to entry-ingest.
     public static let migrations: [Migration] = [
@@ -143,6 +144,18 @@ public enum EntryIngestSchema {
                 END
                 $$
                 """,
+            ]),
+        Migration(
+            version: 105, name: "entry-ingest: the archive's cutoff, for the writers' guard",
+            statements: [
+                // One row: the latest cutoff any archive run used. Writers check events older
+                // than it (plus a day) against the archive, whatever their own settings say.
+                """
+                CREATE TABLE \(archiveStateTable) (
+                    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                    cutoff timestamptz NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now())
+                """
             ]),
     ]
 }

@@ -23,6 +23,7 @@ public struct ShardWriter: Sendable {
     public let copyConnections: Int
     public var now: @Sendable () -> Date = { Date() }
     private let directCopy = DirectCopyState()
+    private let recordedCutoff = CachedValue<Date?>(maximumAge: .seconds(60))
 
     public init(pool: PostgresPool, archiveAfterDays: Int = ArchiveSettings().afterDays, copyConnections: Int = 2) {
         self.pool = pool
@@ -35,8 +36,22 @@ public struct ShardWriter: Sendable {
         self.init(pool: PostgresPool(database), archiveAfterDays: archiveAfterDays)
     }
 
-    /// Events entered before this may already be in the archive.
-    public func archiveGuard() -> Date { now().addingTimeInterval(-Double(archiveAfterDays - 1) * 86_400) }
+    /// Events entered before this may already be in the archive: by this worker's setting,
+    /// or by the latest cutoff an archive run recorded (an operator may have archived with
+    /// fewer days), each with a day of margin. The recorded cutoff is read at most once a
+    /// minute; an archive run in between is covered by the next run, which drops a row whose
+    /// event is archived already.
+    public func archiveGuard() async throws -> Date {
+        let own = now().addingTimeInterval(-Double(archiveAfterDays - 1) * 86_400)
+        let recorded = try await recordedCutoff.value {
+            try await pool.withConnection { database in
+                try await database.query(
+                    "SELECT extract(epoch FROM cutoff)::float8 FROM \(EntryIngestSchema.archiveStateTable)"
+                ).first?[0].double.map { Date(timeIntervalSince1970: $0 + 86_400) }
+            }
+        }
+        return max(own, recorded ?? .distantPast)
+    }
 
     /// Returns how many events were new.
     ///
@@ -48,7 +63,7 @@ public struct ShardWriter: Sendable {
     @discardableResult
     public func write(_ events: [(event: StoreEntryEvent, store: Store)]) async throws -> Int {
         guard !events.isEmpty else { return 0 }
-        let guardTime = archiveGuard()
+        let guardTime = try await archiveGuard()
         if directCopy.shouldTry(), !events.contains(where: { $0.event.enteredAt < guardTime }) {
             let (stored, conflicted) = try await copyIntoShards(events)
             guard !conflicted.isEmpty else { return stored }
@@ -155,4 +170,19 @@ final class DirectCopyState: Sendable {
     }
 
     func conflicted() { skip.withLock { $0 = pause } }
+}
+
+/// A value fetched at most once per `maximumAge`.
+final class CachedValue<Value: Sendable>: Sendable {
+    private let state = Mutex<(value: Value, at: ContinuousClock.Instant)?>(nil)
+    private let maximumAge: Duration
+
+    init(maximumAge: Duration) { self.maximumAge = maximumAge }
+
+    func value(_ fetch: () async throws -> Value) async throws -> Value {
+        if let cached = state.withLock({ $0 }), ContinuousClock.now - cached.at < maximumAge { return cached.value }
+        let value = try await fetch()
+        state.withLock { $0 = (value, .now) }
+        return value
+    }
 }
