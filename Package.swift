@@ -39,7 +39,8 @@ let package = Package(
         ),
 
         // Safe wrappers: own the C handles, their threads and their errors; no domain.
-        .target(name: "BlockingIO"),
+        .target(name: "CSpawn"),
+        .target(name: "BlockingIO", dependencies: ["CSpawn"]),
         .target(
             name: "Kafka",
             dependencies: [

@@ -1,3 +1,4 @@
+import CSpawn
 import Foundation
 
 /// A program started with posix_spawn and reaped with waitpid, polled from async code.
@@ -27,6 +28,9 @@ public final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(
                 &actions, 2, standardError ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         }
+        // Only 0, 1 and 2 go to the child: an inherited socket would keep its peer from
+        // ever seeing the parent close it.
+        prewarm_spawn_close_from(&actions, 3)
         var pid: pid_t = 0
         let variables = environment.map { "\($0.key)=\($0.value)" }
         let result = withCStringArray([path] + arguments) { argv in

@@ -41,18 +41,21 @@ public final class DevBrokerControlServer: Sendable {
         thread.start()
     }
 
+    /// One command per connection, then close: a client that never closes (its socket
+    /// inherited by a child process, say) cannot hold up the next one.
     private static func serve(_ client: Int32, _ cluster: KafkaMockCluster) {
         let stream = LineStream(fd: client)
         defer { close(client) }
-        while let line = stream.readLine() {
-            let reply: String
-            do {
-                reply = try DevBrokerCommand(parsing: line).apply(to: cluster)
-            } catch {
-                reply = "error: \(error)"
-            }
-            guard stream.write(reply + "\n") else { return }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard let line = stream.readLine() else { return }
+        let reply: String
+        do {
+            reply = try DevBrokerCommand(parsing: line).apply(to: cluster)
+        } catch {
+            reply = "error: \(error)"
         }
+        _ = stream.write(reply + "\n")
     }
 
     public func stop() {

@@ -55,10 +55,7 @@ public struct ActivityReader: Sendable {
     }
 
     public func monthKey(of date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
-        let parts = calendar.dateComponents([.year, .month], from: date)
-        return "\(keyPrefix)act:month:\(ActivityWriter.format(parts.year!, parts.month!, 1).prefix(6))"
+        ActivityWriter.monthKey(String(ActivityWriter.dayText(date, in: timeZone).prefix(6)), prefix: keyPrefix)
     }
 
     /// Each user's level this month (a user never seen is inactive), in one HMGET per

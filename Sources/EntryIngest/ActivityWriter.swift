@@ -23,8 +23,12 @@ public struct ActivityWriter: Sendable {
         self.keyPrefix = keyPrefix
     }
 
-    public func dayKey(_ day: String) -> String { "\(keyPrefix)act:day:\(day)" }
-    public func monthKey(_ month: String) -> String { "\(keyPrefix)act:month:\(month)" }
+    public func dayKey(_ day: String) -> String { Self.dayKey(day, prefix: keyPrefix) }
+    public func monthKey(_ month: String) -> String { Self.monthKey(month, prefix: keyPrefix) }
+
+    /// The keys, in one place for the writer and `ActivityReader`.
+    static func dayKey(_ day: String, prefix: String) -> String { "\(prefix)act:day:\(day)" }
+    static func monthKey(_ month: String, prefix: String) -> String { "\(prefix)act:month:\(month)" }
 
     static let script = RedisScript(
         name: "entry-activity",

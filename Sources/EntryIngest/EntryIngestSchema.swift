@@ -11,6 +11,12 @@ public enum EntryIngestSchema {
         "store_entry_log_" + (shard < 10 ? "0\(shard)" : "\(shard)")
     }
 
+    /// `SELECT shard, <columns>` over all 16 shards (UNION ALL), to read them as one table.
+    public static func allShards(_ columns: String) -> String {
+        (0..<shardCount).map { "SELECT \($0) AS shard, \(columns) FROM \(shardTable($0))" }
+            .joined(separator: " UNION ALL ")
+    }
+
     public static let archiveTable = "store_entry_archive"
     public static let archiveStateTable = "store_entry_archive_state"
 

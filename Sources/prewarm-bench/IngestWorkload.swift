@@ -51,7 +51,7 @@ struct IngestWorkload {
                 ))
             shardFiles[Int(user % 16)].write("\(eventID)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
             let local = at.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: at))
-            let (year, month, day) = civil(Int64((local / 86_400).rounded(.down)))
+            let (year, month, day) = RFC3339.civil(fromDays: Int64((local / 86_400).rounded(.down)))
             let month6 = "\(year)\(month < 10 ? "0" : "")\(month)"
             redisFile.write(
                 "SADD act:day:\(month6)\(day < 10 ? "0" : "")\(day) \(user)\r\nHINCRBY act:month:\(month6) \(user) 1\r\n"
@@ -74,13 +74,6 @@ struct IngestWorkload {
         }
         for index in shardFiles.indices { try shardFiles[index].close() }
         try redisFile.close()
-    }
-
-    private func civil(_ days: Int64) -> (Int64, Int64, Int64) {
-        let date = Date(timeIntervalSince1970: Double(days) * 86_400)
-        let text = RFC3339.format(date)  // yyyy-mm-dd...
-        let parts = text.prefix(10).split(separator: "-").map { Int64($0)! }
-        return (parts[0], parts[1], parts[2])
     }
 }
 

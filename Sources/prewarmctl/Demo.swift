@@ -220,11 +220,7 @@ struct Demo {
 
     // MARK: - What was stored
 
-    private func shardUnion(_ column: String) -> String {
-        (0..<EntryIngestSchema.shardCount).map {
-            "SELECT \($0) AS shard, \(column) FROM \(EntryIngestSchema.shardTable($0))"
-        }.joined(separator: " UNION ALL ")
-    }
+    private func shardUnion(_ columns: String) -> String { EntryIngestSchema.allShards(columns) }
 
     private func rowCount(_ db: PostgresConnection) async throws -> Int {
         try await db.query("SELECT count(*) FROM (\(shardUnion("user_id"))) s").first?[0].int ?? 0
@@ -260,13 +256,9 @@ struct Demo {
 
     private func showActivity(_ cache: RedisConnection, now: Date) async throws {
         let writer = ActivityWriter(redis: cache, timeZone: timeZone)
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = timeZone
         var perDay: [String] = []
         for back in (0..<7).reversed() {
-            let day = calendar.date(byAdding: .day, value: -back, to: now)!
-            let parts = calendar.dateComponents([.year, .month, .day], from: day)
-            let key = ActivityWriter.format(parts.year!, parts.month!, parts.day!)
+            let key = ActivityWriter.dayText(now.addingTimeInterval(-Double(back) * 86_400), in: timeZone)
             let users = try await cache.send("SCARD", writer.dayKey(key)).integer ?? 0
             perDay.append("\(key.dropFirst(4).prefix(2))-\(key.suffix(2)): \(users)")
         }

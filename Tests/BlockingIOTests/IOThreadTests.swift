@@ -75,3 +75,21 @@ final class OrderLog: @unchecked Sendable {
     private(set) var values: [Int] = []
     func append(_ value: Int) { values.append(value) }
 }
+
+@Suite("Child processes")
+struct ChildProcessTests {
+    @Test("a child gets no descriptor of ours beyond 0-2: closing our end of a pipe reaches its reader at once")
+    func noInheritedDescriptors() async throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let child = try ChildProcess.spawn("/bin/sleep", ["5"], environment: [:])
+        close(fds[1])
+        var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        let ready = poll(&poller, 1, 2000)
+        var byte: UInt8 = 0
+        #expect(ready == 1 && read(fds[0], &byte, 1) == 0, "end of file: the child did not hold the write end")
+        close(fds[0])
+        child.signal(SIGKILL)
+        #expect(try await child.wait(timeout: .seconds(5)) == 128 + SIGKILL)
+    }
+}

@@ -37,11 +37,8 @@ struct IngestDatabase {
 
     /// Rows in all 16 shards.
     func shardRows() async throws -> Int {
-        let union = (0..<EntryIngestSchema.shardCount).map {
-            "SELECT count(*) AS n FROM \(EntryIngestSchema.shardTable($0))"
-        }
-        .joined(separator: " UNION ALL ")
-        return try await connection.query("SELECT sum(n)::bigint FROM (\(union)) s").first?[0].int ?? 0
+        try await connection.query("SELECT count(*) FROM (\(EntryIngestSchema.allShards("event_id"))) s").first?[0]
+            .int ?? 0
     }
 
     func archiveRows() async throws -> Int {
@@ -50,13 +47,13 @@ struct IngestDatabase {
 
     /// Every event id stored, shards and archive together, with how often.
     func eventCounts() async throws -> [String: Int] {
-        let union = (0..<EntryIngestSchema.shardCount).map {
-            "SELECT event_id FROM \(EntryIngestSchema.shardTable($0))"
-        }
-        .joined(separator: " UNION ALL ")
         let rows = try await connection.query(
-            "SELECT event_id::text, count(*) FROM (\(union) UNION ALL SELECT event_id FROM \(EntryIngestSchema.archiveTable)) e GROUP BY 1"
-        )
+            """
+            SELECT event_id::text, count(*) FROM (
+                SELECT event_id FROM (\(EntryIngestSchema.allShards("event_id"))) s
+                UNION ALL SELECT event_id FROM \(EntryIngestSchema.archiveTable)) e
+            GROUP BY 1
+            """)
         var counts: [String: Int] = [:]
         for row in rows.rows { counts[row[0].string!] = row[1].int! }
         return counts

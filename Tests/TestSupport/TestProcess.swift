@@ -3,21 +3,28 @@ import Foundation
 
 /// A program of this package started by a test, to be paused, resumed or killed.
 public final class TestProcess: Sendable {
-    public let pid: pid_t
+    public let child: ChildProcess
+    /// Where the process's standard error goes.
+    public let logFile: String
+    public var pid: pid_t { child.pid }
 
-    private init(pid: pid_t) { self.pid = pid }
+    private init(child: ChildProcess, logFile: String) {
+        self.child = child
+        self.logFile = logFile
+    }
 
-    /// Starts `.build/debug/<product>` with the test's environment, overlaid with `environment`.
+    /// Starts `.build/debug/<product>` with the test's environment, overlaid with
+    /// `environment`; what it logs goes to `logFile`.
     public static func start(
         _ product: String, _ arguments: [String], environment: [String: String] = [:]
     ) throws -> TestProcess {
-        let process = Process()
-        process.executableURL = root.appendingPathComponent(".build/debug/\(product)")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        return TestProcess(pid: process.processIdentifier)
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "prewarm-\(product)-\(UUID().uuidString).log"
+        ).path
+        let child = try ChildProcess.spawn(
+            root.appendingPathComponent(".build/debug/\(product)").path, arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, standardError: log)
+        return TestProcess(child: child, logFile: log)
     }
 
     /// Runs `.build/debug/<product>` to its end (short runs: output stays under a pipe's

@@ -54,13 +54,14 @@ public final class PrivateRedisServer: Sendable {
     private var pidFile: String { directory + "/redis.pid" }
 
     public func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
-            "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
-        ]
-        try process.run()
+        // It daemonizes: the launcher exits at once and the server lives on.
+        let (status, stderr) = try await TestProcess.runTool(
+            "/usr/bin/redis-server",
+            [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
+                "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
+            ])
+        guard status == 0 else { throw TestEnvironment.Missing(description: "redis-server did not start: \(stderr)") }
         try await eventually(timeout: .seconds(10), "redis-server on port \(port) to answer") {
             guard let connection = try? await RedisConnection.connect(self.configuration) else { return false }
             await connection.close()
