@@ -92,11 +92,6 @@ public struct KafkaConsumerConfiguration: Sendable {
         "partition.assignment.strategy": "range,roundrobin",
         "session.timeout.ms": "10000",
         "max.poll.interval.ms": "300000",
-        // Prefetch bounded to what a few batches need (librdkafka's default is 64 MB and
-        // 100,000 messages per partition), so a worker catching up on a backlog keeps a
-        // small, steady footprint.
-        "queued.max.messages.kbytes": "16384",
-        "queued.min.messages": "20000",
     ]
 
     public init(
