@@ -111,17 +111,20 @@ public struct StoreEntryDecoder: Sendable {
     /// `8-4-4-4-12` hex digits, either case (what `UUID(uuidString:)` accepts, without its
     /// sscanf, which was a tenth of the decoding time).
     static func isUUID(_ text: String) -> Bool {
-        var count = 0
-        for (index, byte) in text.utf8.enumerated() {
-            count += 1
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == 0x2D else { return false }
-            } else {
-                guard (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
-                else { return false }
+        var text = text
+        return text.withUTF8 { utf8 in
+            guard utf8.count == 36 else { return false }
+            for index in 0..<36 {
+                let byte = utf8[index]
+                if index == 8 || index == 13 || index == 18 || index == 23 {
+                    guard byte == 0x2D else { return false }
+                } else {
+                    guard (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+                    else { return false }
+                }
             }
+            return true
         }
-        return count == 36
     }
 
     private func missing(_ field: String) -> InvalidMessage {

@@ -12,7 +12,8 @@ public struct PostgresCopyRows: Sendable {
         for (index, field) in fields.enumerated() {
             if index > 0 { bytes.append(UInt8(ascii: "\t")) }
             guard let field else {
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "N")])
+                bytes.append(0x5C)
+                bytes.append(UInt8(ascii: "N"))
                 continue
             }
             Self.escape(field.postgresText, into: &bytes)
@@ -22,13 +23,30 @@ public struct PostgresCopyRows: Sendable {
     }
 
     private static func escape(_ text: String, into bytes: inout [UInt8]) {
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case UInt8(ascii: "\t"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case UInt8(ascii: "\n"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case UInt8(ascii: "\r"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            default: bytes.append(byte)
+        var text = text
+        // Native strings are contiguous UTF-8: a field with nothing to escape (nearly all)
+        // is copied in one go.
+        text.withUTF8 { utf8 in
+            if !utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
+                bytes.append(contentsOf: utf8)
+                return
+            }
+            for byte in utf8 {
+                switch byte {
+                case 0x5C:
+                    bytes.append(0x5C)
+                    bytes.append(0x5C)
+                case 0x09:
+                    bytes.append(0x5C)
+                    bytes.append(UInt8(ascii: "t"))
+                case 0x0A:
+                    bytes.append(0x5C)
+                    bytes.append(UInt8(ascii: "n"))
+                case 0x0D:
+                    bytes.append(0x5C)
+                    bytes.append(UInt8(ascii: "r"))
+                default: bytes.append(byte)
+                }
             }
         }
     }

@@ -39,6 +39,14 @@ struct StoreEntryDecoderTests {
                 #"{"event_id":"e-1","user_id":37,"store_id":9,"entered_at":"2026-11-20T12:30:00+08:00"}"#, "37",
                 "BadEventID"
             ),
+            (
+                #"{"event_id":"6f1c2a3e-0000-4000-8000-00000000000g","user_id":37,"store_id":9,"entered_at":"2026-11-20T12:30:00+08:00"}"#,
+                "37", "BadEventID"
+            ),
+            (
+                #"{"event_id":"6f1c2a3e00000-4000-8000-000000000001","user_id":37,"store_id":9,"entered_at":"2026-11-20T12:30:00+08:00"}"#,
+                "37", "BadEventID"
+            ),
             (#"{\#(good),"user_id":37,"store_id":9,"entered_at":"yesterday"}"#, "37", "BadTimestamp"),
             (
                 #"{\#(good),"user_id":37,"store_id":9,"entered_at":"2027-01-01T00:00:00+08:00"}"#, "37",
