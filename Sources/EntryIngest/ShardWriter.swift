@@ -10,9 +10,9 @@ import Synchronization
 /// retries after an outage store each event once.
 ///
 /// Uniqueness is per table, so an event replayed after the archiver moved it would be
-/// stored again. Events old enough to have been archived (`archiveAfterDays` less a day of
-/// margin) are therefore checked against the archive too, under a shared lock on their
-/// shard that the archiver's batches take exclusively, so the check cannot race a move.
+/// stored again. Events old enough to have been archived (see `archiveGuard()`) are
+/// therefore checked against the archive too, under a shared lock on their shard that the
+/// archiver's batches take exclusively, so the check cannot race a move.
 ///
 /// Batches may be written at the same time (one per connection of the pool).
 public struct ShardWriter: Sendable {
@@ -56,10 +56,11 @@ public struct ShardWriter: Sendable {
     /// Returns how many events were new.
     ///
     /// Two paths. Usually no event of a batch is stored yet, so the rows are copied straight
-    /// into their shards. If that meets a unique violation (a replay, a retried batch, a
-    /// duplicate inside the batch) the transaction rolls back and the batch goes through the staging table, which skips what is stored;
-    /// the next batches take that path too for a while, since replays come in runs. Events
-    /// old enough to have been archived always take it, for the archive check.
+    /// into their shards. A transaction of that copy that meets a unique violation (a
+    /// replay, a retried batch, a duplicate inside the batch) rolls back, and its events go
+    /// through the staging table, which skips what is stored; the next batches take that
+    /// path too for a while, since replays come in runs. Events old enough to have been
+    /// archived always take it, for the archive check.
     @discardableResult
     public func write(_ events: [(event: StoreEntryEvent, store: Store)]) async throws -> Int {
         guard !events.isEmpty else { return 0 }
