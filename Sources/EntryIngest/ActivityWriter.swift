@@ -7,7 +7,7 @@ import Redis
 /// the day it was processed): `act:day:{yyyymmdd}` is the set of users seen that day, and
 /// `act:month:{yyyymm}` counts, per user, the days of the month they were seen. A day
 /// counts once per user however often it is replayed: the month count rises only when the
-/// day set gains the user, in one script per batch.
+/// day set gains the user, in one script per batch (the users grouped by day).
 public struct ActivityWriter: Sendable {
     public let redis: RedisConnection
     public let timeZone: TimeZone
@@ -34,18 +34,22 @@ public struct ActivityWriter: Sendable {
         name: "entry-activity",
         source: """
             -- KEYS: day sets then month hashes. ARGV[1] = number of day keys; then per key its
-            -- EXPIREAT; then triples (day key index, month key index, user id).
+            -- EXPIREAT; then per day: day key index, month key index, user count, the users.
             local days = tonumber(ARGV[1])
             local keys = #KEYS
-            local first = 2 + keys
+            local i = 2 + keys
             local added = 0
-            for i = first, #ARGV, 3 do
+            while i <= #ARGV do
               local day = KEYS[tonumber(ARGV[i])]
               local month = KEYS[days + tonumber(ARGV[i + 1])]
-              if redis.call('SADD', day, ARGV[i + 2]) == 1 then
-                redis.call('HINCRBY', month, ARGV[i + 2], 1)
-                added = added + 1
+              local last = i + 2 + tonumber(ARGV[i + 2])
+              for u = i + 3, last do
+                if redis.call('SADD', day, ARGV[u]) == 1 then
+                  redis.call('HINCRBY', month, ARGV[u], 1)
+                  added = added + 1
+                end
               end
+              i = last + 1
             end
             for k = 1, keys do redis.call('EXPIREAT', KEYS[k], ARGV[1 + k]) end
             return added
@@ -63,13 +67,16 @@ public struct ActivityWriter: Sendable {
         var monthKeys: [String] = []
         var monthIndex: [String: Int] = [:]
         var monthExpiry: [Int64] = []
-        var triples: [any RedisArgument] = []
+        var usersByDay: [[Int64]] = []
+        var monthOfDay: [Int] = []
         for event in events {
             let day = Self.dayText(event.enteredAt, in: timeZone)
             let month = String(day.prefix(6))
             if dayIndex[day] == nil {
                 dayKeys.append(dayKey(day))
                 dayIndex[day] = dayKeys.count
+                usersByDay.append([])
+                monthOfDay.append(0)
                 let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: event.enteredAt))!
                 dayExpiry.append(Int64(dayEnd.timeIntervalSince1970 + dayRetention))
             }
@@ -81,9 +88,17 @@ public struct ActivityWriter: Sendable {
                 let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)!
                 monthExpiry.append(Int64(monthEnd.timeIntervalSince1970 + monthRetention))
             }
-            triples += [dayIndex[day]!, monthIndex[month]!, event.userID]
+            let index = dayIndex[day]! - 1
+            usersByDay[index].append(event.userID)
+            monthOfDay[index] = monthIndex[month]!
         }
-        let arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry) + triples
+        // One group per day, so a batch sends one argument per event, not three.
+        var arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry)
+        arguments.reserveCapacity(arguments.count + events.count + 3 * dayKeys.count)
+        for (index, users) in usersByDay.enumerated() {
+            arguments += [index + 1, monthOfDay[index], users.count]
+            arguments += users.map { $0 as any RedisArgument }
+        }
         let reply = try await redis.run(Self.script, keys: dayKeys + monthKeys, arguments: arguments)
         return Int(reply.integer ?? 0)
     }
