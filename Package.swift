@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "prewarm-bench",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmConfiguration",
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "EntryIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -55,7 +55,7 @@ public struct ActivityReader: Sendable {
     }
 
     public func monthKey(of date: Date) -> String {
-        ActivityWriter.monthKey(String(ActivityWriter.dayText(date, in: timeZone).prefix(6)), prefix: keyPrefix)
+        ActivityWriter.monthKey(LocalDay.month(date, in: timeZone), prefix: keyPrefix)
     }
 
     /// Each user's level this month (a user never seen is inactive), in one HMGET per

@@ -70,7 +70,7 @@ public struct ActivityWriter: Sendable {
         var usersByDay: [[Int64]] = []
         var monthOfDay: [Int] = []
         for event in events {
-            let day = Self.dayText(event.enteredAt, in: timeZone)
+            let day = LocalDay.text(event.enteredAt, in: timeZone)
             let month = String(day.prefix(6))
             if dayIndex[day] == nil {
                 dayKeys.append(dayKey(day))
@@ -101,19 +101,5 @@ public struct ActivityWriter: Sendable {
         }
         let reply = try await redis.run(Self.script, keys: dayKeys + monthKeys, arguments: arguments)
         return Int(reply.integer ?? 0)
-    }
-
-    /// The `yyyymmdd` of `date` in `timeZone`, by arithmetic on its offset at that instant
-    /// (a `Calendar` per event was a tenth of a batch's time).
-    public static func dayText(_ date: Date, in timeZone: TimeZone) -> String {
-        let local = date.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: date))
-        let days = Int64((local / 86_400).rounded(.down))
-        let (year, month, day) = RFC3339.civil(fromDays: days)
-        return format(Int(year), Int(month), Int(day))
-    }
-
-    /// `yyyymmdd`, the day part of the activity keys.
-    public static func format(_ year: Int, _ month: Int, _ day: Int) -> String {
-        String(year) + (month < 10 ? "0" : "") + String(month) + (day < 10 ? "0" : "") + String(day)
     }
 }

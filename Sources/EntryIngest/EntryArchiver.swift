@@ -284,8 +284,7 @@ public struct EntryArchiver: Sendable {
         var created: [String] = []
         while month < cutoff {
             let next = calendar.date(byAdding: .month, value: 1, to: month)!
-            let parts = calendar.dateComponents([.year, .month], from: month)
-            let suffix = String(ActivityWriter.format(parts.year!, parts.month!, 1).prefix(6))
+            let suffix = LocalDay.month(month, in: timeZone)
             let made = try await connection.query(
                 "SELECT prewarm_ensure_archive_partition($1, $2, $3)", [month, next, suffix]
             ).first?[0].bool

@@ -76,6 +76,14 @@ public struct ShardWriter: Sendable {
 
     private static let columns = ["event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"]
 
+    /// An event's values for `columns`, in order.
+    private static func fields(_ item: (event: StoreEntryEvent, store: Store)) -> [(any PostgresEncodable)?] {
+        [
+            item.event.eventID, item.event.userID, item.event.storeID, item.store.categoryID, item.store.zoneID,
+            item.event.enteredAt,
+        ]
+    }
+
     /// COPY straight into the shards, the shards split over `copyConnections` transactions
     /// (disjoint tables, so two backends never contend for the same index pages). Returns
     /// the rows stored and the events of the transactions that met a stored event (rolled
@@ -97,12 +105,7 @@ public struct ShardWriter: Sendable {
                             try await database.transaction { transaction in
                                 for shard in shards.keys.sorted() {
                                     var rows = PostgresCopyRows()
-                                    for (event, store) in shards[shard]! {
-                                        rows.append([
-                                            event.eventID, event.userID, event.storeID, store.categoryID,
-                                            store.zoneID, event.enteredAt,
-                                        ])
-                                    }
+                                    for item in shards[shard]! { rows.append(Self.fields(item)) }
                                     try await transaction.copy(
                                         into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: rows)
                                 }
@@ -129,12 +132,7 @@ public struct ShardWriter: Sendable {
         _ events: [(event: StoreEntryEvent, store: Store)], guardTime: Date
     ) async throws -> Int {
         var rows = PostgresCopyRows()
-        for (event, store) in events {
-            rows.append([
-                EntryIngestSchema.shard(of: event.userID), event.eventID, event.userID, event.storeID, store.categoryID,
-                store.zoneID, event.enteredAt,
-            ])
-        }
+        for item in events { rows.append([EntryIngestSchema.shard(of: item.event.userID)] + Self.fields(item)) }
         let staged = rows
         return try await pool.withConnection { database in
             try await database.transaction { transaction in

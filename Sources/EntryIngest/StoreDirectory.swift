@@ -43,7 +43,9 @@ public actor StoreDirectory {
         let missing = !ids.isSubset(of: stores.keys)
         let mayRefresh = loadedAt.map { now - $0 >= minimumRefreshInterval } ?? true
         if stale || (missing && mayRefresh) { try await refresh() }
-        return stores.filter { ids.contains($0.key) }
+        var found: [Int64: Store] = [:]
+        for id in ids { if let store = stores[id] { found[id] = store } }
+        return found
     }
 
     public func refresh() async throws {

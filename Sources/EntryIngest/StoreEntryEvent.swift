@@ -16,6 +16,14 @@ public struct StoreEntryEvent: Sendable, Equatable {
         self.storeID = storeID
         self.enteredAt = enteredAt
     }
+
+    /// The message as upstream writes it: key = user id, value the JSON of topics.md.
+    public var message: (key: String, json: String) {
+        (
+            String(userID),
+            #"{"event_id":"\#(eventID)","user_id":\#(userID),"store_id":\#(storeID),"entered_at":"\#(RFC3339.format(enteredAt))"}"#
+        )
+    }
 }
 
 /// Decodes and validates `store.entry.v1`; every rejection is an `InvalidMessage` whose

@@ -1,3 +1,4 @@
+import EntryIngest
 import Foundation
 import Kafka
 import Postgres
@@ -41,21 +42,15 @@ struct IngestWorkload {
             let user = Int64.random(in: 1...Int64(Self.users), using: &random)
             let store = Int64(index % Self.stores + 1)
             let at = Date(timeIntervalSince1970: (now - Double.random(in: 60...25 * 86_400, using: &random)).rounded())
-            let eventID = UUID().uuidString.lowercased()
+            let event = StoreEntryEvent(
+                eventID: UUID().uuidString.lowercased(), userID: user, storeID: store, enteredAt: at)
+            let message = event.message
+            chunk.append(KafkaProducerMessage(topic: topic, key: message.key, value: message.json))
             let time = RFC3339.format(at)
-            chunk.append(
-                KafkaProducerMessage(
-                    topic: topic, key: String(user),
-                    value:
-                        #"{"event_id":"\#(eventID)","user_id":\#(user),"store_id":\#(store),"entered_at":"\#(time)"}"#
-                ))
-            shardFiles[Int(user % 16)].write("\(eventID)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
-            let local = at.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: at))
-            let (year, month, day) = RFC3339.civil(fromDays: Int64((local / 86_400).rounded(.down)))
-            let month6 = "\(year)\(month < 10 ? "0" : "")\(month)"
-            redisFile.write(
-                "SADD act:day:\(month6)\(day < 10 ? "0" : "")\(day) \(user)\r\nHINCRBY act:month:\(month6) \(user) 1\r\n"
-            )
+            shardFiles[EntryIngestSchema.shard(of: user)].write(
+                "\(event.eventID)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
+            let day = LocalDay.text(at, in: timeZone)
+            redisFile.write("SADD act:day:\(day) \(user)\r\nHINCRBY act:month:\(day.prefix(6)) \(user) 1\r\n")
             if chunk.count == 50_000 {
                 try await producer.send(chunk)
                 chunk.removeAll(keepingCapacity: true)

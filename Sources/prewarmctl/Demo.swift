@@ -71,7 +71,7 @@ struct Demo {
         let good = generator.events(count: events, now: now)
         let bad = StoreEntryGenerator.badMessages(now: now)
         let dlqStart = try await highWatermarks(deadLetterTopic)
-        let messages = good.map(StoreEntryGenerator.message) + bad.map { ($0.key, $0.json) }
+        let messages = good.map(\.message) + bad.map { ($0.key, $0.json) }
         try await produce(messages)
         print("kafka:        produced \(good.count) store-entry events and \(bad.count) bad ones to \(topic)")
 
@@ -258,7 +258,7 @@ struct Demo {
         let writer = ActivityWriter(redis: cache, timeZone: timeZone)
         var perDay: [String] = []
         for back in (0..<7).reversed() {
-            let key = ActivityWriter.dayText(now.addingTimeInterval(-Double(back) * 86_400), in: timeZone)
+            let key = LocalDay.text(now.addingTimeInterval(-Double(back) * 86_400), in: timeZone)
             let users = try await cache.send("SCARD", writer.dayKey(key)).integer ?? 0
             perDay.append("\(key.dropFirst(4).prefix(2))-\(key.suffix(2)): \(users)")
         }

@@ -38,14 +38,6 @@ struct StoreEntryGenerator {
         }
     }
 
-    /// `store.entry.v1` as upstream writes it: key = user id, times with the local offset.
-    static func message(_ event: StoreEntryEvent) -> (key: String, json: String) {
-        (
-            String(event.userID),
-            #"{"event_id":"\#(event.eventID)","user_id":\#(event.userID),"store_id":\#(event.storeID),"entered_at":"\#(RFC3339.format(event.enteredAt))"}"#
-        )
-    }
-
     /// One event of each kind a real stream carries now and then, with the class the
     /// worker dead-letters it under.
     static func badMessages(now: Date) -> [(key: String, json: String, errorClass: String)] {

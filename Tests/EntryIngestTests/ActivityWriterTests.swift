@@ -105,8 +105,8 @@ struct ActivityWriterTests {
                 let date = Date(timeIntervalSince1970: Double.random(in: 1_600_000_000...1_900_000_000))
                 let parts = calendar.dateComponents([.year, .month, .day], from: date)
                 #expect(
-                    ActivityWriter.dayText(date, in: timeZone)
-                        == ActivityWriter.format(parts.year!, parts.month!, parts.day!), "\(zone) \(date)")
+                    LocalDay.text(date, in: timeZone)
+                        == LocalDay.format(parts.year!, parts.month!, parts.day!), "\(zone) \(date)")
             }
         }
     }
