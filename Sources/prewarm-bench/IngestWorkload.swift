@@ -78,7 +78,7 @@ struct BufferedFile {
     private var buffer: [UInt8] = []
 
     init(path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         buffer.reserveCapacity(1 << 20)
     }
