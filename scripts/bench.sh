@@ -68,24 +68,37 @@ if [[ $scenarios == *ingest* ]]; then
     --files "$dir" >/dev/null
   redis=(redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning)
   "${redis[@]}" -n 1 flushdb >/dev/null; "${redis[@]}" -n 2 flushdb >/dev/null
-  port=$((18000 + RANDOM % 2000))
-  processed() {
-    curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
-      | awk '/^prewarm_messages_processed_total/ { n += $NF } END { printf "%d", n }'
+  # CPU seconds of a process and its reaped children (plus its live children: PostgreSQL's
+  # backends), to show where the run's CPU went.
+  cpu() {
+    local pid=$1 ticks
+    ticks=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    for child in $(pgrep -P "$pid" 2>/dev/null); do
+      ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$ticks"
   }
+  hz=$(getconf CLK_TCK)
+  postmaster=$(head -1 "${PREWARM_DEV_RUN_DIR:-.run}/postgres/data/postmaster.pid" 2>/dev/null || echo 0)
+  redis_server=$(cat "${PREWARM_DEV_RUN_DIR:-.run}/redis/redis.pid" 2>/dev/null || echo 0)
+  port=$((18000 + RANDOM % 2000))
+  pg0=$(cpu "$postmaster"); redis0=$(cpu "$redis_server"); broker0=$(cpu "$broker"); idle0=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
   t0=$(now)
   PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$schema") PREWARM_REDIS_DB=1 \
     PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
     "$INGEST" >"${BENCH_INGEST_LOG:-$dir/ingest.log}" 2>&1 &
   ingest_pid=$!
-  until [ "$(processed)" -ge "$M" ] 2>/dev/null; do
-    kill -0 "$ingest_pid" 2>/dev/null || { tail -20 "${BENCH_INGEST_LOG:-$dir/ingest.log}" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
-    sleep 0.25  # polling costs CPU the worker would use; a quarter second is <2 % of the run
-  done
+  # One poller process (every 50 ms) rather than a curl per poll, which cost the worker CPU.
+  $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >/dev/null \
+    || { tail -20 "${BENCH_INGEST_LOG:-$dir/ingest.log}" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
   t1=$(now)
   [ -z "${BENCH_INGEST_LOG:-}" ] || curl -sf "http://127.0.0.1:$port/metrics" >"$BENCH_INGEST_LOG.metrics" || true
+  idle1=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
   rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ingest_pid/status")
+  ingest_cpu=$(cpu "$ingest_pid"); redis1=$(cpu "$redis_server"); broker1=$(cpu "$broker")
   kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
+  sleep 0.5  # its backends exit and are reaped into the postmaster's children's time
+  pg1=$(cpu "$postmaster")
   union=$(for s in $(seq -f %02g 0 15); do printf 'SELECT count(*) n FROM %s.store_entry_log_%s UNION ALL ' "$schema" "$s"; done)
   rows=$(psql "$PGURL" -qAtc "SELECT sum(n) FROM (${union% UNION ALL }) t")
   [ "$rows" = "$M" ] || { echo "bench: entry-ingest stored $rows rows, expected $M" >&2; exit 1; }
@@ -103,6 +116,9 @@ if [[ $scenarios == *ingest* ]]; then
   stock_s=$(echo "$kcat_s + $psql_s + $redis_s" | bc -l)
   printf 'ingest: %d events, 12 partitions     entry-ingest %8.3f s  (%.0f events/s, peak RSS %d MB)\n' \
     "$M" "$wrapper" "$(echo "$M / $wrapper" | bc -l)" "$rss"
+  printf '  CPU seconds during the run           entry-ingest %.1f, PostgreSQL %.1f, Redis %.1f, dev broker %.1f, idle %.1f (of %.1f)\n' \
+    "$(echo "$ingest_cpu / $hz" | bc -l)" "$(echo "($pg1 - $pg0) / $hz" | bc -l)" "$(echo "($redis1 - $redis0) / $hz" | bc -l)" \
+    "$(echo "($broker1 - $broker0) / $hz" | bc -l)" "$(echo "($idle1 - $idle0) / $hz" | bc -l)" "$(echo "$wrapper * $(nproc)" | bc -l)"
   printf '  stock tools one after another        kcat -C %.3f s + psql \\copy %.3f s + redis-cli --pipe %.3f s = %.3f s\n' \
     "$kcat_s" "$psql_s" "$redis_s" "$stock_s"
   printf '  ratio entry-ingest / stock tools     %.2f   (goal: at most 1.00, peak RSS under 200 MB)\n' \

@@ -76,13 +76,22 @@ public struct ShardWriter: Sendable {
 
     private static let columns = ["event_id", "user_id", "store_id", "category_id", "zone_id", "entered_at"]
 
-    /// An event's values for `columns`, in order.
-    private static func fields(_ item: (event: StoreEntryEvent, store: Store)) -> [(any PostgresEncodable)?] {
-        [
-            item.event.eventID, item.event.userID, item.event.storeID, item.store.categoryID, item.store.zoneID,
-            item.event.enteredAt,
-        ]
+    /// Appends an event's row for `columns` (after its shard, for the staging table).
+    private static func append(
+        _ item: (event: StoreEntryEvent, store: Store), shard: Int? = nil, to rows: inout PostgresBinaryCopyRows
+    ) throws {
+        rows.startRow(fields: columns.count + (shard == nil ? 0 : 1))
+        if let shard { rows.append(Int16(shard)) }
+        try rows.append(uuid: item.event.eventID)
+        rows.append(item.event.userID)
+        rows.append(item.event.storeID)
+        rows.append(item.store.categoryID)
+        rows.append(item.store.zoneID)
+        rows.append(item.event.enteredAt)
     }
+
+    /// Bytes of one row in the binary format, for reserving buffers.
+    private static let rowBytes = 2 + 2 + 20 + 5 * 12
 
     /// COPY straight into the shards, the shards split over `copyConnections` transactions
     /// (disjoint tables, so two backends never contend for the same index pages). Returns
@@ -104,8 +113,9 @@ public struct ShardWriter: Sendable {
                         try await pool.withConnection { database in
                             try await database.transaction { transaction in
                                 for shard in shards.keys.sorted() {
-                                    var rows = PostgresCopyRows()
-                                    for item in shards[shard]! { rows.append(Self.fields(item)) }
+                                    let items = shards[shard]!
+                                    var rows = PostgresBinaryCopyRows(reservingBytes: items.count * Self.rowBytes)
+                                    for item in items { try Self.append(item, to: &rows) }
                                     try await transaction.copy(
                                         into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: rows)
                                 }
@@ -131,8 +141,8 @@ public struct ShardWriter: Sendable {
     private func stageAndInsert(
         _ events: [(event: StoreEntryEvent, store: Store)], guardTime: Date
     ) async throws -> Int {
-        var rows = PostgresCopyRows()
-        for item in events { rows.append([EntryIngestSchema.shard(of: item.event.userID)] + Self.fields(item)) }
+        var rows = PostgresBinaryCopyRows(reservingBytes: events.count * Self.rowBytes)
+        for item in events { try Self.append(item, shard: EntryIngestSchema.shard(of: item.event.userID), to: &rows) }
         let staged = rows
         return try await pool.withConnection { database in
             try await database.transaction { transaction in

@@ -57,6 +57,14 @@ public final class PostgresConnection: Sendable {
         return try await session.run { try $0.copy(into: table, columns: columns, data: data) }
     }
 
+    /// Bulk-loads rows with `COPY ... FROM STDIN WITH (FORMAT binary)`; returns the number
+    /// of rows copied.
+    @discardableResult
+    public func copy(into table: String, columns: [String], rows: PostgresBinaryCopyRows) async throws -> Int {
+        let data = rows.bytes + PostgresBinaryCopyRows.trailer
+        return try await session.run { try $0.copy(into: table, columns: columns, data: data, binary: true) }
+    }
+
     /// Walks a table in key order, one batch at a time, without OFFSET. `sql` takes the
     /// last key seen as `$1` and the batch size as `$2` (more parameters follow as `$3`...),
     /// e.g. `SELECT id, name FROM t WHERE id > $1 ORDER BY id LIMIT $2`. `key` reads the

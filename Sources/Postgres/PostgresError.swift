@@ -12,6 +12,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case server
         /// The connection was closed by its owner.
         case closed
+        /// A value could not be encoded for the server (a malformed UUID for binary COPY).
+        case invalidValue
     }
 
     public var code: Code
@@ -44,7 +46,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
             // A refused password will be refused again: that is configuration, not an outage.
             return sqlState != "28P01" && sqlState != "28000" && !message.contains("authentication failed")
         case .connectionLost: return true
-        case .closed: return false
+        case .closed, .invalidValue: return false
         case .server:
             guard let sqlState else { return false }
             let transient: Set<String> = [

@@ -76,11 +76,13 @@ final class PostgresSession: BlockingSession, @unchecked Sendable {
     }
 
     /// Streams rows already in COPY text format into `table`.
-    func copy(into table: String, columns: [String], data: [UInt8]) throws -> Int {
+    /// COPY's data, in the text format or the binary one (whose `data` ends with the
+    /// trailer).
+    func copy(into table: String, columns: [String], data: [UInt8], binary: Bool = false) throws -> Int {
         let connection = try ensureConnected()
         let target = try ([table] + columns).map { try quoteIdentifier($0, connection) }
         let columnList = target.dropFirst().joined(separator: ", ")
-        let sql = "COPY \(target[0]) (\(columnList)) FROM STDIN"
+        let sql = "COPY \(target[0]) (\(columnList)) FROM STDIN" + (binary ? " WITH (FORMAT binary)" : "")
         let start = PQexec(connection, sql)
         guard PQresultStatus(start) == PGRES_COPY_IN else {
             return try consume(start, operation: "COPY").affectedRows

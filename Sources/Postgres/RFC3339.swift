@@ -7,7 +7,7 @@ import Foundation
 public enum RFC3339 {
     /// `2026-11-21T04:00:00.123456Z`, always UTC, always six fraction digits.
     public static func format(_ date: Date) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let micros = microseconds(since1970: date)
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 {
@@ -48,6 +48,11 @@ public enum RFC3339 {
         digits(fraction, 6)
         bytes.append(90)
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The instant in whole microseconds since 1970 (rounded, as `format` writes it).
+    public static func microseconds(since1970 date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; `t`/space for `T` and `z` for `Z` are

@@ -12,7 +12,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prewarm-bench", abstract: "Time one scenario through prewarm's wrappers.")
 
-    @Argument(help: "redis-set | pg-copy | kafka | ingest-events")
+    @Argument(help: "redis-set | pg-copy | kafka | ingest-events | wait-processed")
     var scenario: String
 
     @Option(help: "ingest-events: where to write the stock tools' input (rows per shard, Redis commands).")
@@ -23,6 +23,12 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: "Table (pg-copy) or topic (kafka) to use.")
     var target = "bench"
+
+    @Option(help: "wait-processed: the worker's admin port.")
+    var port = 0
+
+    @Option(help: "wait-processed: the worker's pid (waiting fails if it exits).")
+    var pid: Int32 = 0
 
     func run() async throws {
         let environment = EnvironmentReader(ProcessInfo.processInfo.environment)
@@ -76,10 +82,13 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             await consumer.close()
+        case "wait-processed":
+            elapsed = try clock.measure { try ProcessedWaiter(port: port, count: count, pid: pid).wait() }
         case "ingest-events":
             elapsed = try await clock.measure { try await IngestWorkload(count: count, topic: target).write(to: files) }
         default:
-            throw ValidationError("unknown scenario '\(scenario)': redis-set, pg-copy, kafka or ingest-events")
+            throw ValidationError(
+                "unknown scenario '\(scenario)': redis-set, pg-copy, kafka, ingest-events or wait-processed")
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("seconds=\(String(format: "%.3f", seconds))")

@@ -21,7 +21,7 @@ struct EntryIngestOptionsTests {
         #expect(try EntryIngestOptions(EnvironmentReader([:])).archive == ArchiveSettings())
     }
 
-    @Test("entry-ingest's own runtime defaults (batches of 2000) yield to the environment and flags")
+    @Test("entry-ingest's own runtime defaults (batches of 16,000) yield to the environment and flags")
     func runtimeDefaults() throws {
         let base = ["PREWARM_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "PREWARM_REDIS_HOST": "r"]
         func settings(_ environment: [String: String], _ flags: [String] = []) throws -> WorkerSettings {
@@ -31,7 +31,7 @@ struct EntryIngestOptionsTests {
                 workerDefaults: EntryIngestOptions.runtimeDefaults)
         }
         let defaults = try settings([:])
-        #expect(defaults.loop.maxBatchMessages == 2000 && defaults.loop.concurrentBatches == 1)
+        #expect(defaults.loop.maxBatchMessages == 16_000 && defaults.loop.concurrentBatches == 1)
         let overridden = try settings(["PREWARM_BATCH_CONCURRENCY": "3"], ["--batch-max-messages", "300"])
         #expect(overridden.loop.maxBatchMessages == 300 && overridden.loop.concurrentBatches == 3)
         #expect(throws: ConfigurationError.self) { try settings(["PREWARM_BATCH_CONCURRENCY": "0"]) }

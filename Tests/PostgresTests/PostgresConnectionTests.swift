@@ -29,6 +29,63 @@ struct PostgresConnectionTests {
         try await db.query("DROP TABLE \(table)")
     }
 
+    @Test("binary COPY stores every type exactly: bigint, integer, smallint, uuid, text, NULL, microsecond times")
+    func binaryCopy() async throws {
+        let db = try await connect()
+        defer { Task { await db.close() } }
+        let table = TestEnvironment.uniqueName("bincopy")
+        try await db.query(
+            "CREATE TABLE \(table) (id bigint PRIMARY KEY, small smallint, medium integer, event uuid, note text, at timestamptz)"
+        )
+        let base = try #require(RFC3339.parse("1999-12-31T23:59:59.999999Z"))  // before PostgreSQL's epoch
+        var rows = PostgresBinaryCopyRows()
+        for id in 0..<10_000 {
+            rows.startRow(fields: 6)
+            rows.append(Int64(id) - 5_000)
+            rows.append(Int16(truncatingIfNeeded: id))
+            rows.append(Int32(id) * -70_000)
+            try rows.append(
+                uuid: id % 2 == 0 ? "0f1E2d3c-4b5a-6978-8796-a5b4c3d2e1f0" : "00000000-0000-0000-0000-0000000000ff")
+            if id % 100 == 0 { rows.appendNull() } else { rows.append("note \(id)\twith\\tab\nand é") }
+            rows.append(base.addingTimeInterval(Double(id) * 86_400.000_001))
+        }
+        #expect(rows.count == 10_000)
+        #expect(
+            try await db.copy(into: table, columns: ["id", "small", "medium", "event", "note", "at"], rows: rows)
+                == 10_000)
+        let row = try #require(
+            try await db.query(
+                "SELECT small, medium, event::text, note, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM \(table) WHERE id = $1",
+                [Int64(4242 - 5_000)]
+            ).first)
+        #expect(row[0].int == 4242)
+        #expect(row[1].int == 4242 * -70_000)
+        #expect(row[2].string == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        #expect(row[3].string == "note 4242\twith\\tab\nand é")
+        // 4242 days and 4242 µs after the base, exactly.
+        #expect(row[4].string == "2011-08-13 00:00:00.004241")
+        let summary = try #require(
+            try await db.query("SELECT count(note), min(id), count(DISTINCT event) FROM \(table)").first)
+        #expect(summary[0].int == 9_900)
+        #expect(summary[1].int == -5_000)
+        #expect(summary[2].int == 2)
+        try await db.query("DROP TABLE \(table)")
+    }
+
+    @Test("binary COPY refuses a malformed UUID before sending anything")
+    func binaryCopyBadUUID() throws {
+        var rows = PostgresBinaryCopyRows()
+        rows.startRow(fields: 1)
+        for text in [
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f", "0f1e2d3c4b5a-6978-8796-a5b4c3d2e1f0a",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+        ] {
+            let error = #expect(throws: PostgresError.self) { try rows.append(uuid: text) }
+            #expect(error?.code == .invalidValue)
+            #expect(error?.isTransient == false)
+        }
+    }
+
     @Test("a duplicate key is a unique violation with its SQLSTATE and constraint, not an outage")
     func uniqueViolation() async throws {
         let db = try await connect()
