@@ -91,7 +91,7 @@ public struct ShardWriter: Sendable {
     }
 
     /// Bytes of one row in the binary format, for reserving buffers.
-    private static let rowBytes = 2 + 2 + 20 + 5 * 12
+    private static let rowBytes = 2 + 20 + 5 * 12
 
     /// COPY straight into the shards, the shards split over `copyConnections` transactions
     /// (disjoint tables, so two backends never contend for the same index pages). Returns
@@ -100,30 +100,34 @@ public struct ShardWriter: Sendable {
     private func copyIntoShards(
         _ events: [(event: StoreEntryEvent, store: Store)]
     ) async throws -> (stored: Int, conflicted: [(event: StoreEntryEvent, store: Store)]) {
+        // One pass: each event's row goes into its shard's COPY data.
         let parts = copyConnections
-        var groups = [[Int: [(event: StoreEntryEvent, store: Store)]]](repeating: [:], count: parts)
-        for item in events {
+        var shardRows = [PostgresBinaryCopyRows?](repeating: nil, count: EntryIngestSchema.shardCount)
+        var partEvents = [[Int]](repeating: [], count: parts)
+        let reserve = (events.count / EntryIngestSchema.shardCount + 16) * Self.rowBytes * 5 / 4
+        for (index, item) in events.enumerated() {
             let shard = EntryIngestSchema.shard(of: item.event.userID)
-            groups[shard % parts][shard, default: []].append(item)
+            if shardRows[shard] == nil { shardRows[shard] = PostgresBinaryCopyRows(reservingBytes: reserve) }
+            try Self.append(item, to: &shardRows[shard]!)
+            partEvents[shard % parts].append(index)
         }
+        let copies = shardRows
         let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
-            for (index, shards) in groups.enumerated() where !shards.isEmpty {
+            for part in 0..<parts where !partEvents[part].isEmpty {
                 group.addTask {
                     do {
                         try await pool.withConnection { database in
                             try await database.transaction { transaction in
-                                for shard in shards.keys.sorted() {
-                                    let items = shards[shard]!
-                                    var rows = PostgresBinaryCopyRows(reservingBytes: items.count * Self.rowBytes)
-                                    for item in items { try Self.append(item, to: &rows) }
+                                for shard in stride(from: part, to: copies.count, by: parts) {
+                                    guard let rows = copies[shard] else { continue }
                                     try await transaction.copy(
                                         into: EntryIngestSchema.shardTable(shard), columns: Self.columns, rows: rows)
                                 }
                             }
                         }
-                        return (index, true)
+                        return (part, true)
                     } catch let error as PostgresError where error.isUniqueViolation {
-                        return (index, false)
+                        return (part, false)
                     }
                 }
             }
@@ -131,9 +135,12 @@ public struct ShardWriter: Sendable {
         }
         var stored = 0
         var conflicted: [(event: StoreEntryEvent, store: Store)] = []
-        for (index, succeeded) in outcomes {
-            let items = groups[index].values.flatMap { $0 }
-            if succeeded { stored += items.count } else { conflicted += items }
+        for (part, succeeded) in outcomes {
+            if succeeded {
+                stored += partEvents[part].count
+            } else {
+                conflicted += partEvents[part].map { events[$0] }
+            }
         }
         return (stored, conflicted)
     }

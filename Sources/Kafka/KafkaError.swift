@@ -41,6 +41,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public var name: String { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(code))) }
 
     public var isRebalanceInProgress: Bool { code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue }
+    /// The group is rebalancing or has moved on without this member: its assignment is about
+    /// to be revoked, and commits are refused until it rejoins.
+    public var isGroupRebalancing: Bool {
+        isRebalanceInProgress || code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue
+            || code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue
+    }
     public var isTimeout: Bool {
         code == RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue || code == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT.rawValue
     }

@@ -59,13 +59,13 @@ public enum RFC3339 {
     /// accepted as RFC 3339 allows. Fractions beyond microseconds are rounded. Returns nil
     /// for anything else, including impossible dates (2026-02-30).
     public static func parse(_ text: String) -> Date? {
-        var utf8 = text.utf8.makeIterator()
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(40)
-        while let byte = utf8.next() {
-            bytes.append(byte)
-            if bytes.count > 64 { return nil }
-        }
+        var text = text
+        return text.withUTF8 { parse(utf8: $0) }
+    }
+
+    /// `parse` of UTF-8 bytes, e.g. straight from a message.
+    public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Date? {
+        guard bytes.count <= 64 else { return nil }
         var index = 0
         func number(_ count: Int) -> Int64? {
             guard index + count <= bytes.count else { return nil }
@@ -78,13 +78,15 @@ public enum RFC3339 {
             }
             return value
         }
-        func expect(_ allowed: UInt8...) -> Bool {
-            guard index < bytes.count, allowed.contains(bytes[index]) else { return false }
+        func expect(_ allowed: UInt8, or other: UInt8? = nil, or third: UInt8? = nil) -> Bool {
+            guard index < bytes.count, bytes[index] == allowed || bytes[index] == other || bytes[index] == third else {
+                return false
+            }
             index += 1
             return true
         }
         guard let year = number(4), expect(45), let month = number(2), expect(45), let day = number(2),
-            expect(84, 116, 32), let hour = number(2), expect(58), let minute = number(2), expect(58),
+            expect(84, or: 116, or: 32), let hour = number(2), expect(58), let minute = number(2), expect(58),
             let second = number(2)
         else { return nil }
         guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour < 24, minute < 60,
@@ -111,7 +113,7 @@ public enum RFC3339 {
             if roundUp { micros += 1 }
         }
         var offset: Int64 = 0
-        if expect(90, 122) {
+        if expect(90, or: 122) {
             offset = 0
         } else if index < bytes.count, bytes[index] == 43 || bytes[index] == 45 {
             let sign: Int64 = bytes[index] == 45 ? -1 : 1

@@ -13,6 +13,13 @@ import Synchronization
 ///   committed past an unfinished batch and nothing goes to the DLQ for an outage.
 /// - A batch running longer than `longBatchAfter` pauses every partition and keeps polling,
 ///   so the consumer never exceeds `max.poll.interval.ms` and stays in its group.
+/// - While a batch is handled, the next poll is fetched and decoded, so the consumer's
+///   copying and the decoding overlap the handler's writes instead of waiting for them.
+///   What was fetched ahead for a partition that then fails or is revoked is dropped (the
+///   seek, or the new owner, reads it again); nothing is committed before it is handled.
+/// - A commit refused because the group is rebalancing pauses every partition and polls
+///   until the rebalance arrives (at most `longBatchAfter`): batches handled meanwhile could
+///   not be committed, and the partitions' next owners would handle them again.
 /// - On graceful shutdown it finishes the batch in hand, commits, leaves the group and
 ///   flushes the DLQ producer. It owns (and closes) the consumer and producer it is given.
 public final class ConsumeLoop: Service {
@@ -65,18 +72,22 @@ public final class ConsumeLoop: Service {
     private func loop() async throws {
         try await consumer.subscribe(routes.keys.sorted())
         var state = PartitionStates()
+        var ahead: Polled?
         while !stopping.load(ordering: .relaxed) {
             try await resumeDue(&state)
-            let poll = try await consumer.poll(
-                maxMessages: configuration.maxBatchMessages,
-                timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
-            statistics.update { $0.lastPoll = .now }
+            let poll: Polled
+            if let fetched = ahead {
+                poll = fetched
+                ahead = nil
+            } else {
+                poll = try await pollAndDecode()
+            }
             try await apply(poll.rebalanceEvents, to: &state)
             for error in poll.errors {
                 logger.warning("kafka consumer error", metadata: ["error": "\(error)"])
             }
             var committable: [KafkaTopicPartition: Int64] = [:]
-            for batch in Self.byTopic(state.batches(of: poll.messages)) {
+            for batch in Self.byTopic(state.batches(of: poll.items)) {
                 // A long batch before this one may have seen a partition revoked: its new
                 // owner reads those messages, so do not process them here as well.
                 let owned = batch.filter { state.isAssigned($0.0) }
@@ -86,7 +97,8 @@ public final class ConsumeLoop: Service {
                 metrics.consumed(topic, consumed)
                 let lanes = Self.lanes(owned, count: configuration.concurrentBatches)
                 let started = ContinuousClock.now
-                let outcomes = try await guarded(&state) {
+                let prefetch = ahead == nil && !stopping.load(ordering: .relaxed)
+                let (outcomes, fetched) = try await guarded(&state, prefetch: prefetch) {
                     await withTaskGroup(of: (Int, Outcome).self) { group in
                         for (index, lane) in lanes.enumerated() {
                             group.addTask { (index, await self.process(lane.flatMap(\.1))) }
@@ -96,6 +108,7 @@ public final class ConsumeLoop: Service {
                         return outcomes
                     }
                 }
+                if let fetched { ahead = try fetched.get() }
                 metrics.batchDuration(topic, .now - started)
                 for (lane, outcome) in zip(lanes, outcomes) {
                     let stillOwned = lane.filter { state.isAssigned($0.0) }  // revoked while it ran
@@ -116,11 +129,52 @@ public final class ConsumeLoop: Service {
                     }
                 }
             }
+            // A rebalance the poll ahead saw is applied before committing, so that nothing is
+            // committed for a partition this member no longer owns.
+            if !(ahead?.rebalanceEvents.isEmpty ?? true) {
+                try await apply(ahead!.rebalanceEvents, to: &state)
+                ahead!.rebalanceEvents = []
+            }
             // Only what this member still owns: a revoked partition's offset would make the
             // broker refuse the whole commit.
-            await commit(committable.filter { state.isAssigned($0.key) })
+            if await !commit(committable.filter { state.isAssigned($0.key) }) {
+                if let dropped = ahead {
+                    for item in dropped.items {
+                        state.noteSeen(item.message.topicPartition, offset: item.message.offset)
+                    }
+                    ahead = nil
+                }
+                try await holdForRebalance(&state)
+            }
             await recordLag(state)
         }
+    }
+
+    /// A poll with each message decoded by its topic's route.
+    struct Polled: Sendable {
+        var items: [Item]
+        var rebalanceEvents: [KafkaRebalanceEvent]
+        var errors: [KafkaError]
+    }
+
+    struct Item: PartitionedItem, Sendable {
+        let message: KafkaMessage
+        let decoded: Result<any Sendable, any Error>
+        var topicPartition: KafkaTopicPartition { message.topicPartition }
+        var offset: Int64 { message.offset }
+    }
+
+    private func pollAndDecode() async throws -> Polled {
+        let poll = try await consumer.poll(
+            maxMessages: configuration.maxBatchMessages, timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
+        statistics.update { $0.lastPoll = .now }
+        let items = poll.messages.map { message in
+            Item(
+                message: message,
+                decoded: routes[message.topic]?.decode(message)
+                    ?? .failure(InvalidMessage("no route for topic", errorClass: "NoRoute")))
+        }
+        return Polled(items: items, rebalanceEvents: poll.rebalanceEvents, errors: poll.errors)
     }
 
     /// Lag per assigned partition: the high watermark (as last fetched) less the next
@@ -140,23 +194,19 @@ public final class ConsumeLoop: Service {
         case retry(any Error)
     }
 
-    /// Decodes and handles one partition's batch; dead-letters what is bad.
-    private func process(_ messages: [KafkaMessage]) async -> Outcome {
-        guard let route = routes[messages[0].topic] else {
-            return await deadLetter(
-                messages.map {
-                    DeadLetter(message: $0, error: InvalidMessage("no route for topic", errorClass: "NoRoute"))
-                },
-                topic: messages[0].topic + ".dlq")
-        }
+    /// Handles one lane's decoded messages (of one topic); dead-letters what is bad.
+    private func process(_ items: [Item]) async -> Outcome {
+        let topic = items[0].message.topic
         var decoded: [(any Sendable, KafkaMessage)] = []
         var dead: [DeadLetter] = []
-        for message in messages {
-            switch route.decode(message) {
-            case .success(let value): decoded.append((value, message))
-            case .failure(let error): dead.append(DeadLetter(message: message, error: error))
+        decoded.reserveCapacity(items.count)
+        for item in items {
+            switch item.decoded {
+            case .success(let value): decoded.append((value, item.message))
+            case .failure(let error): dead.append(DeadLetter(message: item.message, error: error))
             }
         }
+        guard let route = routes[topic] else { return await deadLetter(dead, topic: topic + ".dlq") }
         if let error = await handle(decoded, route, dead: &dead, namedBadItems: true) { return .retry(error) }
         return await deadLetter(dead, topic: route.deadLetterTopic)
     }
@@ -242,11 +292,11 @@ public final class ConsumeLoop: Service {
 
     /// Splits a topic's batch into at most `count` lanes of whole partitions, each about
     /// the same number of messages (largest partition first into the emptiest lane).
-    static func lanes(
-        _ batch: [(KafkaTopicPartition, [KafkaMessage])], count: Int
-    ) -> [[(KafkaTopicPartition, [KafkaMessage])]] {
+    static func lanes<Item>(
+        _ batch: [(KafkaTopicPartition, [Item])], count: Int
+    ) -> [[(KafkaTopicPartition, [Item])]] {
         guard count > 1, batch.count > 1 else { return [batch] }
-        var lanes = [[(KafkaTopicPartition, [KafkaMessage])]](repeating: [], count: min(count, batch.count))
+        var lanes = [[(KafkaTopicPartition, [Item])]](repeating: [], count: min(count, batch.count))
         var sizes = [Int](repeating: 0, count: lanes.count)
         for entry in batch.sorted(by: { $0.1.count > $1.1.count }) {
             let emptiest = sizes.indices.min { sizes[$0] < sizes[$1] }!
@@ -260,11 +310,11 @@ public final class ConsumeLoop: Service {
     /// handler together (in partition order, each partition's in offset order), so a
     /// handler's per-batch cost (a transaction, a script) is paid once per poll, not once
     /// per partition.
-    static func byTopic(
-        _ batches: [(KafkaTopicPartition, [KafkaMessage])]
-    ) -> [[(KafkaTopicPartition, [KafkaMessage])]] {
+    static func byTopic<Item>(
+        _ batches: [(KafkaTopicPartition, [Item])]
+    ) -> [[(KafkaTopicPartition, [Item])]] {
         var order: [String] = []
-        var groups: [String: [(KafkaTopicPartition, [KafkaMessage])]] = [:]
+        var groups: [String: [(KafkaTopicPartition, [Item])]] = [:]
         for batch in batches {
             if groups[batch.0.topic] == nil { order.append(batch.0.topic) }
             groups[batch.0.topic, default: []].append(batch)
@@ -299,8 +349,9 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async {
-        guard !offsets.isEmpty else { return }
+    /// Returns false if the commit was refused because the group is rebalancing.
+    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async -> Bool {
+        guard !offsets.isEmpty else { return true }
         do {
             try await consumer.commit(offsets: offsets)
         } catch {
@@ -308,18 +359,40 @@ public final class ConsumeLoop: Service {
             statistics.update { $0.commitFailures += 1 }
             metrics.commitFailed()
             logger.warning("offset commit failed", metadata: ["error": "\(error)"])
+            if let error = error as? KafkaError, error.isGroupRebalancing { return false }
         }
+        return true
     }
 
-    /// Runs `work`; if it outlasts `longBatchAfter`, pauses every partition and polls (for
-    /// group membership only) until it ends, then resumes them where processing stands.
+    /// Pauses every partition and polls until a rebalance event arrives (or
+    /// `longBatchAfter` passes, or the loop stops), then goes on from where processing
+    /// stands.
+    private func holdForRebalance(_ state: inout PartitionStates) async throws {
+        let partitions = state.assigned.subtracting(state.paused)
+        logger.info(
+            "group rebalancing: holding batches until it completes", metadata: ["partitions": "\(partitions.sorted())"])
+        try await consumer.pause(Array(partitions))
+        var report = Heartbeat()
+        report.paused = partitions
+        let deadline = ContinuousClock.now + configuration.longBatchAfter
+        while report.events.isEmpty, ContinuousClock.now < deadline, !stopping.load(ordering: .relaxed) {
+            try await pollPaused(into: &report)
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await resume(after: report, &state)
+    }
+
+    /// Runs `work`, and beside it polls and decodes the next batch (if `prefetch`). If the
+    /// work outlasts `longBatchAfter`, pauses every partition and polls (for group membership
+    /// only) until it ends, then resumes them where processing stands; the batch fetched
+    /// ahead is then dropped, since the seek fetches it again.
     private func guarded(
-        _ state: inout PartitionStates, _ work: @escaping @Sendable () async -> [Outcome]
-    ) async throws -> [Outcome] {
+        _ state: inout PartitionStates, prefetch: Bool, _ work: @escaping @Sendable () async -> [Outcome]
+    ) async throws -> ([Outcome], Result<Polled, any Error>?) {
         let assigned = state.assigned.subtracting(state.paused)
         let (outcome, heartbeat) = await withTaskGroup(of: GuardResult.self) { group in
             group.addTask { .work(await work()) }
-            group.addTask { .heartbeat(await self.heartbeat(pausing: assigned)) }
+            group.addTask { .heartbeat(await self.heartbeat(pausing: assigned, prefetch: prefetch)) }
             var outcome: [Outcome]?
             var heartbeat = Heartbeat()
             for await result in group {
@@ -332,16 +405,40 @@ public final class ConsumeLoop: Service {
             }
             return (outcome!, heartbeat)
         }
-        guard !heartbeat.paused.isEmpty else { return outcome }
-        for (partition, offset) in heartbeat.discarded { state.noteSeen(partition, offset: offset) }
-        try await apply(heartbeat.events, to: &state)
-        let resume = heartbeat.paused.intersection(state.assigned)
+        guard !heartbeat.paused.isEmpty else { return (outcome, heartbeat.ahead) }
+        var report = heartbeat
+        if case .success(let ahead) = heartbeat.ahead {
+            report.events = ahead.rebalanceEvents + report.events
+            for item in ahead.items { state.noteSeen(item.message.topicPartition, offset: item.message.offset) }
+        }
+        try await resume(after: report, &state)
+        if case .failure = heartbeat.ahead { return (outcome, heartbeat.ahead) }
+        return (outcome, nil)
+    }
+
+    /// After polling with partitions paused: applies the rebalance events seen, resumes the
+    /// paused partitions still assigned and seeks them to where processing stands (pausing
+    /// dropped what was fetched).
+    private func resume(after report: Heartbeat, _ state: inout PartitionStates) async throws {
+        for (partition, offset) in report.discarded { state.noteSeen(partition, offset: offset) }
+        try await apply(report.events, to: &state)
+        let resume = report.paused.intersection(state.assigned)
         try await consumer.resume(Array(resume))
-        // Pausing dropped what was prefetched: fetch again from where processing stands.
         let positions = state.positions(of: resume)
         if !positions.isEmpty { try await consumer.seek(positions) }
-        logger.info("long batch finished, partitions resumed", metadata: ["partitions": "\(resume.sorted())"])
-        return outcome
+        logger.info("partitions resumed after pausing", metadata: ["partitions": "\(resume.sorted())"])
+    }
+
+    /// One poll while partitions are paused, for group membership: notes the rebalance
+    /// events and the first offset of each partition's discarded messages.
+    private func pollPaused(into report: inout Heartbeat) async throws {
+        let poll = try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 0)
+        statistics.update { $0.lastPoll = .now }
+        report.events += poll.rebalanceEvents
+        for message in poll.messages {
+            let lowest = report.discarded[message.topicPartition] ?? message.offset
+            report.discarded[message.topicPartition] = min(lowest, message.offset)
+        }
     }
 
     private enum GuardResult: Sendable {
@@ -350,28 +447,33 @@ public final class ConsumeLoop: Service {
     }
 
     private struct Heartbeat: Sendable {
+        /// The next batch, fetched and decoded while this one ran.
+        var ahead: Result<Polled, any Error>?
         var paused: Set<KafkaTopicPartition> = []
         var events: [KafkaRebalanceEvent] = []
         var discarded: [KafkaTopicPartition: Int64] = [:]
     }
 
-    private func heartbeat(pausing partitions: Set<KafkaTopicPartition>) async -> Heartbeat {
+    private func heartbeat(pausing partitions: Set<KafkaTopicPartition>, prefetch: Bool) async -> Heartbeat {
         var report = Heartbeat()
+        let started = ContinuousClock.now
+        if prefetch, !Task.isCancelled {
+            do {
+                report.ahead = .success(try await pollAndDecode())
+            } catch {
+                report.ahead = .failure(error)
+                return report
+            }
+        }
         do {
-            try await Task.sleep(for: configuration.longBatchAfter)
+            try await Task.sleep(until: started + configuration.longBatchAfter)
             logger.warning(
                 "batch still running, pausing partitions to keep polling",
                 metadata: ["after": "\(configuration.longBatchAfter)"])
             try await consumer.pause(Array(partitions))
             report.paused = partitions
             while !Task.isCancelled {
-                let poll = try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 0)
-                statistics.update { $0.lastPoll = .now }
-                report.events += poll.rebalanceEvents
-                for message in poll.messages {
-                    let lowest = report.discarded[message.topicPartition] ?? message.offset
-                    report.discarded[message.topicPartition] = min(lowest, message.offset)
-                }
+                try await pollPaused(into: &report)
                 try await Task.sleep(for: configuration.heartbeatEvery)
             }
         } catch {

@@ -27,19 +27,19 @@ struct PartitionStates {
 
     /// The polled messages grouped by partition, in order, without those of paused
     /// partitions (their seek fetches them again) or those already processed.
-    mutating func batches(of messages: [KafkaMessage]) -> [(KafkaTopicPartition, [KafkaMessage])] {
+    mutating func batches<Item: PartitionedItem>(of items: [Item]) -> [(KafkaTopicPartition, [Item])] {
         var order: [KafkaTopicPartition] = []
-        var groups: [KafkaTopicPartition: [KafkaMessage]] = [:]
-        for message in messages {
-            let partition = message.topicPartition
+        var groups: [KafkaTopicPartition: [Item]] = [:]
+        for item in items {
+            let partition = item.topicPartition
             guard var entry = entries[partition], entry.pausedUntil == nil else { continue }
-            if let position = entry.position, message.offset < position { continue }
+            if let position = entry.position, item.offset < position { continue }
             if entry.position == nil {
-                entry.position = message.offset
+                entry.position = item.offset
                 entries[partition] = entry
             }
             if groups[partition] == nil { order.append(partition) }
-            groups[partition, default: []].append(message)
+            groups[partition, default: []].append(item)
         }
         return order.map { ($0, groups[$0]!) }
     }
@@ -86,3 +86,11 @@ struct PartitionStates {
         return result
     }
 }
+
+/// Something at an offset of a partition: a message, or a message with its decoded value.
+protocol PartitionedItem {
+    var topicPartition: KafkaTopicPartition { get }
+    var offset: Int64 { get }
+}
+
+extension KafkaMessage: PartitionedItem {}
