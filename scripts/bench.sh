@@ -89,7 +89,7 @@ if [[ $scenarios == *ingest* ]]; then
     "$INGEST" >"${BENCH_INGEST_LOG:-$dir/ingest.log}" 2>&1 &
   ingest_pid=$!
   # One poller process (every 50 ms) rather than a curl per poll, which cost the worker CPU.
-  $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >/dev/null \
+  $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >"$dir/waited" \
     || { tail -20 "${BENCH_INGEST_LOG:-$dir/ingest.log}" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
   t1=$(now)
   [ -z "${BENCH_INGEST_LOG:-}" ] || curl -sf "http://127.0.0.1:$port/metrics" >"$BENCH_INGEST_LOG.metrics" || true
@@ -103,6 +103,7 @@ if [[ $scenarios == *ingest* ]]; then
   rows=$(psql "$PGURL" -qAtc "SELECT sum(n) FROM (${union% UNION ALL }) t")
   [ "$rows" = "$M" ] || { echo "bench: entry-ingest stored $rows rows, expected $M" >&2; exit 1; }
   wrapper=$(secs "$t0" "$t1")
+  first=$(sed -n 's/first=//p' "$dir/waited")
 
   t0=$(now); kcat -C -b "$(cat "$dir/bootstrap")" -t store.entry.v1 -o beginning -e -q >/dev/null; t1=$(now)
   kcat_s=$(secs "$t0" "$t1")
@@ -116,6 +117,8 @@ if [[ $scenarios == *ingest* ]]; then
   stock_s=$(echo "$kcat_s + $psql_s + $redis_s" | bc -l)
   printf 'ingest: %d events, 12 partitions     entry-ingest %8.3f s  (%.0f events/s, peak RSS %d MB)\n' \
     "$M" "$wrapper" "$(echo "$M / $wrapper" | bc -l)" "$rss"
+  printf '  of which start-up and group join     %.3f s (to the first batch processed), then %.0f events/s\n' \
+    "$first" "$(echo "$M / ($wrapper - $first)" | bc -l)"
   printf '  CPU seconds during the run           entry-ingest %.1f, PostgreSQL %.1f, Redis %.1f, dev broker %.1f, idle %.1f (of %.1f)\n' \
     "$(echo "$ingest_cpu / $hz" | bc -l)" "$(echo "($pg1 - $pg0) / $hz" | bc -l)" "$(echo "($redis1 - $redis0) / $hz" | bc -l)" \
     "$(echo "($broker1 - $broker0) / $hz" | bc -l)" "$(echo "($idle1 - $idle0) / $hz" | bc -l)" "$(echo "$wrapper * $(nproc)" | bc -l)"

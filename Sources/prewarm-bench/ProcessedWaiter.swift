@@ -13,9 +13,16 @@ struct ProcessedWaiter {
     /// The worker: waiting stops with an error if it exits.
     var pid: Int32
 
-    func wait() throws {
+    /// Returns when the first messages were processed (group join and start-up before).
+    func wait() throws -> Duration {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var first: Duration?
         while true {
-            if let processed = try? processedTotal(), processed >= count { return }
+            if let processed = try? processedTotal() {
+                if processed > 0, first == nil { first = clock.now - started }
+                if processed >= count { return first ?? clock.now - started }
+            }
             guard kill(pid, 0) == 0 else { throw WaitError.exited(pid) }
             usleep(50_000)
         }
