@@ -87,10 +87,10 @@ public final class ConsumeLoop: Service {
                 logger.warning("kafka consumer error", metadata: ["error": "\(error)"])
             }
             var committable: [KafkaTopicPartition: Int64] = [:]
-            for batch in Self.byTopic(state.batches(of: poll.items)) {
-                // A long batch before this one may have seen a partition revoked: its new
-                // owner reads those messages, so do not process them here as well.
-                let owned = batch.filter { state.isAssigned($0.0) }
+            for decoded in poll.topics {
+                // Grouped only now: a long batch of the topic before may have seen a
+                // partition revoked, and its new owner reads those messages.
+                let owned = state.partitionIndices(of: decoded.messages)
                 guard let topic = owned.first?.0.topic else { continue }
                 let consumed = owned.map(\.1.count).reduce(0, +)
                 statistics.update { $0.consumed += consumed }
@@ -101,7 +101,7 @@ public final class ConsumeLoop: Service {
                 let (outcomes, fetched) = try await guarded(&state, prefetch: prefetch) {
                     await withTaskGroup(of: (Int, Outcome).self) { group in
                         for (index, lane) in lanes.enumerated() {
-                            group.addTask { (index, await self.process(lane.flatMap(\.1))) }
+                            group.addTask { (index, await self.process(lane.flatMap(\.1), of: decoded)) }
                         }
                         var outcomes = [Outcome](repeating: .done, count: lanes.count)
                         for await (index, outcome) in group { outcomes[index] = outcome }
@@ -114,9 +114,10 @@ public final class ConsumeLoop: Service {
                     let stillOwned = lane.filter { state.isAssigned($0.0) }  // revoked while it ran
                     switch outcome {
                     case .done:
-                        for (partition, partitionMessages) in stillOwned {
-                            state.succeeded(partition, next: partitionMessages.last!.offset + 1)
-                            committable[partition] = partitionMessages.last!.offset + 1
+                        for (partition, indices) in stillOwned {
+                            let next = decoded.messages[indices.last!].offset + 1
+                            state.succeeded(partition, next: next)
+                            committable[partition] = next
                         }
                         let count = stillOwned.map(\.1.count).reduce(0, +)
                         statistics.update { $0.processed += count }
@@ -124,8 +125,9 @@ public final class ConsumeLoop: Service {
                     case .retry(let error):
                         metrics.failed(topic)
                         try await retryLater(
-                            Dictionary(uniqueKeysWithValues: stillOwned.map { ($0.0, $0.1[0].offset) }), error: error,
-                            &state)
+                            Dictionary(
+                                uniqueKeysWithValues: stillOwned.map { ($0.0, decoded.messages[$0.1[0]].offset) }),
+                            error: error, &state)
                     }
                 }
             }
@@ -139,9 +141,7 @@ public final class ConsumeLoop: Service {
             // broker refuse the whole commit.
             if await !commit(committable.filter { state.isAssigned($0.key) }) {
                 if let dropped = ahead {
-                    for item in dropped.items {
-                        state.noteSeen(item.message.topicPartition, offset: item.message.offset)
-                    }
+                    dropped.noteSeen(in: &state)
                     ahead = nil
                 }
                 try await holdForRebalance(&state)
@@ -150,31 +150,42 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    /// A poll with each message decoded by its topic's route.
+    /// A poll, its messages decoded by their topics' routes.
     struct Polled: Sendable {
-        var items: [Item]
+        /// Per topic, in the order the poll first saw them.
+        var topics: [DecodedMessages]
         var rebalanceEvents: [KafkaRebalanceEvent]
         var errors: [KafkaError]
-    }
 
-    struct Item: PartitionedItem, Sendable {
-        let message: KafkaMessage
-        let decoded: Result<any Sendable, any Error>
-        var topicPartition: KafkaTopicPartition { message.topicPartition }
-        var offset: Int64 { message.offset }
+        /// Dropped unprocessed: where each partition without a position starts again.
+        func noteSeen(in state: inout PartitionStates) {
+            for decoded in topics {
+                for message in decoded.messages { state.noteSeen(message.topicPartition, offset: message.offset) }
+            }
+        }
     }
 
     private func pollAndDecode() async throws -> Polled {
         let poll = try await consumer.poll(
             maxMessages: configuration.maxBatchMessages, timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
         statistics.update { $0.lastPoll = .now }
-        let items = poll.messages.map { message in
-            Item(
-                message: message,
-                decoded: routes[message.topic]?.decode(message)
-                    ?? .failure(InvalidMessage("no route for topic", errorClass: "NoRoute")))
+        var topics: [[KafkaMessage]] = []
+        if let first = poll.messages.first?.topic, poll.messages.allSatisfy({ $0.topic == first }) {
+            topics = [poll.messages]  // the usual case: one topic, no copy
+        } else {
+            var index: [String: Int] = [:]
+            for message in poll.messages {
+                if let position = index[message.topic] {
+                    topics[position].append(message)
+                } else {
+                    index[message.topic] = topics.count
+                    topics.append([message])
+                }
+            }
         }
-        return Polled(items: items, rebalanceEvents: poll.rebalanceEvents, errors: poll.errors)
+        return Polled(
+            topics: topics.map { routes[$0[0].topic]?.decode($0) ?? DecodedMessages.unrouted($0) },
+            rebalanceEvents: poll.rebalanceEvents, errors: poll.errors)
     }
 
     /// Lag per assigned partition: the high watermark (as last fetched) less the next
@@ -194,52 +205,58 @@ public final class ConsumeLoop: Service {
         case retry(any Error)
     }
 
-    /// Handles one lane's decoded messages (of one topic); dead-letters what is bad.
-    private func process(_ items: [Item]) async -> Outcome {
-        let topic = items[0].message.topic
-        var decoded: [(any Sendable, KafkaMessage)] = []
+    /// Handles the messages of one lane (at these indices); dead-letters what is bad.
+    private func process(_ indices: [Int], of decoded: DecodedMessages) async -> Outcome {
+        let topic = decoded.messages[indices[0]].topic
+        var good: [Int] = []
         var dead: [DeadLetter] = []
-        decoded.reserveCapacity(items.count)
-        for item in items {
-            switch item.decoded {
-            case .success(let value): decoded.append((value, item.message))
-            case .failure(let error): dead.append(DeadLetter(message: item.message, error: error))
+        if decoded.failures.isEmpty {
+            good = indices
+        } else {
+            for index in indices {
+                if let error = decoded.failures[index] {
+                    dead.append(DeadLetter(message: decoded.messages[index], error: error))
+                } else {
+                    good.append(index)
+                }
             }
         }
         guard let route = routes[topic] else { return await deadLetter(dead, topic: topic + ".dlq") }
-        if let error = await handle(decoded, route, dead: &dead, namedBadItems: true) { return .retry(error) }
+        if let error = await handle(good, of: decoded, dead: &dead, namedBadItems: true) { return .retry(error) }
         return await deadLetter(dead, topic: route.deadLetterTopic)
     }
 
-    /// Hands `items` to the route. Bad items the handler names (`InvalidItems`) are
-    /// dead-lettered and the rest handed back once; any other permanent error means
-    /// something in the batch is bad, so the items go one by one to find it (handlers are
-    /// idempotent). Returns the error of an outage, for a retry.
+    /// Hands the messages at `indices` to the route. Bad items the handler names
+    /// (`InvalidItems`, by position in what it was handed) are dead-lettered and the rest
+    /// handed back once; any other permanent error means something in the batch is bad, so
+    /// the items go one by one to find it (handlers are idempotent). Returns the error of
+    /// an outage, for a retry.
     private func handle(
-        _ items: [(any Sendable, KafkaMessage)], _ route: TopicRoute, dead: inout [DeadLetter], namedBadItems: Bool
+        _ indices: [Int], of decoded: DecodedMessages, dead: inout [DeadLetter], namedBadItems: Bool
     ) async -> (any Error)? {
-        guard !items.isEmpty else { return nil }
+        guard !indices.isEmpty else { return nil }
         do {
-            try await route.handle(items)
+            try await decoded.handle(indices)
             return nil
         } catch let error where Failure.kind(of: error) == .transient {
             return error
         } catch let invalid as InvalidItems where namedBadItems {
-            for (index, error) in invalid.errors where items.indices.contains(index) {
-                dead.append(DeadLetter(message: items[index].1, error: error))
+            for (position, error) in invalid.errors where indices.indices.contains(position) {
+                dead.append(DeadLetter(message: decoded.messages[indices[position]], error: error))
             }
-            let rest = items.indices.filter { invalid.errors[$0] == nil }.map { items[$0] }
-            return await handle(rest, route, dead: &dead, namedBadItems: false)
+            let rest = indices.indices.filter { invalid.errors[$0] == nil }.map { indices[$0] }
+            return await handle(rest, of: decoded, dead: &dead, namedBadItems: false)
         } catch {
-            for item in items {
+            for index in indices {
                 do {
-                    if items.count > 1 { try await route.handle([item]) } else { throw error }
+                    if indices.count > 1 { try await decoded.handle([index]) } else { throw error }
                 } catch let error where Failure.kind(of: error) == .transient {
                     return error
                 } catch let invalid as InvalidItems {
-                    dead.append(DeadLetter(message: item.1, error: invalid.errors.values.first ?? invalid))
+                    dead.append(
+                        DeadLetter(message: decoded.messages[index], error: invalid.errors.values.first ?? invalid))
                 } catch {
-                    dead.append(DeadLetter(message: item.1, error: error))
+                    dead.append(DeadLetter(message: decoded.messages[index], error: error))
                 }
             }
             return nil
@@ -304,22 +321,6 @@ public final class ConsumeLoop: Service {
             sizes[emptiest] += entry.1.count
         }
         return lanes.map { $0.sorted { $0.0 < $1.0 } }
-    }
-
-    /// One batch per topic: a poll's messages of all partitions of a topic go to its
-    /// handler together (in partition order, each partition's in offset order), so a
-    /// handler's per-batch cost (a transaction, a script) is paid once per poll, not once
-    /// per partition.
-    static func byTopic<Item>(
-        _ batches: [(KafkaTopicPartition, [Item])]
-    ) -> [[(KafkaTopicPartition, [Item])]] {
-        var order: [String] = []
-        var groups: [String: [(KafkaTopicPartition, [Item])]] = [:]
-        for batch in batches {
-            if groups[batch.0.topic] == nil { order.append(batch.0.topic) }
-            groups[batch.0.topic, default: []].append(batch)
-        }
-        return order.map { groups[$0]! }
     }
 
     private func resumeDue(_ state: inout PartitionStates) async throws {
@@ -409,7 +410,7 @@ public final class ConsumeLoop: Service {
         var report = heartbeat
         if case .success(let ahead) = heartbeat.ahead {
             report.events = ahead.rebalanceEvents + report.events
-            for item in ahead.items { state.noteSeen(item.message.topicPartition, offset: item.message.offset) }
+            ahead.noteSeen(in: &state)
         }
         try await resume(after: report, &state)
         if case .failure = heartbeat.ahead { return (outcome, heartbeat.ahead) }

@@ -27,20 +27,38 @@ struct PartitionStates {
 
     /// The polled messages grouped by partition, in order, without those of paused
     /// partitions (their seek fetches them again) or those already processed.
-    mutating func batches<Item: PartitionedItem>(of items: [Item]) -> [(KafkaTopicPartition, [Item])] {
+    mutating func batches(of messages: [KafkaMessage]) -> [(KafkaTopicPartition, [KafkaMessage])] {
+        partitionIndices(of: messages).map { ($0.0, $0.1.map { messages[$0] }) }
+    }
+
+    /// `batches(of:)` as indices into `messages`, which the loop hands on without copying.
+    mutating func partitionIndices(of messages: [KafkaMessage]) -> [(KafkaTopicPartition, [Int])] {
         var order: [KafkaTopicPartition] = []
-        var groups: [KafkaTopicPartition: [Item]] = [:]
-        for item in items {
-            let partition = item.topicPartition
-            guard var entry = entries[partition], entry.pausedUntil == nil else { continue }
-            if let position = entry.position, item.offset < position { continue }
-            if entry.position == nil {
-                entry.position = item.offset
-                entries[partition] = entry
-            }
-            if groups[partition] == nil { order.append(partition) }
-            groups[partition, default: []].append(item)
+        var groups: [KafkaTopicPartition: [Int]] = [:]
+        // Messages come in runs of one partition: look it up once per run.
+        var run: (partition: KafkaTopicPartition, indices: [Int], skipped: Bool, position: Int64?)?
+        func flush() {
+            guard let current = run, !current.skipped, !current.indices.isEmpty else { return }
+            if groups[current.partition] == nil { order.append(current.partition) }
+            groups[current.partition, default: []].append(contentsOf: current.indices)
         }
+        for (index, message) in messages.enumerated() {
+            if run == nil || run!.partition.partition != message.partition || run!.partition.topic != message.topic {
+                flush()
+                let partition = message.topicPartition
+                let entry = entries[partition]
+                run = (partition, [], entry == nil || entry!.pausedUntil != nil, entry?.position)
+            }
+            if run!.skipped { continue }
+            if let position = run!.position {
+                if message.offset < position { continue }
+            } else {
+                run!.position = message.offset
+                entries[run!.partition]?.position = message.offset
+            }
+            run!.indices.append(index)
+        }
+        flush()
         return order.map { ($0, groups[$0]!) }
     }
 
@@ -86,11 +104,3 @@ struct PartitionStates {
         return result
     }
 }
-
-/// Something at an offset of a partition: a message, or a message with its decoded value.
-protocol PartitionedItem {
-    var topicPartition: KafkaTopicPartition { get }
-    var offset: Int64 { get }
-}
-
-extension KafkaMessage: PartitionedItem {}

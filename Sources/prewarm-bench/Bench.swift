@@ -85,7 +85,9 @@ struct Bench: AsyncParsableCommand {
         case "wait-processed":
             var first = Duration.zero
             elapsed = try clock.measure { first = try ProcessedWaiter(port: port, count: count, pid: pid).wait() }
-            print("first=\(String(format: "%.3f", Double(first.components.seconds) + Double(first.components.attoseconds) / 1e18))")
+            print(
+                "first=\(String(format: "%.3f", Double(first.components.seconds) + Double(first.components.attoseconds) / 1e18))"
+            )
         case "ingest-events":
             elapsed = try await clock.measure { try await IngestWorkload(count: count, topic: target).write(to: files) }
         default:

@@ -28,6 +28,12 @@ struct PartitionStatesTests {
         _ = states.batches(of: [message(0, 5), message(0, 6)])
         states.succeeded(p0, next: 7)
         #expect(states.batches(of: [message(0, 6), message(0, 7)]).first?.1.map(\.offset) == [7])
+        // A partition whose messages were all processed gives no batch at all, not an empty one.
+        #expect(states.batches(of: [message(0, 5), message(0, 6)]).isEmpty)
+        #expect(
+            states.partitionIndices(of: [message(0, 6), message(0, 7), message(0, 5), message(0, 8)]).map(\.1) == [
+                [1, 3]
+            ])
     }
 
     @Test("a failure rewinds, counts attempts and pauses until its time")
