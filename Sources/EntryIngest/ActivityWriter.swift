@@ -61,41 +61,46 @@ public struct ActivityWriter: Sendable {
         guard !events.isEmpty else { return 0 }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
+        // Events grouped by their local day, numbered (a string per event was a tenth of
+        // the batch's time here).
+        var numbers = LocalDay.Numbers(timeZone)
+        var dayIndex: [Int64: Int] = [:]
+        var days: [(number: Int64, sample: Date, users: [Int64])] = []
+        for event in events {
+            let day = numbers.day(of: event.enteredAt)
+            if let index = dayIndex[day] {
+                days[index].users.append(event.userID)
+            } else {
+                dayIndex[day] = days.count
+                days.append((day, event.enteredAt, [event.userID]))
+            }
+        }
         var dayKeys: [String] = []
-        var dayIndex: [String: Int] = [:]
         var dayExpiry: [Int64] = []
         var monthKeys: [String] = []
         var monthIndex: [String: Int] = [:]
         var monthExpiry: [Int64] = []
-        var usersByDay: [[Int64]] = []
         var monthOfDay: [Int] = []
-        for event in events {
-            let day = LocalDay.text(event.enteredAt, in: timeZone)
-            let month = String(day.prefix(6))
-            if dayIndex[day] == nil {
-                dayKeys.append(dayKey(day))
-                dayIndex[day] = dayKeys.count
-                usersByDay.append([])
-                monthOfDay.append(0)
-                let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: event.enteredAt))!
-                dayExpiry.append(Int64(dayEnd.timeIntervalSince1970 + dayRetention))
-            }
+        for (day, sample, _) in days {
+            let text = LocalDay.text(ofDay: day)
+            let month = String(text.prefix(6))
+            dayKeys.append(dayKey(text))
+            let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: sample))!
+            dayExpiry.append(Int64(dayEnd.timeIntervalSince1970 + dayRetention))
             if monthIndex[month] == nil {
                 monthKeys.append(monthKey(month))
                 monthIndex[month] = monthKeys.count
                 let monthStart = calendar.date(
-                    from: DateComponents(year: Int(day.prefix(4))!, month: Int(day.dropFirst(4).prefix(2))!))!
+                    from: DateComponents(year: Int(text.prefix(4))!, month: Int(text.dropFirst(4).prefix(2))!))!
                 let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)!
                 monthExpiry.append(Int64(monthEnd.timeIntervalSince1970 + monthRetention))
             }
-            let index = dayIndex[day]! - 1
-            usersByDay[index].append(event.userID)
-            monthOfDay[index] = monthIndex[month]!
+            monthOfDay.append(monthIndex[month]!)
         }
         // One group per day, so a batch sends one argument per event, not three.
         var arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry)
         arguments.reserveCapacity(arguments.count + events.count + 3 * dayKeys.count)
-        for (index, users) in usersByDay.enumerated() {
+        for (index, (_, _, users)) in days.enumerated() {
             arguments += [index + 1, monthOfDay[index], users.count]
             arguments += users.map { $0 as any RedisArgument }
         }

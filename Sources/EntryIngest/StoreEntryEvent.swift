@@ -56,6 +56,11 @@ public struct StoreEntryDecoder: Sendable {
         /// reject the same values. Keys are compared as bytes; the two strings this schema
         /// keeps are read from the bytes without an intermediate `String`.
         init?(scanning bytes: [UInt8]) {
+            guard let wire = bytes.withUnsafeBufferPointer(Wire.init(scanning:)) else { return nil }
+            self = wire
+        }
+
+        private init?(scanning bytes: UnsafeBufferPointer<UInt8>) {
             var scanner = FlatObjectScanner(bytes)
             var others = Set<String>()
             var seenTime = false
@@ -170,12 +175,13 @@ public struct StoreEntryDecoder: Sendable {
 /// Reads a flat JSON object byte by byte. Every method returns nil or false at the first
 /// thing outside the simple subset, and the caller falls back to a full JSON parser.
 struct FlatObjectScanner {
-    private let bytes: [UInt8]
+    /// Valid for the scanner's life (it is used inside `withUnsafeBufferPointer`).
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var first = true
     private(set) var finished = false
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private mutating func skipSpace() {
         while index < bytes.count,
@@ -242,7 +248,7 @@ struct FlatObjectScanner {
     }
 
     func withBytes<Result>(_ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
-        bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[range])) }
+        body(UnsafeBufferPointer(rebasing: bytes[range]))
     }
 
     /// The bytes as a lower-case UUID string, if they are a UUID (`8-4-4-4-12` hex digits,

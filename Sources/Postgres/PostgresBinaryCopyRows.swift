@@ -70,23 +70,23 @@ public struct PostgresBinaryCopyRows: Sendable {
     public mutating func append(uuid text: String) throws {
         var text = text
         let parsed = text.withUTF8 { utf8 -> (UInt64, UInt64)? in
-            guard utf8.count == 36 else { return nil }
-            var halves: (UInt64, UInt64) = (0, 0)
-            var index = 0
-            for digit in 0..<32 {
-                if index == 8 || index == 13 || index == 18 || index == 23 {
-                    guard utf8[index] == 0x2D else { return nil }
-                    index += 1
-                }
-                guard let value = Self.hexValue(utf8[index]) else { return nil }
-                if digit < 16 {
-                    halves.0 = halves.0 << 4 | UInt64(value)
-                } else {
-                    halves.1 = halves.1 << 4 | UInt64(value)
-                }
-                index += 1
+            guard utf8.count == 36, utf8[8] == 0x2D, utf8[13] == 0x2D, utf8[18] == 0x2D, utf8[23] == 0x2D else {
+                return nil
             }
-            return halves
+            // Digits at 0-7, 9-12, 14-17 (the first half), 19-22, 24-35 (the second).
+            var halves: (UInt64, UInt64) = (0, 0)
+            var invalid: UInt8 = 0
+            for index in [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17] {
+                let value = Self.hexValues[Int(utf8[index])]
+                invalid |= value
+                halves.0 = halves.0 << 4 | UInt64(value & 0x0F)
+            }
+            for index in [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35] {
+                let value = Self.hexValues[Int(utf8[index])]
+                invalid |= value
+                halves.1 = halves.1 << 4 | UInt64(value & 0x0F)
+            }
+            return invalid & 0x80 == 0 ? halves : nil
         }
         guard let parsed else {
             throw PostgresError(.invalidValue, operation: "COPY", message: "'\(text)' is not a UUID")
@@ -96,12 +96,13 @@ public struct PostgresBinaryCopyRows: Sendable {
         appendBigEndian(parsed.1)
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    /// Each byte's hex digit value, or 0x80 for a byte that is not a hex digit.
+    private static let hexValues: [UInt8] = (0...255).map { byte in
         switch byte {
-        case 0x30...0x39: byte - 0x30
-        case 0x61...0x66: byte - 0x61 + 10
-        case 0x41...0x46: byte - 0x41 + 10
-        default: nil
+        case 0x30...0x39: UInt8(byte - 0x30)
+        case 0x61...0x66: UInt8(byte - 0x61 + 10)
+        case 0x41...0x46: UInt8(byte - 0x41 + 10)
+        default: 0x80
         }
     }
 

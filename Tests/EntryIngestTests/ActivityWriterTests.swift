@@ -108,6 +108,25 @@ struct ActivityWriterTests {
                     LocalDay.text(date, in: timeZone)
                         == LocalDay.format(parts.year!, parts.month!, parts.day!), "\(zone) \(date)")
             }
+            // Minute by minute through the day around each change of offset, one cache of
+            // offsets for all of them (as a batch uses it), each hour visited twice.
+            var numbers = LocalDay.Numbers(timeZone)
+            var change = timeZone.nextDaylightSavingTimeTransition(after: Date(timeIntervalSince1970: 1_767_225_600))
+            var transitions = 0
+            while let transition = change, transition.timeIntervalSince1970 < 1_830_297_600 {
+                transitions += 1
+                for pass in 0..<2 {
+                    for minute in stride(from: -720, through: 720, by: pass == 0 ? 7 : 5) {
+                        let date = transition.addingTimeInterval(Double(minute) * 60 + 13)
+                        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+                        #expect(
+                            LocalDay.text(ofDay: numbers.day(of: date))
+                                == LocalDay.format(parts.year!, parts.month!, parts.day!), "\(zone) \(date)")
+                    }
+                }
+                change = timeZone.nextDaylightSavingTimeTransition(after: transition)
+            }
+            #expect(transitions == (["Asia/Shanghai", "UTC"].contains(zone) ? 0 : 4), "\(zone): changes in 2026-27")
         }
     }
 
