@@ -47,9 +47,11 @@ struct RedisLeaseTests {
         let redis = try await connect()
         defer { Task { await redis.close() } }
         let lease = try #require(
-            try await RedisLease.acquire(TestEnvironment.uniqueName("lease"), ttl: .milliseconds(300), on: redis))
+            try await RedisLease.acquire(TestEnvironment.uniqueName("lease"), ttl: .milliseconds(1500), on: redis))
+        // TTLs of a second and more: the suites run at once on two cores in CI, and a
+        // sub-second one was seen to pass before the first check.
         #expect(lease.isHeld)
-        try await Task.sleep(for: .milliseconds(350))
+        try await Task.sleep(for: .milliseconds(1700))
         #expect(!lease.isHeld)
         #expect(throws: LeaseLost.self) { try lease.ensureHeld() }
     }
@@ -59,9 +61,9 @@ struct RedisLeaseTests {
         let redis = try await connect()
         defer { Task { await redis.close() } }
         let key = TestEnvironment.uniqueName("lease")
-        let lease = try #require(try await RedisLease.acquire(key, ttl: .milliseconds(600), on: redis))
+        let lease = try #require(try await RedisLease.acquire(key, ttl: .seconds(3), on: redis))
         let renewing = lease.keepRenewing(logger: Logger(label: "test")) { _ in }
-        try await Task.sleep(for: .milliseconds(1800))
+        try await Task.sleep(for: .seconds(7))
         #expect(lease.isHeld)
         #expect(try await redis.send("GET", key).string == lease.token)
         renewing.cancel()
