@@ -32,14 +32,20 @@ public enum Migrator {
             throw InvalidMessage("migration versions repeat: \(versions.sorted())", errorClass: "BadMigrations")
         }
         // The lock comes first: even CREATE TABLE IF NOT EXISTS collides in the catalog when
-        // two pods run it at the same moment.
+        // two pods run it at the same moment. Under the lock, a lookup decides (IF NOT EXISTS
+        // would log a server notice at every start).
         try await connection.query("SELECT pg_advisory_lock($1)", [lockKey])
         do {
-            try await connection.query(
-                """
-                CREATE TABLE IF NOT EXISTS prewarm_schema_migrations (
-                    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
-                """)
+            let missing = try await connection.query(
+                "SELECT to_regclass('prewarm_schema_migrations') IS NULL"
+            ).first?[0].bool
+            if missing ?? true {
+                try await connection.query(
+                    """
+                    CREATE TABLE prewarm_schema_migrations (
+                        version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+                    """)
+            }
             let applied = try await apply(connection, migrations.sorted { $0.version < $1.version }, logger)
             try await connection.query("SELECT pg_advisory_unlock($1)", [lockKey])
             return applied
