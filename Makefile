@@ -29,9 +29,7 @@ $(eval $(BENCH_ARGS):;@:)
 endif
 
 bench: deps ## throughput of the wrappers beside the stock tools (release build)
-	$(SWIFT) build -c release --product prewarm-bench
-	$(SWIFT) build -c release --product prewarmctl
-	$(SWIFT) build -c release --product entry-ingest
+	$(SWIFT) build -c release
 	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_SERVICES) scripts/bench.sh $(BENCH_ARGS)
 
 services-up: build ## start the local services and leave them running

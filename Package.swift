@@ -39,8 +39,8 @@ let package = Package(
         ),
 
         // Safe wrappers: own the C handles, their threads and their errors; no domain.
-        .target(name: "CSpawn"),
-        .target(name: "BlockingIO", dependencies: ["CSpawn"]),
+        .target(name: "CPrewarmSystem"),
+        .target(name: "BlockingIO", dependencies: ["CPrewarmSystem"]),
         .target(
             name: "Kafka",
             dependencies: [
@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "PrewarmRuntime",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", .product(name: "Logging", package: "swift-log"),
+                "BlockingIO", "Kafka", "Redis", "Postgres", "PrewarmConfiguration", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,4 +1,4 @@
-import CSpawn
+import CPrewarmSystem
 import Foundation
 
 /// A program started with posix_spawn and reaped with waitpid, polled from async code.

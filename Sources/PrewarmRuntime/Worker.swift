@@ -1,3 +1,4 @@
+import BlockingIO
 import Foundation
 import Kafka
 import Logging
@@ -39,6 +40,7 @@ public enum Worker {
         jobs: @escaping @Sendable (WorkerDependencies, Options) throws -> [ScheduledJob] = { _, _ in [] }
     ) async -> Never {
         let environment = ProcessInfo.processInfo.environment
+        MallocArenas.limit(environment: environment)
         let settings: WorkerSettings
         let parsed: Options
         do {

@@ -1,6 +1,12 @@
 #define _GNU_SOURCE
-#include "CSpawn.h"
+#include "CPrewarmSystem.h"
+
+#include <malloc.h>
 
 int prewarm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
     return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
+}
+
+int prewarm_set_malloc_arena_max(int arenas) {
+    return mallopt(M_ARENA_MAX, arenas);
 }
