@@ -79,10 +79,10 @@ public struct ShardWriter: Sendable {
     /// Appends an event's row for `columns` (after its shard, for the staging table).
     private static func append(
         _ item: (event: StoreEntryEvent, store: Store), shard: Int? = nil, to rows: inout PostgresBinaryCopyRows
-    ) throws {
+    ) {
         rows.startRow(fields: columns.count + (shard == nil ? 0 : 1))
         if let shard { rows.append(Int16(shard)) }
-        try rows.append(uuid: item.event.eventID)
+        rows.append(item.event.eventID)
         rows.append(item.event.userID)
         rows.append(item.event.storeID)
         rows.append(item.store.categoryID)
@@ -108,7 +108,7 @@ public struct ShardWriter: Sendable {
         for (index, item) in events.enumerated() {
             let shard = EntryIngestSchema.shard(of: item.event.userID)
             if shardRows[shard] == nil { shardRows[shard] = PostgresBinaryCopyRows(reservingBytes: reserve) }
-            try Self.append(item, to: &shardRows[shard]!)
+            Self.append(item, to: &shardRows[shard]!)
             partEvents[shard % parts].append(index)
         }
         let copies = shardRows
@@ -149,7 +149,7 @@ public struct ShardWriter: Sendable {
         _ events: [(event: StoreEntryEvent, store: Store)], guardTime: Date
     ) async throws -> Int {
         var rows = PostgresBinaryCopyRows(reservingBytes: events.count * Self.rowBytes)
-        for item in events { try Self.append(item, shard: EntryIngestSchema.shard(of: item.event.userID), to: &rows) }
+        for item in events { Self.append(item, shard: EntryIngestSchema.shard(of: item.event.userID), to: &rows) }
         let staged = rows
         return try await pool.withConnection { database in
             try await database.transaction { transaction in

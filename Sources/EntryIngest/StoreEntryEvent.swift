@@ -5,12 +5,12 @@ import PrewarmRuntime
 
 /// One `store.entry.v1` event: a user walked into a store.
 public struct StoreEntryEvent: Sendable, Equatable {
-    public let eventID: String
+    public let eventID: UUID
     public let userID: Int64
     public let storeID: Int64
     public let enteredAt: Date
 
-    public init(eventID: String, userID: Int64, storeID: Int64, enteredAt: Date) {
+    public init(eventID: UUID, userID: Int64, storeID: Int64, enteredAt: Date) {
         self.eventID = eventID
         self.userID = userID
         self.storeID = storeID
@@ -21,7 +21,7 @@ public struct StoreEntryEvent: Sendable, Equatable {
     public var message: (key: String, json: String) {
         (
             String(userID),
-            #"{"event_id":"\#(eventID)","user_id":\#(userID),"store_id":\#(storeID),"entered_at":"\#(RFC3339.format(enteredAt))"}"#
+            #"{"event_id":"\#(eventID.lowercaseText)","user_id":\#(userID),"store_id":\#(storeID),"entered_at":"\#(RFC3339.format(enteredAt))"}"#
         )
     }
 }
@@ -43,8 +43,9 @@ public struct StoreEntryDecoder: Sendable {
         var userID: Int64?
         var storeID: Int64?
         var enteredAt: String?
-        /// Set by the fast path when `eventID` is a UUID already in lower case.
-        var eventIDIsCanonical = false
+        /// Set by the fast path, which parses the UUID from the bytes (`eventID` is then only
+        /// filled in when they are not a UUID, for the error).
+        var eventUUID: UUID?
         /// Set by the fast path, which parses the time from the bytes (`enteredAt` is then
         /// only filled in when they are not a time, for the error).
         var enteredAtTime: Date?
@@ -67,10 +68,9 @@ public struct StoreEntryDecoder: Sendable {
             guard scanner.begin() else { return nil }
             while let key = scanner.nextKey() {
                 if scanner.matches(key, "event_id") {
-                    guard eventID == nil, let value = scanner.stringRange() else { return nil }
-                    if let canonical = scanner.lowercaseUUID(value) {
-                        eventID = canonical
-                        eventIDIsCanonical = true
+                    guard eventID == nil, eventUUID == nil, let value = scanner.stringRange() else { return nil }
+                    if let uuid = scanner.withBytes(value, UUID.init(hexUTF8:)) {
+                        eventUUID = uuid
                     } else {
                         guard let text = scanner.text(value) else { return nil }
                         eventID = text
@@ -118,12 +118,12 @@ public struct StoreEntryDecoder: Sendable {
                 throw InvalidMessage("not a JSON object of store.entry.v1: \(error)", errorClass: "UndecodableJSON")
             }
         }
-        guard let eventID = wire.eventID else { throw missing("event_id") }
+        guard wire.eventUUID != nil || wire.eventID != nil else { throw missing("event_id") }
         guard let userID = wire.userID else { throw missing("user_id") }
         guard let storeID = wire.storeID else { throw missing("store_id") }
         guard wire.enteredAtTime != nil || wire.enteredAt != nil else { throw missing("entered_at") }
-        guard wire.eventIDIsCanonical || Self.isUUID(eventID) else {
-            throw InvalidMessage("event_id '\(eventID)' is not a UUID", errorClass: "BadEventID")
+        guard let eventID = wire.eventUUID ?? wire.eventID.flatMap(UUID.init(hexText:)) else {
+            throw InvalidMessage("event_id '\(wire.eventID ?? "")' is not a UUID", errorClass: "BadEventID")
         }
         guard userID > 0 else { throw InvalidMessage("user_id \(userID) is not positive", errorClass: "NonPositiveID") }
         guard storeID > 0 else {
@@ -142,29 +142,8 @@ public struct StoreEntryDecoder: Sendable {
             throw InvalidMessage("key '\(key)' is not the user id \(userID)", errorClass: "KeyMismatch")
         }
         return StoreEntryEvent(
-            eventID: wire.eventIDIsCanonical ? eventID : eventID.lowercased(), userID: userID, storeID: storeID,
+            eventID: eventID, userID: userID, storeID: storeID,
             enteredAt: enteredAt)
-    }
-
-    /// `8-4-4-4-12` hex digits, either case (what `UUID(uuidString:)` accepts, without its
-    /// sscanf, which was a tenth of the decoding time).
-    static func isUUID(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8(isUUID(utf8:))
-    }
-
-    static func isUUID(utf8: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard utf8.count == 36 else { return false }
-        for index in 0..<36 {
-            let byte = utf8[index]
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == 0x2D else { return false }
-            } else {
-                guard (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
-                else { return false }
-            }
-        }
-        return true
     }
 
     private func missing(_ field: String) -> InvalidMessage {
@@ -249,19 +228,6 @@ struct FlatObjectScanner {
 
     func withBytes<Result>(_ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
         body(UnsafeBufferPointer(rebasing: bytes[range]))
-    }
-
-    /// The bytes as a lower-case UUID string, if they are a UUID (`8-4-4-4-12` hex digits,
-    /// either case).
-    func lowercaseUUID(_ range: Range<Int>) -> String? {
-        guard withBytes(range, StoreEntryDecoder.isUUID(utf8:)) else { return nil }
-        return String(unsafeUninitializedCapacity: 36) { buffer in
-            for offset in 0..<36 {
-                let byte = bytes[range.lowerBound + offset]
-                buffer[offset] = (0x41...0x46).contains(byte) ? byte + 0x20 : byte
-            }
-            return 36
-        }
     }
 
     /// An integer that fits Int64, with no fraction or exponent.

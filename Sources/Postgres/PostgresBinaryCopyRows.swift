@@ -66,44 +66,18 @@ public struct PostgresBinaryCopyRows: Sendable {
         appendBigEndian(UInt32.max)  // length -1
     }
 
-    /// A `uuid` from its text, `8-4-4-4-12` hex digits in either case.
-    public mutating func append(uuid text: String) throws {
-        var text = text
-        let parsed = text.withUTF8 { utf8 -> (UInt64, UInt64)? in
-            guard utf8.count == 36, utf8[8] == 0x2D, utf8[13] == 0x2D, utf8[18] == 0x2D, utf8[23] == 0x2D else {
-                return nil
-            }
-            // Digits at 0-7, 9-12, 14-17 (the first half), 19-22, 24-35 (the second).
-            var halves: (UInt64, UInt64) = (0, 0)
-            var invalid: UInt8 = 0
-            for index in [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17] {
-                let value = Self.hexValues[Int(utf8[index])]
-                invalid |= value
-                halves.0 = halves.0 << 4 | UInt64(value & 0x0F)
-            }
-            for index in [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35] {
-                let value = Self.hexValues[Int(utf8[index])]
-                invalid |= value
-                halves.1 = halves.1 << 4 | UInt64(value & 0x0F)
-            }
-            return invalid & 0x80 == 0 ? halves : nil
-        }
-        guard let parsed else {
-            throw PostgresError(.invalidValue, operation: "COPY", message: "'\(text)' is not a UUID")
-        }
+    /// A `uuid`.
+    public mutating func append(_ uuid: UUID) {
         appendBigEndian(UInt32(16))
-        appendBigEndian(parsed.0)
-        appendBigEndian(parsed.1)
+        withUnsafeBytes(of: uuid.uuid) { bytes.append(contentsOf: $0) }
     }
 
-    /// Each byte's hex digit value, or 0x80 for a byte that is not a hex digit.
-    private static let hexValues: [UInt8] = (0...255).map { byte in
-        switch byte {
-        case 0x30...0x39: UInt8(byte - 0x30)
-        case 0x61...0x66: UInt8(byte - 0x61 + 10)
-        case 0x41...0x46: UInt8(byte - 0x41 + 10)
-        default: 0x80
+    /// A `uuid` from its text, `8-4-4-4-12` hex digits in either case.
+    public mutating func append(uuid text: String) throws {
+        guard let uuid = UUID(hexText: text) else {
+            throw PostgresError(.invalidValue, operation: "COPY", message: "'\(text)' is not a UUID")
         }
+        append(uuid)
     }
 
     private mutating func appendBigEndian<Value: FixedWidthInteger>(_ value: Value) {

@@ -43,12 +43,12 @@ struct IngestWorkload {
             let store = Int64(index % Self.stores + 1)
             let at = Date(timeIntervalSince1970: (now - Double.random(in: 60...25 * 86_400, using: &random)).rounded())
             let event = StoreEntryEvent(
-                eventID: UUID().uuidString.lowercased(), userID: user, storeID: store, enteredAt: at)
+                eventID: UUID(), userID: user, storeID: store, enteredAt: at)
             let message = event.message
             chunk.append(KafkaProducerMessage(topic: topic, key: message.key, value: message.json))
             let time = RFC3339.format(at)
             shardFiles[EntryIngestSchema.shard(of: user)].write(
-                "\(event.eventID)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
+                "\(event.eventID.lowercaseText)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
             let day = LocalDay.text(at, in: timeZone)
             redisFile.write("SADD act:day:\(day) \(user)\r\nHINCRBY act:month:\(day.prefix(6)) \(user) 1\r\n")
             if chunk.count == 50_000 {

@@ -34,7 +34,7 @@ struct StoreEntryGenerator {
             let day = calendar.date(byAdding: .day, value: -daysAgo, to: today)!
             let at = min(day.addingTimeInterval(hour * 3600), now.addingTimeInterval(-60))
             return StoreEntryEvent(
-                eventID: UUID().uuidString.lowercased(), userID: user, storeID: store, enteredAt: at)
+                eventID: UUID(), userID: user, storeID: store, enteredAt: at)
         }
     }
 

@@ -11,7 +11,7 @@ struct ActivityWriterTests {
 
     func event(_ user: Int64, _ time: String) -> StoreEntryEvent {
         StoreEntryEvent(
-            eventID: UUID().uuidString.lowercased(), userID: user, storeID: 1,
+            eventID: UUID(), userID: user, storeID: 1,
             enteredAt: ISO8601DateFormatter().date(from: time)!)
     }
 

@@ -101,7 +101,7 @@ struct EntryArchiverTests {
         let replayed = archived.rows.map { row in
             (
                 event: StoreEntryEvent(
-                    eventID: row[0].string!, userID: row[1].int64!, storeID: row[2].int64!,
+                    eventID: UUID(hexText: row[0].string!)!, userID: row[1].int64!, storeID: row[2].int64!,
                     enteredAt: RFC3339.parse(row[3].string!)!),
                 store: store
             )
@@ -112,7 +112,7 @@ struct EntryArchiverTests {
 
         // A first-time event from half a year ago: stored, then archived into a new month.
         let late = StoreEntryEvent(
-            eventID: UUID().uuidString.lowercased(), userID: 7, storeID: 1,
+            eventID: UUID(), userID: 7, storeID: 1,
             enteredAt: now.addingTimeInterval(-200 * 86_400))
         #expect(try await writer.write([(late, store)]) == 1)
         let second = try await archiver.run(now: now)
@@ -236,7 +236,7 @@ struct EntryArchiverTests {
         let replayed = archived.rows.map { row in
             (
                 event: StoreEntryEvent(
-                    eventID: row[0].string!, userID: row[1].int64!, storeID: row[2].int64!,
+                    eventID: UUID(hexText: row[0].string!)!, userID: row[1].int64!, storeID: row[2].int64!,
                     enteredAt: RFC3339.parse(row[3].string!)!), store: store
             )
         }

@@ -15,7 +15,7 @@ struct ShardWriterTests {
             (0..<count).map { index in
                 (
                     StoreEntryEvent(
-                        eventID: UUID().uuidString.lowercased(), userID: user + Int64(index), storeID: 3,
+                        eventID: UUID(), userID: user + Int64(index), storeID: 3,
                         enteredAt: Date().addingTimeInterval(-Double(index) * 60)), store
                 )
             }
@@ -45,7 +45,7 @@ struct ShardWriterTests {
             users.map { user in
                 (
                     StoreEntryEvent(
-                        eventID: UUID().uuidString.lowercased(), userID: user, storeID: 3,
+                        eventID: UUID(), userID: user, storeID: 3,
                         enteredAt: Date().addingTimeInterval(-600)), store
                 )
             }

@@ -19,7 +19,8 @@ struct StoreEntryDecoderTests {
             message(
                 #"{"event_id":"6F1C2A3E-0000-4000-8000-000000000001","user_id":37,"store_id":9,"entered_at":"2026-11-20T12:30:00+08:00"}"#
             ))
-        #expect(event.eventID == "6f1c2a3e-0000-4000-8000-000000000001")
+        #expect(event.eventID == UUID(uuidString: "6f1c2a3e-0000-4000-8000-000000000001"))
+        #expect(event.eventID.lowercaseText == "6f1c2a3e-0000-4000-8000-000000000001")
         #expect(event.userID == 37 && event.storeID == 9)
         #expect(event.enteredAt == Date(timeIntervalSince1970: 1_795_190_400 - 11.5 * 3600))
     }
