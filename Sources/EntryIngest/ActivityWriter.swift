@@ -97,14 +97,22 @@ public struct ActivityWriter: Sendable {
             }
             monthOfDay.append(monthIndex[month]!)
         }
-        // One group per day, so a batch sends one argument per event, not three.
-        var arguments: [any RedisArgument] = [dayKeys.count] + (dayExpiry + monthExpiry)
-        arguments.reserveCapacity(arguments.count + events.count + 3 * dayKeys.count)
+        // One group per day, so a batch sends one argument per event, not three; laid out
+        // in one buffer as they are made.
+        var arguments = RedisArguments()
+        arguments.reserveCapacity(
+            arguments: 1 + dayExpiry.count + monthExpiry.count + 3 * days.count + events.count,
+            bytes: 12 * events.count + 256)
+        arguments.append(dayKeys.count)
+        for expiry in dayExpiry + monthExpiry { arguments.append(expiry) }
         for (index, (_, _, users)) in days.enumerated() {
-            arguments += [index + 1, monthOfDay[index], users.count]
-            arguments += users.map { $0 as any RedisArgument }
+            arguments.append(index + 1)
+            arguments.append(monthOfDay[index])
+            arguments.append(users.count)
+            for user in users { arguments.append(user) }
         }
-        let reply = try await redis.run(Self.script, keys: dayKeys + monthKeys, arguments: arguments)
+        let reply = try await redis.run(
+            Self.script, keys: RedisArguments(dayKeys + monthKeys), arguments: arguments)
         return Int(reply.integer ?? 0)
     }
 }

@@ -1,46 +1,125 @@
 /// Something that can be a command argument. Redis arguments are byte strings.
 public protocol RedisArgument: Sendable {
-    var redisBytes: [UInt8] { get }
+    /// Appends the argument's bytes.
+    func appendRedisBytes(to bytes: inout [UInt8])
+}
+
+extension RedisArgument {
+    public var redisBytes: [UInt8] {
+        var bytes: [UInt8] = []
+        appendRedisBytes(to: &bytes)
+        return bytes
+    }
 }
 
 extension String: RedisArgument {
-    public var redisBytes: [UInt8] { Array(utf8) }
+    public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: utf8) }
 }
 
 extension Substring: RedisArgument {
-    public var redisBytes: [UInt8] { Array(utf8) }
+    public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: utf8) }
 }
 
 extension Int: RedisArgument {
-    public var redisBytes: [UInt8] { Array(String(self).utf8) }
+    public func appendRedisBytes(to bytes: inout [UInt8]) { Int64(self).appendRedisBytes(to: &bytes) }
 }
 
 extension Int64: RedisArgument {
-    public var redisBytes: [UInt8] { Array(String(self).utf8) }
+    /// The decimal digits, written straight into the buffer (no `String` in between).
+    public func appendRedisBytes(to bytes: inout [UInt8]) {
+        if self < 0 { bytes.append(0x2D) }
+        var magnitude = self.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var index = buffer.count
+            repeat {
+                index -= 1
+                buffer[index] = UInt8(truncatingIfNeeded: magnitude % 10) + 0x30
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[index...]))
+        }
+    }
 }
 
 extension Double: RedisArgument {
-    public var redisBytes: [UInt8] { Array(String(self).utf8) }
+    public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: String(self).utf8) }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
-    public var redisBytes: [UInt8] { self }
+    public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: self) }
+}
+
+/// Arguments laid end to end in one buffer: a command of thousands of arguments is two
+/// arrays, not one per argument, and hiredis reads them in place.
+public struct RedisArguments: Sendable, Equatable {
+    public private(set) var bytes: [UInt8] = []
+    /// Where each argument ends in `bytes`.
+    public private(set) var ends: [Int] = []
+
+    public init() {}
+
+    public init(_ arguments: [any RedisArgument]) {
+        ends.reserveCapacity(arguments.count)
+        for argument in arguments { append(argument) }
+    }
+
+    public var count: Int { ends.count }
+
+    public subscript(index: Int) -> ArraySlice<UInt8> {
+        bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+    }
+
+    /// Each argument's bytes, in order.
+    public var all: [[UInt8]] { (0..<count).map { Array(self[$0]) } }
+
+    public mutating func reserveCapacity(arguments: Int, bytes byteCount: Int) {
+        ends.reserveCapacity(ends.count + arguments)
+        bytes.reserveCapacity(bytes.count + byteCount)
+    }
+
+    public mutating func append(_ argument: any RedisArgument) {
+        argument.appendRedisBytes(to: &bytes)
+        ends.append(bytes.count)
+    }
+
+    /// An integer, without the existential of `append(_: any RedisArgument)`.
+    public mutating func append(_ value: Int64) {
+        value.appendRedisBytes(to: &bytes)
+        ends.append(bytes.count)
+    }
+
+    public mutating func append(_ value: Int) { append(Int64(value)) }
+
+    public mutating func append(contentsOf other: RedisArguments) {
+        let shift = bytes.count
+        bytes.append(contentsOf: other.bytes)
+        ends.append(contentsOf: other.ends.lazy.map { $0 + shift })
+    }
 }
 
 /// One command: its name and arguments, already encoded.
 public struct RedisCommand: Sendable, Equatable {
-    public var arguments: [[UInt8]]
+    /// The name first, then the arguments.
+    public var arguments: RedisArguments
 
     public init(_ name: String, _ arguments: any RedisArgument...) {
         self.init(name, arguments: arguments)
     }
 
     public init(_ name: String, arguments: [any RedisArgument]) {
-        var all: [[UInt8]] = [Array(name.utf8)]
-        all.reserveCapacity(arguments.count + 1)
-        for argument in arguments { all.append(argument.redisBytes) }
+        var all = RedisArguments()
+        all.append(name)
+        for argument in arguments { all.append(argument) }
         self.arguments = all
     }
 
-    public var name: String { String(decoding: arguments.first ?? [], as: UTF8.self) }
+    public init(_ name: String, arguments: RedisArguments) {
+        var all = RedisArguments()
+        all.append(name)
+        all.append(contentsOf: arguments)
+        self.arguments = all
+    }
+
+    public var name: String { arguments.count == 0 ? "" : String(decoding: arguments[0], as: UTF8.self) }
 }

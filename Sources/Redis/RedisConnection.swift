@@ -74,11 +74,13 @@ public final class RedisConnection: Sendable {
         keys: [any RedisArgument] = [],
         arguments: [any RedisArgument] = []
     ) async throws -> RedisReply {
-        let keyBytes = keys.map(\.redisBytes)
-        let argumentBytes = arguments.map(\.redisBytes)
-        let reply = try await session.run {
-            try $0.evaluate(script, keys: keyBytes, arguments: argumentBytes)
-        }
+        try await run(script, keys: RedisArguments(keys), arguments: RedisArguments(arguments))
+    }
+
+    /// `run(_:keys:arguments:)` with arguments already laid out (for scripts given
+    /// thousands of them).
+    public func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply {
+        let reply = try await session.run { try $0.evaluate(script, keys: keys, arguments: arguments) }
         if case .error(let message) = reply {
             throw RedisError(.server, operation: "EVALSHA \(script.name)", message: message)
         }

@@ -15,8 +15,6 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
     private var scriptSHAs: [RedisScript: String] = [:]
     /// Commands written before replies are read, per round trip.
     private let pipelineChunk = 10_000
-    private var scratchBytes: [UInt8] = []
-    private var scratchOffsets: [Int] = []
     private var scratchLengths: [Int] = []
     private var scratchArgv: [UnsafePointer<CChar>?] = []
 
@@ -109,7 +107,7 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         }
     }
 
-    func evaluate(_ script: RedisScript, keys: [[UInt8]], arguments: [[UInt8]]) throws -> RedisReply {
+    func evaluate(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) throws -> RedisReply {
         let sha: String
         if let known = scriptSHAs[script] {
             sha = known
@@ -122,15 +120,20 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
             sha = text
             scriptSHAs[script] = sha
         }
-        let tail = [Array(String(keys.count).utf8)] + keys + arguments
+        var tail = RedisArguments()
+        tail.reserveCapacity(
+            arguments: 1 + keys.count + arguments.count, bytes: keys.bytes.count + arguments.bytes.count + 8)
+        tail.append(keys.count)
+        tail.append(contentsOf: keys)
+        tail.append(contentsOf: arguments)
         var command = RedisCommand("EVALSHA", sha)
-        command.arguments += tail
+        command.arguments.append(contentsOf: tail)
         let reply = try execute([command])[0]
         guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return reply }
         // The server forgot the script: EVAL sends the source and caches it there again.
         logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
         var eval = RedisCommand("EVAL", script.source)
-        eval.arguments += tail
+        eval.arguments.append(contentsOf: tail)
         return try execute([eval])[0]
     }
 
@@ -178,24 +181,27 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         return RedisError(code, operation: operation, message: message)
     }
 
-    /// Formats one command into hiredis's output buffer. The argument bytes are laid end to
-    /// end in scratch buffers kept between calls, so a long pipeline does not allocate per
-    /// command (the session is confined to one thread, so the reuse is safe).
+    /// Formats one command into hiredis's output buffer, the arguments read in place.
     private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         let arguments = command.arguments
-        scratchBytes.removeAll(keepingCapacity: true)
-        scratchOffsets.removeAll(keepingCapacity: true)
+        guard arguments.count > 0 else { return REDIS_ERR }
         scratchLengths.removeAll(keepingCapacity: true)
-        for argument in arguments {
-            scratchOffsets.append(scratchBytes.count)
-            scratchLengths.append(argument.count)
-            scratchBytes.append(contentsOf: argument)
+        var start = 0
+        for end in arguments.ends {
+            scratchLengths.append(end - start)
+            start = end
         }
-        scratchBytes.append(0)  // never empty, so the base address exists
-        return scratchBytes.withUnsafeBufferPointer { buffer in
+        // Never empty, so the base address exists (an empty argument at the end points one
+        // past the last byte, and hiredis reads none of it).
+        let storage = arguments.bytes.isEmpty ? [0] : arguments.bytes
+        return storage.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!)
             scratchArgv.removeAll(keepingCapacity: true)
-            for offset in scratchOffsets { scratchArgv.append((base + offset).assumingMemoryBound(to: CChar.self)) }
+            var start = 0
+            for end in arguments.ends {
+                scratchArgv.append((base + start).assumingMemoryBound(to: CChar.self))
+                start = end
+            }
             return redisAppendCommandArgv(context, Int32(arguments.count), &scratchArgv, scratchLengths)
         }
     }

@@ -49,6 +49,27 @@ struct RedisConnectionTests {
         try await redis.send("DEL", key)
     }
 
+    @Test("integers, empty and binary arguments reach the server as the same bytes, in place and in order")
+    func argumentsInPlace() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let key = TestEnvironment.uniqueName("args")
+        let integers: [Int64] = [0, 7, -1, 10, 1_000_000_007, .max, .min]
+        var arguments = RedisArguments()
+        arguments.append(key)
+        for value in integers { arguments.append(value) }
+        arguments.append("")
+        arguments.append([0, 255, 10] as [UInt8])
+        #expect(try await redis.send(RedisCommand("RPUSH", arguments: arguments)) == .integer(9))
+        let reply = try await redis.send("LRANGE", key, 0, -1)
+        guard case .array(let elements) = reply else {
+            Issue.record("expected a list, got \(reply)")
+            return
+        }
+        #expect(elements.map(\.bytes) == integers.map { Array(String($0).utf8) } + [[], [0, 255, 10]])
+        try await redis.send("DEL", key)
+    }
+
     @Test("binary values survive a round trip unchanged")
     func binarySafe() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
