@@ -48,6 +48,28 @@ struct ActivityWriterTests {
         #expect(try await redis.send("EXPIRETIME", month).integer == Int64(monthEnd + 70 * 86_400))
     }
 
+    @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once")
+    func manyUsersOneDay() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        defer { Task { await redis.close() } }
+        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
+        let at = ISO8601DateFormatter().date(from: "2026-11-20T03:00:00Z")!
+        func seen(_ user: Int64) -> StoreEntryEvent {
+            StoreEntryEvent(eventID: UUID(), userID: user, storeID: 1, enteredAt: at)
+        }
+        // Users 1...1500 seen first; then 1...3500 (more than the script's chunk of a
+        // thousand), every third twice.
+        #expect(try await writer.record((1...1500).map(seen)) == 1500)
+        let batch: [StoreEntryEvent] = (Int64(1)...3500).flatMap { user in
+            Array(repeating: seen(user), count: user % 3 == 0 ? 2 : 1)
+        }
+        #expect(try await writer.record(batch.shuffled()) == 2000)
+        #expect(try await redis.send("SCARD", writer.dayKey("20261120")).integer == 3500)
+        let counts = try await redis.send("HVALS", writer.monthKey("202611")).array?.compactMap(\.string)
+        #expect(counts?.count == 3500)
+        #expect(counts?.allSatisfy { $0 == "1" } == true)
+    }
+
     @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches")
     func activeAndHotUsers() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
