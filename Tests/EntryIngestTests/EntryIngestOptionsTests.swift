@@ -31,7 +31,7 @@ struct EntryIngestOptionsTests {
                 workerDefaults: EntryIngestOptions.runtimeDefaults)
         }
         let defaults = try settings([:])
-        #expect(defaults.loop.maxBatchMessages == 16_000 && defaults.loop.concurrentBatches == 1)
+        #expect(defaults.loop.maxBatchMessages == 24_000 && defaults.loop.concurrentBatches == 1)
         let overridden = try settings(["PREWARM_BATCH_CONCURRENCY": "3"], ["--batch-max-messages", "300"])
         #expect(overridden.loop.maxBatchMessages == 300 && overridden.loop.concurrentBatches == 3)
         #expect(throws: ConfigurationError.self) { try settings(["PREWARM_BATCH_CONCURRENCY": "0"]) }
