@@ -23,7 +23,7 @@ public struct EntryIngestOptions: Sendable, Equatable {
     /// 8 % less than 16,000 (32,000 gained a little more but peaked at 184 MB resident).
     /// One batch at a time measured best: its rows already go to PostgreSQL over two
     /// connections, half the shards each, beside its Redis script.
-        public static let runtimeDefaults = ["PREWARM_BATCH_MAX_MESSAGES": "24000"]
+    public static let runtimeDefaults = ["PREWARM_BATCH_MAX_MESSAGES": "24000"]
 
     public init(_ reader: EnvironmentReader) throws {
         archive = try ArchiveSettings(reader)
