@@ -73,7 +73,8 @@ let package = Package(
         .target(
             name: "PrewarmRuntime",
             dependencies: [
-                "BlockingIO", "Kafka", "Redis", "Postgres", "PrewarmConfiguration", .product(name: "Logging", package: "swift-log"),
+                "BlockingIO", "Kafka", "Redis", "Postgres", "PrewarmConfiguration",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
