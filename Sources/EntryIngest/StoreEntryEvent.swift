@@ -64,26 +64,18 @@ public struct StoreEntryDecoder: Sendable {
         private init?(scanning bytes: UnsafeBufferPointer<UInt8>) {
             var scanner = FlatObjectScanner(bytes)
             var others = Set<String>()
+            var seenEventID = false
             var seenTime = false
             guard scanner.begin() else { return nil }
             while let key = scanner.nextKey() {
                 if scanner.matches(key, "event_id") {
-                    guard eventID == nil, eventUUID == nil, let value = scanner.stringRange() else { return nil }
-                    if let uuid = scanner.withBytes(value, UUID.init(hexUTF8:)) {
-                        eventUUID = uuid
-                    } else {
-                        guard let text = scanner.text(value) else { return nil }
-                        eventID = text
-                    }
+                    guard !seenEventID, let field = scanner.string(parsedBy: UUID.init(hexUTF8:)) else { return nil }
+                    seenEventID = true
+                    (eventUUID, eventID) = field
                 } else if scanner.matches(key, "entered_at") {
-                    guard !seenTime, let value = scanner.stringRange() else { return nil }
+                    guard !seenTime, let field = scanner.string(parsedBy: RFC3339.parse(utf8:)) else { return nil }
                     seenTime = true
-                    if let time = scanner.withBytes(value, RFC3339.parse(utf8:)) {
-                        enteredAtTime = time
-                    } else {
-                        guard let text = scanner.text(value) else { return nil }
-                        enteredAt = text
-                    }
+                    (enteredAtTime, enteredAt) = field
                 } else if scanner.matches(key, "user_id") {
                     guard userID == nil, let value = scanner.integer() else { return nil }
                     userID = value
@@ -220,13 +212,24 @@ struct FlatObjectScanner {
         String(validating: bytes[range], as: UTF8.self)
     }
 
+    /// A string read by `parse` straight from its bytes or, when `parse` refuses them, as
+    /// text (for the error); nil when the string is not a simple one or not UTF-8.
+    mutating func string<Value>(
+        parsedBy parse: (UnsafeBufferPointer<UInt8>) -> Value?
+    ) -> (parsed: Value?, text: String?)? {
+        guard let range = stringRange() else { return nil }
+        if let value = withBytes(range, parse) { return (value, nil) }
+        guard let text = text(range) else { return nil }
+        return (nil, text)
+    }
+
     func matches(_ range: Range<Int>, _ word: StaticString) -> Bool {
         guard range.count == word.utf8CodeUnitCount else { return false }
         for offset in 0..<range.count where bytes[range.lowerBound + offset] != word.utf8Start[offset] { return false }
         return true
     }
 
-    func withBytes<Result>(_ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+    private func withBytes<Result>(_ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
         body(UnsafeBufferPointer(rebasing: bytes[range]))
     }
 
