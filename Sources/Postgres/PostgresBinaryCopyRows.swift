@@ -6,7 +6,7 @@ import Foundation
 /// no escapes), which makes a large COPY cheaper for it than the text format. Each field's
 /// encoding must match its column's type exactly: `Int64` for `bigint` (`Int32` for
 /// `integer`, `Int16` for `smallint`), `Date` for
-/// `timestamptz`, `uuid:` for `uuid`, `String` for `text`. Start each row with
+/// `timestamptz`, `UUID` for `uuid`, `String` for `text`. Start each row with
 /// `startRow(fields:)` and append that many fields in column order; the server rejects a
 /// row with the wrong count or a field of the wrong size.
 public struct PostgresBinaryCopyRows: Sendable {

@@ -4,14 +4,6 @@ public protocol RedisArgument: Sendable {
     func appendRedisBytes(to bytes: inout [UInt8])
 }
 
-extension RedisArgument {
-    public var redisBytes: [UInt8] {
-        var bytes: [UInt8] = []
-        appendRedisBytes(to: &bytes)
-        return bytes
-    }
-}
-
 extension String: RedisArgument {
     public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: utf8) }
 }
@@ -69,9 +61,6 @@ public struct RedisArguments: Sendable, Equatable {
     public subscript(index: Int) -> ArraySlice<UInt8> {
         bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
     }
-
-    /// Each argument's bytes, in order.
-    public var all: [[UInt8]] { (0..<count).map { Array(self[$0]) } }
 
     public mutating func reserveCapacity(arguments: Int, bytes byteCount: Int) {
         ends.reserveCapacity(ends.count + arguments)

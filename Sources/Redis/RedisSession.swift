@@ -120,20 +120,19 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
             sha = text
             scriptSHAs[script] = sha
         }
-        var tail = RedisArguments()
-        tail.reserveCapacity(
-            arguments: 1 + keys.count + arguments.count, bytes: keys.bytes.count + arguments.bytes.count + 8)
-        tail.append(keys.count)
-        tail.append(contentsOf: keys)
-        tail.append(contentsOf: arguments)
-        var command = RedisCommand("EVALSHA", sha)
-        command.arguments.append(contentsOf: tail)
-        let reply = try execute([command])[0]
+        // EVALSHA sha (or EVAL source), the key count, the keys, the arguments.
+        func call(_ name: String, _ first: String) -> RedisCommand {
+            var command = RedisCommand(name, first)
+            command.arguments.append(keys.count)
+            command.arguments.append(contentsOf: keys)
+            command.arguments.append(contentsOf: arguments)
+            return command
+        }
+        let reply = try execute([call("EVALSHA", sha)])[0]
         guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return reply }
         // The server forgot the script: EVAL sends the source and caches it there again.
         logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
-        var eval = RedisCommand("EVAL", script.source)
-        eval.arguments.append(contentsOf: tail)
+        let eval = call("EVAL", script.source)
         return try execute([eval])[0]
     }
 
@@ -184,22 +183,17 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
     /// Formats one command into hiredis's output buffer, the arguments read in place.
     private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         let arguments = command.arguments
-        guard arguments.count > 0 else { return REDIS_ERR }
-        scratchLengths.removeAll(keepingCapacity: true)
-        var start = 0
-        for end in arguments.ends {
-            scratchLengths.append(end - start)
-            start = end
-        }
         // Never empty, so the base address exists (an empty argument at the end points one
         // past the last byte, and hiredis reads none of it).
         let storage = arguments.bytes.isEmpty ? [0] : arguments.bytes
         return storage.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!)
             scratchArgv.removeAll(keepingCapacity: true)
+            scratchLengths.removeAll(keepingCapacity: true)
             var start = 0
             for end in arguments.ends {
                 scratchArgv.append((base + start).assumingMemoryBound(to: CChar.self))
+                scratchLengths.append(end - start)
                 start = end
             }
             return redisAppendCommandArgv(context, Int32(arguments.count), &scratchArgv, scratchLengths)
