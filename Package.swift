@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .executable(name: "prewarmctl", targets: ["prewarmctl"]),
         .executable(name: "entry-ingest", targets: ["entry-ingest"]),
-        .executable(name: "prewarm-testkit", targets: ["prewarm-testkit"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -19,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // C libraries, from Debian's -dev packages.
@@ -66,7 +68,10 @@ let package = Package(
         // The topic catalog and PREWARM_* configuration: light enough for the CLI and benchmarks.
         .target(
             name: "PrewarmConfiguration",
-            dependencies: ["Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ]
         ),
 
         // Shared by every worker: consume loop, leases and flags, scheduler, admin HTTP, metrics.
@@ -79,6 +84,9 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 
@@ -138,9 +146,11 @@ let package = Package(
         .testTarget(
             name: "PrewarmRuntimeTests",
             dependencies: [
-                "PrewarmConfiguration", "PrewarmRuntime", "TestSupport",
+                "PrewarmConfiguration", "PrewarmRuntime", "TestSupport", "Postgres",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
     ],

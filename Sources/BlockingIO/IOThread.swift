@@ -45,20 +45,6 @@ public final class IOThread: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on this thread and blocks the caller until it has finished. Only for
-    /// callers that are already on a thread of their own (never from async code).
-    public func runBlocking<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        let accepted = enqueue {
-            box.result = Result { try body() }
-            done.signal()
-        }
-        guard accepted else { throw IOThreadStopped(name: name) }
-        done.wait()
-        return try box.result!.get()
-    }
-
     /// Lets the jobs already submitted finish, then ends the thread; returns at once.
     /// Jobs submitted later are refused with `IOThreadStopped`.
     public func shutdown() {
@@ -104,9 +90,4 @@ public final class IOThread: @unchecked Sendable {
 public struct IOThreadStopped: Error, CustomStringConvertible {
     public let name: String
     public var description: String { "I/O thread '\(name)' has been shut down" }
-}
-
-// Written once by the job, read once by the waiter after the semaphore.
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?
 }

@@ -19,11 +19,15 @@ public struct ActivityThresholds: Sendable, Equatable {
         self.hotDays = hotDays
     }
 
-    /// `PREWARM_ACTIVE_USER_DAYS` (default 7) and `PREWARM_HOT_USER_DAYS` (default 14).
+    public static let activeUserDays = Setting.integer(
+        "PREWARM_ACTIVE_USER_DAYS", default: 7, in: 1...31, "days with a store entry that make a user active")
+    public static let hotUserDays = Setting.integer(
+        "PREWARM_HOT_USER_DAYS", default: 14, in: 1...31, "days with a store entry that make a user hot")
+    public static let settings = [activeUserDays.description, hotUserDays.description]
+
+    /// From `PREWARM_ACTIVE_USER_DAYS` and `PREWARM_HOT_USER_DAYS`.
     public init(_ reader: EnvironmentReader) throws {
-        try self.init(
-            activeDays: try reader.integer("PREWARM_ACTIVE_USER_DAYS", default: 7, in: 1...31),
-            hotDays: try reader.integer("PREWARM_HOT_USER_DAYS", default: 14, in: 1...31))
+        try self.init(activeDays: try reader.value(Self.activeUserDays), hotDays: try reader.value(Self.hotUserDays))
     }
 
     public func level(days: Int) -> ActivityLevel {
@@ -42,12 +46,12 @@ public enum ActivityLevel: Int, Sendable, Comparable, CaseIterable {
 /// every user at a level this month. It reads the hashes `ActivityWriter` keeps; "this
 /// month" is the month of `date` in the configured time zone.
 public struct ActivityReader: Sendable {
-    public let redis: RedisConnection
+    public let redis: any RedisClient
     public let timeZone: TimeZone
     public let thresholds: ActivityThresholds
     public let keyPrefix: String
 
-    public init(redis: RedisConnection, timeZone: TimeZone, thresholds: ActivityThresholds, keyPrefix: String = "") {
+    public init(redis: any RedisClient, timeZone: TimeZone, thresholds: ActivityThresholds, keyPrefix: String = "") {
         self.redis = redis
         self.timeZone = timeZone
         self.thresholds = thresholds

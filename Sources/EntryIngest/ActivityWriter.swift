@@ -9,7 +9,7 @@ import Redis
 /// counts once per user however often it is replayed: the month count rises only when the
 /// day set gains the user, in one script per batch (the users grouped by day).
 public struct ActivityWriter: Sendable {
-    public let redis: RedisConnection
+    public let redis: any RedisClient
     public let timeZone: TimeZone
     /// Day sets live this long after their day ends; month hashes after their month ends.
     public var dayRetention: TimeInterval = 40 * 86_400
@@ -17,7 +17,7 @@ public struct ActivityWriter: Sendable {
     /// Put before every key; empty in production (tests use one of their own).
     public let keyPrefix: String
 
-    public init(redis: RedisConnection, timeZone: TimeZone, keyPrefix: String = "") {
+    public init(redis: any RedisClient, timeZone: TimeZone, keyPrefix: String = "") {
         self.redis = redis
         self.timeZone = timeZone
         self.keyPrefix = keyPrefix

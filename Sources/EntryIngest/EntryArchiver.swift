@@ -4,7 +4,6 @@ import Logging
 import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
-import Synchronization
 
 /// How the nightly archive runs.
 public struct ArchiveSettings: Sendable, Equatable {
@@ -34,23 +33,14 @@ public struct ArchiveSettings: Sendable, Equatable {
         self.retryBackoff = retryBackoff
     }
 
-    /// `PREWARM_ARCHIVE_AFTER_DAYS` (30), `PREWARM_ARCHIVE_BATCH_ROWS` (5000),
-    /// `PREWARM_ARCHIVE_PARALLEL_SHARDS` (4), `PREWARM_ARCHIVE_SCHEDULE` (daily@03:30),
-    /// `PREWARM_ARCHIVE_MAX_ATTEMPTS` (8).
+    /// From the declared `PREWARM_ARCHIVE_*` settings.
     public init(_ reader: EnvironmentReader) throws {
-        self.init()
-        afterDays = try reader.integer("PREWARM_ARCHIVE_AFTER_DAYS", default: afterDays, in: 1...3650)
-        batchRows = try reader.integer("PREWARM_ARCHIVE_BATCH_ROWS", default: batchRows, in: 1...100_000)
-        parallelShards = try reader.integer(
-            "PREWARM_ARCHIVE_PARALLEL_SHARDS", default: parallelShards, in: 1...EntryIngestSchema.shardCount)
-        maxAttempts = try reader.integer("PREWARM_ARCHIVE_MAX_ATTEMPTS", default: maxAttempts, in: 1...100)
-        if let text = reader.string("PREWARM_ARCHIVE_SCHEDULE") {
-            do {
-                schedule = try Schedule(parsing: text)
-            } catch {
-                throw ConfigurationError("PREWARM_ARCHIVE_SCHEDULE", error.description)
-            }
-        }
+        self.init(
+            afterDays: try reader.value(EntryIngestSettings.archiveAfterDays),
+            batchRows: try reader.value(EntryIngestSettings.archiveBatchRows),
+            parallelShards: try reader.value(EntryIngestSettings.archiveParallelShards),
+            schedule: try reader.value(EntryIngestSettings.archiveSchedule),
+            maxAttempts: try reader.value(EntryIngestSettings.archiveMaxAttempts))
     }
 }
 
@@ -74,21 +64,21 @@ public struct ArchiveReport: Sendable, Equatable {
 /// Moves rows older than the cutoff from every shard into `store_entry_archive`, by id
 /// cursor in batches. Each batch is one transaction (pick, delete from the shard, insert
 /// into the archive), so a crash at any point leaves every row in exactly one place and a
-/// rerun carries on. Shards are worked in parallel up to `parallelShards`, each lane on its
-/// own connection; a batch that fails for an outage is retried with backoff; a shard that
-/// still fails fails the run, loudly, after the other shards finish.
+/// rerun carries on. Shards are worked in parallel up to `parallelShards`, each on a
+/// connection of the pool; a batch that fails for an outage is retried with backoff; a shard
+/// that still fails fails the run, loudly, after the other shards finish.
 public struct EntryArchiver: Sendable {
-    public let database: PostgresConfiguration
+    public let pool: PostgresPool
     public let timeZone: TimeZone
     public let settings: ArchiveSettings
     private let logger: Logger
     private let metrics: ArchiveMetrics
 
     public init(
-        database: PostgresConfiguration, timeZone: TimeZone, settings: ArchiveSettings, logger: Logger,
+        pool: PostgresPool, timeZone: TimeZone, settings: ArchiveSettings, logger: Logger,
         metricsFactory: MetricsFactory = MetricsSystem.factory
     ) {
-        self.database = database
+        self.pool = pool
         self.timeZone = timeZone
         self.settings = settings
         self.logger = logger
@@ -115,9 +105,8 @@ public struct EntryArchiver: Sendable {
         logger.info("archive starting", metadata: ["cutoff": "\(cutoff)", "settings": "\(settings)"])
         var report = ArchiveReport(cutoff: cutoff)
         do {
-            report.partitionsCreated = try await using(try await PostgresConnection.connect(database, logger: logger)) {
-                connection in
-                try await withRetry(shard: nil) {
+            report.partitionsCreated = try await withRetry(shard: nil) {
+                try await pool.withConnection { connection in
                     // Recorded before any row moves, so writers widen their archive check first.
                     try await connection.query(
                         """
@@ -134,25 +123,21 @@ public struct EntryArchiver: Sendable {
             throw error
         }
 
-        let lanes = min(settings.parallelShards, EntryIngestSchema.shardCount)
-        let queue = ShardQueue(Array(0..<EntryIngestSchema.shardCount))
-        let outcomes = await withTaskGroup(of: [ShardOutcome].self) { group in
-            for _ in 0..<lanes {
-                group.addTask { await self.lane(queue, cutoff: cutoff) }
-            }
-            return await group.reduce(into: []) { $0 += $1 }
+        let shards = Array(0..<EntryIngestSchema.shardCount)
+        let outcomes = await concurrentResults(shards, limit: settings.parallelShards) { shard in
+            try await pool.withConnection { try await self.archive(shard: shard, on: $0, cutoff: cutoff) }
         }
         var failures: [(Int, Error)] = []
-        for outcome in outcomes {
-            switch outcome.result {
-            case .success(let shard):
-                report.moved[outcome.shard] = shard.moved
-                report.duplicatesDropped += shard.duplicates
-                report.batches += shard.batches
-                report.retries += shard.retries
-                report.partitionsCreated += shard.partitionsCreated
+        for (shard, outcome) in zip(shards, outcomes) {
+            switch outcome {
+            case .success(let totals):
+                report.moved[shard] = totals.moved
+                report.duplicatesDropped += totals.duplicates
+                report.batches += totals.batches
+                report.retries += totals.retries
+                report.partitionsCreated += totals.partitionsCreated
             case .failure(let error):
-                failures.append((outcome.shard, error))
+                failures.append((shard, error))
             }
         }
         let elapsed = ContinuousClock.now - started
@@ -185,32 +170,6 @@ public struct EntryArchiver: Sendable {
         var batches = 0
         var retries = 0
         var partitionsCreated: [String] = []
-    }
-
-    private struct ShardOutcome: Sendable {
-        let shard: Int
-        let result: Result<ShardTotals, any Error>
-    }
-
-    /// One lane: a connection of its own, taking shards from the queue until none is left.
-    private func lane(_ queue: ShardQueue, cutoff: Date) async -> [ShardOutcome] {
-        var outcomes: [ShardOutcome] = []
-        var connection: PostgresConnection?
-        while let shard = queue.next() {
-            do {
-                if connection == nil {
-                    connection = try await withRetry(shard: shard) {
-                        try await PostgresConnection.connect(database, logger: logger)
-                    }
-                }
-                let totals = try await archive(shard: shard, on: connection!, cutoff: cutoff)
-                outcomes.append(ShardOutcome(shard: shard, result: .success(totals)))
-            } catch {
-                outcomes.append(ShardOutcome(shard: shard, result: .failure(error)))
-            }
-        }
-        await connection?.close()
-        return outcomes
     }
 
     private func archive(shard: Int, on connection: PostgresConnection, cutoff: Date) async throws -> ShardTotals {
@@ -299,34 +258,30 @@ public struct EntryArchiver: Sendable {
 
     // MARK: - Retries
 
-    private func withRetry<T>(shard: Int?, _ body: () async throws -> T) async throws -> T {
+    /// Outages (and the missing-partition case) are retried with backoff up to
+    /// `maxAttempts`; anything else fails at once.
+    private var retryPolicy: RetryPolicy {
+        RetryPolicy(backoff: settings.retryBackoff, maxAttempts: settings.maxAttempts) { error in
+            Failure.kind(of: error) == .transient || (error as? PostgresError)?.sqlState == "23514"
+        }
+    }
+
+    private func withRetry<T: Sendable>(shard: Int?, _ body: () async throws -> T) async throws -> T {
         var retries = 0
         return try await withRetry(shard: shard, retries: &retries, body)
     }
 
-    /// Retries outages (and the missing-partition case) with backoff up to `maxAttempts`;
-    /// anything else fails at once.
-    private func withRetry<T>(shard: Int?, retries: inout Int, _ body: () async throws -> T) async throws -> T {
-        var attempt = 0
-        while true {
-            do {
-                return try await body()
-            } catch {
-                attempt += 1
-                let retryable = (error as? PostgresError).map { $0.isTransient || $0.sqlState == "23514" } ?? false
-                guard retryable, attempt < settings.maxAttempts else { throw error }
-                retries += 1
+    private func withRetry<T: Sendable>(shard: Int?, retries: inout Int, _ body: () async throws -> T) async throws
+        -> T
+    {
+        var count = 0
+        defer { retries += count }
+        return try await retrying(
+            "archive batch of shard \(shard.map(String.init) ?? "-")", policy: retryPolicy, logger: logger,
+            onRetry: { _, _ in
+                count += 1
                 metrics.retried()
-                let delay = settings.retryBackoff.delay(attempt: attempt - 1)
-                logger.warning(
-                    "archive batch failed, retrying",
-                    metadata: [
-                        "shard": "\(shard.map(String.init) ?? "-")", "attempt": "\(attempt)", "delay": "\(delay)",
-                        "error": "\(error)",
-                    ])
-                try await Task.sleep(for: delay)
-            }
-        }
+            }, body)
     }
 }
 
@@ -340,15 +295,6 @@ public struct ArchiveFailed: Error, CustomStringConvertible {
     public var description: String {
         "archive failed for shards \(shards): \(reasons.joined(separator: "; ")) (moved \(partial.totalMoved) rows)"
     }
-}
-
-/// The shards still to do, taken one at a time by the lanes.
-private final class ShardQueue: Sendable {
-    private let remaining: Mutex<[Int]>
-
-    init(_ shards: [Int]) { remaining = Mutex(shards.reversed()) }
-
-    func next() -> Int? { remaining.withLock { $0.popLast() } }
 }
 
 /// What an alert rule watches: failures, and the time of the last success (alert when it

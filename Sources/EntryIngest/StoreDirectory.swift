@@ -20,17 +20,16 @@ public struct Store: Sendable, Equatable {
 /// Misses refresh at most once per `minimumRefreshInterval`, so a stream of events for a
 /// store that does not exist cannot hammer the database.
 public actor StoreDirectory {
-    private let database: PostgresConnection
+    private let pool: PostgresPool
     private let maximumAge: Duration
     private let minimumRefreshInterval: Duration
     private var stores: [Int64: Store] = [:]
     private var loadedAt: ContinuousClock.Instant?
 
     public init(
-        database: PostgresConnection, maximumAge: Duration = .seconds(300),
-        minimumRefreshInterval: Duration = .seconds(1)
+        pool: PostgresPool, maximumAge: Duration = .seconds(300), minimumRefreshInterval: Duration = .seconds(1)
     ) {
-        self.database = database
+        self.pool = pool
         self.maximumAge = maximumAge
         self.minimumRefreshInterval = minimumRefreshInterval
     }
@@ -49,7 +48,9 @@ public actor StoreDirectory {
     }
 
     public func refresh() async throws {
-        let rows = try await database.query("SELECT store_id, category_id, zone_id, is_open FROM stores")
+        let rows = try await pool.withConnection {
+            try await $0.query("SELECT store_id, category_id, zone_id, is_open FROM stores")
+        }
         var loaded: [Int64: Store] = [:]
         for row in rows.rows {
             guard let id = row[0].int64, let category = row[1].int64, let zone = row[2].int64 else { continue }

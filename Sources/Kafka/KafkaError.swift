@@ -10,15 +10,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// librdkafka says the client cannot go on (e.g. a fenced idempotent producer).
     public var isFatal: Bool
-    /// librdkafka says the same request may succeed if retried.
-    public var isRetriable: Bool
 
-    public init(code: Int32, operation: String, message: String, isFatal: Bool = false, isRetriable: Bool = false) {
+    public init(code: Int32, operation: String, message: String, isFatal: Bool = false) {
         self.code = code
         self.operation = operation
         self.message = message
         self.isFatal = isFatal
-        self.isRetriable = isRetriable
     }
 
     init(_ error: rd_kafka_resp_err_t, operation: String, message: String? = nil) {
@@ -33,8 +30,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         self.init(
             code: rd_kafka_error_code(error).rawValue, operation: operation,
             message: String(cString: rd_kafka_error_string(error)),
-            isFatal: rd_kafka_error_is_fatal(error) != 0,
-            isRetriable: rd_kafka_error_is_retriable(error) != 0)
+            isFatal: rd_kafka_error_is_fatal(error) != 0)
     }
 
     /// librdkafka's symbolic name, e.g. `REBALANCE_IN_PROGRESS` or `_TIMED_OUT`.
@@ -47,10 +43,6 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         isRebalanceInProgress || code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue
             || code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue
     }
-    public var isTimeout: Bool {
-        code == RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue || code == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT.rawValue
-    }
-
     public var description: String { "Kafka \(operation) failed (\(name)): \(message)" }
 
     /// Throws for any code but NO_ERROR.

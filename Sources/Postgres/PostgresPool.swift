@@ -14,6 +14,11 @@ public actor PostgresPool {
     /// slot to open one freed up (a connect failed), or with an error when the pool closes.
     private var waiters: [CheckedContinuation<PostgresConnection?, any Error>] = []
     private var closed = false
+    /// Connections handed out and not yet back.
+    private var inUse = 0
+    /// What `close` waits on: the connections in use coming back.
+    private var returned: [PostgresConnection] = []
+    private var drained: [CheckedContinuation<Void, Never>] = []
 
     public init(
         _ configuration: PostgresConfiguration, maximum: Int, logger: Logger = Logger(label: "prewarm.postgres")
@@ -37,6 +42,7 @@ public actor PostgresPool {
         _ body: @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let connection = try await acquire()
+        inUse += 1
         do {
             let value = try await body(connection)
             release(connection)
@@ -69,8 +75,13 @@ public actor PostgresPool {
     }
 
     private func release(_ connection: PostgresConnection) {
+        inUse -= 1
         if closed {
-            Task { await connection.close() }
+            returned.append(connection)
+            if inUse == 0 {
+                for waiter in drained { waiter.resume() }
+                drained = []
+            }
         } else if !waiters.isEmpty {
             waiters.removeFirst().resume(returning: connection)
         } else {
@@ -80,7 +91,8 @@ public actor PostgresPool {
 
     private static let closedError = PostgresError(.closed, operation: "pool", message: "the pool is closed")
 
-    /// Closes the idle connections now and the ones in use as they come back.
+    /// Closes the idle connections now, waits for the ones in use to come back and closes
+    /// them too: no connection or thread is left behind.
     public func close() async {
         closed = true
         for waiter in waiters { waiter.resume(throwing: Self.closedError) }
@@ -88,5 +100,9 @@ public actor PostgresPool {
         let connections = idle
         idle = []
         for connection in connections { await connection.close() }
+        if inUse > 0 { await withCheckedContinuation { drained.append($0) } }
+        let back = returned
+        returned = []
+        for connection in back { await connection.close() }
     }
 }

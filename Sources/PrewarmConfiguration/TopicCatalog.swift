@@ -7,7 +7,15 @@ public struct TopicSpec: Sendable, Equatable {
     /// Dead letters of this topic go to `<name>.dlq`.
     public let hasDeadLetterTopic: Bool
 
-    public var deadLetterTopic: String? { hasDeadLetterTopic ? name + ".dlq" : nil }
+    public var deadLetterTopic: String? { hasDeadLetterTopic ? Self.deadLetterTopic(of: name) : nil }
+
+    /// `<topic>.dlq`: the one place the name is built.
+    public static func deadLetterTopic(of topic: String) -> String { topic + ".dlq" }
+
+    /// The topic a dead-letter topic belongs to, if `name` is one.
+    public static func sourceTopic(ofDeadLetterTopic name: String) -> String? {
+        name.hasSuffix(".dlq") ? String(name.dropLast(4)) : nil
+    }
 }
 
 /// Every topic prewarm produces or consumes. `prewarmctl dev-broker` and `topics create`

@@ -1,5 +1,7 @@
+import CoreMetrics
 import Kafka
 import Logging
+import PrewarmConfiguration
 import ServiceLifecycle
 import Synchronization
 
@@ -20,28 +22,39 @@ import Synchronization
 /// - A commit refused because the group is rebalancing pauses every partition and polls
 ///   until the rebalance arrives (at most `longBatchAfter`): batches handled meanwhile could
 ///   not be committed, and the partitions' next owners would handle them again.
-/// - On graceful shutdown it finishes the batch in hand, commits, leaves the group and
-///   flushes the DLQ producer. It owns (and closes) the consumer and producer it is given.
+/// - An outage retried for longer than `alertAfter` raises an alert (once per outage); it
+///   goes on being retried.
+/// - Each handler call is marked busy in `liveness`, so `/healthz` sees a call that hangs.
+/// - On graceful shutdown it finishes the batch in hand, commits and leaves the group. It
+///   owns (and closes) the consumer; the dead-letter producer is the worker's, closed after.
 public final class ConsumeLoop: Service {
     public let configuration: ConsumeLoopConfiguration
-    public let statistics = ConsumeLoopStatistics()
-    public let metrics: WorkerMetrics
+    public let statistics: ConsumeLoopStatistics
     private let consumer: KafkaConsumer
     private let deadLetters: KafkaProducer
     private let routes: [String: TopicRoute]
     private let logger: Logger
+    private let liveness: Liveness
+    private let alerts: Alerts?
+    private let onLag: @Sendable ([KafkaTopicPartition: Int64]) async -> Void
     private let stopping = Atomic<Bool>(false)
+    private let outageAlerted = Atomic<Bool>(false)
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
-        routes: [TopicRoute], logger: Logger, metrics: WorkerMetrics? = nil
+        routes: [TopicRoute], logger: Logger, metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        liveness: Liveness = Liveness(), alerts: Alerts? = nil,
+        onLag: @escaping @Sendable ([KafkaTopicPartition: Int64]) async -> Void = { _ in }
     ) {
         self.configuration = configuration
-        self.metrics = metrics ?? WorkerMetrics(group: configuration.groupID)
+        self.statistics = ConsumeLoopStatistics(group: configuration.groupID, factory: metricsFactory)
         self.consumer = consumer
         self.deadLetters = deadLetterProducer
         self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
         self.logger = logger
+        self.liveness = liveness
+        self.alerts = alerts
+        self.onLag = onLag
     }
 
     public func run() async throws {
@@ -58,14 +71,8 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    /// Stops after the batch in hand, as a graceful shutdown does.
-    public func stop() {
-        stopping.store(true, ordering: .relaxed)
-    }
-
     private func close() async {
         await consumer.close()
-        await deadLetters.close()
         logger.info("consumer left the group", metadata: ["group": "\(configuration.groupID)"])
     }
 
@@ -93,8 +100,7 @@ public final class ConsumeLoop: Service {
                 let owned = state.partitionIndices(of: decoded.messages)
                 guard let topic = owned.first?.0.topic else { continue }
                 let consumed = owned.map(\.1.count).reduce(0, +)
-                statistics.update { $0.consumed += consumed }
-                metrics.consumed(topic, consumed)
+                statistics.consumed(topic, consumed)
                 let lanes = Self.lanes(owned, count: configuration.concurrentBatches)
                 let started = ContinuousClock.now
                 let prefetch = ahead == nil && !stopping.load(ordering: .relaxed)
@@ -109,7 +115,7 @@ public final class ConsumeLoop: Service {
                     }
                 }
                 if let fetched { ahead = try fetched.get() }
-                metrics.batchDuration(topic, .now - started)
+                statistics.batchDuration(topic, .now - started)
                 for (lane, outcome) in zip(lanes, outcomes) {
                     let stillOwned = lane.filter { state.isAssigned($0.0) }  // revoked while it ran
                     switch outcome {
@@ -120,10 +126,10 @@ public final class ConsumeLoop: Service {
                             committable[partition] = next
                         }
                         let count = stillOwned.map(\.1.count).reduce(0, +)
-                        statistics.update { $0.processed += count }
-                        metrics.processed(topic, count)
+                        statistics.processed(topic, count)
+                        if count > 0 { outageAlerted.store(false, ordering: .relaxed) }
                     case .retry(let error):
-                        metrics.failed(topic)
+                        noteOutage(since: statistics.failedTransiently(topic), topic: topic, error: error)
                         try await retryLater(
                             Dictionary(
                                 uniqueKeysWithValues: stillOwned.map { ($0.0, decoded.messages[$0.1[0]].offset) }),
@@ -168,7 +174,7 @@ public final class ConsumeLoop: Service {
     private func pollAndDecode() async throws -> Polled {
         let poll = try await consumer.poll(
             maxMessages: configuration.maxBatchMessages, timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
-        statistics.update { $0.lastPoll = .now }
+        statistics.polled()
         var topics: [[KafkaMessage]] = []
         if let first = poll.messages.first?.topic, poll.messages.allSatisfy({ $0.topic == first }) {
             topics = [poll.messages]  // the usual case: one topic, no copy
@@ -195,9 +201,14 @@ public final class ConsumeLoop: Service {
         guard !positions.isEmpty, let highs = try? await consumer.cachedHighWatermarks(Array(positions.keys)) else {
             return
         }
+        var lags: [KafkaTopicPartition: Int64] = [:]
         for (partition, position) in positions {
-            if let high = highs[partition] { metrics.lag(partition, max(high - position, 0)) }
+            if let high = highs[partition] {
+                lags[partition] = max(high - position, 0)
+                statistics.lag(partition, lags[partition]!)
+            }
         }
+        await onLag(lags)
     }
 
     private enum Outcome: Sendable {
@@ -221,7 +232,9 @@ public final class ConsumeLoop: Service {
                 }
             }
         }
-        guard let route = routes[topic] else { return await deadLetter(dead, topic: topic + ".dlq") }
+        guard let route = routes[topic] else {
+            return await deadLetter(dead, topic: TopicSpec.deadLetterTopic(of: topic))
+        }
         if let error = await handle(good, of: decoded, dead: &dead, namedBadItems: true) { return .retry(error) }
         return await deadLetter(dead, topic: route.deadLetterTopic)
     }
@@ -236,7 +249,9 @@ public final class ConsumeLoop: Service {
     ) async -> (any Error)? {
         guard !indices.isEmpty else { return nil }
         do {
-            try await decoded.handle(indices)
+            try await liveness.busy("handler of \(decoded.messages[indices[0]].topic)") {
+                try await decoded.handle(indices)
+            }
             return nil
         } catch let error where Failure.kind(of: error) == .transient {
             return error
@@ -249,7 +264,13 @@ public final class ConsumeLoop: Service {
         } catch {
             for index in indices {
                 do {
-                    if indices.count > 1 { try await decoded.handle([index]) } else { throw error }
+                    if indices.count > 1 {
+                        try await liveness.busy("handler of \(decoded.messages[index].topic)") {
+                            try await decoded.handle([index])
+                        }
+                    } else {
+                        throw error
+                    }
                 } catch let error where Failure.kind(of: error) == .transient {
                     return error
                 } catch let invalid as InvalidItems {
@@ -279,9 +300,19 @@ public final class ConsumeLoop: Service {
                     "error": "\(letter.errorMessage)",
                 ])
         }
-        statistics.update { $0.deadLettered += letters.count }
-        for letter in letters { metrics.deadLettered(letter.message.topic, errorClass: letter.errorClass) }
+        for letter in letters { statistics.deadLettered(letter.message.topic, errorClass: letter.errorClass) }
         return .done
+    }
+
+    /// An outage that has lasted past `alertAfter` raises one alert (until a batch succeeds).
+    private func noteOutage(since: ContinuousClock.Instant, topic: String, error: any Error) {
+        guard ContinuousClock.now - since >= configuration.alertAfter,
+            !outageAlerted.exchange(true, ordering: .relaxed)
+        else { return }
+        alerts?.raise(
+            "outage",
+            "group \(configuration.groupID) has been retrying \(topic) for \(ContinuousClock.now - since): \(error)",
+            details: ["group": configuration.groupID, "topic": topic])
     }
 
     /// Seeks every partition of a failed batch back to its first message and pauses them
@@ -295,10 +326,7 @@ public final class ConsumeLoop: Service {
         for partition in offsets.keys { state.pause(partition, until: .now + delay) }
         try await consumer.pause(Array(offsets.keys))
         try await consumer.seek(offsets)
-        statistics.update {
-            $0.transientFailures += 1
-            $0.pausedPartitions.formUnion(offsets.keys)
-        }
+        statistics.update { $0.pausedPartitions.formUnion(offsets.keys) }
         logger.warning(
             "batch failed transiently, partitions paused",
             metadata: [
@@ -343,9 +371,11 @@ public final class ConsumeLoop: Service {
         }
         if !events.isEmpty {
             let assigned = state.assigned
+            let joined = events.contains { if case .assigned = $0 { true } else { false } }
             statistics.update {
                 $0.assignedPartitions = assigned
                 $0.pausedPartitions.formIntersection(assigned)
+                $0.joined = $0.joined || joined
             }
         }
     }
@@ -357,8 +387,7 @@ public final class ConsumeLoop: Service {
             try await consumer.commit(offsets: offsets)
         } catch {
             // Not fatal: the next commit covers these offsets, and a replay is idempotent.
-            statistics.update { $0.commitFailures += 1 }
-            metrics.commitFailed()
+            statistics.commitFailed()
             logger.warning("offset commit failed", metadata: ["error": "\(error)"])
             if let error = error as? KafkaError, error.isGroupRebalancing { return false }
         }
@@ -434,7 +463,7 @@ public final class ConsumeLoop: Service {
     /// events and the first offset of each partition's discarded messages.
     private func pollPaused(into report: inout Heartbeat) async throws {
         let poll = try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 0)
-        statistics.update { $0.lastPoll = .now }
+        statistics.polled()
         report.events += poll.rebalanceEvents
         for message in poll.messages {
             let lowest = report.discarded[message.topicPartition] ?? message.offset

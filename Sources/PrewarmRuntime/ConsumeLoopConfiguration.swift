@@ -18,6 +18,8 @@ public struct ConsumeLoopConfiguration: Sendable {
     /// trips. A handler then sees concurrent calls, each for partitions of its own; 1 keeps
     /// calls one at a time.
     public var concurrentBatches: Int
+    /// An outage retried this long raises an alert (the loop goes on retrying).
+    public var alertAfter: Duration
 
     public init(
         groupID: String,
@@ -26,8 +28,10 @@ public struct ConsumeLoopConfiguration: Sendable {
         retryBackoff: Backoff = Backoff(),
         longBatchAfter: Duration = .seconds(10),
         heartbeatEvery: Duration = .seconds(1),
-        concurrentBatches: Int = 1
+        concurrentBatches: Int = 1,
+        alertAfter: Duration = .seconds(300)
     ) {
+        self.alertAfter = alertAfter
         self.concurrentBatches = max(concurrentBatches, 1)
         self.groupID = groupID
         self.maxBatchMessages = maxBatchMessages

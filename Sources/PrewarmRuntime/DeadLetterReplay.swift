@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import PrewarmConfiguration
 
 /// What `prewarmctl dlq replay` did.
 public struct ReplayReport: Sendable, Equatable {
@@ -41,7 +42,7 @@ extension GroupOperations {
             if !joined {
                 joined = !(try await consumer.assignment().isEmpty)
                 if !joined && ContinuousClock.now > joinDeadline {
-                    throw InvalidMessage("could not join group to read \(deadLetterTopic)", errorClass: "JoinTimeout")
+                    throw TimedOut("joining a group to read \(deadLetterTopic)", after: joinTimeout)
                 }
                 lastMessage = .now
             }
@@ -66,7 +67,7 @@ extension GroupOperations {
     static func original(of letter: KafkaMessage) -> KafkaProducerMessage {
         let topic =
             letter.header(DeadLetter.Header.originalTopic)?.stringValue
-            ?? (letter.topic.hasSuffix(".dlq") ? String(letter.topic.dropLast(4)) : letter.topic)
+            ?? TopicSpec.sourceTopic(ofDeadLetterTopic: letter.topic) ?? letter.topic
         var headers = letter.headers.filter { !DeadLetter.Header.all.contains($0.name) }
         headers.append(KafkaHeader("prewarm-replayed-from", "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
         return KafkaProducerMessage(topic: topic, key: letter.key, value: letter.value, headers: headers)

@@ -56,7 +56,7 @@ public struct GroupOperations: Sendable {
     func partitions(of topics: [String], admin: KafkaAdmin) async throws -> [KafkaTopicPartition] {
         let counts = try await admin.partitionCounts(topics)
         if let missing = topics.first(where: { counts[$0] == nil }) {
-            throw InvalidMessage("topic \(missing) does not exist", errorClass: "UnknownTopic")
+            throw UnknownTopic(topic: missing)
         }
         return topics.flatMap { topic in (0..<counts[topic]!).map { KafkaTopicPartition(topic, Int32($0)) } }
     }

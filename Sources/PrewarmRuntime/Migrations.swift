@@ -29,7 +29,7 @@ public enum Migrator {
     ) async throws -> [Int] {
         let versions = migrations.map(\.version)
         guard Set(versions).count == versions.count else {
-            throw InvalidMessage("migration versions repeat: \(versions.sorted())", errorClass: "BadMigrations")
+            throw MigrationError(problem: "versions repeat: \(versions.sorted())")
         }
         // The lock comes first: even CREATE TABLE IF NOT EXISTS collides in the catalog when
         // two pods run it at the same moment. Under the lock, a lookup decides (IF NOT EXISTS

@@ -21,9 +21,8 @@ public enum ResetTarget: Sendable, Equatable, CustomStringConvertible {
             } else if let date = ISO8601DateFormatter().date(from: text) {
                 self = .time(date)
             } else {
-                throw InvalidMessage(
-                    "'\(text)' is not a reset target: use earliest, latest, an RFC 3339 time or an offset",
-                    errorClass: "BadResetTarget")
+                throw UsageError(
+                    "'\(text)' is not a reset target: use earliest, latest, an RFC 3339 time or an offset")
             }
         }
     }
@@ -73,7 +72,7 @@ extension GroupOperations {
         var assigned: [KafkaTopicPartition] = []
         while assigned.isEmpty {
             guard ContinuousClock.now < deadline else {
-                throw InvalidMessage("could not join group \(group) within \(joinTimeout)", errorClass: "JoinTimeout")
+                throw TimedOut("joining group \(group)", after: joinTimeout)
             }
             // Messages fetched meanwhile are ignored: nothing is committed from them.
             _ = try await consumer.poll(maxMessages: 1, timeoutMilliseconds: 200)
@@ -154,6 +153,6 @@ struct TimestampSearch {
                 return message.timestampMilliseconds ?? 0
             }
         }
-        throw InvalidMessage("no message could be read at \(partition) offset \(offset)", errorClass: "ReadTimeout")
+        throw TimedOut("reading \(partition) at offset \(offset)", after: .seconds(10))
     }
 }

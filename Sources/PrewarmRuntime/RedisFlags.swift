@@ -1,22 +1,13 @@
 import Foundation
 import Redis
 
-/// Success and job-run flags: one-shot markers with an expiry, set with NX so that of
+/// Success flags: one-shot markers with an expiry, set with NX so that of
 /// several pods (or a replay) exactly one proceeds.
 public struct RedisFlags: Sendable {
-    public let redis: RedisConnection
+    public let redis: any RedisClient
 
-    public init(redis: RedisConnection) {
+    public init(redis: any RedisClient) {
         self.redis = redis
-    }
-
-    /// `prewarm:run:{job}:{period}`: taken by the one pod that runs a job's fan-out for
-    /// that period. Returns whether this caller took it.
-    public static func runKey(job: String, period: String) -> String { "prewarm:run:\(job):\(period)" }
-
-    public func claimRun(job: String, period: String, owner: String, ttl: Duration) async throws -> Bool {
-        try await redis.send("SET", Self.runKey(job: job, period: period), owner, "NX", "PX", ttl.milliseconds)
-            == .status("OK")
     }
 
     /// Marks success until an absolute time (e.g. a live stream's end): later duplicates

@@ -24,7 +24,7 @@ public final class RedisLease: Sendable {
     public let key: String
     public let token: String
     public let ttl: Duration
-    private let redis: RedisConnection
+    private let redis: any RedisClient
     private let state: Mutex<State>
 
     private struct State {
@@ -50,7 +50,7 @@ public final class RedisLease: Sendable {
             return 0
             """)
 
-    private init(key: String, token: String, ttl: Duration, redis: RedisConnection, heldUntil: ContinuousClock.Instant)
+    private init(key: String, token: String, ttl: Duration, redis: any RedisClient, heldUntil: ContinuousClock.Instant)
     {
         self.key = key
         self.token = token
@@ -61,13 +61,21 @@ public final class RedisLease: Sendable {
 
     /// Takes the lease if nobody holds it; nil if someone does.
     public static func acquire(
-        _ key: String, ttl: Duration, on redis: RedisConnection, owner: String = ProcessInfo.processInfo.hostName
+        _ key: String, ttl: Duration, on redis: any RedisClient, owner: String = ProcessInfo.processInfo.hostName
     ) async throws -> RedisLease? {
         let token = "\(owner):\(UUID().uuidString)"
         let asked = ContinuousClock.now
         let reply = try await redis.send("SET", key, token, "NX", "PX", ttl.milliseconds)
         guard reply == .status("OK") else { return nil }
         return RedisLease(key: key, token: token, ttl: ttl, redis: redis, heldUntil: asked + safeSpan(ttl))
+    }
+
+    /// A lease this process took by other means (a script that set `key` to `token` with
+    /// `ttl`, asked at `asked`).
+    static func adopt(
+        _ key: String, token: String, ttl: Duration, on redis: any RedisClient, asked: ContinuousClock.Instant
+    ) -> RedisLease {
+        RedisLease(key: key, token: token, ttl: ttl, redis: redis, heldUntil: asked + safeSpan(ttl))
     }
 
     /// The holder's safe window: the TTL less a margin for clock drift and reply latency.
@@ -115,28 +123,47 @@ public final class RedisLease: Sendable {
         return try await redis.run(Self.release, keys: [key], arguments: [token]) == .integer(1)
     }
 
-    /// Renews every third of the TTL until cancelled or lost; `onLost` hears about a loss
-    /// once (a log line, a metric, stopping the work). Renewal errors from an unreachable
-    /// Redis are retried until the local deadline passes, then reported as a loss.
-    public func keepRenewing(
-        logger: Logger, metrics: WorkerMetrics? = nil, onLost: @escaping @Sendable (LeaseLost) -> Void
-    ) -> Task<Void, Never> {
-        Task {
-            while !Task.isCancelled {
-                do {
-                    try await Task.sleep(for: ttl / 3)
-                    try await renew()
-                    metrics?.leaseRenewed()
-                } catch let lost as LeaseLost {
-                    logger.error("lease lost", metadata: ["key": "\(key)", "reason": "\(lost.reason)"])
-                    metrics?.leaseLost()
-                    onLost(lost)
-                    return
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.warning("lease renewal failed, retrying", metadata: ["key": "\(key)", "error": "\(error)"])
+    /// Runs `body` while renewing the lease every third of its TTL, then releases it. The
+    /// moment the lease is lost (another owner took it, or it could not be renewed before its
+    /// local deadline), `body` is cancelled and `LeaseLost` is thrown; writes `body` makes
+    /// through `ensureHeld` or a token-checking script are refused from then on. Renewal
+    /// errors from an unreachable Redis are retried until the local deadline passes.
+    public func holding<T: Sendable>(
+        logger: Logger, metrics: LeaseMetrics? = nil, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        do {
+            let value = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body() }
+                group.addTask {
+                    try await self.renewUntilLost(logger: logger, metrics: metrics)
+                    return nil
                 }
+                defer { group.cancelAll() }
+                // The renewer only ever ends by throwing (lost, or cancelled once body is done).
+                return try await group.next()!
+            }
+            _ = try? await release()
+            return value!
+        } catch {
+            _ = try? await release()
+            throw error
+        }
+    }
+
+    private func renewUntilLost(logger: Logger, metrics: LeaseMetrics?) async throws {
+        while true {
+            try await Task.sleep(for: ttl / 3)
+            do {
+                try await renew()
+                metrics?.renewed()
+            } catch let lost as LeaseLost {
+                logger.error("lease lost", metadata: ["key": "\(key)", "reason": "\(lost.reason)"])
+                metrics?.lost()
+                throw lost
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.warning("lease renewal failed, retrying", metadata: ["key": "\(key)", "error": "\(error)"])
             }
         }
     }

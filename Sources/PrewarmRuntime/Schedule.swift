@@ -1,4 +1,5 @@
 import Foundation
+import PrewarmConfiguration
 
 /// When a job fires, in a configured time zone: daily at HH:MM or hourly at :MM.
 public enum Schedule: Sendable, Equatable, CustomStringConvertible {
@@ -38,12 +39,50 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
     public func nextFire(after date: Date, in timeZone: TimeZone) -> Date {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
-        let wanted: DateComponents
-        switch self {
-        case .daily(let hour, let minute): wanted = DateComponents(hour: hour, minute: minute, second: 0)
-        case .hourly(let minute): wanted = DateComponents(minute: minute, second: 0)
-        }
         return calendar.nextDate(after: date, matching: wanted, matchingPolicy: .nextTime)!
+    }
+
+    /// The latest fire at or before `date`: the period a pod starting now would catch up.
+    public func latestFire(notAfter date: Date, in timeZone: TimeZone) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        return calendar.nextDate(
+            after: date.addingTimeInterval(0.001), matching: wanted, matchingPolicy: .nextTime, direction: .backward)!
+    }
+
+    /// When the job fires in `period` (`yyyyMMdd` for daily jobs, `yyyyMMddHH` for hourly
+    /// ones); nil if `period` is not one of its periods.
+    public func fire(inPeriod period: String, in timeZone: TimeZone) -> Date? {
+        let digits = period.compactMap(\.wholeNumberValue)
+        let length: Int
+        switch self {
+        case .daily: length = 8
+        case .hourly: length = 10
+        }
+        guard period.count == length, digits.count == length else { return nil }
+        func number(_ range: Range<Int>) -> Int { digits[range].reduce(0) { $0 * 10 + $1 } }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        var parts = DateComponents(year: number(0..<4), month: number(4..<6), day: number(6..<8))
+        switch self {
+        case .daily(let hour, let minute):
+            parts.hour = hour
+            parts.minute = minute
+        case .hourly(let minute):
+            parts.hour = number(8..<10)
+            parts.minute = minute
+        }
+        guard parts.isValidDate(in: calendar), let date = calendar.date(from: parts),
+            self.period(of: date, in: timeZone) == period
+        else { return nil }
+        return date
+    }
+
+    private var wanted: DateComponents {
+        switch self {
+        case .daily(let hour, let minute): return DateComponents(hour: hour, minute: minute, second: 0)
+        case .hourly(let minute): return DateComponents(minute: minute, second: 0)
+        }
     }
 
     /// The period a fire belongs to: `yyyyMMdd` for daily jobs, `yyyyMMddHH` for hourly ones.
@@ -59,19 +98,20 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// How long a job-run flag must live to cover its period.
-    public var period: Duration {
-        switch self {
-        case .daily: return .seconds(26 * 3600)  // a DST day can be 25 h long
-        case .hourly: return .seconds(2 * 3600)
-        }
-    }
-
     private static func twoDigits(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
 }
 
-public struct ScheduleError: Error, CustomStringConvertible {
+public struct ScheduleError: Error, Sendable, CustomStringConvertible {
     public let text: String
     init(_ text: String) { self.text = text }
     public var description: String { "'\(text)' is not a schedule; write daily@HH:MM or hourly@:MM" }
+}
+
+extension Setting where Value == Schedule {
+    /// `daily@HH:MM` or `hourly@:MM`, in `PREWARM_TIMEZONE`.
+    public static func schedule(_ variable: String, default value: Schedule, _ meaning: String) -> Setting<Schedule> {
+        Setting(
+            variable, default: value, accepted: "daily@HH:MM or hourly@:MM", meaning,
+            parse: { try? Schedule(parsing: $0) }, render: { $0.description })
+    }
 }

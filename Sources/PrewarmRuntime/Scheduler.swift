@@ -1,53 +1,94 @@
+import CoreMetrics
 import Foundation
+import Kafka
 import Logging
 import ServiceLifecycle
 
-/// One scheduled job: when it fires and the fan-out its winning pod runs (enumerate the
-/// targets, produce batch messages). The fan-out must be idempotent: a forced re-run or a
-/// replay produces the same batches again.
+/// One scheduled job: when it fires, what a missed fire does, by when a run must be done,
+/// and its work: a body run in place by the winning pod, or a fan-out of batches that every
+/// pod of the consumer group then works.
 public struct ScheduledJob: Sendable {
+    /// What a pod does when it finds the latest period of a job never run (every pod was
+    /// down at fire time). Only the latest period is ever caught up.
+    public enum CatchUp: Sendable, Equatable {
+        /// Run it once, however late.
+        case once
+        /// Leave it.
+        case skip
+        /// Run it if the fire was at most this long ago; later, skip it and alert.
+        case within(Duration)
+    }
+
+    public enum Work: Sendable {
+        case inPlace(@Sendable (JobRunInfo, JobRunLease) async throws -> Void)
+        case fanOut(FanOut)
+    }
+
     public let name: String
     public let schedule: Schedule
-    public let fanOut: @Sendable (JobRun) async throws -> Void
+    public let catchUp: CatchUp
+    /// A run not finished this long after it was due raises an alert.
+    public let deadline: Duration?
+    public let work: Work
 
-    public init(name: String, schedule: Schedule, fanOut: @escaping @Sendable (JobRun) async throws -> Void) {
+    public init(
+        name: String, schedule: Schedule, catchUp: CatchUp = .once, deadline: Duration? = nil, work: Work
+    ) {
         self.name = name
         self.schedule = schedule
-        self.fanOut = fanOut
+        self.catchUp = catchUp
+        self.deadline = deadline
+        self.work = work
     }
 }
 
-/// One run of a job.
-public struct JobRun: Sendable, Equatable {
-    public let job: String
-    public let period: String
-    /// True when an operator forced a run the flag had already recorded.
-    public let forced: Bool
+/// What a trigger did.
+public enum TriggerOutcome: Sendable, Equatable {
+    /// The run started (or resumed a dead winner's run) in the background.
+    case accepted(JobRunInfo)
+    /// Another pod is working the run now.
+    case inProgress(period: String)
+    /// The period ran (or is waiting for its batches); force to run it again.
+    case alreadyRan(period: String, state: String)
 }
 
-public enum JobRunOutcome: Sendable, Equatable {
-    /// This pod won the flag and the fan-out finished.
-    case ran(JobRun)
-    /// Another pod (or an earlier run) holds the period's flag.
-    case alreadyClaimed(job: String, period: String)
-}
-
-/// Fires jobs on their schedules. At fire time every pod of the fleet races for
-/// `prewarm:run:{job}:{period}`; the one that wins runs the fan-out, and every pod then
-/// works the batches through its consumer group. A manual trigger takes the same path.
+/// Fires jobs on their schedules and keeps their runs going. At a fire every pod races for
+/// the run's lease; the winner works it, renewing the lease and recording progress. Every
+/// `checkEvery`, each pod also looks at the latest periods: a run whose winner died (its
+/// lease expired, state still running) is taken over from its recorded progress; a latest
+/// period never run is caught up once per the job's policy; a run past its deadline alerts.
+/// A manual trigger takes the same path and runs in the background.
 public final class Scheduler: Service {
     public let jobs: [ScheduledJob]
     public let timeZone: TimeZone
-    private let flags: RedisFlags
-    private let owner: String
+    public let runs: JobRuns
+    private let producer: KafkaProducer?
+    private let alerts: Alerts
     private let logger: Logger
+    private let retryAlertAfter: Duration
+    private let metrics: SchedulerMetrics
+    private let work: (stream: AsyncStream<Started>, continuation: AsyncStream<Started>.Continuation)
 
-    public init(jobs: [ScheduledJob], timeZone: TimeZone, flags: RedisFlags, owner: String, logger: Logger) {
+    struct Started: Sendable {
+        let job: ScheduledJob
+        let lease: JobRunLease
+        let info: JobRunInfo
+        let progress: JobRunProgress?
+    }
+
+    public init(
+        jobs: [ScheduledJob], timeZone: TimeZone, runs: JobRuns, producer: KafkaProducer?, alerts: Alerts,
+        logger: Logger, metricsFactory: any MetricsFactory, retryAlertAfter: Duration = .seconds(300)
+    ) {
         self.jobs = jobs
         self.timeZone = timeZone
-        self.flags = flags
-        self.owner = owner
+        self.runs = runs
+        self.producer = producer
+        self.alerts = alerts
         self.logger = logger
+        self.retryAlertAfter = retryAlertAfter
+        self.metrics = SchedulerMetrics(factory: metricsFactory)
+        self.work = AsyncStream.makeStream()
     }
 
     public func run() async throws {
@@ -55,20 +96,35 @@ public final class Scheduler: Service {
             for job in jobs {
                 group.addTask { await self.fireForever(job) }
             }
+            group.addTask { await self.checkForever() }
+            // Runs end with the group: on graceful shutdown they are cancelled, their leases
+            // released, and another pod takes them over from their progress.
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    await withDiscardingTaskGroup { runs in
+                        for await started in self.work.stream {
+                            runs.addTask { await self.execute(started) }
+                        }
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            work.continuation.finish()
         }
     }
 
+    // MARK: - Firing
+
     private func fireForever(_ job: ScheduledJob) async {
-        // Ends on graceful shutdown: the sleep is cancelled and a fan-out in flight finishes.
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let fire = job.schedule.nextFire(after: Date(), in: timeZone)
-            logger.debug("next run", metadata: ["job": "\(job.name)", "at": "\(fire)"])
+            let due = job.schedule.nextFire(after: Date(), in: timeZone)
+            logger.debug("next run", metadata: ["job": "\(job.name)", "at": "\(due)"])
             do {
-                try await cancelWhenGracefulShutdown { try await Self.sleep(until: fire) }
+                try await cancelWhenGracefulShutdown { try await Self.sleep(until: due) }
             } catch {
                 return
             }
-            _ = try? await self.fire(job, at: fire)
+            await fire(job, at: due)
         }
     }
 
@@ -81,40 +137,332 @@ public final class Scheduler: Service {
         }
     }
 
-    /// A scheduled fire: the period of `date`, raced for.
-    func fire(_ job: ScheduledJob, at date: Date) async throws -> JobRunOutcome {
-        try await run(job, period: job.schedule.period(of: date, in: timeZone), force: false)
-    }
-
-    /// Runs `job` now, for `period` (default: the current one). Without `force` it honours
-    /// the job-run flag like a scheduled fire; with it, it runs even if the period ran.
-    public func trigger(job name: String, period: String? = nil, force: Bool = false) async throws -> JobRunOutcome {
-        guard let job = jobs.first(where: { $0.name == name }) else {
-            throw InvalidMessage("no job named '\(name)'", errorClass: "UnknownJob")
+    /// A scheduled fire: the period of `date`, raced for. A Redis error is retried with
+    /// backoff (counted, and alerted once it has lasted) until the next fire is due; the
+    /// check then catches the period up.
+    @discardableResult
+    func fire(_ job: ScheduledJob, at date: Date) async -> JobRuns.Claim? {
+        let period = job.schedule.period(of: date, in: timeZone)
+        let next = job.schedule.nextFire(after: date, in: timeZone)
+        let firstFailure = ContinuousClock.now
+        var alerted = false
+        let policy = RetryPolicy(backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(10))) { _ in
+            Date() < next
         }
-        return try await run(job, period: period ?? job.schedule.period(of: Date(), in: timeZone), force: force)
-    }
-
-    private func run(_ job: ScheduledJob, period: String, force: Bool) async throws -> JobRunOutcome {
-        let claimed = try await flags.claimRun(job: job.name, period: period, owner: owner, ttl: job.schedule.period)
-        guard claimed || force else {
-            logger.info("job already claimed for this period", metadata: ["job": "\(job.name)", "period": "\(period)"])
-            return .alreadyClaimed(job: job.name, period: period)
-        }
-        let run = JobRun(job: job.name, period: period, forced: !claimed)
-        logger.info(
-            "job fan-out starting", metadata: ["job": "\(job.name)", "period": "\(period)", "forced": "\(!claimed)"])
         do {
-            try await job.fanOut(run)
+            let claim = try await retrying(
+                "claiming run \(job.name) \(period)", policy: policy, logger: logger,
+                onRetry: { _, error in
+                    self.metrics.fireError(job.name)
+                    if !alerted, ContinuousClock.now - firstFailure > self.retryAlertAfter {
+                        alerted = true
+                        self.alerts.raise(
+                            "job-fire-failing", "job \(job.name) cannot claim its run \(period): \(error)",
+                            details: ["job": job.name, "period": period])
+                    }
+                }
+            ) { try await self.claim(job, period: period, due: date, force: false) }
+            start(job, claim, period: period, due: date, forced: false)
+            return claim
         } catch {
-            // The flag stays: a half-done fan-out is finished by a forced trigger, not by
-            // every pod at once. Loud, because nothing else will retry it.
-            logger.critical(
-                "job fan-out failed; re-run it with a forced trigger",
+            metrics.fireError(job.name)
+            logger.error(
+                "job fire failed; the next check catches the period up",
                 metadata: ["job": "\(job.name)", "period": "\(period)", "error": "\(error)"])
-            throw error
+            return nil
         }
-        logger.info("job fan-out finished", metadata: ["job": "\(job.name)", "period": "\(period)"])
-        return .ran(run)
+    }
+
+    private func claim(_ job: ScheduledJob, period: String, due: Date, force: Bool, skip: Bool = false)
+        async throws -> JobRuns.Claim
+    {
+        try await runs.claim(
+            job: job.name, period: period, due: due, force: force,
+            deadline: job.deadline.map { due.addingTimeInterval($0.seconds) }, skip: skip)
+    }
+
+    /// Hands a claimed run to the run loop; logs what a claim that runs nothing found.
+    private func start(_ job: ScheduledJob, _ claim: JobRuns.Claim, period: String, due: Date, forced: Bool) {
+        switch claim {
+        case .started(let lease):
+            let info = JobRunInfo(job: job.name, period: period, attempt: lease.attempt, forced: forced, due: due)
+            work.continuation.yield(Started(job: job, lease: lease, info: info, progress: nil))
+        case .resumed(let lease, let progress):
+            let info = JobRunInfo(
+                job: job.name, period: period, attempt: lease.attempt, forced: progress.forced,
+                due: progress.dueAt ?? due)
+            logger.notice(
+                "taking over a job run whose winner stopped",
+                metadata: [
+                    "job": "\(job.name)", "period": "\(period)", "previous_owner": "\(progress.owner ?? "?")",
+                    "batches_produced": "\(progress.batchesProduced)",
+                ])
+            work.continuation.yield(Started(job: job, lease: lease, info: info, progress: progress))
+        case .held, .exists, .skipped:
+            logger.debug("job run not started here", metadata: ["job": "\(job.name)", "period": "\(period)"])
+        }
+    }
+
+    /// Runs `job` now for `period` (default: the current one). Without `force` it honours
+    /// the run's records like a scheduled fire; with it, it starts a new attempt even if the
+    /// period ran. The run goes on in the background.
+    public func trigger(job name: String, period: String? = nil, force: Bool = false) async throws -> TriggerOutcome {
+        guard let job = jobs.first(where: { $0.name == name }) else {
+            throw UnknownJob(name, known: jobs.map(\.name))
+        }
+        let period = period ?? job.schedule.period(of: Date(), in: timeZone)
+        guard let due = job.schedule.fire(inPeriod: period, in: timeZone) else {
+            throw AdminError(
+                400,
+                "'\(period)' is not a period of \(name) (\(job.schedule)): write "
+                    + (job.schedule.isHourly ? "yyyyMMddHH" : "yyyyMMdd"))
+        }
+        let claim = try await claim(job, period: period, due: due, force: force)
+        start(job, claim, period: period, due: due, forced: force)
+        switch claim {
+        case .started(let lease):
+            return .accepted(JobRunInfo(job: name, period: period, attempt: lease.attempt, forced: force, due: due))
+        case .resumed(let lease, let progress):
+            return .accepted(
+                JobRunInfo(job: name, period: period, attempt: lease.attempt, forced: progress.forced, due: due))
+        case .held: return .inProgress(period: period)
+        case .exists(let state): return .alreadyRan(period: period, state: state)
+        case .skipped: return .alreadyRan(period: period, state: "skipped")
+        }
+    }
+
+    // MARK: - Checks: take-overs, catch-ups, deadlines
+
+    /// Every `checkEvery`, from one `checkEvery` after start (a period missed while every
+    /// pod was down is caught up then).
+    private func checkForever() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.runs.settings.checkEvery) }
+            } catch {
+                return
+            }
+            for job in jobs {
+                do {
+                    try await check(job, now: Date())
+                } catch {
+                    metrics.fireError(job.name)
+                    logger.warning("job check failed", metadata: ["job": "\(job.name)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// One look at the job's latest two periods.
+    func check(_ job: ScheduledJob, now: Date) async throws {
+        let latest = job.schedule.latestFire(notAfter: now, in: timeZone)
+        let before = job.schedule.latestFire(notAfter: latest.addingTimeInterval(-1), in: timeZone)
+        for fire in [latest, before] {
+            let period = job.schedule.period(of: fire, in: timeZone)
+            guard let progress = try await runs.progress(job: job.name, period: period) else {
+                if fire == latest { try await catchUp(job, period: period, fire: fire, now: now) }
+                continue
+            }
+            if progress.state == "running" && !progress.leased {
+                start(
+                    job, try await claim(job, period: period, due: fire, force: false), period: period, due: fire,
+                    forced: false)
+            }
+            if !progress.isFinished, let deadline = progress.deadlineAt, deadline < now,
+                try await runs.claimLateAlert(job: job.name, period: period)
+            {
+                alerts.raise(
+                    "job-deadline-missed",
+                    "job \(job.name) \(period) is not done by its deadline \(deadline.formatted(.iso8601)) "
+                        + "(state \(progress.state), \(progress.batchesDone + progress.batchesFailed) of "
+                        + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
+                    details: ["job": job.name, "period": period])
+            }
+        }
+    }
+
+    private func catchUp(_ job: ScheduledJob, period: String, fire: Date, now: Date) async throws {
+        // At a fire every pod claims at once; a period still unclaimed a minute later was missed.
+        guard now.timeIntervalSince(fire) >= Self.missedAfter.seconds else { return }
+        let late = Duration.seconds(now.timeIntervalSince(fire))
+        switch job.catchUp {
+        case .once:
+            let claim = try await claim(job, period: period, due: fire, force: false)
+            if case .started = claim {
+                logger.notice(
+                    "catching up a missed job run", metadata: ["job": "\(job.name)", "period": "\(period)"])
+            }
+            start(job, claim, period: period, due: fire, forced: false)
+        case .within(let window) where late <= window:
+            let claim = try await claim(job, period: period, due: fire, force: false)
+            if case .started = claim {
+                logger.notice(
+                    "catching up a missed job run within its window",
+                    metadata: ["job": "\(job.name)", "period": "\(period)", "late": "\(late)"])
+            }
+            start(job, claim, period: period, due: fire, forced: false)
+        case .within(let window):
+            if case .skipped = try await claim(job, period: period, due: fire, force: false, skip: true) {
+                alerts.raise(
+                    "job-run-missed",
+                    "job \(job.name) missed its run \(period) (due \(fire.formatted(.iso8601))) and it is past its "
+                        + "catch-up window of \(window): skipped",
+                    details: ["job": job.name, "period": period])
+            }
+        case .skip:
+            if case .skipped = try await claim(job, period: period, due: fire, force: false, skip: true) {
+                logger.notice("missed job run skipped", metadata: ["job": "\(job.name)", "period": "\(period)"])
+            }
+        }
+    }
+
+    /// A period not claimed this long after its fire was missed (every pod was down).
+    static let missedAfter = Duration.seconds(60)
+
+    // MARK: - Running
+
+    private func execute(_ started: Started) async {
+        let job = started.job
+        let lease = started.lease
+        let info = started.info
+        let clock = ContinuousClock.now
+        logger.info(
+            "job run starting",
+            metadata: [
+                "job": "\(job.name)", "period": "\(info.period)", "attempt": "\(info.attempt)",
+                "forced": "\(info.forced)", "resumed": "\(started.progress != nil)",
+            ])
+        do {
+            try await lease.lease.holding(logger: logger) {
+                do {
+                    switch job.work {
+                    case .inPlace(let body):
+                        try await body(info, lease)
+                        try await lease.finish(state: "succeeded")
+                        await self.runs.reportFinished(job: job.name, period: info.period, state: "succeeded")
+                    case .fanOut(let fanOut):
+                        let final = try await self.fanOut(fanOut, info: info, lease: lease, resuming: started.progress)
+                        if let final {
+                            await self.runs.reportFinished(job: job.name, period: info.period, state: final)
+                        }
+                    }
+                } catch let error where error is LeaseLost || error is CancellationError {
+                    throw error
+                } catch {
+                    try? await lease.finish(state: "failed", error: "\(error)")
+                    self.alerts.raise(
+                        "job-failed", "job \(job.name) \(info.period) failed: \(error)",
+                        details: ["job": job.name, "period": info.period])
+                    throw error
+                }
+            }
+            metrics.ran(job.name, outcome: "ok", duration: .now - clock)
+            logger.info(
+                "job run's work finished here",
+                metadata: [
+                    "job": "\(job.name)", "period": "\(info.period)", "seconds": "\(ContinuousClock.now - clock)",
+                ])
+        } catch is CancellationError {
+            logger.notice(
+                "job run stopped by shutdown; another pod takes it over",
+                metadata: ["job": "\(job.name)", "period": "\(info.period)"])
+        } catch let lost as LeaseLost {
+            metrics.ran(job.name, outcome: "lease-lost", duration: .now - clock)
+            alerts.raise(
+                "job-lease-lost", "job \(job.name) \(info.period) lost its lease here: \(lost.reason)",
+                details: ["job": job.name, "period": info.period])
+        } catch {
+            metrics.ran(job.name, outcome: "failed", duration: .now - clock)
+        }
+    }
+
+    /// Produces the run's batches from where its progress stands; returns the run's final
+    /// state if every batch was already worked by the time the fan-out ended.
+    private func fanOut(_ fanOut: FanOut, info: JobRunInfo, lease: JobRunLease, resuming progress: JobRunProgress?)
+        async throws -> String?
+    {
+        guard let producer else { throw UsageError("job \(info.job) fans out but the worker has no producer") }
+        var cursor = progress.flatMap { Int64($0.cursor) } ?? Int64.min
+        var batch = progress?.batchesProduced ?? 0
+        var items = progress?.itemsProduced ?? 0
+        var expected = progress?.batchesExpected
+        // Outages are waited out (the lease keeps renewing meanwhile); one that lasts alerts.
+        var stalledSince: ContinuousClock.Instant?
+        func patiently(_ what: String, _ body: () async throws -> Void) async throws {
+            try await retrying(
+                what, policy: RetryPolicy(backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(30))),
+                logger: logger,
+                onRetry: { _, error in
+                    let since = stalledSince ?? .now
+                    stalledSince = since
+                    if ContinuousClock.now - since > retryAlertAfter {
+                        stalledSince = .now
+                        alerts.raise(
+                            "job-fan-out-stalled", "job \(info.job) \(info.period) cannot go on: \(error)",
+                            details: ["job": info.job, "period": info.period])
+                    }
+                }, body)
+            stalledSince = nil
+        }
+        if progress == nil {
+            var count: Int?
+            try await patiently("counting \(info.job) targets") { count = try await fanOut.source.count(for: info) }
+            if let count {
+                expected = (count + fanOut.batchSize - 1) / fanOut.batchSize
+                try await lease.record([("items_expected", count), ("batches_expected", expected!)])
+            }
+        }
+        while true {
+            var ids: [Int64] = []
+            try await patiently("reading \(info.job) targets") {
+                ids = try await fanOut.source.page(for: info, after: cursor, limit: fanOut.batchSize)
+            }
+            if ids.isEmpty { break }
+            try lease.lease.ensureHeld()
+            let message = try JobBatch(
+                job: info.job, period: info.period, attempt: info.attempt, batch: batch, batchCount: expected, ids: ids
+            ).message(topic: fanOut.topic)
+            try await patiently("producing \(info.job) batch \(batch)") { try await producer.send(message) }
+            batch += 1
+            items += ids.count
+            cursor = ids.last!
+            try await lease.record([("cursor", cursor), ("batches_produced", batch), ("items_produced", items)])
+            metrics.batchProduced(info.job)
+        }
+        logger.info(
+            "job fan-out finished", metadata: ["job": "\(info.job)", "period": "\(info.period)", "batches": "\(batch)"])
+        return try await lease.finishFanOut(batches: batch, items: items)
+    }
+}
+
+extension Schedule {
+    var isHourly: Bool {
+        if case .hourly = self { return true }
+        return false
+    }
+}
+
+extension Duration {
+    /// In seconds, with the fraction.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// What the scheduler counts: runs per outcome, batches produced, fire errors.
+struct SchedulerMetrics: Sendable {
+    let factory: any MetricsFactory
+
+    func fireError(_ job: String) {
+        Counter(label: "prewarm_job_fire_errors_total", dimensions: [("job", job)], factory: factory).increment()
+    }
+
+    func batchProduced(_ job: String) {
+        Counter(label: "prewarm_job_batches_produced_total", dimensions: [("job", job)], factory: factory).increment()
+    }
+
+    func ran(_ job: String, outcome: String, duration: Duration) {
+        Counter(label: "prewarm_job_runs_total", dimensions: [("job", job), ("outcome", outcome)], factory: factory)
+            .increment()
+        Timer(label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
+            .recordNanoseconds(Int64(duration.seconds * 1e9))
     }
 }

@@ -10,9 +10,8 @@ extension GroupOperations {
             let brokers = try await admin.brokerCount()
             let factor = replicationFactor ?? min(3, max(brokers, 1))
             guard factor <= brokers else {
-                throw InvalidMessage(
-                    "replication factor \(factor) needs at least \(factor) brokers; the cluster has \(brokers)",
-                    errorClass: "ReplicationFactor")
+                throw UsageError(
+                    "replication factor \(factor) needs at least \(factor) brokers; the cluster has \(brokers)")
             }
             return try await admin.createTopics(
                 TopicCatalog.all.map { (name: $0.name, partitions: $0.partitions, replicationFactor: factor) })

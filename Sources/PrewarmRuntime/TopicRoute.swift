@@ -33,7 +33,7 @@ public struct TopicRoute: Sendable {
 
     public init<Handler: TopicHandler>(topic: String, deadLetterTopic: String? = nil, handler: Handler) {
         self.topic = topic
-        self.deadLetterTopic = deadLetterTopic ?? topic + ".dlq"
+        self.deadLetterTopic = deadLetterTopic ?? TopicSpec.deadLetterTopic(of: topic)
         self.decode = { messages in
             var values: [Handler.Value?] = []
             values.reserveCapacity(messages.count)

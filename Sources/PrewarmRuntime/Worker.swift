@@ -1,136 +1,168 @@
 import BlockingIO
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
 import Metrics
-import Postgres
 import PrewarmConfiguration
 import Prometheus
 import Redis
 import ServiceLifecycle
 
-/// What a worker's handlers get from the runtime: connections opened and checked at
-/// start-up.
-public struct WorkerDependencies: Sendable {
-    public let settings: WorkerSettings
-    public let redis: RedisConnection
-    public let postgres: PostgresConnection?
-    public let metrics: WorkerMetrics
-    /// Where a worker's own metrics go (the same `/metrics`).
-    public let metricsFactory: any MetricsFactory
-    public let logger: Logger
-}
-
-/// Starts a worker: connects to its stores (failing loudly if it cannot), builds the
-/// consume loop from its routes, the scheduler from its jobs and the admin server, and runs
-/// them in one `ServiceGroup` until SIGTERM or SIGINT, which shuts down gracefully within
-/// `PREWARM_SHUTDOWN_TIMEOUT_S`. Each executable's `main` only calls this.
+/// Runs a declared worker. Its executable's `main` is one line:
+///
+/// ```swift
+/// @main enum Main { static func main() async { await Worker.main(EntryIngestWorker.self) } }
+/// ```
 public enum Worker {
-    /// What an executable's `main` calls: reads the settings from the environment and the
-    /// command line, sets up logging, runs the worker, and exits 64 naming the variable when
-    /// the configuration is bad, 1 when the worker fails.
-    ///
-    /// A worker's own settings come from `options`, reading the variables it lists in
-    /// `variables` (flags may set them too); a bad one stops start-up like any other.
-    /// `defaults` replaces the runtime's default of any variable for this worker.
-    public static func main<Options: Sendable>(
-        worker: String, group: String, needsPostgres: Bool, migrations: [Migration] = [],
-        variables: [String] = [], defaults: [String: String] = [:], options: (EnvironmentReader) throws -> Options,
-        routes: @escaping @Sendable (WorkerDependencies, Options) throws -> [TopicRoute],
-        jobs: @escaping @Sendable (WorkerDependencies, Options) throws -> [ScheduledJob] = { _, _ in [] }
+    /// Reads and checks the settings (flags over environment; `--help` lists them), sets up
+    /// logging and metrics, runs the worker until SIGTERM or SIGINT, and exits: 0 when it
+    /// stopped cleanly, 64 naming the variable when the configuration is bad, 1 when it failed.
+    public static func main<Definition: WorkerDefinition>(
+        _ definition: Definition.Type, arguments: [String] = Array(CommandLine.arguments.dropFirst())
     ) async -> Never {
         let environment = ProcessInfo.processInfo.environment
         MallocArenas.limit(environment: environment)
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(help(definition))
+            exit(0)
+        }
         let settings: WorkerSettings
-        let parsed: Options
         do {
-            try EnvironmentReader(environment).bootstrapLogging()
-            settings = try WorkerSettings(
-                worker: worker, group: group, environment: environment,
-                arguments: Array(CommandLine.arguments.dropFirst()),
-                needsPostgres: needsPostgres, workerVariables: variables, workerDefaults: defaults)
-            parsed = try options(settings.environment)
+            settings = try WorkerSettings.of(definition, environment: environment, arguments: arguments)
+            try settings.environment.bootstrapLogging()
         } catch {
-            FileHandle.standardError.write(Data("\(worker): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(definition.name): \(error)\n".utf8))
             exit(64)
         }
+        // Once per process, so that Hummingbird's request metrics land in /metrics too.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         do {
-            try await run(
-                settings, migrations: migrations, routes: { try routes($0, parsed) }, jobs: { try jobs($0, parsed) })
+            try await run(definition, settings: settings, registry: registry)
             exit(0)
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("\(definition.name): \(error)\n".utf8))
+            exit(64)
         } catch {
-            Logger(label: "prewarm.\(worker)").critical("worker failed", metadata: ["error": "\(error)"])
+            Logger(label: "prewarm.\(definition.name)").critical("worker failed", metadata: ["error": "\(error)"])
             exit(1)
         }
     }
 
-    public static func run(
-        _ settings: WorkerSettings,
-        migrations: [Migration] = [],
-        routes: (WorkerDependencies) throws -> [TopicRoute],
-        jobs: (WorkerDependencies) throws -> [ScheduledJob] = { _ in [] },
+    /// Opens the context, migrates, builds the worker and runs its services in one
+    /// `ServiceGroup`: the admin server first and the consume loop last, so that shutdown (in
+    /// reverse) stops the loop first (finish, commit, leave the group), then the worker's
+    /// services and the scheduler, then the admin server; the context is closed after.
+    public static func run<Definition: WorkerDefinition>(
+        _ definition: Definition.Type, settings: WorkerSettings,
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let logger = Logger(label: "prewarm.\(settings.worker)")
-        let registry = PrometheusCollectorRegistry()
-        let metricsFactory = PrometheusMetricsFactory(registry: registry)
-        let metrics = WorkerMetrics(group: settings.loop.groupID, factory: metricsFactory)
-        let redis = try await RedisConnection.connect(settings.redis, logger: logger)
-        var postgres: PostgresConnection?
-        if let configuration = settings.postgres {
-            let connection = try await PostgresConnection.connect(configuration, logger: logger)
-            try await Migrator.migrate(connection, migrations, logger: logger)
-            postgres = connection
-        }
-        let dependencies = WorkerDependencies(
-            settings: settings, redis: redis, postgres: postgres, metrics: metrics, metricsFactory: metricsFactory,
-            logger: logger)
-        let loop = ConsumeLoop(
-            configuration: settings.loop,
-            consumer: try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    groupID: settings.loop.groupID, bootstrapServers: settings.kafkaBootstrapServers,
-                    properties: settings.kafkaProperties),
-                logger: logger),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(
-                    bootstrapServers: settings.kafkaBootstrapServers, properties: settings.kafkaProperties),
-                logger: logger),
-            routes: try routes(dependencies), logger: logger, metrics: metrics)
-        let scheduledJobs = try jobs(dependencies)
-        let scheduler =
-            scheduledJobs.isEmpty
-            ? nil
-            : Scheduler(
-                jobs: scheduledJobs, timeZone: settings.timeZone, flags: RedisFlags(redis: redis),
-                owner: "\(settings.worker)@\(ProcessInfo.processInfo.hostName)", logger: logger)
-        var checks = [ReadinessCheck("redis") { try await redis.send("PING") }]
-        if let postgres { checks.append(ReadinessCheck("postgres") { try await postgres.query("SELECT 1") }) }
-        let admin = AdminServer(
-            configuration: settings.admin, loops: [loop], checks: checks, registry: registry, scheduler: scheduler,
-            logger: logger, onListening: onAdminListening)
-        // Shut down in reverse: the loop first (finish, commit, leave), the admin server last.
-        var services: [any Service] = [admin]
-        if let scheduler { services.append(scheduler) }
-        services.append(loop)
-        var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout
-        logger.info(
-            "worker starting",
-            metadata: [
-                "group": "\(settings.loop.groupID)", "admin_port": "\(settings.admin.port)",
-                "kafka": "\(settings.kafkaBootstrapServers)", "redis": "\(settings.redis)",
-            ])
+        let logger = Logger(label: "prewarm.\(definition.name)")
+        let context = try await WorkerContext.open(
+            settings, logger: logger, metricsFactory: PrometheusMetricsFactory(registry: registry))
         do {
-            try await ServiceGroup(configuration: configuration).run()
+            try await serve(definition, context: context, registry: registry, onAdminListening: onAdminListening)
         } catch {
-            await redis.close()
-            await postgres?.close()
+            await context.close()
             throw error
         }
-        await redis.close()
-        await postgres?.close()
+        await context.close()
         logger.info("worker stopped")
+    }
+
+    private static func serve<Definition: WorkerDefinition>(
+        _ definition: Definition.Type, context: WorkerContext, registry: PrometheusCollectorRegistry,
+        onAdminListening: @escaping @Sendable (Int) async -> Void
+    ) async throws {
+        let settings = context.settings
+        if definition.usesPostgres {
+            try await context.postgres.withConnection { connection in
+                try await Migrator.migrate(
+                    connection, RuntimeSchema.migrations + definition.migrations, logger: context.logger)
+            }
+        }
+        let worker = try await definition.init(context: context)
+        var loop: ConsumeLoop?
+        if let configuration = settings.loop {
+            loop = ConsumeLoop(
+                configuration: configuration,
+                consumer: try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        groupID: configuration.groupID, bootstrapServers: settings.kafkaBootstrapServers,
+                        properties: settings.consumerProperties),
+                    logger: context.logger),
+                deadLetterProducer: context.producer, routes: worker.routes, logger: context.logger,
+                metricsFactory: context.metricsFactory, liveness: context.liveness, alerts: context.alerts,
+                onLag: LagBoard(redis: context.redis, group: configuration.groupID, owner: context.owner).publisher())
+        }
+        let jobs = worker.jobs
+        let scheduler =
+            jobs.isEmpty
+            ? nil
+            : Scheduler(
+                jobs: jobs, timeZone: settings.timeZone, runs: context.jobRuns, producer: context.producer,
+                alerts: context.alerts, logger: context.logger, metricsFactory: context.metricsFactory,
+                retryAlertAfter: settings.retryAlertAfter)
+        var checks = [ReadinessCheck("redis") { try await context.redis.send("PING") }]
+        if definition.usesPostgres {
+            checks.append(
+                ReadinessCheck("postgres") {
+                    try await context.postgres.withConnection { _ = try await $0.query("SELECT 1") }
+                })
+        }
+        let admin = AdminServer(
+            configuration: settings.admin, loops: loop.map { [$0] } ?? [], liveness: context.liveness,
+            checks: checks + worker.readinessChecks, registry: registry, scheduler: scheduler,
+            routes: worker.adminRoutes, logger: context.logger, onListening: onAdminListening)
+        var services: [any Service] = [admin]
+        if let scheduler { services.append(scheduler) }
+        services += worker.services
+        if let loop { services.append(loop) }
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: context.logger)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout
+        context.logger.info(
+            "worker starting",
+            metadata: [
+                "group": "\(settings.loop?.groupID ?? "-")", "admin_port": "\(settings.admin.port)",
+                "kafka": "\(settings.kafkaBootstrapServers)", "redis": "\(settings.redis)",
+                "jobs": "\(jobs.map(\.name))", "services": "\(worker.services.count)",
+            ])
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// `--help`: what the worker is and every setting it reads, from their declarations.
+    public static func help<Definition: WorkerDefinition>(_ definition: Definition.Type) -> String {
+        var lines = [
+            "\(definition.name): \(definition.abstract)", "",
+            "usage: \(definition.name) [--flag value ...]", "",
+            "Every setting is an environment variable; the flag of the same name overrides it (flags show in",
+            "ps: keep secrets in the environment). Any librdkafka property is PREWARM_KAFKA_<NAME> (both",
+            "clients), PREWARM_KAFKA_CONSUMER_<NAME> or PREWARM_KAFKA_PRODUCER_<NAME>, or --kafka-<name>.", "",
+        ]
+        func section(_ title: String, _ settings: [SettingDescription]) {
+            guard !settings.isEmpty else { return }
+            lines.append(title)
+            for setting in settings {
+                var head = "  \(setting.variable)  \(setting.flag)"
+                if setting.isSecret {
+                    head += "  (secret)"
+                } else if let value = definition.defaults[setting.variable] ?? setting.defaultText {
+                    head += "  default \(value)"
+                } else if setting.isRequired {
+                    head += "  required"
+                }
+                lines.append(head)
+                lines.append("      \(setting.meaning); \(setting.accepted)")
+            }
+            lines.append("")
+        }
+        section("\(definition.name) settings:", definition.settings)
+        section(
+            "runtime settings:",
+            RuntimeSettings.declared(consumes: definition.consumerGroup != nil, usesPostgres: definition.usesPostgres))
+        return lines.joined(separator: "\n")
     }
 }

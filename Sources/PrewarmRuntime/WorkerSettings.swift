@@ -4,108 +4,195 @@ import Postgres
 import PrewarmConfiguration
 import Redis
 
-/// Everything a worker reads at start-up, from `PREWARM_*` variables, each overridable by a
-/// flag of the same name (`--batch-max-messages 200` for `PREWARM_BATCH_MAX_MESSAGES`).
-/// Every value is checked here: a bad one stops the worker with a message naming it.
+/// The runtime's own settings, each declared once: `--help`, the start-up check and the
+/// values below all come from these.
+public enum RuntimeSettings {
+    public static let batchMaxMessages = Setting.integer(
+        "PREWARM_BATCH_MAX_MESSAGES", default: 500, in: 1...100_000, "messages per poll, at most")
+    public static let batchMaxWait = Setting<Duration>.milliseconds(
+        "PREWARM_BATCH_MAX_WAIT_MS", default: 500, in: 1...60_000, "how long a poll waits for its first message")
+    public static let batchConcurrency = Setting.integer(
+        "PREWARM_BATCH_CONCURRENCY", default: 1, in: 1...16,
+        "a poll's partitions are split into this many batches handled at once")
+    public static let retryInitial = Setting<Duration>.milliseconds(
+        "PREWARM_RETRY_INITIAL_MS", default: 200, in: 10...60_000, "first backoff after an outage")
+    public static let retryMax = Setting<Duration>.milliseconds(
+        "PREWARM_RETRY_MAX_MS", default: 30_000, in: 100...600_000, "longest backoff after an outage")
+    public static let retryAlertAfter = Setting<Duration>.seconds(
+        "PREWARM_RETRY_ALERT_AFTER_S", default: 300, in: 1...86_400,
+        "an outage retried this long raises an alert (it is still retried)")
+    public static let longBatchAfter = Setting<Duration>.seconds(
+        "PREWARM_LONG_BATCH_AFTER_S", default: 10, in: 1...3600,
+        "a batch running longer pauses its partitions and keeps polling")
+    public static let adminHost = Setting.text("PREWARM_ADMIN_HOST", default: "0.0.0.0", "where admin HTTP listens")
+    public static let adminPort = Setting.integer(
+        "PREWARM_ADMIN_PORT", default: 8080, in: 0...65535, "admin HTTP port (0: any free port)")
+    public static let adminToken = Setting.text(
+        "PREWARM_ADMIN_TOKEN", default: nil, "bearer token of the trigger routes; without it they refuse",
+        isSecret: true)
+    public static let healthStall = Setting<Duration>.seconds(
+        "PREWARM_HEALTH_STALL_S", default: 60, in: 5...3600, "/healthz fails after this long without a poll")
+    public static let healthHandlerStall = Setting<Duration>.seconds(
+        "PREWARM_HEALTH_HANDLER_STALL_S", default: 600, in: 5...86_400,
+        "/healthz fails when one handler call has run this long (a hung downstream)")
+    public static let shutdownTimeout = Setting<Duration>.seconds(
+        "PREWARM_SHUTDOWN_TIMEOUT_S", default: 25, in: 1...300, "bound on a graceful shutdown")
+    public static let redisPoolSize = Setting.integer(
+        "PREWARM_REDIS_POOL_SIZE", default: 4, in: 1...64, "Redis connections, each on a thread of its own")
+    public static let postgresPoolSize = Setting.integer(
+        "PREWARM_POSTGRES_POOL_SIZE", default: 8, in: 1...100, "PostgreSQL connections at most")
+    public static let httpConnectTimeout = Setting<Duration>.milliseconds(
+        "PREWARM_HTTP_CONNECT_TIMEOUT_MS", default: 1000, in: 10...60_000, "downstream HTTP connect time-out")
+    public static let httpTimeout = Setting<Duration>.milliseconds(
+        "PREWARM_HTTP_TIMEOUT_MS", default: 2000, in: 10...600_000, "downstream HTTP call time-out")
+    public static let httpMaxConnections = Setting.integer(
+        "PREWARM_HTTP_MAX_CONNECTIONS", default: 64, in: 1...1024, "HTTP connections per downstream host")
+    public static let alertWebhook = Setting<URL>.url(
+        "PREWARM_ALERT_WEBHOOK", default: nil, "alerts are also POSTed here as JSON", isSecret: true)
+    public static let jobLease = Setting<Duration>.seconds(
+        "PREWARM_JOB_LEASE_S", default: 30, in: 2...3600,
+        "a job run's lease: a dead winner's run is taken over this long after its last renewal")
+    public static let jobCheck = Setting<Duration>.seconds(
+        "PREWARM_JOB_CHECK_S", default: 10, in: 1...600,
+        "how often a pod looks for job runs to take over or catch up")
+    public static let jobRetention = Setting<Duration>.seconds(
+        "PREWARM_JOB_RETENTION_S", default: 7 * 86_400, in: 3600...90 * 86_400,
+        "how long job-run records are kept in Redis")
+    public static let taskHeartbeat = Setting<Duration>.seconds(
+        "PREWARM_TASK_HEARTBEAT_S", default: 5, in: 1...600, "how often a running task beats")
+    public static let taskStaleAfter = Setting<Duration>.seconds(
+        "PREWARM_TASK_STALE_AFTER_S", default: 30, in: 3...7200,
+        "a running task whose heartbeat is this old is rescued by another pod")
+    public static let taskKeepSucceeded = Setting<Duration>.seconds(
+        "PREWARM_TASK_KEEP_SUCCEEDED_S", default: 7 * 86_400, in: 60...365 * 86_400,
+        "finished tasks (succeeded, cancelled) are pruned after this long")
+    public static let taskKeepFailed = Setting<Duration>.seconds(
+        "PREWARM_TASK_KEEP_FAILED_S", default: 30 * 86_400, in: 60...365 * 86_400,
+        "failed tasks are pruned after this long")
+
+    static let loop = [
+        batchMaxMessages.description, batchMaxWait.description, batchConcurrency.description,
+        retryInitial.description, retryMax.description, longBatchAfter.description,
+    ]
+    static let always = [
+        CommonSettings.logLevel.description, CommonSettings.timeZone.description, retryAlertAfter.description,
+        adminHost.description, adminPort.description, adminToken.description, healthStall.description,
+        healthHandlerStall.description, shutdownTimeout.description, redisPoolSize.description,
+        httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,
+        alertWebhook.description, jobLease.description, jobCheck.description, jobRetention.description,
+    ]
+    static let tasks = [
+        postgresPoolSize.description, taskHeartbeat.description, taskStaleAfter.description,
+        taskKeepSucceeded.description, taskKeepFailed.description,
+    ]
+
+    /// The runtime settings of a worker that consumes (or not) and uses PostgreSQL (or not).
+    public static func declared(consumes: Bool, usesPostgres: Bool) -> [SettingDescription] {
+        always + (consumes ? loop : []) + CommonSettings.redis + CommonSettings.kafka
+            + (usesPostgres ? CommonSettings.postgres + tasks : [])
+    }
+}
+
+/// Everything the runtime reads at start-up, checked once: a bad value stops the worker
+/// with a message naming it.
 public struct WorkerSettings: Sendable {
     public var worker: String
     public var kafkaBootstrapServers: String
-    public var kafkaProperties: KafkaProperties
+    public var consumerProperties: KafkaProperties
+    public var producerProperties: KafkaProperties
     public var redis: RedisConfiguration
+    public var redisPoolSize: Int
     public var postgres: PostgresConfiguration?
-    public var loop: ConsumeLoopConfiguration
+    public var postgresPoolSize: Int
+    /// nil for a worker without a consumer group.
+    public var loop: ConsumeLoopConfiguration?
     public var admin: AdminConfiguration
     public var shutdownTimeout: Duration
     public var timeZone: TimeZone
-    /// The environment with the flags applied, for a worker's own settings.
+    public var retryAlertAfter: Duration
+    public var http: (connectTimeout: Duration, callTimeout: Duration, maxConnections: Int)
+    public var alertWebhook: URL?
+    public var jobs: JobRunSettings
+    public var tasks: TaskSettings
+    /// The resolved settings, for a product's own.
     public let environment: EnvironmentReader
 
-    /// The variables a flag may set (Kafka properties go through `PREWARM_KAFKA_*`).
-    public static let variables = [
-        "PREWARM_BATCH_MAX_MESSAGES", "PREWARM_BATCH_MAX_WAIT_MS", "PREWARM_BATCH_CONCURRENCY",
-        "PREWARM_RETRY_INITIAL_MS", "PREWARM_RETRY_MAX_MS",
-        "PREWARM_LONG_BATCH_AFTER_S", "PREWARM_ADMIN_HOST", "PREWARM_ADMIN_PORT", "PREWARM_ADMIN_TOKEN",
-        "PREWARM_HEALTH_STALL_S", "PREWARM_SHUTDOWN_TIMEOUT_S", "PREWARM_LOG_LEVEL", "PREWARM_TIMEZONE",
-        "PREWARM_REDIS_HOST", "PREWARM_REDIS_PORT", "PREWARM_REDIS_SOCKET", "PREWARM_REDIS_USER", "PREWARM_REDIS_DB",
-        "PREWARM_REDIS_CONNECT_TIMEOUT", "PREWARM_REDIS_COMMAND_TIMEOUT", "PREWARM_POSTGRES_URL",
-        "PREWARM_POSTGRES_CONNECT_TIMEOUT", "PREWARM_KAFKA_BOOTSTRAP_SERVERS", "PREWARM_KAFKA_BOOTSTRAP_FILE",
-    ]
-
-    /// `environment` overlaid with `arguments` (flags), for the worker `worker` in consumer
-    /// group `group`. Secrets (passwords, the admin token) are best left to the environment:
-    /// flags show in `ps`.
-    /// `workerVariables` are the worker's own variables, which flags may set too;
-    /// `workerDefaults` are the worker's defaults for any variable (the environment and the
-    /// flags override them).
-    public init(
-        worker: String, group: String, environment: [String: String], arguments: [String] = [], needsPostgres: Bool,
-        workerVariables: [String] = [], workerDefaults: [String: String] = [:]
-    ) throws {
-        let reader = EnvironmentReader(
-            try Self.overlay(
-                workerDefaults.merging(environment) { $1 }, arguments, workerVariables: workerVariables))
-        self.environment = reader
+    public init(worker: String, group: String?, usesPostgres: Bool, reader: EnvironmentReader) throws {
+        environment = reader
         self.worker = worker
-        let kafka = try reader.kafka()
-        kafkaBootstrapServers = kafka.bootstrapServers
-        kafkaProperties = kafka.properties
+        let consumer = try reader.kafka(.consumer)
+        kafkaBootstrapServers = consumer.bootstrapServers
+        consumerProperties = consumer.properties
+        producerProperties = try reader.kafka(.producer).properties
         redis = try reader.redis(clientName: worker)
-        postgres = needsPostgres ? try reader.postgres(applicationName: worker) : nil
-        let initial = try reader.integer("PREWARM_RETRY_INITIAL_MS", default: 200, in: 10...60_000)
-        let maximum = try reader.integer("PREWARM_RETRY_MAX_MS", default: 30_000, in: 100...600_000)
+        redisPoolSize = try reader.value(RuntimeSettings.redisPoolSize)
+        postgres = usesPostgres ? try reader.postgres(applicationName: worker) : nil
+        postgresPoolSize = try reader.value(RuntimeSettings.postgresPoolSize)
+        let initial = try reader.value(RuntimeSettings.retryInitial)
+        let maximum = try reader.value(RuntimeSettings.retryMax)
         guard maximum >= initial else {
-            throw ConfigurationError("PREWARM_RETRY_MAX_MS", "must be at least PREWARM_RETRY_INITIAL_MS (\(initial))")
+            throw ConfigurationError(
+                "PREWARM_RETRY_MAX_MS", "must be at least PREWARM_RETRY_INITIAL_MS (\(initial.milliseconds))")
         }
-        let longBatch = try reader.integer("PREWARM_LONG_BATCH_AFTER_S", default: 10, in: 1...3600)
-        let maxPollInterval = Int(kafkaProperties["max.poll.interval.ms"] ?? "300000") ?? 300_000
-        guard longBatch * 1000 * 2 <= maxPollInterval else {
+        let longBatch = try reader.value(RuntimeSettings.longBatchAfter)
+        let maxPollInterval = Int(consumerProperties["max.poll.interval.ms"] ?? "300000") ?? 300_000
+        guard longBatch.milliseconds * 2 <= maxPollInterval else {
             throw ConfigurationError(
                 "PREWARM_LONG_BATCH_AFTER_S",
                 "must be at most half of max.poll.interval.ms (\(maxPollInterval) ms), so polling resumes in time")
         }
-        loop = ConsumeLoopConfiguration(
-            groupID: group,
-            maxBatchMessages: try reader.integer("PREWARM_BATCH_MAX_MESSAGES", default: 500, in: 1...100_000),
-            maxBatchWait: .milliseconds(try reader.integer("PREWARM_BATCH_MAX_WAIT_MS", default: 500, in: 1...60_000)),
-            retryBackoff: Backoff(initial: .milliseconds(initial), maximum: .milliseconds(maximum)),
-            longBatchAfter: .seconds(longBatch),
-            concurrentBatches: try reader.integer("PREWARM_BATCH_CONCURRENCY", default: 1, in: 1...16))
-        admin = AdminConfiguration(
-            host: reader.string("PREWARM_ADMIN_HOST") ?? "0.0.0.0",
-            port: try reader.integer("PREWARM_ADMIN_PORT", default: 8080, in: 0...65535),
-            token: reader.string("PREWARM_ADMIN_TOKEN"),
-            pollStallBound: .seconds(try reader.integer("PREWARM_HEALTH_STALL_S", default: 60, in: 5...3600)))
-        shutdownTimeout = .seconds(try reader.integer("PREWARM_SHUTDOWN_TIMEOUT_S", default: 25, in: 1...300))
-        timeZone = try reader.timeZone()
-    }
-
-    /// Applies `--name value` and `--name=value` flags over the environment; an unknown
-    /// flag or one without a value is an error that names it.
-    static func overlay(
-        _ environment: [String: String], _ arguments: [String], workerVariables: [String] = []
-    ) throws -> [String: String] {
-        var values = environment
-        var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            guard argument.hasPrefix("--") else {
-                throw ConfigurationError(argument, "is not a flag; flags look like --batch-max-messages 200")
-            }
-            let body = argument.dropFirst(2)
-            let parts = body.split(separator: "=", maxSplits: 1).map(String.init)
-            let name = "PREWARM_" + parts[0].uppercased().replacingOccurrences(of: "-", with: "_")
-            guard variables.contains(name) || workerVariables.contains(name) || name.hasPrefix("PREWARM_KAFKA_") else {
-                throw ConfigurationError("--\(parts[0])", "is not a known flag")
-            }
-            if parts.count == 2 {
-                values[name] = parts[1]
-                index += 1
-            } else {
-                guard index + 1 < arguments.count else { throw ConfigurationError("--\(parts[0])", "needs a value") }
-                values[name] = arguments[index + 1]
-                index += 2
-            }
+        loop = try group.map { group in
+            ConsumeLoopConfiguration(
+                groupID: group,
+                maxBatchMessages: try reader.value(RuntimeSettings.batchMaxMessages),
+                maxBatchWait: try reader.value(RuntimeSettings.batchMaxWait),
+                retryBackoff: Backoff(initial: initial, maximum: maximum),
+                longBatchAfter: longBatch,
+                concurrentBatches: try reader.value(RuntimeSettings.batchConcurrency))
         }
-        return values
+        admin = AdminConfiguration(
+            host: try reader.value(RuntimeSettings.adminHost),
+            port: try reader.value(RuntimeSettings.adminPort),
+            token: try reader.optionalValue(RuntimeSettings.adminToken),
+            pollStallBound: try reader.value(RuntimeSettings.healthStall),
+            handlerStallBound: try reader.value(RuntimeSettings.healthHandlerStall))
+        shutdownTimeout = try reader.value(RuntimeSettings.shutdownTimeout)
+        timeZone = try reader.timeZone()
+        retryAlertAfter = try reader.value(RuntimeSettings.retryAlertAfter)
+        http = (
+            try reader.value(RuntimeSettings.httpConnectTimeout), try reader.value(RuntimeSettings.httpTimeout),
+            try reader.value(RuntimeSettings.httpMaxConnections)
+        )
+        alertWebhook = try reader.optionalValue(RuntimeSettings.alertWebhook)
+        jobs = JobRunSettings(
+            lease: try reader.value(RuntimeSettings.jobLease), checkEvery: try reader.value(RuntimeSettings.jobCheck),
+            retention: try reader.value(RuntimeSettings.jobRetention))
+        tasks = TaskSettings(
+            heartbeat: try reader.value(RuntimeSettings.taskHeartbeat),
+            staleAfter: try reader.value(RuntimeSettings.taskStaleAfter),
+            keepSucceeded: try reader.value(RuntimeSettings.taskKeepSucceeded),
+            keepFailed: try reader.value(RuntimeSettings.taskKeepFailed))
+        guard tasks.staleAfter >= tasks.heartbeat * 3 else {
+            throw ConfigurationError(
+                "PREWARM_TASK_STALE_AFTER_S",
+                "must be at least three heartbeats (PREWARM_TASK_HEARTBEAT_S = \(tasks.heartbeat)), "
+                    + "or a task that beats on time would be rescued")
+        }
+    }
+}
+
+extension WorkerSettings {
+    /// The settings of `definition` as its executable would read them: flags over the
+    /// environment over its defaults, every declared setting checked.
+    public static func of<Definition: WorkerDefinition>(
+        _ definition: Definition.Type, environment: [String: String], arguments: [String] = []
+    ) throws -> WorkerSettings {
+        let reader = try EnvironmentReader(
+            environment: environment, arguments: arguments, declared: definition.declaredSettings,
+            defaults: definition.defaults)
+        try reader.check(definition.declaredSettings)
+        return try WorkerSettings(
+            worker: definition.name, group: definition.consumerGroup, usesPostgres: definition.usesPostgres,
+            reader: reader)
     }
 }

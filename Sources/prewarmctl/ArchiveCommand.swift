@@ -2,6 +2,7 @@ import ArgumentParser
 import EntryIngest
 import Foundation
 import Logging
+import Postgres
 import PrewarmConfiguration
 
 struct ArchiveCommand: AsyncParsableCommand {
@@ -25,15 +26,27 @@ struct ArchiveCommand: AsyncParsableCommand {
 
     func run() async throws {
         var values = ProcessInfo.processInfo.environment
-        values["PREWARM_ARCHIVE_AFTER_DAYS"] = afterDays.map(String.init) ?? values["PREWARM_ARCHIVE_AFTER_DAYS"]
-        values["PREWARM_ARCHIVE_BATCH_ROWS"] = batchRows.map(String.init) ?? values["PREWARM_ARCHIVE_BATCH_ROWS"]
-        values["PREWARM_ARCHIVE_PARALLEL_SHARDS"] =
-            parallelShards.map(String.init) ?? values["PREWARM_ARCHIVE_PARALLEL_SHARDS"]
+        values[EntryIngestSettings.archiveAfterDays.variable] =
+            afterDays.map(String.init) ?? values[EntryIngestSettings.archiveAfterDays.variable]
+        values[EntryIngestSettings.archiveBatchRows.variable] =
+            batchRows.map(String.init) ?? values[EntryIngestSettings.archiveBatchRows.variable]
+        values[EntryIngestSettings.archiveParallelShards.variable] =
+            parallelShards.map(String.init) ?? values[EntryIngestSettings.archiveParallelShards.variable]
         let reader = EnvironmentReader(values)
+        try reader.check(EntryIngestSettings.all)
+        let settings = try ArchiveSettings(reader)
+        let pool = PostgresPool(
+            try reader.postgres(applicationName: "prewarmctl-archive"), maximum: settings.parallelShards + 1)
         let archiver = EntryArchiver(
-            database: try reader.postgres(applicationName: "prewarmctl-archive"), timeZone: try reader.timeZone(),
-            settings: try ArchiveSettings(reader), logger: Logger(label: "prewarmctl"))
-        let report = try await archiver.run()
+            pool: pool, timeZone: try reader.timeZone(), settings: settings, logger: Logger(label: "prewarmctl"))
+        let report: ArchiveReport
+        do {
+            report = try await archiver.run()
+        } catch {
+            await pool.close()
+            throw error
+        }
+        await pool.close()
         print("cutoff \(report.cutoff.formatted(.iso8601))")
         for shard in report.moved.keys.sorted() where report.moved[shard]! > 0 {
             print("\(EntryIngestSchema.shardTable(shard))  moved \(report.moved[shard]!)")

@@ -28,7 +28,7 @@ struct Demo {
     let workerPath: String
     let logDirectory: String
     private let topic = TopicCatalog.storeEntry.name
-    private var deadLetterTopic: String { topic + ".dlq" }
+    private var deadLetterTopic: String { TopicSpec.deadLetterTopic(of: topic) }
     private let logger = Logger(label: "prewarmctl.demo")
 
     init(

@@ -8,7 +8,7 @@ import PrewarmRuntime
 
 /// Every product's migrations, in one list.
 enum AllMigrations {
-    static let list = EntryIngestSchema.migrations
+    static let list = RuntimeSchema.migrations + EntryIngestSchema.migrations
 }
 
 struct MigrateCommand: AsyncParsableCommand {

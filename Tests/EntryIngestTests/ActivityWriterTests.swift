@@ -5,7 +5,7 @@ import Redis
 import TestSupport
 import Testing
 
-@Suite("Daily activity in Redis")
+@Suite("Daily activity in Redis", .closesResources)
 struct ActivityWriterTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
 
@@ -18,7 +18,7 @@ struct ActivityWriterTests {
     @Test("a user counts once a day by the event's own day, late and replayed events included")
     func onceADay() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
         let batch = [
             event(1, "2026-11-20T01:00:00Z"),  // 09:00 on the 20th in Shanghai
@@ -51,7 +51,7 @@ struct ActivityWriterTests {
     @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once")
     func manyUsersOneDay() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
         let at = ISO8601DateFormatter().date(from: "2026-11-20T03:00:00Z")!
         func seen(_ user: Int64) -> StoreEntryEvent {
@@ -73,7 +73,7 @@ struct ActivityWriterTests {
     @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches")
     func activeAndHotUsers() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("t") + ":"
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
         // User u is seen on u distinct days of November (twice on each), users 1...20; user

@@ -6,7 +6,7 @@ import Postgres
 import TestSupport
 import Testing
 
-@Suite("Nightly archive of the entry log on PostgreSQL")
+@Suite("Nightly archive of the entry log on PostgreSQL", .closesResources)
 struct EntryArchiverTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
 
@@ -34,8 +34,9 @@ struct EntryArchiverTests {
     {
         var configuration = db.configuration
         if let applicationName { configuration.applicationName = applicationName }
-        return EntryArchiver(
-            database: configuration, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"))
+        let pool = PostgresPool(configuration, maximum: settings.parallelShards + 1)
+        closeAfterTest { await pool.close() }
+        return EntryArchiver(pool: pool, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"))
     }
 
     @Test("rows older than the cutoff move into month partitions in batches, each exactly once; a rerun moves nothing")
@@ -197,8 +198,10 @@ struct EntryArchiverTests {
         let metrics = TestMetrics()
         var settings = ArchiveSettings(afterDays: 30, batchRows: 10, parallelShards: 4, maxAttempts: 2)
         settings.retryBackoff = .init(initial: .milliseconds(10), maximum: .milliseconds(20))
+        let pool = PostgresPool(db.configuration, maximum: 5)
+        closeAfterTest { await pool.close() }
         let archiver = EntryArchiver(
-            database: db.configuration, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"),
+            pool: pool, timeZone: shanghai, settings: settings, logger: Logger(label: "test.archive"),
             metricsFactory: metrics)
         let failure = await #expect(throws: ArchiveFailed.self) { try await archiver.run(now: now) }
         #expect(failure?.shards.isEmpty == false)

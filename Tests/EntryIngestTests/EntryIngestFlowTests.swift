@@ -9,7 +9,7 @@ import ServiceLifecycle
 import TestSupport
 import Testing
 
-@Suite("entry-ingest end to end on the dev broker, PostgreSQL and Redis")
+@Suite("entry-ingest end to end on the dev broker, PostgreSQL and Redis", .closesResources)
 struct EntryIngestFlowTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
     let properties = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
@@ -30,15 +30,16 @@ struct EntryIngestFlowTests {
         _ handler: EntryIngestHandler, topic: String, group: String, retry: Backoff = Backoff()
     ) throws -> RunningLoop {
         let bootstrap = try TestEnvironment.kafkaBootstrap
+        let deadLetters = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap))
+        closeAfterTest { await deadLetters.close() }
         let loop = ConsumeLoop(
             configuration: ConsumeLoopConfiguration(
                 groupID: group, maxBatchMessages: 100, maxBatchWait: .milliseconds(100), retryBackoff: retry),
             consumer: try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(
                     groupID: group, bootstrapServers: bootstrap, properties: properties)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-            routes: [TopicRoute(topic: topic, handler: handler)], logger: Logger(label: "test.ingest"))
+            deadLetterProducer: deadLetters, routes: [TopicRoute(topic: topic, handler: handler)],
+            logger: Logger(label: "test.ingest"))
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [loop], logger: Logger(label: "test")))
         return RunningLoop(loop: loop, services: services, task: Task { try await services.run() })
@@ -76,7 +77,8 @@ struct EntryIngestFlowTests {
 
     private func handler(_ db: PostgresConnection, _ activity: ActivityWriter) -> EntryIngestHandler {
         EntryIngestHandler(
-            decoder: StoreEntryDecoder(), directory: StoreDirectory(database: db), writer: ShardWriter(database: db),
+            decoder: StoreEntryDecoder(), directory: StoreDirectory(pool: PostgresPool(db)),
+            writer: ShardWriter(database: db),
             activity: activity)
     }
 

@@ -5,7 +5,7 @@ import PrewarmRuntime
 import TestSupport
 import Testing
 
-@Suite("entry-ingest schema migrations")
+@Suite("entry-ingest schema migrations", .closesResources)
 struct EntryIngestSchemaTests {
     @Test("shards are user id mod 16, named 00 to 15")
     func shards() {
@@ -64,10 +64,10 @@ struct EntryIngestSchemaTests {
     @Test("repeated versions are refused before anything is applied")
     func repeatedVersions() async throws {
         let db = try await PostgresConnection.connect(try TestEnvironment.postgres())
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let twice = [
             Migration(version: 1, name: "a", statements: []), Migration(version: 1, name: "b", statements: []),
         ]
-        await #expect(throws: InvalidMessage.self) { try await Migrator.migrate(db, twice, logger: Logger(label: "t")) }
+        await #expect(throws: MigrationError.self) { try await Migrator.migrate(db, twice, logger: Logger(label: "t")) }
     }
 }

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// Against the dev broker that `make test` runs. Each test makes its own topic and group.
-@Suite("Kafka producer and consumer groups on the dev broker")
+@Suite("Kafka producer and consumer groups on the dev broker", .closesResources)
 struct KafkaGroupTests {
     static let fastGroup = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"])
 
@@ -156,7 +156,7 @@ struct KafkaGroupTests {
         let topic = try TestEnvironment.createTopic(partitions: 3)
         let reports = try await produce(topic, 0..<300)
         let admin = try KafkaAdmin(bootstrapServers: try TestEnvironment.kafkaBootstrap)
-        defer { Task { await admin.close() } }
+        closeAfterTest { await admin.close() }
         let group = TestEnvironment.uniqueName("group")
         let partitions = (0..<3).map { KafkaTopicPartition(topic, Int32($0)) }
         var high: [KafkaTopicPartition: Int64] = [:]

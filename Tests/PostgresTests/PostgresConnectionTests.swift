@@ -2,7 +2,7 @@ import Postgres
 import TestSupport
 import Testing
 
-@Suite("PostgreSQL connection against the local server")
+@Suite("PostgreSQL connection against the local server", .closesResources)
 struct PostgresConnectionTests {
     private func connect() async throws -> PostgresConnection {
         try await PostgresConnection.connect(try TestEnvironment.postgres())
@@ -11,7 +11,7 @@ struct PostgresConnectionTests {
     @Test("COPY of 100k rows stores every row, with tabs, newlines, backslashes and NULLs intact")
     func copyHundredThousandRows() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let table = TestEnvironment.uniqueName("copy")
         try await db.query("CREATE TABLE \(table) (id bigint PRIMARY KEY, note text, at timestamptz)")
         var rows = PostgresCopyRows()
@@ -32,7 +32,7 @@ struct PostgresConnectionTests {
     @Test("binary COPY stores every type exactly: bigint, integer, smallint, uuid, text, NULL, microsecond times")
     func binaryCopy() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let table = TestEnvironment.uniqueName("bincopy")
         try await db.query(
             "CREATE TABLE \(table) (id bigint PRIMARY KEY, small smallint, medium integer, event uuid, note text, at timestamptz)"
@@ -89,7 +89,7 @@ struct PostgresConnectionTests {
     @Test("a duplicate key is a unique violation with its SQLSTATE and constraint, not an outage")
     func uniqueViolation() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let table = TestEnvironment.uniqueName("uniq")
         try await db.query("CREATE TABLE \(table) (event_id text CONSTRAINT \(table)_event UNIQUE)")
         try await db.query("INSERT INTO \(table) VALUES ($1)", ["e-1"])
@@ -108,7 +108,7 @@ struct PostgresConnectionTests {
     @Test("parameters are bound, never spliced: a quote-laden value is stored as written")
     func parameters() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let hostile = "x'); DROP TABLE users; --"
         let row = try #require(
             try await db.query("SELECT $1::text AS v, $2::bigint + 1 AS n, $3::text IS NULL AS z", [hostile, 41, nil])
@@ -121,7 +121,7 @@ struct PostgresConnectionTests {
     @Test("a transaction that throws leaves nothing behind; one that returns is committed")
     func transactions() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let table = TestEnvironment.uniqueName("tx")
         try await db.query("CREATE TABLE \(table) (id int)")
         struct Abort: Error {}
@@ -140,7 +140,7 @@ struct PostgresConnectionTests {
     @Test("keyset iteration visits every row once, in key order, in batches of the given size")
     func keysetIteration() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let table = TestEnvironment.uniqueName("keyset")
         try await db.query("CREATE TABLE \(table) (user_id bigint PRIMARY KEY, shop int)")
         try await db.query("INSERT INTO \(table) SELECT g * 3, g % 2 FROM generate_series(1, 1234) g")
@@ -186,9 +186,9 @@ struct PostgresConnectionTests {
     @Test("a connection killed by the server fails once as transient, then reconnects")
     func connectionLostRecovered() async throws {
         let db = try await connect()
-        defer { Task { await db.close() } }
+        closeAfterTest { await db.close() }
         let admin = try await connect()
-        defer { Task { await admin.close() } }
+        closeAfterTest { await admin.close() }
         let pid = try #require(try await db.query("SELECT pg_backend_pid()").first?[0].int)
         #expect(try await admin.query("SELECT pg_terminate_backend($1)", [pid]).first?[0].bool == true)
         let error = await #expect(throws: PostgresError.self) { try await db.query("SELECT 1") }

@@ -1,4 +1,7 @@
+import CoreMetrics
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import Logging
 import Prometheus
 import Redis
@@ -12,69 +15,241 @@ import Testing
     import FoundationNetworking
 #endif
 
-@Suite("Admin HTTP: health, readiness, metrics, triggers")
-struct AdminServerTests: LoopTesting {
-    /// Runs the services with an admin server on a free port; returns its base URL.
-    private func serve(
-        _ admin: (@escaping @Sendable (Int) async -> Void) -> AdminServer, with others: [any Service] = []
-    ) async throws -> (URL, ServiceGroup, Task<Void, any Error>) {
-        let port = AsyncStream<Int>.makeStream()
-        let server = admin { port.continuation.yield($0) }
+/// The admin routes through Hummingbird's router test framework (no socket), against the
+/// real Redis where a route needs it.
+@Suite("Admin HTTP routes", .closesResources)
+struct AdminRouteTests {
+    private func server(
+        token: String? = nil, loops: [ConsumeLoop] = [], liveness: Liveness = Liveness(),
+        checks: [ReadinessCheck] = [], scheduler: Scheduler? = nil, routes: [AdminRoute] = [],
+        handlerStallBound: Duration = .seconds(600)
+    ) -> AdminServer {
+        AdminServer(
+            configuration: AdminConfiguration(
+                host: "127.0.0.1", port: 0, token: token, handlerStallBound: handlerStallBound,
+                checkTimeout: .milliseconds(300)),
+            loops: loops, liveness: liveness, checks: checks, registry: PrometheusCollectorRegistry(),
+            scheduler: scheduler, routes: routes, logger: Logger(label: "test.admin"))
+    }
+
+    private func test(_ server: AdminServer, _ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void)
+        async throws
+    {
+        try await Application(router: server.router()).test(.router, body)
+    }
+
+    /// The answer as a JSON object; an answer that is not one fails the test.
+    private func json(_ response: TestResponse) -> [String: Any] {
+        let body = Data(response.body.readableBytesView)
+        guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
+            Issue.record("not a JSON object: \(String(decoding: body, as: UTF8.self))")
+            return [:]
+        }
+        return object
+    }
+
+    private func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
+
+    @Test("readiness names what is not ready as valid JSON, even for an error of several lines with quotes")
+    func readinessJSON() async throws {
+        let admin = server(checks: [
+            ReadinessCheck("postgres") {
+                throw UsageError("could not connect\n\"127.0.0.1\" port 15432: refused\n\tHINT: is it up?")
+            },
+            ReadinessCheck("slow") { try await Task.sleep(for: .seconds(5)) },
+        ])
+        try await test(admin) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let answer = json(response)
+                let problems = try #require(answer["problems"] as? [String])
+                #expect(problems.contains { $0.hasPrefix("postgres: could not connect\n\"127.0.0.1\"") })
+                #expect(problems.contains { $0.contains("slow") && $0.contains("no answer within") })
+            }
+        }
+    }
+
+    @Test("health fails when a handler call has run past its bound (a hung downstream call)")
+    func hungHandler() async throws {
+        let liveness = Liveness()
+        let admin = server(liveness: liveness, handlerStallBound: .milliseconds(300))
+        let hung = Task {
+            try await liveness.busy("handler of book-rec.batches.v1") { try await Task.sleep(for: .seconds(60)) }
+        }
+        try await test(admin) { client in
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            try await Task.sleep(for: .milliseconds(500))
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let answer = json(response)
+                #expect(answer["status"] as? String == "stuck")
+                #expect(answer["what"] as? String == "handler of book-rec.batches.v1")
+            }
+        }
+        hung.cancel()
+        try await test(admin) { client in
+            try await eventually("the call to end and health to recover") {
+                try await client.execute(uri: "/healthz", method: .get) { $0.status == .ok }
+            }
+        }
+    }
+
+    @Test("a worker's own routes: open ones answer, protected ones need the token (403 without one configured)")
+    func productRoutes() async throws {
+        let routes: [AdminRoute] = [
+            .get("/v1/things/:id") { request in .json(200, ["id": request.parameters["id"] ?? ""]) },
+            .post("/v1/things") { request in
+                struct Thing: Codable { let name: String }
+                return .json(201, ["created": try request.decode(Thing.self).name])
+            },
+        ]
+        try await test(server(routes: routes)) { client in
+            try await client.execute(uri: "/v1/things/42", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(json(response)["id"] as? String == "42")
+            }
+            try await client.execute(uri: "/v1/things", method: .post, body: ByteBuffer(string: "{}")) {
+                #expect($0.status == .forbidden)
+            }
+        }
+        try await test(server(token: "t0ken", routes: routes)) { client in
+            try await client.execute(uri: "/v1/things", method: .post, body: ByteBuffer(string: "{\"name\":\"a\"}")) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(
+                uri: "/v1/things", method: .post, headers: bearer("t0ken"), body: ByteBuffer(string: "{\"name\":\"a\"}")
+            ) { response in
+                #expect(response.status == .created)
+                #expect(json(response)["created"] as? String == "a")
+            }
+            try await client.execute(
+                uri: "/v1/things", method: .post, headers: bearer("t0ken"), body: ByteBuffer(string: "{\"nom\":1}")
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response)["error"] as? String)?.contains("missing field name") == true)
+            }
+        }
+    }
+
+    @Test("a trigger answers 202 at once and runs in the background; the run's progress is readable; 409, 404, 400")
+    func triggerAndProgress() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let job = TestEnvironment.uniqueName("job")
+        let release = AsyncStream<Void>.makeStream()
+        let scheduler = Scheduler(
+            jobs: [
+                ScheduledJob(
+                    name: job, schedule: .daily(hour: 0, minute: 1),
+                    work: .inPlace { _, _ in for await _ in release.stream { return } })
+            ],
+            timeZone: TimeZone(identifier: "Asia/Shanghai")!,
+            runs: JobRuns(
+                redis: redis, settings: JobRunSettings(lease: .seconds(10)), owner: "test", logger: Logger(label: "t"),
+                alerts: nil),
+            producer: nil,
+            alerts: Alerts(worker: "t", logger: Logger(label: "t"), metricsFactory: NOOPMetricsHandler.instance),
+            logger: Logger(label: "test.scheduler"), metricsFactory: NOOPMetricsHandler.instance)
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: others + [server], logger: Logger(label: "test.admin")))
-        let task = Task { try await group.run() }
-        var iterator = port.stream.makeAsyncIterator()
-        let bound = try #require(await iterator.next())
-        return (URL(string: "http://127.0.0.1:\(bound)")!, group, task)
+            configuration: ServiceGroupConfiguration(services: [scheduler], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        try await test(server(token: "t0ken", scheduler: scheduler)) { client in
+            try await client.execute(uri: "/jobs/\(job)/trigger?period=20261121", method: .post) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(
+                uri: "/jobs/\(job)/trigger?period=20261121", method: .post, headers: bearer("t0ken")
+            ) { response in
+                #expect(response.status == .accepted)
+                #expect(json(response)["progress"] as? String == "/jobs/\(job)/runs/20261121")
+            }
+            try await client.execute(uri: "/jobs/\(job)/runs/20261121", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(json(response)["state"] as? String == "running")
+            }
+            try await client.execute(
+                uri: "/jobs/\(job)/trigger?period=20261121", method: .post, headers: bearer("t0ken")
+            ) { response in
+                #expect(response.status == .conflict)
+                #expect(json(response)["status"] as? String == "in progress")
+            }
+            release.continuation.yield()
+            try await eventually("the run to finish") {
+                try await client.execute(uri: "/jobs/\(job)/runs/20261121", method: .get) {
+                    json($0)["state"] as? String == "succeeded"
+                }
+            }
+            try await client.execute(
+                uri: "/jobs/\(job)/trigger?period=20261121", method: .post, headers: bearer("t0ken")
+            ) { response in
+                #expect(response.status == .conflict)
+                #expect(json(response)["state"] as? String == "succeeded")
+            }
+            try await client.execute(
+                uri: "/jobs/\(job)/trigger?period=20261121&force=true", method: .post, headers: bearer("t0ken")
+            ) { response in
+                #expect(response.status == .accepted)
+                #expect(json(response)["attempt"] as? Int == 2)
+            }
+            release.continuation.yield()
+            try await client.execute(uri: "/jobs/no-such-job/trigger", method: .post, headers: bearer("t0ken")) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(
+                uri: "/jobs/\(job)/trigger?period=2026-11-21", method: .post, headers: bearer("t0ken")
+            ) {
+                #expect($0.status == .badRequest)
+            }
+            try await client.execute(uri: "/jobs/\(job)/runs/19990101", method: .get) {
+                #expect($0.status == .notFound)
+            }
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
     }
+}
 
-    private func get(_ url: URL, _ path: String) async throws -> (Int, String) {
-        try await send(URLRequest(url: url.appendingPathComponent(path)))
-    }
-
-    private func send(_ request: URLRequest) async throws -> (Int, String) {
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
-    }
-
-    private func post(_ url: URL, _ path: String, token: String?) async throws -> (Int, String) {
-        var request = URLRequest(url: URL(string: url.absoluteString + path)!)
-        request.httpMethod = "POST"
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        return try await send(request)
-    }
-
+/// What only a socket shows: the metrics of a running loop through the real server.
+@Suite("Admin HTTP on a socket", .closesResources)
+struct AdminServerTests: LoopTesting {
     @Test("metrics count what the loop did; health and readiness are green while it runs")
     func metricsHealthReadiness() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
         try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let group = TestEnvironment.uniqueName("group")
         let registry = PrometheusCollectorRegistry()
-        let metrics = WorkerMetrics(group: group, factory: PrometheusMetricsFactory(registry: registry))
         let prefix = TestEnvironment.uniqueName("metrics")
         var values = (0..<50).map { "{\"id\": \($0)}" }
         values.append("garbage")
         try await produce(topic, values)
         let worker = try loop(
-            topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: prefix), metrics: metrics)
-        let (url, services, task) = try await serve(
-            { listening in
-                AdminServer(
-                    configuration: AdminConfiguration(host: "127.0.0.1", port: 0), loops: [worker],
-                    checks: [ReadinessCheck("redis") { try await redis.send("PING") }], registry: registry,
-                    logger: Logger(label: "test.admin"), onListening: listening)
-            }, with: [worker])
+            topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: prefix),
+            metricsFactory: PrometheusMetricsFactory(registry: registry))
+        let port = AsyncStream<Int>.makeStream()
+        let admin = AdminServer(
+            configuration: AdminConfiguration(host: "127.0.0.1", port: 0), loops: [worker], liveness: Liveness(),
+            checks: [ReadinessCheck("redis") { try await redis.send("PING") }], registry: registry,
+            logger: Logger(label: "test.admin"), onListening: { port.continuation.yield($0) })
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [admin, worker], logger: Logger(label: "test.admin")))
+        let task = Task { try await services.run() }
+        var ports = port.stream.makeAsyncIterator()
+        let url = URL(string: "http://127.0.0.1:\(try #require(await ports.next()))")!
+        func get(_ path: String) async throws -> (Int, String) {
+            let (data, response) = try await URLSession.shared.data(from: url.appendingPathComponent(path))
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
         try await eventually(timeout: .seconds(60), "the loop to store 50 and dead-letter 1") {
             try await stored(redis, prefix, ids: 0..<50) == 50 && worker.statistics.snapshot.deadLettered == 1
         }
         try await eventually("the lag to be reported as 0 on both partitions") {
-            let (_, text) = try await get(url, "metrics")
+            let (_, text) = try await get("metrics")
             let lags = text.components(separatedBy: "\n").filter { $0.hasPrefix("prewarm_consumer_lag{") }
             return lags.count == 2 && lags.allSatisfy { Double($0.split(separator: " ").last ?? "") == 0 }
         }
-        let (status, text) = try await get(url, "metrics")
+        let (status, text) = try await get("metrics")
         #expect(status == 200)
         #expect(
             text.contains(
@@ -86,74 +261,37 @@ struct AdminServerTests: LoopTesting {
         #expect(processed.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 50 } == true)
         #expect(text.contains("prewarm_batch_duration_seconds"))
         #expect(!text.contains(prefix), "no ids in labels")
-        #expect(try await get(url, "healthz").0 == 200)
-        #expect(try await get(url, "readyz") == (200, "{\"status\":\"ready\"}"))
+        #expect(try await get("healthz").0 == 200)
+        #expect(try await get("readyz") == (200, "{\"status\":\"ready\"}"))
         await services.triggerGracefulShutdown()
         try await task.value
     }
 
-    @Test("readiness fails, naming the dependency, when one is unreachable; health fails when polling stalls")
-    func notReadyAndStalled() async throws {
+    @Test("health fails when polling stalls; readiness waits for the group's assignment")
+    func stalled() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
-        // A loop that never polls: as stuck as a worker gets.
+        closeAfterTest { await redis.close() }
+        // A loop that never runs, so never polls: as stuck as a worker gets.
         let stuck = try loop(
             topic: topic, group: TestEnvironment.uniqueName("group"), handler: RedisWriter(redis: redis, prefix: "x"))
-        let (url, services, task) = try await serve(
-            { listening in
-                AdminServer(
-                    configuration: AdminConfiguration(
-                        host: "127.0.0.1", port: 0, pollStallBound: .seconds(2), checkTimeout: .milliseconds(300)),
-                    loops: [stuck],
-                    checks: [ReadinessCheck("postgres") { try await Task.sleep(for: .seconds(5)) }],
-                    registry: PrometheusCollectorRegistry(), logger: Logger(label: "test.admin"), onListening: listening
-                )
-            })
-        #expect(try await get(url, "healthz").0 == 200, "within the bound, a loop that has not polled yet is healthy")
-        let (status, body) = try await get(url, "readyz")
-        #expect(status == 503)
-        #expect(body.contains("postgres: no answer within"))
-        #expect(body.contains("no partitions assigned"))
-        try await eventually(timeout: .seconds(10), "healthz to report the stall") {
-            try await get(url, "healthz").0 == 503
-        }
-        #expect(try await get(url, "healthz").1.contains("stalled"))
-        await services.triggerGracefulShutdown()
-        try await task.value
-    }
-
-    @Test("triggers need the bearer token; without one configured they are refused")
-    func triggers() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
-        let job = TestEnvironment.uniqueName("job")
-        let scheduler = Scheduler(
-            jobs: [ScheduledJob(name: job, schedule: .daily(hour: 0, minute: 1)) { _ in }],
-            timeZone: TimeZone(identifier: "Asia/Shanghai")!, flags: RedisFlags(redis: redis), owner: "test",
-            logger: Logger(label: "test.scheduler"))
-        func admin(token: String?) -> (@escaping @Sendable (Int) async -> Void) -> AdminServer {
-            { listening in
-                AdminServer(
-                    configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: token), loops: [], checks: [],
-                    registry: PrometheusCollectorRegistry(), scheduler: scheduler, logger: Logger(label: "test.admin"),
-                    onListening: listening)
+        let admin = AdminServer(
+            configuration: AdminConfiguration(host: "127.0.0.1", port: 0, pollStallBound: .seconds(1)),
+            loops: [stuck], liveness: Liveness(), checks: [], registry: PrometheusCollectorRegistry(),
+            logger: Logger(label: "test.admin"))
+        try await Application(router: admin.router()).test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) {
+                #expect($0.status == .ok, "within the bound, a loop that has not polled yet is healthy")
+            }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("has not been given its partitions"))
+            }
+            try await Task.sleep(for: .milliseconds(1200))
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("stalled"))
             }
         }
-        let (open, openGroup, openTask) = try await serve(admin(token: nil))
-        #expect(try await post(open, "/jobs/\(job)/trigger", token: "anything").0 == 403)
-        await openGroup.triggerGracefulShutdown()
-        try await openTask.value
-
-        let (url, services, task) = try await serve(admin(token: "s3cret-token"))
-        #expect(try await post(url, "/jobs/\(job)/trigger", token: nil).0 == 401)
-        #expect(try await post(url, "/jobs/\(job)/trigger", token: "wrong").0 == 401)
-        #expect(try await post(url, "/jobs/\(job)/trigger?period=20261121", token: "s3cret-token").0 == 200)
-        #expect(try await post(url, "/jobs/\(job)/trigger?period=20261121", token: "s3cret-token").0 == 409)
-        let forced = try await post(url, "/jobs/\(job)/trigger?period=20261121&force=true", token: "s3cret-token")
-        #expect(forced.0 == 200 && forced.1.contains("\"forced\":true"))
-        #expect(try await post(url, "/jobs/no-such-job/trigger", token: "s3cret-token").0 == 404)
-        await services.triggerGracefulShutdown()
-        try await task.value
     }
 }

@@ -8,14 +8,14 @@ import TestSupport
 import Testing
 
 /// The consume loop against the dev broker and real Redis.
-@Suite("Consume loop")
+@Suite("Consume loop", .closesResources)
 struct ConsumeLoopTests: LoopTesting {
     @Test("good messages are processed; undecodable and invalid ones go to the DLQ with their reason")
     func poisonMessages() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
         try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("poison")
         var values = (0..<200).map { "{\"id\": \($0)}" }
         values.insert("not json at all", at: 50)
@@ -57,7 +57,7 @@ struct ConsumeLoopTests: LoopTesting {
         let server = try PrivateRedisServer()
         try await server.start()
         let redis = try await RedisConnection.connect(server.configuration)
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let topic = try TestEnvironment.createTopic(partitions: 3)
         let prefix = "outage"
         let consumeLoop = try loop(
@@ -92,7 +92,7 @@ struct ConsumeLoopTests: LoopTesting {
     func shutdownDuringBatch() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("term")
         let gate = Gate()
         let group = TestEnvironment.uniqueName("group")
@@ -123,7 +123,7 @@ struct ConsumeLoopTests: LoopTesting {
     func longBatch() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("long")
         let gate = Gate()
         // librdkafka leaves the group by itself if poll is not called within 7 s.
@@ -193,7 +193,7 @@ struct LaneRecorder: TopicHandler {
     }
 }
 
-@Suite("Consume loop with concurrent batches")
+@Suite("Consume loop with concurrent batches", .closesResources)
 struct ConcurrentBatchTests: LoopTesting {
     @Test("a poll's partitions are handled in lanes at once, each partition in order; an outage in one lane is retried")
     func lanes() async throws {
@@ -265,7 +265,7 @@ actor Events {
     func add(_ size: Int) { sizes.append(size) }
 }
 
-@Suite("Consume loop with handlers that name their bad items")
+@Suite("Consume loop with handlers that name their bad items", .closesResources)
 struct InvalidItemsTests: LoopTesting {
     @Test("named bad items are dead-lettered and the rest handed back once, not message by message")
     func namedBadItems() async throws {

@@ -7,7 +7,7 @@ import ServiceLifecycle
 import TestSupport
 import Testing
 
-@Suite("Consumer-group operations: lag, offset reset, DLQ replay")
+@Suite("Consumer-group operations: lag, offset reset, DLQ replay", .closesResources)
 struct GroupOperationsTests: LoopTesting {
     private func operations() throws -> GroupOperations {
         GroupOperations(
@@ -32,7 +32,7 @@ struct GroupOperationsTests: LoopTesting {
         #expect(lags[0].lag == 4)
         #expect(lags.dropFirst().allSatisfy { $0.committed == nil && $0.lag == $0.high })
         #expect(lags.reduce(0) { $0 + $1.lag } == 90 - high0 + 4)
-        await #expect(throws: InvalidMessage.self) {
+        await #expect(throws: UnknownTopic.self) {
             _ = try await operations().lag(group: group, topics: ["no.such.topic.v1"])
         }
     }
@@ -41,7 +41,7 @@ struct GroupOperationsTests: LoopTesting {
     func resetThenRestartReplays() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("replay")
         let group = TestEnvironment.uniqueName("group")
         try await produce(topic, (0..<60).map { "{\"id\": \($0)}" })
@@ -64,7 +64,7 @@ struct GroupOperationsTests: LoopTesting {
     func resetRefusedWhileActive() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let group = TestEnvironment.uniqueName("group")
         let worker = try loop(topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: "active"))
         let (services, task) = running(worker)
@@ -93,7 +93,7 @@ struct GroupOperationsTests: LoopTesting {
         let later = TestEnvironment.uniqueName("group")
         _ = try await operations().resetOffsets(group: later, topic: topic, to: .time(Date()))
         #expect(try await operations().lag(group: later, topics: [topic]).reduce(0) { $0 + $1.lag } == 0)
-        #expect(throws: InvalidMessage.self) { try ResetTarget(parsing: "yesterday") }
+        #expect(throws: UsageError.self) { try ResetTarget(parsing: "yesterday") }
         #expect(
             try ResetTarget(parsing: "2026-11-21T00:00:00+08:00") == .time(Date(timeIntervalSince1970: 1_795_190_400)))
         #expect(try ResetTarget(parsing: "42") == .offset(42))

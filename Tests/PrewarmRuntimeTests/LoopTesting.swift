@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
@@ -42,22 +43,23 @@ extension LoopTesting {
 
     func loop(
         topic: String, group: String, handler: RedisWriter, properties: KafkaProperties = Self.fastGroup,
-        metrics: WorkerMetrics? = nil, configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
+        configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
         let bootstrap = try TestEnvironment.kafkaBootstrap
         var configuration = ConsumeLoopConfiguration(
             groupID: group, maxBatchMessages: 50, maxBatchWait: .milliseconds(100),
             retryBackoff: Backoff(initial: .milliseconds(200), maximum: .seconds(1)))
         configure(&configuration)
+        let deadLetters = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap))
+        closeAfterTest { await deadLetters.close() }
         return ConsumeLoop(
             configuration: configuration,
             consumer: try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(
                     groupID: group, bootstrapServers: bootstrap, properties: properties)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-            routes: [TopicRoute(topic: topic, handler: handler)],
-            logger: Logger(label: "test.consume-loop"), metrics: metrics)
+            deadLetterProducer: deadLetters, routes: [TopicRoute(topic: topic, handler: handler)],
+            logger: Logger(label: "test.consume-loop"), metricsFactory: metricsFactory, alerts: alerts)
     }
 
     func produce(_ topic: String, _ values: [String]) async throws {

@@ -5,7 +5,7 @@ import Redis
 import TestSupport
 import Testing
 
-@Suite("Leases and flags in Redis")
+@Suite("Leases and flags in Redis", .closesResources)
 struct RedisLeaseTests {
     private func connect() async throws -> RedisConnection {
         try await RedisConnection.connect(try TestEnvironment.redis())
@@ -14,7 +14,7 @@ struct RedisLeaseTests {
     @Test("only one holder at a time; a release frees it for the next")
     func exclusive() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("lease")
         let first = try #require(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis))
         #expect(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis) == nil)
@@ -28,7 +28,7 @@ struct RedisLeaseTests {
     @Test("a holder whose lease passed to another owner can neither extend nor release it")
     func compareAndExtend() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("lease")
         let old = try #require(try await RedisLease.acquire(key, ttl: .seconds(10), on: redis))
         try await redis.send("DEL", key)  // as if it had expired
@@ -45,7 +45,7 @@ struct RedisLeaseTests {
     @Test("a lease not renewed within its TTL counts as lost to its holder, without asking Redis")
     func localDeadline() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let lease = try #require(
             try await RedisLease.acquire(TestEnvironment.uniqueName("lease"), ttl: .milliseconds(1500), on: redis))
         // TTLs of a second and more: the suites run at once on two cores in CI, and a
@@ -56,24 +56,52 @@ struct RedisLeaseTests {
         #expect(throws: LeaseLost.self) { try lease.ensureHeld() }
     }
 
-    @Test("renewing keeps a lease alive well past its TTL")
-    func keepRenewing() async throws {
+    @Test("holding renews a lease well past its TTL, and releases it when the body ends")
+    func holdingRenews() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("lease")
         let lease = try #require(try await RedisLease.acquire(key, ttl: .seconds(3), on: redis))
-        let renewing = lease.keepRenewing(logger: Logger(label: "test")) { _ in }
-        try await Task.sleep(for: .seconds(7))
-        #expect(lease.isHeld)
-        #expect(try await redis.send("GET", key).string == lease.token)
-        renewing.cancel()
-        try await lease.release()
+        let held = try await lease.holding(logger: Logger(label: "test")) {
+            try await Task.sleep(for: .seconds(7))
+            return lease.isHeld
+        }
+        #expect(held, "still held after more than twice its TTL")
+        #expect(try await redis.send("EXISTS", key) == .integer(0), "released")
+    }
+
+    @Test("a lease lost mid-body cancels the body, which writes nothing after")
+    func lostMidBody() async throws {
+        let redis = try await connect()
+        closeAfterTest { await redis.close() }
+        let key = TestEnvironment.uniqueName("lease")
+        let written = TestEnvironment.uniqueName("written")
+        let lease = try #require(try await RedisLease.acquire(key, ttl: .seconds(1.5), on: redis))
+        let body = Task {
+            try await lease.holding(logger: Logger(label: "test")) {
+                // Writes through the fenced check every 100 ms, as a batch writer would.
+                for step in 0..<600 {
+                    try lease.ensureHeld()
+                    try await redis.send("RPUSH", written, step)
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+        }
+        try await eventually("some writes") { try await redis.send("LLEN", written).integer ?? 0 >= 3 }
+        // Another owner takes the key over (as if the lease had expired during a pause).
+        try await redis.send("SET", key, "someone-else", "PX", 30_000)
+        let lost = await #expect(throws: LeaseLost.self) { try await body.value }
+        #expect(lost?.reason.contains("another owner") == true)
+        let afterLoss = try await redis.send("LLEN", written).integer ?? 0
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await redis.send("LLEN", written).integer == afterLoss, "nothing written after the loss")
+        #expect(try await redis.send("GET", key).string == "someone-else", "the new owner's lease is intact")
     }
 
     @Test("a holder stopped (SIGSTOP) past its TTL cannot extend or release the new owner's lease")
     func stoppedHolderIsFenced() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("lease")
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(key).log").path
         let holder = try TestProcess.start("prewarm-testkit", ["lease-hold", key, "1500", output])
@@ -105,33 +133,40 @@ struct RedisLeaseTests {
         try await owner.release()
     }
 
-    @Test("of many pods racing for a job-run flag, exactly one wins")
-    func runFlagRace() async throws {
+    @Test("of many pods racing for a job run, exactly one starts it")
+    func runRace() async throws {
         let pods = try await withThrowingTaskGroup(of: RedisConnection.self) { group in
             for _ in 0..<4 { group.addTask { try await connect() } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        defer { for pod in pods { Task { await pod.close() } } }
+        closeAfterTest { for pod in pods { await pod.close() } }
         let job = TestEnvironment.uniqueName("job")
-        let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
+        let started = try await withThrowingTaskGroup(of: Bool.self) { group in
             for (index, pod) in pods.enumerated() {
                 for attempt in 0..<5 {
                     group.addTask {
-                        try await RedisFlags(redis: pod).claimRun(
-                            job: job, period: "20261121", owner: "pod-\(index)-\(attempt)", ttl: .seconds(60))
+                        let runs = JobRuns(
+                            redis: pod, settings: JobRunSettings(), owner: "pod-\(index)-\(attempt)",
+                            logger: Logger(label: "test"), alerts: nil)
+                        if case .started = try await runs.claim(
+                            job: job, period: "20261121", due: Date(), force: false, deadline: nil)
+                        {
+                            return true
+                        }
+                        return false
                     }
                 }
             }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        #expect(winners == 1)
-        #expect(try await RedisFlags(redis: pods[0]).isSet(RedisFlags.runKey(job: job, period: "20261121")))
+        #expect(started == 1)
+        #expect(try await pods[0].send("EXISTS", JobRuns.leaseKey(job: job, period: "20261121")) == .integer(1))
     }
 
     @Test("a success flag lasts until its absolute expiry and is set only once")
     func successFlag() async throws {
         let redis = try await connect()
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let flags = RedisFlags(redis: redis)
         let key = TestEnvironment.uniqueName("done")
         let end = Date().addingTimeInterval(3600)

@@ -24,7 +24,7 @@ struct CountingWriter: TopicHandler {
     }
 }
 
-@Suite("Consume loop scaled out")
+@Suite("Consume loop scaled out", .closesResources)
 struct ScaleOutTests: LoopTesting {
     @Test(
         "a second pod joining mid-stream takes partitions over: every message handled, all committed, one batch twice at most"
@@ -32,7 +32,7 @@ struct ScaleOutTests: LoopTesting {
     func secondMemberJoins() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 4)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("scale")
         let total = 3000
         try await produce(topic, (0..<total).map { "{\"id\": \($0)}" })

@@ -1,103 +1,217 @@
+import CoreMetrics
 import Foundation
+import Kafka
 import Logging
+import MetricsTestKit
 import Redis
+import ServiceLifecycle
 import TestSupport
 import Testing
 
 @testable import PrewarmRuntime
 
-@Suite("Schedules")
-struct ScheduleTests {
-    let shanghai = TimeZone(identifier: "Asia/Shanghai")!
-    let newYork = TimeZone(identifier: "America/New_York")!
+/// Counts the runs a job's body saw.
+actor RunLog {
+    private(set) var runs: [JobRunInfo] = []
+    func add(_ run: JobRunInfo) { runs.append(run) }
+}
 
-    func date(_ text: String) -> Date { ISO8601DateFormatter().date(from: text)! }
+/// A pod's scheduler, in process, on the shared Redis.
+struct Pod {
+    let scheduler: Scheduler
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
 
-    @Test("daily@00:01 in Shanghai fires at 16:01 UTC, the next day once past")
-    func daily() throws {
-        let schedule = try Schedule(parsing: "daily@00:01")
-        #expect(schedule == .daily(hour: 0, minute: 1))
-        #expect(schedule.nextFire(after: date("2026-11-21T10:00:00Z"), in: shanghai) == date("2026-11-21T16:01:00Z"))
-        #expect(schedule.nextFire(after: date("2026-11-21T16:01:00Z"), in: shanghai) == date("2026-11-22T16:01:00Z"))
-        #expect(schedule.period(of: date("2026-11-21T16:01:00Z"), in: shanghai) == "20261122")
-    }
-
-    @Test("hourly@:05 fires every hour at five past, and its period names the hour")
-    func hourly() throws {
-        let schedule = try Schedule(parsing: "hourly@:05")
-        #expect(schedule.nextFire(after: date("2026-11-21T10:04:59Z"), in: shanghai) == date("2026-11-21T10:05:00Z"))
-        #expect(schedule.nextFire(after: date("2026-11-21T10:05:00Z"), in: shanghai) == date("2026-11-21T11:05:00Z"))
-        #expect(schedule.period(of: date("2026-11-21T15:05:00Z"), in: shanghai) == "2026112123")
-    }
-
-    @Test("on a DST day that skips the hour, a daily job still fires once, right after the gap")
-    func daylightSaving() {
-        let schedule = Schedule.daily(hour: 2, minute: 30)  // 02:30 does not exist on 2026-03-08 in New York
-        let fire = schedule.nextFire(after: date("2026-03-08T05:00:00Z"), in: newYork)
-        #expect(fire == date("2026-03-08T07:00:00Z"))  // 03:00 EDT
-        #expect(schedule.nextFire(after: fire, in: newYork) == date("2026-03-09T06:30:00Z"))
-    }
-
-    @Test("a malformed schedule is refused with the accepted forms")
-    func malformed() {
-        for text in ["daily@24:00", "daily@7", "hourly@05", "weekly@:10", "hourly@:60"] {
-            #expect(throws: ScheduleError.self, "\(text)") { try Schedule(parsing: text) }
-        }
-        #expect(Schedule.daily(hour: 0, minute: 1).description == "daily@00:01")
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
     }
 }
 
-@Suite("Scheduler against Redis")
+@Suite("Scheduler against Redis: races, catch-ups, take-overs", .closesResources)
 struct SchedulerTests {
-    actor Counter {
-        private(set) var runs: [JobRun] = []
-        func add(_ run: JobRun) { runs.append(run) }
+    let shanghai = TimeZone(identifier: "Asia/Shanghai")!
+
+    func date(_ text: String) -> Date { ISO8601DateFormatter().date(from: text)! }
+
+    private func pod(
+        _ jobs: [ScheduledJob], redis: any RedisClient, name: String = "pod", lease: Duration = .seconds(10),
+        check: Duration = .seconds(3600), producer: KafkaProducer? = nil,
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) -> Pod {
+        let alerts = Alerts(worker: name, logger: Logger(label: "test"), metricsFactory: metrics, redis: redis)
+        let scheduler = Scheduler(
+            jobs: jobs, timeZone: shanghai,
+            runs: JobRuns(
+                redis: redis, settings: JobRunSettings(lease: lease, checkEvery: check), owner: name,
+                logger: Logger(label: "test.\(name)"), alerts: alerts),
+            producer: producer, alerts: alerts, logger: Logger(label: "test.\(name)"), metricsFactory: metrics,
+            retryAlertAfter: .seconds(1))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [scheduler], logger: Logger(label: "test")))
+        let pod = Pod(scheduler: scheduler, group: group, task: Task { try await group.run() })
+        closeAfterTest { try? await pod.stop() }
+        return pod
     }
 
-    private func pods(_ count: Int, job: String, counter: Counter) async throws -> [Scheduler] {
-        var pods: [Scheduler] = []
-        for index in 0..<count {
-            let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-            let fanOut = ScheduledJob(name: job, schedule: .daily(hour: 0, minute: 1)) { run in
-                try await Task.sleep(for: .milliseconds(50))  // long enough for the others to race it
-                await counter.add(run)
-            }
-            pods.append(
-                Scheduler(
-                    jobs: [fanOut], timeZone: TimeZone(identifier: "Asia/Shanghai")!, flags: RedisFlags(redis: redis),
-                    owner: "pod-\(index)", logger: Logger(label: "test.scheduler")))
-        }
-        return pods
+    private func connect() async throws -> RedisConnection {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        return redis
     }
 
-    @Test("at a scheduled fire, of several pods exactly one runs the fan-out")
+    private func recording(
+        _ name: String, _ log: RunLog, schedule: Schedule = .daily(hour: 0, minute: 1),
+        catchUp: ScheduledJob.CatchUp = .once
+    ) -> ScheduledJob {
+        ScheduledJob(name: name, schedule: schedule, catchUp: catchUp, work: .inPlace { run, _ in await log.add(run) })
+    }
+
+    @Test("at a scheduled fire, of several pods exactly one runs the job, and the run is recorded done")
     func scheduledRace() async throws {
+        let redis = try await connect()
         let job = TestEnvironment.uniqueName("job")
-        let counter = Counter()
-        let pods = try await pods(3, job: job, counter: counter)
+        let log = RunLog()
+        let pods = (0..<3).map { pod([recording(job, log)], redis: redis, name: "pod-\($0)") }
         let fire = Date()
-        let outcomes = try await withThrowingTaskGroup(of: JobRunOutcome.self) { group in
-            for pod in pods { group.addTask { try await pod.fire(pod.jobs[0], at: fire) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        let claims = await withTaskGroup(of: JobRuns.Claim?.self) { group in
+            for pod in pods { group.addTask { await pod.scheduler.fire(pod.scheduler.jobs[0], at: fire) } }
+            return await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(await counter.runs.count == 1)
-        #expect(outcomes.filter { if case .ran = $0 { true } else { false } }.count == 1)
-        #expect(outcomes.filter { if case .alreadyClaimed = $0 { true } else { false } }.count == 2)
+        #expect(claims.filter { if case .started = $0 { true } else { false } }.count == 1)
+        let period = Schedule.daily(hour: 0, minute: 1).period(of: fire, in: shanghai)
+        try await eventually("the run to be recorded done") {
+            try await pods[0].scheduler.runs.progress(job: job, period: period)?.state == "succeeded"
+        }
+        #expect(await log.runs.count == 1)
+        #expect(try await redis.send("EXISTS", JobRuns.doneKey(job: job, period: period)) == .integer(1))
     }
 
-    @Test("a manual trigger takes the same path: refused for a period that ran, unless forced")
-    func manualTrigger() async throws {
+    @Test("all pods down over a fire: the next start runs the latest missed period once, and not the ones before it")
+    func missedFireCaughtUpOnce() async throws {
+        let redis = try await connect()
         let job = TestEnvironment.uniqueName("job")
-        let counter = Counter()
-        let pod = try await pods(1, job: job, counter: counter)[0]
+        let log = RunLog()
+        let hourly = recording(job, log, schedule: .hourly(minute: 0))
+        let restarted = pod([hourly], redis: redis)
+        // 10:30 in Shanghai: the 10:00 run was missed (and 09:00 and everything before).
+        let now = date("2026-11-21T02:30:00Z")
+        try await restarted.scheduler.check(hourly, now: now)
+        try await eventually("the caught-up run to finish") { await log.runs.count == 1 }
+        #expect(await log.runs.first?.period == "2026112110")
+        #expect(await log.runs.first?.due == date("2026-11-21T02:00:00Z"))
+        // Later checks, by this pod or another, run nothing more.
+        try await restarted.scheduler.check(hourly, now: now.addingTimeInterval(60))
+        try await pod([hourly], redis: redis, name: "other").scheduler.check(hourly, now: now.addingTimeInterval(90))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await log.runs.map(\.period) == ["2026112110"])
+        #expect(try await restarted.scheduler.runs.progress(job: job, period: "2026112109") == nil)
+    }
+
+    @Test("catch-up within a window: a late start inside it runs; outside it the period is skipped and alerted")
+    func catchUpWindow() async throws {
+        let redis = try await connect()
+        let log = RunLog()
+        let inside = recording(
+            TestEnvironment.uniqueName("job"), log, schedule: .hourly(minute: 0), catchUp: .within(.seconds(1800)))
+        try await pod([inside], redis: redis).scheduler.check(inside, now: date("2026-11-21T02:20:00Z"))
+        try await eventually("the run inside its window") { await log.runs.count == 1 }
+
+        let outsideName = TestEnvironment.uniqueName("job")
+        let outside = recording(outsideName, log, schedule: .hourly(minute: 0), catchUp: .within(.seconds(1800)))
+        let late = pod([outside], redis: redis)
+        try await late.scheduler.check(outside, now: date("2026-11-21T02:45:00Z"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await log.runs.count == 1, "nothing sent in the middle of the night")
+        #expect(try await late.scheduler.runs.progress(job: outsideName, period: "2026112110")?.state == "skipped")
+        try await eventually("the skip to be alerted") {
+            try await Alerts.recent(redis, count: 50).contains {
+                $0.kind == "job-run-missed" && $0.details["job"] == outsideName
+            }
+        }
+    }
+
+    @Test("a Redis outage at fire time is retried with backoff and counted; the run starts once Redis is back")
+    func redisErrorAtFire() async throws {
+        let server = try PrivateRedisServer()
+        try await server.start()
+        let redis = try await RedisConnection.connect(server.configuration)
+        closeAfterTest { await redis.close() }
+        try await server.stop()
+        let metrics = TestMetrics()
+        let log = RunLog()
+        let job = recording(TestEnvironment.uniqueName("job"), log)
+        let pod = pod([job], redis: redis, metrics: metrics)
+        let firing = Task { await pod.scheduler.fire(job, at: Date()) }
+        try await eventually("a failed claim to be counted") {
+            (try? metrics.expectCounter("prewarm_job_fire_errors_total", [("job", job.name)]).totalValue) ?? 0 >= 1
+        }
+        try await server.start()
+        let claim = await firing.value
+        guard case .started = claim else {
+            Issue.record("the fire did not start its run once Redis was back: \(String(describing: claim))")
+            return
+        }
+        try await eventually("the run to happen") { await log.runs.count == 1 }
+    }
+
+    @Test("a run whose winner stopped renewing is taken over from its recorded progress, producing no batch twice")
+    func takeOver() async throws {
+        let redis = try await connect()
+        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
+        closeAfterTest { await producer.close() }
+        let job = TestEnvironment.uniqueName("job")
+        let fanOut = ScheduledJob(
+            name: job, schedule: .daily(hour: 0, minute: 1), catchUp: .skip,
+            work: .fanOut(FanOut(topic: topic, batchSize: 10, source: CountingSource(count: 95))))
+        // The first winner claims the run, produces three batches and dies (it never renews).
+        let dead = JobRuns(
+            redis: redis, settings: JobRunSettings(lease: .seconds(2)), owner: "dead", logger: Logger(label: "t"),
+            alerts: nil)
+        guard
+            case .started(let lease) = try await dead.claim(
+                job: job, period: "20261121", due: Date(), force: false, deadline: nil)
+        else {
+            Issue.record("the first claim did not start")
+            return
+        }
+        for batch in 0..<3 {
+            try await producer.send(
+                try JobBatch(
+                    job: job, period: "20261121", attempt: 1, batch: batch, batchCount: 10,
+                    ids: (Int64(batch * 10 + 1)...Int64(batch * 10 + 10)).map { $0 }
+                ).message(topic: topic))
+            try await lease.record([
+                ("cursor", batch * 10 + 10), ("batches_produced", batch + 1), ("items_produced", batch * 10 + 10),
+            ])
+        }
+        let survivor = pod([fanOut], redis: redis, name: "survivor", lease: .seconds(2), producer: producer)
+        try await survivor.scheduler.check(fanOut, now: date("2026-11-21T01:00:00Z"))
         #expect(
-            try await pod.trigger(job: job, period: "20261121")
-                == .ran(JobRun(job: job, period: "20261121", forced: false)))
-        #expect(try await pod.trigger(job: job, period: "20261121") == .alreadyClaimed(job: job, period: "20261121"))
-        #expect(
-            try await pod.trigger(job: job, period: "20261121", force: true)
-                == .ran(JobRun(job: job, period: "20261121", forced: true)))
-        #expect(await counter.runs.count == 2)
-        await #expect(throws: InvalidMessage.self) { try await pod.trigger(job: "no-such-job") }
+            try await survivor.scheduler.runs.progress(job: job, period: "20261121")?.takeovers == 0, "still leased")
+        try await Task.sleep(for: .milliseconds(2200))
+        try await survivor.scheduler.check(fanOut, now: date("2026-11-21T01:00:00Z"))
+        try await eventually("the survivor to finish the fan-out") {
+            try await survivor.scheduler.runs.progress(job: job, period: "20261121")?.state == "fanned-out"
+        }
+        let progress = try #require(try await survivor.scheduler.runs.progress(job: job, period: "20261121"))
+        #expect(progress.takeovers == 1)
+        #expect(progress.batchesTotal == 10 && progress.itemsProduced == 95)
+        let batches = try await TestEnvironment.read(topic, count: 10).map { try JobBatch.decode($0) }
+        #expect(batches.map(\.batch).sorted() == Array(0..<10), "each batch once")
+        #expect(Set(batches.flatMap(\.ids)) == Set(1...95), "every id")
+    }
+}
+
+/// The ids 1...count.
+struct CountingSource: FanOutSource {
+    let count: Int
+    func count(for run: JobRunInfo) async throws -> Int? { count }
+    func page(for run: JobRunInfo, after cursor: Int64, limit: Int) async throws -> [Int64] {
+        let first = max(cursor + 1, 1)
+        guard first <= Int64(count) else { return [] }
+        return Array(first...min(first + Int64(limit) - 1, Int64(count)))
     }
 }

@@ -2,12 +2,12 @@ import Redis
 import TestSupport
 import Testing
 
-@Suite("Redis connection against the local server")
+@Suite("Redis connection against the local server", .closesResources)
 struct RedisConnectionTests {
     @Test("pipelined SETs are all stored and MGET returns them in order, nil for missing keys")
     func pipelineAndMGET() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("pipe")
         let count = 25_000  // more than one internal pipeline chunk
         let replies = try await redis.pipeline(
@@ -30,7 +30,7 @@ struct RedisConnectionTests {
     @Test("an error reply inside a pipeline comes back in place; send throws it")
     func errorReplies() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("list")
         let replies = try await redis.pipeline([
             RedisCommand("RPUSH", key, "a"), RedisCommand("INCR", key), RedisCommand("LLEN", key),
@@ -52,7 +52,7 @@ struct RedisConnectionTests {
     @Test("integers, empty and binary arguments reach the server as the same bytes, in place and in order")
     func argumentsInPlace() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("args")
         let integers: [Int64] = [0, 7, -1, 10, 1_000_000_007, .max, .min]
         var arguments = RedisArguments()
@@ -73,7 +73,7 @@ struct RedisConnectionTests {
     @Test("binary values survive a round trip unchanged")
     func binarySafe() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("bin")
         let bytes: [UInt8] = [0, 1, 2, 255, 13, 10, 0, 36]
         try await redis.send("SET", key, bytes, "EX", 60)
@@ -95,7 +95,7 @@ struct RedisConnectionTests {
     func missingPassword() async throws {
         let redis = try await RedisConnection.connect(
             try TestEnvironment.redis(password: .some(nil), retryAfterConnectionLoss: false))
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(error?.serverErrorPrefix == "NOAUTH")
     }
@@ -113,15 +113,15 @@ struct RedisConnectionTests {
     @Test("an ACL user over the unix socket, in another database")
     func aclUserOverUnixSocket() async throws {
         let admin = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await admin.close() } }
+        closeAfterTest { await admin.close() }
         let user = TestEnvironment.uniqueName("worker")
         try await admin.send("ACL", "SETUSER", user, "on", ">user-secret", "~*", "+@all")
-        defer { Task { try? await admin.send("ACL", "DELUSER", user) } }
+        closeAfterTest { _ = try? await admin.send("ACL", "DELUSER", user) }
         let configuration = RedisConfiguration(
             endpoint: .unixSocket(path: try TestEnvironment.redisSocket), user: user, password: "user-secret",
             database: 3)
         let redis = try await RedisConnection.connect(configuration)
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         #expect(try await redis.send("ACL", "WHOAMI").string == user)
         let key = TestEnvironment.uniqueName("db3")
         try await redis.send("SET", key, "x", "EX", 60)
@@ -131,9 +131,9 @@ struct RedisConnectionTests {
     @Test("a dropped connection is reopened and the command sent again")
     func droppedConnectionRecovered() async throws {
         let admin = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await admin.close() } }
+        closeAfterTest { await admin.close() }
         let redis = try await RedisConnection.connect(try TestEnvironment.redis(clientName: "victim"))
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("drop")
         try await redis.send("SET", key, "before", "EX", 60)
         let id = try #require(try await redis.send("CLIENT", "ID").integer)
@@ -145,9 +145,9 @@ struct RedisConnectionTests {
     @Test("without retry, a dropped connection fails once as transient, then works again")
     func droppedConnectionWithoutRetry() async throws {
         let admin = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await admin.close() } }
+        closeAfterTest { await admin.close() }
         let redis = try await RedisConnection.connect(try TestEnvironment.redis(retryAfterConnectionLoss: false))
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let id = try #require(try await redis.send("CLIENT", "ID").integer)
         try await admin.send("CLIENT", "KILL", "ID", id)
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
@@ -159,7 +159,7 @@ struct RedisConnectionTests {
     @Test("a reply slower than the command timeout is a transient timeout")
     func commandTimeout() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis(commandTimeout: 0.2))
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("empty")
         let error = await #expect(throws: RedisError.self) { try await redis.send("BLPOP", key, 2) }
         #expect(error?.code == .timeout)

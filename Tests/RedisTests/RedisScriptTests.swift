@@ -2,7 +2,7 @@ import Redis
 import TestSupport
 import Testing
 
-@Suite("Lua scripts by SHA")
+@Suite("Lua scripts by SHA", .closesResources)
 struct RedisScriptTests {
     static let countOnce = RedisScript(
         name: "count-once",
@@ -24,7 +24,7 @@ struct RedisScriptTests {
     @Test("runs by SHA, and again after SCRIPT FLUSH without the caller noticing")
     func bySHAAfterFlush() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let day = TestEnvironment.uniqueName("day")
         let month = TestEnvironment.uniqueName("month")
         let before = try await evalshaCalls(redis)
@@ -42,7 +42,7 @@ struct RedisScriptTests {
     @Test("a script error is thrown with the script's name")
     func scriptError() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        defer { Task { await redis.close() } }
+        closeAfterTest { await redis.close() }
         let broken = RedisScript(name: "broken", source: "return redis.call('NOSUCHCOMMAND')")
         let error = await #expect(throws: RedisError.self) { try await redis.run(broken) }
         #expect(error?.code == .server)

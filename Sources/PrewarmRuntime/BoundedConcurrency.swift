@@ -1,0 +1,111 @@
+import Synchronization
+
+/// At most `limit` bodies at once, across however many tasks call `run`: the one limiter of
+/// downstream calls in flight, database lanes and batch lanes. Waiters are served in
+/// arrival order; a waiter cancelled before its turn leaves the queue and throws
+/// `CancellationError`.
+public final class ConcurrencyLimit: Sendable {
+    public let limit: Int
+    private let state: Mutex<State>
+
+    private struct State {
+        var running = 0
+        var highest = 0
+        var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextID: UInt64 = 0
+    }
+
+    public init(_ limit: Int) {
+        self.limit = max(limit, 1)
+        state = Mutex(State())
+    }
+
+    /// The most bodies that ever ran at once.
+    public var highestInFlight: Int { state.withLock { $0.highest } }
+    public var inFlight: Int { state.withLock { $0.running } }
+
+    public func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async throws {
+        let id: UInt64? = state.withLock { state in
+            if state.running < limit {
+                state.running += 1
+                state.highest = max(state.highest, state.running)
+                return nil
+            }
+            state.nextID += 1
+            return state.nextID
+        }
+        guard let id else { return }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let cancelled = state.withLock { state -> Bool in
+                    if Task.isCancelled { return true }
+                    state.waiters.append((id, continuation))
+                    return false
+                }
+                if cancelled { continuation.resume(throwing: CancellationError()) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index).continuation
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            if state.waiters.isEmpty {
+                state.running -= 1
+                return nil
+            }
+            return state.waiters.removeFirst().continuation  // the slot passes to it
+        }
+        next?.resume()
+    }
+}
+
+/// Runs `body` for every element with at most `limit` at once and returns the results in
+/// the elements' order. The first error cancels the rest and is thrown.
+public func concurrentMap<Element: Sendable, T: Sendable>(
+    _ elements: [Element], limit: Int, _ body: @escaping @Sendable (Element) async throws -> T
+) async throws -> [T] {
+    try await withThrowingTaskGroup(of: (Int, T).self) { group in
+        var results = [T?](repeating: nil, count: elements.count)
+        var next = 0
+        for _ in 0..<min(max(limit, 1), elements.count) {
+            let index = next
+            group.addTask { (index, try await body(elements[index])) }
+            next += 1
+        }
+        while let (index, value) = try await group.next() {
+            results[index] = value
+            if next < elements.count {
+                let index = next
+                group.addTask { (index, try await body(elements[index])) }
+                next += 1
+            }
+        }
+        return results.map { $0! }
+    }
+}
+
+/// `concurrentMap` that keeps every outcome instead of stopping at the first error: for
+/// work whose items fail on their own (one shard, one user) and are reported together.
+public func concurrentResults<Element: Sendable, T: Sendable>(
+    _ elements: [Element], limit: Int, _ body: @escaping @Sendable (Element) async throws -> T
+) async -> [Result<T, any Error>] {
+    (try? await concurrentMap(elements, limit: limit) { element in
+        do {
+            return Result<T, any Error>.success(try await body(element))
+        } catch {
+            return .failure(error)
+        }
+    }) ?? []
+}

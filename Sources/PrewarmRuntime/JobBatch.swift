@@ -1,0 +1,91 @@
+import Foundation
+import Kafka
+
+/// The standard message of a batch topic (`store-rec.batches.v1`, `book-rec.batches.v1`):
+/// one slice of a job run's targets, produced by the pod that won the run and worked by any
+/// pod of the consumer group. Documented in topics.md.
+public struct JobBatch: Sendable, Codable, Equatable {
+    public var job: String
+    public var period: String
+    /// The run's attempt (a forced re-run of a period is a new attempt).
+    public var attempt: Int
+    /// Index within the run, from 0.
+    public var batch: Int
+    /// How many batches the run expects (counted when it started; the run's record has the
+    /// final count once its fan-out ends).
+    public var batchCount: Int?
+    public var ids: [Int64]
+    public var producedAt: Date
+
+    public init(
+        job: String, period: String, attempt: Int, batch: Int, batchCount: Int?, ids: [Int64], producedAt: Date = Date()
+    ) {
+        self.job = job
+        self.period = period
+        self.attempt = attempt
+        self.batch = batch
+        self.batchCount = batchCount
+        self.ids = ids
+        self.producedAt = producedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case job, period, attempt, batch, ids
+        case batchCount = "batch_count"
+        case producedAt = "produced_at"
+    }
+
+    /// `{job}:{period}:{batch}`: unique per batch, so batches spread over the partitions.
+    public var key: String { "\(job):\(period):\(batch)" }
+
+    public func message(topic: String) throws -> KafkaProducerMessage {
+        KafkaProducerMessage(topic: topic, key: Array(key.utf8), value: [UInt8](try JSONEncoder.prewarm.encode(self)))
+    }
+
+    /// Decodes and checks a batch message; a bad one is refused with the reason.
+    public static func decode(_ message: KafkaMessage) throws -> JobBatch {
+        let batch: JobBatch
+        do {
+            batch = try JSONDecoder.prewarm.decode(JobBatch.self, from: Data(message.value))
+        } catch {
+            throw InvalidMessage(
+                "not a job batch: \(DecodingProblem(error))", errorClass: "UndecodableBatch")
+        }
+        guard !batch.job.isEmpty, !batch.period.isEmpty, batch.attempt >= 1, batch.batch >= 0 else {
+            throw InvalidMessage("job, period, attempt or batch is missing or negative", errorClass: "InvalidBatch")
+        }
+        return batch
+    }
+}
+
+/// Where a fan-out job's targets come from: ids in ascending order, read a page at a time
+/// after a cursor, so that a run taken over by another pod goes on where the first stopped.
+public protocol FanOutSource: Sendable {
+    /// How many targets the run will have, if cheap to know (for progress and ETA).
+    func count(for run: JobRunInfo) async throws -> Int?
+    /// Up to `limit` ids greater than `cursor`, ascending.
+    func page(for run: JobRunInfo, after cursor: Int64, limit: Int) async throws -> [Int64]
+}
+
+/// What a fan-out job produces and from where.
+public struct FanOut: Sendable {
+    public let topic: String
+    public let batchSize: Int
+    public let source: any FanOutSource
+
+    public init(topic: String, batchSize: Int, source: any FanOutSource) {
+        self.topic = topic
+        self.batchSize = max(batchSize, 1)
+        self.source = source
+    }
+}
+
+/// What a job's code knows of the run it works for.
+public struct JobRunInfo: Sendable, Equatable {
+    public let job: String
+    public let period: String
+    public let attempt: Int
+    public let forced: Bool
+    /// When the run was due (its scheduled fire, or the trigger's time).
+    public let due: Date
+}

@@ -1,0 +1,71 @@
+import Kafka
+import Redis
+import Synchronization
+
+/// Consumer lag as the workers see it, kept in Redis so that `prewarmctl status` can show it
+/// from any machine that reaches Redis, without a Kafka client: each pod writes its
+/// partitions' lag to `prewarm:lag:{group}:{owner}` every few seconds, with a short expiry,
+/// so a pod that stops disappears from the board.
+public struct LagBoard: Sendable {
+    public static let prefix = "prewarm:lag:"
+    public let redis: any RedisClient
+    public let group: String
+    public let owner: String
+
+    public init(redis: any RedisClient, group: String, owner: String) {
+        self.redis = redis
+        self.group = group
+        self.owner = owner
+    }
+
+    /// A consume loop's `onLag`: writes at most every `every`, never failing the loop.
+    public func publisher(every: Duration = .seconds(5)) -> @Sendable ([KafkaTopicPartition: Int64]) async -> Void {
+        let last = Mutex<ContinuousClock.Instant?>(nil)
+        return { lags in
+            let due = last.withLock { last in
+                guard last.map({ ContinuousClock.now - $0 >= every }) ?? true else { return false }
+                last = .now
+                return true
+            }
+            guard due else { return }
+            try? await publish(lags)
+        }
+    }
+
+    public func publish(_ lags: [KafkaTopicPartition: Int64]) async throws {
+        let key = Self.prefix + "\(group):\(owner)"
+        var commands = [RedisCommand("DEL", key)]
+        if !lags.isEmpty {
+            var hset = RedisArguments()
+            hset.append(key)
+            for (partition, lag) in lags {
+                hset.append("\(partition.topic)[\(partition.partition)]")
+                hset.append(lag)
+            }
+            commands.append(RedisCommand("HSET", arguments: hset))
+            commands.append(RedisCommand("EXPIRE", key, 60))
+        }
+        _ = try await redis.pipeline(commands)
+    }
+
+    /// Lag per group: partition (`topic[n]`) to messages behind, from every live pod.
+    public static func read(_ redis: any RedisClient) async throws -> [String: [String: Int64]] {
+        var groups: [String: [String: Int64]] = [:]
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 200)
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            for key in (parts[1].array ?? []).compactMap(\.string) {
+                let rest = key.dropFirst(prefix.count)
+                guard let split = rest.firstIndex(of: ":") else { continue }
+                let group = String(rest[..<split])
+                let flat = try await redis.send("HGETALL", key).array ?? []
+                for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                    groups[group, default: [:]][flat[index].string ?? ""] = flat[index + 1].integer ?? 0
+                }
+            }
+        } while cursor != "0"
+        return groups
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import Postgres
+import ServiceLifecycle
+
+/// One row of `prewarm_retry`: an item of work (a key range of a task, say) whose write
+/// failed, waiting for its next attempt.
+public struct RetryItem: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var taskID: Int64?
+    /// The product's own JSON.
+    public var item: String
+    /// pending or exhausted.
+    public var state: String
+    public var attempts: Int
+    public var maxAttempts: Int
+    public var nextAttemptAt: Date?
+    public var lastError: String?
+
+    public func decodeItem<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder.prewarm.decode(type, from: Data(item.utf8))
+    }
+
+    static let columns = """
+        id, kind, task_id, item::text, state, attempts, max_attempts, extract(epoch FROM next_attempt_at)::float8,
+        last_error
+        """
+
+    init(row: PostgresRow) {
+        id = row[0].int64 ?? 0
+        kind = row[1].string ?? ""
+        taskID = row[2].int64
+        item = row[3].string ?? "{}"
+        state = row[4].string ?? ""
+        attempts = row[5].int ?? 0
+        maxAttempts = row[6].int ?? 0
+        nextAttemptAt = row[7].double.map { Date(timeIntervalSince1970: $0) }
+        lastError = row[8].string
+    }
+}
+
+/// The retry table beside the tasks: an item whose write failed is recorded with its error
+/// and retried later with exponential, jittered backoff, by whichever pod drains it first
+/// (`FOR UPDATE SKIP LOCKED`), until it succeeds or runs out of attempts.
+public struct RetryTable: Sendable {
+    public let pool: PostgresPool
+    public let backoff: Backoff
+
+    public init(pool: PostgresPool, backoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(300))) {
+        self.pool = pool
+        self.backoff = backoff
+    }
+
+    @discardableResult
+    public func add(
+        kind: String, taskID: Int64?, item: some Encodable, error: String, maxAttempts: Int = 8
+    ) async throws -> Int64 {
+        let json = String(decoding: try JSONEncoder.prewarm.encode(item), as: UTF8.self)
+        return try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                INSERT INTO prewarm_retry (kind, task_id, item, max_attempts, next_attempt_at, last_error)
+                VALUES ($1, $2, $3::jsonb, $4, now() + make_interval(secs => $5), $6) RETURNING id
+                """,
+                [kind, taskID, json, maxAttempts, backoff.delay(attempt: 0).seconds, String(error.prefix(2000))]
+            ).first?[0].int64 ?? 0
+        }
+    }
+
+    /// Takes up to `limit` due items of `kind`: each is hidden from other pods for
+    /// `visibility` (its next attempt moves that far ahead), so a drainer that dies leaves it
+    /// to be taken again then.
+    public func claimDue(kind: String, limit: Int, visibility: Duration = .seconds(60)) async throws -> [RetryItem] {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE prewarm_retry r SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+                FROM (SELECT id FROM prewarm_retry WHERE kind = $1 AND state = 'pending' AND next_attempt_at <= now()
+                      ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+                WHERE r.id = due.id
+                RETURNING r.\(RetryItem.columns.replacingOccurrences(of: "\n", with: " "))
+                """, [kind, limit, visibility.seconds]
+            ).rows.map(RetryItem.init(row:))
+        }
+    }
+
+    public func succeeded(_ id: Int64) async throws {
+        try await pool.withConnection { try await $0.query("DELETE FROM prewarm_retry WHERE id = $1", [id]) }
+    }
+
+    /// Records a failed attempt; returns true if the item is now out of attempts.
+    public func failed(_ item: RetryItem, error: String) async throws -> Bool {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE prewarm_retry SET attempts = attempts + 1, last_error = $2, updated_at = now(),
+                    state = CASE WHEN attempts + 1 >= max_attempts THEN 'exhausted' ELSE 'pending' END,
+                    next_attempt_at = now() + make_interval(secs => $3)
+                WHERE id = $1 RETURNING state
+                """, [item.id, String(error.prefix(2000)), backoff.delay(attempt: item.attempts + 1).seconds]
+            ).first?[0].string == "exhausted"
+        }
+    }
+
+    /// Items of a task by state: what still stands between it and success.
+    public func count(taskID: Int64) async throws -> (pending: Int, exhausted: Int) {
+        try await pool.withConnection { connection in
+            let row = try await connection.query(
+                """
+                SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'exhausted')
+                FROM prewarm_retry WHERE task_id = $1
+                """, [taskID]
+            ).first
+            return (row?[0].int ?? 0, row?[1].int ?? 0)
+        }
+    }
+
+    /// Depth per kind and state, for status.
+    public func depth() async throws -> [RetryDepth] {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                "SELECT kind, state, count(*) FROM prewarm_retry GROUP BY kind, state ORDER BY kind, state"
+            ).rows.map { RetryDepth(kind: $0[0].string ?? "", state: $0[1].string ?? "", count: $0[2].int ?? 0) }
+        }
+    }
+}
+
+public struct RetryDepth: Sendable, Codable, Equatable {
+    public var kind: String
+    public var state: String
+    public var count: Int
+}
+
+/// Drains one kind of the retry table in every pod: due items go back to `attempt`; one that
+/// succeeds is deleted, one that fails waits for its next backoff, and one out of attempts
+/// raises an alert.
+public final class RetryDrainer: Service {
+    public let kind: String
+    private let table: RetryTable
+    private let attempt: @Sendable (RetryItem) async throws -> Void
+    private let pollEvery: Duration
+    private let batch: Int
+    private let logger: Logger
+    private let alerts: Alerts?
+
+    public init(
+        kind: String, table: RetryTable, pollEvery: Duration = .milliseconds(500), batch: Int = 16, logger: Logger,
+        alerts: Alerts?, attempt: @escaping @Sendable (RetryItem) async throws -> Void
+    ) {
+        self.kind = kind
+        self.table = table
+        self.attempt = attempt
+        self.pollEvery = pollEvery
+        self.batch = batch
+        self.logger = logger
+        self.alerts = alerts
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let due = try await table.claimDue(kind: kind, limit: batch)
+                for item in due { await drain(item) }
+                if due.count == batch { continue }
+            } catch {
+                logger.warning("draining retries failed", metadata: ["kind": "\(kind)", "error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.pollEvery) }
+        }
+    }
+
+    private func drain(_ item: RetryItem) async {
+        do {
+            try await attempt(item)
+            try await table.succeeded(item.id)
+            logger.info("retry succeeded", metadata: ["kind": "\(kind)", "id": "\(item.id)"])
+        } catch {
+            guard let exhausted = try? await table.failed(item, error: "\(error)") else { return }
+            logger.warning(
+                "retry failed", metadata: ["kind": "\(kind)", "id": "\(item.id)", "attempt": "\(item.attempts + 1)"])
+            if exhausted {
+                alerts?.raise(
+                    "retry-exhausted",
+                    "retry item \(item.id) of \(kind) is out of attempts (\(item.maxAttempts)): \(error)",
+                    details: ["kind": kind, "task": item.taskID.map(String.init) ?? ""])
+            }
+        }
+    }
+}

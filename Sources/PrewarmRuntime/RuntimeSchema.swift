@@ -1,0 +1,67 @@
+/// The runtime's own tables: durable tasks and the retry table beside them. Versions 1-99
+/// are the runtime's; products number theirs from 100.
+public enum RuntimeSchema {
+    public static let tasksTable = "prewarm_tasks"
+    public static let retryTable = "prewarm_retry"
+
+    public static let migrations: [Migration] = [
+        Migration(
+            version: 1, name: "runtime: durable tasks",
+            statements: [
+                """
+                CREATE TABLE prewarm_tasks (
+                    id bigserial PRIMARY KEY,
+                    kind text NOT NULL,
+                    key text NOT NULL,
+                    state text NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+                    payload jsonb NOT NULL DEFAULT '{}',
+                    cursor text,
+                    done bigint NOT NULL DEFAULT 0,
+                    total bigint,
+                    rate double precision,
+                    deadline timestamptz,
+                    due_at timestamptz NOT NULL DEFAULT now(),
+                    attempts integer NOT NULL DEFAULT 0,
+                    max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts > 0),
+                    last_error text,
+                    owner text,
+                    heartbeat_at timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    started_at timestamptz,
+                    finished_at timestamptz,
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (kind, key))
+                """,
+                // Claims: earliest deadline first among the due.
+                "CREATE INDEX prewarm_tasks_queued ON prewarm_tasks (kind, deadline, id) WHERE state = 'queued'",
+                // Rescue: running tasks by heartbeat age.
+                "CREATE INDEX prewarm_tasks_running ON prewarm_tasks (heartbeat_at) WHERE state = 'running'",
+                // The pruner: finished tasks by age.
+                """
+                CREATE INDEX prewarm_tasks_finished ON prewarm_tasks (state, finished_at)
+                    WHERE state IN ('succeeded', 'failed', 'cancelled')
+                """,
+            ]),
+        Migration(
+            version: 2, name: "runtime: retry table",
+            statements: [
+                """
+                CREATE TABLE prewarm_retry (
+                    id bigserial PRIMARY KEY,
+                    kind text NOT NULL,
+                    task_id bigint REFERENCES prewarm_tasks (id) ON DELETE CASCADE,
+                    item jsonb NOT NULL,
+                    state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'exhausted')),
+                    attempts integer NOT NULL DEFAULT 0,
+                    max_attempts integer NOT NULL CHECK (max_attempts > 0),
+                    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+                    last_error text,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now())
+                """,
+                "CREATE INDEX prewarm_retry_due ON prewarm_retry (kind, next_attempt_at) WHERE state = 'pending'",
+                "CREATE INDEX prewarm_retry_task ON prewarm_retry (task_id)",
+            ]),
+    ]
+}

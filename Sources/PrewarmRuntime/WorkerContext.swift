@@ -1,0 +1,122 @@
+import CoreMetrics
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import PrewarmConfiguration
+import Redis
+import Synchronization
+
+/// What the runtime hands a worker: everything long-lived, opened at start-up and closed
+/// once on shutdown by the runtime (never by the product).
+public final class WorkerContext: Sendable {
+    public let name: String
+    public let settings: WorkerSettings
+    public let logger: Logger
+    public let metricsFactory: any MetricsFactory
+    /// N connections, each on its own I/O thread.
+    public let redis: RedisPool
+    /// The one Kafka producer (idempotent, acks=all): batches, pushes and dead letters.
+    public let producer: KafkaProducer
+    /// Downstream HTTP calls, with time-outs and transient/permanent failures.
+    public let http: DownstreamClient
+    public let alerts: Alerts
+    public let flags: RedisFlags
+    public let jobRuns: JobRuns
+    /// Marks calls in progress that `/healthz` watches.
+    public let liveness: Liveness
+    public let leaseMetrics: LeaseMetrics
+    /// `worker@host:pid`: names this pod in leases, tasks and job runs.
+    public let owner: String
+    private let postgresPool: PostgresPool?
+    private let closed = Atomic<Bool>(false)
+
+    /// The resolved settings, for the worker's own.
+    public var environment: EnvironmentReader { settings.environment }
+
+    /// The PostgreSQL pool; only for workers that declare `usesPostgres`.
+    public var postgres: PostgresPool {
+        guard let postgresPool else { preconditionFailure("\(name) uses PostgreSQL but does not declare usesPostgres") }
+        return postgresPool
+    }
+
+    /// The durable task table (workers that use PostgreSQL).
+    public var tasks: TaskQueue { TaskQueue(pool: postgres, settings: settings.tasks) }
+    /// The retry table (workers that use PostgreSQL).
+    public var retries: RetryTable { RetryTable(pool: postgres) }
+
+    private init(
+        settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory, redis: RedisPool,
+        postgres: PostgresPool?, producer: KafkaProducer, http: DownstreamClient
+    ) {
+        self.name = settings.worker
+        self.settings = settings
+        self.logger = logger
+        self.metricsFactory = metricsFactory
+        self.redis = redis
+        self.postgresPool = postgres
+        self.producer = producer
+        self.http = http
+        self.owner =
+            "\(settings.worker)@\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+        self.alerts = Alerts(
+            worker: settings.worker, logger: logger, metricsFactory: metricsFactory, redis: redis,
+            webhook: settings.alertWebhook, client: http)
+        self.flags = RedisFlags(redis: redis)
+        self.jobRuns = JobRuns(redis: redis, settings: settings.jobs, owner: owner, logger: logger, alerts: alerts)
+        self.liveness = Liveness()
+        self.leaseMetrics = LeaseMetrics(factory: metricsFactory)
+    }
+
+    /// Opens the stores and clients, failing loudly (and closing what opened) if one cannot
+    /// be reached.
+    static func open(_ settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory) async throws
+        -> WorkerContext
+    {
+        let redis = try await RedisPool.connect(settings.redis, size: settings.redisPoolSize, logger: logger)
+        var postgres: PostgresPool?
+        do {
+            if let configuration = settings.postgres {
+                let pool = PostgresPool(configuration, maximum: settings.postgresPoolSize, logger: logger)
+                postgres = pool
+                try await pool.withConnection { _ = try await $0.query("SELECT 1") }
+            }
+            let producer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(
+                    bootstrapServers: settings.kafkaBootstrapServers, properties: settings.producerProperties),
+                logger: logger)
+            let http = DownstreamClient(
+                connectTimeout: settings.http.connectTimeout, callTimeout: settings.http.callTimeout,
+                maxConnectionsPerHost: settings.http.maxConnections)
+            return WorkerContext(
+                settings: settings, logger: logger, metricsFactory: metricsFactory, redis: redis, postgres: postgres,
+                producer: producer, http: http)
+        } catch {
+            await postgres?.close()
+            await redis.close()
+            throw error
+        }
+    }
+
+    /// Takes `key` if free and runs `body` under it (see `RedisLease.holding`): renewed while
+    /// it runs, cancelled the moment it is lost. Returns nil without running `body` if
+    /// another holder has the key.
+    public func withLease<T: Sendable>(
+        _ key: String, ttl: Duration, _ body: @escaping @Sendable (RedisLease) async throws -> T
+    ) async throws -> T? {
+        guard let lease = try await RedisLease.acquire(key, ttl: ttl, on: redis, owner: owner) else { return nil }
+        return try await lease.holding(logger: logger, metrics: leaseMetrics) { try await body(lease) }
+    }
+
+    /// Closes everything once, dependencies last: the producer is flushed first (dead
+    /// letters and batches in flight get their delivery reports), then alerts are delivered,
+    /// then the HTTP client, Redis and PostgreSQL are closed.
+    func close() async {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        await producer.close()
+        await alerts.close()
+        await http.shutdown()
+        await redis.close()
+        await postgresPool?.close()
+    }
+}

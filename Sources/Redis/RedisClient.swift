@@ -1,0 +1,59 @@
+/// What callers of Redis need, whether one connection or a pool of them serves it: domain
+/// code takes `any RedisClient` and never cares which.
+public protocol RedisClient: Sendable {
+    var configuration: RedisConfiguration { get }
+
+    /// Writes every command before reading any reply: one round trip per chunk instead of
+    /// one per command. Error replies come back in place, as Redis sends them.
+    func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply]
+
+    /// Runs a Lua script by its SHA, loading it on first use and again after the server
+    /// lost it (`NOSCRIPT`). An error reply is thrown.
+    func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply
+
+    /// Closes every connection and ends their threads. Later calls throw.
+    func close() async
+}
+
+extension RedisClient {
+    /// Sends one command; an error reply is thrown as `RedisError` with code `.server`.
+    @discardableResult
+    public func send(_ command: RedisCommand) async throws -> RedisReply {
+        let reply = try await pipeline([command])[0]
+        if case .error(let message) = reply {
+            throw RedisError(.server, operation: command.name, message: message)
+        }
+        return reply
+    }
+
+    @discardableResult
+    public func send(_ name: String, _ arguments: any RedisArgument...) async throws -> RedisReply {
+        try await send(RedisCommand(name, arguments: arguments))
+    }
+
+    /// Values of `keys` in order, `nil` where a key is missing. Large key lists are sent as
+    /// several MGETs in one pipeline.
+    public func mget(_ keys: [String], chunkSize: Int = 500) async throws -> [[UInt8]?] {
+        if keys.isEmpty { return [] }
+        let commands = stride(from: 0, to: keys.count, by: chunkSize).map { start in
+            RedisCommand("MGET", arguments: Array(keys[start..<min(start + chunkSize, keys.count)]))
+        }
+        var values: [[UInt8]?] = []
+        values.reserveCapacity(keys.count)
+        for reply in try await pipeline(commands) {
+            guard case .array(let elements) = reply else {
+                throw RedisError(.server, operation: "MGET", message: reply.string ?? "unexpected reply \(reply)")
+            }
+            values.append(contentsOf: elements.map(\.bytes))
+        }
+        return values
+    }
+
+    /// `run(_:keys:arguments:)` with arguments of any kind.
+    @discardableResult
+    public func run(
+        _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
+    ) async throws -> RedisReply {
+        try await run(script, keys: RedisArguments(keys), arguments: RedisArguments(arguments))
+    }
+}
