@@ -27,9 +27,10 @@ struct Prewarmctl: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "prewarmctl",
-        abstract: "Operate prewarm: topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
+        abstract:
+            "Operate prewarm: fleet status, topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
         subcommands: [
-            MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self,
+            StatusCommand.self, MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,
             FaultCommand.self, DemoCommand.self, VersionCommand.self,
