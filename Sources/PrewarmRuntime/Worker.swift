@@ -56,14 +56,15 @@ public enum Worker {
     /// services and the scheduler, then the admin server; the context is closed after.
     public static func run<Definition: WorkerDefinition>(
         _ definition: Definition.Type, settings: WorkerSettings,
-        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), stop: WorkerStop? = nil,
         onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let logger = Logger(label: "prewarm.\(definition.name)")
         let context = try await WorkerContext.open(
             settings, logger: logger, metricsFactory: PrometheusMetricsFactory(registry: registry))
         do {
-            try await serve(definition, context: context, registry: registry, onAdminListening: onAdminListening)
+            try await serve(
+                definition, context: context, registry: registry, stop: stop, onAdminListening: onAdminListening)
         } catch {
             await context.close()
             throw error
@@ -74,7 +75,7 @@ public enum Worker {
 
     private static func serve<Definition: WorkerDefinition>(
         _ definition: Definition.Type, context: WorkerContext, registry: PrometheusCollectorRegistry,
-        onAdminListening: @escaping @Sendable (Int) async -> Void
+        stop: WorkerStop?, onAdminListening: @escaping @Sendable (Int) async -> Void
     ) async throws {
         let settings = context.settings
         if definition.usesPostgres {
@@ -130,7 +131,9 @@ public enum Worker {
                 "kafka": "\(settings.kafkaBootstrapServers)", "redis": "\(settings.redis)",
                 "jobs": "\(jobs.map(\.name))", "services": "\(worker.services.count)",
             ])
-        try await ServiceGroup(configuration: configuration).run()
+        let group = ServiceGroup(configuration: configuration)
+        await stop?.attach(group)
+        try await group.run()
     }
 
     /// `--help`: what the worker is and every setting it reads, from their declarations.
@@ -164,5 +167,23 @@ public enum Worker {
             "runtime settings:",
             RuntimeSettings.declared(consumes: definition.consumerGroup != nil, usesPostgres: definition.usesPostgres))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// Shuts a worker run in process down gracefully, as SIGTERM does (for embedding and tests).
+public actor WorkerStop {
+    private var group: ServiceGroup?
+    private var requested = false
+
+    public init() {}
+
+    func attach(_ group: ServiceGroup) async {
+        self.group = group
+        if requested { await group.triggerGracefulShutdown() }
+    }
+
+    public func stop() async {
+        requested = true
+        await group?.triggerGracefulShutdown()
     }
 }
