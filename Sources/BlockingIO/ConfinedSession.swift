@@ -33,9 +33,10 @@ public final class ConfinedSession<Session: BlockingSession>: Sendable {
         try await thread.run { [session] in try body(session) }
     }
 
-    /// Disconnects and ends the thread; later calls throw `IOThreadStopped`.
+    /// Disconnects and ends the thread (waiting until it has); later calls throw
+    /// `IOThreadStopped`.
     public func close() async {
         _ = try? await thread.run { [session] in session.disconnect() }
-        thread.shutdown()
+        await thread.stop()
     }
 }

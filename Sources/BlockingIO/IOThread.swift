@@ -16,6 +16,7 @@ public final class IOThread: @unchecked Sendable {
     private var queue: [(@Sendable () -> Void)?] = []
     private var head = 0
     private var state = State.running
+    private var stoppedWaiters: [CheckedContinuation<Void, Never>] = []
     private let name: String
 
     private enum State {
@@ -27,7 +28,10 @@ public final class IOThread: @unchecked Sendable {
     public init(name: String) {
         self.name = name
         // The thread holds `self` until `shutdown()` ends it: owners must call it.
-        let thread = Thread { self.loop() }
+        let thread = Thread {
+            ThreadName.set(name)
+            self.loop()
+        }
         thread.name = name
         thread.stackSize = 1 << 20
         thread.start()
@@ -54,6 +58,22 @@ public final class IOThread: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// `shutdown()`, then waits until the thread has ended.
+    public func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if state == .running { state = .draining }
+            if state == .stopped {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            stoppedWaiters.append(continuation)
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
     private func enqueue(_ job: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -69,8 +89,11 @@ public final class IOThread: @unchecked Sendable {
             while head == queue.count && state == .running { condition.wait() }
             if head == queue.count {
                 state = .stopped
+                let waiters = stoppedWaiters
+                stoppedWaiters = []
                 condition.broadcast()
                 condition.unlock()
+                for waiter in waiters { waiter.resume() }
                 return
             }
             let job = queue[head]!

@@ -219,7 +219,7 @@ public final class KafkaConsumer: Sendable {
                 }
                 handle.destroy()
             } as Void
-        thread.shutdown()
+        await thread.stop()
     }
 }
 

@@ -1,3 +1,4 @@
+import BlockingIO
 import CRdKafka
 import Foundation
 import Logging
@@ -150,6 +151,7 @@ final class PollLoop: Sendable {
     init(name: String, _ body: @escaping @Sendable () -> Void, wake: @escaping @Sendable () -> Void) {
         self.wake = wake
         let thread = Thread { [self] in
+            ThreadName.set(name)
             while running.load(ordering: .acquiring) { body() }
             stopped.signal()
         }
@@ -267,7 +269,10 @@ func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -
 enum KafkaBlocking {
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            let thread = Thread {
+                ThreadName.set("kafka-blocking")
+                continuation.resume(with: Result { try body() })
+            }
             thread.name = "kafka-blocking"
             thread.start()
         }

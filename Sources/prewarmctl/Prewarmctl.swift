@@ -30,7 +30,8 @@ struct Prewarmctl: AsyncParsableCommand {
         abstract:
             "Operate prewarm: fleet status, topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
         subcommands: [
-            StatusCommand.self, MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self, OffsetsCommand.self,
+            StatusCommand.self, MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self,
+            OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,
             FaultCommand.self, DemoCommand.self, VersionCommand.self,

@@ -41,7 +41,8 @@ struct StatusCommand: AsyncParsableCommand {
         var postgres: PostgresConnection?
         do {
             if reader.string(CommonSettings.postgresURL.variable) != nil {
-                postgres = try await PostgresConnection.connect(try reader.postgres(applicationName: "prewarmctl-status"))
+                postgres = try await PostgresConnection.connect(
+                    try reader.postgres(applicationName: "prewarmctl-status"))
             }
             let zone = try reader.timeZone()
             repeat {

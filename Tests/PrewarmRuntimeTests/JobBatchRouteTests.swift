@@ -49,12 +49,17 @@ struct JobBatchRouteTests: LoopTesting {
         let group = TestEnvironment.uniqueName("group")
         let consumers = try (0..<2).map { _ in
             ConsumeLoop(
-                configuration: ConsumeLoopConfiguration(groupID: group, maxBatchMessages: 7, maxBatchWait: .milliseconds(50)),
+                configuration: ConsumeLoopConfiguration(
+                    groupID: group, maxBatchMessages: 7, maxBatchWait: .milliseconds(50)),
                 consumer: try KafkaConsumer(
                     configuration: KafkaConsumerConfiguration(
                         groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
                 deadLetterProducer: producer,
-                routes: [TopicRoute(batchesOfTopic: topic, runs: runs, concurrency: 3, handler: IdCounter(redis: redis, prefix: prefix))],
+                routes: [
+                    TopicRoute(
+                        batchesOfTopic: topic, runs: runs, concurrency: 3,
+                        handler: IdCounter(redis: redis, prefix: prefix))
+                ],
                 logger: Logger(label: "test"))
         }
         let services = ServiceGroup(

@@ -17,8 +17,9 @@ struct JobRunsTests {
     }
 
     private func start(_ runs: JobRuns, _ job: String, force: Bool = false) async throws -> JobRunLease {
-        guard case .started(let lease) = try await runs.claim(
-            job: job, period: "20261121", due: Date(), force: force, deadline: nil)
+        guard
+            case .started(let lease) = try await runs.claim(
+                job: job, period: "20261121", due: Date(), force: force, deadline: nil)
         else { throw UsageError("the run did not start") }
         return lease
     }
@@ -32,7 +33,9 @@ struct JobRunsTests {
         let runs = try await runs()
         let job = TestEnvironment.uniqueName("job")
         let lease = try await start(runs, job)
-        #expect(try await runs.recordBatch(batch(job, 0), itemsDone: 3, itemsFailed: 0, failed: false) == .recorded(finished: nil))
+        #expect(
+            try await runs.recordBatch(batch(job, 0), itemsDone: 3, itemsFailed: 0, failed: false)
+                == .recorded(finished: nil))
         #expect(try await runs.recordBatch(batch(job, 0), itemsDone: 3, itemsFailed: 0, failed: false) == .duplicate)
         #expect(try await runs.isRecorded(batch(job, 0)))
         #expect(try await lease.finishFanOut(batches: 4, items: 12) == nil, "three batches still out")
@@ -65,8 +68,9 @@ struct JobRunsTests {
             try await runs.recordBatch(batch(job, 1), itemsDone: 0, itemsFailed: 3, failed: true)
                 == .recorded(finished: "failed"))
         #expect(try await runs.redis.send("EXISTS", JobRuns.doneKey(job: job, period: "20261121")) == .integer(0))
-        guard case .exists("failed") = try await runs.claim(
-            job: job, period: "20261121", due: Date(), force: false, deadline: nil)
+        guard
+            case .exists("failed") = try await runs.claim(
+                job: job, period: "20261121", due: Date(), force: false, deadline: nil)
         else {
             Issue.record("an unforced claim of a finished period ran again")
             return
@@ -87,8 +91,9 @@ struct JobRunsTests {
         let job = TestEnvironment.uniqueName("job")
         let stalled = try await start(short, job)
         try await Task.sleep(for: .milliseconds(1200))  // the lease expires
-        guard case .resumed(_, let progress) = try await runs.claim(
-            job: job, period: "20261121", due: Date(), force: false, deadline: nil)
+        guard
+            case .resumed(_, let progress) = try await runs.claim(
+                job: job, period: "20261121", due: Date(), force: false, deadline: nil)
         else {
             Issue.record("the expired run was not taken over")
             return

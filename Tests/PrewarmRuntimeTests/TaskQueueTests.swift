@@ -60,7 +60,8 @@ struct TaskQueueTests {
         let tasks = try await queue.claim(kind: "ka", owner: "pod-a", limit: 2)
         let dead = try #require(tasks.first { $0.key == "dead" })
         let alive = try #require(tasks.first { $0.key == "alive" })
-        #expect(try await queue.checkpoint(id: dead.id, owner: "pod-a", cursor: "500", done: 500, total: 2000, rate: 100))
+        #expect(
+            try await queue.checkpoint(id: dead.id, owner: "pod-a", cursor: "500", done: 500, total: 2000, rate: 100))
         // The live one beats for three times the stale bound: a long task, never rescued.
         let deadline = ContinuousClock.now + .seconds(6)
         var rescued: [TaskRecord] = []
@@ -97,7 +98,8 @@ struct TaskQueueTests {
             try await queue.fail(id: second.id, owner: "a", error: "still down", retryable: true, retryIn: .zero)
                 == "failed")
         // A failed task of the key is queued again from the start by a new enqueue.
-        guard case .requeued(let requeued) = try await queue.enqueue(kind: "ka", key: "flaky", payload: Payload(shop: 2))
+        guard
+            case .requeued(let requeued) = try await queue.enqueue(kind: "ka", key: "flaky", payload: Payload(shop: 2))
         else {
             Issue.record("a failed task was not queued again")
             return

@@ -25,7 +25,9 @@ struct TestkitWorker: WorkerDefinition {
         ProcessInfo.processInfo.environment["PREWARM_TESTKIT_MODE"] == "idle"
             ? nil : ProcessInfo.processInfo.environment["PREWARM_TESTKIT_GROUP"]
     }
-    static var usesPostgres: Bool { ProcessInfo.processInfo.environment["PREWARM_TESTKIT_MODE"] == "tasks" }
+    static var usesPostgres: Bool {
+        ["tasks", "consume"].contains(ProcessInfo.processInfo.environment["PREWARM_TESTKIT_MODE"] ?? "consume")
+    }
 
     static let mode = Setting.text(
         "PREWARM_TESTKIT_MODE", default: "consume", "what the worker does",

@@ -11,4 +11,8 @@ int prewarm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 /// import). Returns 1 on success, 0 on failure.
 int prewarm_set_malloc_arena_max(int arenas);
 
+/// Names the calling thread for the kernel (pthread_setname_np, which needs _GNU_SOURCE);
+/// the name is cut to 15 bytes. Returns 0 on success.
+int prewarm_set_thread_name(const char *name);
+
 #endif
