@@ -21,9 +21,10 @@ enum JobRunScripts {
         end
         """
 
-    /// KEYS: lease, progress, done, index. ARGV: token, lease ms, now ms, force, owner,
+    /// KEYS: lease, progress, done, index, active. ARGV: token, lease ms, now ms, force, owner,
     /// retention ms, index member, deadline ms or '', job, period, skip, due ms.
-    /// Returns {outcome, state}: start (state = attempt), resume, held, exists, skipped.
+    /// Returns {outcome, detail}: start (the attempt), resume (the previous owner), held
+    /// (the state), exists (the state), skipped.
     static let claim = RedisScript(
         name: "job-run-claim",
         source: """
@@ -33,9 +34,11 @@ enum JobRunScripts {
             local state = redis.call('HGET', KEYS[2], 'state')
             if state and ARGV[4] ~= '1' then
               if state == 'running' then
+                local previous = redis.call('HGET', KEYS[2], 'owner') or ''
                 redis.call('HSET', KEYS[2], 'owner', ARGV[5])
                 redis.call('HINCRBY', KEYS[2], 'takeovers', 1)
-                return {'resume', state}
+                redis.call('SADD', KEYS[5], ARGV[7])
+                return {'resume', previous}
               end
               redis.call('DEL', KEYS[1])
               return {'exists', state}
@@ -58,6 +61,7 @@ enum JobRunScripts {
               'takeovers', 0, 'due_at', ARGV[12])
             if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'deadline_at', ARGV[8]) end
             redis.call('PEXPIRE', KEYS[2], ARGV[6])
+            redis.call('SADD', KEYS[5], ARGV[7])
             return {'start', tostring(attempt)}
             """)
 
@@ -73,7 +77,8 @@ enum JobRunScripts {
             """)
 
     /// The fan-out is done: the run now waits for its batches (or completes at once).
-    /// KEYS: lease, progress, done. ARGV: token, now ms, retention ms, batches, items.
+    /// KEYS: lease, progress, done, active. ARGV: token, now ms, retention ms, batches, items,
+    /// active member.
     /// Returns {'lost'} or {'fanned-out', final state or ''}.
     static let finishFanOut = RedisScript(
         name: "job-run-finish-fan-out",
@@ -83,11 +88,13 @@ enum JobRunScripts {
             redis.call('HSET', KEYS[2], 'state', 'fanned-out', 'batches_total', ARGV[4], 'items_total', ARGV[5],
               'fanout_finished_at', ARGV[2])
             redis.call('DEL', KEYS[1])
+            redis.call('SREM', KEYS[4], ARGV[6])
             return {'fanned-out', complete(KEYS[2], KEYS[3], ARGV[2], ARGV[3])}
             """)
 
     /// A run that works in place (no batches) ends, or a fan-out fails.
-    /// KEYS: lease, progress, done. ARGV: token, now ms, retention ms, state, error.
+    /// KEYS: lease, progress, done, active. ARGV: token, now ms, retention ms, state, error,
+    /// active member.
     static let finish = RedisScript(
         name: "job-run-finish",
         source: """
@@ -98,6 +105,7 @@ enum JobRunScripts {
             if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[5]) end
             if ARGV[4] == 'succeeded' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3]) end
             redis.call('DEL', KEYS[1])
+            redis.call('SREM', KEYS[4], ARGV[6])
             return 1
             """)
 

@@ -99,6 +99,9 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
 /// - `prewarm:runs`: every run of the retention window by start time, for status.
 public final class JobRuns: Sendable {
     public static let indexKey = "prewarm:runs"
+    /// Runs whose fan-out (or in-place body) is under way: what a pod looks at for runs to
+    /// take over, whatever their period.
+    public static let activeKey = "prewarm:runs:active"
 
     public let redis: any RedisClient
     public let settings: JobRunSettings
@@ -125,7 +128,7 @@ public final class JobRuns: Sendable {
         /// This pod starts the run (a fresh period, or a forced re-run).
         case started(JobRunLease)
         /// This pod takes over a run whose winner stopped renewing; go on from its progress.
-        case resumed(JobRunLease, JobRunProgress)
+        case resumed(JobRunLease, JobRunProgress, previousOwner: String)
         /// Another pod holds the run now.
         case held(state: String)
         /// The period has run (or is waiting for its batches): nothing to do unless forced.
@@ -145,7 +148,7 @@ public final class JobRuns: Sendable {
             JobRunScripts.claim,
             keys: [
                 Self.leaseKey(job: job, period: period), Self.progressKey(job: job, period: period),
-                Self.doneKey(job: job, period: period), Self.indexKey,
+                Self.doneKey(job: job, period: period), Self.indexKey, Self.activeKey,
             ],
             arguments: [
                 token, settings.lease.milliseconds, Self.nowMilliseconds, force ? "1" : "0", owner,
@@ -171,11 +174,24 @@ public final class JobRuns: Sendable {
             guard let progress = try await progress(job: job, period: period) else {
                 throw RedisError(.server, operation: "job-run claim", message: "progress of \(job) \(period) vanished")
             }
-            return .resumed(lease(attempt: progress.attempt), progress)
+            return .resumed(lease(attempt: progress.attempt), progress, previousOwner: parts[1])
         case "held": return .held(state: parts[1])
         case "exists": return .exists(state: parts[1])
         default: return .skipped
         }
+    }
+
+    /// The runs under way (job, period), of any job.
+    public func active() async throws -> [(job: String, period: String)] {
+        (try await redis.send("SMEMBERS", Self.activeKey).array ?? []).compactMap { member in
+            guard let text = member.string, let split = text.lastIndex(of: ":") else { return nil }
+            return (String(text[..<split]), String(text[text.index(after: split)...]))
+        }
+    }
+
+    /// Forgets an active run whose record is gone (expired).
+    func forgetActive(job: String, period: String) async throws {
+        try await redis.send("SREM", Self.activeKey, "\(job):\(period)")
     }
 
     /// Where the run stands, or nil if the period never ran (or its record expired).
@@ -325,8 +341,11 @@ public final class JobRunLease: Sendable {
     func finishFanOut(batches: Int, items: Int) async throws -> String? {
         let reply = try await runs.redis.run(
             JobRunScripts.finishFanOut,
-            keys: keys + [JobRuns.doneKey(job: job, period: period)],
-            arguments: [lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, batches, items])
+            keys: keys + [JobRuns.doneKey(job: job, period: period), JobRuns.activeKey],
+            arguments: [
+                lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, batches, items,
+                "\(job):\(period)",
+            ])
         let parts = (reply.array ?? []).map { $0.string ?? "" }
         guard parts.first == "fanned-out" else {
             throw LeaseLost(key: lease.key, reason: "another pod took the run over")
@@ -338,10 +357,10 @@ public final class JobRunLease: Sendable {
     func finish(state: String, error: String = "") async throws {
         _ = try await runs.redis.run(
             JobRunScripts.finish,
-            keys: keys + [JobRuns.doneKey(job: job, period: period)],
+            keys: keys + [JobRuns.doneKey(job: job, period: period), JobRuns.activeKey],
             arguments: [
                 lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, state,
-                String(error.prefix(500)),
+                String(error.prefix(500)), "\(job):\(period)",
             ])
     }
 }

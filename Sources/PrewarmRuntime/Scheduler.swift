@@ -54,9 +54,9 @@ public enum TriggerOutcome: Sendable, Equatable {
 
 /// Fires jobs on their schedules and keeps their runs going. At a fire every pod races for
 /// the run's lease; the winner works it, renewing the lease and recording progress. Every
-/// `checkEvery`, each pod also looks at the latest periods: a run whose winner died (its
-/// lease expired, state still running) is taken over from its recorded progress; a latest
-/// period never run is caught up once per the job's policy; a run past its deadline alerts.
+/// `checkEvery`, each pod also takes over any run of its jobs whose winner died (its lease
+/// expired, state still running) from its recorded progress, catches up a latest period
+/// never run (once, per the job's policy), and alerts on a run past its deadline.
 /// A manual trigger takes the same path and runs in the background.
 public final class Scheduler: Service {
     public let jobs: [ScheduledJob]
@@ -187,14 +187,14 @@ public final class Scheduler: Service {
         case .started(let lease):
             let info = JobRunInfo(job: job.name, period: period, attempt: lease.attempt, forced: forced, due: due)
             work.continuation.yield(Started(job: job, lease: lease, info: info, progress: nil))
-        case .resumed(let lease, let progress):
+        case .resumed(let lease, let progress, let previousOwner):
             let info = JobRunInfo(
                 job: job.name, period: period, attempt: lease.attempt, forced: progress.forced,
                 due: progress.dueAt ?? due)
             logger.notice(
                 "taking over a job run whose winner stopped",
                 metadata: [
-                    "job": "\(job.name)", "period": "\(period)", "previous_owner": "\(progress.owner ?? "?")",
+                    "job": "\(job.name)", "period": "\(period)", "previous_owner": "\(previousOwner)",
                     "batches_produced": "\(progress.batchesProduced)",
                 ])
             work.continuation.yield(Started(job: job, lease: lease, info: info, progress: progress))
@@ -222,7 +222,7 @@ public final class Scheduler: Service {
         switch claim {
         case .started(let lease):
             return .accepted(JobRunInfo(job: name, period: period, attempt: lease.attempt, forced: force, due: due))
-        case .resumed(let lease, let progress):
+        case .resumed(let lease, let progress, _):
             return .accepted(
                 JobRunInfo(job: name, period: period, attempt: lease.attempt, forced: progress.forced, due: due))
         case .held: return .inProgress(period: period)
@@ -242,6 +242,11 @@ public final class Scheduler: Service {
             } catch {
                 return
             }
+            do {
+                try await takeOver()
+            } catch {
+                logger.warning("looking for runs to take over failed", metadata: ["error": "\(error)"])
+            }
             for job in jobs {
                 do {
                     try await check(job, now: Date())
@@ -253,7 +258,24 @@ public final class Scheduler: Service {
         }
     }
 
-    /// One look at the job's latest two periods.
+    /// Takes over the runs of this worker's jobs that are under way but whose lease expired
+    /// (their winner died), whatever their period: a scheduled fire's or a trigger's.
+    func takeOver() async throws {
+        for (name, period) in try await runs.active() {
+            guard let job = jobs.first(where: { $0.name == name }) else { continue }
+            guard let progress = try await runs.progress(job: name, period: period) else {
+                try await runs.forgetActive(job: name, period: period)
+                continue
+            }
+            guard progress.state == "running", !progress.leased else { continue }
+            let due = progress.dueAt ?? job.schedule.fire(inPeriod: period, in: timeZone) ?? Date()
+            start(
+                job, try await claim(job, period: period, due: due, force: false), period: period, due: due,
+                forced: false)
+        }
+    }
+
+    /// One look at the job's latest two periods: catch-up and deadlines.
     func check(_ job: ScheduledJob, now: Date) async throws {
         let latest = job.schedule.latestFire(notAfter: now, in: timeZone)
         let before = job.schedule.latestFire(notAfter: latest.addingTimeInterval(-1), in: timeZone)
@@ -262,11 +284,6 @@ public final class Scheduler: Service {
             guard let progress = try await runs.progress(job: job.name, period: period) else {
                 if fire == latest { try await catchUp(job, period: period, fire: fire, now: now) }
                 continue
-            }
-            if progress.state == "running" && !progress.leased {
-                start(
-                    job, try await claim(job, period: period, due: fire, force: false), period: period, due: fire,
-                    forced: false)
             }
             if !progress.isFinished, let deadline = progress.deadlineAt, deadline < now,
                 try await runs.claimLateAlert(job: job.name, period: period)

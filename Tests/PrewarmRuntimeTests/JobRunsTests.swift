@@ -92,13 +92,13 @@ struct JobRunsTests {
         let stalled = try await start(short, job)
         try await Task.sleep(for: .milliseconds(1200))  // the lease expires
         guard
-            case .resumed(_, let progress) = try await runs.claim(
+            case .resumed(_, let progress, let previous) = try await runs.claim(
                 job: job, period: "20261121", due: Date(), force: false, deadline: nil)
         else {
             Issue.record("the expired run was not taken over")
             return
         }
-        #expect(progress.state == "running")
+        #expect(progress.state == "running" && previous == "slow")
         await #expect(throws: LeaseLost.self) { try await stalled.record([("cursor", 99)]) }
         #expect(try await runs.progress(job: job, period: "20261121")?.cursor == "", "nothing written by the old owner")
     }

@@ -15,7 +15,7 @@ struct WorkerProcessTests: LoopTesting {
     private func worker(_ topic: String, _ group: String, _ prefix: String, delayMilliseconds: Int) throws -> (
         TestProcess, Int
     ) {
-        let port = Int.random(in: 40_000...49_999)
+        let port = try TestEnvironment.freePort()
         let process = try TestProcess.start(
             "prewarm-testkit", ["worker"],
             environment: [

@@ -22,7 +22,7 @@ struct TestkitWorker: WorkerDefinition {
     static let name = "testkit-worker"
     static let abstract = "a worker for process tests"
     static var consumerGroup: String? {
-        ProcessInfo.processInfo.environment["PREWARM_TESTKIT_MODE"] == "idle"
+        ["idle", "tasks"].contains(ProcessInfo.processInfo.environment["PREWARM_TESTKIT_MODE"] ?? "")
             ? nil : ProcessInfo.processInfo.environment["PREWARM_TESTKIT_GROUP"]
     }
     static var usesPostgres: Bool {

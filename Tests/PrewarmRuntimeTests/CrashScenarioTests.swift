@@ -1,0 +1,166 @@
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import Redis
+import TestSupport
+import Testing
+
+@testable import PrewarmRuntime
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Real worker processes (`prewarm-testkit worker`) killed with kill -9 in the middle of a
+/// job run's fan-out and of a durable task.
+@Suite("Crashes mid-run: kill -9 of a job-run winner and of a task runner", .closesResources)
+struct CrashScenarioTests {
+    private func worker(_ environment: [String: String]) throws -> (TestProcess, URL) {
+        let port = try TestEnvironment.freePort()
+        let process = try TestProcess.start(
+            "prewarm-testkit", ["worker"],
+            environment: environment.merging([
+                "PREWARM_ADMIN_PORT": String(port), "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_ADMIN_TOKEN": "t0ken",
+            ]) { $1 })
+        closeAfterTest { process.kill() }
+        return (process, URL(string: "http://127.0.0.1:\(port)")!)
+    }
+
+    /// A random day of 2020-2025, `yyyyMMdd`.
+    private func oldPeriod() -> String {
+        let day = Date(timeIntervalSince1970: Double.random(in: 1_577_836_800...1_735_603_200))
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: day)
+        return String(format: "%04d%02d%02d", parts.year!, parts.month!, parts.day!)
+    }
+
+    private func post(_ url: URL) async throws -> Int {
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.setValue("Bearer t0ken", forHTTPHeaderField: "Authorization")
+        let (_, response) = try await URLSession.shared.data(for: request)
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    @Test("the winner killed mid-fan-out: another pod finishes the run, every batch is worked, the run is done once")
+    func winnerKilled() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let topic = try TestEnvironment.createTopic(partitions: 2)
+        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let prefix = TestEnvironment.uniqueName("fan")
+        let environment = [
+            "PREWARM_TESTKIT_MODE": "fan-out", "PREWARM_TESTKIT_TOPIC": topic,
+            "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("group"), "PREWARM_TESTKIT_PREFIX": prefix,
+            "PREWARM_TESTKIT_ITEMS": "200", "PREWARM_TESTKIT_DELAY_MS": "300", "PREWARM_JOB_LEASE_S": "2",
+            "PREWARM_JOB_CHECK_S": "1",
+        ]
+        let (winner, winnerURL) = try worker(environment)
+        let (survivor, survivorURL) = try worker(environment)
+        try await eventually("both workers to be up") {
+            let first = try? await URLSession.shared.data(from: winnerURL.appendingPathComponent("healthz"))
+            let second = try? await URLSession.shared.data(from: survivorURL.appendingPathComponent("healthz"))
+            return first != nil && second != nil
+        }
+        // A period of its own: the job's name is the testkit's, shared by every run of this test.
+        let period = oldPeriod()
+        #expect(
+            try await post(
+                winnerURL.appendingPathComponent("jobs/testkit-fan/trigger").appending(queryItems: [
+                    .init(name: "period", value: period)
+                ])) == 202)
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "t"), alerts: nil)
+        try await eventually("the winner to produce a few batches") {
+            try await runs.progress(job: "testkit-fan", period: period)?.batchesProduced ?? 0 >= 5
+        }
+        winner.kill()
+        try await eventually(timeout: .seconds(90), "the survivor to finish the run") {
+            try await runs.progress(job: "testkit-fan", period: period)?.state == "succeeded"
+        }
+        let progress = try #require(try await runs.progress(job: "testkit-fan", period: period))
+        #expect(progress.takeovers == 1)
+        #expect(progress.batchesTotal == 20 && progress.batchesDone == 20 && progress.itemsDone == 200)
+        let counts = try await redis.send("HVALS", prefix).array?.compactMap(\.integer) ?? []
+        #expect(counts.count == 200, "every id worked")
+        #expect(counts.filter { $0 > 1 }.count <= 10, "at most the batch in flight at the crash twice")
+        #expect(
+            try await redis.send("EXISTS", JobRuns.doneKey(job: "testkit-fan", period: period)) == .integer(1))
+        survivor.signal(SIGTERM)
+        #expect(try await survivor.child.wait(timeout: .seconds(30)) == 0)
+    }
+
+    @Test(
+        "a task runner killed mid-task: another pod rescues it once its heartbeat stops and resumes it from its checkpoint"
+    )
+    func runnerKilled() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("steps")
+        let environment = [
+            "PREWARM_TESTKIT_MODE": "tasks", "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("group"),
+            "PREWARM_TESTKIT_TOPIC": try TestEnvironment.createTopic(partitions: 1), "PREWARM_TESTKIT_PREFIX": prefix,
+            "PREWARM_TESTKIT_ITEMS": "30", "PREWARM_TESTKIT_DELAY_MS": "200", "PREWARM_TASK_HEARTBEAT_S": "1",
+            "PREWARM_TASK_STALE_AFTER_S": "3",
+        ]
+        let postgres = try await PostgresConnection.connect(try TestEnvironment.postgres())
+        closeAfterTest { await postgres.close() }
+        let (first, _) = try worker(environment)
+        let key = TestEnvironment.uniqueName("task")
+        let queue = TaskQueue(pool: PostgresPool(postgres), settings: TaskSettings())
+        try await eventually("the runtime tables to exist") {
+            try await postgres.query("SELECT to_regclass('prewarm_tasks') IS NOT NULL").first?[0].bool == true
+        }
+        _ = try await queue.enqueue(kind: "testkit", key: key, payload: Payload(shop: 1))
+        try await eventually(timeout: .seconds(30), "the first runner to be part-way") {
+            try await queue.task(kind: "testkit", key: key)?.done ?? 0 >= 80
+        }
+        first.kill()
+        let (_, _) = try worker(environment)
+        try await eventually(timeout: .seconds(60), "the task to be rescued and finished") {
+            try await queue.task(kind: "testkit", key: key)?.state == "succeeded"
+        }
+        let task = try #require(try await queue.task(kind: "testkit", key: key))
+        #expect(task.attempts == 2 && task.done == 300)
+        let values = try await redis.send("HVALS", prefix).array?.compactMap(\.integer) ?? []
+        #expect(values.count == 30, "every step done")
+        #expect(values.filter { $0 > 1 }.count <= 1, "at most the step in flight at the crash twice")
+    }
+
+    @Test("prewarmctl status --json shows a run in progress with its progress")
+    func statusJSON() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let job = TestEnvironment.uniqueName("job")
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "pod-7", logger: Logger(label: "t"), alerts: nil)
+        guard
+            case .started(let lease) = try await runs.claim(
+                job: job, period: "20261201", due: Date(), force: false, deadline: Date().addingTimeInterval(3600))
+        else {
+            Issue.record("the run did not start")
+            return
+        }
+        try await lease.record([
+            ("items_expected", 1000), ("batches_expected", 5), ("batches_produced", 2), ("items_produced", 400),
+        ])
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("status"))
+            .path
+        let (status, stderr) = try await TestProcess.runTool(
+            "/bin/sh", ["-c", "\(TestProcess.root.path)/.build/debug/prewarmctl status --json > \(output)"])
+        #expect(status == 0, "\(stderr)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: output))
+        let fleet = try JSONDecoder.prewarm.decode(FleetStatus.self, from: data)
+        let run = try #require(fleet.runs.first { $0.job == job })
+        #expect(run.state == "running" && run.leased && run.owner == "pod-7")
+        #expect(run.batchesProduced == 2 && run.itemsExpected == 1000)
+        #expect(run.deadlineAt != nil)
+        let (textStatus, _) = try await TestProcess.runTool(
+            "/bin/sh", ["-c", "\(TestProcess.root.path)/.build/debug/prewarmctl status > \(output)"])
+        #expect(textStatus == 0)
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        #expect(text.contains(job) && text.contains("running"))
+    }
+}
