@@ -85,33 +85,6 @@ struct KafkaGroupTests {
         #expect(resumed.count == 500, "nothing before the committed offsets is read again")
     }
 
-    @Test("keys, headers and values arrive as sent, at the offsets the delivery reports gave")
-    func headersAndReports() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
-        let sent = KafkaProducerMessage(
-            topic: topic, key: Array("42".utf8), value: [0, 1, 2, 255],
-            headers: [KafkaHeader("prewarm-error-class", "DecodingError"), KafkaHeader("empty", nil)])
-        let report = try await producer.send(sent)
-        await producer.close()
-
-        let consumer = try consumer(TestEnvironment.uniqueName("group"))
-        try await consumer.subscribe([topic])
-        var received: KafkaMessage?
-        try await eventually("the message to arrive") {
-            received = try await consumer.poll(maxMessages: 10, timeoutMilliseconds: 200).messages.first
-            return received != nil
-        }
-        await consumer.close()
-        let message = try #require(received)
-        #expect(message.key == sent.key)
-        #expect(message.value == sent.value)
-        #expect(message.headers == sent.headers)
-        #expect(message.partition == report.partition && message.offset == report.offset)
-        #expect(message.timestampMilliseconds != nil)
-    }
-
     @Test("a paused partition delivers nothing until resumed; the others go on")
     func pauseAndResume() async throws {
         let topic = try TestEnvironment.createTopic(partitions: 2)
@@ -200,27 +173,6 @@ struct KafkaGroupTests {
         #expect(secret?.description.contains("hunter2") == false)
     }
 
-    @Test("a closed producer refuses to send instead of touching freed memory")
-    func sendAfterClose() async throws {
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: "127.0.0.1:1"))
-        await producer.close()
-        await producer.close()  // twice is harmless
-        let error = await #expect(throws: KafkaError.self) {
-            try await producer.send(KafkaProducerMessage(topic: "t", key: nil, value: "v"))
-        }
-        #expect(error?.name == "_DESTROY")
-    }
-
-    @Test("PREWARM_KAFKA_* variables become librdkafka properties")
-    func propertiesFromEnvironment() {
-        let properties = KafkaProperties.fromEnvironment([
-            "PREWARM_KAFKA_SASL_MECHANISM": "PLAIN", "PREWARM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "PREWARM_KAFKA_SASL_PASSWORD": "pw", "PREWARM_REDIS_HOST": "r",
-        ])
-        #expect(
-            properties.values == ["sasl.mechanism": "PLAIN", "security.protocol": "SASL_SSL", "sasl.password": "pw"])
-        #expect(properties.redacted["sasl.password"] == "***")
-    }
 }
 
 extension KafkaConsumer: Hashable {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
@@ -52,17 +53,22 @@ struct ConsumeLoopTests: LoopTesting {
         #expect(undecodable.header(DeadLetter.Header.errorClass)?.stringValue == "DecodingError")
     }
 
-    @Test("Redis stopped for 10 s under load: partitions pause and resume, nothing is lost or dead-lettered")
+    @Test("Redis stopped for 10 s: partitions pause and resume, nothing lost or dead-lettered, one alert")
     func redisOutage() async throws {
         let server = try PrivateRedisServer()
         try await server.start()
         let redis = try await RedisConnection.connect(server.configuration)
         closeAfterTest { await redis.close() }
+        let shared = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await shared.close() }
         let topic = try TestEnvironment.createTopic(partitions: 3)
         let prefix = "outage"
+        let group = TestEnvironment.uniqueName("group")
+        let alerts = Alerts(
+            worker: "test", logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance, redis: shared)
         let consumeLoop = try loop(
-            topic: topic, group: TestEnvironment.uniqueName("group"), handler: RedisWriter(redis: redis, prefix: prefix)
-        )
+            topic: topic, group: group, handler: RedisWriter(redis: redis, prefix: prefix), alerts: alerts
+        ) { $0.alertAfter = .seconds(3) }
         let (services, task) = running(consumeLoop)
 
         try await produce(topic, (0..<300).map { "{\"id\": \($0)}" })
@@ -78,6 +84,10 @@ struct ConsumeLoopTests: LoopTesting {
         let duringOutage = consumeLoop.statistics.snapshot
         #expect(duringOutage.deadLettered == 0, "an outage is never dead-lettered")
         #expect(duringOutage.transientFailures >= 2, "retried with backoff while Redis was down")
+        let outageAlerts = try await Alerts.recent(shared, count: 100).filter {
+            $0.kind == "outage" && $0.details["group"] == group
+        }
+        #expect(outageAlerts.count == 1, "one alert for the outage, not one per retry")
         try await server.start()
         try await eventually(timeout: .seconds(60), "the 300 messages of the outage stored after Redis came back") {
             try await stored(redis, prefix, ids: 300..<600) == 300

@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import TestSupport
+import Testing
+
+@testable import PrewarmRuntime
+
+@Suite("The runtime's HTTP client against a real server", .closesResources)
+struct DownstreamClientTests {
+    @Test("2xx answers; 5xx, 429 and time-outs are transient; other 4xx permanent; a closed port transient")
+    func classification() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("ok") { _, _ in "{\"fine\":true}" }
+            router.post("echo") { request, _ in
+                String(buffer: try await request.body.collect(upTo: 1 << 16))
+            }
+            router.get("broken") { _, _ -> Response in Response(status: .internalServerError) }
+            router.get("busy") { _, _ -> Response in Response(status: .tooManyRequests) }
+            router.get("missing") { _, _ -> Response in Response(status: .notFound) }
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: .seconds(2))
+                return "late"
+            }
+        }
+        let client = DownstreamClient(
+            connectTimeout: .milliseconds(500), callTimeout: .milliseconds(300), maxConnectionsPerHost: 4)
+        closeAfterTest { await client.shutdown() }
+        func url(_ path: String) -> URL { URL(string: server.base + path)! }
+
+        struct Fine: Decodable { let fine: Bool }
+        #expect(try await client.get(url("/ok"), service: "test").decode(Fine.self).fine)
+        let echoed = try await client.post(url("/echo"), json: Array("{\"a\":1}".utf8), service: "test")
+        #expect(String(decoding: echoed.body, as: UTF8.self) == "{\"a\":1}")
+
+        for (path, kind, failure) in [
+            ("/broken", DownstreamError.Kind.status(500), FailureKind.transient),
+            ("/busy", .status(429), .transient),
+            ("/missing", .status(404), .permanent),
+            ("/slow", .timeout, .transient),
+        ] {
+            let error = await #expect(throws: DownstreamError.self) {
+                try await client.get(url(path), service: "abtest")
+            }
+            #expect(error?.kind == kind, "\(path)")
+            #expect(error.map { Failure.kind(of: $0) } == failure, "\(path)")
+            #expect(error?.description.hasPrefix("abtest") == true)
+        }
+        let closed = try TestEnvironment.freePort()
+        let refused = await #expect(throws: DownstreamError.self) {
+            try await client.get(URL(string: "http://127.0.0.1:\(closed)/x")!, service: "gone")
+        }
+        #expect(refused.map { Failure.kind(of: $0) } == .transient)
+    }
+}
