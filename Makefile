@@ -17,7 +17,7 @@ lint: deps ## formatting (swift format --strict) and the compose.yaml check
 
 test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev broker
 	$(SWIFT) build --build-tests
-	$(WITH_SERVICES) $(SWIFT) test --skip-build
+	$(WITH_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build
 
 demo: build ## start the services, run generated traffic through the entry-ingest worker, show what it did
 	PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo

@@ -83,6 +83,10 @@ start() {
       if [ "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'prewarm'")" != 1 ]; then
         "${psql[@]}" -d postgres -c "CREATE ROLE prewarm LOGIN PASSWORD '$DEV_PASSWORD'" \
           -c "CREATE DATABASE prewarm OWNER prewarm"
+      fi
+      # The tests' own database (make test), so the demo never shows their records.
+      if [ "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'prewarm_test'")" != 1 ]; then
+        "${psql[@]}" -d postgres -c "CREATE DATABASE prewarm_test OWNER prewarm"
       fi ;;
     kafka)
       [ -x "$PREWARMCTL" ] || die "$PREWARMCTL is not built (run: make build)"

@@ -12,6 +12,7 @@ extension KafkaConsumer: Closable {}
 extension KafkaProducer: Closable {}
 extension RedisConnection: Closable {}
 extension PostgresConnection: Closable {}
+extension RedisPool: Closable {}
 
 /// Runs `body` with `client` and closes it afterwards, whether `body` returned or threw.
 public func using<Client: Closable, Result>(_ client: Client, _ body: (Client) async throws -> Result) async throws

@@ -72,6 +72,7 @@ public final class ConsumeLoop: Service {
     }
 
     private func close() async {
+        await onLag([:])  // this pod no longer reads the group's partitions
         await consumer.close()
         logger.info("consumer left the group", metadata: ["group": "\(configuration.groupID)"])
     }
@@ -105,14 +106,10 @@ public final class ConsumeLoop: Service {
                 let started = ContinuousClock.now
                 let prefetch = ahead == nil && !stopping.load(ordering: .relaxed)
                 let (outcomes, fetched) = try await guarded(&state, prefetch: prefetch) {
-                    await withTaskGroup(of: (Int, Outcome).self) { group in
-                        for (index, lane) in lanes.enumerated() {
-                            group.addTask { (index, await self.process(lane.flatMap(\.1), of: decoded)) }
-                        }
-                        var outcomes = [Outcome](repeating: .done, count: lanes.count)
-                        for await (index, outcome) in group { outcomes[index] = outcome }
-                        return outcomes
-                    }
+                    // `process` never throws: each lane's outcome comes back in its place.
+                    (try? await concurrentMap(lanes, limit: lanes.count) { lane in
+                        await self.process(lane.flatMap(\.1), of: decoded)
+                    }) ?? lanes.map { _ in .retry(CancellationError()) }
                 }
                 if let fetched { ahead = try fetched.get() }
                 statistics.batchDuration(topic, .now - started)

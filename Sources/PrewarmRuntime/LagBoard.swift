@@ -18,13 +18,19 @@ public struct LagBoard: Sendable {
         self.owner = owner
     }
 
-    /// A consume loop's `onLag`: writes at most every `every`, never failing the loop.
+    /// A consume loop's `onLag`: writes at most every `every`, and at once when the lag has
+    /// just reached zero; an empty map (the loop left its group) removes this pod's entry.
+    /// Never fails the loop.
     public func publisher(every: Duration = .seconds(5)) -> @Sendable ([KafkaTopicPartition: Int64]) async -> Void {
-        let last = Mutex<ContinuousClock.Instant?>(nil)
+        let last = Mutex<(at: ContinuousClock.Instant, total: Int64)?>(nil)
         return { lags in
+            let total = lags.values.reduce(0, +)
             let due = last.withLock { last in
-                guard last.map({ ContinuousClock.now - $0 >= every }) ?? true else { return false }
-                last = .now
+                let caughtUp = total == 0 && (last?.total ?? 1) != 0
+                guard lags.isEmpty || caughtUp || last.map({ ContinuousClock.now - $0.at >= every }) ?? true else {
+                    return false
+                }
+                last = (.now, total)
                 return true
             }
             guard due else { return }

@@ -59,9 +59,15 @@ struct IngestWorkload {
         try await producer.send(chunk)
         await producer.close()
         let admin = try KafkaAdmin(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
-        defer { Task { await admin.close() } }
-        let partitions = try await admin.partitionCounts([topic])[topic] ?? 0
-        let marks = try await admin.watermarks((0..<partitions).map { KafkaTopicPartition(topic, Int32($0)) })
+        let marks: [KafkaTopicPartition: (low: Int64, high: Int64)]
+        do {
+            let partitions = try await admin.partitionCounts([topic])[topic] ?? 0
+            marks = try await admin.watermarks((0..<partitions).map { KafkaTopicPartition(topic, Int32($0)) })
+        } catch {
+            await admin.close()
+            throw error
+        }
+        await admin.close()
         let retained = marks.values.map { Int($0.high - $0.low) }.reduce(0, +)
         guard retained == count else {
             throw BenchFailure(

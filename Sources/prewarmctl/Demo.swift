@@ -48,13 +48,25 @@ struct Demo {
 
     func run() async throws {
         let db = try await PostgresConnection.connect(postgres, logger: logger)
-        let cache = try await RedisConnection.connect(redis, logger: logger)
-        defer {
-            Task {
-                await db.close()
-                await cache.close()
-            }
+        let cache: RedisConnection
+        do {
+            cache = try await RedisConnection.connect(redis, logger: logger)
+        } catch {
+            await db.close()
+            throw error
         }
+        do {
+            try await run(db: db, cache: cache)
+        } catch {
+            await db.close()
+            await cache.close()
+            throw error
+        }
+        await db.close()
+        await cache.close()
+    }
+
+    private func run(db: PostgresConnection, cache: RedisConnection) async throws {
         let applied = try await Migrator.migrate(db, AllMigrations.list, logger: logger)
         try await db.query(
             """
@@ -93,12 +105,16 @@ struct Demo {
         try await showActivity(cache, now: now)
         try await showDeadLetters(from: dlqStart, expected: bad.count)
 
-        // The nightly archive, triggered now over the admin API (forced: the demo may run twice a day).
+        // The nightly archive, triggered now over the admin API (forced: the demo may run twice a
+        // day): 202 at once, the run goes on in the background and its record says how it went.
         started = .now
         let (status, body) = try await trigger(port: port, token: token, job: EntryArchiver.jobName)
+        print("archive:      POST /jobs/\(EntryArchiver.jobName)/trigger?force=true -> \(status) \(body)")
+        let run = try await waitForRun(port: port, job: EntryArchiver.jobName, answer: body)
         print(
-            "archive:      POST /jobs/\(EntryArchiver.jobName)/trigger -> \(status) \(body) in \(format(.now - started))"
-        )
+            "archive:      GET /jobs/\(EntryArchiver.jobName)/runs/\(run.period) -> \(run.state), attempt "
+                + "\(run.attempt), took \(String(format: "%.2f", run.durationSeconds ?? 0)) s "
+                + "(\(format(.now - started)) from the trigger)")
         let partitions = try await db.query(
             """
             SELECT c.relname, count(a.*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -138,6 +154,11 @@ struct Demo {
         guard rowsAfterReplay == rowsBeforeReplay, daysAfterReplay == daysBeforeReplay else {
             throw DemoFailure("the replay changed stored data")
         }
+        print("")
+        print("prewarmctl status:")
+        let fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: now.addingTimeInterval(-86_400))
+        print(StatusView(status: fleet, timeZone: timeZone).render())
+        print("")
         print("demo: done")
     }
 
@@ -175,6 +196,22 @@ struct Demo {
         request.timeoutInterval = 300
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Polls the run's progress until it ends.
+    private func waitForRun(port: Int, job: String, answer: String) async throws -> JobRunProgress {
+        struct Accepted: Decodable { let period: String }
+        let period = try JSONDecoder().decode(Accepted.self, from: Data(answer.utf8)).period
+        let url = URL(string: "http://127.0.0.1:\(port)/jobs/\(job)/runs/\(period)")!
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ContinuousClock.now < deadline {
+            let (data, _) = try await URLSession.shared.data(from: url)
+            if let run = try? JSONDecoder.prewarm.decode(JobRunProgress.self, from: data), run.isFinished {
+                return run
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw DemoFailure("the \(job) run did not finish in 300 s")
     }
 
     // MARK: - Kafka

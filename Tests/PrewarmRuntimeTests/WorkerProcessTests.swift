@@ -92,4 +92,24 @@ struct WorkerProcessTests: LoopTesting {
         await admin.close()
         #expect(committed[KafkaTopicPartition(topic, 0)] == Int64(written.count), "and committed, no further")
     }
+
+    @Test("a worker process bootstraps metrics once: Hummingbird's own request metrics are in /metrics")
+    func requestMetrics() async throws {
+        let port = try TestEnvironment.freePort()
+        let process = try TestProcess.start(
+            "prewarm-testkit", ["worker"],
+            environment: [
+                "PREWARM_TESTKIT_MODE": "idle", "PREWARM_ADMIN_PORT": String(port), "PREWARM_ADMIN_HOST": "127.0.0.1",
+            ])
+        closeAfterTest { process.kill() }
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+        try await eventually("the worker to serve its route") {
+            let answer = try? await URLSession.shared.data(from: base.appendingPathComponent("testkit/hello"))
+            return (answer?.1 as? HTTPURLResponse)?.statusCode == 200
+        }
+        let (data, _) = try await URLSession.shared.data(from: base.appendingPathComponent("metrics"))
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains("hb_requests"), "\(text.prefix(500))")
+        #expect(text.contains("/testkit/hello"))
+    }
 }

@@ -93,8 +93,9 @@ struct RedisConnectionTests {
 
     @Test("no password against a server that wants one is reported as an authentication failure")
     func missingPassword() async throws {
-        let redis = try await RedisConnection.connect(
-            try TestEnvironment.redis(password: .some(nil), retryAfterConnectionLoss: false))
+        var configuration = try TestEnvironment.redis(password: .some(nil), retryAfterConnectionLoss: false)
+        configuration.database = 0  // no SELECT at connect: the first command meets NOAUTH
+        let redis = try await RedisConnection.connect(configuration)
         closeAfterTest { await redis.close() }
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(error?.serverErrorPrefix == "NOAUTH")
@@ -125,7 +126,7 @@ struct RedisConnectionTests {
         #expect(try await redis.send("ACL", "WHOAMI").string == user)
         let key = TestEnvironment.uniqueName("db3")
         try await redis.send("SET", key, "x", "EX", 60)
-        #expect(try await admin.send("EXISTS", key) == .integer(0))  // admin is on db 0
+        #expect(try await admin.send("EXISTS", key) == .integer(0))  // admin is on the tests' database
     }
 
     @Test("a dropped connection is reopened and the command sent again")

@@ -29,8 +29,8 @@ public enum TestEnvironment {
         let resolved: String? = try password ?? .some(require("PREWARM_REDIS_PASSWORD"))
         return RedisConfiguration(
             endpoint: .tcp(host: try require("PREWARM_REDIS_HOST"), port: Int(try require("PREWARM_REDIS_PORT"))!),
-            password: resolved, commandTimeout: commandTimeout, clientName: clientName,
-            retryAfterConnectionLoss: retryAfterConnectionLoss)
+            password: resolved, database: Int(values["PREWARM_REDIS_DB"] ?? "") ?? 0, commandTimeout: commandTimeout,
+            clientName: clientName, retryAfterConnectionLoss: retryAfterConnectionLoss)
     }
 
     public static var redisSocket: String { get throws { try require("PREWARM_DEV_REDIS_SOCKET") } }

@@ -67,6 +67,11 @@ enum Testkit {
             output.write("running \(round) " + ownThreads().joined(separator: ","))
             await stop.stop()
             try await task.value
+            // A thread whose loop has ended may take a moment to leave the kernel's list.
+            let settled = ContinuousClock.now + .seconds(1)
+            while !ownThreads().isEmpty && ContinuousClock.now < settled {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             output.write("stopped \(round) " + ownThreads().joined(separator: ","))
         }
     }
