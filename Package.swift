@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "prewarmctl", targets: ["prewarmctl"]),
         .executable(name: "entry-ingest", targets: ["entry-ingest"]),
+        .executable(name: "store-scorer", targets: ["store-scorer"]),
+        .executable(name: "recommend-api", targets: ["recommend-api"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -21,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // C libraries, from Debian's -dev packages.
@@ -98,13 +101,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
             ]),
 
-        .executableTarget(
-            name: "entry-ingest", dependencies: ["EntryIngest", "Postgres", "PrewarmConfiguration", "PrewarmRuntime"]),
+        .target(
+            name: "StoreRecommendation",
+            dependencies: [
+                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]),
+
+        .executableTarget(name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmRuntime"]),
+        .executableTarget(name: "store-scorer", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
+        .executableTarget(name: "recommend-api", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "StoreRecommendation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -26,9 +26,9 @@ public struct ActivityWriter: Sendable {
     public func dayKey(_ day: String) -> String { Self.dayKey(day, prefix: keyPrefix) }
     public func monthKey(_ month: String) -> String { Self.monthKey(month, prefix: keyPrefix) }
 
-    /// The keys, in one place for the writer and `ActivityReader`.
-    static func dayKey(_ day: String, prefix: String) -> String { "\(prefix)act:day:\(day)" }
-    static func monthKey(_ month: String, prefix: String) -> String { "\(prefix)act:month:\(month)" }
+    /// The keys, in one place for the writer, `ActivityReader` and the store-scorer.
+    public static func dayKey(_ day: String, prefix: String) -> String { "\(prefix)act:day:\(day)" }
+    public static func monthKey(_ month: String, prefix: String) -> String { "\(prefix)act:month:\(month)" }
 
     /// Per day, a thousand users at a time: which are in the day set already (SMISMEMBER,
     /// Redis 6.2), add them all (SADD), and count the day for those that were not. Three

@@ -72,11 +72,19 @@ public struct FanOut: Sendable {
     public let topic: String
     public let batchSize: Int
     public let source: any FanOutSource
+    /// Runs before the first batch is produced, by the winner and again by a pod taking the
+    /// run over (so it must be idempotent): what the run's consumers will need (a snapshot
+    /// of the targets, reference data in the cache).
+    public let prepare: @Sendable (JobRunInfo) async throws -> Void
 
-    public init(topic: String, batchSize: Int, source: any FanOutSource) {
+    public init(
+        topic: String, batchSize: Int, source: any FanOutSource,
+        prepare: @escaping @Sendable (JobRunInfo) async throws -> Void = { _ in }
+    ) {
         self.topic = topic
         self.batchSize = max(batchSize, 1)
         self.source = source
+        self.prepare = prepare
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Redis
+import Synchronization
 
 /// How job runs are leased and kept.
 public struct JobRunSettings: Sendable {
@@ -108,6 +109,7 @@ public final class JobRuns: Sendable {
     public let owner: String
     let logger: Logger
     let alerts: Alerts?
+    private let finishHooks = Mutex<[String: @Sendable (JobRunProgress) async throws -> Void]>([:])
 
     public init(redis: any RedisClient, settings: JobRunSettings, owner: String, logger: Logger, alerts: Alerts?) {
         self.redis = redis
@@ -266,10 +268,31 @@ public final class JobRuns: Sendable {
         return replies[0].string == String(batch.attempt) && replies[1] == .integer(1)
     }
 
+    /// Registers what a job does once a run of it has ended (say, a list computed from
+    /// what every batch tallied): called once per run, by whichever pod recorded its end, with
+    /// the run's final record. An error is retried with backoff a few times, then alerted.
+    public func onFinished(_ job: String, _ hook: @escaping @Sendable (JobRunProgress) async throws -> Void) {
+        finishHooks.withLock { $0[job] = hook }
+    }
+
     /// Says that a run ended: a log line, and an alert if it failed or ended past its deadline.
     /// Called once per run, by whichever pod recorded its end.
     func reportFinished(job: String, period: String, state: String) async {
         let progress = try? await progress(job: job, period: period)
+        if let progress, let hook = finishHooks.withLock({ $0[job] }) {
+            do {
+                try await retrying(
+                    "finishing \(job) \(period)",
+                    policy: RetryPolicy(
+                        backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5)), maxAttempts: 6),
+                    logger: logger
+                ) { try await hook(progress) }
+            } catch {
+                alerts?.raise(
+                    "job-finish-failed", "job \(job) \(period) ended but its last step failed: \(error)",
+                    details: ["job": job, "period": period])
+            }
+        }
         var metadata: Logger.Metadata = ["job": "\(job)", "period": "\(period)", "state": "\(state)"]
         if let progress {
             metadata["seconds"] = "\(progress.durationSeconds ?? 0)"

@@ -421,6 +421,7 @@ public final class Scheduler: Service {
                 }, body)
             stalledSince = nil
         }
+        try await patiently("preparing \(info.job) \(info.period)") { try await fanOut.prepare(info) }
         if progress == nil {
             var count: Int?
             try await patiently("counting \(info.job) targets") { count = try await fanOut.source.count(for: info) }

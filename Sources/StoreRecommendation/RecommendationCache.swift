@@ -1,0 +1,210 @@
+import Foundation
+import PrewarmRuntime
+import Redis
+
+/// A list of stores as the cache keeps it: the store ids, the run that computed it
+/// (`yyyymmdd × 1000 + attempt`; 0 for a list not made by a run) and where it came from.
+public struct StoreList: Sendable, Codable, Equatable {
+    public var stores: [Int64]
+    public var run: Int64
+    /// scorer, random or database.
+    public var origin: String
+
+    public init(stores: [Int64], run: Int64, origin: String = "scorer") {
+        self.stores = stores
+        self.run = run
+        self.origin = origin
+    }
+
+    /// The run stamp of a period and attempt: later runs compare greater.
+    public static func stamp(period: String, attempt: Int) -> Int64 { (Int64(period) ?? 0) * 1000 + Int64(attempt) }
+}
+
+/// The store-recommendation keys in Redis and the scripts that write them:
+/// - `STORE_RECOMMEND_ONE:{userId}`: a user's list (`StoreList` JSON), written by the
+///   scorer, never over a list of a newer run;
+/// - `STORE_RECOMMEND_DEFAULT`: the list for users without one and anonymous requests;
+/// - `store:{id}`: a store's details (`StoreInfo` JSON), or the marker `null` (a short-lived
+///   "no such open store", against repeated misses reaching the database);
+/// - `STORE_OPEN_IDS`: the ids of the open stores, for the random fill.
+public struct RecommendationCache: Sendable {
+    public let redis: any RedisClient
+    /// Put before every key (tests use one of their own).
+    public let prefix: String
+
+    public init(redis: any RedisClient, prefix: String = "") {
+        self.redis = redis
+        self.prefix = prefix
+    }
+
+    public func userKey(_ user: Int64) -> String { "\(prefix)STORE_RECOMMEND_ONE:\(user)" }
+    public var defaultKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT" }
+    public func storeKey(_ store: Int64) -> String { "\(prefix)store:\(store)" }
+    public var openKey: String { "\(prefix)STORE_OPEN_IDS" }
+    var refreshLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:refresh" }
+    var rebuildLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:rebuild" }
+
+    /// The marker of a store id with no open store behind it.
+    static let missingMarker = Array("null".utf8)
+
+    // MARK: - Writes (the scorer)
+
+    /// Writes lists unless the key holds a list of a newer run. KEYS: the list keys. ARGV:
+    /// the run stamp, then per key its JSON and its lifetime in ms. Returns how many it wrote.
+    static let writeLists = RedisScript(
+        name: "store-lists",
+        source: """
+            local run = tonumber(ARGV[1])
+            local written = 0
+            for i = 1, #KEYS do
+              local newer = false
+              local current = redis.call('GET', KEYS[i])
+              if current then
+                local ok, list = pcall(cjson.decode, current)
+                if ok and type(list) == 'table' and tonumber(list['run']) and tonumber(list['run']) > run then
+                  newer = true
+                end
+              end
+              if not newer then
+                redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * i + 1])
+                written = written + 1
+              end
+            end
+            return written
+            """)
+
+    /// Writes the users' lists of one run in one script; returns how many were written (a list
+    /// of a newer run is kept).
+    @discardableResult
+    public func writeLists(_ lists: [(user: Int64, stores: [Int64])], run: Int64, ttl: () -> Duration) async throws
+        -> Int
+    {
+        guard !lists.isEmpty else { return 0 }
+        var keys = RedisArguments()
+        var arguments = RedisArguments()
+        arguments.append(run)
+        let encoder = JSONEncoder()
+        for (user, stores) in lists {
+            keys.append(userKey(user))
+            arguments.append([UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
+            arguments.append(ttl().milliseconds)
+        }
+        return Int(try await redis.run(Self.writeLists, keys: keys, arguments: arguments).integer ?? 0)
+    }
+
+    /// Replaces the store details and the open-store set: open stores' details written,
+    /// closed ones' removed, the set swapped in at once.
+    public func writeStores(open: [StoreInfo], closed: [Int64], ttl: () -> Duration) async throws {
+        let encoder = JSONEncoder()
+        var commands: [RedisCommand] = []
+        for store in open {
+            commands.append(
+                RedisCommand("SET", storeKey(store.id), [UInt8](try encoder.encode(store)), "PX", ttl().milliseconds))
+        }
+        for chunk in stride(from: 0, to: closed.count, by: 500) {
+            commands.append(
+                RedisCommand("DEL", arguments: closed[chunk..<min(chunk + 500, closed.count)].map { storeKey($0) }))
+        }
+        let staging = openKey + ":staging"
+        commands.append(RedisCommand("DEL", staging))
+        for chunk in stride(from: 0, to: open.count, by: 1000) {
+            commands.append(
+                RedisCommand("SADD", arguments: [staging] + open[chunk..<min(chunk + 1000, open.count)].map(\.id)))
+        }
+        if open.isEmpty {
+            commands.append(RedisCommand("DEL", openKey))
+        } else {
+            commands.append(RedisCommand("RENAME", staging, openKey))
+            commands.append(RedisCommand("PEXPIRE", openKey, ttl().milliseconds))
+        }
+        try Self.check(try await redis.pipeline(commands))
+    }
+
+    /// Sets the default list.
+    public func writeDefault(_ list: StoreList, ttl: Duration) async throws {
+        try await redis.send("SET", defaultKey, [UInt8](try JSONEncoder().encode(list)), "PX", ttl.milliseconds)
+    }
+
+    // MARK: - Reads (the API)
+
+    public func list(of user: Int64) async throws -> StoreList? {
+        try await redis.send("GET", userKey(user)).bytes.flatMap {
+            try? JSONDecoder().decode(StoreList.self, from: Data($0))
+        }
+    }
+
+    /// The default list and how long it has left (nil when it never expires).
+    public func defaultList() async throws -> (list: StoreList, remaining: Duration?)? {
+        let replies = try await redis.pipeline([RedisCommand("GET", defaultKey), RedisCommand("PTTL", defaultKey)])
+        guard let bytes = replies[0].bytes, let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes))
+        else {
+            return nil
+        }
+        let ttl = replies[1].integer ?? -1
+        return (list, ttl >= 0 ? .milliseconds(ttl) : nil)
+    }
+
+    /// Picks `count` random open stores as the default, unless a default exists; returns the
+    /// default either way (so concurrent callers agree), nil when no store is open. KEYS:
+    /// default, open set. ARGV: count, lifetime ms.
+    static let randomFill = RedisScript(
+        name: "store-default-random",
+        source: """
+            local current = redis.call('GET', KEYS[1])
+            if current then return current end
+            local ids = redis.call('SRANDMEMBER', KEYS[2], tonumber(ARGV[1]))
+            if #ids == 0 then return false end
+            local stores = {}
+            for i = 1, #ids do stores[i] = tonumber(ids[i]) end
+            local list = cjson.encode({stores = stores, run = 0, origin = 'random'})
+            redis.call('SET', KEYS[1], list, 'PX', ARGV[2])
+            return list
+            """)
+
+    public func fillDefaultAtRandom(count: Int, ttl: Duration) async throws -> StoreList? {
+        let reply = try await redis.run(
+            Self.randomFill, keys: [defaultKey, openKey], arguments: [count, ttl.milliseconds])
+        return reply.bytes.flatMap { try? JSONDecoder().decode(StoreList.self, from: Data($0)) }
+    }
+
+    public enum Details: Sendable, Equatable {
+        case found(StoreInfo)
+        /// Marked as not an open store (a recent database miss).
+        case missing
+        /// Not in the cache.
+        case unknown
+    }
+
+    /// The stores' details in one MGET (never one GET per id).
+    public func details(_ stores: [Int64]) async throws -> [Int64: Details] {
+        let values = try await redis.mget(stores.map { storeKey($0) })
+        var details: [Int64: Details] = [:]
+        let decoder = JSONDecoder()
+        for (store, value) in zip(stores, values) {
+            if let value {
+                details[store] =
+                    value == Self.missingMarker
+                    ? .missing : (try? decoder.decode(StoreInfo.self, from: Data(value))).map(Details.found) ?? .unknown
+            } else {
+                details[store] = .unknown
+            }
+        }
+        return details
+    }
+
+    /// Caches details read from the database, and markers for ids that have no open store.
+    public func cacheDetails(_ found: [StoreInfo], missing: [Int64], ttl: Duration, markerTTL: Duration) async throws {
+        let encoder = JSONEncoder()
+        var commands = try found.map {
+            RedisCommand("SET", storeKey($0.id), [UInt8](try encoder.encode($0)), "PX", ttl.milliseconds)
+        }
+        commands += missing.map { RedisCommand("SET", storeKey($0), Self.missingMarker, "PX", markerTTL.milliseconds) }
+        try Self.check(try await redis.pipeline(commands))
+    }
+
+    static func check(_ replies: [RedisReply]) throws {
+        if case .error(let message) = replies.first(where: { if case .error = $0 { true } else { false } }) {
+            throw RedisError(.server, operation: "pipeline", message: message)
+        }
+    }
+}

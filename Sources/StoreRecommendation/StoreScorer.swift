@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import PrewarmRuntime
+import Redis
+
+/// The nightly scoring run. Its winner snapshots the active users and refreshes the store
+/// details and open-store set (`prepare`); every pod scores batches of users
+/// (`JobBatchHandler`): one database statement for a batch's visits, one script writing its
+/// lists, its visits tallied per store; whoever records the run's last batch computes the
+/// default list from the tally and saves it as the stores' popularity (`finish`).
+public final class StoreScorer: JobBatchHandler {
+    public static let jobName = "store-score"
+
+    public let options: ScoringOptions
+    public let cache: RecommendationCache
+    public let data: StoreData
+    public let active: ActiveUsers
+    public let timeZone: TimeZone
+    private let logger: Logger
+    private let catalogs = RunCatalogs()
+
+    public init(
+        options: ScoringOptions, cache: RecommendationCache, data: StoreData, timeZone: TimeZone, logger: Logger
+    ) {
+        self.options = options
+        self.cache = cache
+        self.data = data
+        self.timeZone = timeZone
+        self.logger = logger
+        self.active = ActiveUsers(
+            redis: cache.redis, timeZone: timeZone, minimumDays: options.activeDays,
+            windowDays: options.activeWindowDays, prefix: cache.prefix)
+    }
+
+    /// The tally of a run: visits per store over the active users', summed by the batches.
+    func tallyKey(period: String, attempt: Int) -> String { "\(cache.prefix)store-score:tally:\(period):\(attempt)" }
+
+    /// The start of the scoring window: the first of its days, at midnight in the zone.
+    public func windowStart(period: String) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let day = ActiveUsers.date(of: period, in: timeZone) ?? Date()
+        return calendar.startOfDay(for: calendar.date(byAdding: .day, value: -(options.windowDays - 1), to: day)!)
+    }
+
+    // MARK: - The winner
+
+    /// Before the first batch (and again by a pod taking the run over): the active users'
+    /// snapshot, and the open stores' details and ids in the cache (closed ones removed).
+    public func prepare(_ run: JobRunInfo) async throws {
+        let users = try await active.takeSnapshot(for: run)
+        let stores = try await data.stores()
+        try await cache.writeStores(open: stores.open, closed: stores.closed, ttl: options.ttlWithJitter)
+        logger.info(
+            "store scoring prepared",
+            metadata: [
+                "period": "\(run.period)", "active_users": "\(users)", "open_stores": "\(stores.open.count)",
+                "closed_stores": "\(stores.closed.count)",
+            ])
+    }
+
+    // MARK: - Every pod
+
+    public func work(_ batch: JobBatch) async throws -> BatchResult {
+        let run = StoreList.stamp(period: batch.period, attempt: batch.attempt)
+        let catalog = try await catalogs.catalog(for: run) {
+            StoreCatalog(open: try await self.data.stores().open, popularity: try await self.data.popularity())
+        }
+        let visits = try await data.visits(of: batch.ids, since: windowStart(period: batch.period))
+        var lists: [(user: Int64, stores: [Int64])] = []
+        var tally: [Int64: Int64] = [:]
+        for user in batch.ids {
+            let userVisits = visits[user] ?? []
+            for visit in userVisits { tally[visit.store, default: 0] += visit.count }
+            let top = catalog.top(userVisits, weights: options.weights, length: options.listLength)
+            if !top.isEmpty { lists.append((user, top)) }
+        }
+        try await cache.writeLists(lists, run: run, ttl: options.ttlWithJitter)
+        let key = tallyKey(period: batch.period, attempt: batch.attempt)
+        var commands = tally.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
+        commands.append(RedisCommand("PEXPIRE", key, 2 * 86_400_000))
+        try RecommendationCache.check(try await cache.redis.pipeline(commands))
+        return BatchResult(itemsDone: batch.ids.count)
+    }
+
+    // MARK: - The run's end
+
+    /// The default list from the run's tally, and the tally saved as the stores' popularity.
+    public func finish(_ run: JobRunProgress) async throws {
+        let flat = try await cache.redis.send("HGETALL", tallyKey(period: run.period, attempt: run.attempt)).array ?? []
+        var tally: [Int64: Int64] = [:]
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            if let store = flat[index].integer, let visits = flat[index + 1].integer { tally[store] = visits }
+        }
+        let stamp = StoreList.stamp(period: run.period, attempt: run.attempt)
+        let catalog = StoreCatalog(open: try await data.stores().open, popularity: tally)
+        let stores = catalog.popular(visitsPerStore: tally, weights: options.weights, length: options.listLength)
+        try await cache.writeDefault(StoreList(stores: stores, run: stamp), ttl: options.ttlWithJitter())
+        try await data.savePopularity(tally, run: stamp)
+        logger.notice(
+            "store scoring finished",
+            metadata: [
+                "period": "\(run.period)", "users": "\(run.itemsDone)", "seconds": "\(run.durationSeconds ?? 0)",
+                "default": "\(stores)",
+            ])
+    }
+}
+
+/// The catalog of the run being scored, loaded once per run by each pod.
+actor RunCatalogs {
+    private var current: (run: Int64, catalog: Task<StoreCatalog, any Error>)?
+
+    func catalog(for run: Int64, load: @escaping @Sendable () async throws -> StoreCatalog) async throws -> StoreCatalog
+    {
+        if let current, current.run == run {
+            do {
+                return try await current.catalog.value
+            } catch {
+                self.current = nil  // a failed load is tried again by the next batch
+                throw error
+            }
+        }
+        let task = Task { try await load() }
+        current = (run, task)
+        return try await task.value
+    }
+}
