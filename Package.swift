@@ -158,6 +158,16 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "StoreRecommendationTests",
+            dependencies: [
+                "StoreRecommendation", "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
+                "Postgres", "Redis", "Kafka",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
             name: "PrewarmRuntimeTests",
             dependencies: [
                 "PrewarmConfiguration", "PrewarmRuntime", "TestSupport", "Postgres",

@@ -56,6 +56,11 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
 
     public var isFinished: Bool { ["succeeded", "failed", "skipped"].contains(state) }
 
+    /// A record of a run with nothing done yet (for products and tests that build one).
+    public init(job: String, period: String, attempt: Int, state: String) {
+        self.init(fields: ["job": job, "period": period, "attempt": String(attempt), "state": state], leased: false)
+    }
+
     init(fields: [String: String], leased: Bool) {
         func int(_ name: String) -> Int? { fields[name].flatMap { Int($0) } }
         func date(_ name: String) -> Date? {

@@ -44,6 +44,13 @@ public struct RecommendationCache: Sendable {
     var refreshLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:refresh" }
     var rebuildLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:rebuild" }
 
+    /// Keys sorted, so that the same list is always the same bytes.
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }
+
     /// The marker of a store id with no open store behind it.
     static let missingMarker = Array("null".utf8)
 
@@ -83,7 +90,7 @@ public struct RecommendationCache: Sendable {
         var keys = RedisArguments()
         var arguments = RedisArguments()
         arguments.append(run)
-        let encoder = JSONEncoder()
+        let encoder = Self.encoder
         for (user, stores) in lists {
             keys.append(userKey(user))
             arguments.append([UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
@@ -95,7 +102,7 @@ public struct RecommendationCache: Sendable {
     /// Replaces the store details and the open-store set: open stores' details written,
     /// closed ones' removed, the set swapped in at once.
     public func writeStores(open: [StoreInfo], closed: [Int64], ttl: () -> Duration) async throws {
-        let encoder = JSONEncoder()
+        let encoder = Self.encoder
         var commands: [RedisCommand] = []
         for store in open {
             commands.append(
@@ -122,7 +129,7 @@ public struct RecommendationCache: Sendable {
 
     /// Sets the default list.
     public func writeDefault(_ list: StoreList, ttl: Duration) async throws {
-        try await redis.send("SET", defaultKey, [UInt8](try JSONEncoder().encode(list)), "PX", ttl.milliseconds)
+        try await redis.send("SET", defaultKey, [UInt8](try Self.encoder.encode(list)), "PX", ttl.milliseconds)
     }
 
     // MARK: - Reads (the API)
@@ -194,7 +201,7 @@ public struct RecommendationCache: Sendable {
 
     /// Caches details read from the database, and markers for ids that have no open store.
     public func cacheDetails(_ found: [StoreInfo], missing: [Int64], ttl: Duration, markerTTL: Duration) async throws {
-        let encoder = JSONEncoder()
+        let encoder = Self.encoder
         var commands = try found.map {
             RedisCommand("SET", storeKey($0.id), [UInt8](try encoder.encode($0)), "PX", ttl.milliseconds)
         }

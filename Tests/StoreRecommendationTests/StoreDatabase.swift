@@ -1,0 +1,59 @@
+import EntryIngest
+import Foundation
+import Logging
+import Postgres
+import PrewarmRuntime
+import StoreRecommendation
+import TestSupport
+
+/// A PostgreSQL schema of the test's own with entry-ingest's and the store-scorer's tables,
+/// and a pool into it; dropped when the test ends.
+struct StoreDatabase {
+    let schema: String
+    let configuration: PostgresConfiguration
+    let pool: PostgresPool
+
+    static func make() async throws -> StoreDatabase {
+        let schema = TestEnvironment.uniqueName("stores")
+        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
+        try await admin.query("CREATE SCHEMA \(schema)")
+        await admin.close()
+        let configuration = try TestEnvironment.postgres(searchPath: schema)
+        let pool = PostgresPool(configuration, maximum: 6)
+        closeAfterTest {
+            await pool.close()
+            if let admin = try? await PostgresConnection.connect(try TestEnvironment.postgres()) {
+                _ = try? await admin.query("DROP SCHEMA \(schema) CASCADE")
+                await admin.close()
+            }
+        }
+        try await pool.withConnection {
+            try await Migrator.migrate(
+                $0, RuntimeSchema.migrations + EntryIngestSchema.migrations + StoreRecommendationSchema.migrations,
+                logger: Logger(label: "test"))
+        }
+        return StoreDatabase(schema: schema, configuration: configuration, pool: pool)
+    }
+
+    func execute(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws {
+        try await pool.withConnection { _ = try await $0.query(sql, parameters) }
+    }
+
+    func addStores(_ stores: [StoreInfo], closed: Set<Int64> = []) async throws {
+        for store in stores {
+            try await execute(
+                "INSERT INTO stores (store_id, name, category_id, zone_id, is_open) VALUES ($1, $2, $3, $4, $5)",
+                [store.id, store.name, store.category, store.zone, !closed.contains(store.id)])
+        }
+    }
+
+    /// `count` visits of `user` to `store` at `at`, straight into the user's shard.
+    func addVisits(user: Int64, store: StoreInfo, count: Int, at: Date) async throws {
+        try await execute(
+            """
+            INSERT INTO \(EntryIngestSchema.shardTable(EntryIngestSchema.shard(of: user)))
+                (event_id, user_id, store_id, category_id, zone_id, entered_at)
+            SELECT gen_random_uuid(), $1, $2, $3, $4, $5 FROM generate_series(1, $6)
+            """, [user, store.id, store.category, store.zone, at, count])
+    }
+}

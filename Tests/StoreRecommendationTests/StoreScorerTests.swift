@@ -1,0 +1,113 @@
+import EntryIngest
+import Foundation
+import Logging
+import Postgres
+import PrewarmRuntime
+import Redis
+import StoreRecommendation
+import TestSupport
+import Testing
+
+@Suite("The store scorer against PostgreSQL and Redis", .closesResources)
+struct StoreScorerTests {
+    let shanghai = TimeZone(identifier: "Asia/Shanghai")!
+    let stores = [
+        StoreInfo(id: 1, name: "noodles 1", category: 1, zone: 10),
+        StoreInfo(id: 2, name: "noodles 2", category: 1, zone: 20),
+        StoreInfo(id: 3, name: "rice 3", category: 2, zone: 10),
+        StoreInfo(id: 4, name: "rice 4", category: 2, zone: 20),
+        StoreInfo(id: 5, name: "soup 5", category: 3, zone: 30),
+        StoreInfo(id: 6, name: "noodles 6 (closed)", category: 1, zone: 10),
+        StoreInfo(id: 7, name: "noodles 7", category: 1, zone: 10),
+    ]
+
+    func run(_ period: String, attempt: Int = 1) -> JobRunInfo {
+        JobRunInfo(job: StoreScorer.jobName, period: period, attempt: attempt, forced: false, due: Date())
+    }
+
+    func batch(_ run: JobRunInfo, _ users: [Int64]) -> JobBatch {
+        JobBatch(job: run.job, period: run.period, attempt: run.attempt, batch: 0, batchCount: 1, ids: users)
+    }
+
+    private func setUp() async throws -> (StoreScorer, RecommendationCache, StoreDatabase, RedisConnection) {
+        let db = try await StoreDatabase.make()
+        try await db.addStores(stores, closed: [6])
+        let november25 = ISO8601DateFormatter().date(from: "2026-11-25T04:00:00Z")!
+        let october = ISO8601DateFormatter().date(from: "2026-10-20T04:00:00Z")!
+        // User 1001: the hand-computed example (store 1 ×4, closed 6 ×2, 3 ×2, 4 ×2).
+        for (store, count) in [(1, 4), (6, 2), (3, 2), (4, 2)] {
+            try await db.addVisits(user: 1001, store: stores[store - 1], count: count, at: november25)
+        }
+        // User 1002: only the closed store, and old visits outside the window.
+        try await db.addVisits(user: 1002, store: stores[5], count: 3, at: november25)
+        try await db.addVisits(user: 1002, store: stores[4], count: 50, at: october)
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let cache = RecommendationCache(redis: redis, prefix: TestEnvironment.uniqueName("rec") + ":")
+        let scorer = StoreScorer(
+            options: ScoringOptions(), cache: cache, data: StoreData(pool: db.pool), timeZone: shanghai,
+            logger: Logger(label: "test"))
+        return (scorer, cache, db, redis)
+    }
+
+    @Test("a batch writes each user's top stores (closed ones never), the run stamped; a replay changes nothing")
+    func batchLists() async throws {
+        let (scorer, cache, _, redis) = try await setUp()
+        try await redis.send("SET", cache.storeKey(6), "{\"id\":6}")  // a closed store's stale details
+        let tonight = run("20261201")
+        try await scorer.prepare(tonight)
+        #expect(try await redis.send("EXISTS", cache.storeKey(6)) == .integer(0), "closed store removed")
+        #expect(
+            Set(try await redis.send("SMEMBERS", cache.openKey).array?.compactMap(\.integer) ?? []) == [
+                1, 2, 3, 4, 5, 7,
+            ])
+        let details = try await cache.details([1, 6])
+        #expect(details[1] == .found(stores[0]) && details[6] == .unknown)
+
+        let result = try await scorer.work(batch(tonight, [1001, 1002, 1003]))
+        #expect(result.itemsDone == 3)
+        let stamp = StoreList.stamp(period: "20261201", attempt: 1)
+        #expect(try await cache.list(of: 1001) == StoreList(stores: [1, 3, 7, 4], run: stamp))
+        // Only the closed store in the window: its category and zone still pull the others.
+        #expect(try await cache.list(of: 1002) == StoreList(stores: [1, 7, 2, 3], run: stamp))
+        #expect(try await cache.list(of: 1003) == nil, "no visits, no list")
+        let ttl = try #require(try await redis.send("PTTL", cache.userKey(1001)).integer)
+        #expect(ttl > 26 * 3_600_000 - 5000 && ttl <= 28 * 3_600_000, "26 h plus up to 2 h of jitter")
+
+        let before = try await redis.send("GET", cache.userKey(1001))
+        _ = try await scorer.work(batch(tonight, [1001, 1002, 1003]))
+        let after = try await redis.send("GET", cache.userKey(1001))
+        #expect(after == before, "a replay writes the same list: \(before.string ?? "") \(after.string ?? "")")
+    }
+
+    @Test("a batch of an older run never overwrites a newer run's list")
+    func olderRunRefused() async throws {
+        let (scorer, cache, db, _) = try await setUp()
+        try await scorer.work(batch(run("20261201"), [1001]))
+        // The user's habits change, then a late batch of last night's run arrives.
+        try await db.addVisits(
+            user: 1001, store: stores[4], count: 40, at: ISO8601DateFormatter().date(from: "2026-11-29T04:00:00Z")!)
+        _ = try await scorer.work(batch(run("20261130"), [1001]))
+        #expect(try await cache.list(of: 1001)?.run == StoreList.stamp(period: "20261201", attempt: 1))
+        #expect(try await cache.list(of: 1001)?.stores == [1, 3, 7, 4])
+        // A forced second attempt of tonight's run is newer, and overwrites.
+        _ = try await scorer.work(batch(run("20261201", attempt: 2), [1001]))
+        #expect(try await cache.list(of: 1001)?.stores.first == 5)
+    }
+
+    @Test("the run's end writes the default list from its tally and saves the stores' popularity")
+    func finish() async throws {
+        let (scorer, cache, db, _) = try await setUp()
+        let tonight = run("20261201")
+        try await scorer.prepare(tonight)
+        _ = try await scorer.work(batch(tonight, [1001, 1002]))
+        let progress = JobRunProgress(job: StoreScorer.jobName, period: "20261201", attempt: 1, state: "succeeded")
+        try await scorer.finish(progress)
+        // Tally: store 1 ×4, 3 ×2, 4 ×2 (6 is closed). Categories 1 → 4, 2 → 4; zones 10 → 6, 20 → 2.
+        // 1: 2+1.2+1.2 = 4.4; 3: 1+1.2+1.2 = 3.4; 7: 0+1.2+1.2 = 2.4; 4: 1+1.2+0.4 = 2.6.
+        let defaultList = try #require(try await cache.defaultList())
+        #expect(defaultList.list.stores == [1, 3, 4, 7])
+        let popularity = try await StoreData(pool: db.pool).popularity()
+        #expect(popularity == [1: 4, 3: 2, 4: 2, 6: 5])
+    }
+}
