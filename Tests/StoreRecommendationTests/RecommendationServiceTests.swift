@@ -1,0 +1,203 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import MetricsTestKit
+import Postgres
+import PrewarmRuntime
+import Redis
+import ServiceLifecycle
+import StoreRecommendation
+import TestSupport
+import Testing
+
+@Suite("The read path: levels, single flight, markers, outages", .closesResources)
+struct RecommendationServiceTests {
+    let stores = (1...8).map {
+        StoreInfo(id: Int64($0), name: "stall \($0)", category: Int64($0 % 3), zone: Int64($0 % 2))
+    }
+
+    struct Fixture {
+        let service: RecommendationService
+        let cache: RecommendationCache
+        let db: StoreDatabase
+        let redis: RedisConnection
+        let metrics: TestMetrics
+
+        func databaseReads(_ what: String) throws -> Int64 {
+            (try? metrics.expectCounter("prewarm_recommend_database_reads_total", [("what", what)]).totalValue) ?? 0
+        }
+    }
+
+    private func fixture(
+        redis configuration: RedisConfiguration? = nil, configure: (inout ReadPathOptions) -> Void = { _ in }
+    ) async throws -> Fixture {
+        let db = try await StoreDatabase.make()
+        try await db.addStores(stores)
+        // The last run's tally: stall 5 the most visited, then 2, 7, 1. Rebuilt from it, the
+        // default is [5, 7, 2, 1]: 5 scores 0.5·90 + 0.3·160 + 0.2·195 = 132, 7 scores
+        // 30 + 30 + 39 = 99, 2 scores 35 + 48 + 14 = 97, 1 scores 20 + 30 + 39 = 89 (category =
+        // id % 3, zone = id % 2).
+        for (store, visits) in [(5, 90), (2, 70), (7, 60), (1, 40), (3, 5)] {
+            try await db.execute(
+                "INSERT INTO store_popularity (store_id, visits, run) VALUES ($1, $2, 1)", [store, visits])
+        }
+        let redis = try await RedisConnection.connect(try configuration ?? TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let cache = RecommendationCache(redis: redis, prefix: TestEnvironment.uniqueName("api") + ":")
+        var options = ReadPathOptions()
+        configure(&options)
+        let metrics = TestMetrics()
+        let service = RecommendationService(
+            cache: cache, data: StoreData(pool: db.pool), options: options, logger: Logger(label: "test"),
+            metricsFactory: metrics)
+        return Fixture(service: service, cache: cache, db: db, redis: redis, metrics: metrics)
+    }
+
+    private func warm(_ fixture: Fixture) async throws {
+        try await fixture.cache.writeStores(open: stores, closed: []) { .seconds(600) }
+        try await fixture.cache.writeDefault(StoreList(stores: [5, 2, 7, 1], run: 20_261_201_001), ttl: .seconds(600))
+        _ = try await fixture.cache.writeLists([(1042, [3, 8, 5, 1])], run: 20_261_201_001) { .seconds(600) }
+    }
+
+    @Test("each level in turn: personal, default, random, then the database when Redis has nothing")
+    func levels() async throws {
+        let fixture = try await fixture()
+        try await warm(fixture)
+        let personal = try await fixture.service.recommend(user: 1042)
+        #expect(personal.source == .personal && personal.stores.map(\.id) == [3, 8, 5, 1])
+        #expect(personal.stores[0] == stores[2], "with their details")
+        let anonymous = try await fixture.service.recommend(user: nil)
+        #expect(anonymous.source == .default && anonymous.stores.map(\.id) == [5, 2, 7, 1])
+        let noList = try await fixture.service.recommend(user: 9999)
+        #expect(noList.source == .default, "a user without a list gets the default")
+
+        try await fixture.redis.send("DEL", fixture.cache.defaultKey)
+        let random = try await fixture.service.recommend(user: nil)
+        #expect(random.source == .random && random.stores.count == 4)
+        #expect(Set(random.stores.map(\.id)).isSubset(of: Set(stores.map(\.id))))
+        let again = try await fixture.service.recommend(user: nil)
+        #expect(again.stores == random.stores, "stored as the default: the next request agrees")
+
+        try await fixture.redis.send("DEL", fixture.cache.defaultKey, fixture.cache.openKey)
+        #expect(try fixture.databaseReads("list") == 0)
+        let database = try await fixture.service.recommend(user: nil)
+        #expect(database.source == .database && database.stores.map(\.id) == [5, 7, 2, 1])
+        #expect(try fixture.databaseReads("list") == 1)
+        let rebuilt = try await fixture.service.recommend(user: nil)
+        #expect(rebuilt.source == .database, "the rebuilt default says where it came from")
+        #expect(try fixture.databaseReads("list") == 1, "rebuilt once, then served from Redis")
+        #expect(try await fixture.redis.send("SCARD", fixture.cache.openKey) == .integer(8), "open stores restored")
+    }
+
+    @Test("with fewer than four open stores the random fill returns what there is and does not loop")
+    func fewStores() async throws {
+        let fixture = try await fixture()
+        try await fixture.redis.send("SADD", fixture.cache.openKey, 2, 7)
+        try await fixture.cache.cacheDetails(
+            [stores[1], stores[6]], missing: [], ttl: .seconds(60), markerTTL: .seconds(60))
+        let answer = try await fixture.service.recommend(user: nil)
+        #expect(answer.source == .random && Set(answer.stores.map(\.id)) == [2, 7])
+    }
+
+    @Test("details missing for a list: PostgreSQL fills them; a deleted store is marked and read once per marker TTL")
+    func missingDetailsAndMarkers() async throws {
+        let fixture = try await fixture { $0.missingTTL = .seconds(1) }
+        try await warm(fixture)
+        _ = try await fixture.cache.writeLists([(77, [5, 404, 2])], run: 20_261_201_001) { .seconds(600) }
+        try await fixture.redis.send("DEL", fixture.cache.storeKey(2))
+        let first = try await fixture.service.recommend(user: 77)
+        #expect(first.source == .database && first.stores.map(\.id) == [5, 2], "the deleted store left out")
+        #expect(try fixture.databaseReads("details") == 1)
+        for _ in 0..<20 {
+            let answer = try await fixture.service.recommend(user: 77)
+            #expect(answer.source == .personal && answer.stores.map(\.id) == [5, 2])
+        }
+        #expect(try fixture.databaseReads("details") == 1, "the marker kept the miss away from the database")
+        try await Task.sleep(for: .milliseconds(1200))
+        _ = try await fixture.service.recommend(user: 77)
+        #expect(try fixture.databaseReads("details") == 2, "once the marker expired, one more read")
+        // The store comes back: its details replace the marker on the next miss.
+        try await fixture.db.addStores([StoreInfo(id: 404, name: "back again", category: 1, zone: 1)])
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(try await fixture.service.recommend(user: 77).stores.map(\.id) == [5, 404, 2])
+    }
+
+    @Test("many concurrent requests with the caches gone rebuild them once in the process")
+    func singleFlightInProcess() async throws {
+        let fixture = try await fixture()
+        let answers = try await withThrowingTaskGroup(of: Recommendation.self) { group in
+            for _ in 0..<200 { group.addTask { try await fixture.service.recommend(user: nil) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.allSatisfy { $0.stores.map(\.id) == [5, 7, 2, 1] })
+        #expect(try fixture.databaseReads("list") == 1)
+    }
+
+    @Test("the default list is refreshed ahead of its expiry by one request, not when it is gone")
+    func earlyRefresh() async throws {
+        let fixture = try await fixture { $0.refreshAhead = .seconds(3600) }
+        try await warm(fixture)
+        try await fixture.redis.send("PEXPIRE", fixture.cache.defaultKey, 200)  // about to expire
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [fixture.service], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        for _ in 0..<50 { _ = try await fixture.service.recommend(user: nil) }
+        try await eventually("the default list to be refreshed with a new lifetime") {
+            try await fixture.redis.send("PTTL", fixture.cache.defaultKey).integer ?? 0 > 60_000
+        }
+        #expect(try fixture.databaseReads("list") == 1, "one refresh")
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    @Test("Redis down: answers from PostgreSQL; both down: unavailable, quickly")
+    func outages() async throws {
+        let server = try PrivateRedisServer()
+        try await server.start()
+        let fixture = try await fixture(redis: server.configuration)
+        try await warm(fixture)
+        try await server.stop()
+        let answer = try await fixture.service.recommend(user: 1042)
+        #expect(answer.source == .database && answer.stores.map(\.id) == [5, 7, 2, 1])
+        for _ in 0..<20 { _ = try await fixture.service.recommend(user: nil) }
+        #expect(try fixture.databaseReads("list") == 1, "remembered for a few seconds, not read per request")
+
+        let closedPort = try TestEnvironment.freePort()
+        var unreachable = try TestEnvironment.postgres()
+        unreachable.conninfo = "host=127.0.0.1 port=\(closedPort) dbname=prewarm user=prewarm"
+        unreachable.connectTimeout = 1
+        let pool = PostgresPool(unreachable, maximum: 1)
+        closeAfterTest { await pool.close() }
+        let dead = RecommendationService(
+            cache: fixture.cache, data: StoreData(pool: pool), options: ReadPathOptions(), logger: Logger(label: "t"),
+            metricsFactory: fixture.metrics)
+        let started = ContinuousClock.now
+        await #expect(throws: RecommendationUnavailable.self) { try await dead.recommend(user: 1) }
+        #expect(ContinuousClock.now - started < .seconds(5), "no hang")
+    }
+
+    @Test("the routes: 200 with the source header, 400 for a bad user id, 503 with a body when nothing answers")
+    func routes() async throws {
+        let fixture = try await fixture()
+        try await warm(fixture)
+        let api = RecommendAPI(service: fixture.service)
+        try await Application(router: api.router()).test(.router) { client in
+            try await client.execute(uri: "/v1/users/1042/store-recommendations", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.init("X-Prewarm-Source")!] == "personal")
+                let answer = try JSONDecoder().decode(Recommendation.self, from: Data(response.body.readableBytesView))
+                #expect(answer.userID == 1042 && answer.stores.map(\.id) == [3, 8, 5, 1])
+            }
+            for bad in ["abc", "0", "-5", "99999999999999999999"] {
+                try await client.execute(uri: "/v1/users/\(bad)/store-recommendations", method: .get) { response in
+                    #expect(response.status == .badRequest, "\(bad)")
+                    #expect(String(buffer: response.body).contains("positive 64-bit integer"))
+                }
+            }
+            try await client.execute(uri: "/v1/store-recommendations", method: .get) { response in
+                #expect(response.headers[.init("X-Prewarm-Source")!] == "default")
+            }
+        }
+    }
+}
