@@ -126,7 +126,7 @@ public final class JobRuns: Sendable {
 
     public static func leaseKey(job: String, period: String) -> String { "prewarm:run:\(job):\(period)" }
     static func progressKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":progress" }
-    static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
+    public static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
     static func batchesKey(job: String, period: String, attempt: Int) -> String {
         leaseKey(job: job, period: period) + ":batches:\(attempt)"
     }

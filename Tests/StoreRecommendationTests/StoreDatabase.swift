@@ -57,3 +57,26 @@ struct StoreDatabase {
             """, [user, store.id, store.category, store.zone, at, count])
     }
 }
+
+extension StoreDatabase {
+    /// Users `users` each visit a store on every day of `days` (the store depends on the user
+    /// and the day), one statement per shard.
+    func addActivity(users: ClosedRange<Int64>, days: [Date]) async throws {
+        let times = "{" + days.map { "\"\(RFC3339.format($0))\"" }.joined(separator: ",") + "}"
+        for shard in 0..<EntryIngestSchema.shardCount {
+            try await execute(
+                """
+                INSERT INTO \(EntryIngestSchema.shardTable(shard))
+                    (event_id, user_id, store_id, category_id, zone_id, entered_at)
+                SELECT gen_random_uuid(), u, s.store_id, s.category_id, s.zone_id, d
+                FROM generate_series($1::bigint, $2::bigint) u, unnest($3::timestamptz[]) d, stores s
+                WHERE u % 16 = $4 AND s.store_id = 1 + (u + extract(day FROM d)::bigint) % 8
+                """, [users.lowerBound, users.upperBound, times, shard])
+        }
+    }
+
+    /// The environment that points a worker process at this schema.
+    var workerEnvironment: [String: String] {
+        ["PREWARM_POSTGRES_URL": configuration.conninfo]
+    }
+}
