@@ -173,12 +173,15 @@ public final class Scheduler: Service {
         }
     }
 
-    private func claim(_ job: ScheduledJob, period: String, due: Date, force: Bool, skip: Bool = false)
-        async throws -> JobRuns.Claim
-    {
-        try await runs.claim(
+    /// `asked`: when the run was asked for, if later than it was due (a manual trigger): its
+    /// deadline counts from then.
+    private func claim(
+        _ job: ScheduledJob, period: String, due: Date, force: Bool, skip: Bool = false, asked: Date? = nil
+    ) async throws -> JobRuns.Claim {
+        let from = max(due, asked ?? due)
+        return try await runs.claim(
             job: job.name, period: period, due: due, force: force,
-            deadline: job.deadline.map { due.addingTimeInterval($0.seconds) }, skip: skip)
+            deadline: job.deadline.map { from.addingTimeInterval($0.seconds) }, skip: skip)
     }
 
     /// Hands a claimed run to the run loop; logs what a claim that runs nothing found.
@@ -217,7 +220,7 @@ public final class Scheduler: Service {
                 "'\(period)' is not a period of \(name) (\(job.schedule)): write "
                     + (job.schedule.isHourly ? "yyyyMMddHH" : "yyyyMMdd"))
         }
-        let claim = try await claim(job, period: period, due: due, force: force)
+        let claim = try await claim(job, period: period, due: due, force: force, asked: Date())
         start(job, claim, period: period, due: due, forced: force)
         switch claim {
         case .started(let lease):

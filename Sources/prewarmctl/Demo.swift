@@ -154,6 +154,8 @@ struct Demo {
         guard rowsAfterReplay == rowsBeforeReplay, daysAfterReplay == daysBeforeReplay else {
             throw DemoFailure("the replay changed stored data")
         }
+        try await showStoreRecommendations(db: db, cache: cache, now: now)
+
         print("")
         print("prewarmctl status:")
         let fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: now.addingTimeInterval(-86_400))
@@ -165,13 +167,20 @@ struct Demo {
     // MARK: - The worker
 
     private func startWorker(port: Int, token: String, log: String) throws -> ChildProcess {
-        var variables = environment
+        try start(workerPath, port: port, token: token, log: log)
+    }
+
+    /// A worker executable (next to entry-ingest) started as a pod would be.
+    func start(
+        _ path: String, port: Int, token: String, log: String, extra: [String: String] = [:]
+    ) throws -> ChildProcess {
+        var variables = environment.merging(extra) { $1 }
         variables["PREWARM_ADMIN_PORT"] = String(port)
         variables["PREWARM_ADMIN_HOST"] = "127.0.0.1"
         variables["PREWARM_ADMIN_TOKEN"] = token
         variables["PREWARM_LOG_LEVEL"] = environment["PREWARM_DEMO_WORKER_LOG_LEVEL"] ?? "info"
-        let path = logDirectory + "/" + log
-        return try ChildProcess.spawn(workerPath, [], environment: variables, standardOutput: path, standardError: path)
+        let logPath = logDirectory + "/" + log
+        return try ChildProcess.spawn(path, [], environment: variables, standardOutput: logPath, standardError: logPath)
     }
 
     private func waitForLagZero(_ worker: ChildProcess) async throws {
@@ -189,8 +198,9 @@ struct Demo {
         }
     }
 
-    private func trigger(port: Int, token: String, job: String) async throws -> (Int, String) {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/jobs/\(job)/trigger?force=true")!)
+    func trigger(port: Int, token: String, job: String, period: String? = nil) async throws -> (Int, String) {
+        let query = "force=true" + (period.map { "&period=\($0)" } ?? "")
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/jobs/\(job)/trigger?\(query)")!)
         request.httpMethod = "POST"
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.timeoutInterval = 300
@@ -199,7 +209,7 @@ struct Demo {
     }
 
     /// Polls the run's progress until it ends.
-    private func waitForRun(port: Int, job: String, answer: String) async throws -> JobRunProgress {
+    func waitForRun(port: Int, job: String, answer: String) async throws -> JobRunProgress {
         struct Accepted: Decodable { let period: String }
         let period = try JSONDecoder().decode(Accepted.self, from: Data(answer.utf8)).period
         let url = URL(string: "http://127.0.0.1:\(port)/jobs/\(job)/runs/\(period)")!
@@ -304,8 +314,8 @@ struct Demo {
         let active = try await reader.forEachUser(atLeast: .active, at: now) { _ in }
         let hot = try await reader.forEachUser(atLeast: .hot, at: now) { _ in }
         print(
-            "redis:        this month (\(reader.monthKey(of: now))): \(active) active users (7+ days), "
-                + "\(hot) of them hot (14+ days): what the store-scorer will ask for")
+            "redis:        this calendar month (\(reader.monthKey(of: now))): \(active) users on 7+ days, "
+                + "\(hot) on 14+ (the monthly statistic; the store-scorer looks at the last 30 days instead)")
     }
 
     private func monthDayTotal(_ cache: RedisConnection, at now: Date) async throws -> Int {
@@ -316,7 +326,7 @@ struct Demo {
 
     // MARK: - Formatting
 
-    private func format(_ duration: Duration) -> String {
+    func format(_ duration: Duration) -> String {
         String(format: "%.2f s", seconds(duration))
     }
 

@@ -1,3 +1,4 @@
+import BlockingIO
 import Foundation
 import Kafka
 import Postgres
@@ -87,21 +88,5 @@ public struct TimedOut: Error, CustomStringConvertible {
 
 extension TestEnvironment {
     /// A TCP port free on 127.0.0.1 now (the kernel picks it), for a server a test starts.
-    public static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw Missing(description: "no socket for a free port") }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard bound else { throw Missing(description: "could not bind a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    public static func freePort() throws -> Int { try FreePort.next() }
 }
