@@ -125,8 +125,9 @@ let package = Package(
         .executableTarget(
             name: "prewarm-bench",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "EntryIngest",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "EntryIngest",
+                "StoreRecommendation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

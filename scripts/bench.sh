@@ -11,7 +11,7 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
 report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $4" | bc -l)"; }
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
-scenarios=${*:-redis postgres kafka ingest}
+scenarios=${*:-redis postgres kafka ingest scoring api}
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
 echo "bench: $N items per scenario, release build, services on loopback, 2 cores"
@@ -145,4 +145,111 @@ if [[ $scenarios == *ingest* ]]; then
     "$(cut -d' ' -f2 "$dir/rounds" | median)" "$(cut -d' ' -f4 "$dir/rounds" | sort -n | tail -1)"
   printf '  ratio entry-ingest / stock tools     median %.2f, rounds %s  (goal: at most 1.00, peak RSS under 200 MB)\n' \
     "$(cut -d' ' -f3 "$dir/rounds" | median)" "$(cut -d' ' -f3 "$dir/rounds" | xargs printf '%.2f ' | sed 's/ $//')"
+fi
+
+# Shared by the worker scenarios below.
+rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+wait_ready() { # port pid name
+  for _ in $(seq 600); do
+    kill -0 "$2" 2>/dev/null || { echo "bench: $3 died" >&2; return 1; }
+    curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench: $3 not ready in 60 s" >&2; return 1
+}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pg_url() { echo "$PREWARM_POSTGRES_URL options='-c search_path=$1'"; }
+
+if [[ $scenarios == *scoring* ]]; then
+  # 100,000 active users (BENCH_SCORING_USERS) and 10,000,000 entries (BENCH_SCORING_ROWS) over
+  # the last 30 days, 2,000 stores; one run of the nightly scoring, timed from the trigger to
+  # its last list written, with one and then two store-scorer processes, beside one
+  # PostgreSQL GROUP BY (user_id, store_id) over the same rows: the least any scorer must do.
+  USERS=${BENCH_SCORING_USERS:-100000}; ROWS=${BENCH_SCORING_ROWS:-10000000}
+  SCORER=${STORE_SCORER:-.build/release/store-scorer}
+  run=$(date +%s%N); sschema=bench_scoring_$run; pids=()
+  trap 'kill ${pids[*]:-} 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $sschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  psql "$PGURL" -qc "CREATE SCHEMA $sschema"
+  PREWARM_POSTGRES_URL=$(pg_url "$sschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+  psql "$PGURL" -qc "INSERT INTO $sschema.stores (store_id, name, category_id, zone_id)
+    SELECT s, 'canteen stall ' || s, s % 40, s % 25 FROM generate_series(1, 2000) s"
+  redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 3 flushdb >/dev/null
+  echo "bench: scoring: writing $ROWS entries of $USERS users and their day sets ..."
+  PREWARM_POSTGRES_URL=$(pg_url "$sschema") PREWARM_REDIS_DB=3 $BENCH scoring-data --count "$USERS" --rows "$ROWS" >/dev/null
+  union=$(for s in $(seq -f %02g 0 15); do printf 'SELECT user_id, store_id FROM %s.store_entry_log_%s WHERE entered_at >= now() - interval %s UNION ALL ' "$sschema" "$s" "'30 days'"; done)
+  t0=$(now); psql "$PGURL" -qAtc "SELECT count(*) FROM (SELECT user_id, store_id, count(*) FROM (${union% UNION ALL }) e GROUP BY 1, 2) g" >/dev/null; t1=$(now)
+  query_s=$(secs "$t0" "$t1")
+  period=$(TZ=${PREWARM_TIMEZONE:-Asia/Shanghai} date +%Y%m%d)
+  for pods in 1 2; do
+    ports=(); pids=()
+    for i in $(seq "$pods"); do
+      port=$(free_port); ports+=("$port")
+      PREWARM_POSTGRES_URL=$(pg_url "$sschema") PREWARM_REDIS_DB=3 PREWARM_ADMIN_PORT=$port \
+        PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+        "$SCORER" >"$tmp/scorer-$pods-$i.log" 2>&1 &
+      pids+=($!)
+    done
+    for i in $(seq 0 $((pods - 1))); do wait_ready "${ports[$i]}" "${pids[$i]}" store-scorer; done
+    t0=$(now)
+    answer=$(curl -sf -X POST -H 'Authorization: Bearer bench' "http://127.0.0.1:${ports[0]}/jobs/store-score/trigger?period=$period&force=true")
+    attempt=$(echo "$answer" | sed -n 's/.*"attempt":\([0-9]*\).*/\1/p')
+    result=$(PREWARM_REDIS_DB=3 $BENCH wait-run --job store-score --period "$period" --attempt "$attempt")
+    t1=$(now)
+    rss=0; for pid in "${pids[@]}"; do r=$(rss_mb "$pid"); [ "$r" -gt "$rss" ] && rss=$r; done
+    kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+    run_s=$(secs "$t0" "$t1")
+    printf 'scoring: %d users, %d entries, %d store-scorer process(es)  run %8.3f s (%.0f users/s, peak RSS %d MB; %s)\n' \
+      "$USERS" "$ROWS" "$pods" "$run_s" "$(echo "$USERS / $run_s" | bc -l)" "$rss" "$(echo "$result" | head -1)"
+    printf '  one GROUP BY (user_id, store_id)    %8.3f s    ratio run / query %.2f  (goal: at most 1.50, RSS under 200 MB)\n' \
+      "$query_s" "$(echo "$run_s / $query_s" | bc -l)"
+  done
+fi
+
+if [[ $scenarios == *api* ]]; then
+  # wrk, 64 connections, 20 s (BENCH_API_SECONDS): the personal path over 100,000 users, the
+  # default path and the random path, beside the same server answering a constant body of
+  # the personal answer's size: the HTTP limit of this machine for that server.
+  command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
+  USERS=${BENCH_API_USERS:-100000}; SECONDS_=${BENCH_API_SECONDS:-20}
+  API=${RECOMMEND_API:-.build/release/recommend-api}
+  run=$(date +%s%N); aschema=bench_api_$run; api_pid=
+  trap 'kill $api_pid 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $aschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  psql "$PGURL" -qc "CREATE SCHEMA $aschema"
+  PREWARM_POSTGRES_URL=$(pg_url "$aschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+  redis() { redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 4 "$@"; }
+  redis flushdb >/dev/null
+  PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_REDIS_DB=4 $BENCH api-data --count "$USERS" >/dev/null
+  admin=$(free_port); http=$(free_port)
+  PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_REDIS_DB=4 PREWARM_ADMIN_PORT=$admin PREWARM_ADMIN_HOST=127.0.0.1 \
+    PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 PREWARM_RECOMMEND_BENCH_CONSTANT=true \
+    PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/api.log" 2>&1 &
+  api_pid=$!
+  wait_ready "$admin" "$api_pid" recommend-api
+  size=$(curl -sf "http://127.0.0.1:$http/v1/users/42/store-recommendations" | wc -c)
+  cat >"$tmp/personal.lua" <<LUA
+math.randomseed(os.time())
+request = function() return wrk.format("GET", "/v1/users/" .. math.random(1, $USERS) .. "/store-recommendations") end
+LUA
+  bench_wrk() { # label, then wrk's arguments; prints requests/s, p50 and p99 in ms
+    local out rps p50 p99
+    out=$(wrk -t2 -c64 -d"${SECONDS_}s" --latency "$@")
+    rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+    p50=$(echo "$out" | awk '$1 == "50%" { print $2 }'); p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
+    to_ms() { case $1 in *us) echo "${1%us} / 1000" | bc -l;; *ms) echo "${1%ms}";; *s) echo "${1%s} * 1000" | bc -l;; *) echo 0;; esac; }
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+  }
+  read -r c_rps c_p50 c_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/bench/constant?bytes=$size")"
+  read -r p_rps p_p50 p_p99 <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
+  read -r d_rps d_p50 d_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  redis del STORE_RECOMMEND_DEFAULT >/dev/null
+  read -r r_rps r_p50 r_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  random_source=$(curl -sfi "http://127.0.0.1:$http/v1/store-recommendations" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-prewarm-source" { print $2 }')
+  rss=$(rss_mb "$api_pid")
+  kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
+  line() { printf 'api: %-40s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $c_rps" | bc -l)"; }
+  printf 'api: constant body of %d bytes (the limit)           %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n' "$size" "$c_rps" "$c_p50" "$c_p99"
+  line "personal lists, $USERS users" "$p_rps" "$p_p50" "$p_p99"
+  line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99"
+  line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99"
+  printf 'api: goal: personal at least 0.60 of the constant and p99 under 5 ms; peak RSS %d MB\n' "$rss"
 fi

@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Postgres
 import PrewarmConfiguration
+import PrewarmRuntime
 import Redis
 
 /// One scenario through the wrappers; prints `seconds=<s>` for scripts/bench.sh, which runs
@@ -12,8 +13,20 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prewarm-bench", abstract: "Time one scenario through prewarm's wrappers.")
 
-    @Argument(help: "redis-set | pg-copy | kafka | ingest-events | wait-processed")
+    @Argument(help: "redis-set | pg-copy | kafka | ingest-events | wait-processed | scoring-data | wait-run | api-data")
     var scenario: String
+
+    @Option(help: "scoring-data: store entries in all (the users are --count).")
+    var rows = 10_000_000
+
+    @Option(help: "wait-run: the job, its period and the attempt to wait for.")
+    var job = "store-score"
+
+    @Option(help: "wait-run: the period.")
+    var period = ""
+
+    @Option(help: "wait-run: the attempt.")
+    var attempt = 1
 
     @Option(help: "ingest-events: where to write the stock tools' input (rows per shard, Redis commands).")
     var files = "."
@@ -88,11 +101,31 @@ struct Bench: AsyncParsableCommand {
             print(
                 "first=\(String(format: "%.3f", Double(first.components.seconds) + Double(first.components.attoseconds) / 1e18))"
             )
+        case "scoring-data":
+            let workload = ScoringWorkload(users: count, rows: rows, timeZone: try environment.timeZone())
+            elapsed = try await clock.measure {
+                try await workload.write(
+                    postgres: try environment.postgres(applicationName: "bench"),
+                    redis: try environment.redis(clientName: "bench"))
+            }
+        case "wait-run":
+            let waiter = RunWaiter(
+                redis: try environment.redis(clientName: "bench"), job: job, period: period, attempt: attempt)
+            var run: JobRunProgress?
+            elapsed = try await clock.measure { run = try await waiter.wait() }
+            print("state=\(run?.state ?? "?") items=\(run?.itemsDone ?? 0) batches=\(run?.batchesDone ?? 0)")
+        case "api-data":
+            elapsed = try await clock.measure {
+                try await APIWorkload(users: count).write(
+                    postgres: try environment.postgres(applicationName: "bench"),
+                    redis: try environment.redis(clientName: "bench"))
+            }
         case "ingest-events":
             elapsed = try await clock.measure { try await IngestWorkload(count: count, topic: target).write(to: files) }
         default:
             throw ValidationError(
-                "unknown scenario '\(scenario)': redis-set, pg-copy, kafka, ingest-events or wait-processed")
+                "unknown scenario '\(scenario)': redis-set, pg-copy, kafka, ingest-events, wait-processed, "
+                    + "scoring-data, wait-run or api-data")
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("seconds=\(String(format: "%.3f", seconds))")

@@ -35,7 +35,8 @@ extension Demo {
         let scorerPort = try FreePort.next()
         var started = ContinuousClock.now
         let scorer = try start(
-            binaries.appendingPathComponent("store-scorer").path, port: scorerPort, token: token, log: "store-scorer.log")
+            binaries.appendingPathComponent("store-scorer").path, port: scorerPort, token: token,
+            log: "store-scorer.log")
         processes.append(scorer)
         try await waitForAdmin(port: scorerPort, process: scorer, name: "store-scorer")
         let period = LocalDay.text(now, in: timeZone)
