@@ -33,6 +33,12 @@ public final class ConfinedSession<Session: BlockingSession>: Sendable {
         try await thread.run { [session] in try body(session) }
     }
 
+    /// Queues `body` on the session's thread without waiting; false if the thread has
+    /// stopped.
+    public func submit(_ body: @escaping @Sendable (Session) -> Void) -> Bool {
+        thread.submit { [session] in body(session) }
+    }
+
     /// Disconnects and ends the thread (waiting until it has); later calls throw
     /// `IOThreadStopped`.
     public func close() async {

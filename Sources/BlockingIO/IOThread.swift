@@ -74,6 +74,12 @@ public final class IOThread: @unchecked Sendable {
         }
     }
 
+    /// Queues `job` to run on this thread without waiting for it; false if the thread has
+    /// been shut down (the job will not run).
+    public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        enqueue(job)
+    }
+
     private func enqueue(_ job: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
         defer { condition.unlock() }

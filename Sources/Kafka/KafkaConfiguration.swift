@@ -62,7 +62,7 @@ public struct KafkaProducerConfiguration: Sendable {
         "acks": "all",
         "enable.idempotence": "true",
         "partitioner": "murmur2_random",
-        "linger.ms": "5",
+        "linger.ms": "1",
         "compression.type": "lz4",
     ]
 

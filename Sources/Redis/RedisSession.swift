@@ -107,33 +107,68 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         }
     }
 
-    func evaluate(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) throws -> RedisReply {
-        let sha: String
-        if let known = scriptSHAs[script] {
-            sha = known
-        } else {
-            let loaded = try execute([RedisCommand("SCRIPT", "LOAD", script.source)])[0]
-            guard case .bulk = loaded, let text = loaded.string else {
-                throw RedisError(
-                    .server, operation: "SCRIPT LOAD \(script.name)", message: loaded.string ?? "\(loaded)")
+    /// Sends the requests of many callers as one pipeline and answers each with its replies.
+    /// Scripts go by SHA (loaded first if this connection has not loaded them); one the
+    /// server lost (`NOSCRIPT`) is sent again with its source. A connection failure fails
+    /// every request of the pipeline.
+    func execute(_ requests: [RedisRequest]) {
+        for request in requests {
+            if case .script(let script, _, _) = request.work, scriptSHAs[script] == nil {
+                try? load(script)  // if this fails, the pipeline sends the source instead
             }
-            sha = text
-            scriptSHAs[script] = sha
         }
-        // EVALSHA sha (or EVAL source), the key count, the keys, the arguments.
-        func call(_ name: String, _ first: String) -> RedisCommand {
-            var command = RedisCommand(name, first)
-            command.arguments.append(keys.count)
-            command.arguments.append(contentsOf: keys)
-            command.arguments.append(contentsOf: arguments)
-            return command
+        var commands: [RedisCommand] = []
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(requests.count)
+        for request in requests {
+            let start = commands.count
+            switch request.work {
+            case .commands(let batch):
+                commands.append(contentsOf: batch)
+            case .script(let script, let keys, let arguments):
+                commands.append(call(script, keys: keys, arguments: arguments))
+            }
+            ranges.append(start..<commands.count)
         }
-        let reply = try execute([call("EVALSHA", sha)])[0]
-        guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else { return reply }
-        // The server forgot the script: EVAL sends the source and caches it there again.
-        logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
-        let eval = call("EVAL", script.source)
-        return try execute([eval])[0]
+        let replies: [RedisReply]
+        do {
+            replies = try execute(commands)
+        } catch {
+            for request in requests { request.continuation.resume(throwing: error) }
+            return
+        }
+        for (request, range) in zip(requests, ranges) {
+            if case .script(let script, let keys, let arguments) = request.work,
+                case .error(let message) = replies[range.lowerBound], message.hasPrefix("NOSCRIPT")
+            {
+                // The server forgot the script (a restart, SCRIPT FLUSH): EVAL caches it again.
+                logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
+                scriptSHAs[script] = nil
+                request.continuation.resume(
+                    with: Result { try execute([call(script, keys: keys, arguments: arguments)]) })
+                continue
+            }
+            request.continuation.resume(returning: Array(replies[range]))
+        }
+    }
+
+    private func load(_ script: RedisScript) throws {
+        let loaded = try execute([RedisCommand("SCRIPT", "LOAD", script.source)])[0]
+        guard case .bulk = loaded, let sha = loaded.string else {
+            throw RedisError(.server, operation: "SCRIPT LOAD \(script.name)", message: loaded.string ?? "\(loaded)")
+        }
+        scriptSHAs[script] = sha
+    }
+
+    /// EVALSHA sha (or EVAL source, when the SHA is not known), the key count, the keys, the
+    /// arguments.
+    private func call(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) -> RedisCommand {
+        var command =
+            scriptSHAs[script].map { RedisCommand("EVALSHA", $0) } ?? RedisCommand("EVAL", script.source)
+        command.arguments.append(keys.count)
+        command.arguments.append(contentsOf: keys)
+        command.arguments.append(contentsOf: arguments)
+        return command
     }
 
     /// Writes the commands in chunks and reads each chunk's replies.

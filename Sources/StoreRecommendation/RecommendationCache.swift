@@ -134,6 +134,50 @@ public struct RecommendationCache: Sendable {
 
     // MARK: - Reads (the API)
 
+    /// A list and its stores' details in one round trip. KEYS: the list. ARGV: the key
+    /// prefix. Returns {} when the list is missing, else {list, its remaining ms, then each
+    /// store's details or false}. (The details' keys are built in the script: one node only.)
+    static let listWithDetails = RedisScript(
+        name: "store-list-details",
+        source: """
+            local list = redis.call('GET', KEYS[1])
+            if not list then return {} end
+            local result = {list, redis.call('PTTL', KEYS[1])}
+            local ok, decoded = pcall(cjson.decode, list)
+            if not ok or type(decoded) ~= 'table' or type(decoded['stores']) ~= 'table' then return result end
+            local keys = {}
+            for i, id in ipairs(decoded['stores']) do keys[i] = ARGV[1] .. 'store:' .. string.format('%d', id) end
+            if #keys == 0 then return result end
+            local details = redis.call('MGET', unpack(keys))
+            for i = 1, #keys do result[i + 2] = details[i] end
+            return result
+            """)
+
+    /// A list with what the cache knows of its stores, in one round trip; nil when the list
+    /// is missing.
+    public func listWithDetails(_ key: String) async throws -> (
+        list: StoreList, remaining: Duration?, details: [Int64: Details]
+    )? {
+        let reply = try await redis.run(Self.listWithDetails, keys: [key], arguments: [prefix])
+        guard let parts = reply.array, let bytes = parts.first?.bytes,
+            let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes))
+        else { return nil }
+        let ttl = parts.count > 1 ? parts[1].integer ?? -1 : -1
+        var details: [Int64: Details] = [:]
+        let decoder = JSONDecoder()
+        for (index, store) in list.stores.enumerated() {
+            let value = parts.count > index + 2 ? parts[index + 2].bytes : nil
+            details[store] = Self.details(of: value, decoder)
+        }
+        return (list, ttl >= 0 ? .milliseconds(ttl) : nil, details)
+    }
+
+    private static func details(of value: [UInt8]?, _ decoder: JSONDecoder) -> Details {
+        guard let value else { return .unknown }
+        if value == missingMarker { return .missing }
+        return (try? decoder.decode(StoreInfo.self, from: Data(value))).map(Details.found) ?? .unknown
+    }
+
     public func list(of user: Int64) async throws -> StoreList? {
         try await redis.send("GET", userKey(user)).bytes.flatMap {
             try? JSONDecoder().decode(StoreList.self, from: Data($0))
@@ -187,15 +231,7 @@ public struct RecommendationCache: Sendable {
         let values = try await redis.mget(stores.map { storeKey($0) })
         var details: [Int64: Details] = [:]
         let decoder = JSONDecoder()
-        for (store, value) in zip(stores, values) {
-            if let value {
-                details[store] =
-                    value == Self.missingMarker
-                    ? .missing : (try? decoder.decode(StoreInfo.self, from: Data(value))).map(Details.found) ?? .unknown
-            } else {
-                details[store] = .unknown
-            }
-        }
+        for (store, value) in zip(stores, values) { details[store] = Self.details(of: value, decoder) }
         return details
     }
 

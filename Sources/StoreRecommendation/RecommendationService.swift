@@ -138,13 +138,16 @@ public final class RecommendationService: Service {
     }
 
     private func fromCache(user: Int64?) async throws -> (RecommendationSource, [StoreInfo]) {
-        if let user, let list = try await cache.list(of: user), !list.stores.isEmpty {
-            let (stores, fromDatabase) = try await details(list.stores)
+        // The list and its stores' details in one round trip; the database only for what lacks.
+        if let user, let (list, _, cached) = try await cache.listWithDetails(cache.userKey(user)),
+            !list.stores.isEmpty
+        {
+            let (stores, fromDatabase) = try await details(list.stores, cached: cached)
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }
         }
-        if let (list, remaining) = try await cache.defaultList() {
+        if let (list, remaining, cached) = try await cache.listWithDetails(cache.defaultKey) {
             if let remaining { considerEarlyRefresh(remaining: remaining) }
-            let (stores, fromDatabase) = try await details(list.stores)
+            let (stores, fromDatabase) = try await details(list.stores, cached: cached)
             if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list), stores) }
         }
         if let list = try await cache.fillDefaultAtRandom(count: options.listLength, ttl: options.randomTTL) {
@@ -164,8 +167,15 @@ public final class RecommendationService: Service {
 
     /// The details of `stores` in list order: one MGET; what the cache lacks is read from the
     /// database (one read for the same ids at a time) and cached, ids with no open store marked.
-    func details(_ stores: [Int64]) async throws -> (stores: [StoreInfo], fromDatabase: Bool) {
-        let cached = try await cache.details(stores)
+    func details(
+        _ stores: [Int64], cached known: [Int64: RecommendationCache.Details]? = nil
+    ) async throws -> (stores: [StoreInfo], fromDatabase: Bool) {
+        let cached: [Int64: RecommendationCache.Details]
+        if let known {
+            cached = known
+        } else {
+            cached = try await cache.details(stores)
+        }
         var found: [Int64: StoreInfo] = [:]
         var unknown: [Int64] = []
         for store in stores {

@@ -12,6 +12,9 @@ public struct StoreScorerWorker: WorkerDefinition {
     public static let usesPostgres = true
     public static let migrations = EntryIngestSchema.migrations + StoreRecommendationSchema.migrations
     public static let settings = ScorerSettings.all
+    /// Batches arrive one after another while the winner fans out: a consumer that waited
+    /// out librdkafka's 500 ms fetch wait on a quiet partition would take them in clumps.
+    public static let defaults = ["PREWARM_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS": "100"]
 
     public let routes: [TopicRoute]
     public let jobs: [ScheduledJob]

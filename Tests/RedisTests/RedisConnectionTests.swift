@@ -167,4 +167,35 @@ struct RedisConnectionTests {
         #expect(error?.isTransient == true)
         #expect(try await redis.send("PING") == .status("PONG"))
     }
+
+    @Test("many tasks sharing one connection each get their own replies, sent as shared pipelines")
+    func automaticPipelining() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("pipelined")
+        let echoed = try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
+            for index in 0..<500 {
+                group.addTask {
+                    let replies = try await redis.pipeline([
+                        RedisCommand("SET", "\(prefix):\(index)", index, "EX", 60),
+                        RedisCommand("GET", "\(prefix):\(index)"), RedisCommand("ECHO", "caller-\(index)"),
+                    ])
+                    return (index, replies.map { $0.string ?? "" })
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect(echoed.count == 500)
+        #expect(echoed.allSatisfy { index, replies in replies == ["OK", String(index), "caller-\(index)"] })
+        let script = RedisScript(name: "echo-key", source: "return redis.call('GET', KEYS[1])")
+        let scripted = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    try await redis.run(script, keys: ["\(prefix):\(index)"]).string == String(index)
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(scripted == 200, "scripts in shared pipelines too")
+    }
 }
