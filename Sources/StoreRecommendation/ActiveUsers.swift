@@ -8,9 +8,10 @@ import Redis
 /// entry-ingest keeps (`act:day:{yyyymmdd}`), not the calendar month: on the 1st of a month
 /// last month's days still count.
 ///
-/// The winner snapshots them once per run into a sorted set scored by user id
-/// (`store-score:active:{period}:{attempt}`), which the fan-out pages by id; a pod taking the
-/// run over finds it there.
+/// The winner snapshots them once per run into a sorted set (`store-score:active:{period}:
+/// {attempt}`) ordered by log shard, then id, which the fan-out pages in that order: a batch
+/// holds the users of one shard (two at a shard's end), so its visits are read from one table
+/// in one index range. A pod taking the run over finds the snapshot there.
 public struct ActiveUsers: FanOutSource {
     public let redis: any RedisClient
     public let timeZone: TimeZone
@@ -52,8 +53,9 @@ public struct ActiveUsers: FanOutSource {
     }
 
     /// Counts each user's days over the window (the day sets summed into a sorted set), then
-    /// keeps the active ones in a sorted set scored by their id. KEYS: snapshot, scratch, the
-    /// day sets. ARGV: minimum days, retention ms. Returns the number of active users.
+    /// keeps the active ones in a sorted set scored by shard × 2^48 + id. KEYS: snapshot,
+    /// scratch, the day sets. ARGV: minimum days, retention ms, shards. Returns the number of
+    /// active users.
     static let snapshot = RedisScript(
         name: "store-score-active",
         source: """
@@ -65,7 +67,8 @@ public struct ActiveUsers: FanOutSource {
             for i = 1, #active, 1000 do
               local args = {}
               for j = i, math.min(i + 999, #active) do
-                args[#args + 1] = active[j]
+                local id = tonumber(active[j])
+                args[#args + 1] = (id % tonumber(ARGV[3])) * 281474976710656 + id
                 args[#args + 1] = active[j]
               end
               redis.call('ZADD', KEYS[1], unpack(args))
@@ -81,7 +84,7 @@ public struct ActiveUsers: FanOutSource {
         let days = windowDays(endingWith: run.period).map { ActivityWriter.dayKey($0, prefix: prefix) }
         let keys = [snapshotKey(run), snapshotKey(run) + ":scratch"] + days
         let reply = try await redis.run(
-            Self.snapshot, keys: keys, arguments: [minimumDays, retention.milliseconds])
+            Self.snapshot, keys: keys, arguments: [minimumDays, retention.milliseconds, EntryIngestSchema.shardCount])
         return Int(reply.integer ?? 0)
     }
 
@@ -89,9 +92,16 @@ public struct ActiveUsers: FanOutSource {
         Int(try await redis.send("ZCARD", snapshotKey(run)).integer ?? 0)
     }
 
+    /// The next users after `cursor` (the last id of the previous page) in shard-then-id order.
     public func page(for run: JobRunInfo, after cursor: Int64, limit: Int) async throws -> [Int64] {
         let reply = try await redis.send(
-            "ZRANGEBYSCORE", snapshotKey(run), cursor == Int64.min ? "-inf" : "(\(cursor)", "+inf", "LIMIT", 0, limit)
+            "ZRANGEBYSCORE", snapshotKey(run), cursor == Int64.min ? "-inf" : "(\(Self.score(of: cursor))", "+inf",
+            "LIMIT", 0, limit)
         return (reply.array ?? []).compactMap(\.integer)
+    }
+
+    /// A user's place in the snapshot: its shard, then its id (ids below 2^48: exact in a double).
+    static func score(of user: Int64) -> Int64 {
+        Int64(EntryIngestSchema.shard(of: user)) * 281_474_976_710_656 + user
     }
 }
