@@ -34,6 +34,15 @@ public final class PostgresConnection: Sendable {
         return try await session.run { try $0.query(sql, texts) }
     }
 
+    /// A statement whose columns are all integers (`bigint`, `integer`, counts), its result
+    /// read without a `String` per cell: for large results of ids and counts.
+    public func integers(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws
+        -> PostgresIntegers
+    {
+        let texts = parameters.map { $0?.postgresText }
+        return try await session.run { try $0.integers(sql, texts) }
+    }
+
     /// Runs `body` between BEGIN and COMMIT; any error rolls back and is rethrown.
     public func transaction<T: Sendable>(
         _ body: (PostgresConnection) async throws -> T

@@ -75,6 +75,47 @@ final class PostgresSession: BlockingSession, @unchecked Sendable {
         return try consume(result, operation: Self.operationName(sql))
     }
 
+    /// A statement whose result columns are all integers, read straight from libpq's buffer
+    /// into one array (row by row), with no `String` per cell.
+    func integers(_ sql: String, _ parameters: [String?]) throws -> PostgresIntegers {
+        let connection = try ensureConnected()
+        let result = withCStrings(parameters) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        guard let result, PQresultStatus(result) == PGRES_TUPLES_OK else {
+            _ = try consume(result, operation: Self.operationName(sql))
+            return PostgresIntegers(columns: 0, values: [])
+        }
+        defer { PQclear(result) }
+        let columns = Int(PQnfields(result))
+        let rows = Int(PQntuples(result))
+        var values: [Int64] = []
+        values.reserveCapacity(rows * columns)
+        for row in 0..<Int32(rows) {
+            for column in 0..<Int32(columns) {
+                values.append(
+                    PQgetisnull(result, row, column) == 1 ? 0 : Self.integer(PQgetvalue(result, row, column)))
+            }
+        }
+        return PostgresIntegers(columns: columns, values: values)
+    }
+
+    /// A decimal integer from a C string (libpq's text form of an integer column).
+    private static func integer(_ text: UnsafePointer<CChar>?) -> Int64 {
+        guard var pointer = text else { return 0 }
+        var negative = false
+        if pointer.pointee == 0x2D {
+            negative = true
+            pointer += 1
+        }
+        var value: Int64 = 0
+        while pointer.pointee >= 0x30 && pointer.pointee <= 0x39 {
+            value = value &* 10 &+ Int64(pointer.pointee - 0x30)
+            pointer += 1
+        }
+        return negative ? -value : value
+    }
+
     /// Streams rows already in COPY text format into `table`.
     /// COPY's data, in the text format or the binary one (whose `data` ends with the
     /// trailer).

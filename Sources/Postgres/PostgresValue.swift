@@ -69,3 +69,13 @@ extension Date: PostgresEncodable {
     /// RFC 3339 in UTC with microseconds, which `timestamptz` reads exactly.
     public var postgresText: String { RFC3339.format(self) }
 }
+
+/// Rows of integer columns, laid out row by row in one array (NULL reads as 0).
+public struct PostgresIntegers: Sendable, Equatable {
+    public let columns: Int
+    public let values: [Int64]
+
+    public var count: Int { columns == 0 ? 0 : values.count / columns }
+
+    public subscript(row: Int, column: Int) -> Int64 { values[row * columns + column] }
+}

@@ -67,10 +67,8 @@ public struct RecommendationCache: Sendable {
               local newer = false
               local current = redis.call('GET', KEYS[i])
               if current then
-                local ok, list = pcall(cjson.decode, current)
-                if ok and type(list) == 'table' and tonumber(list['run']) and tonumber(list['run']) > run then
-                  newer = true
-                end
+                local stamp = tonumber(string.match(current, '"run":(%d+)'))
+                if stamp and stamp > run then newer = true end
               end
               if not newer then
                 redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * i + 1])
@@ -99,11 +97,42 @@ public struct RecommendationCache: Sendable {
         return Int(try await redis.run(Self.writeLists, keys: keys, arguments: arguments).integer ?? 0)
     }
 
+    /// Adds a batch's visits per store to a run's tally, in one script. KEYS: the tally.
+    /// ARGV: its lifetime in ms, then store, visits pairs.
+    static let addTally = RedisScript(
+        name: "store-tally",
+        source: """
+            for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+            redis.call('PEXPIRE', KEYS[1], ARGV[1])
+            return 1
+            """)
+
+    public func addTally(_ tally: [Int64: Int64], to key: String, ttl: Duration) async throws {
+        var arguments = RedisArguments()
+        arguments.reserveCapacity(arguments: 1 + 2 * tally.count, bytes: 16 * tally.count + 16)
+        arguments.append(ttl.milliseconds)
+        for (store, visits) in tally {
+            arguments.append(store)
+            arguments.append(visits)
+        }
+        try await redis.run(Self.addTally, keys: RedisArguments([key]), arguments: arguments)
+    }
+
     /// Replaces the store details and the open-store set: open stores' details written,
-    /// closed ones' removed, the set swapped in at once.
-    public func writeStores(open: [StoreInfo], closed: [Int64], ttl: () -> Duration) async throws {
+    /// closed ones' removed, the set swapped in at once; with `defaultList`, the default list
+    /// too, all in one transaction (a reader never sees the open set without the default and
+    /// fills the default at random meanwhile).
+    public func writeStores(
+        open: [StoreInfo], closed: [Int64], defaultList: (list: StoreList, ttl: Duration)? = nil, ttl: () -> Duration
+    ) async throws {
         let encoder = Self.encoder
-        var commands: [RedisCommand] = []
+        var commands: [RedisCommand] = [RedisCommand("MULTI")]
+        if let defaultList {
+            commands.append(
+                RedisCommand(
+                    "SET", defaultKey, [UInt8](try encoder.encode(defaultList.list)), "PX",
+                    defaultList.ttl.milliseconds))
+        }
         for store in open {
             commands.append(
                 RedisCommand("SET", storeKey(store.id), [UInt8](try encoder.encode(store)), "PX", ttl().milliseconds))
@@ -124,7 +153,14 @@ public struct RecommendationCache: Sendable {
             commands.append(RedisCommand("RENAME", staging, openKey))
             commands.append(RedisCommand("PEXPIRE", openKey, ttl().milliseconds))
         }
-        try Self.check(try await redis.pipeline(commands))
+        commands.append(RedisCommand("EXEC"))
+        let replies = try await redis.pipeline(commands)
+        try Self.check(replies)
+        if case .array(let results) = replies.last {
+            try Self.check(results)
+        } else {
+            throw RedisError(.server, operation: "EXEC", message: "the store cache transaction was aborted")
+        }
     }
 
     /// Sets the default list.

@@ -262,9 +262,10 @@ public final class RecommendationService: Service {
         databaseReads.lists.increment()
         let catalog = StoreCatalog(open: open, popularity: popularity)
         let ids = catalog.popular(visitsPerStore: popularity, weights: options.weights, length: options.listLength)
-        try await cache.writeStores(open: open, closed: closed) { options.detailsTTL }
         let ttl = origin == "database" ? options.databaseTTL : options.detailsTTL
-        try await cache.writeDefault(StoreList(stores: ids, run: 0, origin: origin), ttl: ttl)
+        try await cache.writeStores(
+            open: open, closed: closed.map(\.id), defaultList: (StoreList(stores: ids, run: 0, origin: origin), ttl)
+        ) { options.detailsTTL }
         return ids.compactMap { catalog.open[$0] }
     }
 

@@ -12,21 +12,17 @@ public struct StoreData: Sendable {
     }
 
     /// Every store, open and closed.
-    public func stores() async throws -> (open: [StoreInfo], closed: [Int64]) {
+    public func stores() async throws -> (open: [StoreInfo], closed: [StoreInfo]) {
         let rows = try await pool.withConnection {
             try await $0.query("SELECT store_id, name, category_id, zone_id, is_open FROM stores ORDER BY store_id")
         }
         var open: [StoreInfo] = []
-        var closed: [Int64] = []
+        var closed: [StoreInfo] = []
         for row in rows.rows {
             guard let id = row[0].int64 else { continue }
-            if row[4].bool == true {
-                open.append(
-                    StoreInfo(
-                        id: id, name: row[1].string ?? "", category: row[2].int64 ?? 0, zone: row[3].int64 ?? 0))
-            } else {
-                closed.append(id)
-            }
+            let store = StoreInfo(
+                id: id, name: row[1].string ?? "", category: row[2].int64 ?? 0, zone: row[3].int64 ?? 0)
+            if row[4].bool == true { open.append(store) } else { closed.append(store) }
         }
         return (open, closed)
     }
@@ -78,8 +74,9 @@ public struct StoreData: Sendable {
     }
 
     /// Each user's visits since `since`, per store: one statement for the whole batch, one
-    /// branch per shard that holds some of its users (never one query per user).
-    public func visits(of users: [Int64], since: Date) async throws -> [Int64: [Visit]] {
+    /// branch per shard that holds some of its users (never one query per user), read by
+    /// index only (migration 106) and returned as integers.
+    public func visits(of users: [Int64], since: Date) async throws -> [Int64: [(store: Int64, count: Int64)]] {
         var byShard: [Int: [Int64]] = [:]
         for user in users { byShard[EntryIngestSchema.shard(of: user), default: []].append(user) }
         guard !byShard.isEmpty else { return [:] }
@@ -89,20 +86,16 @@ public struct StoreData: Sendable {
             parameters.append(Self.array(byShard[shard]!))
             branches.append(
                 """
-                SELECT user_id, store_id, category_id, zone_id, count(*) FROM \(EntryIngestSchema.shardTable(shard))
-                WHERE user_id = ANY($\(parameters.count)::bigint[]) AND entered_at >= $1
-                GROUP BY user_id, store_id, category_id, zone_id
+                SELECT user_id, store_id, count(*) FROM \(EntryIngestSchema.shardTable(shard))
+                WHERE user_id = ANY($\(parameters.count)::bigint[]) AND entered_at >= $1 GROUP BY user_id, store_id
                 """)
         }
         let sql = branches.joined(separator: " UNION ALL ")
         let bound = parameters
-        let rows = try await pool.withConnection { try await $0.query(sql, bound) }
-        var visits: [Int64: [Visit]] = [:]
-        for row in rows.rows {
-            guard let user = row[0].int64, let store = row[1].int64, let category = row[2].int64,
-                let zone = row[3].int64, let count = row[4].int64
-            else { continue }
-            visits[user, default: []].append(Visit(store: store, category: category, zone: zone, count: count))
+        let rows = try await pool.withConnection { try await $0.integers(sql, bound) }
+        var visits: [Int64: [(store: Int64, count: Int64)]] = [:]
+        for row in 0..<rows.count {
+            visits[rows[row, 0], default: []].append((rows[row, 1], rows[row, 2]))
         }
         return visits
     }

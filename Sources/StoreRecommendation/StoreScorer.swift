@@ -50,7 +50,7 @@ public final class StoreScorer: JobBatchHandler {
     public func prepare(_ run: JobRunInfo) async throws {
         let users = try await active.takeSnapshot(for: run)
         let stores = try await data.stores()
-        try await cache.writeStores(open: stores.open, closed: stores.closed, ttl: options.ttlWithJitter)
+        try await cache.writeStores(open: stores.open, closed: stores.closed.map(\.id), ttl: options.ttlWithJitter)
         logger.info(
             "store scoring prepared",
             metadata: [
@@ -62,24 +62,35 @@ public final class StoreScorer: JobBatchHandler {
     // MARK: - Every pod
 
     public func work(_ batch: JobBatch) async throws -> BatchResult {
+        let t0 = ContinuousClock.now
         let run = StoreList.stamp(period: batch.period, attempt: batch.attempt)
         let catalog = try await catalogs.catalog(for: run) {
-            StoreCatalog(open: try await self.data.stores().open, popularity: try await self.data.popularity())
+            let stores = try await self.data.stores()
+            return StoreCatalog(open: stores.open, closed: stores.closed, popularity: try await self.data.popularity())
         }
+        let t1 = ContinuousClock.now
         let visits = try await data.visits(of: batch.ids, since: windowStart(period: batch.period))
+        let t2 = ContinuousClock.now
         var lists: [(user: Int64, stores: [Int64])] = []
         var tally: [Int64: Int64] = [:]
         for user in batch.ids {
-            let userVisits = visits[user] ?? []
+            let userVisits = (visits[user] ?? []).map { catalog.visit(store: $0.store, count: $0.count) }
             for visit in userVisits { tally[visit.store, default: 0] += visit.count }
             let top = catalog.top(userVisits, weights: options.weights, length: options.listLength)
             if !top.isEmpty { lists.append((user, top)) }
         }
+        let t3 = ContinuousClock.now
         try await cache.writeLists(lists, run: run, ttl: options.ttlWithJitter)
-        let key = tallyKey(period: batch.period, attempt: batch.attempt)
-        var commands = tally.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
-        commands.append(RedisCommand("PEXPIRE", key, 2 * 86_400_000))
-        try RecommendationCache.check(try await cache.redis.pipeline(commands))
+        let t4 = ContinuousClock.now
+        try await cache.addTally(
+            tally, to: tallyKey(period: batch.period, attempt: batch.attempt), ttl: .seconds(2 * 86_400))
+        logger.debug(
+            "batch scored",
+            metadata: [
+                "batch": "\(batch.batch)", "users": "\(batch.ids.count)", "catalog": "\(t1 - t0)",
+                "visits": "\(t2 - t1)", "scoring": "\(t3 - t2)", "lists": "\(t4 - t3)",
+                "tally": "\(ContinuousClock.now - t4)",
+            ])
         return BatchResult(itemsDone: batch.ids.count)
     }
 

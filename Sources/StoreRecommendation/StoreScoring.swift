@@ -63,42 +63,62 @@ public struct Visit: Sendable, Equatable {
     }
 }
 
-/// The open stores of a run, indexed for scoring: by (category, zone) cell, each cell's
-/// stores in tie-break order (more popular first, then lower id).
+/// The open stores of a run, indexed for scoring: every store has a rank in tie-break order
+/// (more popular first, then lower id), and the stores of each (category, zone) cell are
+/// listed by rank in dense arrays, so scoring a user touches arrays, not hash tables.
 public struct StoreCatalog: Sendable {
     public let open: [Int64: StoreInfo]
     /// Visits per store over all users, for ties (the previous run's tally).
     public let popularity: [Int64: Int64]
-    private let cells: [Cell: [Int64]]
-    private let cellsOfCategory: [Int64: [Cell]]
-    private let cellsOfZone: [Int64: [Cell]]
+    /// Open stores in tie-break order: a store's index is its rank.
+    private let ranked: [StoreInfo]
+    private let rankOf: [Int64: Int32]
+    private let categoryIndex: [Int64: Int]
+    private let zoneIndex: [Int64: Int]
+    private let cellOf: [Int32]  // per rank: category index × zone count + zone index
+    private let cells: [[Int32]]  // per cell: ranks, ascending
 
-    struct Cell: Hashable {
-        let category: Int64
-        let zone: Int64
-    }
+    /// Every store's category and zone, closed ones too (a visit to a closed store still
+    /// counts for its category and zone).
+    private let dimensions: [Int64: (category: Int64, zone: Int64)]
 
-    public init(open stores: [StoreInfo], popularity: [Int64: Int64]) {
+    public init(open stores: [StoreInfo], closed: [StoreInfo] = [], popularity: [Int64: Int64]) {
         self.popularity = popularity
+        var dimensions: [Int64: (category: Int64, zone: Int64)] = [:]
+        for store in stores + closed { dimensions[store.id] = (store.category, store.zone) }
+        self.dimensions = dimensions
+        let ranked = stores.sorted { Self.before($0.id, $1.id, popularity) }
+        self.ranked = ranked
         var open: [Int64: StoreInfo] = [:]
-        var cells: [Cell: [Int64]] = [:]
-        for store in stores {
+        var rankOf: [Int64: Int32] = [:]
+        var categories: [Int64: Int] = [:]
+        var zones: [Int64: Int] = [:]
+        for (rank, store) in ranked.enumerated() {
             open[store.id] = store
-            cells[Cell(category: store.category, zone: store.zone), default: []].append(store.id)
+            rankOf[store.id] = Int32(rank)
+            if categories[store.category] == nil { categories[store.category] = categories.count }
+            if zones[store.zone] == nil { zones[store.zone] = zones.count }
         }
-        for cell in cells.keys {
-            cells[cell]!.sort { Self.before($0, $1, popularity) }
+        var cells = [[Int32]](repeating: [], count: categories.count * zones.count)
+        var cellOf = [Int32](repeating: 0, count: ranked.count)
+        for (rank, store) in ranked.enumerated() {
+            let cell = categories[store.category]! * zones.count + zones[store.zone]!
+            cellOf[rank] = Int32(cell)
+            cells[cell].append(Int32(rank))  // ranks come in ascending order
         }
         self.open = open
+        self.rankOf = rankOf
+        self.categoryIndex = categories
+        self.zoneIndex = zones
+        self.cellOf = cellOf
         self.cells = cells
-        var byCategory: [Int64: [Cell]] = [:]
-        var byZone: [Int64: [Cell]] = [:]
-        for cell in cells.keys {
-            byCategory[cell.category, default: []].append(cell)
-            byZone[cell.zone, default: []].append(cell)
-        }
-        cellsOfCategory = byCategory
-        cellsOfZone = byZone
+    }
+
+    /// A visit of a store by its id, with the store's category and zone (-1, -1 for a store
+    /// that is not in the table any more: it counts in the user's total only).
+    public func visit(store: Int64, count: Int64) -> Visit {
+        let dimensions = dimensions[store] ?? (-1, -1)
+        return Visit(store: store, category: dimensions.category, zone: dimensions.zone, count: count)
     }
 
     /// Tie-break order: more popular first, then lower id.
@@ -114,46 +134,54 @@ public struct StoreCatalog: Sendable {
     /// zones the user visited; ties go to the more popular store, then the lower id. No visit,
     /// no list.
     public func top(_ visits: [Visit], weights: ScoringWeights, length: Int) -> [Int64] {
+        guard length > 0, !ranked.isEmpty else { return [] }
+        let zoneCount = zoneIndex.count
+        var byCategory = [Double](repeating: 0, count: categoryIndex.count)
+        var byZone = [Double](repeating: 0, count: zoneCount)
+        var visited: [(rank: Int32, count: Int64)] = []
         var total: Int64 = 0
-        var byStore: [Int64: Int64] = [:]
-        var byCategory: [Int64: Int64] = [:]
-        var byZone: [Int64: Int64] = [:]
+        // Scores without the common division by the total: the order is the same. Visits of
+        // categories or zones no open store has still count in the total, and nowhere else.
         for visit in visits where visit.count > 0 {
             total += visit.count
-            byStore[visit.store, default: 0] += visit.count
-            byCategory[visit.category, default: 0] += visit.count
-            byZone[visit.zone, default: 0] += visit.count
-        }
-        guard total > 0, length > 0 else { return [] }
-        // Scores without the common division by the total: the order is the same.
-        func score(_ store: Int64, in cell: Cell) -> Double {
-            weights.store * Double(byStore[store] ?? 0) + weights.category * Double(byCategory[cell.category] ?? 0)
-                + weights.zone * Double(byZone[cell.zone] ?? 0)
-        }
-        var candidates: [(store: Int64, score: Double)] = []
-        var seen = Set<Int64>()
-        // Visited stores that are open, each on its own.
-        for store in byStore.keys {
-            guard let info = open[store] else { continue }
-            seen.insert(store)
-            candidates.append((store, score(store, in: Cell(category: info.category, zone: info.zone))))
-        }
-        // Unvisited stores score the same within a cell: its first `length` (in tie-break
-        // order) are all that can win.
-        var cellsToScore = Set<Cell>()
-        for category in byCategory.keys { cellsToScore.formUnion(cellsOfCategory[category] ?? []) }
-        for zone in byZone.keys { cellsToScore.formUnion(cellsOfZone[zone] ?? []) }
-        for cell in cellsToScore {
-            var taken = 0
-            for store in cells[cell] ?? [] where !byStore.keys.contains(store) {
-                guard taken < length else { break }
-                if seen.insert(store).inserted {
-                    candidates.append((store, score(store, in: cell)))
+            if let index = categoryIndex[visit.category] { byCategory[index] += Double(visit.count) }
+            if let index = zoneIndex[visit.zone] { byZone[index] += Double(visit.count) }
+            if let rank = rankOf[visit.store] {
+                if let at = visited.firstIndex(where: { $0.rank == rank }) {
+                    visited[at].count += visit.count
+                } else {
+                    visited.append((rank, visit.count))
                 }
+            }
+        }
+        guard total > 0 else { return [] }
+        var best = TopStores(length: length)
+        for (rank, count) in visited {
+            let cell = Int(cellOf[Int(rank)])
+            best.offer(
+                rank: rank,
+                score: weights.store * Double(count) + weights.category * byCategory[cell / zoneCount]
+                    + weights.zone * byZone[cell % zoneCount])
+        }
+        // Unvisited stores score the same within a cell, and a cell lists them by rank: its
+        // first ones are all that can win.
+        func offerCell(_ category: Int, _ zone: Int) {
+            let score = weights.category * byCategory[category] + weights.zone * byZone[zone]
+            guard best.mayEnter(score) else { return }
+            var taken = 0
+            for rank in cells[category * zoneCount + zone] where taken < length {
+                if visited.contains(where: { $0.rank == rank }) { continue }
+                if !best.offer(rank: rank, score: score) { return }  // the later ones rank lower
                 taken += 1
             }
         }
-        return ranked(candidates, length: length)
+        for category in byCategory.indices where byCategory[category] > 0 {
+            for zone in 0..<zoneCount { offerCell(category, zone) }
+        }
+        for zone in byZone.indices where byZone[zone] > 0 {
+            for category in byCategory.indices where byCategory[category] == 0 { offerCell(category, zone) }
+        }
+        return best.ranks.map { ranked[Int($0)].id }
     }
 
     /// The stores everyone would be shown: the same score over the visits of all users
@@ -167,21 +195,53 @@ public struct StoreCatalog: Sendable {
             byCategory[info.category, default: 0] += count
             byZone[info.zone, default: 0] += count
         }
-        let candidates = open.values.map { info -> (store: Int64, score: Double) in
-            let score =
-                weights.store * Double(visitsPerStore[info.id] ?? 0) + weights.category
-                * Double(byCategory[info.category] ?? 0) + weights.zone * Double(byZone[info.zone] ?? 0)
-            return (info.id, score)
+        var best = TopStores(length: length)
+        for (rank, info) in ranked.enumerated() {
+            best.offer(
+                rank: Int32(rank),
+                score: weights.store * Double(visitsPerStore[info.id] ?? 0) + weights.category
+                    * Double(byCategory[info.category] ?? 0) + weights.zone * Double(byZone[info.zone] ?? 0))
         }
-        return ranked(candidates, length: length)
+        return best.ranks.map { ranked[Int($0)].id }
+    }
+}
+
+/// The best few candidates seen so far: highest score first, and among scores within a
+/// relative 1e-9 (ties) the lower rank (the more popular store, then the lower id).
+struct TopStores {
+    let length: Int
+    private(set) var entries: [(rank: Int32, score: Double)] = []
+
+    init(length: Int) {
+        self.length = length
+        entries.reserveCapacity(length + 1)
     }
 
-    /// Highest score first; scores within a relative 1e-9 are ties.
-    private func ranked(_ candidates: [(store: Int64, score: Double)], length: Int) -> [Int64] {
-        candidates.sorted { lhs, rhs in
-            let scale = max(abs(lhs.score), abs(rhs.score), 1)
-            if abs(lhs.score - rhs.score) > 1e-9 * scale { return lhs.score > rhs.score }
-            return Self.before(lhs.store, rhs.store, popularity)
-        }.prefix(length).map(\.store)
+    var ranks: [Int32] { entries.map(\.rank) }
+
+    static func tied(_ lhs: Double, _ rhs: Double) -> Bool {
+        abs(lhs - rhs) <= 1e-9 * max(abs(lhs), abs(rhs), 1)
+    }
+
+    /// Whether a candidate with this score could still get in (some rank might).
+    func mayEnter(_ score: Double) -> Bool {
+        guard entries.count == length, let last = entries.last else { return true }
+        return score > last.score || Self.tied(score, last.score)
+    }
+
+    /// Offers a candidate; returns whether it got in.
+    @discardableResult
+    mutating func offer(rank: Int32, score: Double) -> Bool {
+        var position = entries.count
+        while position > 0 {
+            let other = entries[position - 1]
+            let ahead = Self.tied(score, other.score) ? rank < other.rank : score > other.score
+            if !ahead { break }
+            position -= 1
+        }
+        guard position < length else { return false }
+        entries.insert((rank, score), at: position)
+        if entries.count > length { entries.removeLast() }
+        return true
     }
 }
