@@ -138,10 +138,13 @@ public struct RecommendAPI: Sendable {
 
     private func answer(user: Int64?) async -> Response {
         do {
-            let recommendation = try await service.recommend(user: user)
-            var response = Self.json(.ok, recommendation)
-            response.headers[Self.sourceHeader] = recommendation.source.rawValue
-            return response
+            let (source, body) = try await service.recommendJSON(user: user)
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "application/json", .cacheControl: "no-store", Self.sourceHeader: source.rawValue,
+                ],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
         } catch {
             return Self.json(.serviceUnavailable, ["error": "\(error)"])
         }

@@ -20,6 +20,24 @@ public struct StoreList: Sendable, Codable, Equatable {
     public static func stamp(period: String, attempt: Int) -> Int64 { (Int64(period) ?? 0) * 1000 + Int64(attempt) }
 }
 
+/// A store's details as JSON bytes (`StoreInfo`, keys sorted), as the cache holds them: the
+/// read path passes them on without decoding them.
+public struct StoreJSON: Sendable, Equatable {
+    public let id: Int64
+    public let bytes: [UInt8]
+
+    public init(id: Int64, bytes: [UInt8]) {
+        self.id = id
+        self.bytes = bytes
+    }
+
+    public init(_ store: StoreInfo) {
+        self.init(id: store.id, bytes: (try? [UInt8](RecommendationCache.encoder.encode(store))) ?? [])
+    }
+
+    public var info: StoreInfo? { try? JSONDecoder().decode(StoreInfo.self, from: Data(bytes)) }
+}
+
 /// The store-recommendation keys in Redis and the scripts that write them:
 /// - `STORE_RECOMMEND_ONE:{userId}`: a user's list (`StoreList` JSON), written by the
 ///   scorer, never over a list of a newer run;
@@ -171,49 +189,54 @@ public struct RecommendationCache: Sendable {
     // MARK: - Reads (the API)
 
     /// A list and its stores' details in one round trip. KEYS: the list. ARGV: the key
-    /// prefix. Returns {} when the list is missing, else {list, its remaining ms, then each
-    /// store's details or false}. (The details' keys are built in the script: one node only.)
+    /// prefix. Returns {} when the list is missing or not a list, else {origin, remaining ms,
+    /// the store ids..., then each store's details (or false)}. (The details' keys are built in
+    /// the script: one node only.)
     static let listWithDetails = RedisScript(
         name: "store-list-details",
         source: """
-            local list = redis.call('GET', KEYS[1])
-            if not list then return {} end
-            local result = {list, redis.call('PTTL', KEYS[1])}
-            local ok, decoded = pcall(cjson.decode, list)
-            if not ok or type(decoded) ~= 'table' or type(decoded['stores']) ~= 'table' then return result end
+            local value = redis.call('GET', KEYS[1])
+            if not value then return {} end
+            local ok, list = pcall(cjson.decode, value)
+            if not ok or type(list) ~= 'table' or type(list['stores']) ~= 'table' then return {} end
+            local result = {tostring(list['origin'] or 'scorer'), redis.call('PTTL', KEYS[1])}
             local keys = {}
-            for i, id in ipairs(decoded['stores']) do keys[i] = ARGV[1] .. 'store:' .. string.format('%d', id) end
+            for i, id in ipairs(list['stores']) do
+              result[#result + 1] = id
+              keys[i] = ARGV[1] .. 'store:' .. string.format('%d', id)
+            end
             if #keys == 0 then return result end
             local details = redis.call('MGET', unpack(keys))
-            for i = 1, #keys do result[i + 2] = details[i] end
+            for i = 1, #keys do result[#result + 1] = details[i] end
             return result
             """)
 
-    /// A list with what the cache knows of its stores, in one round trip; nil when the list
-    /// is missing.
+    /// A list (its store ids and origin) with what the cache knows of its stores, in one
+    /// round trip; nil when the list is missing.
     public func listWithDetails(_ key: String) async throws -> (
-        list: StoreList, remaining: Duration?, details: [Int64: Details]
+        stores: [Int64], origin: String, remaining: Duration?, details: [Int64: Details]
     )? {
         let reply = try await redis.run(Self.listWithDetails, keys: [key], arguments: [prefix])
-        guard let parts = reply.array, let bytes = parts.first?.bytes,
-            let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes))
-        else { return nil }
-        let ttl = parts.count > 1 ? parts[1].integer ?? -1 : -1
+        guard let parts = reply.array, parts.count >= 2, let origin = parts[0].string else { return nil }
+        let ttl = parts[1].integer ?? -1
+        let count = (parts.count - 2) / 2
+        var stores: [Int64] = []
         var details: [Int64: Details] = [:]
-        let decoder = JSONDecoder()
-        for (index, store) in list.stores.enumerated() {
-            let value = parts.count > index + 2 ? parts[index + 2].bytes : nil
-            details[store] = Self.details(of: value, decoder)
+        for index in 0..<count {
+            guard let store = parts[2 + index].integer else { continue }
+            stores.append(store)
+            details[store] = Self.details(of: parts[2 + count + index].bytes, store: store)
         }
-        return (list, ttl >= 0 ? .milliseconds(ttl) : nil, details)
+        return (stores, origin, ttl >= 0 ? .milliseconds(ttl) : nil, details)
     }
 
-    private static func details(of value: [UInt8]?, _ decoder: JSONDecoder) -> Details {
-        guard let value else { return .unknown }
+    private static func details(of value: [UInt8]?, store: Int64) -> Details {
+        guard let value, !value.isEmpty else { return .unknown }
         if value == missingMarker { return .missing }
-        return (try? decoder.decode(StoreInfo.self, from: Data(value))).map(Details.found) ?? .unknown
+        return .found(StoreJSON(id: store, bytes: value))
     }
 
+    /// A user's list as stored.
     public func list(of user: Int64) async throws -> StoreList? {
         try await redis.send("GET", userKey(user)).bytes.flatMap {
             try? JSONDecoder().decode(StoreList.self, from: Data($0))
@@ -255,7 +278,8 @@ public struct RecommendationCache: Sendable {
     }
 
     public enum Details: Sendable, Equatable {
-        case found(StoreInfo)
+        /// The details as the cache holds them (`StoreInfo` JSON).
+        case found(StoreJSON)
         /// Marked as not an open store (a recent database miss).
         case missing
         /// Not in the cache.
@@ -266,8 +290,7 @@ public struct RecommendationCache: Sendable {
     public func details(_ stores: [Int64]) async throws -> [Int64: Details] {
         let values = try await redis.mget(stores.map { storeKey($0) })
         var details: [Int64: Details] = [:]
-        let decoder = JSONDecoder()
-        for (store, value) in zip(stores, values) { details[store] = Self.details(of: value, decoder) }
+        for (store, value) in zip(stores, values) { details[store] = Self.details(of: value, store: store) }
         return details
     }
 

@@ -122,43 +122,68 @@ public final class RecommendationService: Service {
     }
 
     public func recommend(user: Int64?) async throws -> Recommendation {
-        let answer: (RecommendationSource, [StoreInfo])
+        let (source, stores) = try await answer(user: user)
+        return Recommendation(source: source, userID: user, stores: stores.compactMap(\.info))
+    }
+
+    /// The answer as the HTTP body, the stores' cached JSON passed through undecoded:
+    /// `{"source":…,"stores":[…],"user_id":…}`.
+    public func recommendJSON(user: Int64?) async throws -> (source: RecommendationSource, body: [UInt8]) {
+        let (source, stores) = try await answer(user: user)
+        var body: [UInt8] = []
+        body.reserveCapacity(64 + stores.reduce(0) { $0 + $1.bytes.count + 1 })
+        body.append(contentsOf: #"{"source":""#.utf8)
+        body.append(contentsOf: source.rawValue.utf8)
+        body.append(contentsOf: #"","stores":["#.utf8)
+        for (index, store) in stores.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(contentsOf: store.bytes)
+        }
+        body.append(UInt8(ascii: "]"))
+        if let user {
+            body.append(contentsOf: #","user_id":"#.utf8)
+            body.append(contentsOf: String(user).utf8)
+        }
+        body.append(UInt8(ascii: "}"))
+        return (source, body)
+    }
+
+    private func answer(user: Int64?) async throws -> (RecommendationSource, [StoreJSON]) {
+        let answer: (RecommendationSource, [StoreJSON])
         do {
             answer = try await fromCache(user: user)
         } catch let redisError as RedisError {
             logger.warning("redis unavailable, answering from PostgreSQL", metadata: ["error": "\(redisError)"])
             do {
-                answer = (.database, try await databaseDefaultRemembered())
+                answer = (.database, try await databaseDefaultRemembered().map(StoreJSON.init))
             } catch {
                 throw RecommendationUnavailable(redis: "\(redisError)", database: "\(error)")
             }
         }
         answers[answer.0]?.increment()
-        return Recommendation(source: answer.0, userID: user, stores: answer.1)
+        return answer
     }
 
-    private func fromCache(user: Int64?) async throws -> (RecommendationSource, [StoreInfo]) {
+    private func fromCache(user: Int64?) async throws -> (RecommendationSource, [StoreJSON]) {
         // The list and its stores' details in one round trip; the database only for what lacks.
-        if let user, let (list, _, cached) = try await cache.listWithDetails(cache.userKey(user)),
-            !list.stores.isEmpty
-        {
-            let (stores, fromDatabase) = try await details(list.stores, cached: cached)
+        if let user, let list = try await cache.listWithDetails(cache.userKey(user)), !list.stores.isEmpty {
+            let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }
         }
-        if let (list, remaining, cached) = try await cache.listWithDetails(cache.defaultKey) {
-            if let remaining { considerEarlyRefresh(remaining: remaining) }
-            let (stores, fromDatabase) = try await details(list.stores, cached: cached)
-            if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list), stores) }
+        if let list = try await cache.listWithDetails(cache.defaultKey) {
+            if let remaining = list.remaining { considerEarlyRefresh(remaining: remaining) }
+            let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
+            if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list.origin), stores) }
         }
         if let list = try await cache.fillDefaultAtRandom(count: options.listLength, ttl: options.randomTTL) {
             let (stores, fromDatabase) = try await details(list.stores)
-            if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list), stores) }
+            if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list.origin), stores) }
         }
-        return (.database, try await rebuildDefault())
+        return (.database, try await rebuildDefault().map(StoreJSON.init))
     }
 
-    static func source(of list: StoreList) -> RecommendationSource {
-        switch list.origin {
+    static func source(of origin: String) -> RecommendationSource {
+        switch origin {
         case "random": return .random
         case "database": return .database
         default: return .default
@@ -169,14 +194,14 @@ public final class RecommendationService: Service {
     /// database (one read for the same ids at a time) and cached, ids with no open store marked.
     func details(
         _ stores: [Int64], cached known: [Int64: RecommendationCache.Details]? = nil
-    ) async throws -> (stores: [StoreInfo], fromDatabase: Bool) {
+    ) async throws -> (stores: [StoreJSON], fromDatabase: Bool) {
         let cached: [Int64: RecommendationCache.Details]
         if let known {
             cached = known
         } else {
             cached = try await cache.details(stores)
         }
-        var found: [Int64: StoreInfo] = [:]
+        var found: [Int64: StoreJSON] = [:]
         var unknown: [Int64] = []
         for store in stores {
             switch cached[store] {
@@ -195,7 +220,7 @@ public final class RecommendationService: Service {
                     open, missing: Array(missing), ttl: options.detailsTTL, markerTTL: options.missingTTL)
                 return open
             }
-            for info in read { found[info.id] = info }
+            for info in read { found[info.id] = StoreJSON(info) }
         }
         return (stores.compactMap { found[$0] }, !unknown.isEmpty)
     }
@@ -247,7 +272,7 @@ public final class RecommendationService: Service {
                 try await Task.sleep(for: .milliseconds(25))
                 if let (list, _) = try await cache.defaultList() {
                     let (stores, _) = try await details(list.stores)
-                    if !stores.isEmpty { return stores }
+                    if !stores.isEmpty { return stores.compactMap(\.info) }
                 }
             }
             return try await databaseDefault()
