@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "entry-ingest", targets: ["entry-ingest"]),
         .executable(name: "store-scorer", targets: ["store-scorer"]),
         .executable(name: "recommend-api", targets: ["recommend-api"]),
+        .executable(name: "ka-prewarmer", targets: ["ka-prewarmer"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -111,14 +112,23 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]),
 
+        .target(
+            name: "KAPrewarm",
+            dependencies: [
+                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+
         .executableTarget(name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmRuntime"]),
         .executableTarget(name: "store-scorer", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
         .executableTarget(name: "recommend-api", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
+        .executableTarget(name: "ka-prewarmer", dependencies: ["KAPrewarm", "PrewarmRuntime"]),
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
-                "StoreRecommendation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "StoreRecommendation", "KAPrewarm", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -167,6 +177,14 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        .testTarget(
+            name: "KAPrewarmTests",
+            dependencies: [
+                "KAPrewarm", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

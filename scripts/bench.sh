@@ -192,6 +192,7 @@ if [[ $scenarios == *scoring* ]]; then
     for i in $(seq 0 $((pods - 1))); do wait_ready "${ports[$i]}" "${pids[$i]}" store-scorer; done
     t0=$(now)
     answer=$(curl -sf -X POST -H 'Authorization: Bearer bench' "http://127.0.0.1:${ports[0]}/jobs/store-score/trigger?period=$period&force=true")
+    [ -n "${BENCH_VERBOSE:-}" ] && echo "bench: trigger answered $answer" >&2
     attempt=$(echo "$answer" | sed -n 's/.*"attempt":\([0-9]*\).*/\1/p')
     result=$(PREWARM_REDIS_DB=3 $BENCH wait-run --job store-score --period "$period" --attempt "$attempt")
     t1=$(now)

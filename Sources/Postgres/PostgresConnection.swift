@@ -43,6 +43,13 @@ public final class PostgresConnection: Sendable {
         return try await session.run { try $0.integers(sql, texts) }
     }
 
+    /// A statement's result as text cells in one buffer, without a `String` per cell: for
+    /// large results passed on as bytes (JSON built by the server, say).
+    public func texts(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> PostgresTexts {
+        let texts = parameters.map { $0?.postgresText }
+        return try await session.run { try $0.texts(sql, texts) }
+    }
+
     /// Runs `body` between BEGIN and COMMIT; any error rolls back and is rethrown.
     public func transaction<T: Sendable>(
         _ body: (PostgresConnection) async throws -> T

@@ -100,6 +100,36 @@ final class PostgresSession: BlockingSession, @unchecked Sendable {
         return PostgresIntegers(columns: columns, values: values)
     }
 
+    /// A statement's result as text cells laid end to end in one buffer: no `String` per cell.
+    func texts(_ sql: String, _ parameters: [String?]) throws -> PostgresTexts {
+        let connection = try ensureConnected()
+        let result = withCStrings(parameters) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        guard let result, PQresultStatus(result) == PGRES_TUPLES_OK else {
+            _ = try consume(result, operation: Self.operationName(sql))
+            return PostgresTexts(columns: 0, bytes: [], ends: [])
+        }
+        defer { PQclear(result) }
+        let columns = Int(PQnfields(result))
+        let rows = Int(PQntuples(result))
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(rows * columns)
+        for row in 0..<Int32(rows) {
+            for column in 0..<Int32(columns) {
+                let length = Int(PQgetlength(result, row, column))
+                if length > 0, let value = PQgetvalue(result, row, column) {
+                    value.withMemoryRebound(to: UInt8.self, capacity: length) {
+                        bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
+                    }
+                }
+                ends.append(bytes.count)
+            }
+        }
+        return PostgresTexts(columns: columns, bytes: bytes, ends: ends)
+    }
+
     /// A decimal integer from a C string (libpq's text form of an integer column).
     private static func integer(_ text: UnsafePointer<CChar>?) -> Int64 {
         guard var pointer = text else { return 0 }

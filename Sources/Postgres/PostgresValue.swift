@@ -79,3 +79,34 @@ public struct PostgresIntegers: Sendable, Equatable {
 
     public subscript(row: Int, column: Int) -> Int64 { values[row * columns + column] }
 }
+
+/// Rows of text cells laid out row by row in one buffer (NULL and empty read alike).
+public struct PostgresTexts: Sendable, Equatable {
+    public let columns: Int
+    public let bytes: [UInt8]
+    /// Where each cell ends in `bytes`, row by row.
+    public let ends: [Int]
+
+    public var count: Int { columns == 0 ? 0 : ends.count / columns }
+
+    public subscript(row: Int, column: Int) -> ArraySlice<UInt8> {
+        let index = row * columns + column
+        return bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+    }
+
+    /// A cell read as a decimal integer (0 if it is not one).
+    public func integer(row: Int, column: Int) -> Int64 {
+        var value: Int64 = 0
+        var negative = false
+        for byte in self[row, column] {
+            if byte == 0x2D {
+                negative = true
+            } else if byte >= 0x30 && byte <= 0x39 {
+                value = value &* 10 &+ Int64(byte - 0x30)
+            }
+        }
+        return negative ? -value : value
+    }
+
+    public func string(row: Int, column: Int) -> String { String(decoding: self[row, column], as: UTF8.self) }
+}

@@ -99,6 +99,13 @@ public final class RedisLease: Sendable {
         if let problem { throw LeaseLost(key: key, reason: problem) }
     }
 
+    /// Records that a write fenced by this lease's token was refused (another owner holds it):
+    /// the lease stays lost. Returns the error to throw.
+    public func refused(_ reason: String) -> LeaseLost {
+        state.withLock { $0.lost = $0.lost ?? reason }
+        return LeaseLost(key: key, reason: reason)
+    }
+
     /// Extends the lease to a full TTL from now, if it is still ours. A lease found lost
     /// stays lost: the holder must stop, not quietly take it back.
     public func renew() async throws {

@@ -103,6 +103,26 @@ public struct RetryTable: Sendable {
         }
     }
 
+    /// Deletes a task's items (the task starts again from scratch); returns how many.
+    @discardableResult
+    public func remove(taskID: Int64) async throws -> Int {
+        try await pool.withConnection { try await $0.query("DELETE FROM prewarm_retry WHERE task_id = $1", [taskID]).affectedRows }
+    }
+
+    /// Gives a task's items that ran out of attempts a fresh set, due now (an operator's
+    /// retry after fixing the cause); returns how many.
+    @discardableResult
+    public func revive(taskID: Int64) async throws -> Int {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE prewarm_retry SET state = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+                WHERE task_id = $1 AND state = 'exhausted'
+                """, [taskID]
+            ).affectedRows
+        }
+    }
+
     /// Items of a task by state: what still stands between it and success.
     public func count(taskID: Int64) async throws -> (pending: Int, exhausted: Int) {
         try await pool.withConnection { connection in

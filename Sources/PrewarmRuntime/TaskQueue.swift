@@ -237,6 +237,21 @@ public struct TaskQueue: Sendable {
         }
     }
 
+    /// Queues a failed or cancelled task again from its checkpoint, with a fresh set of
+    /// attempts (an operator's retry after fixing the cause); nil if it has no such task.
+    public func retry(kind: String, key: String) async throws -> TaskRecord? {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE prewarm_tasks SET state = 'queued', attempts = 0, owner = NULL, due_at = now(),
+                    finished_at = NULL, updated_at = now()
+                WHERE kind = $1 AND key = $2 AND state IN ('failed', 'cancelled')
+                RETURNING \(TaskRecord.columns)
+                """, [kind, key]
+            ).first.map(TaskRecord.init(row:))
+        }
+    }
+
     /// Cancels a queued or running task (a running one stops at its next heartbeat).
     public func cancel(kind: String, key: String) async throws -> Bool {
         try await pool.withConnection { connection in

@@ -42,6 +42,10 @@ extension Array: RedisArgument where Element == UInt8 {
     public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: self) }
 }
 
+extension ArraySlice: RedisArgument where Element == UInt8 {
+    public func appendRedisBytes(to bytes: inout [UInt8]) { bytes.append(contentsOf: self) }
+}
+
 /// Arguments laid end to end in one buffer: a command of thousands of arguments is two
 /// arrays, not one per argument, and hiredis reads them in place.
 public struct RedisArguments: Sendable, Equatable {

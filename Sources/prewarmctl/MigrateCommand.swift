@@ -1,14 +1,18 @@
 import ArgumentParser
 import EntryIngest
+import KAPrewarm
 import Foundation
 import Logging
 import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
+import StoreRecommendation
 
 /// Every product's migrations, in one list.
 enum AllMigrations {
-    static let list = RuntimeSchema.migrations + EntryIngestSchema.migrations
+    static let list =
+        RuntimeSchema.migrations + EntryIngestSchema.migrations + StoreRecommendationSchema.migrations
+        + KASchema.migrations
 }
 
 struct MigrateCommand: AsyncParsableCommand {

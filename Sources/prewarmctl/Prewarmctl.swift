@@ -34,7 +34,7 @@ struct Prewarmctl: AsyncParsableCommand {
             OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,
-            FaultCommand.self, DemoCommand.self, VersionCommand.self,
+            KACommand.self, FaultCommand.self, DemoCommand.self, VersionCommand.self,
         ]
     )
 }

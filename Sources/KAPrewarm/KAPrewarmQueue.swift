@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import Postgres
+import PrewarmRuntime
+
+/// Turns reservations into pre-warm tasks: the one path behind the consumer, the HTTP
+/// trigger and `prewarmctl ka prewarm`.
+///
+/// - An unknown shop is refused (the consumer dead-letters it, the trigger answers 404).
+/// - A shop with fewer users than `minUsers` is skipped: only key accounts are pre-warmed.
+/// - A live whose task is queued, running or succeeded, or whose success flag is set, is a
+///   duplicate: skipped and alerted, unless forced. Forcing a finished live clears its flag
+///   and its old retry rows and queues it again from the start; a live still queued or
+///   running cannot be forced (its runner holds the lease).
+/// - A task that cannot finish before its stream starts, at the rate the last pre-warms
+///   measured, alerts when it is queued.
+public struct KAPrewarmQueue: Sendable {
+    public let tasks: TaskQueue
+    public let source: KASource
+    public let cache: KACache
+    public let retries: RetryTable
+    public let alerts: Alerts?
+    public let options: KAOptions
+    public let logger: Logger
+
+    public init(
+        tasks: TaskQueue, source: KASource, cache: KACache, retries: RetryTable, alerts: Alerts?, options: KAOptions,
+        logger: Logger
+    ) {
+        self.tasks = tasks
+        self.source = source
+        self.cache = cache
+        self.retries = retries
+        self.alerts = alerts
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Tries before a pre-warm fails for good (a lease held by a stalled runner, outages).
+    static let maxAttempts = 12
+
+    public enum Outcome: Sendable, Equatable {
+        /// A new task, or a finished one queued again.
+        case queued(TaskRecord)
+        /// Already pre-warming or pre-warmed: nothing changed.
+        case duplicate(TaskRecord?, reason: String)
+        /// Not a key account (too few users).
+        case skipped(users: Int64)
+        /// No such shop.
+        case unknownShop
+
+        public var name: String {
+            switch self {
+            case .queued: "queued"
+            case .duplicate: "duplicate"
+            case .skipped: "skipped"
+            case .unknownShop: "unknown-shop"
+            }
+        }
+    }
+
+    /// The shops of `reservations` that do not exist.
+    public func unknownShops(_ reservations: [Reservation]) async throws -> Set<Int64> {
+        let shops = Set(reservations.map(\.shopID))
+        let existing = try await source.userCounts(Array(shops)).existing
+        return shops.subtracting(existing)
+    }
+
+    /// Queues each reservation's pre-warm (one database read for all their shops).
+    public func enqueue(_ reservations: [Reservation]) async throws -> [Outcome] {
+        let counts = try await source.userCounts(Array(Set(reservations.map(\.shopID))))
+        var outcomes: [Outcome] = []
+        for reservation in reservations {
+            guard counts.existing.contains(reservation.shopID) else {
+                outcomes.append(.unknownShop)
+                continue
+            }
+            outcomes.append(try await enqueue(reservation, users: counts.users[reservation.shopID] ?? 0))
+        }
+        return outcomes
+    }
+
+    public func enqueue(_ reservation: Reservation) async throws -> Outcome {
+        try await enqueue([reservation])[0]
+    }
+
+    private func enqueue(_ reservation: Reservation, users: Int64) async throws -> Outcome {
+        let live = reservation.liveID
+        let metadata: Logger.Metadata = [
+            "live": "\(live)", "shop": "\(reservation.shopID)", "reservation": "\(reservation.reservationID)",
+        ]
+        guard users >= options.minUsers else {
+            logger.info(
+                "reservation skipped: not a key account",
+                metadata: metadata.merging(["users": "\(users)", "min": "\(options.minUsers)"]) { $1 })
+            return .skipped(users: users)
+        }
+        let key = String(live)
+        let payload = KATaskPayload(reservation: reservation, users: users)
+        if reservation.force {
+            let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
+            if let existing, existing.state == "queued" || existing.state == "running" {
+                return duplicate(
+                    existing, "a pre-warm of live \(live) is \(existing.state); force applies to a finished one",
+                    reservation, alert: false)
+            }
+            try await cache.redis.send("DEL", cache.doneKey(live: live), cache.riskKey(live: live))
+            if let existing { try await retries.remove(taskID: existing.id) }
+        } else if try await RedisFlags(redis: cache.redis).isSet(cache.doneKey(live: live)) {
+            let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
+            return duplicate(existing, "live \(live) is already pre-warmed (its success flag is set)", reservation)
+        }
+        let enqueued = try await tasks.enqueue(
+            kind: KAPrewarmTask.kind, key: key, payload: payload, deadline: reservation.startsAt, total: users,
+            maxAttempts: Self.maxAttempts, force: reservation.force)
+        switch enqueued {
+        case .duplicate(let record):
+            return duplicate(record, "a pre-warm of live \(live) is already \(record.state)", reservation)
+        case .created(let record), .requeued(let record):
+            logger.notice(
+                "pre-warm queued",
+                metadata: metadata.merging([
+                    "users": "\(users)", "starts_at": "\(RFC3339.format(reservation.startsAt))",
+                    "forced": "\(reservation.force)",
+                ]) { $1 })
+            try await warnIfUnlikelyInTime(reservation, users: users)
+            return .queued(record)
+        }
+    }
+
+    private func duplicate(_ record: TaskRecord?, _ reason: String, _ reservation: Reservation, alert: Bool = true)
+        -> Outcome
+    {
+        if alert {
+            alerts?.raise(
+                "ka-duplicate-reservation", "reservation \(reservation.reservationID) skipped: \(reason)",
+                details: [
+                    "live": String(reservation.liveID), "shop": String(reservation.shopID),
+                    "reservation": reservation.reservationID,
+                ])
+        }
+        return .duplicate(record, reason: reason)
+    }
+
+    /// Alerts at once if, at the per-writer rate the last pre-warms measured and with every
+    /// writer allowed, the task would end after its stream starts.
+    private func warnIfUnlikelyInTime(_ reservation: Reservation, users: Int64) async throws {
+        guard let perWriter = try await cache.lastRate() else { return }
+        let seconds = Double(users) / max(perWriter * Double(options.maxWriters), 0.001)
+        let finish = Date().addingTimeInterval(seconds)
+        guard finish > reservation.startsAt else { return }
+        try await raiseDeadlineRisk(
+            reservation, finish: finish,
+            "at the \(Int(perWriter)) users/s per writer the last pre-warms measured, \(users) users take about "
+                + "\(Int(seconds)) s")
+    }
+
+    /// The deadline-risk alert, once per live.
+    func raiseDeadlineRisk(_ reservation: Reservation, finish: Date, _ why: String) async throws {
+        try await KADeadlineRisk(cache: cache, alerts: alerts).raise(reservation, finish: finish, why)
+    }
+}
+
+/// The deadline-risk alert: raised once per live (a flag in Redis until the stream ends),
+/// whichever pod or path sees the risk first.
+struct KADeadlineRisk {
+    let cache: KACache
+    let alerts: Alerts?
+
+    func raise(_ reservation: Reservation, finish: Date, _ why: String) async throws {
+        let key = cache.riskKey(live: reservation.liveID)
+        let until = Int(reservation.endsAt.timeIntervalSince1970.rounded(.up))
+        guard try await cache.redis.send("SET", key, "1", "NX", "EXAT", until) == .status("OK") else { return }
+        alerts?.raise(
+            "ka-deadline-risk",
+            "live \(reservation.liveID) of shop \(reservation.shopID) will not be pre-warmed before its stream "
+                + "starts at \(RFC3339.format(reservation.startsAt)): \(why); expected to end about "
+                + RFC3339.format(finish),
+            details: [
+                "live": String(reservation.liveID), "shop": String(reservation.shopID),
+                "starts_at": RFC3339.format(reservation.startsAt), "expected_end": RFC3339.format(finish),
+            ])
+    }
+}

@@ -1,0 +1,370 @@
+import CoreMetrics
+import Foundation
+import Logging
+import Postgres
+import PrewarmRuntime
+import Redis
+import Synchronization
+
+/// What a pre-warm task carries: the reservation, and the shop's users when it was queued.
+public struct KATaskPayload: Sendable, Codable, Equatable {
+    public var reservation: Reservation
+    public var users: Int64
+}
+
+/// A batch that could not be written, waiting in the retry table: the shop's users with ids
+/// in (`after`, `through`], and the stream's end (their keys' expiry).
+public struct KARetryItem: Sendable, Codable, Equatable {
+    public var shopID: Int64
+    public var liveID: Int64
+    public var after: Int64
+    public var through: Int64
+    public var endsAt: Date
+}
+
+/// Thrown when another runner holds the live's lease (a stalled one, not yet expired): the
+/// task is retried after a backoff.
+struct LeaseBusy: ClassifiedError, CustomStringConvertible {
+    let key: String
+    var failureKind: FailureKind { .transient }
+    var description: String { "\(key) is held by another runner" }
+}
+
+/// A pre-warm that cannot succeed (its retry rows ran out of attempts, verification kept
+/// failing, the shop is gone).
+struct PrewarmFailed: ClassifiedError, CustomStringConvertible {
+    let reason: String
+    var failureKind: FailureKind { .permanent }
+    var description: String { reason }
+}
+
+/// Runs one live's pre-warm as a durable task: under the live's lease (fenced writes), the
+/// shop's own keys in one write, then its users by keyset in batches, each one fenced write,
+/// the checkpoint advanced after each; failed batches to the retry table; the task succeeds
+/// when its retry rows are drained and a sample of its keys reads back, and only then sets
+/// the success flag.
+public final class KAPrewarmTask: TaskHandler {
+    public static let kind = "ka-prewarm"
+
+    let options: KAOptions
+    let cache: KACache
+    let source: KASource
+    let retries: RetryTable
+    let alerts: Alerts
+    let owner: String
+    let logger: Logger
+    let limiter: RowRateLimiter
+    let leaseMetrics: LeaseMetrics?
+    private let written: Counter
+    private let metricsFactory: any MetricsFactory
+
+    public init(
+        options: KAOptions, cache: KACache, source: KASource, retries: RetryTable, alerts: Alerts, owner: String,
+        logger: Logger, metricsFactory: any MetricsFactory, leaseMetrics: LeaseMetrics? = nil
+    ) {
+        self.options = options
+        self.cache = cache
+        self.source = source
+        self.retries = retries
+        self.alerts = alerts
+        self.owner = owner
+        self.logger = logger
+        self.limiter = RowRateLimiter(rowsPerSecond: options.maxDatabaseRowsPerSecond)
+        self.leaseMetrics = leaseMetrics
+        self.written = Counter(label: "prewarm_ka_keys_written_total", dimensions: [], factory: metricsFactory)
+        self.metricsFactory = metricsFactory
+    }
+
+    public func run(_ task: TaskExecution) async throws {
+        let payload = try task.record.decodePayload(KATaskPayload.self)
+        let live = payload.reservation.liveID
+        guard let lease = try await RedisLease.acquire(cache.leaseKey(live: live), ttl: options.lease, on: cache.redis, owner: owner)
+        else { throw LeaseBusy(key: cache.leaseKey(live: live)) }
+        do {
+            try await lease.holding(logger: logger, metrics: leaseMetrics) {
+                try await self.prewarm(task, payload, lease: lease)
+            }
+        } catch let lost as LeaseLost {
+            alerts.raise(
+                "ka-lease-lost", "the pre-warm of live \(live) lost its lease here: \(lost.reason)",
+                details: ["live": String(live), "shop": String(payload.reservation.shopID)])
+            throw lost
+        }
+    }
+
+    /// A key's expiry: the stream's end, plus 30 min, plus up to 10 min at random.
+    func expiry(_ reservation: Reservation) -> Int64 {
+        let base = reservation.endsAt.timeIntervalSince1970 * 1000 + Double(options.ttlAfterEnd.milliseconds)
+        return Int64(base) + Int64.random(in: 0...Int64(options.ttlJitter.milliseconds))
+    }
+
+    private func prewarm(_ task: TaskExecution, _ payload: KATaskPayload, lease: RedisLease) async throws {
+        let reservation = payload.reservation
+        let shop = reservation.shopID
+        guard let values = try await source.shop(shop) else {
+            throw PrewarmFailed(reason: "shop \(shop) no longer exists")
+        }
+        var entries = KACache.Entries()
+        entries.append(key: cache.shopKey(shop), value: values.shop, expiry: expiry(reservation))
+        entries.append(key: cache.staffKey(shop), value: values.staff, expiry: expiry(reservation))
+        entries.append(key: cache.productsKey(shop), value: values.products, expiry: expiry(reservation))
+        entries.append(key: cache.marketingKey(shop), value: values.marketing, expiry: expiry(reservation))
+        guard case .written = try await cache.write(entries, lease: lease) else {
+            throw lease.refused("Redis refused the write: another runner holds the lease")
+        }
+        let resumed = Int64(task.record.cursor ?? "") ?? 0
+        if resumed > 0 {
+            logger.notice(
+                "pre-warm resuming from its checkpoint",
+                metadata: ["live": "\(reservation.liveID)", "cursor": "\(resumed)", "done": "\(task.record.done)"])
+        }
+        try await writeUsers(task, payload, lease: lease, from: resumed, done: task.record.done)
+        try await waitForRetries(task, payload)
+        for round in 1...2 {
+            let missing = try await verify(payload)
+            if missing == 0 { break }
+            alerts.raise(
+                "ka-verification-failed",
+                "live \(reservation.liveID): \(missing) sampled keys of shop \(shop) were missing after the pre-warm"
+                    + (round == 1 ? "; warming it again" : "; giving up"),
+                details: ["live": String(reservation.liveID), "shop": String(shop)])
+            guard round == 1 else {
+                throw PrewarmFailed(reason: "\(missing) sampled keys still missing after warming again")
+            }
+            try await task.checkpoint(cursor: "0", done: 0, total: payload.users)
+            try await writeUsers(task, payload, lease: lease, from: 0, done: 0)
+            try await waitForRetries(task, payload)
+        }
+        try lease.ensureHeld()
+        try await RedisFlags(redis: cache.redis).setSuccess(cache.doneKey(live: reservation.liveID), until: reservation.endsAt)
+        logger.notice(
+            "pre-warm succeeded", metadata: ["live": "\(reservation.liveID)", "shop": "\(shop)", "users": "\(payload.users)"])
+    }
+
+    private enum BatchOutcome: Sendable {
+        case written(index: Int, count: Int)
+        case failed(index: Int, error: String)
+        case leaseLost
+    }
+
+    /// The users after `cursor` in batches, up to the pacer's number of writes at once; the
+    /// checkpoint advances over the batches written (or handed to the retry table) in order.
+    private func writeUsers(
+        _ task: TaskExecution, _ payload: KATaskPayload, lease: RedisLease, from cursor: Int64, done: Int64
+    ) async throws {
+        let reservation = payload.reservation
+        var pacer = Pacer(
+            options: options, deadline: reservation.startsAt.addingTimeInterval(-options.safetyMargin.seconds),
+            startsAt: reservation.startsAt)
+        var readPosition = cursor
+        var confirmed = (cursor: cursor, done: done)
+        var ranges: [Int: (last: Int64, count: Int)] = [:]
+        var finished = Set<Int>()
+        var nextIndex = 0
+        var nextToConfirm = 0
+        var exhausted = false
+        let eta = Gauge(
+            label: "prewarm_ka_task_eta_seconds", dimensions: [("live", String(reservation.liveID))],
+            factory: metricsFactory)
+        defer { eta.record(0) }
+        try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
+            var inFlight = 0
+            while true {
+                let writers = pacer.writers(remaining: max(payload.users - confirmed.done, 0))
+                while !exhausted && inFlight < writers {
+                    await limiter.acquire(options.batchSize)
+                    let rows = try await source.users(
+                        of: reservation.shopID, after: readPosition, limit: options.batchSize)
+                    if rows.count < options.batchSize { exhausted = true }
+                    guard rows.count > 0 else { break }
+                    var entries = KACache.Entries()
+                    for row in 0..<rows.count {
+                        entries.append(
+                            key: cache.userKey(shop: reservation.shopID, user: rows.integer(row: row, column: 0)),
+                            value: rows[row, 1], expiry: expiry(reservation))
+                    }
+                    let index = nextIndex
+                    let after = readPosition
+                    readPosition = rows.integer(row: rows.count - 1, column: 0)
+                    ranges[index] = (readPosition, rows.count)
+                    nextIndex += 1
+                    inFlight += 1
+                    let through = readPosition
+                    group.addTask { [cache, retries, options] in
+                        do {
+                            switch try await cache.write(entries, lease: lease) {
+                            case .written: return .written(index: index, count: entries.count)
+                            case .leaseLost: return .leaseLost
+                            }
+                        } catch {
+                            // The batch goes to the retry table; the task moves on.
+                            let item = KARetryItem(
+                                shopID: reservation.shopID, liveID: reservation.liveID, after: after,
+                                through: through, endsAt: reservation.endsAt)
+                            try await retries.add(
+                                kind: Self.kind, taskID: task.record.id, item: item, error: "\(error)",
+                                maxAttempts: options.retryAttempts)
+                            return .failed(index: index, error: "\(error)")
+                        }
+                    }
+                }
+                guard let outcome = try await group.next() else { break }
+                inFlight -= 1
+                switch outcome {
+                case .leaseLost:
+                    throw lease.refused("Redis refused a write: another runner holds the lease")
+                case .written(let index, let count):
+                    finished.insert(index)
+                    written.increment(by: count)
+                    pacer.record(count)
+                case .failed(let index, let error):
+                    finished.insert(index)
+                    logger.warning(
+                        "a batch failed and went to the retry table",
+                        metadata: ["live": "\(reservation.liveID)", "error": "\(error)"])
+                }
+                while finished.contains(nextToConfirm), let range = ranges[nextToConfirm] {
+                    confirmed = (range.last, confirmed.done + Int64(range.count))
+                    finished.remove(nextToConfirm)
+                    ranges[nextToConfirm] = nil
+                    nextToConfirm += 1
+                }
+                try await task.checkpoint(
+                    cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users, rate: pacer.rate)
+                if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
+                try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
+            }
+        }
+        // What a writer managed here: the next reservation's deadline check starts from it.
+        if let rate = pacer.rate, confirmed.done - done >= Int64(options.batchSize * 4) {
+            try? await cache.recordRate(rate / Double(max(pacer.current, 1)))
+        }
+    }
+
+    /// Alerts once, as soon as the measured rate says the pre-warm cannot end before the
+    /// stream starts (even with every writer it may use).
+    private func warnIfLate(_ pacer: Pacer, remaining: Int64, _ reservation: Reservation) async throws {
+        guard let finish = pacer.predictedFinish(remaining: remaining), finish > reservation.startsAt else { return }
+        try await KADeadlineRisk(cache: cache, alerts: alerts).raise(
+            reservation, finish: finish,
+            "\(remaining) users left at \(Int(pacer.rate ?? 0)) users/s with \(pacer.current) writers "
+                + "(at most \(options.maxWriters))")
+    }
+
+    /// Waits (the task beating meanwhile) until the task's retry rows are written; fails the
+    /// task if one ran out of attempts.
+    private func waitForRetries(_ task: TaskExecution, _ payload: KATaskPayload) async throws {
+        while true {
+            let (pending, exhausted) = try await retries.count(taskID: task.record.id)
+            if exhausted > 0 {
+                throw PrewarmFailed(reason: "\(exhausted) batches could not be written (out of retries)")
+            }
+            if pending == 0 { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Reads back a sample of the user keys and the shop's keys; returns how many are missing.
+    private func verify(_ payload: KATaskPayload) async throws -> Int {
+        let shop = payload.reservation.shopID
+        let users = try await source.sampleUsers(of: shop, ratio: options.verifyRatio)
+        let keys =
+            [cache.shopKey(shop), cache.staffKey(shop), cache.productsKey(shop), cache.marketingKey(shop)]
+            + users.map { cache.userKey(shop: shop, user: $0) }
+        return keys.count - (try await cache.existing(keys))
+    }
+
+    /// The retry drainer's write: the users of a failed batch, read again and written without
+    /// a lease (the data is the same whoever writes it).
+    public func retry(_ item: RetryItem) async throws {
+        let batch = try item.decodeItem(KARetryItem.self)
+        let rows = try await source.users(of: batch.shopID, after: batch.after, through: batch.through)
+        var entries = KACache.Entries()
+        let reservation = Reservation(
+            reservationID: "", liveID: batch.liveID, shopID: batch.shopID, startsAt: batch.endsAt, endsAt: batch.endsAt)
+        for row in 0..<rows.count {
+            entries.append(
+                key: cache.userKey(shop: batch.shopID, user: rows.integer(row: row, column: 0)), value: rows[row, 1],
+                expiry: expiry(reservation))
+        }
+        try await cache.write(entries)
+        written.increment(by: entries.count)
+    }
+}
+
+/// How many batches a task writes at once: from the users left, the time left before its
+/// deadline and the rate measured so far, within the configured bounds.
+struct Pacer {
+    let options: KAOptions
+    /// When the pre-warm should be done (the stream's start less a margin).
+    let deadline: Date
+    let startsAt: Date
+    private let started = ContinuousClock.now
+    private var users = 0
+    private(set) var current: Int
+
+    init(options: KAOptions, deadline: Date, startsAt: Date) {
+        self.options = options
+        self.deadline = deadline
+        self.startsAt = startsAt
+        self.current = options.minWriters
+    }
+
+    /// Users written per second so far, once there is something to measure.
+    var rate: Double? {
+        let elapsed = (ContinuousClock.now - started).seconds
+        guard users > 0, elapsed > 0.05 else { return nil }
+        return Double(users) / elapsed
+    }
+
+    mutating func record(_ count: Int) { users += count }
+
+    /// Enough writers to finish `remaining` users by the deadline at the measured rate per
+    /// writer; the most allowed once the deadline is near or passed.
+    mutating func writers(remaining: Int64) -> Int {
+        let left = deadline.timeIntervalSinceNow
+        if left <= 0 {
+            current = options.maxWriters
+        } else if let rate {
+            let perWriter = rate / Double(max(current, 1))
+            let needed = Double(remaining) / left
+            current = min(max(Int((needed / max(perWriter, 0.001)).rounded(.up)), options.minWriters), options.maxWriters)
+        }
+        return current
+    }
+
+    /// When the pre-warm would end with every writer allowed, at the rate measured per writer.
+    func predictedFinish(remaining: Int64) -> Date? {
+        guard let rate, remaining > 0 else { return nil }
+        let best = rate / Double(max(current, 1)) * Double(options.maxWriters)
+        return Date().addingTimeInterval(Double(remaining) / max(best, 0.001))
+    }
+}
+
+/// At most `rowsPerSecond` rows read by the pod's tasks together (0: no cap): a token bucket
+/// of one second.
+actor RowRateLimiter {
+    let rowsPerSecond: Int
+    private var available: Double
+    private var refilled = ContinuousClock.now
+
+    init(rowsPerSecond: Int) {
+        self.rowsPerSecond = rowsPerSecond
+        self.available = Double(rowsPerSecond)
+    }
+
+    func acquire(_ rows: Int) async {
+        guard rowsPerSecond > 0 else { return }
+        while true {
+            let now = ContinuousClock.now
+            available = min(Double(rowsPerSecond), available + (now - refilled).seconds * Double(rowsPerSecond))
+            refilled = now
+            if available >= Double(min(rows, rowsPerSecond)) {
+                available -= Double(rows)
+                return
+            }
+            let wait = (Double(min(rows, rowsPerSecond)) - available) / Double(rowsPerSecond)
+            try? await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1))
+        }
+    }
+}
