@@ -172,7 +172,7 @@ public final class KAPrewarmTask: TaskHandler {
             while true {
                 let writers = pacer.writers(remaining: max(payload.users - confirmed.done, 0))
                 while !exhausted && inFlight < writers {
-                    await limiter.acquire(options.batchSize)
+                    try await limiter.acquire(options.batchSize)
                     let rows = try await source.users(
                         of: reservation.shopID, after: readPosition, limit: options.batchSize)
                     if rows.count < options.batchSize { exhausted = true }
@@ -353,7 +353,8 @@ actor RowRateLimiter {
         self.available = Double(rowsPerSecond)
     }
 
-    func acquire(_ rows: Int) async {
+    /// Waits until `rows` may be read; throws `CancellationError` if cancelled meanwhile.
+    func acquire(_ rows: Int) async throws {
         guard rowsPerSecond > 0 else { return }
         while true {
             let now = ContinuousClock.now
@@ -364,7 +365,7 @@ actor RowRateLimiter {
                 return
             }
             let wait = (Double(min(rows, rowsPerSecond)) - available) / Double(rowsPerSecond)
-            try? await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1))
+            try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1))
         }
     }
 }

@@ -12,23 +12,12 @@ struct RuntimeDatabase {
     let pool: PostgresPool
 
     static func make(poolSize: Int = 6) async throws -> RuntimeDatabase {
-        let schema = TestEnvironment.uniqueName("runtime")
-        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
-        try await admin.query("CREATE SCHEMA \(schema)")
-        await admin.close()
-        let configuration = try TestEnvironment.postgres(searchPath: schema)
-        let pool = PostgresPool(configuration, maximum: poolSize)
-        closeAfterTest {
-            await pool.close()
-            if let admin = try? await PostgresConnection.connect(try TestEnvironment.postgres()) {
-                _ = try? await admin.query("DROP SCHEMA \(schema) CASCADE")
-                await admin.close()
+        let schema = try await TestSchema.make("runtime", poolSize: poolSize) { pool in
+            _ = try await pool.withConnection {
+                try await Migrator.migrate($0, RuntimeSchema.migrations, logger: Logger(label: "test"))
             }
         }
-        try await pool.withConnection {
-            try await Migrator.migrate($0, RuntimeSchema.migrations, logger: Logger(label: "test"))
-        }
-        return RuntimeDatabase(schema: schema, configuration: configuration, pool: pool)
+        return RuntimeDatabase(schema: schema.name, configuration: schema.configuration, pool: schema.pool)
     }
 
     func queue(heartbeat: Duration = .seconds(1), staleAfter: Duration = .seconds(3)) -> TaskQueue {

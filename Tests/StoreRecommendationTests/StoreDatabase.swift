@@ -14,25 +14,14 @@ struct StoreDatabase {
     let pool: PostgresPool
 
     static func make() async throws -> StoreDatabase {
-        let schema = TestEnvironment.uniqueName("stores")
-        let admin = try await PostgresConnection.connect(try TestEnvironment.postgres())
-        try await admin.query("CREATE SCHEMA \(schema)")
-        await admin.close()
-        let configuration = try TestEnvironment.postgres(searchPath: schema)
-        let pool = PostgresPool(configuration, maximum: 6)
-        closeAfterTest {
-            await pool.close()
-            if let admin = try? await PostgresConnection.connect(try TestEnvironment.postgres()) {
-                _ = try? await admin.query("DROP SCHEMA \(schema) CASCADE")
-                await admin.close()
+        let schema = try await TestSchema.make("stores") { pool in
+            _ = try await pool.withConnection {
+                try await Migrator.migrate(
+                    $0, RuntimeSchema.migrations + EntryIngestSchema.migrations + StoreRecommendationSchema.migrations,
+                    logger: Logger(label: "test"))
             }
         }
-        try await pool.withConnection {
-            try await Migrator.migrate(
-                $0, RuntimeSchema.migrations + EntryIngestSchema.migrations + StoreRecommendationSchema.migrations,
-                logger: Logger(label: "test"))
-        }
-        return StoreDatabase(schema: schema, configuration: configuration, pool: pool)
+        return StoreDatabase(schema: schema.name, configuration: schema.configuration, pool: schema.pool)
     }
 
     func execute(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws {
