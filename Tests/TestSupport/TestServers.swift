@@ -38,9 +38,12 @@ extension TestEnvironment {
 /// process for Foundation to reap.
 public final class PrivateRedisServer: Sendable {
     public let port: Int
+    public let password: String?
     private let directory: String
 
-    public init() throws {
+    /// `password`: what clients must AUTH with (the workers' processes always send one).
+    public init(password: String? = nil) throws {
+        self.password = password
         port = Int.random(in: 20_000...29_999)
         directory =
             FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-redis-\(port)-\(UUID())").path
@@ -48,7 +51,8 @@ public final class PrivateRedisServer: Sendable {
     }
 
     public var configuration: RedisConfiguration {
-        RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port), connectTimeout: 0.5, commandTimeout: 2)
+        RedisConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: port), password: password, connectTimeout: 0.5, commandTimeout: 2)
     }
 
     private var pidFile: String { directory + "/redis.pid" }
@@ -60,7 +64,7 @@ public final class PrivateRedisServer: Sendable {
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
                 "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
-            ])
+            ] + (password.map { ["--requirepass", $0] } ?? []))
         guard status == 0 else { throw TestEnvironment.Missing(description: "redis-server did not start: \(stderr)") }
         try await eventually(timeout: .seconds(10), "redis-server on port \(port) to answer") {
             guard let connection = try? await RedisConnection.connect(self.configuration) else { return false }

@@ -1,0 +1,63 @@
+import Foundation
+import KAPrewarm
+import PrewarmRuntime
+import Redis
+import TestSupport
+import Testing
+
+@Suite("The key-account cache's writes", .closesResources)
+struct KACacheTests {
+    private func cache() async throws -> KACache {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        return KACache(redis: redis, prefix: TestEnvironment.uniqueName("kacache") + ":")
+    }
+
+    private func entries(_ cache: KACache, users: ClosedRange<Int64>, expiry: Int64) -> KACache.Entries {
+        var entries = KACache.Entries()
+        for user in users {
+            entries.append(key: cache.userKey(shop: 1, user: user), value: "{\"user_id\":\(user)}", expiry: expiry)
+        }
+        return entries
+    }
+
+    @Test("Redis refuses a batch whose lease another runner took, and writes none of its keys")
+    func fenced() async throws {
+        let cache = try await cache()
+        let expiry = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
+        let lease = try #require(
+            try await RedisLease.acquire(cache.leaseKey(live: 5), ttl: .seconds(30), on: cache.redis, owner: "a"))
+        #expect(try await cache.write(entries(cache, users: 1...10, expiry: expiry), lease: lease) == .written(10))
+        // The holder stalled past its lease; another runner took it.
+        try await cache.redis.send("SET", cache.leaseKey(live: 5), "b:token", "PX", 30_000)
+        #expect(try await cache.write(entries(cache, users: 11...20, expiry: expiry), lease: lease) == .leaseLost)
+        #expect(try await cache.existing((11...20).map { cache.userKey(shop: 1, user: $0) }) == 0)
+        #expect(try await cache.existing((1...10).map { cache.userKey(shop: 1, user: $0) }) == 10)
+        #expect(try await cache.redis.send("GET", cache.leaseKey(live: 5)).string == "b:token")
+    }
+
+    @Test("a batch written extends the lease to a full TTL")
+    func extendsLease() async throws {
+        let cache = try await cache()
+        let lease = try #require(
+            try await RedisLease.acquire(cache.leaseKey(live: 6), ttl: .seconds(60), on: cache.redis, owner: "a"))
+        try await cache.redis.send("PEXPIRE", cache.leaseKey(live: 6), 1000)
+        let expiry = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
+        #expect(try await cache.write(entries(cache, users: 1...3, expiry: expiry), lease: lease) == .written(3))
+        #expect(try await cache.redis.send("PTTL", cache.leaseKey(live: 6)).integer ?? 0 > 50_000)
+    }
+
+    @Test("a key expiring later keeps its expiry; one expiring sooner takes the new one")
+    func laterExpiryKept() async throws {
+        let cache = try await cache()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let key = cache.userKey(shop: 1, user: 1)
+        let other = cache.userKey(shop: 1, user: 2)
+        try await cache.redis.send("SET", key, "old", "PXAT", now + 7_200_000)
+        try await cache.redis.send("SET", other, "old", "PXAT", now + 60_000)
+        try await cache.write(entries(cache, users: 1...2, expiry: now + 3_600_000))
+        #expect(try await cache.redis.send("PEXPIRETIME", key) == .integer(now + 7_200_000))
+        #expect(try await cache.redis.send("PEXPIRETIME", other) == .integer(now + 3_600_000))
+        #expect(try await cache.redis.send("GET", key).string == "{\"user_id\":1}", "the value is new either way")
+    }
+}

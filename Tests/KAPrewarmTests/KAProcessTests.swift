@@ -1,0 +1,275 @@
+import Foundation
+import KAPrewarm
+import Kafka
+import Postgres
+import PrewarmConfiguration
+import PrewarmRuntime
+import Redis
+import TestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The real ka-prewarmer executable, two pods at a time, over a Redis server of the test's
+/// own (its command counts tell how many keys were written, duplicates included). The suite
+/// runs one test at a time: every pod joins the consumer group `ka-prewarmer`.
+@Suite("ka-prewarmer processes", .closesResources, .serialized)
+struct KAProcessTests {
+    struct Pod {
+        let process: TestProcess
+        let admin: URL
+        var owner: String { ":\(process.pid)" }
+    }
+
+    /// A private Redis server with the test environment's password, and a client to it.
+    private func redisServer() async throws -> (PrivateRedisServer, RedisConnection) {
+        let server = try PrivateRedisServer(password: try TestEnvironment.redisPassword)
+        try await server.start()
+        closeAfterTest { try? await server.stop() }
+        let client = try await RedisConnection.connect(server.configuration)
+        closeAfterTest { await client.close() }
+        return (server, client)
+    }
+
+    private func environment(_ db: KADatabase, _ server: PrivateRedisServer, _ extra: [String: String] = [:])
+        -> [String: String]
+    {
+        db.workerEnvironment.merging(
+            [
+                "PREWARM_REDIS_HOST": "127.0.0.1", "PREWARM_REDIS_PORT": String(server.port), "PREWARM_REDIS_DB": "0",
+                "PREWARM_KA_BATCH_SIZE": "50", "PREWARM_KA_MIN_USERS": "10", "PREWARM_KA_LEASE_S": "3",
+                "PREWARM_KA_MAX_WRITERS": "1", "PREWARM_KA_VERIFY_RATIO": "1", "PREWARM_KA_SAFETY_MARGIN_S": "0",
+                "PREWARM_TASK_HEARTBEAT_S": "1", "PREWARM_TASK_STALE_AFTER_S": "3",
+                "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+                "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+            ].merging(extra) { $1 }
+        ) { $1 }
+    }
+
+    private func start(_ environment: [String: String]) async throws -> Pod {
+        let port = try TestEnvironment.freePort()
+        let process = try TestProcess.start(
+            "ka-prewarmer", [],
+            environment: environment.merging([
+                "PREWARM_ADMIN_PORT": String(port), "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_ADMIN_TOKEN": "t0ken",
+                "PREWARM_LOG_LEVEL": "info",
+            ]) { $1 })
+        closeAfterTest {
+            process.signal(SIGCONT)
+            process.kill()
+        }
+        let admin = URL(string: "http://127.0.0.1:\(port)")!
+        try await eventually(timeout: .seconds(60), "ka-prewarmer on \(port) to answer") {
+            (try? await request(admin, "GET", "healthz"))?.status == 200
+        }
+        return Pod(process: process, admin: admin)
+    }
+
+    private func request(
+        _ base: URL, _ method: String, _ path: String, token: String? = nil, body: String? = nil
+    ) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: base.appendingPathComponent(path))
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    private func triggerBody(_ booked: Reservation) -> String {
+        """
+        {"live_id": \(booked.liveID), "shop_id": \(booked.shopID), "starts_at": "\(RFC3339.format(booked.startsAt))",
+         "ends_at": "\(RFC3339.format(booked.endsAt))"}
+        """
+    }
+
+    /// SET commands the server has run, those inside scripts included.
+    private func setCalls(_ redis: RedisConnection) async throws -> Int {
+        let info = try await redis.send("INFO", "commandstats").string ?? ""
+        guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_set:") }),
+            let calls = line.split(separator: ",").first?.split(separator: "=").last
+        else { return 0 }
+        return Int(calls) ?? 0
+    }
+
+    private func tasks(_ db: KADatabase) -> TaskQueue {
+        TaskQueue(pool: db.pool, settings: TaskSettings())
+    }
+
+    private func userKeys(_ redis: RedisConnection, shop: Int64) async throws -> Int {
+        try await scan(redis, "ka:user:\(shop):*").count
+    }
+
+    @Test("the same reservation on every partition, consumed by two pods: one task, one pre-warm, the rest alerted")
+    func duplicateAcrossPods() async throws {
+        let (server, redis) = try await redisServer()
+        let db = try await KADatabase.make()
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await db.addShop(shop, users: 400)
+        let topic = TopicCatalog.liveReservation
+        _ = try? TestEnvironment.createTopic(named: topic.name, partitions: topic.partitions)
+        let pods = [try await start(environment(db, server)), try await start(environment(db, server))]
+        for pod in pods {
+            try await eventually(timeout: .seconds(60), "both pods in the group") {
+                (try? await request(pod.admin, "GET", "readyz"))?.status == 200
+            }
+        }
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
+        closeAfterTest { await producer.close() }
+        let booked = reservation(live: live, shop: shop)
+        for partition in 0..<Int32(topic.partitions) {
+            var message = try booked.message(topic: topic.name)
+            message.partition = partition
+            _ = try await producer.send(message)
+        }
+        try await eventually(timeout: .seconds(90), "the pre-warm to succeed") {
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+        }
+        try await eventually(timeout: .seconds(30), "every copy consumed: five duplicates alerted") {
+            try await Alerts.recent(redis, count: 100).filter {
+                $0.kind == "ka-duplicate-reservation" && $0.details["live"] == String(live)
+            }.count == 5
+        }
+        #expect(try await db.scalar("SELECT count(*) FROM prewarm_tasks") == 1)
+        let task = try #require(try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live)))
+        #expect(task.attempts == 1 && task.done == 400)
+        #expect(try await userKeys(redis, shop: shop) == 400)
+        // 400 users and 4 shop keys once, the lease, the flag and the measured rate: no key twice.
+        let sets = try await setCalls(redis)
+        #expect((404...410).contains(sets), "\(sets) SETs")
+    }
+
+    @Test("a runner killed mid-task: the other pod resumes from the checkpoint, at most one batch written twice")
+    func killedRunner() async throws {
+        let (server, redis) = try await redisServer()
+        let db = try await KADatabase.make()
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await db.addShop(shop, users: 3000)
+        let environment = environment(db, server, ["PREWARM_KA_MAX_DB_ROWS_PER_S": "600"])
+        let pods = [try await start(environment), try await start(environment)]
+        let answer = try await request(
+            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken", body: triggerBody(reservation(live: live, shop: shop)))
+        #expect(answer.status == 202, "\(answer.body)")
+        var running: TaskRecord?
+        try await eventually(timeout: .seconds(60), "a sixth of the users written") {
+            running = try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))
+            return running?.done ?? 0 >= 500
+        }
+        let holder = try #require(pods.first { running?.owner?.hasSuffix($0.owner) == true })
+        let survivor = try #require(pods.first { $0.process.pid != holder.process.pid })
+        holder.process.kill()
+        try await eventually(timeout: .seconds(90), "the survivor to finish the pre-warm") {
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+        }
+        let task = try #require(try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live)))
+        #expect(task.owner?.hasSuffix(survivor.owner) == true || task.owner == nil)
+        #expect(task.done == 3000)
+        #expect(try await userKeys(redis, shop: shop) == 3000)
+        let resumed = TestProcess.lines(survivor.process.logFile).first {
+            $0.contains("pre-warm resuming from its checkpoint")
+        }
+        #expect(resumed != nil, "the survivor resumed from the checkpoint, not from the start")
+        // 3000 users, twice the 4 shop keys, two leases, the flag, the rate: the rest is the
+        // batch the killed runner had in flight (50 users) at most.
+        let sets = try await setCalls(redis)
+        #expect(sets >= 3000 && sets - 3000 <= 50 + 12, "\(sets) SETs")
+    }
+
+    @Test("a runner stopped past its lease: after the takeover Redis refuses it, and it writes not one key")
+    func stoppedRunner() async throws {
+        let (server, redis) = try await redisServer()
+        let db = try await KADatabase.make()
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await db.addShop(shop, users: 3000)
+        let environment = environment(db, server, ["PREWARM_KA_MAX_DB_ROWS_PER_S": "600"])
+        let pods = [try await start(environment), try await start(environment)]
+        let answer = try await request(
+            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken", body: triggerBody(reservation(live: live, shop: shop)))
+        #expect(answer.status == 202, "\(answer.body)")
+        var running: TaskRecord?
+        try await eventually(timeout: .seconds(60), "a sixth of the users written") {
+            running = try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))
+            return running?.done ?? 0 >= 500
+        }
+        let stalled = try #require(pods.first { running?.owner?.hasSuffix($0.owner) == true })
+        stalled.process.signal(SIGSTOP)
+        try await eventually(timeout: .seconds(90), "the other pod to take over and finish") {
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+        }
+        // Everything gone; then the stalled runner wakes with a batch in hand.
+        try await redis.send("FLUSHDB")
+        stalled.process.signal(SIGCONT)
+        try await eventually(timeout: .seconds(30), "the woken runner to find it lost the task") {
+            TestProcess.lines(stalled.process.logFile).contains {
+                $0.contains("lease lost") || $0.contains("task lost") || $0.contains("Redis refused")
+            }
+        }
+        // Give it its chance to write (its lease renewal is a third of 3 s away at most).
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await scan(redis, "ka:*").isEmpty, "not one key written by the stalled runner")
+    }
+
+    @Test("the manual trigger: 401 without the token, then the same task as a reservation; prewarmctl too")
+    func trigger() async throws {
+        let (server, _) = try await redisServer()
+        let db = try await KADatabase.make()
+        let shop = uniqueID()
+        let small = uniqueID()
+        try await db.addShop(shop, users: 120)
+        try await db.addShop(small, users: 5)
+        let pod = try await start(environment(db, server))
+        let live = uniqueID()
+        let body = triggerBody(reservation(live: live, shop: shop))
+        #expect(try await request(pod.admin, "POST", "v1/ka/prewarm", body: body).status == 401)
+        #expect(try await request(pod.admin, "POST", "v1/ka/prewarm", token: "wrong", body: body).status == 401)
+        #expect(try await scalarTasks(db) == 0, "nothing queued without the token")
+        let unknown = triggerBody(reservation(live: uniqueID(), shop: uniqueID()))
+        #expect(try await request(pod.admin, "POST", "v1/ka/prewarm", token: "t0ken", body: unknown).status == 404)
+        let backwards = body.replacingOccurrences(of: "\"ends_at\"", with: "\"x\"")
+        #expect(try await request(pod.admin, "POST", "v1/ka/prewarm", token: "t0ken", body: backwards).status == 400)
+        let skipped = try await request(
+            pod.admin, "POST", "v1/ka/prewarm", token: "t0ken",
+            body: triggerBody(reservation(live: uniqueID(), shop: small)))
+        #expect(skipped.status == 200 && skipped.body.contains("\"outcome\":\"skipped\""), "\(skipped.body)")
+
+        let queued = try await request(pod.admin, "POST", "v1/ka/prewarm", token: "t0ken", body: body)
+        #expect(queued.status == 202 && queued.body.contains("\"outcome\":\"queued\""), "\(queued.body)")
+        try await eventually(timeout: .seconds(60), "the triggered pre-warm to succeed") {
+            (try await request(pod.admin, "GET", "v1/ka/tasks/\(live)")).body.contains("\"state\":\"succeeded\"")
+        }
+        let status = try await request(pod.admin, "GET", "v1/ka/tasks/\(live)")
+        let decoded = try JSONDecoder.prewarm.decode(KATaskStatus.self, from: Data(status.body.utf8))
+        #expect(decoded.done == 120 && decoded.total == 120 && decoded.retryPending == 0)
+        #expect(try await request(pod.admin, "POST", "v1/ka/prewarm", token: "t0ken", body: body).status == 409)
+        #expect(try await request(pod.admin, "GET", "v1/ka/tasks/\(uniqueID())").status == 404)
+
+        // prewarmctl queues the same task (forced: the live was warmed).
+        let toolEnvironment = environment(db, server)
+        let booked = reservation(live: live, shop: shop)
+        let arguments = [
+            "ka", "prewarm", "--shop", String(shop), "--live", String(live), "--starts-at",
+            RFC3339.format(booked.startsAt), "--ends-at", RFC3339.format(booked.endsAt),
+        ]
+        let again = try await TestProcess.run("prewarmctl", arguments, environment: toolEnvironment)
+        #expect(again.status == 4, "a duplicate without --force: \(again.stderr)")
+        let forced = try await TestProcess.run("prewarmctl", arguments + ["--force"], environment: toolEnvironment)
+        #expect(forced.status == 0, "\(forced.stderr)")
+        try await eventually(timeout: .seconds(60), "the forced pre-warm to succeed") {
+            let task = try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))
+            return task?.state == "succeeded" && task?.done == 120
+        }
+    }
+
+    private func scalarTasks(_ db: KADatabase) async throws -> Int {
+        try await db.scalar("SELECT count(*) FROM prewarm_tasks")
+    }
+}
