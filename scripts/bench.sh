@@ -11,25 +11,26 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
 report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $4" | bc -l)"; }
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
-scenarios=${*:-redis postgres kafka ingest scoring api}
+scenarios=${*:-redis postgres kafka ingest scoring api ka}
+has() { [[ " $scenarios " == *" $1 "* ]]; }
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
 echo "bench: $N items per scenario, release build, services on loopback, 2 cores"
 
-if [[ $scenarios == *redis* ]]; then
+if has redis; then
   w=$($BENCH redis-set --count "$N" | sed -n 's/seconds=//p')
   for i in $(seq 0 $((N - 1))); do printf 'SET bench:key:%d value-%d\r\n' "$i" "$i"; done > "$tmp/redis.txt"
   t0=$(now); redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning --pipe < "$tmp/redis.txt" >/dev/null; t1=$(now)
   report "redis: $N pipelined SETs" "$w" "redis-cli --pipe" "$(secs "$t0" "$t1")"
 fi
-if [[ $scenarios == *postgres* ]]; then
+if has postgres; then
   w=$($BENCH pg-copy --count "$N" --target bench_copy | sed -n 's/seconds=//p')
   seq 0 $((N - 1)) | awk '{ printf "%d\t%d\tnote-%d\n", $1, $1 % 5000, $1 }' > "$tmp/rows.tsv"
   psql "$PGURL" -qc "DROP TABLE IF EXISTS bench_copy_psql; CREATE TABLE bench_copy_psql (id bigint PRIMARY KEY, user_id bigint, note text)"
   t0=$(now); psql "$PGURL" -qc "\\copy bench_copy_psql FROM '$tmp/rows.tsv'"; t1=$(now)
   report "postgres: COPY of $N rows" "$w" "psql \\copy" "$(secs "$t0" "$t1")"
 fi
-if [[ $scenarios == *kafka* ]]; then
+if has kafka; then
   run=$(date +%s%N)  # fresh topics: both sides read from the beginning
   "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create "bench-$run.wrapper" 12 >/dev/null
   "$PREWARMCTL" fault --control-file "$PREWARM_DEV_BROKER_CONTROL_FILE" topic-create "bench-$run.kcat" 12 >/dev/null
@@ -41,7 +42,7 @@ if [[ $scenarios == *kafka* ]]; then
   t1=$(now)
   report "kafka: $N produced + consumed" "$w" "kcat -P then -C" "$(secs "$t0" "$t1")"
 fi
-if [[ $scenarios == *ingest* ]]; then
+if has ingest; then
   # 1M store.entry.v1 events (BENCH_INGEST_COUNT) on 12 partitions, then one entry-ingest
   # process from start to every event stored and counted, beside the same I/O by the stock
   # tools one after another: kcat reading the topic, psql \copy of the rows into the 16
@@ -160,7 +161,7 @@ wait_ready() { # port pid name
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg_url() { echo "$PREWARM_POSTGRES_URL options='-c search_path=$1'"; }
 
-if [[ $scenarios == *scoring* ]]; then
+if has scoring; then
   # 100,000 active users (BENCH_SCORING_USERS) and 10,000,000 entries (BENCH_SCORING_ROWS) over
   # the last 30 days, 2,000 stores; one run of the nightly scoring, timed from the trigger to
   # its last list written, with one and then two store-scorer processes, beside one
@@ -206,7 +207,7 @@ if [[ $scenarios == *scoring* ]]; then
   done
 fi
 
-if [[ $scenarios == *api* ]]; then
+if has api; then
   # wrk, 64 connections, 20 s (BENCH_API_SECONDS): the personal path over 100,000 users, the
   # default path and the random path, beside the same server answering a constant body of
   # the personal answer's size: the HTTP limit of this machine for that server.
@@ -253,4 +254,105 @@ LUA
   line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99"
   line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99"
   printf 'api: goal: personal at least 0.60 of the constant and p99 under 5 ms; peak RSS %d MB\n' "$rss"
+fi
+
+if has ka; then
+  # One key-account shop of 1,000,000 users (BENCH_KA_USERS; values about 200 bytes), 200
+  # staff and 5,000 products: wall time from the trigger to a complete, verified pre-warm
+  # (success flag set) with one ka-prewarmer, beside the stock tools doing the same I/O one
+  # after another: psql \copy of the same rows (the same JSON, built by PostgreSQL) and
+  # redis-cli --pipe of the same SETs with their expiries. Then 20 shops of 50,000 users
+  # (BENCH_KA_SHOP_USERS) with two ka-prewarmer processes.
+  USERS=${BENCH_KA_USERS:-1000000}; SHOP_USERS=${BENCH_KA_SHOP_USERS:-50000}
+  KA=${KA_PREWARMER:-.build/release/ka-prewarmer}
+  run=$(date +%s%N); kschema=bench_ka_$run; pids=()
+  trap 'kill ${pids[*]:-} 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $kschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  psql "$PGURL" -qc "CREATE SCHEMA $kschema"
+  PREWARM_POSTGRES_URL=$(pg_url "$kschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+  kredis() { redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 5 "$@"; }
+  kredis flushdb >/dev/null
+  ka_shop() { # shop id, users
+    psql "$PGURL" -q <<SQL
+SET search_path = $kschema;
+INSERT INTO ka_shops (shop_id, name, info) VALUES ($1, 'bench shop $1', '{"city": "Hangzhou"}');
+INSERT INTO ka_staff SELECT $1::bigint * 1000 + s, $1, 'host ' || s, 'assistant' FROM generate_series(1, 200) s;
+INSERT INTO ka_products SELECT $1::bigint * 100000 + p, $1, 'item ' || p, 100 * p, 10 FROM generate_series(1, 5000) p;
+INSERT INTO ka_shop_users SELECT $1, u, 'viewer-' || u, u % 9, u * 7 % 100000,
+  'live-viewer,coupon-user,early-bird,returning,region-east,night-owl,' || (u % 97)
+  FROM generate_series(1, $2) u;
+SQL
+  }
+  echo "bench: ka: writing a shop of $USERS users ..."
+  ka_shop 1 "$USERS"
+  psql "$PGURL" -qc "VACUUM ANALYZE $kschema.ka_shop_users"
+  start_ka() { # index; prints nothing, sets ports[index] and pids
+    local port; port=$(free_port); ports+=("$port")
+    PREWARM_POSTGRES_URL=$(pg_url "$kschema") PREWARM_REDIS_DB=5 PREWARM_ADMIN_PORT=$port \
+      PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+      PREWARM_KA_MIN_WRITERS=${BENCH_KA_WRITERS:-4} PREWARM_KA_MAX_WRITERS=${BENCH_KA_WRITERS:-4} \
+      "$KA" >"$tmp/ka-$1.log" 2>&1 &
+    pids+=($!)
+  }
+  trigger_ka() { # port shop live
+    local starts ends
+    starts=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ); ends=$(date -u -d '+4 hours' +%Y-%m-%dT%H:%M:%SZ)
+    curl -sf -o /dev/null -X POST -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' \
+      -d "{\"shop_id\": $2, \"live_id\": $3, \"starts_at\": \"$starts\", \"ends_at\": \"$ends\"}" \
+      "http://127.0.0.1:$1/v1/ka/prewarm"
+  }
+  wait_ka() { # port live...; until every live's task has succeeded
+    local live
+    for live in "${@:2}"; do
+      until curl -sf "http://127.0.0.1:$1/v1/ka/tasks/$live" | grep -q '"state":"succeeded"'; do
+        curl -sf "http://127.0.0.1:$1/v1/ka/tasks/$live" | grep -q '"state":"failed"' && { echo "bench: ka: live $live failed" >&2; return 1; }
+        sleep 0.02
+      done
+    done
+  }
+  ports=(); start_ka 0; wait_ready "${ports[0]}" "${pids[0]}" ka-prewarmer
+  t0=$(now); trigger_ka "${ports[0]}" 1 1001; wait_ka "${ports[0]}" 1001; t1=$(now)
+  ka_s=$(secs "$t0" "$t1"); rss=$(rss_mb "${pids[0]}")
+  keys=$(kredis dbsize)
+  kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+
+  # The stock tools: the same rows out of PostgreSQL, then the same SETs into Redis.
+  kredis flushdb >/dev/null
+  columns="user_id, json_build_object('user_id', user_id, 'shop_id', shop_id, 'nickname', nickname, 'level', level, 'points', points, 'tags', tags)::text"
+  t0=$(now); psql "$PGURL" -qc "\\copy (SELECT $columns FROM $kschema.ka_shop_users WHERE shop_id = 1 ORDER BY user_id) TO '$tmp/users.tsv'"; t1=$(now)
+  copy_s=$(secs "$t0" "$t1")
+  bytes=$(awk -F'\t' '{ n += length($2) } END { printf "%.0f", n / NR }' "$tmp/users.tsv")
+  python3 - "$tmp/users.tsv" "$tmp/users.resp" <<'PY'
+import random, sys, time
+end = int((time.time() + 4 * 3600) * 1000)
+with open(sys.argv[1], 'rb') as rows, open(sys.argv[2], 'wb') as out:
+    for line in rows:
+        user, value = line.rstrip(b'\n').split(b'\t', 1)
+        key = b'ka:user:1:' + user
+        expiry = str(end + 1_800_000 + random.randint(0, 600_000)).encode()
+        out.write(b'*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$4\r\nPXAT\r\n$%d\r\n%s\r\n'
+                  % (len(key), key, len(value), value, len(expiry), expiry))
+PY
+  t0=$(now); kredis --pipe <"$tmp/users.resp" >/dev/null; t1=$(now)
+  pipe_s=$(secs "$t0" "$t1")
+  tools_s=$(echo "$copy_s + $pipe_s" | bc -l)
+  printf 'ka: one shop, %d users (%d-byte values), 200 staff, 5,000 products: pre-warmed and verified in %8.3f s (%.0f users/s, %s keys, peak RSS %d MB)\n' \
+    "$USERS" "$bytes" "$ka_s" "$(echo "$USERS / $ka_s" | bc -l)" "$keys" "$rss"
+  printf '  psql \\copy of the rows %.3f s + redis-cli --pipe of the SETs %.3f s = %8.3f s    ratio %.2f  (goal: at most 1.00, RSS under 200 MB)\n' \
+    "$copy_s" "$pipe_s" "$tools_s" "$(echo "$ka_s / $tools_s" | bc -l)"
+
+  # 20 shops of 50,000 users, two processes.
+  kredis flushdb >/dev/null
+  for shop in $(seq 101 120); do ka_shop "$shop" "$SHOP_USERS"; done
+  psql "$PGURL" -qc "VACUUM ANALYZE $kschema.ka_shop_users"
+  ports=(); start_ka 0; start_ka 1
+  wait_ready "${ports[0]}" "${pids[0]}" ka-prewarmer; wait_ready "${ports[1]}" "${pids[1]}" ka-prewarmer
+  lives=(); t0=$(now)
+  for shop in $(seq 101 120); do trigger_ka "${ports[$((shop % 2))]}" "$shop" "$((shop + 2000))"; lives+=("$((shop + 2000))"); done
+  wait_ka "${ports[0]}" "${lives[@]}"; t1=$(now)
+  fleet_s=$(secs "$t0" "$t1")
+  rss=0; for pid in "${pids[@]}"; do r=$(rss_mb "$pid"); [ "$r" -gt "$rss" ] && rss=$r; done
+  shares=$(psql "$PGURL" -qAtc "SELECT string_agg(n || ' tasks on ' || split_part(owner, ':', 2), ', ') FROM (SELECT owner, count(*) n FROM $kschema.prewarm_tasks WHERE state = 'succeeded' GROUP BY owner) o" 2>/dev/null || echo "?")
+  kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+  printf 'ka: 20 shops x %d users, two ka-prewarmer processes: %8.3f s (%.0f users/s, peak RSS %d MB; by pid: %s)\n' \
+    "$SHOP_USERS" "$fleet_s" "$(echo "20 * $SHOP_USERS / $fleet_s" | bc -l)" "$rss" "$shares"
 fi

@@ -1,11 +1,15 @@
 import CPrewarmSystem
 import Foundation
+import Synchronization
 
 /// A program started with posix_spawn and reaped with waitpid, polled from async code.
 /// Foundation's `Process` on Linux can miss a child's exit (it stays a zombie and
 /// `isRunning` stays true), and `waitUntilExit` blocks a cooperative thread.
 public final class ChildProcess: Sendable {
     public let pid: pid_t
+    /// The exit status once reaped: asking again answers the same, and no signal goes to a
+    /// pid the kernel may since have given to another process.
+    private let reaped = Mutex<Int32?>(nil)
 
     private init(pid: pid_t) { self.pid = pid }
 
@@ -42,14 +46,23 @@ public final class ChildProcess: Sendable {
         return ChildProcess(pid: pid)
     }
 
-    public func signal(_ number: Int32) { _ = kill(pid, number) }
+    /// Sends `number`, unless the process has been reaped.
+    public func signal(_ number: Int32) {
+        reaped.withLock { status in
+            if status == nil { _ = kill(pid, number) }
+        }
+    }
 
     /// The exit status once the process has ended (128 + signal when killed by one), or
-    /// nil while it runs. Reaps it: ask once more after a non-nil answer and it is gone.
+    /// nil while it runs. Reaps it the first time; later calls answer the same.
     public func exitStatus() -> Int32? {
-        var status: Int32 = 0
-        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        reaped.withLock { reaped in
+            if let reaped { return reaped }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            reaped = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return reaped
+        }
     }
 
     /// Waits for the end, polling; after `timeout` kills it with SIGKILL and throws.
@@ -59,8 +72,10 @@ public final class ChildProcess: Sendable {
             if let status = exitStatus() { return status }
             guard ContinuousClock.now < deadline else {
                 signal(SIGKILL)
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, 0)
+                reaped.withLock { reaped in
+                    var status: Int32 = 0
+                    if reaped == nil, waitpid(pid, &status, 0) == pid { reaped = 128 + SIGKILL }
+                }
                 throw ChildProcessError(description: "process \(pid) still running after \(timeout); killed")
             }
             try await Task.sleep(for: .milliseconds(20))

@@ -78,8 +78,7 @@ public final class KAPrewarmTask: TaskHandler {
     public func run(_ task: TaskExecution) async throws {
         let payload = try task.record.decodePayload(KATaskPayload.self)
         let live = payload.reservation.liveID
-        guard let lease = try await RedisLease.acquire(cache.leaseKey(live: live), ttl: options.lease, on: cache.redis, owner: owner)
-        else { throw LeaseBusy(key: cache.leaseKey(live: live)) }
+        let lease = try await acquireLease(live: live)
         do {
             try await lease.holding(logger: logger, metrics: leaseMetrics) {
                 try await self.prewarm(task, payload, lease: lease)
@@ -89,6 +88,29 @@ public final class KAPrewarmTask: TaskHandler {
                 "ka-lease-lost", "the pre-warm of live \(live) lost its lease here: \(lost.reason)",
                 details: ["live": String(live), "shop": String(payload.reservation.shopID)])
             throw lost
+        }
+    }
+
+    /// The live's lease. The task is ours in the table, so a holder is a runner that stopped
+    /// beating (dead, or stalled past its heartbeat): its lease lapses within one TTL unless it
+    /// wakes and renews it, so wait that long before giving the attempt up.
+    private func acquireLease(live: Int64) async throws -> RedisLease {
+        let key = cache.leaseKey(live: live)
+        let deadline = ContinuousClock.now + options.lease + .milliseconds(500)
+        var waited = false
+        while true {
+            if let lease = try await RedisLease.acquire(key, ttl: options.lease, on: cache.redis, owner: owner) {
+                return lease
+            }
+            guard ContinuousClock.now < deadline else { throw LeaseBusy(key: key) }
+            if !waited {
+                let holder = try await cache.redis.send("GET", key).string ?? "?"
+                logger.notice(
+                    "waiting for the lease of the runner that stopped beating",
+                    metadata: ["live": "\(live)", "holder": "\(holder)"])
+                waited = true
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 

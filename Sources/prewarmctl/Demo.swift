@@ -155,6 +155,7 @@ struct Demo {
             throw DemoFailure("the replay changed stored data")
         }
         try await showStoreRecommendations(db: db, cache: cache, now: now)
+        try await showKAPrewarm(db: db, cache: cache)
 
         print("")
         print("prewarmctl status:")
@@ -226,7 +227,8 @@ struct Demo {
 
     // MARK: - Kafka
 
-    private func produce(_ messages: [(key: String, json: String)]) async throws {
+    func produce(_ messages: [(key: String, json: String)], to topic: String? = nil) async throws {
+        let topic = topic ?? self.topic
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 bootstrapServers: kafka.bootstrapServers, properties: kafka.properties))
@@ -235,7 +237,7 @@ struct Demo {
         await producer.close()
     }
 
-    private func highWatermarks(_ topic: String) async throws -> [KafkaTopicPartition: Int64] {
+    func highWatermarks(_ topic: String) async throws -> [KafkaTopicPartition: Int64] {
         let admin = try KafkaAdmin(bootstrapServers: kafka.bootstrapServers, properties: kafka.properties)
         return try await using(admin) { admin in
             let count = try await admin.partitionCounts([topic])[topic] ?? 0
@@ -244,7 +246,7 @@ struct Demo {
         }
     }
 
-    private func showDeadLetters(from start: [KafkaTopicPartition: Int64], expected: Int) async throws {
+    func showDeadLetters(from start: [KafkaTopicPartition: Int64], expected: Int) async throws {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 groupID: "prewarmctl-demo-reader", bootstrapServers: kafka.bootstrapServers,

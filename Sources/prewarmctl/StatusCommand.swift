@@ -130,7 +130,7 @@ struct StatusView {
         return parts.joined(separator: "  ")
     }
 
-    private func line(_ entry: FleetStatus.TaskStatus) -> String {
+    func line(_ entry: FleetStatus.TaskStatus) -> String {
         let task = entry.task
         var parts = [pad(task.kind, 12), pad(task.key, 14), pad(task.state, 10)]
         if let total = task.total, total > 0 {

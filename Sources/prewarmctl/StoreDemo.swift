@@ -96,7 +96,7 @@ extension Demo {
         }
     }
 
-    private func waitForAdmin(port: Int, process: ChildProcess, name: String) async throws {
+    func waitForAdmin(port: Int, process: ChildProcess, name: String) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let status = process.exitStatus() {

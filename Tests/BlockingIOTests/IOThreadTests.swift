@@ -92,4 +92,13 @@ struct ChildProcessTests {
         child.signal(SIGKILL)
         #expect(try await child.wait(timeout: .seconds(5)) == 128 + SIGKILL)
     }
+
+    @Test("once reaped, a child answers the same status and takes no more signals (its pid may be reused)")
+    func reapedOnce() async throws {
+        let child = try ChildProcess.spawn("/bin/sh", ["-c", "exit 3"], environment: [:])
+        #expect(try await child.wait(timeout: .seconds(5)) == 3)
+        #expect(child.exitStatus() == 3)
+        child.signal(SIGTERM)  // would go to whatever process has the pid now
+        #expect(try await child.wait(timeout: .seconds(1)) == 3)
+    }
 }
