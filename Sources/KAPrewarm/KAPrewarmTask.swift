@@ -78,7 +78,7 @@ public final class KAPrewarmTask: TaskHandler {
     public func run(_ task: TaskExecution) async throws {
         let payload = try task.record.decodePayload(KATaskPayload.self)
         let live = payload.reservation.liveID
-        let lease = try await acquireLease(live: live)
+        let lease = try await acquireLease(payload.reservation)
         do {
             try await lease.holding(logger: logger, metrics: leaseMetrics) {
                 try await self.prewarm(task, payload, lease: lease)
@@ -94,12 +94,21 @@ public final class KAPrewarmTask: TaskHandler {
     /// The live's lease. The task is ours in the table, so a holder is a runner that stopped
     /// beating (dead, or stalled past its heartbeat): its lease lapses within one TTL unless it
     /// wakes and renews it, so wait that long before giving the attempt up.
-    private func acquireLease(live: Int64) async throws -> RedisLease {
+    private func acquireLease(_ reservation: Reservation) async throws -> RedisLease {
+        let live = reservation.liveID
         let key = cache.leaseKey(live: live)
+        // The fence outlives any holder: until an hour after the stream, or two leases from now.
+        let fence = (
+            key: cache.fenceKey(live: live),
+            expiresAt: max(
+                reservation.endsAt.addingTimeInterval(3600), Date().addingTimeInterval(2 * options.lease.seconds))
+        )
         let deadline = ContinuousClock.now + options.lease + .milliseconds(500)
         var waited = false
         while true {
-            if let lease = try await RedisLease.acquire(key, ttl: options.lease, on: cache.redis, owner: owner) {
+            if let lease = try await RedisLease.acquire(
+                key, ttl: options.lease, on: cache.redis, owner: owner, fence: fence)
+            {
                 return lease
             }
             guard ContinuousClock.now < deadline else { throw LeaseBusy(key: key) }
@@ -134,16 +143,16 @@ public final class KAPrewarmTask: TaskHandler {
         guard case .written = try await cache.write(entries, lease: lease) else {
             throw lease.refused("Redis refused the write: another runner holds the lease")
         }
-        let resumed = Int64(task.record.cursor ?? "") ?? 0
+        var resumed = Int64(task.record.cursor ?? "") ?? 0
         if resumed > 0 {
             logger.notice(
                 "pre-warm resuming from its checkpoint",
                 metadata: ["live": "\(reservation.liveID)", "cursor": "\(resumed)", "done": "\(task.record.done)"])
         }
-        try await writeUsers(task, payload, lease: lease, from: resumed, done: task.record.done)
+        var sample = try await writeUsers(task, payload, lease: lease, from: resumed, done: task.record.done)
         try await waitForRetries(task, payload)
         for round in 1...2 {
-            let missing = try await verify(payload)
+            let missing = try await verify(payload, written: sample, resumedAfter: resumed)
             if missing == 0 { break }
             alerts.raise(
                 "ka-verification-failed",
@@ -154,27 +163,33 @@ public final class KAPrewarmTask: TaskHandler {
                 throw PrewarmFailed(reason: "\(missing) sampled keys still missing after warming again")
             }
             try await task.checkpoint(cursor: "0", done: 0, total: payload.users)
-            try await writeUsers(task, payload, lease: lease, from: 0, done: 0)
+            sample = try await writeUsers(task, payload, lease: lease, from: 0, done: 0)
+            resumed = 0
             try await waitForRetries(task, payload)
         }
         try lease.ensureHeld()
-        try await RedisFlags(redis: cache.redis).setSuccess(cache.doneKey(live: reservation.liveID), until: reservation.endsAt)
+        try await RedisFlags(redis: cache.redis).setSuccess(
+            cache.doneKey(live: reservation.liveID), until: reservation.endsAt)
         logger.notice(
-            "pre-warm succeeded", metadata: ["live": "\(reservation.liveID)", "shop": "\(shop)", "users": "\(payload.users)"])
+            "pre-warm succeeded",
+            metadata: ["live": "\(reservation.liveID)", "shop": "\(shop)", "users": "\(payload.users)"])
     }
 
     private enum BatchOutcome: Sendable {
-        case written(index: Int, count: Int)
-        case failed(index: Int, error: String)
+        case written(index: Int, count: Int, sample: [Int64])
+        case failed(index: Int, error: String, sample: [Int64])
         case leaseLost
     }
 
     /// The users after `cursor` in batches, up to the pacer's number of writes at once; the
     /// checkpoint advances over the batches written (or handed to the retry table) in order.
+    /// The next batch is read while the last is turned into keys and written, so the one
+    /// connection reading is never idle. Returns about `verifyRatio` of the ids written.
     private func writeUsers(
         _ task: TaskExecution, _ payload: KATaskPayload, lease: RedisLease, from cursor: Int64, done: Int64
-    ) async throws {
+    ) async throws -> [Int64] {
         let reservation = payload.reservation
+        let shop = reservation.shopID
         var pacer = Pacer(
             options: options, deadline: reservation.startsAt.addingTimeInterval(-options.safetyMargin.seconds),
             startsAt: reservation.startsAt)
@@ -185,82 +200,133 @@ public final class KAPrewarmTask: TaskHandler {
         var nextIndex = 0
         var nextToConfirm = 0
         var exhausted = false
+        var sample: [Int64] = []
         let eta = Gauge(
             label: "prewarm_ka_task_eta_seconds", dimensions: [("live", String(reservation.liveID))],
             factory: metricsFactory)
         defer { eta.record(0) }
-        try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
-            var inFlight = 0
-            while true {
-                let writers = pacer.writers(remaining: max(payload.users - confirmed.done, 0))
-                while !exhausted && inFlight < writers {
-                    try await limiter.acquire(options.batchSize)
-                    let rows = try await source.users(
-                        of: reservation.shopID, after: readPosition, limit: options.batchSize)
-                    if rows.count < options.batchSize { exhausted = true }
-                    guard rows.count > 0 else { break }
-                    var entries = KACache.Entries()
-                    for row in 0..<rows.count {
-                        entries.append(
-                            key: cache.userKey(shop: reservation.shopID, user: rows.integer(row: row, column: 0)),
-                            value: rows[row, 1], expiry: expiry(reservation))
-                    }
-                    let index = nextIndex
-                    let after = readPosition
-                    readPosition = rows.integer(row: rows.count - 1, column: 0)
-                    ranges[index] = (readPosition, rows.count)
-                    nextIndex += 1
-                    inFlight += 1
-                    let through = readPosition
-                    group.addTask { [cache, retries, options] in
-                        do {
-                            switch try await cache.write(entries, lease: lease) {
-                            case .written: return .written(index: index, count: entries.count)
-                            case .leaseLost: return .leaseLost
+        let read = { [limiter, source, options] (after: Int64) in
+            Task {
+                try await limiter.acquire(options.batchSize)
+                return try await source.users(of: shop, after: after, limit: options.batchSize)
+            }
+        }
+        var reading: Task<PostgresTexts, any Error>? = read(cursor)
+        defer { reading?.cancel() }
+        let connections = KAWriterConnections(cache.redis.configuration)
+        do {
+            try await writeBatches()
+        } catch {
+            await connections.close()
+            throw error
+        }
+        await connections.close()
+        func writeBatches() async throws {
+            try await withThrowingTaskGroup(of: BatchOutcome.self) { group in
+                var inFlight = 0
+                while true {
+                    let writers = pacer.writers(remaining: max(payload.users - confirmed.done, 0))
+                    while inFlight < writers, let current = reading {
+                        let rows = try await withTaskCancellationHandler {
+                            try await current.value
+                        } onCancel: {
+                            current.cancel()
+                        }
+                        reading = nil
+                        if rows.count < options.batchSize { exhausted = true }
+                        guard rows.count > 0 else { break }
+                        let index = nextIndex
+                        let after = readPosition
+                        readPosition = rows.integer(row: rows.count - 1, column: 0)
+                        if !exhausted { reading = read(readPosition) }
+                        ranges[index] = (readPosition, rows.count)
+                        nextIndex += 1
+                        inFlight += 1
+                        let through = readPosition
+                        group.addTask { [self] in
+                            let (entries, sample) = userEntries(rows, shop: shop, endsAt: reservation.endsAt)
+                            do {
+                                let connection = try await connections.take()
+                                let result: KACache.FencedResult
+                                do {
+                                    result = try await cache.write(
+                                        entries, lease: lease, fence: cache.fenceKey(live: reservation.liveID),
+                                        on: connection)
+                                } catch {
+                                    await connections.give(connection)
+                                    throw error
+                                }
+                                await connections.give(connection)
+                                switch result {
+                                case .written: return .written(index: index, count: entries.count, sample: sample)
+                                case .leaseLost: return .leaseLost
+                                }
+                            } catch {
+                                // The batch goes to the retry table; the task moves on.
+                                let item = KARetryItem(
+                                    shopID: shop, liveID: reservation.liveID, after: after, through: through,
+                                    endsAt: reservation.endsAt)
+                                try await retries.add(
+                                    kind: Self.kind, taskID: task.record.id, item: item, error: "\(error)",
+                                    maxAttempts: options.retryAttempts)
+                                return .failed(index: index, error: "\(error)", sample: sample)
                             }
-                        } catch {
-                            // The batch goes to the retry table; the task moves on.
-                            let item = KARetryItem(
-                                shopID: reservation.shopID, liveID: reservation.liveID, after: after,
-                                through: through, endsAt: reservation.endsAt)
-                            try await retries.add(
-                                kind: Self.kind, taskID: task.record.id, item: item, error: "\(error)",
-                                maxAttempts: options.retryAttempts)
-                            return .failed(index: index, error: "\(error)")
                         }
                     }
+                    guard let outcome = try await group.next() else { break }
+                    inFlight -= 1
+                    switch outcome {
+                    case .leaseLost:
+                        throw lease.refused("Redis refused a write: another runner holds the lease")
+                    case .written(let index, let count, let picked):
+                        finished.insert(index)
+                        sample += picked
+                        written.increment(by: count)
+                        pacer.record(count)
+                    case .failed(let index, let error, let picked):
+                        finished.insert(index)
+                        sample += picked
+                        logger.warning(
+                            "a batch failed and went to the retry table",
+                            metadata: ["live": "\(reservation.liveID)", "error": "\(error)"])
+                    }
+                    while finished.contains(nextToConfirm), let range = ranges[nextToConfirm] {
+                        confirmed = (range.last, confirmed.done + Int64(range.count))
+                        finished.remove(nextToConfirm)
+                        ranges[nextToConfirm] = nil
+                        nextToConfirm += 1
+                    }
+                    try await task.checkpoint(
+                        cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users, rate: pacer.rate)
+                    if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
+                    try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
                 }
-                guard let outcome = try await group.next() else { break }
-                inFlight -= 1
-                switch outcome {
-                case .leaseLost:
-                    throw lease.refused("Redis refused a write: another runner holds the lease")
-                case .written(let index, let count):
-                    finished.insert(index)
-                    written.increment(by: count)
-                    pacer.record(count)
-                case .failed(let index, let error):
-                    finished.insert(index)
-                    logger.warning(
-                        "a batch failed and went to the retry table",
-                        metadata: ["live": "\(reservation.liveID)", "error": "\(error)"])
-                }
-                while finished.contains(nextToConfirm), let range = ranges[nextToConfirm] {
-                    confirmed = (range.last, confirmed.done + Int64(range.count))
-                    finished.remove(nextToConfirm)
-                    ranges[nextToConfirm] = nil
-                    nextToConfirm += 1
-                }
-                try await task.checkpoint(
-                    cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users, rate: pacer.rate)
-                if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
-                try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
             }
         }
         // What a writer managed here: the next reservation's deadline check starts from it.
         if let rate = pacer.rate, confirmed.done - done >= Int64(options.batchSize * 4) {
             try? await cache.recordRate(rate / Double(max(pacer.current, 1)))
         }
+        return sample
+    }
+
+    /// A batch's keys, values and expiries, and about `verifyRatio` of its ids picked at
+    /// random for the verification pass.
+    func userEntries(_ rows: PostgresTexts, shop: Int64, endsAt: Date) -> (KACache.Entries, [Int64]) {
+        var entries = KACache.Entries()
+        entries.reserve(rows.count, valueBytes: rows.bytes.count)
+        var random = BatchRandom(
+            expiryBase: Int64(endsAt.timeIntervalSince1970 * 1000) + Int64(options.ttlAfterEnd.milliseconds),
+            jitter: options.ttlJitter.milliseconds)
+        let prefix = cache.userKeyPrefix(shop: shop)
+        let threshold = UInt64(min(max(options.verifyRatio, 0), 1) * Double(UInt32.max))
+        var sample: [Int64] = []
+        for row in 0..<rows.count {
+            let user = rows.integer(row: row, column: 0)
+            entries.append(keyPrefix: prefix, id: user, value: rows[row, 1], expiry: random.expiry())
+            if random.next() & 0xFFFF_FFFF < threshold { sample.append(user) }
+        }
+        return (entries, sample)
     }
 
     /// Alerts once, as soon as the measured rate says the pre-warm cannot end before the
@@ -286,10 +352,15 @@ public final class KAPrewarmTask: TaskHandler {
         }
     }
 
-    /// Reads back a sample of the user keys and the shop's keys; returns how many are missing.
-    private func verify(_ payload: KATaskPayload) async throws -> Int {
+    /// Reads back the shop's keys and a sample of the user keys: the ids picked while
+    /// writing, and, for a task resumed from a checkpoint, a sample of those written before it
+    /// from PostgreSQL. Returns how many are missing.
+    private func verify(_ payload: KATaskPayload, written: [Int64], resumedAfter resumed: Int64) async throws -> Int {
         let shop = payload.reservation.shopID
-        let users = try await source.sampleUsers(of: shop, ratio: options.verifyRatio)
+        var users = written
+        if resumed > 0 {
+            users += try await source.sampleUsers(of: shop, ratio: options.verifyRatio, through: resumed)
+        }
         let keys =
             [cache.shopKey(shop), cache.staffKey(shop), cache.productsKey(shop), cache.marketingKey(shop)]
             + users.map { cache.userKey(shop: shop, user: $0) }
@@ -301,17 +372,34 @@ public final class KAPrewarmTask: TaskHandler {
     public func retry(_ item: RetryItem) async throws {
         let batch = try item.decodeItem(KARetryItem.self)
         let rows = try await source.users(of: batch.shopID, after: batch.after, through: batch.through)
-        var entries = KACache.Entries()
-        let reservation = Reservation(
-            reservationID: "", liveID: batch.liveID, shopID: batch.shopID, startsAt: batch.endsAt, endsAt: batch.endsAt)
-        for row in 0..<rows.count {
-            entries.append(
-                key: cache.userKey(shop: batch.shopID, user: rows.integer(row: row, column: 0)), value: rows[row, 1],
-                expiry: expiry(reservation))
-        }
+        let (entries, _) = userEntries(rows, shop: batch.shopID, endsAt: batch.endsAt)
         try await cache.write(entries)
         written.increment(by: entries.count)
     }
+}
+
+/// A batch's random draws: expiries (the base plus a uniform jitter) and sampling, from
+/// SplitMix64 seeded once per batch (a system draw per key would be a syscall each).
+struct BatchRandom {
+    let expiryBase: Int64
+    let jitterRange: UInt64
+    private var state = UInt64.random(in: .min ... .max)
+
+    init(expiryBase: Int64, jitter: Int) {
+        self.expiryBase = expiryBase
+        self.jitterRange = UInt64(max(jitter, 0)) + 1
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The base plus 0 to the jitter, uniform (the modulo's bias is below 2^-40).
+    mutating func expiry() -> Int64 { expiryBase + Int64(next() % jitterRange) }
 }
 
 /// How many batches a task writes at once: from the users left, the time left before its
@@ -350,7 +438,8 @@ struct Pacer {
         } else if let rate {
             let perWriter = rate / Double(max(current, 1))
             let needed = Double(remaining) / left
-            current = min(max(Int((needed / max(perWriter, 0.001)).rounded(.up)), options.minWriters), options.maxWriters)
+            current = min(
+                max(Int((needed / max(perWriter, 0.001)).rounded(.up)), options.minWriters), options.maxWriters)
         }
         return current
     }

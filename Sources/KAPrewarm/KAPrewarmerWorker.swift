@@ -60,7 +60,8 @@ struct ReservationHandler: TopicHandler {
         if !unknown.isEmpty {
             var errors: [Int: InvalidMessage] = [:]
             for (index, reservation) in reservations.enumerated() where unknown.contains(reservation.shopID) {
-                errors[index] = InvalidMessage("shop \(reservation.shopID) is not a known shop", errorClass: "UnknownShop")
+                errors[index] = InvalidMessage(
+                    "shop \(reservation.shopID) is not a known shop", errorClass: "UnknownShop")
             }
             throw InvalidItems(errors)
         }
@@ -188,14 +189,17 @@ struct KATrigger {
         case .queued(let record):
             return .json(202, Answer(outcome: outcome.name, task: KATaskStatus(record, retries: (0, 0))))
         case .duplicate(let record, let reason):
-            let status = try await record.asyncMap { KATaskStatus($0, retries: try await queue.retries.count(taskID: $0.id)) }
+            let status = try await record.asyncMap {
+                KATaskStatus($0, retries: try await queue.retries.count(taskID: $0.id))
+            }
             return .json(409, Answer(outcome: outcome.name, reason: reason, task: status))
         case .skipped(let users):
             return .json(
                 200,
                 Answer(
                     outcome: outcome.name,
-                    reason: "shop \(shop) has \(users) users, fewer than PREWARM_KA_MIN_USERS (\(queue.options.minUsers))"))
+                    reason:
+                        "shop \(shop) has \(users) users, fewer than PREWARM_KA_MIN_USERS (\(queue.options.minUsers))"))
         case .unknownShop:
             throw AdminError(404, "shop \(shop) is not a known shop")
         }

@@ -53,6 +53,17 @@ public enum KASchema {
                     tags text NOT NULL DEFAULT '',
                     PRIMARY KEY (shop_id, user_id))
                 """,
-            ])
+            ]),
+        Migration(
+            version: 301, name: "ka-prewarmer: the cached JSON of a shop user",
+            statements: [
+                // The fields of `ka:user:{shopId}:{userId}`, named once: row_to_json over this
+                // type is about a third cheaper than json_build_object, and a column added
+                // to ka_shop_users upstream does not leak into the cache.
+                """
+                CREATE TYPE ka_user_cache AS (
+                    user_id bigint, shop_id bigint, nickname text, level integer, points bigint, tags text)
+                """
+            ]),
     ]
 }

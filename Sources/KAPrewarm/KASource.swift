@@ -12,7 +12,8 @@ public struct KASource: Sendable {
 
     /// The shop's own keys' values: the shop, its staff, products and marketing; nil if the
     /// shop does not exist.
-    public func shop(_ shop: Int64) async throws -> (shop: String, staff: String, products: String, marketing: String)? {
+    public func shop(_ shop: Int64) async throws -> (shop: String, staff: String, products: String, marketing: String)?
+    {
         let row = try await pool.withConnection { connection in
             try await connection.query(
                 """
@@ -54,10 +55,9 @@ public struct KASource: Sendable {
         return (existing, users)
     }
 
-    static let userColumns = """
-        user_id, json_build_object('user_id', user_id, 'shop_id', shop_id, 'nickname', nickname, 'level', level,
-            'points', points, 'tags', tags)::text
-        """
+    /// A user's id and cached JSON (`ka_user_cache`, migration 301).
+    public static let userColumns =
+        "user_id, row_to_json((user_id, shop_id, nickname, level, points, tags)::ka_user_cache)::text"
 
     /// Up to `limit` users of the shop after `cursor`, by id: (id, JSON) rows.
     public func users(of shop: Int64, after cursor: Int64, limit: Int) async throws -> PostgresTexts {
@@ -81,14 +81,14 @@ public struct KASource: Sendable {
         }
     }
 
-    /// About `ratio` of the shop's user ids, at random (at least one if it has any).
-    public func sampleUsers(of shop: Int64, ratio: Double) async throws -> [Int64] {
+    /// About `ratio` of the shop's user ids up to `through`, at random (and the first).
+    public func sampleUsers(of shop: Int64, ratio: Double, through: Int64 = .max) async throws -> [Int64] {
         let rows = try await pool.withConnection {
             try await $0.integers(
                 """
-                (SELECT user_id FROM ka_shop_users WHERE shop_id = $1 AND random() < $2)
+                (SELECT user_id FROM ka_shop_users WHERE shop_id = $1 AND user_id <= $3 AND random() < $2)
                 UNION (SELECT user_id FROM ka_shop_users WHERE shop_id = $1 ORDER BY user_id LIMIT 1)
-                """, [shop, ratio])
+                """, [shop, ratio, through])
         }
         return (0..<rows.count).map { rows[$0, 0] }
     }

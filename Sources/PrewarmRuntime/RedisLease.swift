@@ -60,15 +60,36 @@ public final class RedisLease: Sendable {
     }
 
     /// Takes the lease if nobody holds it; nil if someone does.
+    ///
+    /// With `fence`, the same script also sets that key to the lease's token (expiring at
+    /// `expiresAt`): a key that changes only when someone takes the lease, never when it is
+    /// extended, so a holder's transactions can `WATCH` it (`EXEC` runs only if nobody took
+    /// the lease since) while the lease itself is renewed beside them.
     public static func acquire(
-        _ key: String, ttl: Duration, on redis: any RedisClient, owner: String = ProcessInfo.processInfo.hostName
+        _ key: String, ttl: Duration, on redis: any RedisClient, owner: String = ProcessInfo.processInfo.hostName,
+        fence: (key: String, expiresAt: Date)? = nil
     ) async throws -> RedisLease? {
         let token = "\(owner):\(UUID().uuidString)"
         let asked = ContinuousClock.now
-        let reply = try await redis.send("SET", key, token, "NX", "PX", ttl.milliseconds)
-        guard reply == .status("OK") else { return nil }
+        if let fence {
+            let taken = try await redis.run(
+                Self.acquireFenced, keys: [key, fence.key],
+                arguments: [token, ttl.milliseconds, Int64(fence.expiresAt.timeIntervalSince1970 * 1000)])
+            guard taken == .integer(1) else { return nil }
+        } else {
+            let reply = try await redis.send("SET", key, token, "NX", "PX", ttl.milliseconds)
+            guard reply == .status("OK") else { return nil }
+        }
         return RedisLease(key: key, token: token, ttl: ttl, redis: redis, heldUntil: asked + safeSpan(ttl))
     }
+
+    static let acquireFenced = RedisScript(
+        name: "lease-acquire-fenced",
+        source: """
+            if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+            redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[3])
+            return 1
+            """)
 
     /// A lease this process took by other means (a script that set `key` to `token` with
     /// `ttl`, asked at `asked`).

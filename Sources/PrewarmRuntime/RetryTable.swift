@@ -106,7 +106,9 @@ public struct RetryTable: Sendable {
     /// Deletes a task's items (the task starts again from scratch); returns how many.
     @discardableResult
     public func remove(taskID: Int64) async throws -> Int {
-        try await pool.withConnection { try await $0.query("DELETE FROM prewarm_retry WHERE task_id = $1", [taskID]).affectedRows }
+        try await pool.withConnection {
+            try await $0.query("DELETE FROM prewarm_retry WHERE task_id = $1", [taskID]).affectedRows
+        }
     }
 
     /// Gives a task's items that ran out of attempts a fresh set, due now (an operator's

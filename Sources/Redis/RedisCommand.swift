@@ -71,8 +71,16 @@ public struct RedisArguments: Sendable, Equatable {
         bytes.reserveCapacity(bytes.count + byteCount)
     }
 
-    public mutating func append(_ argument: any RedisArgument) {
+    public mutating func append(_ argument: some RedisArgument) {
         argument.appendRedisBytes(to: &bytes)
+        ends.append(bytes.count)
+    }
+
+    /// One argument made of `prefix` and the decimal digits of `value` (`ka:user:7:` and
+    /// 42 give `ka:user:7:42`), with no `String` in between.
+    public mutating func append(prefix: [UInt8], _ value: Int64) {
+        bytes.append(contentsOf: prefix)
+        value.appendRedisBytes(to: &bytes)
         ends.append(bytes.count)
     }
 
@@ -115,4 +123,32 @@ public struct RedisCommand: Sendable, Equatable {
     }
 
     public var name: String { arguments.count == 0 ? "" : String(decoding: arguments[0], as: UTF8.self) }
+}
+
+/// Many commands laid end to end in one buffer (a transaction of a thousand SETs): no
+/// arrays per command. Each command is added by `add`, which appends its name and arguments.
+public struct RedisCommands: Sendable, Equatable {
+    public private(set) var arguments = RedisArguments()
+    /// How many arguments (name included) each command has, in order.
+    public private(set) var counts: [Int] = []
+
+    public init() {}
+
+    public var count: Int { counts.count }
+
+    public mutating func reserveCapacity(commands: Int, arguments argumentCount: Int, bytes: Int) {
+        counts.reserveCapacity(counts.count + commands)
+        arguments.reserveCapacity(arguments: argumentCount, bytes: bytes)
+    }
+
+    /// Adds one command: `build` appends its name, then its arguments.
+    public mutating func add(_ build: (inout RedisArguments) -> Void) {
+        let before = arguments.count
+        build(&arguments)
+        counts.append(arguments.count - before)
+    }
+
+    public mutating func add(_ command: RedisCommand) {
+        add { $0.append(contentsOf: command.arguments) }
+    }
 }

@@ -43,6 +43,13 @@ public final class RedisConnection: RedisClient {
         return try await submit(.commands(commands))
     }
 
+    /// Commands laid end to end (`RedisCommands`), sent as one pipeline with the requests of
+    /// other callers; their replies in order.
+    public func pipeline(_ commands: RedisCommands) async throws -> [RedisReply] {
+        if commands.count == 0 { return [] }
+        return try await submit(.batch(commands))
+    }
+
     public func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply {
         let reply = try await submit(.script(script, keys: keys, arguments: arguments))[0]
         if case .error(let message) = reply {
@@ -98,6 +105,7 @@ public final class RedisConnection: RedisClient {
 struct RedisRequest: Sendable {
     enum Work: Sendable {
         case commands([RedisCommand])
+        case batch(RedisCommands)
         case script(RedisScript, keys: RedisArguments, arguments: RedisArguments)
     }
 

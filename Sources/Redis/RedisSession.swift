@@ -93,17 +93,34 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
     }
 
     func execute(_ commands: [RedisCommand]) throws -> [RedisReply] {
+        try execute(commands.map(Outgoing.one))
+    }
+
+    private func execute(_ outgoing: [Outgoing]) throws -> [RedisReply] {
         let reused = context != nil && contextHasServed
         do {
             try ensureConnected()
-            return try roundTrip(commands)
+            return try roundTrip(outgoing)
         } catch let error as RedisError where error.code == .connectionLost && reused {
             guard configuration.retryAfterConnectionLoss else { throw error }
             logger.warning(
                 "redis connection lost, reconnecting to send again",
                 metadata: ["redis": "\(configuration.description)", "error": "\(error.message)"])
             try ensureConnected()
-            return try roundTrip(commands)
+            return try roundTrip(outgoing)
+        }
+    }
+
+    /// What a pipeline sends: single commands, or commands laid end to end.
+    enum Outgoing {
+        case one(RedisCommand)
+        case many(RedisCommands)
+
+        var replies: Int {
+            switch self {
+            case .one: 1
+            case .many(let commands): commands.count
+            }
         }
     }
 
@@ -117,22 +134,28 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
                 try? load(script)  // if this fails, the pipeline sends the source instead
             }
         }
-        var commands: [RedisCommand] = []
+        var outgoing: [Outgoing] = []
         var ranges: [Range<Int>] = []
         ranges.reserveCapacity(requests.count)
+        var expected = 0
         for request in requests {
-            let start = commands.count
+            let start = expected
             switch request.work {
             case .commands(let batch):
-                commands.append(contentsOf: batch)
+                outgoing.append(contentsOf: batch.lazy.map(Outgoing.one))
+                expected += batch.count
+            case .batch(let commands):
+                outgoing.append(.many(commands))
+                expected += commands.count
             case .script(let script, let keys, let arguments):
-                commands.append(call(script, keys: keys, arguments: arguments))
+                outgoing.append(.one(call(script, keys: keys, arguments: arguments)))
+                expected += 1
             }
-            ranges.append(start..<commands.count)
+            ranges.append(start..<expected)
         }
         let replies: [RedisReply]
         do {
-            replies = try execute(commands)
+            replies = try execute(outgoing)
         } catch {
             for request in requests { request.continuation.resume(throwing: error) }
             return
@@ -171,27 +194,49 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         return command
     }
 
-    /// Writes the commands in chunks and reads each chunk's replies.
     private func roundTrip(_ commands: [RedisCommand]) throws -> [RedisReply] {
+        try roundTrip(commands.map(Outgoing.one))
+    }
+
+    /// Writes the commands, reading the replies whenever `pipelineChunk` are due, then the
+    /// rest.
+    private func roundTrip(_ outgoing: [Outgoing]) throws -> [RedisReply] {
         guard let context else { throw RedisError(.closed, operation: "send", message: "not connected") }
         var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        var start = 0
-        while start < commands.count {
-            let end = min(start + pipelineChunk, commands.count)
-            for index in start..<end where append(commands[index], to: context) != REDIS_OK {
-                throw fail(operation: commands[index].name)
-            }
-            for index in start..<end {
+        replies.reserveCapacity(outgoing.reduce(0) { $0 + $1.replies })
+        var written = 0
+        var operation = "pipeline"
+        func read(upTo target: Int) throws {
+            while replies.count < target {
                 var raw: UnsafeMutableRawPointer?
-                guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
-                    throw fail(operation: commands[index].name)
-                }
+                guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw fail(operation: operation) }
                 replies.append(Self.copy(raw.assumingMemoryBound(to: redisReply.self)))
                 freeReplyObject(raw)
             }
-            start = end
         }
+        for item in outgoing {
+            switch item {
+            case .one(let command):
+                operation = command.name
+                guard append(command.arguments, 0..<command.arguments.count, to: context) == REDIS_OK else {
+                    throw fail(operation: operation)
+                }
+                written += 1
+            case .many(let commands):
+                operation = "pipeline of \(commands.count)"
+                var start = 0
+                for count in commands.counts {
+                    guard append(commands.arguments, start..<(start + count), to: context) == REDIS_OK else {
+                        throw fail(operation: operation)
+                    }
+                    start += count
+                    written += 1
+                    if written - replies.count >= pipelineChunk { try read(upTo: written) }
+                }
+            }
+            if written - replies.count >= pipelineChunk { try read(upTo: written) }
+        }
+        try read(upTo: written)
         contextHasServed = true
         return replies
     }
@@ -215,9 +260,11 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         return RedisError(code, operation: operation, message: message)
     }
 
-    /// Formats one command into hiredis's output buffer, the arguments read in place.
-    private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
-        let arguments = command.arguments
+    /// Formats one command, the arguments `range` of `arguments`, into hiredis's output
+    /// buffer, the bytes read in place.
+    private func append(
+        _ arguments: RedisArguments, _ range: Range<Int>, to context: UnsafeMutablePointer<redisContext>
+    ) -> Int32 {
         // Never empty, so the base address exists (an empty argument at the end points one
         // past the last byte, and hiredis reads none of it).
         let storage = arguments.bytes.isEmpty ? [0] : arguments.bytes
@@ -225,13 +272,13 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
             let base = UnsafeRawPointer(buffer.baseAddress!)
             scratchArgv.removeAll(keepingCapacity: true)
             scratchLengths.removeAll(keepingCapacity: true)
-            var start = 0
-            for end in arguments.ends {
+            var start = range.lowerBound == 0 ? 0 : arguments.ends[range.lowerBound - 1]
+            for end in arguments.ends[range] {
                 scratchArgv.append((base + start).assumingMemoryBound(to: CChar.self))
                 scratchLengths.append(end - start)
                 start = end
             }
-            return redisAppendCommandArgv(context, Int32(arguments.count), &scratchArgv, scratchLengths)
+            return redisAppendCommandArgv(context, Int32(range.count), &scratchArgv, scratchLengths)
         }
     }
 

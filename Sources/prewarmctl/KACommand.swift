@@ -37,7 +37,8 @@ private struct KAConnections {
             throw error
         }
         let pool = PostgresPool(postgres)
-        let alerts = Alerts(worker: "prewarmctl", logger: logger, metricsFactory: NOOPMetricsHandler.instance, redis: redis)
+        let alerts = Alerts(
+            worker: "prewarmctl", logger: logger, metricsFactory: NOOPMetricsHandler.instance, redis: redis)
         let queue = KAPrewarmQueue(
             tasks: TaskQueue(pool: pool, settings: TaskSettings()), source: KASource(pool: pool),
             cache: KACache(redis: redis), retries: RetryTable(pool: pool), alerts: alerts, options: options,
@@ -102,7 +103,9 @@ struct KAPrewarmCommand: AsyncParsableCommand {
         let outcome = try await KAConnections.open("prewarmctl-ka").run { try await $0.queue.enqueue(request) }
         switch outcome {
         case .queued(let task):
-            print("queued: live \(live) of shop \(shop), \(task.total ?? 0) users, deadline \(startsAt) (task \(task.id))")
+            print(
+                "queued: live \(live) of shop \(shop), \(task.total ?? 0) users, deadline \(startsAt) (task \(task.id))"
+            )
         case .duplicate(let task, let reason):
             print("duplicate: \(reason)\(task.map { " (task \($0.id), \($0.done)/\($0.total ?? 0))" } ?? "")")
             throw ExitCode(4)

@@ -30,10 +30,9 @@ extension Demo {
             for pod in pods { pod.signal(SIGKILL) }
             throw error
         }
-        for pod in pods where pod.exitStatus() == nil {
-            pod.signal(SIGTERM)
-            _ = try await pod.wait(timeout: .seconds(40))
-        }
+        // Every one stopped, even if one will not stop in time (wait kills it then).
+        for pod in pods { pod.signal(SIGTERM) }
+        for pod in pods { _ = try? await pod.wait(timeout: .seconds(40)) }
     }
 
     private func kaPrewarm(db: PostgresConnection, cache: RedisConnection, pods: inout [ChildProcess]) async throws {
@@ -103,11 +102,14 @@ extension Demo {
         let deadline = ContinuousClock.now + .seconds(300)
         var lastShown = ContinuousClock.now - .seconds(10)
         while ContinuousClock.now < deadline {
-            let fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: Date().addingTimeInterval(-600))
+            let fleet = try await FleetStatus.read(
+                redis: cache, postgres: db, runsSince: Date().addingTimeInterval(-600))
             let ours = fleet.tasks.filter { $0.task.kind == KAPrewarmTask.kind && Int64($0.task.key) ?? 0 >= base }
             if ContinuousClock.now - lastShown >= .seconds(1) {
                 print("status:       +\(format(.now - started))")
-                for entry in ours { print("                " + StatusView(status: fleet, timeZone: timeZone).line(entry)) }
+                for entry in ours {
+                    print("                " + StatusView(status: fleet, timeZone: timeZone).line(entry))
+                }
                 lastShown = .now
             }
             if killed == nil, let task = ours.first(where: { $0.task.key == big })?.task, let total = task.total,
@@ -123,7 +125,8 @@ extension Demo {
                 killed = (index, checkpoint)
                 print(
                     "kill -9:      ka-prewarmer-\(index + 1) (pid \(pods[index].pid)), which held live \(big), its last "
-                        + "checkpoint at \(checkpoint)/\(total) users; the other pod takes over once its heartbeat stops")
+                        + "checkpoint at \(checkpoint)/\(total) users; the other pod takes over once its heartbeat stops"
+                )
             }
             if ours.count == bookings.count - 1, ours.allSatisfy({ $0.task.state == "succeeded" }) { break }
             try await Task.sleep(for: .milliseconds(200))
@@ -139,7 +142,8 @@ extension Demo {
                 $0.contains("resuming from its checkpoint") && $0.contains("live=\(big)")
             }
             if let resumed, let cursor = resumed.split(separator: " ").first(where: { $0.hasPrefix("cursor=") }) {
-                print("resume:       ka-prewarmer-\(2 - killed.pod) resumed live \(big) from its checkpoint (\(cursor))")
+                print(
+                    "resume:       ka-prewarmer-\(2 - killed.pod) resumed live \(big) from its checkpoint (\(cursor))")
             }
         }
         guard

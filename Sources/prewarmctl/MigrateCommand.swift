@@ -1,7 +1,7 @@
 import ArgumentParser
 import EntryIngest
-import KAPrewarm
 import Foundation
+import KAPrewarm
 import Logging
 import Postgres
 import PrewarmConfiguration

@@ -23,10 +23,9 @@ extension Demo {
             for process in processes { process.signal(SIGKILL) }
             throw error
         }
-        for process in processes {
-            process.signal(SIGTERM)
-            _ = try await process.wait(timeout: .seconds(40))
-        }
+        // Every one stopped, even if one will not stop in time (wait kills it then).
+        for process in processes { process.signal(SIGTERM) }
+        for process in processes { _ = try? await process.wait(timeout: .seconds(40)) }
     }
 
     private func scoreAndRecommend(cache: RedisConnection, now: Date, processes: inout [ChildProcess]) async throws {

@@ -61,3 +61,74 @@ struct KACacheTests {
         #expect(try await cache.redis.send("GET", key).string == "{\"user_id\":1}", "the value is new either way")
     }
 }
+
+@Suite("The key-account cache's transactional writes", .closesResources)
+struct KACacheTransactionTests {
+    private func setUp() async throws -> (KACache, RedisConnection) {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        var configuration = try TestEnvironment.redis()
+        configuration.retryAfterConnectionLoss = false
+        let writer = try await RedisConnection.connect(configuration)
+        closeAfterTest { await writer.close() }
+        return (KACache(redis: redis, prefix: TestEnvironment.uniqueName("katx") + ":"), writer)
+    }
+
+    private func entries(_ cache: KACache, users: ClosedRange<Int64>, expiry: Int64) -> KACache.Entries {
+        var entries = KACache.Entries()
+        for user in users {
+            entries.append(key: cache.userKey(shop: 1, user: user), value: "{\"user_id\":\(user)}", expiry: expiry)
+        }
+        return entries
+    }
+
+    @Test("a transaction under a lease another runner took writes nothing; under ours it writes every key")
+    func fenced() async throws {
+        let (cache, writer) = try await setUp()
+        let expiry = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
+        let lease = try #require(
+            try await RedisLease.acquire(
+                cache.leaseKey(live: 5), ttl: .seconds(30), on: cache.redis, owner: "a",
+                fence: (cache.fenceKey(live: 5), Date().addingTimeInterval(600))))
+        let first = try await cache.write(
+            entries(cache, users: 1...300, expiry: expiry), lease: lease, fence: cache.fenceKey(live: 5), on: writer)
+        #expect(first == .written(300))
+        #expect(try await cache.existing((1...300).map { cache.userKey(shop: 1, user: $0) }) == 300)
+        #expect(try await cache.redis.send("PEXPIRETIME", cache.userKey(shop: 1, user: 9)) == .integer(expiry))
+        // The lease renewed meanwhile: no harm. Then another runner takes it (after it lapsed).
+        try await lease.renew()
+        let renewed = try await cache.write(
+            entries(cache, users: 301...310, expiry: expiry), lease: lease, fence: cache.fenceKey(live: 5), on: writer)
+        #expect(renewed == .written(10))
+        try await cache.redis.send("DEL", cache.leaseKey(live: 5))
+        let taker = try #require(
+            try await RedisLease.acquire(
+                cache.leaseKey(live: 5), ttl: .seconds(30), on: cache.redis, owner: "b",
+                fence: (cache.fenceKey(live: 5), Date().addingTimeInterval(600))))
+        #expect(try await cache.redis.send("GET", cache.fenceKey(live: 5)).string == taker.token)
+        let second = try await cache.write(
+            entries(cache, users: 311...400, expiry: expiry), lease: lease, fence: cache.fenceKey(live: 5), on: writer)
+        #expect(second == .leaseLost)
+        #expect(try await cache.existing((311...400).map { cache.userKey(shop: 1, user: $0) }) == 0)
+    }
+
+    @Test("existing keys in a transaction: the value is new, a later expiry kept, an earlier one replaced")
+    func existingKeys() async throws {
+        let (cache, writer) = try await setUp()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try await cache.redis.send("SET", cache.userKey(shop: 1, user: 1), "old", "PXAT", now + 7_200_000)
+        try await cache.redis.send("SET", cache.userKey(shop: 1, user: 2), "old", "PXAT", now + 60_000)
+        let lease = try #require(
+            try await RedisLease.acquire(
+                cache.leaseKey(live: 6), ttl: .seconds(30), on: cache.redis, owner: "a",
+                fence: (cache.fenceKey(live: 6), Date().addingTimeInterval(600))))
+        let result = try await cache.write(
+            entries(cache, users: 1...3, expiry: now + 3_600_000), lease: lease, fence: cache.fenceKey(live: 6),
+            on: writer)
+        #expect(result == .written(3))
+        #expect(try await cache.redis.send("PEXPIRETIME", cache.userKey(shop: 1, user: 1)) == .integer(now + 7_200_000))
+        #expect(try await cache.redis.send("PEXPIRETIME", cache.userKey(shop: 1, user: 2)) == .integer(now + 3_600_000))
+        #expect(try await cache.redis.send("GET", cache.userKey(shop: 1, user: 1)).string == "{\"user_id\":1}")
+        #expect(try await cache.redis.send("GET", cache.userKey(shop: 1, user: 3)).string == "{\"user_id\":3}")
+    }
+}

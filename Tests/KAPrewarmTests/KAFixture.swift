@@ -105,7 +105,8 @@ struct KAHarness {
         }
         let cache = KACache(redis: client, prefix: TestEnvironment.uniqueName("ka") + ":")
         let logger = Logger(label: "ka-test")
-        let alerts = Alerts(worker: "ka-test", logger: logger, metricsFactory: NOOPMetricsHandler.instance, redis: client)
+        let alerts = Alerts(
+            worker: "ka-test", logger: logger, metricsFactory: NOOPMetricsHandler.instance, redis: client)
         closeAfterTest { await alerts.close() }
         let tasks = TaskQueue(pool: db.pool, settings: settings)
         let retries = RetryTable(pool: db.pool, backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(1)))

@@ -156,7 +156,8 @@ struct KAProcessTests {
         let environment = environment(db, server, ["PREWARM_KA_MAX_DB_ROWS_PER_S": "600"])
         let pods = [try await start(environment), try await start(environment)]
         let answer = try await request(
-            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken", body: triggerBody(reservation(live: live, shop: shop)))
+            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken",
+            body: triggerBody(reservation(live: live, shop: shop)))
         #expect(answer.status == 202, "\(answer.body)")
         var running: TaskRecord?
         try await eventually(timeout: .seconds(60), "a sixth of the users written") {
@@ -193,7 +194,8 @@ struct KAProcessTests {
         let environment = environment(db, server, ["PREWARM_KA_MAX_DB_ROWS_PER_S": "600"])
         let pods = [try await start(environment), try await start(environment)]
         let answer = try await request(
-            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken", body: triggerBody(reservation(live: live, shop: shop)))
+            pods[0].admin, "POST", "v1/ka/prewarm", token: "t0ken",
+            body: triggerBody(reservation(live: live, shop: shop)))
         #expect(answer.status == 202, "\(answer.body)")
         var running: TaskRecord?
         try await eventually(timeout: .seconds(60), "a sixth of the users written") {

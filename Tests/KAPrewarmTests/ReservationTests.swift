@@ -40,7 +40,9 @@ struct ReservationTests {
         let times = "\"starts_at\": \"2026-12-01T20:00:00+08:00\", \"ends_at\": \"2026-12-01T22:00:00+08:00\""
         #expect(refusal("{\"reservation_id\": \"r\", \"shop_id\": 9001, \(times)}") == "MissingField")
         #expect(refusal("not json") == "UndecodableJSON")
-        #expect(refusal("{\"reservation_id\": \"r\", \"live_id\": \"x\", \"shop_id\": 9001, \(times)}") == "UndecodableJSON")
+        #expect(
+            refusal("{\"reservation_id\": \"r\", \"live_id\": \"x\", \"shop_id\": 9001, \(times)}") == "UndecodableJSON"
+        )
         #expect(refusal("{\"reservation_id\": \"r\", \"live_id\": 0, \"shop_id\": 9001, \(times)}") == "NonPositiveID")
         #expect(refusal("{\"reservation_id\": \"\", \"live_id\": 7, \"shop_id\": 9001, \(times)}") == "MissingField")
         #expect(
