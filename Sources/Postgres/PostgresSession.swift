@@ -113,7 +113,12 @@ final class PostgresSession: BlockingSession, @unchecked Sendable {
         defer { PQclear(result) }
         let columns = Int(PQnfields(result))
         let rows = Int(PQntuples(result))
+        var total = 0
+        for row in 0..<Int32(rows) {
+            for column in 0..<Int32(columns) { total += Int(PQgetlength(result, row, column)) }
+        }
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(total)
         var ends: [Int] = []
         ends.reserveCapacity(rows * columns)
         for row in 0..<Int32(rows) {

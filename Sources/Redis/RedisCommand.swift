@@ -125,30 +125,52 @@ public struct RedisCommand: Sendable, Equatable {
     public var name: String { arguments.count == 0 ? "" : String(decoding: arguments[0], as: UTF8.self) }
 }
 
-/// Many commands laid end to end in one buffer (a transaction of a thousand SETs): no
-/// arrays per command. Each command is added by `add`, which appends its name and arguments.
+/// Many commands already in Redis's wire format (RESP), end to end in one buffer: a
+/// transaction of a thousand SETs is one append to the connection's output, with no
+/// per-command formatting or allocation. Add a command with `add(arguments:)` followed by
+/// exactly that many `argument` calls, or with `add(_:)`.
 public struct RedisCommands: Sendable, Equatable {
-    public private(set) var arguments = RedisArguments()
-    /// How many arguments (name included) each command has, in order.
-    public private(set) var counts: [Int] = []
+    public private(set) var resp: [UInt8] = []
+    public private(set) var count = 0
 
     public init() {}
 
-    public var count: Int { counts.count }
+    public mutating func reserveCapacity(bytes: Int) { resp.reserveCapacity(resp.count + bytes) }
 
-    public mutating func reserveCapacity(commands: Int, arguments argumentCount: Int, bytes: Int) {
-        counts.reserveCapacity(counts.count + commands)
-        arguments.reserveCapacity(arguments: argumentCount, bytes: bytes)
+    /// Starts a command of `arguments` arguments, its name included.
+    public mutating func add(arguments: Int) {
+        resp.append(UInt8(ascii: "*"))
+        Int64(arguments).appendRedisBytes(to: &resp)
+        resp.append(13)
+        resp.append(10)
+        count += 1
     }
 
-    /// Adds one command: `build` appends its name, then its arguments.
-    public mutating func add(_ build: (inout RedisArguments) -> Void) {
-        let before = arguments.count
-        build(&arguments)
-        counts.append(arguments.count - before)
+    public mutating func argument(_ bytes: ArraySlice<UInt8>) {
+        bytes.withUnsafeBufferPointer { argument($0) }
+    }
+
+    public mutating func argument(_ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { argument($0) }
+    }
+
+    public mutating func argument(_ text: StaticString) {
+        text.withUTF8Buffer { argument($0) }
+    }
+
+    /// The one implementation (concrete, so callers in other modules get no generic path).
+    public mutating func argument(_ bytes: UnsafeBufferPointer<UInt8>) {
+        resp.append(UInt8(ascii: "$"))
+        Int64(bytes.count).appendRedisBytes(to: &resp)
+        resp.append(13)
+        resp.append(10)
+        resp.append(contentsOf: bytes)
+        resp.append(13)
+        resp.append(10)
     }
 
     public mutating func add(_ command: RedisCommand) {
-        add { $0.append(contentsOf: command.arguments) }
+        add(arguments: command.arguments.count)
+        for index in 0..<command.arguments.count { argument(command.arguments[index]) }
     }
 }

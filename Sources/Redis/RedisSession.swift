@@ -224,15 +224,13 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
                 written += 1
             case .many(let commands):
                 operation = "pipeline of \(commands.count)"
-                var start = 0
-                for count in commands.counts {
-                    guard append(commands.arguments, start..<(start + count), to: context) == REDIS_OK else {
-                        throw fail(operation: operation)
+                let appended = commands.resp.withUnsafeBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: CChar.self) {
+                        redisAppendFormattedCommand(context, $0.baseAddress, $0.count)
                     }
-                    start += count
-                    written += 1
-                    if written - replies.count >= pipelineChunk { try read(upTo: written) }
                 }
+                guard appended == REDIS_OK else { throw fail(operation: operation) }
+                written += commands.count
             }
             if written - replies.count >= pipelineChunk { try read(upTo: written) }
         }

@@ -198,4 +198,47 @@ struct RedisConnectionTests {
         }
         #expect(scripted == 200, "scripts in shared pipelines too")
     }
+
+    @Test("commands laid end to end (empty and binary arguments) get their replies in place, beside other callers")
+    func commandsEndToEnd() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("resp")
+        let binary: [UInt8] = [0, 13, 10, 36, 42, 255, 13, 10]
+        var commands = RedisCommands()
+        commands.reserveCapacity(bytes: 4096)
+        for index in 0..<300 {
+            commands.add(arguments: 5)
+            commands.argument("SET")
+            commands.argument(Array("\(prefix):\(index)".utf8))
+            commands.argument(index % 3 == 0 ? [] : binary + Array(String(index).utf8))
+            commands.argument("EX")
+            commands.argument(Array("60".utf8)[...])
+        }
+        commands.add(RedisCommand("GET", "\(prefix):1"))
+        commands.add(RedisCommand("INCR", "\(prefix):1"))
+        #expect(commands.count == 302)
+
+        async let others = withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<100 {
+                group.addTask { try await redis.send("ECHO", "other-\(index)").string == "other-\(index)" }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        let replies = try await redis.pipeline(commands)
+        #expect(try await others == 100, "callers sharing the connection keep their own replies")
+        #expect(replies.count == 302)
+        #expect(replies.prefix(300).allSatisfy { $0 == .status("OK") })
+        #expect(replies[300].bytes == binary + Array("1".utf8))
+        guard case .error(let message) = replies[301] else {
+            Issue.record("expected an error reply in place, got \(replies[301])")
+            return
+        }
+        #expect(message.contains("not an integer"))
+        let stored = try await redis.mget((0..<300).map { "\(prefix):\($0)" })
+        let wrong = stored.enumerated().filter { index, value in
+            value != (index % 3 == 0 ? [] : binary + Array(String(index).utf8))
+        }
+        #expect(wrong.isEmpty, "every value stored byte for byte, empty ones empty")
+    }
 }
