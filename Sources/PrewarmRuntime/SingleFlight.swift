@@ -12,15 +12,10 @@ public actor SingleFlight<Key: Hashable & Sendable, Value: Sendable> {
     public func run(_ key: Key, _ body: @escaping @Sendable () async throws -> Value) async throws -> Value {
         if let task = inFlight[key] { return try await task.value }
         started += 1
+        // Isolated to this actor like `run`, so it cannot end before it is in `inFlight`.
         let task = Task<Value, any Error> {
-            do {
-                let value = try await body()
-                await self.finished(key)
-                return value
-            } catch {
-                await self.finished(key)
-                throw error
-            }
+            defer { self.finished(key) }
+            return try await body()
         }
         inFlight[key] = task
         return try await task.value

@@ -76,11 +76,22 @@ public final class TaskRunner: Service {
     }
 
     public func run() async throws {
+        // Claims happen on a tick of `pollEvery` and as soon as a task ends here, so a
+        // free slot never idles until the next tick while tasks are due.
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
             group.addTask { await self.maintain() }
+            group.addTask {
+                while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                    wake.yield()
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.pollEvery) }
+                }
+                wake.finish()
+            }
             var lastError: String?
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            for await _ in wakeups {
                 let free = concurrency - self.busy.load(ordering: .relaxed)
+                guard free > 0, !Task.isShuttingDownGracefully, !Task.isCancelled else { continue }
                 do {
                     for record in try await queue.claim(kind: kind, owner: owner, limit: free) {
                         self.busy.add(1, ordering: .relaxed)
@@ -88,6 +99,7 @@ public final class TaskRunner: Service {
                         group.addTask {
                             await self.work(record, started: started)
                             self.busy.subtract(1, ordering: .relaxed)
+                            wake.yield()
                         }
                     }
                     lastError = nil
@@ -97,7 +109,6 @@ public final class TaskRunner: Service {
                     }
                     lastError = "\(error)"
                 }
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.pollEvery) }
             }
         }
     }

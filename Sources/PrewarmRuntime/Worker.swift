@@ -79,7 +79,7 @@ public enum Worker {
     ) async throws {
         let settings = context.settings
         if definition.usesPostgres {
-            try await context.postgres.withConnection { connection in
+            _ = try await context.postgres.withConnection { connection in
                 try await Migrator.migrate(
                     connection, RuntimeSchema.migrations + definition.migrations, logger: context.logger)
             }
