@@ -149,6 +149,7 @@ if has ingest; then
 fi
 
 # Shared by the worker scenarios below.
+cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 wait_ready() { # port pid name
   for _ in $(seq 600); do
@@ -232,27 +233,31 @@ if has api; then
 math.randomseed(os.time())
 request = function() return wrk.format("GET", "/v1/users/" .. math.random(1, $USERS) .. "/store-recommendations") end
 LUA
-  bench_wrk() { # label, then wrk's arguments; prints requests/s, p50 and p99 in ms
-    local out rps p50 p99
+  redis_pid=$(redis info server | tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')
+  bench_wrk() { # wrk's arguments; prints requests/s, p50 and p99 in ms, then the CPU seconds
+    # recommend-api and Redis used (wrk has the rest of the two cores)
+    local out rps p50 p99 a0 r0
+    a0=$(cpu_s "$api_pid"); r0=$(cpu_s "$redis_pid")
     out=$(wrk -t2 -c64 -d"${SECONDS_}s" --latency "$@")
+    cpu="api $(echo "$(cpu_s "$api_pid") - $a0" | bc) s, redis $(echo "$(cpu_s "$redis_pid") - $r0" | bc) s"
     rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
     p50=$(echo "$out" | awk '$1 == "50%" { print $2 }'); p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
     to_ms() { case $1 in *us) echo "${1%us} / 1000" | bc -l;; *ms) echo "${1%ms}";; *s) echo "${1%s} * 1000" | bc -l;; *) echo 0;; esac; }
-    echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
   }
-  read -r c_rps c_p50 c_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/bench/constant?bytes=$size")"
-  read -r p_rps p_p50 p_p99 <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
-  read -r d_rps d_p50 d_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  read -r c_rps c_p50 c_p99 c_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/bench/constant?bytes=$size")"
+  read -r p_rps p_p50 p_p99 p_cpu <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
+  read -r d_rps d_p50 d_p99 d_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
   redis del STORE_RECOMMEND_DEFAULT >/dev/null
-  read -r r_rps r_p50 r_p99 <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  read -r r_rps r_p50 r_p99 r_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
   random_source=$(curl -sfi "http://127.0.0.1:$http/v1/store-recommendations" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-prewarm-source" { print $2 }')
   rss=$(rss_mb "$api_pid")
   kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
-  line() { printf 'api: %-40s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $c_rps" | bc -l)"; }
-  printf 'api: constant body of %d bytes (the limit)           %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n' "$size" "$c_rps" "$c_p50" "$c_p99"
-  line "personal lists, $USERS users" "$p_rps" "$p_p50" "$p_p99"
-  line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99"
-  line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99"
+  line() { printf 'api: %-40s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f  (CPU: %s)\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $c_rps" | bc -l)" "$5"; }
+  printf 'api: constant body of %d bytes (the limit)           %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  (CPU: %s)\n' "$size" "$c_rps" "$c_p50" "$c_p99" "$c_cpu"
+  line "personal lists, $USERS users" "$p_rps" "$p_p50" "$p_p99" "$p_cpu"
+  line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99" "$d_cpu"
+  line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99" "$r_cpu"
   printf 'api: goal: personal at least 0.60 of the constant and p99 under 5 ms; peak RSS %d MB\n' "$rss"
 fi
 
