@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "store-scorer", targets: ["store-scorer"]),
         .executable(name: "recommend-api", targets: ["recommend-api"]),
         .executable(name: "ka-prewarmer", targets: ["ka-prewarmer"]),
+        .executable(name: "push-producer", targets: ["push-producer"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "Postgres", targets: ["Postgres"]),
@@ -120,15 +121,26 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
+        .target(
+            name: "BookRecPush",
+            dependencies: [
+                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+
         .executableTarget(name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmRuntime"]),
         .executableTarget(name: "store-scorer", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
         .executableTarget(name: "recommend-api", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
         .executableTarget(name: "ka-prewarmer", dependencies: ["KAPrewarm", "PrewarmRuntime"]),
+        .executableTarget(name: "push-producer", dependencies: ["BookRecPush", "PrewarmRuntime"]),
         .executableTarget(
             name: "prewarmctl",
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
-                "StoreRecommendation", "KAPrewarm", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "StoreRecommendation", "KAPrewarm", "BookRecPush",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -185,6 +197,15 @@ let package = Package(
                 "KAPrewarm", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "BookRecPushTests",
+            dependencies: [
+                "BookRecPush", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BookRecPush
 import EntryIngest
 import Foundation
 import KAPrewarm
@@ -12,7 +13,7 @@ import StoreRecommendation
 enum AllMigrations {
     static let list =
         RuntimeSchema.migrations + EntryIngestSchema.migrations + StoreRecommendationSchema.migrations
-        + KASchema.migrations
+        + KASchema.migrations + BookRecPushSchema.migrations
 }
 
 struct MigrateCommand: AsyncParsableCommand {

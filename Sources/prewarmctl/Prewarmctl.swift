@@ -34,7 +34,7 @@ struct Prewarmctl: AsyncParsableCommand {
             OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,
-            KACommand.self, FaultCommand.self, DemoCommand.self, VersionCommand.self,
+            KACommand.self, SimulateDownstreamCommand.self, FaultCommand.self, DemoCommand.self, VersionCommand.self,
         ]
     )
 }

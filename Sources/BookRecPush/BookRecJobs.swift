@@ -1,0 +1,327 @@
+import Foundation
+import Kafka
+import Logging
+import PrewarmConfiguration
+import PrewarmRuntime
+import Redis
+
+/// The two jobs of push-producer, worked by every pod from `book-rec.batches.v1`:
+/// - `book-rec-prewarm` (daily, 00:01): per user of the day, the A/B service, then (if in the
+///   experiment) the recommendation engine, into `rec:later_read:{uid}`;
+/// - `book-rec-push` (hourly): per row of the hour, the cached recommendation, the material
+///   service and one push message, claimed before it is produced and marked sent after its
+///   delivery report.
+public final class BookRecJobs: JobBatchHandler {
+    public static let prewarmJob = "book-rec-prewarm"
+    public static let pushJob = "book-rec-push"
+
+    public let options: BookRecOptions
+    public let data: TaskData
+    public let cache: BookRecCache
+    public let services: BookRecServices
+    public let producer: KafkaProducer
+    public let alerts: Alerts?
+    public let pushTopic: String
+    private let logger: Logger
+
+    public init(
+        options: BookRecOptions, data: TaskData, cache: BookRecCache, services: BookRecServices,
+        producer: KafkaProducer, alerts: Alerts?, logger: Logger,
+        pushTopic: String = TopicCatalog.bookRecommendationPush.name
+    ) {
+        self.options = options
+        self.data = data
+        self.cache = cache
+        self.services = services
+        self.producer = producer
+        self.alerts = alerts
+        self.logger = logger
+        self.pushTopic = pushTopic
+    }
+
+    public func work(_ batch: JobBatch) async throws -> BatchResult {
+        switch batch.job {
+        case Self.prewarmJob: return try await prewarm(batch)
+        case Self.pushJob: return try await push(batch)
+        default:
+            throw InvalidMessage("unknown job '\(batch.job)' on the book-rec batch topic", errorClass: "InvalidBatch")
+        }
+    }
+
+    // MARK: - Pre-warm
+
+    enum PrewarmOutcome: Sendable {
+        case cached(CachedRecommendation)
+        case notInExperiment
+    }
+
+    /// One user: the A/B service, then the recommendation engine.
+    func prewarm(_ row: TaskDataRow) async throws -> PrewarmOutcome {
+        let assignment = try await services.assignment(user: row.user, project: row.project)
+        guard assignment.isIn else { return .notInExperiment }
+        let rec = try await services.recommend(user: row.user, project: row.project, traceID: assignment.traceID)
+        return .cached(
+            CachedRecommendation(
+                recID: rec.recID, recType: rec.recType, materialID: rec.materialID, traceID: assignment.traceID))
+    }
+
+    /// The users' pre-warm: written to the cache in one pipeline; the users that failed are
+    /// returned with their errors.
+    func prewarm(users: [Int64], day: String) async throws -> (
+        counts: [String: Int], failed: [(user: Int64, error: any Error)]
+    ) {
+        let (rows, malformed) = try await data.users(users, day: day)
+        for problem in malformed {
+            logger.warning("task_data row skipped", metadata: ["row": "\(problem.id)", "reason": "\(problem.reason)"])
+        }
+        let outcomes = await concurrentResults(rows, limit: max(rows.count, 1)) { row in try await self.prewarm(row) }
+        var entries: [(user: Int64, value: CachedRecommendation)] = []
+        var failed: [(user: Int64, error: any Error)] = []
+        var out: [Int64] = []
+        for (row, outcome) in zip(rows, outcomes) {
+            switch outcome {
+            case .success(.cached(let value)): entries.append((row.user, value))
+            case .success(.notInExperiment): out.append(row.user)
+            case .failure(let error): failed.append((row.user, error))
+            }
+        }
+        try await cache.write(entries, ttl: options.cacheTTL)
+        try await cache.recordOut(out, day: day)
+        let usable = Set(rows.map(\.user))
+        return (
+            ["cached": entries.count, "not_in_experiment": out.count, "malformed": users.count - usable.count], failed
+        )
+    }
+
+    func prewarm(_ batch: JobBatch) async throws -> BatchResult {
+        let (counts, failed) = try await prewarm(users: batch.ids, day: String(batch.period.prefix(8)))
+        try await cache.recordFailed(failed.map(\.user), period: batch.period, attempt: batch.attempt)
+        var all = counts
+        all["failed"] = failed.count
+        try await cache.count(all, job: batch.job, period: batch.period, attempt: batch.attempt)
+        if let first = failed.first {
+            logger.warning(
+                "users not pre-warmed; tried again at the run's end",
+                metadata: [
+                    "batch": "\(batch.batch)", "count": "\(failed.count)", "users": "\(Self.some(failed.map(\.user)))",
+                    "first_error": "\(first.error)",
+                ])
+        }
+        return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
+    }
+
+    /// At the run's end (by the pod that recorded its last batch): the failed users once
+    /// more; those still failing are reported, and the run alerts above the failure ratio.
+    public func finishPrewarm(_ run: JobRunProgress) async throws {
+        let failed = try await cache.failed(period: run.period, attempt: run.attempt)
+        var still: [(user: Int64, error: any Error)] = []
+        if !failed.isEmpty {
+            let (counts, again) = try await prewarm(users: failed, day: String(run.period.prefix(8)))
+            still = again
+            let recovered = Set(failed).subtracting(again.map(\.user))
+            try await cache.clearFailed(Array(recovered), period: run.period, attempt: run.attempt)
+            try await cache.count(
+                [
+                    "cached": counts["cached"] ?? 0, "not_in_experiment": counts["not_in_experiment"] ?? 0,
+                    "failed": -recovered.count,
+                ], job: run.job, period: run.period, attempt: run.attempt)
+        }
+        let counts = try await cache.counts(job: run.job, period: run.period, attempt: run.attempt)
+        let users = counts.values.reduce(0, +)
+        for chunk in stride(from: 0, to: min(still.count, 1000), by: 100) {
+            let slice = still[chunk..<min(chunk + 100, still.count)]
+            logger.error(
+                "users left without a pre-warmed recommendation",
+                metadata: [
+                    "period": "\(run.period)", "users": "\(slice.map(\.user))", "error": "\(slice.first!.error)",
+                ])
+        }
+        logger.notice(
+            "book-rec pre-warm finished",
+            metadata: [
+                "period": "\(run.period)", "users": "\(users)", "cached": "\(counts["cached"] ?? 0)",
+                "not_in_experiment": "\(counts["not_in_experiment"] ?? 0)", "malformed": "\(counts["malformed"] ?? 0)",
+                "retried_at_end": "\(failed.count)", "failed": "\(still.count)",
+                "seconds": "\(run.durationSeconds ?? 0)",
+            ])
+        if users > 0, Double(still.count) / Double(users) > options.failureAlertRatio {
+            alerts?.raise(
+                "book-rec-prewarm-failures",
+                "book-rec pre-warm \(run.period): \(still.count) of \(users) users failed (above \(options.failureAlertRatio))",
+                details: ["period": run.period, "failed": String(still.count), "users": String(users)])
+        }
+    }
+
+    /// Users for a log line: all of them up to 100, else the first 100 and how many more.
+    static func some(_ users: [Int64]) -> String {
+        users.count <= 100 ? "\(users)" : "\(Array(users.prefix(100))) and \(users.count - 100) more"
+    }
+
+    // MARK: - Push
+
+    /// The push's id: the same user, slot and task always make the same id.
+    public static func pushID(user: Int64, slot: String, task: String) -> String { "\(slot)-\(user)-\(task)" }
+
+    func push(_ batch: JobBatch) async throws -> BatchResult {
+        let slot = batch.period
+        let (rows, malformed) = try await data.rows(batch.ids)
+        for problem in malformed {
+            logger.warning("task_data row skipped", metadata: ["row": "\(problem.id)", "reason": "\(problem.reason)"])
+        }
+        let cached = try await cache.read(rows.map(\.user))
+        var hits: [(row: TaskDataRow, rec: CachedRecommendation)] = []
+        var absent: [Int64] = []
+        for (row, value) in zip(rows, cached) {
+            if let value { hits.append((row, value)) } else { absent.append(row.user) }
+        }
+        // Users the pre-warm found outside the experiment get no push and are no miss.
+        let out = try await cache.areOut(absent, day: String(slot.prefix(8)))
+        let misses = zip(absent, out).filter { !$0.1 }.map(\.0)
+        let notInExperiment = absent.count - misses.count
+        // Every missed user is named (a hundred to a line): the seed's keyword alert reads them.
+        for start in stride(from: 0, to: misses.count, by: 100) {
+            logger.warning(
+                "cache miss: no pre-warmed recommendation, push skipped",
+                metadata: [
+                    "slot": "\(slot)", "batch": "\(batch.batch)",
+                    "users": "\(misses[start..<min(start + 100, misses.count)])",
+                ])
+        }
+        let pushes = hits.map {
+            (user: $0.row.user, pushID: Self.pushID(user: $0.row.user, slot: slot, task: $0.row.task))
+        }
+        let claims = try await cache.claim(pushes, slot: slot, ttl: .seconds(2 * 86_400))
+        var toSend: [(row: TaskDataRow, rec: CachedRecommendation, pushID: String)] = []
+        var alreadySent = 0
+        var otherPush = 0
+        for (index, claim) in claims.enumerated() {
+            switch claim {
+            case .claimed, .unsent: toSend.append((hits[index].row, hits[index].rec, pushes[index].pushID))
+            case .sent: alreadySent += 1
+            case .other: otherPush += 1
+            }
+        }
+        let outcomes = await concurrentResults(toSend, limit: max(toSend.count, 1)) { item in
+            let material = try await self.services.material(user: item.row.user, of: item.rec.recommendation)
+            let message = try self.message(item.row, item.rec, material, pushID: item.pushID, slot: slot)
+            _ = try await self.producer.send(message)
+            return item.pushID
+        }
+        var sent: [(user: Int64, pushID: String)] = []
+        var failed: [(user: Int64, error: any Error)] = []
+        var deliveryFailure: (any Error)?
+        for (item, outcome) in zip(toSend, outcomes) {
+            switch outcome {
+            case .success(let pushID): sent.append((item.row.user, pushID))
+            case .failure(let error as KafkaError): deliveryFailure = error
+            case .failure(let error): failed.append((item.row.user, error))
+            }
+        }
+        try await cache.markSent(sent, slot: slot)
+        if let deliveryFailure {
+            // Those not delivered stay claimed: the batch's retry sends them with the same ids.
+            throw deliveryFailure
+        }
+        if let first = failed.first {
+            logger.warning(
+                "pushes not sent: the material service failed",
+                metadata: [
+                    "slot": "\(slot)", "count": "\(failed.count)", "users": "\(Self.some(failed.map(\.user)))",
+                    "first_error": "\(first.error)",
+                ])
+        }
+        try await cache.count(
+            [
+                "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
+                "not_in_experiment": notInExperiment,
+                "sent": sent.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
+            ], job: batch.job, period: batch.period, attempt: batch.attempt)
+        return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
+    }
+
+    struct PushMessage: Encodable {
+        var pushID: String
+        var userID: Int64
+        var project: String
+        var taskID: String
+        var slot: String
+        var recID: String
+        var recType: String
+        var materialID: String
+        var traceID: String
+        var material: MaterialFields
+        var producedAt: String
+
+        struct MaterialFields: Encodable {
+            var title: String
+            var body: String
+            var imageURL: String
+
+            enum CodingKeys: String, CodingKey {
+                case title, body
+                case imageURL = "image_url"
+            }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case slot, project, material
+            case pushID = "push_id"
+            case userID = "user_id"
+            case taskID = "task_id"
+            case recID = "rec_id"
+            case recType = "rec_type"
+            case materialID = "material_id"
+            case traceID = "trace_id"
+            case producedAt = "produced_at"
+        }
+    }
+
+    static let messageEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// The push (topics.md): key = the user id; the row's payload passed on as `data`.
+    func message(
+        _ row: TaskDataRow, _ rec: CachedRecommendation, _ material: Material, pushID: String, slot: String
+    ) throws -> KafkaProducerMessage {
+        let value = PushMessage(
+            pushID: pushID, userID: row.user, project: row.project, taskID: row.task, slot: slot, recID: rec.recID,
+            recType: rec.recType, materialID: rec.materialID, traceID: rec.traceID,
+            material: .init(title: material.title, body: material.body, imageURL: material.imageURL),
+            producedAt: ISO8601DateFormatter().string(from: Date()))
+        var json = [UInt8](try Self.messageEncoder.encode(value))
+        json.removeLast()  // the closing brace: the payload goes in as it is (checked to be an object)
+        json.append(contentsOf: #","data":"#.utf8)
+        json.append(contentsOf: row.payload.utf8)
+        json.append(UInt8(ascii: "}"))
+        return KafkaProducerMessage(
+            topic: pushTopic, key: Array(String(row.user).utf8), value: json,
+            headers: [KafkaHeader("push-id", Array(pushID.utf8))])
+    }
+
+    /// At an hour's end: its counts, and an alert when its misses pass the threshold.
+    public func finishPush(_ run: JobRunProgress) async throws {
+        let counts = try await cache.counts(job: run.job, period: run.period, attempt: run.attempt)
+        let hits = counts["hits"] ?? 0
+        let misses = counts["misses"] ?? 0
+        let ratio = hits + misses == 0 ? 0 : Double(misses) / Double(hits + misses)
+        logger.notice(
+            "book-rec push hour finished",
+            metadata: [
+                "slot": "\(run.period)", "rows": "\(counts["rows"] ?? 0)", "sent": "\(counts["sent"] ?? 0)",
+                "already_sent": "\(counts["already_sent"] ?? 0)", "misses": "\(misses)",
+                "not_in_experiment": "\(counts["not_in_experiment"] ?? 0)",
+                "miss_rate": "\(String(format: "%.3f", ratio))", "failed": "\(counts["failed"] ?? 0)",
+                "malformed": "\(counts["malformed"] ?? 0)",
+            ])
+        if ratio > options.missAlertRatio {
+            alerts?.raise(
+                "book-rec-push-misses",
+                "book-rec push \(run.period): \(misses) of \(hits + misses) users had no pre-warmed recommendation "
+                    + "(\(String(format: "%.1f", ratio * 100)) %, above \(String(format: "%.1f", options.missAlertRatio * 100)) %)",
+                details: ["slot": run.period, "misses": String(misses), "users": String(hits + misses)])
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import PrewarmRuntime
+
+/// The A/B service's answer for one user: in the experiment unless `value` is "0".
+public struct Assignment: Sendable, Codable, Equatable {
+    public var experiment: String
+    public var value: String
+    public var traceID: String
+
+    public init(experiment: String, value: String, traceID: String) {
+        self.experiment = experiment
+        self.value = value
+        self.traceID = traceID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case experiment, value
+        case traceID = "trace_id"
+    }
+
+    public var isIn: Bool { value != "0" && !value.isEmpty }
+}
+
+/// The recommendation engine's answer: one book to read next.
+public struct Recommendation: Sendable, Codable, Equatable {
+    public var recID: String
+    public var recType: String
+    public var materialID: String
+
+    public init(recID: String, recType: String, materialID: String) {
+        self.recID = recID
+        self.recType = recType
+        self.materialID = materialID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case recID = "rec_id"
+        case recType = "rec_type"
+        case materialID = "material_id"
+    }
+}
+
+/// The material service's answer: the push's text and image.
+public struct Material: Sendable, Codable, Equatable {
+    public var materialID: String
+    public var title: String
+    public var body: String
+    public var imageURL: String
+
+    public init(materialID: String, title: String, body: String, imageURL: String) {
+        self.materialID = materialID
+        self.title = title
+        self.body = body
+        self.imageURL = imageURL
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case title, body
+        case materialID = "material_id"
+        case imageURL = "image_url"
+    }
+}
+
+/// The three downstream services over the runtime's HTTP client (contracts in the README):
+/// at most `maxInFlight` calls in flight per pod across all of them, each call with the
+/// client's time-out, transient failures (5xx, 429, time-outs, an open circuit) tried again
+/// with backoff up to `callAttempts` times, and a circuit breaker per service.
+public final class BookRecServices: Sendable {
+    public let options: BookRecOptions
+    public let http: DownstreamClient
+    public let inFlight: ConcurrencyLimit
+    public let ab: CircuitBreaker
+    public let recommendation: CircuitBreaker
+    public let material: CircuitBreaker
+    private let logger: Logger
+    private let policy: RetryPolicy
+
+    public init(options: BookRecOptions, http: DownstreamClient, logger: Logger) {
+        self.options = options
+        self.http = http
+        self.logger = logger
+        inFlight = ConcurrencyLimit(options.maxInFlight)
+        func breaker(_ name: String) -> CircuitBreaker {
+            CircuitBreaker(
+                service: name, failures: options.breakerFailures, coolDown: options.breakerCoolDown, logger: logger)
+        }
+        ab = breaker("ab")
+        recommendation = breaker("recommendation")
+        material = breaker("material")
+        policy = RetryPolicy(
+            backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
+    }
+
+    public func assignment(user: Int64, project: String) async throws -> Assignment {
+        var url = options.services.ab.appendingPathComponent("v1/experiments/\(options.experiment)/assignment")
+        url.append(queryItems: [
+            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "project", value: project),
+        ])
+        return try await call(url, ab, Assignment.self)
+    }
+
+    public func recommend(user: Int64, project: String, traceID: String) async throws -> Recommendation {
+        var url = options.services.recommendation.appendingPathComponent("v1/recommendations")
+        url.append(queryItems: [
+            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "project", value: project),
+            URLQueryItem(name: "scene", value: "pre-warming-process"), URLQueryItem(name: "trace_id", value: traceID),
+        ])
+        return try await call(url, recommendation, Recommendation.self)
+    }
+
+    public func material(user: Int64, of rec: Recommendation) async throws -> Material {
+        var url = options.services.material.appendingPathComponent("v1/materials/\(rec.materialID)")
+        url.append(queryItems: [
+            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "rec_id", value: rec.recID),
+            URLQueryItem(name: "rec_type", value: rec.recType),
+        ])
+        return try await call(url, material, Material.self)
+    }
+
+    private func call<T: Decodable & Sendable>(_ url: URL, _ breaker: CircuitBreaker, _ type: T.Type) async throws -> T
+    {
+        // Each retry is counted in the metrics and the run's failures, not logged: at a 20 %
+        // error rate a log line per retry would drown the log.
+        var quiet = logger
+        quiet.logLevel = .error
+        let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
+            try await inFlight.run { try await breaker.call { try await http.get(url, service: breaker.service) } }
+        }
+        do {
+            return try response.decode(T.self)
+        } catch {
+            throw DownstreamError(
+                service: breaker.service, kind: .status(200),
+                detail:
+                    "an answer that is not the documented JSON: \(String(decoding: response.body.prefix(200), as: UTF8.self))"
+            )
+        }
+    }
+}

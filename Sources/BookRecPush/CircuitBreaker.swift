@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import PrewarmRuntime
+import Synchronization
+
+/// A call refused because the service's circuit is open: transient (the caller backs off),
+/// and nothing was sent.
+public struct CircuitOpen: ClassifiedError, CustomStringConvertible {
+    public let service: String
+    public var failureKind: FailureKind { .transient }
+    public var description: String { "\(service): circuit open, not calling it for now" }
+}
+
+/// Stops calling a service that keeps failing, and probes it again later.
+///
+/// Closed: calls go through; `failures` transient failures in a row open it. Open: calls
+/// fail at once with `CircuitOpen` for `coolDown`. Then one call is let through as a probe
+/// (half-open): its success closes the circuit, its failure opens it for another
+/// `coolDown`. Permanent failures (a 4xx) say nothing about the service's health and leave
+/// the count alone.
+public final class CircuitBreaker: Sendable {
+    public let service: String
+    public let failures: Int
+    public let coolDown: Duration
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    struct State {
+        var consecutiveFailures = 0
+        var openUntil: ContinuousClock.Instant?
+        var probing = false
+        var opened = 0
+        var refused = 0
+    }
+
+    public enum Phase: String, Sendable { case closed, open, halfOpen = "half-open" }
+
+    public init(service: String, failures: Int, coolDown: Duration, logger: Logger) {
+        self.service = service
+        self.failures = max(failures, 1)
+        self.coolDown = coolDown
+        self.logger = logger
+    }
+
+    /// How often it opened, and how many calls it refused.
+    public var counts: (opened: Int, refused: Int) { state.withLock { ($0.opened, $0.refused) } }
+
+    public var phase: Phase {
+        state.withLock { state in
+            guard let until = state.openUntil else { return .closed }
+            return ContinuousClock.now < until ? .open : .halfOpen
+        }
+    }
+
+    public func call<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let isProbe: Bool = try state.withLock { state in
+            guard let until = state.openUntil else { return false }
+            if ContinuousClock.now < until || state.probing {
+                state.refused += 1
+                throw CircuitOpen(service: service)
+            }
+            state.probing = true
+            return true
+        }
+        do {
+            let value = try await body()
+            succeeded(probe: isProbe)
+            return value
+        } catch {
+            failed(error, probe: isProbe)
+            throw error
+        }
+    }
+
+    private func succeeded(probe: Bool) {
+        let closed = state.withLock { state in
+            state.consecutiveFailures = 0
+            guard probe else { return false }
+            state.openUntil = nil
+            state.probing = false
+            return true
+        }
+        if closed { logger.notice("circuit closed: the service answers again", metadata: ["service": "\(service)"]) }
+    }
+
+    private func failed(_ error: any Error, probe: Bool) {
+        let transient = (error as? any ClassifiedError)?.failureKind == .transient
+        let opened: Bool = state.withLock { state in
+            if probe {
+                state.probing = false
+                if transient || error is CancellationError {
+                    state.openUntil = .now + coolDown
+                } else {
+                    state.openUntil = nil  // it answered, if with a refusal
+                    state.consecutiveFailures = 0
+                }
+                return false
+            }
+            guard transient else { return false }
+            state.consecutiveFailures += 1
+            guard state.openUntil == nil, state.consecutiveFailures >= failures else { return false }
+            state.openUntil = .now + coolDown
+            state.opened += 1
+            return true
+        }
+        if opened {
+            logger.error(
+                "circuit opened: the service keeps failing; calls stop until a probe succeeds",
+                metadata: [
+                    "service": "\(service)", "failures_in_a_row": "\(failures)", "probe_after": "\(coolDown)",
+                    "error": "\(error)",
+                ])
+        }
+    }
+}

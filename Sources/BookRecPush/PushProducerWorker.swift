@@ -1,0 +1,46 @@
+import Foundation
+import PrewarmConfiguration
+import PrewarmRuntime
+
+/// push-producer, declared: the daily pre-warm `book-rec-prewarm` and the hourly push
+/// `book-rec-push`, both fanned out on `book-rec.batches.v1` and worked by every pod.
+public struct PushProducerWorker: WorkerDefinition {
+    public static let name = "push-producer"
+    public static let abstract =
+        "\"read later\" book recommendations pre-warmed at 00:01 and pushed hourly from the cache, one push per user and slot"
+    public static let consumerGroup = TopicCatalog.bookRecommendationBatches.consumerGroup
+    public static let usesPostgres = true
+    public static let migrations = BookRecPushSchema.migrations
+    public static let settings = BookRecSettings.all
+    public static let defaults = ["PREWARM_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS": "100"]
+
+    public let routes: [TopicRoute]
+    public let jobs: [ScheduledJob]
+
+    public init(context: WorkerContext) async throws {
+        let options = try BookRecOptions(context.environment)
+        let data = TaskData(pool: context.postgres, options: options)
+        let jobs = BookRecJobs(
+            options: options, data: data, cache: BookRecCache(redis: context.redis),
+            services: BookRecServices(options: options, http: context.http, logger: context.logger),
+            producer: context.producer, alerts: context.alerts, logger: context.logger)
+        let topic = TopicCatalog.bookRecommendationBatches.name
+        self.jobs = [
+            ScheduledJob(
+                name: BookRecJobs.prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
+                deadline: options.prewarmDeadlineAfterFire,
+                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data)))),
+            ScheduledJob(
+                name: BookRecJobs.pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
+                deadline: .seconds(3000),
+                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: HourTargets(data: data)))),
+        ]
+        routes = [
+            TopicRoute(
+                batchesOf: TopicCatalog.bookRecommendationBatches, runs: context.jobRuns,
+                concurrency: options.batchConcurrency, handler: jobs)
+        ]
+        context.jobRuns.onFinished(BookRecJobs.prewarmJob) { try await jobs.finishPrewarm($0) }
+        context.jobRuns.onFinished(BookRecJobs.pushJob) { try await jobs.finishPush($0) }
+    }
+}

@@ -1,0 +1,159 @@
+import BookRecPush
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import Postgres
+import PrewarmRuntime
+import Redis
+import TestSupport
+
+/// A schema of the test's own with the runtime's and push-producer's tables.
+struct PushDatabase {
+    let schema: TestSchema
+    var pool: PostgresPool { schema.pool }
+
+    static func make() async throws -> PushDatabase {
+        PushDatabase(
+            schema: try await TestSchema.make("push") { pool in
+                _ = try await pool.withConnection {
+                    try await Migrator.migrate(
+                        $0, RuntimeSchema.migrations + BookRecPushSchema.migrations, logger: Logger(label: "test"))
+                }
+            })
+    }
+
+    func execute(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws {
+        try await pool.withConnection { _ = try await $0.query(sql, parameters) }
+    }
+
+    func scalar(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) async throws -> Int {
+        try await pool.withConnection { try await $0.query(sql, parameters).first?[0].int ?? 0 }
+    }
+
+    /// Users `users` in `task`, pushed at `hour`, project "novel", payload naming the series.
+    func addUsers(_ users: ClosedRange<Int64>, task: String, hour: Int) async throws {
+        try await execute(
+            """
+            INSERT INTO task_data (task_id, source_uid, project, push_hour, payload)
+            SELECT $1, u, 'novel', $2, '{"series_id": ' || (u % 40) || '}' FROM generate_series($3::bigint, $4::bigint) u
+            """, [task, hour, users.lowerBound, users.upperBound])
+    }
+
+    /// Ids of the rows of `task` at `hour`, by id.
+    func rowIDs(task: String, hour: Int) async throws -> [Int64] {
+        try await pool.withConnection {
+            try await $0.query(
+                "SELECT id FROM task_data WHERE task_id = $1 AND push_hour = $2 ORDER BY id", [task, hour])
+        }.rows.compactMap { $0[0].int64 }
+    }
+
+    var workerEnvironment: [String: String] { ["PREWARM_POSTGRES_URL": schema.configuration.conninfo] }
+}
+
+/// The simulated downstream services, served over real HTTP on a free port for one test.
+struct SimulatedServices {
+    let simulator: DownstreamSimulator
+    let port: Int
+    var base: URL { URL(string: "http://127.0.0.1:\(port)")! }
+
+    static func start(_ behaviour: DownstreamSimulator.Behaviour) async throws -> SimulatedServices {
+        let simulator = DownstreamSimulator(behaviour)
+        let port = try TestEnvironment.freePort()
+        let serving = Task {
+            try await simulator.serve(host: "127.0.0.1", port: port, logger: Logger(label: "simulator"))
+        }
+        closeAfterTest {
+            serving.cancel()
+            _ = await serving.result
+        }
+        let services = SimulatedServices(simulator: simulator, port: port)
+        let http = DownstreamClient(connectTimeout: .seconds(1), callTimeout: .seconds(1), maxConnectionsPerHost: 4)
+        try await eventually("the simulator to listen") {
+            (try? await http.get(services.base.appendingPathComponent("stats"), service: "simulator")) != nil
+        }
+        await http.shutdown()
+        return services
+    }
+}
+
+/// Everything a job test needs: the database, Redis under a prefix of the test's own, the
+/// simulator, a push topic of its own and the jobs.
+struct PushFixture {
+    let db: PushDatabase
+    let redis: RedisConnection
+    let cache: BookRecCache
+    let services: SimulatedServices
+    let jobs: BookRecJobs
+    let topic: String
+    let alerts: Alerts
+    let options: BookRecOptions
+
+    /// A day of the test's own: alerts name it, and they share the fleet's alert list.
+    let day = String(
+        format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+    var finished: String { "04-026-\(day)-r0gdua" }
+    var following: String { "04-026-\(day)-qk79ub" }
+    func slot(_ hour: Int) -> String { day + String(format: "%02d", hour) }
+
+    static func make(
+        behaviour: DownstreamSimulator.Behaviour = DownstreamSimulator.Behaviour(),
+        configure: (inout BookRecOptions) -> Void = { _ in }
+    ) async throws -> PushFixture {
+        let db = try await PushDatabase.make()
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let services = try await SimulatedServices.start(behaviour)
+        var options = BookRecOptions()
+        options.services = .init(simulator: services.base)
+        options.breakerCoolDown = .milliseconds(300)
+        configure(&options)
+        let http = DownstreamClient(connectTimeout: .seconds(1), callTimeout: .seconds(2), maxConnectionsPerHost: 64)
+        closeAfterTest { await http.shutdown() }
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
+        closeAfterTest { await producer.close() }
+        let topic = try TestEnvironment.createTopic("push.book-rec", partitions: 3)
+        let prefix = TestEnvironment.uniqueName("push") + ":"
+        let cache = BookRecCache(redis: redis, prefix: prefix)
+        let alerts = Alerts(
+            worker: "push-test", logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
+            redis: redis)
+        closeAfterTest { await alerts.close() }
+        let jobs = BookRecJobs(
+            options: options, data: TaskData(pool: db.pool, options: options), cache: cache,
+            services: BookRecServices(options: options, http: http, logger: Logger(label: "test")),
+            producer: producer, alerts: alerts, logger: Logger(label: "test"), pushTopic: topic)
+        return PushFixture(
+            db: db, redis: redis, cache: cache, services: services, jobs: jobs, topic: topic, alerts: alerts,
+            options: options)
+    }
+
+    func batch(_ job: String, _ period: String, _ ids: [Int64], index: Int = 0, attempt: Int = 1) -> JobBatch {
+        JobBatch(job: job, period: period, attempt: attempt, batch: index, batchCount: nil, ids: ids)
+    }
+
+    func progress(_ job: String, _ period: String, attempt: Int = 1) -> JobRunProgress {
+        JobRunProgress(job: job, period: period, attempt: attempt, state: "succeeded")
+    }
+
+    /// Pre-warms the day's users in batches of `size`, then runs the run's end.
+    func prewarm(_ users: [Int64], size: Int = 500) async throws {
+        for (index, start) in stride(from: 0, to: users.count, by: size).enumerated() {
+            _ = try await jobs.work(
+                batch(BookRecJobs.prewarmJob, day, Array(users[start..<min(start + size, users.count)]), index: index))
+        }
+        try await jobs.finishPrewarm(progress(BookRecJobs.prewarmJob, day))
+    }
+
+    func counts(_ job: String, _ period: String) async throws -> [String: Int] {
+        try await cache.counts(job: job, period: period, attempt: 1)
+    }
+
+    /// This test's alerts of `kind` (they name its day or slot), once delivered.
+    func alerts(kind: String) async throws -> [Alert] {
+        try await Alerts.recent(redis, count: 200).filter {
+            $0.kind == kind && ($0.details["period"] ?? $0.details["slot"] ?? "").hasPrefix(day)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import BookRecPush
+import Foundation
+import PrewarmRuntime
+import Redis
+import TestSupport
+import Testing
+
+@Suite("The book-rec pre-warm against the simulated services", .closesResources)
+struct BookRecPrewarmTests {
+    /// The day's distinct users, read the way the job's winner reads them: page by page.
+    func targets(_ fixture: PushFixture, pageSize: Int = 70) async throws -> [Int64] {
+        let source = PrewarmTargets(data: TaskData(pool: fixture.db.pool, options: fixture.options))
+        let run = JobRunInfo(job: BookRecJobs.prewarmJob, period: fixture.day, attempt: 1, forced: false, due: Date())
+        var users: [Int64] = []
+        while true {
+            let page = try await source.page(for: run, after: users.last ?? 0, limit: pageSize)
+            if page.isEmpty { break }
+            users += page
+        }
+        #expect(try await source.count(for: run) == users.count)
+        return users
+    }
+
+    @Test("users in the experiment are cached with the A/B trace id for 24 h; the others get no entry and no push")
+    func experiment() async throws {
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "1ms"
+        behaviour.experimentShare = 0.5
+        let fixture = try await PushFixture.make(behaviour: behaviour)
+        try await fixture.db.addUsers(1...200, task: fixture.finished, hour: 20)
+        try await fixture.db.addUsers(150...250, task: fixture.following, hour: 21)
+        try await fixture.db.addUsers(1...50, task: "04-026-20000101-r0gdua", hour: 20)  // another day's task
+        let users = try await targets(fixture)
+        #expect(users == Array(1...250), "each user once, though 150-200 are in both tasks")
+
+        try await fixture.prewarm(users, size: 100)
+        let inside = (1...250).filter { DownstreamSimulator.isIn(user: $0, share: 0.5) }
+        #expect(inside.count > 90 && inside.count < 160)
+        let cached = try await fixture.cache.read(Array(1...250))
+        let wrong = (1...250).filter { (cached[Int($0) - 1] != nil) != inside.contains($0) }
+        #expect(wrong.isEmpty, "cached exactly the users in the experiment; wrong: \(wrong)")
+        let first = try #require(inside.first)
+        #expect(
+            cached[Int(first) - 1]
+                == CachedRecommendation(
+                    recID: "rec-\(first)", recType: "book", materialID: "m-\(first)", traceID: "ab-later_read-\(first)")
+        )
+        let ttl = try #require(try await fixture.redis.send("TTL", fixture.cache.recommendationKey(first)).integer)
+        #expect(ttl > 86_300 && ttl <= 86_400)
+        let counts = try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)
+        #expect(counts["cached"] == inside.count && counts["not_in_experiment"] == 250 - inside.count)
+        #expect((counts["failed"] ?? 0) == 0)
+        let stats = fixture.services.simulator.stats
+        #expect(stats.services["ab"]?.calls == 250, "one A/B call per user")
+        #expect(stats.services["rec"]?.calls == inside.count, "the engine only for users in the experiment")
+
+        // The 20:00 push: the users of the hour in the experiment, and no miss for the others.
+        let rows = try await fixture.db.rowIDs(task: fixture.finished, hour: 20)
+        _ = try await fixture.jobs.work(fixture.batch(BookRecJobs.pushJob, fixture.slot(20), rows))
+        let pushed = inside.filter { $0 <= 200 }
+        let messages = try await TestEnvironment.read(fixture.topic, count: pushed.count)
+        #expect(messages.count == pushed.count)
+        #expect(
+            Set(messages.compactMap { $0.key.map { Int64(String(decoding: $0, as: UTF8.self)) ?? 0 } }) == Set(pushed))
+        let hour = try await fixture.counts(BookRecJobs.pushJob, fixture.slot(20))
+        #expect(hour["sent"] == pushed.count && (hour["misses"] ?? 0) == 0)
+        #expect(hour["not_in_experiment"] == 200 - pushed.count)
+    }
+
+    @Test("at 20 % errors every user ends cached or reported failed, never more than 50 calls in flight")
+    func errors() async throws {
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "uniform:1ms-6ms"
+        behaviour.errorRate = 0.2
+        behaviour.experimentShare = 1
+        let fixture = try await PushFixture.make(behaviour: behaviour) {
+            $0.maxInFlight = 50
+            $0.callAttempts = 2
+            $0.failureAlertRatio = 0
+        }
+        try await fixture.db.addUsers(1...1000, task: fixture.finished, hour: 8)
+        // Two batches at once, as two consumers of a pod would work them.
+        try await withThrowingTaskGroup(of: BatchResult.self) { group in
+            for (index, range) in [1...500, 501...1000].enumerated() {
+                group.addTask {
+                    try await fixture.jobs.work(
+                        fixture.batch(BookRecJobs.prewarmJob, fixture.day, range.map { Int64($0) }, index: index))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let firstPass = try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)["failed"] ?? 0
+        #expect(firstPass > 0, "2 tries of two calls at 20 % errors leave some users failed (about 8 %)")
+        try await fixture.jobs.finishPrewarm(fixture.progress(BookRecJobs.prewarmJob, fixture.day))
+
+        let cached = try await fixture.cache.read(Array(1...1000)).map { $0 != nil }
+        let failed = Set(
+            (try await fixture.redis.send("SMEMBERS", "\(fixture.cache.prefix)book-rec:failed:\(fixture.day):1").array
+                ?? []).compactMap { $0.string.flatMap { Int64($0) } })
+        let lost = (1...1000).filter { !cached[$0 - 1] && !failed.contains(Int64($0)) }
+        let both = (1...1000).filter { cached[$0 - 1] && failed.contains(Int64($0)) }
+        #expect(lost.isEmpty, "every user cached or reported failed; neither: \(lost)")
+        #expect(both.isEmpty, "a user recovered by the final retry is no longer reported: \(both)")
+        let counts = try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)
+        #expect(counts["cached"] == cached.filter { $0 }.count && counts["failed"] == failed.count)
+        #expect(failed.count < firstPass, "the final retry recovered users")
+        let stats = fixture.services.simulator.stats
+        #expect(stats.total.maxInFlight <= 50, "at most 50 calls in flight, measured by the services")
+        #expect(stats.total.maxInFlight >= 30, "and the limit is used: \(stats.total.maxInFlight)")
+        #expect(stats.total.errors > 0)
+        if !failed.isEmpty {
+            try await eventually("the failure alert") {
+                try await !fixture.alerts(kind: "book-rec-prewarm-failures").isEmpty
+            }
+        }
+    }
+
+    @Test("a service that is down: its circuit opens and calls stop; they resume when it returns")
+    func circuit() async throws {
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "1ms"
+        behaviour.experimentShare = 1
+        behaviour.down = ["rec"]
+        let fixture = try await PushFixture.make(behaviour: behaviour) {
+            $0.breakerFailures = 5
+            $0.breakerCoolDown = .milliseconds(300)
+            $0.callAttempts = 3
+        }
+        try await fixture.db.addUsers(1...300, task: fixture.finished, hour: 8)
+        let result = try await fixture.jobs.work(
+            fixture.batch(BookRecJobs.prewarmJob, fixture.day, (1...300).map { Int64($0) }))
+        #expect(result.itemsFailed == 300)
+        let whileDown = fixture.services.simulator.stats.services["rec"]?.calls ?? 0
+        // The calls already in flight when it opened (up to 50) and a probe or two, of 900 tries.
+        #expect(whileDown >= 5 && whileDown < 60 + 5, "calls stopped once the circuit opened: \(whileDown) made")
+        #expect(fixture.jobs.services.recommendation.counts.opened >= 1)
+        #expect(fixture.jobs.services.recommendation.phase != .closed)
+        #expect((fixture.services.simulator.stats.services["ab"]?.calls ?? 0) >= 300, "the A/B service was not cut off")
+
+        var back = fixture.services.simulator.behaviour
+        back.down = []
+        fixture.services.simulator.behaviour = back
+        try await Task.sleep(for: .milliseconds(350))
+        try await fixture.jobs.finishPrewarm(fixture.progress(BookRecJobs.prewarmJob, fixture.day))
+        #expect(fixture.jobs.services.recommendation.phase == .closed, "a probe succeeded and closed it")
+        let cached = try await fixture.cache.read((1...300).map { Int64($0) })
+        #expect(cached.allSatisfy { $0 != nil }, "every user pre-warmed once the engine was back")
+        #expect(try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)["failed"] == 0)
+    }
+}
