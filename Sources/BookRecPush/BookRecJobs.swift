@@ -4,6 +4,7 @@ import Logging
 import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
+import Synchronization
 
 /// The two jobs of push-producer, worked by every pod from `book-rec.batches.v1`:
 /// - `book-rec-prewarm` (daily, 00:01): per user of the day, the A/B service, then (if in the
@@ -23,6 +24,7 @@ public final class BookRecJobs: JobBatchHandler {
     public let alerts: Alerts?
     public let pushTopic: String
     private let logger: Logger
+    private let produced = Atomic<Int>(0)
 
     public init(
         options: BookRecOptions, data: TaskData, cache: BookRecCache, services: BookRecServices,
@@ -37,6 +39,24 @@ public final class BookRecJobs: JobBatchHandler {
         self.alerts = alerts
         self.logger = logger
         self.pushTopic = pushTopic
+    }
+
+    /// The two jobs as the scheduler runs them: the pre-warm daily (a missed day caught up
+    /// once, alerted if not done by the deadline), the push hourly (a missed hour caught up
+    /// only within `catchUpWindow`, else skipped and alerted), both fanned out on `topic`.
+    public static func scheduled(
+        options: BookRecOptions, data: TaskData, topic: String = TopicCatalog.bookRecommendationBatches.name
+    ) -> [ScheduledJob] {
+        [
+            ScheduledJob(
+                name: prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
+                deadline: options.prewarmDeadlineAfterFire,
+                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data)))),
+            ScheduledJob(
+                name: pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
+                deadline: .seconds(3000),
+                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: HourTargets(data: data)))),
+        ]
     }
 
     public func work(_ batch: JobBatch) async throws -> BatchResult {
@@ -205,6 +225,7 @@ public final class BookRecJobs: JobBatchHandler {
             let material = try await self.services.material(user: item.row.user, of: item.rec.recommendation)
             let message = try self.message(item.row, item.rec, material, pushID: item.pushID, slot: slot)
             _ = try await self.producer.send(message)
+            self.failpoint()
             return item.pushID
         }
         var sent: [(user: Int64, pushID: String)] = []
@@ -299,6 +320,14 @@ public final class BookRecJobs: JobBatchHandler {
         return KafkaProducerMessage(
             topic: pushTopic, key: Array(String(row.user).utf8), value: json,
             headers: [KafkaHeader("push-id", Array(pushID.utf8))])
+    }
+
+    /// `PREWARM_PUSH_FAILPOINT_AFTER_PUSHES`: dies like a killed pod between produce and mark.
+    private func failpoint() {
+        let limit = options.failpointAfterPushes
+        guard limit > 0, produced.add(1, ordering: .relaxed).newValue == limit else { return }
+        logger.critical("failpoint: killing this process after \(limit) pushes produced, before marking them sent")
+        kill(getpid(), SIGKILL)
     }
 
     /// At an hour's end: its counts, and an alert when its misses pass the threshold.

@@ -53,6 +53,9 @@ public enum BookRecSettings {
     public static let missAlertRatio = Setting<Double>.number(
         "PREWARM_PUSH_MISS_ALERT_RATIO", default: 0.05, in: 0...1,
         "an hour whose cache misses pass this share of its users alerts")
+    public static let failpoint = Setting.integer(
+        "PREWARM_PUSH_FAILPOINT_AFTER_PUSHES", default: 0, in: 0...100_000_000,
+        "tests only: the process kills itself (SIGKILL) after producing this many pushes, before marking them sent (0: never)")
 
     public static let all: [SettingDescription] = [
         prewarmSchedule.description, prewarmDeadline.description, pushSchedule.description,
@@ -60,7 +63,7 @@ public enum BookRecSettings {
         abURL.description, recommendationURL.description, materialURL.description, maxInFlight.description,
         callAttempts.description, breakerFailures.description, breakerCoolDown.description,
         batchSize.description, batchConcurrency.description, cacheTTL.description, failureAlertRatio.description,
-        missAlertRatio.description,
+        missAlertRatio.description, failpoint.description,
     ]
 }
 
@@ -100,6 +103,7 @@ public struct BookRecOptions: Sendable {
     public var cacheTTL: Duration = .seconds(86_400)
     public var failureAlertRatio = 0.01
     public var missAlertRatio = 0.05
+    public var failpointAfterPushes = 0
 
     public struct ServiceURLs: Sendable {
         public var ab = URL(string: "http://127.0.0.1:8090/ab")!
@@ -139,6 +143,7 @@ public struct BookRecOptions: Sendable {
         cacheTTL = try environment.value(S.cacheTTL)
         failureAlertRatio = try environment.value(S.failureAlertRatio)
         missAlertRatio = try environment.value(S.missAlertRatio)
+        failpointAfterPushes = try environment.value(S.failpoint)
     }
 
     /// The day's two task ids (`day` is yyyymmdd).

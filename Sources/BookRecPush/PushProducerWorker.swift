@@ -24,17 +24,7 @@ public struct PushProducerWorker: WorkerDefinition {
             options: options, data: data, cache: BookRecCache(redis: context.redis),
             services: BookRecServices(options: options, http: context.http, logger: context.logger),
             producer: context.producer, alerts: context.alerts, logger: context.logger)
-        let topic = TopicCatalog.bookRecommendationBatches.name
-        self.jobs = [
-            ScheduledJob(
-                name: BookRecJobs.prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
-                deadline: options.prewarmDeadlineAfterFire,
-                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data)))),
-            ScheduledJob(
-                name: BookRecJobs.pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
-                deadline: .seconds(3000),
-                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: HourTargets(data: data)))),
-        ]
+        self.jobs = BookRecJobs.scheduled(options: options, data: data)
         routes = [
             TopicRoute(
                 batchesOf: TopicCatalog.bookRecommendationBatches, runs: context.jobRuns,

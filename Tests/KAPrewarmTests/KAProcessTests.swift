@@ -70,15 +70,7 @@ struct KAProcessTests {
     private func request(
         _ base: URL, _ method: String, _ path: String, token: String? = nil, body: String? = nil
     ) async throws -> (status: Int, body: String) {
-        var request = URLRequest(url: base.appendingPathComponent(path))
-        request.httpMethod = method
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let body {
-            request.httpBody = Data(body.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        try await adminRequest(base, method, path, token: token, body: body)
     }
 
     private func triggerBody(_ booked: Reservation) -> String {

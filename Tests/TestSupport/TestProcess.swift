@@ -1,6 +1,10 @@
 import BlockingIO
 import Foundation
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// A program of this package started by a test, to be paused, resumed or killed.
 public final class TestProcess: Sendable {
     public let child: ChildProcess
@@ -67,4 +71,20 @@ public final class TestProcess: Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").map(String.init)
     }
+}
+
+/// An HTTP request to a worker's admin port (or any server a test started): the status and
+/// the body as text.
+public func adminRequest(
+    _ base: URL, _ method: String, _ path: String, token: String? = nil, body: String? = nil
+) async throws -> (status: Int, body: String) {
+    var request = URLRequest(url: URL(string: base.absoluteString + "/" + path)!)
+    request.httpMethod = method
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    if let body {
+        request.httpBody = Data(body.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
 }

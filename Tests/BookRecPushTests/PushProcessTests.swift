@@ -1,0 +1,131 @@
+import BookRecPush
+import Foundation
+import Kafka
+import Logging
+import PrewarmConfiguration
+import PrewarmRuntime
+import Redis
+import TestSupport
+import Testing
+
+/// The real executable: two push-producer pods against the simulated services, one of them
+/// killed between producing pushes and marking them sent. Redis database 12 of its own.
+@Suite("push-producer processes", .closesResources, .serialized)
+struct PushProcessTests {
+    struct Pod {
+        let process: TestProcess
+        let admin: URL
+    }
+
+    private func start(_ environment: [String: String]) async throws -> Pod {
+        let port = try TestEnvironment.freePort()
+        let process = try TestProcess.start(
+            "push-producer", [],
+            environment: environment.merging([
+                "PREWARM_ADMIN_PORT": String(port), "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_ADMIN_TOKEN": "t0ken",
+                "PREWARM_LOG_LEVEL": "info",
+            ]) { $1 })
+        closeAfterTest { process.kill() }
+        let admin = URL(string: "http://127.0.0.1:\(port)")!
+        try await eventually(timeout: .seconds(60), "push-producer to be ready") {
+            (try? await adminRequest(admin, "GET", "readyz"))?.status == 200
+        }
+        return Pod(process: process, admin: admin)
+    }
+
+    /// The pushes of `slot` on the push topic, read until every one of `users` has one and
+    /// then two seconds more (so a second push would be seen).
+    private func pushes(slot: String, users: Set<Int64>) async throws -> [PushSeen] {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                groupID: TestEnvironment.uniqueName("push-reader"), bootstrapServers: TestEnvironment.kafkaBootstrap))
+        try await consumer.subscribe([TopicCatalog.bookRecommendationPush.name])
+        var seen: [PushSeen] = []
+        func poll() async throws {
+            for message in try await consumer.poll(maxMessages: 500, timeoutMilliseconds: 100).messages {
+                if let push = try? PushSeen.decode(message), push.slot == slot { seen.append(push) }
+            }
+        }
+        try await eventually(timeout: .seconds(90), "a push for every user of \(slot)") {
+            try await poll()
+            return Set(seen.map(\.userID)).isSuperset(of: users)
+        }
+        let until = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < until { try await poll() }
+        await consumer.close()
+        return seen
+    }
+
+    @Test(
+        "two pods, one killed between produce and mark: every user pushed, never two different pushes, a forced re-run sends nothing"
+    )
+    func killedBetweenProduceAndMark() async throws {
+        var configuration = try TestEnvironment.redis()
+        configuration.database = 12
+        let redis = try await RedisConnection.connect(configuration)
+        closeAfterTest { await redis.close() }
+        try await redis.send("FLUSHDB")
+        let db = try await PushDatabase.make()
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "2ms"
+        behaviour.experimentShare = 1
+        let services = try await SimulatedServices.start(behaviour)
+        let day = String(
+            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        try await db.addUsers(1...400, task: "04-026-\(day)-r0gdua", hour: 23)
+        try await db.addUsers(301...500, task: "04-026-\(day)-qk79ub", hour: 23)
+        let environment = db.workerEnvironment.merging([
+            "PREWARM_REDIS_DB": "12", "PREWARM_PUSH_BATCH_SIZE": "25", "PREWARM_PUSH_BATCH_CONCURRENCY": "2",
+            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
+            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
+            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
+            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
+            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+        ]) { $1 }
+        let doomed = try await start(environment.merging(["PREWARM_PUSH_FAILPOINT_AFTER_PUSHES": "60"]) { $1 })
+        let survivor = try await start(environment)
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "test"), alerts: nil)
+
+        // The pre-warm of the day, triggered by hand, worked by both pods.
+        let prewarm = try await adminRequest(
+            survivor.admin, "POST", "jobs/book-rec-prewarm/trigger?period=\(day)", token: "t0ken")
+        #expect(prewarm.status == 202, "\(prewarm.body)")
+        try await eventually(timeout: .seconds(90), "the pre-warm to succeed") {
+            try await runs.progress(job: "book-rec-prewarm", period: day)?.state == "succeeded"
+        }
+        #expect(try await runs.progress(job: "book-rec-prewarm", period: day)?.itemsDone == 500)
+        #expect(services.simulator.stats.services["ab"]?.calls == 500, "each user pre-warmed once, by one pod")
+
+        // 23:00: one pod dies after producing 60 pushes, before marking them sent.
+        let slot = day + "23"
+        let push = try await adminRequest(
+            doomed.admin, "POST", "jobs/book-rec-push/trigger?period=\(slot)", token: "t0ken")
+        #expect(push.status == 202, "\(push.body)")
+        try await eventually(timeout: .seconds(30), "the failpoint to kill the pod") {
+            doomed.process.child.exitStatus() == 128 + SIGKILL
+        }
+        try await eventually(timeout: .seconds(90), "the hour to finish on the survivor") {
+            try await runs.progress(job: "book-rec-push", period: slot)?.state == "succeeded"
+        }
+        let everyone = Set((1...500).map { Int64($0) })
+        let first = try await pushes(slot: slot, users: everyone)
+        let byUser = Dictionary(grouping: first, by: \.userID)
+        #expect(Set(byUser.keys) == everyone, "no user lost")
+        let twoDifferent = byUser.filter { Set($0.value.map(\.pushID)).count > 1 }.keys.sorted()
+        #expect(twoDifferent.isEmpty, "never two different pushes for one user and slot: \(twoDifferent)")
+        #expect(first.count > 500, "the pushes produced but never marked were sent again (with their ids)")
+        #expect(first.count <= 500 + 60 + 50, "at most the unmarked pushes (and a batch in flight) sent again")
+
+        // The hour forced again: every user is marked sent, nothing goes out twice.
+        let again = try await adminRequest(
+            survivor.admin, "POST", "jobs/book-rec-push/trigger?period=\(slot)&force=true", token: "t0ken")
+        #expect(again.status == 202, "\(again.body)")
+        try await eventually(timeout: .seconds(90), "the forced re-run to finish") {
+            let progress = try await runs.progress(job: "book-rec-push", period: slot)
+            return progress?.attempt == 2 && progress?.state == "succeeded"
+        }
+        let after = try await pushes(slot: slot, users: everyone)
+        #expect(after.count == first.count, "the re-run sent nothing: \(after.count - first.count) more")
+    }
+}
