@@ -55,7 +55,8 @@ public enum BookRecSettings {
         "an hour whose cache misses pass this share of its users alerts")
     public static let failpoint = Setting.integer(
         "PREWARM_PUSH_FAILPOINT_AFTER_PUSHES", default: 0, in: 0...100_000_000,
-        "tests only: the process kills itself (SIGKILL) after producing this many pushes, before marking them sent (0: never)")
+        "tests only: the process kills itself (SIGKILL) after producing this many pushes, before marking them sent (0: never)"
+    )
 
     public static let all: [SettingDescription] = [
         prewarmSchedule.description, prewarmDeadline.description, pushSchedule.description,
