@@ -156,6 +156,7 @@ struct Demo {
         }
         try await showStoreRecommendations(db: db, cache: cache, now: now)
         try await showKAPrewarm(db: db, cache: cache)
+        try await showBookRecPush(db: db, cache: cache)
 
         print("")
         print("prewarmctl status:")

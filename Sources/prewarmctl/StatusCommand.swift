@@ -105,7 +105,7 @@ struct StatusView {
         return lines.joined(separator: "\n")
     }
 
-    private func line(_ run: JobRunProgress) -> String {
+    func line(_ run: JobRunProgress) -> String {
         var parts = [pad(run.job, 16), pad(run.period, 10), pad(run.state, 10)]
         if let total = run.itemsKnown, total > 0 || run.batchesTotal != nil {
             parts.append(bar(done: run.itemsFinished, total: total))

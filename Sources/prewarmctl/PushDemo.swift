@@ -1,0 +1,204 @@
+import BlockingIO
+import BookRecPush
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import PrewarmConfiguration
+import PrewarmRuntime
+import Redis
+
+/// `make demo`, part four: a day of "read later" targets in `task_data`; two push-producer
+/// pods pre-warm them against the simulated A/B, recommendation and material services
+/// (progress, calls in flight, users outside the experiment), then push one hour from the
+/// cache (pushes, misses, miss rate), then run the hour again: no second push goes out.
+extension Demo {
+    func showBookRecPush(db: PostgresConnection, cache: RedisConnection) async throws {
+        print("")
+        let simulator = DownstreamSimulator(Self.simulatedBehaviour)
+        let port = try FreePort.next()
+        let serving = Task {
+            try await simulator.serve(host: "127.0.0.1", port: port, logger: Logger(label: "prewarmctl.simulator"))
+        }
+        var pods: [ChildProcess] = []
+        do {
+            try await bookRecPush(db: db, cache: cache, simulator: simulator, simulatorPort: port, pods: &pods)
+        } catch {
+            for pod in pods { pod.signal(SIGKILL) }
+            serving.cancel()
+            throw error
+        }
+        for pod in pods { pod.signal(SIGTERM) }
+        for pod in pods { _ = try? await pod.wait(timeout: .seconds(40)) }
+        serving.cancel()
+        _ = await serving.result
+    }
+
+    static var simulatedBehaviour: DownstreamSimulator.Behaviour {
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "uniform:5ms-15ms"
+        behaviour.errorRate = 0.02
+        behaviour.experimentShare = 0.8
+        return behaviour
+    }
+
+    private func bookRecPush(
+        db: PostgresConnection, cache: RedisConnection, simulator: DownstreamSimulator, simulatorPort: Int,
+        pods: inout [ChildProcess]
+    ) async throws {
+        // Today's two tasks: 4,000 readers who finished a series, 3,000 following one (1,000 in
+        // both), pushed at 20:00 to 23:00; and three rows upstream got wrong.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let now = Date()
+        let parts = calendar.dateComponents([.year, .month, .day], from: now)
+        let day = String(format: "%04d%02d%02d", parts.year!, parts.month!, parts.day!)
+        let options = BookRecOptions()
+        let tasks = options.tasks(day: day)
+        try await db.query(
+            "DELETE FROM task_data WHERE task_id = ANY($1::text[])", ["{\(tasks.joined(separator: ","))}"])
+        try await db.query(
+            """
+            INSERT INTO task_data (task_id, source_uid, project, push_hour, payload)
+            SELECT $1, 700000 + u, 'novel', 20 + u % 4, '{"series_id": ' || (u % 300) || ', "chapter": ' || (u % 90) || '}'
+            FROM generate_series(1, 4000) u
+            UNION ALL
+            SELECT $2, 700000 + u, 'novel', 20 + u % 4, '{"series_id": ' || (u % 300) || '}'
+            FROM generate_series(3001, 6000) u
+            UNION ALL
+            VALUES ($1, NULL, 'novel', 21::smallint, '{}'), ($1, 709001, '', 21, '{}'), ($1, 709002, 'novel', 21, 'oops')
+            """, [tasks[0], tasks[1]])
+        print(
+            "push:         task_data for \(day): 4,000 users of \(tasks[0]), 3,000 of \(tasks[1]) (1,000 in both), "
+                + "push hours 20-23, and 3 malformed rows")
+        print(
+            "push:         simulated A/B, recommendation and material services on 127.0.0.1:\(simulatorPort) "
+                + "(latency 5-15 ms, 2 % errors, 80 % of users in the experiment)")
+
+        let binaries = URL(fileURLWithPath: workerPath).deletingLastPathComponent()
+        let token = UUID().uuidString
+        let base = "http://127.0.0.1:\(simulatorPort)"
+        let settings = [
+            "PREWARM_PUSH_AB_URL": base + "/ab", "PREWARM_PUSH_REC_URL": base + "/rec",
+            "PREWARM_PUSH_MATERIAL_URL": base + "/material", "PREWARM_PUSH_BATCH_SIZE": "200",
+        ]
+        var ports: [Int] = []
+        for index in 0..<2 {
+            let port = try FreePort.next()
+            ports.append(port)
+            pods.append(
+                try start(
+                    binaries.appendingPathComponent("push-producer").path, port: port, token: token,
+                    log: "push-producer-\(index + 1).log", extra: settings))
+        }
+        for (index, port) in ports.enumerated() {
+            try await waitForAdmin(port: port, process: pods[index], name: "push-producer-\(index + 1)")
+        }
+
+        // 00:01's pre-warm, triggered now by hand.
+        var started = ContinuousClock.now
+        let (status, body) = try await trigger(port: ports[0], token: token, job: BookRecJobs.prewarmJob, period: day)
+        print(
+            "push:         POST /jobs/\(BookRecJobs.prewarmJob)/trigger?period=\(day)&force=true -> \(status) \(body)")
+        let prewarm = try await watch(
+            job: BookRecJobs.prewarmJob, period: day, cache: cache, simulator: simulator, started: started)
+        let bookCache = BookRecCache(redis: cache)
+        let counts = try await bookCache.counts(job: prewarm.job, period: prewarm.period, attempt: prewarm.attempt)
+        let inFlight = simulator.stats.total.maxInFlight
+        print(
+            "push:         pre-warm \(prewarm.state) in \(format(.now - started)): \(counts["cached"] ?? 0) cached in "
+                + "rec:later_read:{uid} for 24 h, \(counts["not_in_experiment"] ?? 0) outside the experiment (skipped), "
+                + "\(counts["malformed"] ?? 0) malformed, \(counts["failed"] ?? 0) failed after the final retry; "
+                + "\(simulator.stats.total.calls) calls, \(simulator.stats.total.errors) answered 503 and retried, "
+                + "at most \(inFlight) in flight (2 pods x PREWARM_PUSH_MAX_IN_FLIGHT 50)")
+        let sample = try await cache.send("GET", bookCache.recommendationKey(700_001)).string ?? "(none)"
+        print("push:         GET rec:later_read:700001 -> \(sample)")
+
+        // A few recommendations lost before the evening (evicted, say): the push counts them.
+        let lost = (1...40).map { Int64(700_000 + $0 * 97) }
+        try await cache.send(RedisCommand("DEL", arguments: lost.map { bookCache.recommendationKey($0) }))
+        print("push:         deleted 40 cached recommendations (as an eviction would) to show misses")
+
+        // 21:00's push, triggered now.
+        let slot = day + "21"
+        let pushTopic = TopicCatalog.bookRecommendationPush.name
+        let before = try await highWatermarks(pushTopic).values.reduce(0, +)
+        started = .now
+        _ = try await trigger(port: ports[1], token: token, job: BookRecJobs.pushJob, period: slot)
+        let hour = try await watch(
+            job: BookRecJobs.pushJob, period: slot, cache: cache, simulator: simulator, started: started)
+        let pushed = try await bookCache.counts(job: hour.job, period: hour.period, attempt: hour.attempt)
+        let produced = try await highWatermarks(pushTopic).values.reduce(0, +) - before
+        let misses = pushed["misses"] ?? 0
+        let rate = Double(misses) / Double(max(misses + (pushed["hits"] ?? 0), 1))
+        print(
+            "push:         \(slot) \(hour.state) in \(format(.now - started)): \(pushed["rows"] ?? 0) rows, "
+                + "\(pushed["sent"] ?? 0) pushes produced to \(pushTopic) (\(produced) messages), "
+                + "\(pushed["other_push"] ?? 0) users already pushed for their other task, "
+                + "\(pushed["not_in_experiment"] ?? 0) outside the experiment, \(misses) cache misses "
+                + "(miss rate \(String(format: "%.1f", rate * 100)) %, alert above 5 %), \(pushed["malformed"] ?? 0) malformed rows"
+        )
+        if let message = try await lastMessage(pushTopic) {
+            print("push:         a push: \(message)")
+        }
+
+        // The same hour again (an operator's re-run, or a replay): nobody gets a second push.
+        let beforeAgain = try await highWatermarks(pushTopic).values.reduce(0, +)
+        _ = try await trigger(port: ports[0], token: token, job: BookRecJobs.pushJob, period: slot)
+        let again = try await watch(
+            job: BookRecJobs.pushJob, period: slot, cache: cache, simulator: simulator, started: .now, quiet: true)
+        let repeated = try await bookCache.counts(job: again.job, period: again.period, attempt: again.attempt)
+        let producedAgain = try await highWatermarks(pushTopic).values.reduce(0, +) - beforeAgain
+        print(
+            "push:         \(slot) run again (attempt \(again.attempt)): \(repeated["already_sent"] ?? 0) users "
+                + "already marked sent in push:sent:{uid}:\(slot), \(repeated["sent"] ?? 0) pushes produced, "
+                + "\(producedAgain) new messages")
+        guard producedAgain == 0 else { throw DemoFailure("the re-run of \(slot) produced pushes again") }
+    }
+
+    /// Shows the run's progress each second until it ends, with the calls in flight.
+    private func watch(
+        job: String, period: String, cache: RedisConnection, simulator: DownstreamSimulator,
+        started: ContinuousClock.Instant, quiet: Bool = false
+    ) async throws -> JobRunProgress {
+        let runs = JobRuns(
+            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
+            alerts: nil)
+        let deadline = ContinuousClock.now + .seconds(300)
+        var lastShown = ContinuousClock.now - .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let run = try await runs.progress(job: job, period: period), run.startedAt != nil {
+                if run.isFinished, run.attempt > 0 { return run }
+                if !quiet, ContinuousClock.now - lastShown >= .seconds(1) {
+                    let fleet = try await FleetStatus.read(
+                        redis: cache, postgres: nil, runsSince: Date().addingTimeInterval(-600), alerts: 0)
+                    print(
+                        "status:       +\(format(.now - started))  "
+                            + StatusView(status: fleet, timeZone: timeZone).line(run)
+                            + "  calls in flight \(simulator.stats.total.inFlight)")
+                    lastShown = .now
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DemoFailure("the \(job) run \(period) did not finish in 300 s")
+    }
+
+    /// The newest message of the topic, as text.
+    private func lastMessage(_ topic: String) async throws -> String? {
+        let marks = try await highWatermarks(topic)
+        guard let (partition, end) = marks.first(where: { $0.value > 0 }) else { return nil }
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                groupID: "prewarmctl-demo-\(UUID().uuidString)", bootstrapServers: kafka.bootstrapServers,
+                properties: kafka.properties))
+        defer { Task { await consumer.close() } }
+        try await consumer.assign([partition: end - 1])
+        for _ in 0..<50 {
+            if let message = try await consumer.poll(maxMessages: 1, timeoutMilliseconds: 100).messages.first {
+                return String(decoding: message.value ?? [], as: UTF8.self)
+            }
+        }
+        return nil
+    }
+}
