@@ -11,7 +11,7 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
 report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $4" | bc -l)"; }
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
-scenarios=${*:-redis postgres kafka ingest scoring api ka}
+scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
@@ -373,4 +373,80 @@ PY
   kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
   printf 'ka: 20 shops x %d users, two ka-prewarmer processes: %8.3f s (%.0f users/s, peak RSS %d MB; by pid: %s)\n' \
     "$SHOP_USERS" "$fleet_s" "$(echo "20 * $SHOP_USERS / $fleet_s" | bc -l)" "$rss" "$shares"
+fi
+
+if has push; then
+  # 100,000 target users (BENCH_PUSH_USERS) of one task at 21:00, every one in the experiment.
+  # The pre-warm, timed from the trigger to the run's end, with one and then two
+  # push-producer processes against `prewarmctl simulate-downstream` at 10 ms a call, beside
+  # the bound that 50 calls in flight per process allow for two sequential calls a user
+  # (50 / (2 x 10 ms) = 2,500 users/s a process); then the 21:00 push of the same users with
+  # the material service at 5 ms, beside its bound (50 / 5 ms = 10,000 pushes/s).
+  USERS=${BENCH_PUSH_USERS:-100000}
+  PUSHER=${PUSH_PRODUCER:-.build/release/push-producer}
+  run=$(date +%s%N); pschema=bench_push_$run; pids=(); sim_pid=
+  trap 'kill ${pids[*]:-} $sim_pid 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $pschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  psql "$PGURL" -qc "CREATE SCHEMA $pschema"
+  PREWARM_POSTGRES_URL=$(pg_url "$pschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+  day=$(TZ=${PREWARM_TIMEZONE:-Asia/Shanghai} date +%Y%m%d)
+  psql "$PGURL" -qc "INSERT INTO $pschema.task_data (task_id, source_uid, project, push_hour, payload)
+    SELECT '04-026-$day-r0gdua', 5000000 + u, 'novel', 21, '{\"series_id\": ' || (u % 500) || '}' FROM generate_series(1, $USERS) u"
+  psql "$PGURL" -qc "VACUUM ANALYZE $pschema.task_data"
+  predis() { redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 6 "$@"; }
+  predis flushdb >/dev/null
+  sport=$(free_port)
+  "$PREWARMCTL" simulate-downstream --port "$sport" --latency 10ms --service-latency material=5ms \
+    --experiment-share 1 >"$tmp/simulator.log" 2>&1 &
+  sim_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$sport/stats" >/dev/null && break; sleep 0.1; done
+  sim() { curl -sf "$@"; }
+  max_in_flight() { sim "http://127.0.0.1:$sport/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"]["max_in_flight"])'; }
+  start_pushers() { # count
+    ports=(); pids=()
+    for i in $(seq "$1"); do
+      port=$(free_port); ports+=("$port")
+      PREWARM_POSTGRES_URL=$(pg_url "$pschema") PREWARM_REDIS_DB=6 PREWARM_ADMIN_PORT=$port \
+        PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+        PREWARM_PUSH_AB_URL="http://127.0.0.1:$sport/ab" PREWARM_PUSH_REC_URL="http://127.0.0.1:$sport/rec" \
+        PREWARM_PUSH_MATERIAL_URL="http://127.0.0.1:$sport/material" \
+        "$PUSHER" >"$tmp/pusher-$1-$i.log" 2>&1 &
+      pids+=($!)
+    done
+    for i in $(seq 0 $(($1 - 1))); do wait_ready "${ports[$i]}" "${pids[$i]}" push-producer; done
+  }
+  run_job() { # job period; prints the wait-run line; sets run_s
+    local answer attempt t0 t1
+    t0=$(now)
+    answer=$(curl -sf -X POST -H 'Authorization: Bearer bench' "http://127.0.0.1:${ports[0]}/jobs/$1/trigger?period=$2&force=true")
+    attempt=$(echo "$answer" | sed -n 's/.*"attempt":\([0-9]*\).*/\1/p')
+    PREWARM_REDIS_DB=6 $BENCH wait-run --job "$1" --period "$2" --attempt "$attempt" | head -1
+    t1=$(now); run_s=$(secs "$t0" "$t1")
+  }
+  stop_pushers() {
+    rss=0; for pid in "${pids[@]}"; do r=$(rss_mb "$pid"); [ "$r" -gt "$rss" ] && rss=$r; done
+    cpu=""; for pid in "${pids[@]}"; do cpu="$cpu $(cpu_s "$pid")"; done
+    kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+  }
+  declare -A prewarm_rate
+  for pods in 1 2; do
+    predis flushdb >/dev/null; sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+    start_pushers "$pods"
+    run_job book-rec-prewarm "$day" >"$tmp/result"; result=$(cat "$tmp/result")
+    in_flight=$(max_in_flight); stop_pushers
+    rate=$(echo "$USERS / $run_s" | bc -l); bound=$((2500 * pods)); prewarm_rate[$pods]=$rate
+    printf 'push: pre-warm of %d users, %d push-producer process(es): %8.3f s, %6.0f users/s; bound %d users/s; ratio %.2f (goal: at least 0.90)\n' \
+      "$USERS" "$pods" "$run_s" "$rate" "$bound" "$(echo "$rate / $bound" | bc -l)"
+    printf '  at most %s calls in flight (the simulator), peak RSS %d MB, CPU s%s; %s\n' "$in_flight" "$rss" "$cpu" "$result"
+  done
+  printf 'push: two processes / one: %.2fx (goal: at least 1.80)\n' "$(echo "${prewarm_rate[2]} / ${prewarm_rate[1]}" | bc -l)"
+  sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+  start_pushers 1
+  run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result")
+  in_flight=$(max_in_flight); stop_pushers
+  sent=$(predis hget "book-rec:stats:book-rec-push:${day}21:$(predis hget "prewarm:run:book-rec-push:${day}21:progress" attempt)" sent)
+  rate=$(echo "$USERS / $run_s" | bc -l)
+  printf 'push: the 21:00 push of %d users (%s sent), material at 5 ms, one process: %8.3f s, %6.0f pushes/s; bound 10000/s; ratio %.2f (goal: at least 0.90)\n' \
+    "$USERS" "$sent" "$run_s" "$rate" "$(echo "$rate / 10000" | bc -l)"
+  printf '  at most %s calls in flight, peak RSS %d MB (goal: under 200 MB), CPU s%s; %s\n' "$in_flight" "$rss" "$cpu" "$result"
+  kill "$sim_pid" 2>/dev/null || true; sim_pid=
 fi

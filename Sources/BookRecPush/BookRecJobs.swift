@@ -94,7 +94,8 @@ public final class BookRecJobs: JobBatchHandler {
         for problem in malformed {
             logger.warning("task_data row skipped", metadata: ["row": "\(problem.id)", "reason": "\(problem.reason)"])
         }
-        let outcomes = await concurrentResults(rows, limit: max(rows.count, 1)) { row in try await self.prewarm(row) }
+        let outcomes = try Self.unlessCancelled(
+            await concurrentResults(rows, limit: max(rows.count, 1)) { row in try await self.prewarm(row) })
         var entries: [(user: Int64, value: CachedRecommendation)] = []
         var failed: [(user: Int64, error: any Error)] = []
         var out: [Int64] = []
@@ -172,6 +173,14 @@ public final class BookRecJobs: JobBatchHandler {
         }
     }
 
+    /// The outcomes, unless the work was cancelled (a pod shutting down): then no user has
+    /// failed, the batch is not recorded, and another pod works it again.
+    static func unlessCancelled<T>(_ outcomes: [Result<T, any Error>]) throws -> [Result<T, any Error>] {
+        let cancelled = outcomes.contains { if case .failure(let error) = $0 { error is CancellationError } else { false } }
+        if cancelled || Task.isCancelled { throw CancellationError() }
+        return outcomes
+    }
+
     /// Users for a log line: all of them up to 100, else the first 100 and how many more.
     static func some(_ users: [Int64]) -> String {
         users.count <= 100 ? "\(users)" : "\(Array(users.prefix(100))) and \(users.count - 100) more"
@@ -221,28 +230,29 @@ public final class BookRecJobs: JobBatchHandler {
             case .other: otherPush += 1
             }
         }
-        let outcomes = await concurrentResults(toSend, limit: max(toSend.count, 1)) { item in
-            let material = try await self.services.material(user: item.row.user, of: item.rec.recommendation)
-            let message = try self.message(item.row, item.rec, material, pushID: item.pushID, slot: slot)
-            _ = try await self.producer.send(message)
-            self.failpoint()
-            return item.pushID
-        }
-        var sent: [(user: Int64, pushID: String)] = []
+        let producedAt = Date().formatted(.iso8601)
+        let outcomes = try Self.unlessCancelled(
+            await concurrentResults(toSend, limit: max(toSend.count, 1)) { item in
+                let material = try await self.services.material(user: item.row.user, of: item.rec.recommendation)
+                return try self.message(item.row, item.rec, material, pushID: item.pushID, slot: slot, at: producedAt)
+            })
+        var messages: [KafkaProducerMessage] = []
+        var ready: [(user: Int64, pushID: String)] = []
         var failed: [(user: Int64, error: any Error)] = []
-        var deliveryFailure: (any Error)?
         for (item, outcome) in zip(toSend, outcomes) {
             switch outcome {
-            case .success(let pushID): sent.append((item.row.user, pushID))
-            case .failure(let error as KafkaError): deliveryFailure = error
+            case .success(let message):
+                messages.append(message)
+                ready.append((item.row.user, item.pushID))
             case .failure(let error): failed.append((item.row.user, error))
             }
         }
-        try await cache.markSent(sent, slot: slot)
-        if let deliveryFailure {
-            // Those not delivered stay claimed: the batch's retry sends them with the same ids.
-            throw deliveryFailure
-        }
+        // One send for the batch's pushes; if any is not delivered, none is marked and the
+        // batch is retried: the delivered ones go again with the same ids.
+        try await producer.send(messages)
+        failpoint(produced: messages.count)
+        try await cache.markSent(ready, slot: slot)
+        let sent = ready
         if let first = failed.first {
             logger.warning(
                 "pushes not sent: the material service failed",
@@ -305,13 +315,14 @@ public final class BookRecJobs: JobBatchHandler {
 
     /// The push (topics.md): key = the user id; the row's payload passed on as `data`.
     func message(
-        _ row: TaskDataRow, _ rec: CachedRecommendation, _ material: Material, pushID: String, slot: String
+        _ row: TaskDataRow, _ rec: CachedRecommendation, _ material: Material, pushID: String, slot: String,
+        at producedAt: String
     ) throws -> KafkaProducerMessage {
         let value = PushMessage(
             pushID: pushID, userID: row.user, project: row.project, taskID: row.task, slot: slot, recID: rec.recID,
             recType: rec.recType, materialID: rec.materialID, traceID: rec.traceID,
             material: .init(title: material.title, body: material.body, imageURL: material.imageURL),
-            producedAt: ISO8601DateFormatter().string(from: Date()))
+            producedAt: producedAt)
         var json = [UInt8](try Self.messageEncoder.encode(value))
         json.removeLast()  // the closing brace: the payload goes in as it is (checked to be an object)
         json.append(contentsOf: #","data":"#.utf8)
@@ -323,9 +334,11 @@ public final class BookRecJobs: JobBatchHandler {
     }
 
     /// `PREWARM_PUSH_FAILPOINT_AFTER_PUSHES`: dies like a killed pod between produce and mark.
-    private func failpoint() {
+    private func failpoint(produced count: Int) {
         let limit = options.failpointAfterPushes
-        guard limit > 0, produced.add(1, ordering: .relaxed).newValue == limit else { return }
+        guard limit > 0, count > 0 else { return }
+        let total = produced.add(count, ordering: .relaxed).newValue
+        guard total >= limit, total - count < limit else { return }
         logger.critical("failpoint: killing this process after \(limit) pushes produced, before marking them sent")
         kill(getpid(), SIGKILL)
     }

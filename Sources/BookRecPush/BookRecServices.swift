@@ -74,7 +74,12 @@ public final class BookRecServices: Sendable {
     public let recommendation: CircuitBreaker
     public let material: CircuitBreaker
     private let logger: Logger
+    private let quiet: Logger
     private let policy: RetryPolicy
+    private let abBase: String
+    private let recommendationBase: String
+    private let materialBase: String
+    private let experiment: String
 
     public init(options: BookRecOptions, http: DownstreamClient, logger: Logger) {
         self.options = options
@@ -88,42 +93,55 @@ public final class BookRecServices: Sendable {
         ab = breaker("ab")
         recommendation = breaker("recommendation")
         material = breaker("material")
-        policy = RetryPolicy(
-            backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
-    }
-
-    public func assignment(user: Int64, project: String) async throws -> Assignment {
-        var url = options.services.ab.appendingPathComponent("v1/experiments/\(options.experiment)/assignment")
-        url.append(queryItems: [
-            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "project", value: project),
-        ])
-        return try await call(url, ab, Assignment.self)
-    }
-
-    public func recommend(user: Int64, project: String, traceID: String) async throws -> Recommendation {
-        var url = options.services.recommendation.appendingPathComponent("v1/recommendations")
-        url.append(queryItems: [
-            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "project", value: project),
-            URLQueryItem(name: "scene", value: "pre-warming-process"), URLQueryItem(name: "trace_id", value: traceID),
-        ])
-        return try await call(url, recommendation, Recommendation.self)
-    }
-
-    public func material(user: Int64, of rec: Recommendation) async throws -> Material {
-        var url = options.services.material.appendingPathComponent("v1/materials/\(rec.materialID)")
-        url.append(queryItems: [
-            URLQueryItem(name: "uid", value: String(user)), URLQueryItem(name: "rec_id", value: rec.recID),
-            URLQueryItem(name: "rec_type", value: rec.recType),
-        ])
-        return try await call(url, material, Material.self)
-    }
-
-    private func call<T: Decodable & Sendable>(_ url: URL, _ breaker: CircuitBreaker, _ type: T.Type) async throws -> T
-    {
+        abBase = Self.base(options.services.ab)
+        recommendationBase = Self.base(options.services.recommendation)
+        materialBase = Self.base(options.services.material)
+        experiment = Self.encoded(options.experiment)
         // Each retry is counted in the metrics and the run's failures, not logged: at a 20 %
         // error rate a log line per retry would drown the log.
         var quiet = logger
         quiet.logLevel = .error
+        self.quiet = quiet
+        policy = RetryPolicy(
+            backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
+    }
+
+    /// Characters a query value or path segment keeps as they are (RFC 3986 unreserved).
+    static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    static func encoded(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
+    static func base(_ url: URL) -> String {
+        let text = url.absoluteString
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    public func assignment(user: Int64, project: String) async throws -> Assignment {
+        let url =
+            "\(abBase)/v1/experiments/\(experiment)/assignment?uid=\(user)&project=\(Self.encoded(project))"
+        return try await call(url, ab, Assignment.self)
+    }
+
+    public func recommend(user: Int64, project: String, traceID: String) async throws -> Recommendation {
+        let url =
+            "\(recommendationBase)/v1/recommendations?uid=\(user)&project=\(Self.encoded(project))"
+            + "&scene=pre-warming-process&trace_id=\(Self.encoded(traceID))"
+        return try await call(url, recommendation, Recommendation.self)
+    }
+
+    public func material(user: Int64, of rec: Recommendation) async throws -> Material {
+        let url =
+            "\(materialBase)/v1/materials/\(Self.encoded(rec.materialID))?uid=\(user)&rec_id=\(Self.encoded(rec.recID))"
+            + "&rec_type=\(Self.encoded(rec.recType))"
+        return try await call(url, material, Material.self)
+    }
+
+    private func call<T: Decodable & Sendable>(_ url: String, _ breaker: CircuitBreaker, _ type: T.Type) async throws
+        -> T
+    {
         let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
             try await inFlight.run { try await breaker.call { try await http.get(url, service: breaker.service) } }
         }

@@ -64,11 +64,19 @@ public final class DownstreamClient: Sendable {
             connectionPool: HTTPClient.Configuration.ConnectionPool(
                 idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost))
         configuration.httpVersion = .http1Only
+        // No tracer: building a span's attributes for every call costs more than the call's
+        // own bookkeeping, and prewarm exports metrics, not traces.
+        configuration.tracing.tracer = nil
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     public func get(_ url: URL, service: String, timeout: Duration? = nil) async throws -> DownstreamResponse {
-        try await send(HTTPClientRequest(url: url.absoluteString), service: service, timeout: timeout)
+        try await get(url.absoluteString, service: service, timeout: timeout)
+    }
+
+    /// A GET of a URL already in text (built by the caller, its values percent-encoded).
+    public func get(_ url: String, service: String, timeout: Duration? = nil) async throws -> DownstreamResponse {
+        try await send(HTTPClientRequest(url: url), service: service, timeout: timeout)
     }
 
     public func post(
