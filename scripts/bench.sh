@@ -431,22 +431,24 @@ if has push; then
   for pods in 1 2; do
     predis flushdb >/dev/null; sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
     start_pushers "$pods"
+    sim0=$(cpu_s "$sim_pid")
     run_job book-rec-prewarm "$day" >"$tmp/result"; result=$(cat "$tmp/result")
-    in_flight=$(max_in_flight); stop_pushers
+    in_flight=$(max_in_flight); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
     rate=$(echo "$USERS / $run_s" | bc -l); bound=$((2500 * pods)); prewarm_rate[$pods]=$rate
     printf 'push: pre-warm of %d users, %d push-producer process(es): %8.3f s, %6.0f users/s; bound %d users/s; ratio %.2f (goal: at least 0.90)\n' \
       "$USERS" "$pods" "$run_s" "$rate" "$bound" "$(echo "$rate / $bound" | bc -l)"
-    printf '  at most %s calls in flight (the simulator), peak RSS %d MB, CPU s%s; %s\n' "$in_flight" "$rss" "$cpu" "$result"
+    printf '  at most %s calls in flight (the simulator), peak RSS %d MB, CPU s%s (simulator %s s); %s\n' "$in_flight" "$rss" "$cpu" "$sim_cpu" "$result"
   done
   printf 'push: two processes / one: %.2fx (goal: at least 1.80)\n' "$(echo "${prewarm_rate[2]} / ${prewarm_rate[1]}" | bc -l)"
   sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
   start_pushers 1
+  sim0=$(cpu_s "$sim_pid")
   run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result")
-  in_flight=$(max_in_flight); stop_pushers
+  in_flight=$(max_in_flight); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
   sent=$(predis hget "book-rec:stats:book-rec-push:${day}21:$(predis hget "prewarm:run:book-rec-push:${day}21:progress" attempt)" sent)
   rate=$(echo "$USERS / $run_s" | bc -l)
   printf 'push: the 21:00 push of %d users (%s sent), material at 5 ms, one process: %8.3f s, %6.0f pushes/s; bound 10000/s; ratio %.2f (goal: at least 0.90)\n' \
     "$USERS" "$sent" "$run_s" "$rate" "$(echo "$rate / 10000" | bc -l)"
-  printf '  at most %s calls in flight, peak RSS %d MB (goal: under 200 MB), CPU s%s; %s\n' "$in_flight" "$rss" "$cpu" "$result"
+  printf '  at most %s calls in flight, peak RSS %d MB (goal: under 200 MB), CPU s%s (simulator %s s); %s\n' "$in_flight" "$rss" "$cpu" "$sim_cpu" "$result"
   kill "$sim_pid" 2>/dev/null || true; sim_pid=
 fi

@@ -176,7 +176,9 @@ public final class BookRecJobs: JobBatchHandler {
     /// The outcomes, unless the work was cancelled (a pod shutting down): then no user has
     /// failed, the batch is not recorded, and another pod works it again.
     static func unlessCancelled<T>(_ outcomes: [Result<T, any Error>]) throws -> [Result<T, any Error>] {
-        let cancelled = outcomes.contains { if case .failure(let error) = $0 { error is CancellationError } else { false } }
+        let cancelled = outcomes.contains {
+            if case .failure(let error) = $0 { error is CancellationError } else { false }
+        }
         if cancelled || Task.isCancelled { throw CancellationError() }
         return outcomes
     }

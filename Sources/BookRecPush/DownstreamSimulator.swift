@@ -142,20 +142,62 @@ public final class DownstreamSimulator: Sendable {
         public var total = ServiceStats()
     }
 
-    private let state: Mutex<(behaviour: Behaviour, stats: Stats)>
+    /// What a call needs of the behaviour, parsed once when it is set (the hot path reads it
+    /// under the lock at every call).
+    struct Plan {
+        var latency: [Latency]
+        var down: [Bool]
+        var errorRate: Double
+        var experimentShare: Double
+
+        init(_ behaviour: Behaviour) {
+            latency = DownstreamSimulator.services.map { behaviour.latency(of: $0) }
+            down = DownstreamSimulator.services.map { behaviour.down.contains($0) }
+            errorRate = behaviour.errorRate
+            experimentShare = behaviour.experimentShare
+        }
+    }
+
+    struct State {
+        var behaviour: Behaviour
+        var plan: Plan
+        /// Per service, in the order of `services`.
+        var services = [ServiceStats](repeating: ServiceStats(), count: DownstreamSimulator.services.count)
+        var total = ServiceStats()
+    }
+
+    private let state: Mutex<State>
 
     public init(_ behaviour: Behaviour = Behaviour()) {
-        state = Mutex((behaviour, Stats()))
+        state = Mutex(State(behaviour: behaviour, plan: Plan(behaviour)))
     }
 
     public var behaviour: Behaviour {
         get { state.withLock { $0.behaviour } }
-        set { state.withLock { $0.behaviour = newValue } }
+        set {
+            state.withLock {
+                $0.behaviour = newValue
+                $0.plan = Plan(newValue)
+            }
+        }
     }
 
-    public var stats: Stats { state.withLock { $0.stats } }
+    public var stats: Stats {
+        state.withLock { state in
+            var stats = Stats(total: state.total)
+            for (index, name) in Self.services.enumerated() where state.services[index].calls > 0 {
+                stats.services[name] = state.services[index]
+            }
+            return stats
+        }
+    }
 
-    public func resetStats() { state.withLock { $0.stats = Stats() } }
+    public func resetStats() {
+        state.withLock {
+            $0.services = [ServiceStats](repeating: ServiceStats(), count: Self.services.count)
+            $0.total = ServiceStats()
+        }
+    }
 
     /// Whether the user is in the experiment: a stable share by user id.
     public static func isIn(user: Int64, share: Double) -> Bool {
@@ -163,82 +205,99 @@ public final class DownstreamSimulator: Sendable {
         return Double(spread % 10_000) < share * 10_000
     }
 
-    private func enter(_ service: String) -> Behaviour {
+    private func enter(_ service: Int) -> (latency: Latency, down: Bool, errorRate: Double, share: Double) {
         state.withLock { state in
-            state.stats.services[service, default: ServiceStats()].calls += 1
-            state.stats.services[service]!.inFlight += 1
-            state.stats.services[service]!.maxInFlight = max(
-                state.stats.services[service]!.maxInFlight, state.stats.services[service]!.inFlight)
-            state.stats.total.calls += 1
-            state.stats.total.inFlight += 1
-            state.stats.total.maxInFlight = max(state.stats.total.maxInFlight, state.stats.total.inFlight)
-            return state.behaviour
+            state.services[service].calls += 1
+            state.services[service].inFlight += 1
+            state.services[service].maxInFlight = max(
+                state.services[service].maxInFlight, state.services[service].inFlight)
+            state.total.calls += 1
+            state.total.inFlight += 1
+            state.total.maxInFlight = max(state.total.maxInFlight, state.total.inFlight)
+            let plan = state.plan
+            return (plan.latency[service], plan.down[service], plan.errorRate, plan.experimentShare)
         }
     }
 
-    private func leave(_ service: String, failed: Bool) {
+    private func leave(_ service: Int, failed: Bool) {
         state.withLock { state in
-            state.stats.services[service]!.inFlight -= 1
-            state.stats.total.inFlight -= 1
+            state.services[service].inFlight -= 1
+            state.total.inFlight -= 1
             if failed {
-                state.stats.services[service]!.errors += 1
-                state.stats.total.errors += 1
+                state.services[service].errors += 1
+                state.total.errors += 1
             }
         }
     }
 
-    private func answer(_ service: String, _ body: (Behaviour) throws -> some Encodable) async -> Response {
-        let behaviour = enter(service)
+    /// One call: its latency, then 503 at the error rate, else the body `answer` writes (nil:
+    /// a bad request). Bodies are written by hand: the simulator must cost little beside the
+    /// client it measures.
+    private func answer(_ service: Int, _ answer: (_ share: Double) -> String?) async -> Response {
+        let plan = enter(service)
         var failed = true
         defer { leave(service, failed: failed) }
-        if behaviour.down.contains(service) {
-            return Self.json(.serviceUnavailable, ["error": "\(service) is down (simulated)"])
+        if plan.down {
+            return Self.json(.serviceUnavailable, ["error": "\(Self.services[service]) is down (simulated)"])
         }
-        try? await Task.sleep(for: behaviour.latency(of: service).sample())
-        if Double.random(in: 0..<1) < behaviour.errorRate {
+        try? await Task.sleep(for: plan.latency.sample())
+        if plan.errorRate > 0, Double.random(in: 0..<1) < plan.errorRate {
             return Self.json(.serviceUnavailable, ["error": "simulated failure"])
         }
-        guard let value = try? body(behaviour) else {
+        guard let body = answer(plan.share) else {
             return Self.json(.badRequest, ["error": "uid must be a positive integer"])
         }
         failed = false
-        return Self.json(.ok, value)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 
-    struct BadRequest: Error {}
-
-    static func user(_ request: Request) throws -> Int64 {
-        guard let user = request.uri.queryParameters.get("uid").flatMap({ Int64($0) }), user > 0 else {
-            throw BadRequest()
+    /// `text` as a JSON string's content.
+    static func escaped(_ text: some StringProtocol) -> String {
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            return String(text)
         }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    static func user(_ request: Request) -> Int64? {
+        guard let user = request.uri.queryParameters.get("uid").flatMap({ Int64($0) }), user > 0 else { return nil }
         return user
     }
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/ab/v1/experiments/:experiment/assignment") { request, context -> Response in
-            let experiment = context.parameters.get("experiment") ?? ""
-            return await self.answer("ab") { behaviour in
-                let user = try Self.user(request)
-                return Assignment(
-                    experiment: experiment, value: Self.isIn(user: user, share: behaviour.experimentShare) ? "1" : "0",
-                    traceID: "ab-\(experiment)-\(user)")
+            let experiment = Self.escaped(context.parameters.get("experiment") ?? "")
+            return await self.answer(0) { share in
+                guard let user = Self.user(request) else { return nil }
+                let value = Self.isIn(user: user, share: share) ? "1" : "0"
+                return #"{"experiment":"\#(experiment)","value":"\#(value)","trace_id":"ab-\#(experiment)-\#(user)"}"#
             }
         }
         router.get("/rec/v1/recommendations") { request, _ -> Response in
-            await self.answer("rec") { _ in
-                let user = try Self.user(request)
-                return Recommendation(recID: "rec-\(user)", recType: "book", materialID: "m-\(user % 5000)")
+            await self.answer(1) { _ in
+                guard let user = Self.user(request) else { return nil }
+                return #"{"rec_id":"rec-\#(user)","rec_type":"book","material_id":"m-\#(user % 5000)"}"#
             }
         }
         router.get("/material/v1/materials/:material") { request, context -> Response in
-            let material = context.parameters.get("material") ?? ""
-            return await self.answer("material") { _ in
-                _ = try Self.user(request)
-                return Material(
-                    materialID: material, title: "Your next read is waiting",
-                    body: "Picked for you from the series you read.",
-                    imageURL: "https://img.example.com/books/\(material).jpg")
+            let material = Self.escaped(context.parameters.get("material") ?? "")
+            return await self.answer(2) { _ in
+                guard Self.user(request) != nil else { return nil }
+                return #"{"material_id":"\#(material)","title":"Your next read is waiting","#
+                    + #""body":"Picked for you from the series you read.","#
+                    + #""image_url":"https://img.example.com/books/\#(material).jpg"}"#
             }
         }
         router.get("/stats") { _, _ -> Response in Self.json(.ok, self.stats) }
