@@ -157,8 +157,12 @@ public struct BookRecCache: Sendable {
 
     /// Records the day's users outside the experiment.
     func recordOut(_ users: [Int64], day: String) async throws {
+        try await add(users, to: outKey(day: day))
+    }
+
+    /// Adds the users to the set at `key`, which then lives two days.
+    private func add(_ users: [Int64], to key: String) async throws {
         guard !users.isEmpty else { return }
-        let key = outKey(day: day)
         _ = try await redis.pipeline([
             RedisCommand("SADD", arguments: [key] + users.map(String.init)), RedisCommand("EXPIRE", key, 2 * 86_400),
         ])
@@ -173,11 +177,7 @@ public struct BookRecCache: Sendable {
     }
 
     func recordFailed(_ users: [Int64], period: String, attempt: Int) async throws {
-        guard !users.isEmpty else { return }
-        let key = failedKey(period: period, attempt: attempt)
-        _ = try await redis.pipeline([
-            RedisCommand("SADD", arguments: [key] + users.map(String.init)), RedisCommand("EXPIRE", key, 2 * 86_400),
-        ])
+        try await add(users, to: failedKey(period: period, attempt: attempt))
     }
 
     func failed(period: String, attempt: Int) async throws -> [Int64] {

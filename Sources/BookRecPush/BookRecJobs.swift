@@ -120,14 +120,7 @@ public final class BookRecJobs: JobBatchHandler {
         var all = counts
         all["failed"] = failed.count
         try await cache.count(all, job: batch.job, period: batch.period, attempt: batch.attempt)
-        if let first = failed.first {
-            logger.warning(
-                "users not pre-warmed; tried again at the run's end",
-                metadata: [
-                    "batch": "\(batch.batch)", "count": "\(failed.count)", "users": "\(Self.some(failed.map(\.user)))",
-                    "first_error": "\(first.error)",
-                ])
-        }
+        warn("users not pre-warmed; tried again at the run's end", failed, ["batch": "\(batch.batch)"])
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
 
@@ -183,9 +176,18 @@ public final class BookRecJobs: JobBatchHandler {
         return outcomes
     }
 
-    /// Users for a log line: all of them up to 100, else the first 100 and how many more.
-    static func some(_ users: [Int64]) -> String {
-        users.count <= 100 ? "\(users)" : "\(Array(users.prefix(100))) and \(users.count - 100) more"
+    /// One warning for the users that failed: how many, the first 100 of them, the first error.
+    private func warn(
+        _ message: Logger.Message, _ failed: [(user: Int64, error: any Error)], _ context: Logger.Metadata
+    ) {
+        guard let first = failed.first else { return }
+        let users = failed.map(\.user)
+        var metadata = context
+        metadata["count"] = "\(users.count)"
+        metadata["users"] =
+            "\(users.count <= 100 ? "\(users)" : "\(Array(users.prefix(100))) and \(users.count - 100) more")"
+        metadata["first_error"] = "\(first.error)"
+        logger.warning(message, metadata: metadata)
     }
 
     // MARK: - Push
@@ -255,14 +257,7 @@ public final class BookRecJobs: JobBatchHandler {
         failpoint(produced: messages.count)
         try await cache.markSent(ready, slot: slot)
         let sent = ready
-        if let first = failed.first {
-            logger.warning(
-                "pushes not sent: the material service failed",
-                metadata: [
-                    "slot": "\(slot)", "count": "\(failed.count)", "users": "\(Self.some(failed.map(\.user)))",
-                    "first_error": "\(first.error)",
-                ])
-        }
+        warn("pushes not sent: the material service failed", failed, ["slot": "\(slot)", "batch": "\(batch.batch)"])
         try await cache.count(
             [
                 "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,

@@ -46,24 +46,12 @@ extension Demo {
 
         // Two pods, as a deployment would run them; short heartbeats so the demo's kill is
         // noticed in seconds.
-        let binaries = URL(fileURLWithPath: workerPath).deletingLastPathComponent()
         let token = UUID().uuidString
         let settings = [
             "PREWARM_TASK_HEARTBEAT_S": "1", "PREWARM_TASK_STALE_AFTER_S": "3", "PREWARM_KA_LEASE_S": "4",
             "PREWARM_KA_MAX_DB_ROWS_PER_S": "25000", "PREWARM_KA_MAX_WRITERS": "2",
         ]
-        var ports: [Int] = []
-        for index in 0..<2 {
-            let port = try FreePort.next()
-            ports.append(port)
-            pods.append(
-                try start(
-                    binaries.appendingPathComponent("ka-prewarmer").path, port: port, token: token,
-                    log: "ka-prewarmer-\(index + 1).log", extra: settings))
-        }
-        for (index, port) in ports.enumerated() {
-            try await waitForAdmin(port: port, process: pods[index], name: "ka-prewarmer-\(index + 1)")
-        }
+        let ports = try await startPods("ka-prewarmer", count: 2, token: token, settings: settings, into: &pods)
 
         // Tonight's streams, each booked on live.reservation.v1, and what upstream gets wrong.
         let topic = TopicCatalog.liveReservation.name

@@ -75,25 +75,13 @@ extension Demo {
             "push:         simulated A/B, recommendation and material services on 127.0.0.1:\(simulatorPort) "
                 + "(latency 5-15 ms, 2 % errors, 80 % of users in the experiment)")
 
-        let binaries = URL(fileURLWithPath: workerPath).deletingLastPathComponent()
         let token = UUID().uuidString
         let base = "http://127.0.0.1:\(simulatorPort)"
         let settings = [
             "PREWARM_PUSH_AB_URL": base + "/ab", "PREWARM_PUSH_REC_URL": base + "/rec",
             "PREWARM_PUSH_MATERIAL_URL": base + "/material", "PREWARM_PUSH_BATCH_SIZE": "200",
         ]
-        var ports: [Int] = []
-        for index in 0..<2 {
-            let port = try FreePort.next()
-            ports.append(port)
-            pods.append(
-                try start(
-                    binaries.appendingPathComponent("push-producer").path, port: port, token: token,
-                    log: "push-producer-\(index + 1).log", extra: settings))
-        }
-        for (index, port) in ports.enumerated() {
-            try await waitForAdmin(port: port, process: pods[index], name: "push-producer-\(index + 1)")
-        }
+        let ports = try await startPods("push-producer", count: 2, token: token, settings: settings, into: &pods)
 
         // 00:01's pre-warm, triggered now by hand.
         var started = ContinuousClock.now

@@ -95,6 +95,25 @@ extension Demo {
         }
     }
 
+    /// `count` pods of the worker `product` (next to entry-ingest), as a deployment would run
+    /// them, each up before this returns their admin ports; `pods` gets them as they start.
+    func startPods(
+        _ product: String, count: Int, token: String, settings: [String: String], into pods: inout [ChildProcess]
+    ) async throws -> [Int] {
+        let path = URL(fileURLWithPath: workerPath).deletingLastPathComponent().appendingPathComponent(product).path
+        var ports: [Int] = []
+        for index in 0..<count {
+            let port = try FreePort.next()
+            ports.append(port)
+            pods.append(try start(path, port: port, token: token, log: "\(product)-\(index + 1).log", extra: settings))
+        }
+        for (index, port) in ports.enumerated() {
+            try await waitForAdmin(
+                port: port, process: pods[pods.count - count + index], name: "\(product)-\(index + 1)")
+        }
+        return ports
+    }
+
     func waitForAdmin(port: Int, process: ChildProcess, name: String) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
