@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
@@ -25,12 +26,15 @@ public final class BookRecJobs: JobBatchHandler {
     public let pushTopic: String
     private let logger: Logger
     private let produced = Atomic<Int>(0)
+    private let metricsFactory: any MetricsFactory
 
     public init(
         options: BookRecOptions, data: TaskData, cache: BookRecCache, services: BookRecServices,
         producer: KafkaProducer, alerts: Alerts?, logger: Logger,
-        pushTopic: String = TopicCatalog.bookRecommendationPush.name
+        pushTopic: String = TopicCatalog.bookRecommendationPush.name,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
+        self.metricsFactory = metricsFactory
         self.options = options
         self.data = data
         self.cache = cache
@@ -65,6 +69,18 @@ public final class BookRecJobs: JobBatchHandler {
         case Self.pushJob: return try await push(batch)
         default:
             throw InvalidMessage("unknown job '\(batch.job)' on the book-rec batch topic", errorClass: "InvalidBatch")
+        }
+    }
+
+    /// A batch's counts: into the run's hash in Redis and `prewarm_push_users_total{job,outcome}`.
+    private func count(_ counts: [String: Int], _ job: String, _ period: String, _ attempt: Int) async throws {
+        try await cache.count(counts, job: job, period: period, attempt: attempt)
+        for (outcome, value) in counts where value > 0 {
+            Counter(
+                label: "prewarm_push_users_total", dimensions: [("job", job), ("outcome", outcome)],
+                factory: metricsFactory
+            )
+            .increment(by: value)
         }
     }
 
@@ -119,7 +135,7 @@ public final class BookRecJobs: JobBatchHandler {
         try await cache.recordFailed(failed.map(\.user), period: batch.period, attempt: batch.attempt)
         var all = counts
         all["failed"] = failed.count
-        try await cache.count(all, job: batch.job, period: batch.period, attempt: batch.attempt)
+        try await count(all, batch.job, batch.period, batch.attempt)
         warn("users not pre-warmed; tried again at the run's end", failed, ["batch": "\(batch.batch)"])
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
@@ -134,11 +150,11 @@ public final class BookRecJobs: JobBatchHandler {
             still = again
             let recovered = Set(failed).subtracting(again.map(\.user))
             try await cache.clearFailed(Array(recovered), period: run.period, attempt: run.attempt)
-            try await cache.count(
+            try await count(
                 [
                     "cached": counts["cached"] ?? 0, "not_in_experiment": counts["not_in_experiment"] ?? 0,
                     "failed": -recovered.count,
-                ], job: run.job, period: run.period, attempt: run.attempt)
+                ], run.job, run.period, run.attempt)
         }
         let counts = try await cache.counts(job: run.job, period: run.period, attempt: run.attempt)
         let users = counts.values.reduce(0, +)
@@ -258,12 +274,12 @@ public final class BookRecJobs: JobBatchHandler {
         try await cache.markSent(ready, slot: slot)
         let sent = ready
         warn("pushes not sent: the material service failed", failed, ["slot": "\(slot)", "batch": "\(batch.batch)"])
-        try await cache.count(
+        try await count(
             [
                 "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
                 "not_in_experiment": notInExperiment,
                 "sent": sent.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
-            ], job: batch.job, period: batch.period, attempt: batch.attempt)
+            ], batch.job, batch.period, batch.attempt)
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import PrewarmRuntime
@@ -81,14 +82,18 @@ public final class BookRecServices: Sendable {
     private let materialBase: String
     private let experiment: String
 
-    public init(options: BookRecOptions, http: DownstreamClient, logger: Logger) {
+    public init(
+        options: BookRecOptions, http: DownstreamClient, logger: Logger,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         self.options = options
         self.http = http
         self.logger = logger
         inFlight = ConcurrencyLimit(options.maxInFlight)
         func breaker(_ name: String) -> CircuitBreaker {
             CircuitBreaker(
-                service: name, failures: options.breakerFailures, coolDown: options.breakerCoolDown, logger: logger)
+                service: name, failures: options.breakerFailures, coolDown: options.breakerCoolDown, logger: logger,
+                metricsFactory: metricsFactory)
         }
         ab = breaker("ab")
         recommendation = breaker("recommendation")

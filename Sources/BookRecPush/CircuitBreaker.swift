@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import PrewarmRuntime
@@ -24,6 +25,11 @@ public final class CircuitBreaker: Sendable {
     public let coolDown: Duration
     private let logger: Logger
     private let state = Mutex(State())
+    /// 1 while open (or probing), 0 when closed: `prewarm_push_circuit_open{service}`.
+    private let openGauge: Gauge
+    /// `prewarm_push_circuit_opened_total{service}`, `prewarm_push_calls_refused_total{service}`.
+    private let openedCounter: Counter
+    private let refusedCounter: Counter
 
     struct State {
         var consecutiveFailures = 0
@@ -35,11 +41,21 @@ public final class CircuitBreaker: Sendable {
 
     public enum Phase: String, Sendable { case closed, open, halfOpen = "half-open" }
 
-    public init(service: String, failures: Int, coolDown: Duration, logger: Logger) {
+    public init(
+        service: String, failures: Int, coolDown: Duration, logger: Logger,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         self.service = service
         self.failures = max(failures, 1)
         self.coolDown = coolDown
         self.logger = logger
+        let dimensions = [("service", service)]
+        openGauge = Gauge(label: "prewarm_push_circuit_open", dimensions: dimensions, factory: metricsFactory)
+        openedCounter = Counter(
+            label: "prewarm_push_circuit_opened_total", dimensions: dimensions, factory: metricsFactory)
+        refusedCounter = Counter(
+            label: "prewarm_push_calls_refused_total", dimensions: dimensions, factory: metricsFactory)
+        openGauge.record(0)
     }
 
     /// How often it opened, and how many calls it refused.
@@ -57,6 +73,7 @@ public final class CircuitBreaker: Sendable {
             guard let until = state.openUntil else { return false }
             if ContinuousClock.now < until || state.probing {
                 state.refused += 1
+                refusedCounter.increment()
                 throw CircuitOpen(service: service)
             }
             state.probing = true
@@ -80,7 +97,10 @@ public final class CircuitBreaker: Sendable {
             state.probing = false
             return true
         }
-        if closed { logger.notice("circuit closed: the service answers again", metadata: ["service": "\(service)"]) }
+        if closed {
+            openGauge.record(0)
+            logger.notice("circuit closed: the service answers again", metadata: ["service": "\(service)"])
+        }
     }
 
     private func failed(_ error: any Error, probe: Bool) {
@@ -104,6 +124,8 @@ public final class CircuitBreaker: Sendable {
             return true
         }
         if opened {
+            openGauge.record(1)
+            openedCounter.increment()
             logger.error(
                 "circuit opened: the service keeps failing; calls stop until a probe succeeds",
                 metadata: [

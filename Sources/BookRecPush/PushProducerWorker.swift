@@ -22,8 +22,10 @@ public struct PushProducerWorker: WorkerDefinition {
         let data = TaskData(pool: context.postgres, options: options)
         let jobs = BookRecJobs(
             options: options, data: data, cache: BookRecCache(redis: context.redis),
-            services: BookRecServices(options: options, http: context.http, logger: context.logger),
-            producer: context.producer, alerts: context.alerts, logger: context.logger)
+            services: BookRecServices(
+                options: options, http: context.http, logger: context.logger, metricsFactory: context.metricsFactory),
+            producer: context.producer, alerts: context.alerts, logger: context.logger,
+            metricsFactory: context.metricsFactory)
         self.jobs = BookRecJobs.scheduled(options: options, data: data)
         routes = [
             TopicRoute(

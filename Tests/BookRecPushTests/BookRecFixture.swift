@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Metrics
+import MetricsTestKit
 import Postgres
 import PrewarmRuntime
 import Redis
@@ -88,6 +89,7 @@ struct PushFixture {
     let topic: String
     let alerts: Alerts
     let options: BookRecOptions
+    let metrics: TestMetrics
 
     /// A day of the test's own: alerts name it, and they share the fleet's alert list.
     let day = String(
@@ -120,13 +122,16 @@ struct PushFixture {
             worker: "push-test", logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
             redis: redis)
         closeAfterTest { await alerts.close() }
+        let metrics = TestMetrics()
         let jobs = BookRecJobs(
             options: options, data: TaskData(pool: db.pool, options: options), cache: cache,
-            services: BookRecServices(options: options, http: http, logger: Logger(label: "test")),
-            producer: producer, alerts: alerts, logger: Logger(label: "test"), pushTopic: topic)
+            services: BookRecServices(
+                options: options, http: http, logger: Logger(label: "test"), metricsFactory: metrics),
+            producer: producer, alerts: alerts, logger: Logger(label: "test"), pushTopic: topic, metricsFactory: metrics
+        )
         return PushFixture(
             db: db, redis: redis, cache: cache, services: services, jobs: jobs, topic: topic, alerts: alerts,
-            options: options)
+            options: options, metrics: metrics)
     }
 
     func batch(_ job: String, _ period: String, _ ids: [Int64], index: Int = 0, attempt: Int = 1) -> JobBatch {

@@ -1,5 +1,6 @@
 import BookRecPush
 import Foundation
+import MetricsTestKit
 import PrewarmRuntime
 import Redis
 import TestSupport
@@ -134,6 +135,12 @@ struct BookRecPrewarmTests {
         // The calls already in flight when it opened (up to 50) and a probe or two, of 900 tries.
         #expect(whileDown >= 5 && whileDown < 60 + 5, "calls stopped once the circuit opened: \(whileDown) made")
         #expect(fixture.jobs.services.recommendation.counts.opened >= 1)
+        #expect(
+            try fixture.metrics.expectCounter("prewarm_push_circuit_opened_total", [("service", "recommendation")])
+                .totalValue >= 1)
+        #expect(
+            try fixture.metrics.expectGauge("prewarm_push_circuit_open", [("service", "recommendation")]).lastValue == 1
+        )
         #expect(fixture.jobs.services.recommendation.phase != .closed)
         #expect((fixture.services.simulator.stats.services["ab"]?.calls ?? 0) >= 300, "the A/B service was not cut off")
 
@@ -143,6 +150,13 @@ struct BookRecPrewarmTests {
         try await Task.sleep(for: .milliseconds(350))
         try await fixture.jobs.finishPrewarm(fixture.progress(BookRecJobs.prewarmJob, fixture.day))
         #expect(fixture.jobs.services.recommendation.phase == .closed, "a probe succeeded and closed it")
+        #expect(
+            try fixture.metrics.expectGauge("prewarm_push_circuit_open", [("service", "recommendation")]).lastValue == 0
+        )
+        #expect(
+            try fixture.metrics.expectCounter(
+                "prewarm_push_users_total", [("job", BookRecJobs.prewarmJob), ("outcome", "cached")]
+            ).totalValue == 300)
         let cached = try await fixture.cache.read((1...300).map { Int64($0) })
         #expect(cached.allSatisfy { $0 != nil }, "every user pre-warmed once the engine was back")
         #expect(try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)["failed"] == 0)
