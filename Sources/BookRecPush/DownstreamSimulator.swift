@@ -1,6 +1,9 @@
 import Foundation
-import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
 /// A stand-in for the three downstream services (`prewarmctl simulate-downstream`), for
@@ -205,7 +208,7 @@ public final class DownstreamSimulator: Sendable {
         return Double(spread % 10_000) < share * 10_000
     }
 
-    private func enter(_ service: Int) -> (latency: Latency, down: Bool, errorRate: Double, share: Double) {
+    func enter(_ service: Int) -> (latency: Latency, down: Bool, errorRate: Double, share: Double) {
         state.withLock { state in
             state.services[service].calls += 1
             state.services[service].inFlight += 1
@@ -219,7 +222,7 @@ public final class DownstreamSimulator: Sendable {
         }
     }
 
-    private func leave(_ service: Int, failed: Bool) {
+    func leave(_ service: Int, failed: Bool) {
         state.withLock { state in
             state.services[service].inFlight -= 1
             state.total.inFlight -= 1
@@ -228,29 +231,6 @@ public final class DownstreamSimulator: Sendable {
                 state.total.errors += 1
             }
         }
-    }
-
-    /// One call: its latency, then 503 at the error rate, else the body `answer` writes (nil:
-    /// a bad request). Bodies are written by hand: the simulator must cost little beside the
-    /// client it measures.
-    private func answer(_ service: Int, _ answer: (_ share: Double) -> String?) async -> Response {
-        let plan = enter(service)
-        var failed = true
-        defer { leave(service, failed: failed) }
-        if plan.down {
-            return Self.json(.serviceUnavailable, ["error": "\(Self.services[service]) is down (simulated)"])
-        }
-        try? await Task.sleep(for: plan.latency.sample())
-        if plan.errorRate > 0, Double.random(in: 0..<1) < plan.errorRate {
-            return Self.json(.serviceUnavailable, ["error": "simulated failure"])
-        }
-        guard let body = answer(plan.share) else {
-            return Self.json(.badRequest, ["error": "uid must be a positive integer"])
-        }
-        failed = false
-        return Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 
     /// `text` as a JSON string's content.
@@ -270,73 +250,216 @@ public final class DownstreamSimulator: Sendable {
         return result
     }
 
-    static func user(_ request: Request) -> Int64? {
-        guard let user = request.uri.queryParameters.get("uid").flatMap({ Int64($0) }), user > 0 else { return nil }
-        return user
+    /// The body of one call (nil: a bad request), from the request's path and query.
+    func body(service: Int, path: [Substring], query: [Substring: Substring], share: Double) -> String? {
+        guard let user = query["uid"].flatMap({ Int64($0) }), user > 0 else { return nil }
+        switch service {
+        case 0:
+            let experiment = Self.escaped(path[3].removingPercentEncoding ?? String(path[3]))
+            let value = Self.isIn(user: user, share: share) ? "1" : "0"
+            return #"{"experiment":"\#(experiment)","value":"\#(value)","trace_id":"ab-\#(experiment)-\#(user)"}"#
+        case 1:
+            return #"{"rec_id":"rec-\#(user)","rec_type":"book","material_id":"m-\#(user % 5000)"}"#
+        default:
+            let material = Self.escaped(path[3].removingPercentEncoding ?? String(path[3]))
+            return #"{"material_id":"\#(material)","title":"Your next read is waiting","#
+                + #""body":"Picked for you from the series you read.","#
+                + #""image_url":"https://img.example.com/books/\#(material).jpg"}"#
+        }
     }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("/ab/v1/experiments/:experiment/assignment") { request, context -> Response in
-            let experiment = Self.escaped(context.parameters.get("experiment") ?? "")
-            return await self.answer(0) { share in
-                guard let user = Self.user(request) else { return nil }
-                let value = Self.isIn(user: user, share: share) ? "1" : "0"
-                return #"{"experiment":"\#(experiment)","value":"\#(value)","trace_id":"ab-\#(experiment)-\#(user)"}"#
-            }
+    /// The service a path names: 0 A/B, 1 recommendation, 2 material; nil for another path.
+    static func service(of path: [Substring], method: HTTPMethod) -> Int? {
+        guard method == .GET else { return nil }
+        if path.count == 5, path[0] == "ab", path[1] == "v1", path[2] == "experiments", path[4] == "assignment" {
+            return 0
         }
-        router.get("/rec/v1/recommendations") { request, _ -> Response in
-            await self.answer(1) { _ in
-                guard let user = Self.user(request) else { return nil }
-                return #"{"rec_id":"rec-\#(user)","rec_type":"book","material_id":"m-\#(user % 5000)"}"#
-            }
-        }
-        router.get("/material/v1/materials/:material") { request, context -> Response in
-            let material = Self.escaped(context.parameters.get("material") ?? "")
-            return await self.answer(2) { _ in
-                guard Self.user(request) != nil else { return nil }
-                return #"{"material_id":"\#(material)","title":"Your next read is waiting","#
-                    + #""body":"Picked for you from the series you read.","#
-                    + #""image_url":"https://img.example.com/books/\#(material).jpg"}"#
-            }
-        }
-        router.get("/stats") { _, _ -> Response in Self.json(.ok, self.stats) }
-        router.post("/stats/reset") { _, _ -> Response in
-            self.resetStats()
-            return Self.json(.ok, self.stats)
-        }
-        router.post("/control") { request, context -> Response in
-            let changes = try await request.decode(as: Behaviour.self, context: context)
-            if let problem = changes.problem { return Self.json(.badRequest, ["error": problem]) }
-            self.behaviour = changes
-            return Self.json(.ok, changes)
-        }
-        router.get("/control") { _, _ -> Response in Self.json(.ok, self.behaviour) }
-        return router
-    }
-
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
-        let body = (try? JSONEncoder().encode(value)) ?? Data()
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        if path.count == 3, path[0] == "rec", path[1] == "v1", path[2] == "recommendations" { return 1 }
+        if path.count == 4, path[0] == "material", path[1] == "v1", path[2] == "materials" { return 2 }
+        return nil
     }
 
     /// Serves until cancelled (or, with `signals`, until SIGTERM or SIGINT); `onListening`
-    /// hears the port (useful with port 0).
+    /// hears the port (useful with port 0). Plain SwiftNIO, every call answered on its event
+    /// loop with the loop's own timer: the simulator must cost little beside the client it
+    /// measures.
     public func serve(
         host: String, port: Int, logger: Logger, signals: Bool = false,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let application = Application(
-            router: router(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "simulator"),
-            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
-            logger: logger)
+        let server = SimulatorServer(simulator: self, host: host, port: port, onListening: onListening)
         if signals {
-            try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
         } else {
-            try await application.run()
+            try await server.run()
+        }
+    }
+}
+
+/// The simulator's listening socket as a service: closed on graceful shutdown or cancellation.
+struct SimulatorServer: Service {
+    let simulator: DownstreamSimulator
+    let host: String
+    let port: Int
+    let onListening: @Sendable (Int) async -> Void
+
+    func run() async throws {
+        let simulator = simulator
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true)
+                    try channel.pipeline.syncOperations.addHandler(SimulatorHandler(simulator: simulator))
+                }
+            }
+            .bind(host: host, port: port).get()
+        await onListening(channel.localAddress?.port ?? port)
+        try await withTaskCancellationHandler {
+            try await cancelWhenGracefulShutdown {
+                try await channel.closeFuture.get()
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+        try? await channel.close()
+    }
+}
+
+/// One connection of the simulator: each request answered after its latency, by a timer of
+/// the connection's event loop (no task, no hop to another thread).
+final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let simulator: DownstreamSimulator
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+
+    init(simulator: DownstreamSimulator) {
+        self.simulator = simulator
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.clear()
+        case .body(var part):
+            body.writeBuffer(&part)
+        case .end:
+            if let head { handle(head, context: context) }
+            head = nil
+        }
+    }
+
+    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = parts[0].split(separator: "/")
+        var query: [Substring: Substring] = [:]
+        if parts.count > 1 {
+            for pair in parts[1].split(separator: "&") {
+                let item = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                query[item[0]] = item.count > 1 ? item[1] : ""
+            }
+        }
+        let keepAlive = head.isKeepAlive
+        if let service = DownstreamSimulator.service(of: path, method: head.method) {
+            call(service, path: path, query: query, keepAlive: keepAlive, context: context)
+            return
+        }
+        switch (head.method, path.joined(separator: "/")) {
+        case (.GET, "stats"):
+            respond(.ok, json: simulator.stats, keepAlive: keepAlive, context: context)
+        case (.POST, "stats/reset"):
+            simulator.resetStats()
+            respond(.ok, json: simulator.stats, keepAlive: keepAlive, context: context)
+        case (.GET, "control"):
+            respond(.ok, json: simulator.behaviour, keepAlive: keepAlive, context: context)
+        case (.POST, "control"):
+            guard
+                let changes = try? JSONDecoder().decode(
+                    DownstreamSimulator.Behaviour.self, from: Data(body.readableBytesView))
+            else {
+                respond(
+                    .badRequest, json: ["error": "the body is not a behaviour (JSON)"], keepAlive: keepAlive,
+                    context: context)
+                return
+            }
+            if let problem = changes.problem {
+                respond(.badRequest, json: ["error": problem], keepAlive: keepAlive, context: context)
+                return
+            }
+            simulator.behaviour = changes
+            respond(.ok, json: changes, keepAlive: keepAlive, context: context)
+        default:
+            respond(
+                .notFound, json: ["error": "no route \(head.method) \(parts[0])"], keepAlive: keepAlive,
+                context: context)
+        }
+    }
+
+    private func call(
+        _ service: Int, path: [Substring], query: [Substring: Substring], keepAlive: Bool,
+        context: ChannelHandlerContext
+    ) {
+        let plan = simulator.enter(service)
+        if plan.down {
+            simulator.leave(service, failed: true)
+            respond(
+                .serviceUnavailable, json: ["error": "\(DownstreamSimulator.services[service]) is down (simulated)"],
+                keepAlive: keepAlive, context: context)
+            return
+        }
+        let delay = plan.latency.sample()
+        let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
+            if plan.errorRate > 0, Double.random(in: 0..<1) < plan.errorRate {
+                self.simulator.leave(service, failed: true)
+                self.respond(
+                    .serviceUnavailable, json: ["error": "simulated failure"], keepAlive: keepAlive, context: context)
+                return
+            }
+            guard let body = self.simulator.body(service: service, path: path, query: query, share: plan.share) else {
+                self.simulator.leave(service, failed: true)
+                self.respond(
+                    .badRequest, json: ["error": "uid must be a positive integer"], keepAlive: keepAlive,
+                    context: context)
+                return
+            }
+            self.simulator.leave(service, failed: false)
+            self.respond(.ok, body: body, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private func respond(
+        _ status: HTTPResponseStatus, json value: some Encodable, keepAlive: Bool, context: ChannelHandlerContext
+    ) {
+        let body = (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        respond(status, body: body, keepAlive: keepAlive, context: context)
+    }
+
+    private func respond(_ status: HTTPResponseStatus, body: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(buffer.readableBytes))
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
         }
     }
 }

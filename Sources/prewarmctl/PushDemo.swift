@@ -184,7 +184,7 @@ extension Demo {
         try await consumer.assign([partition: end - 1])
         for _ in 0..<50 {
             if let message = try await consumer.poll(maxMessages: 1, timeoutMilliseconds: 100).messages.first {
-                return String(decoding: message.value ?? [], as: UTF8.self)
+                return String(decoding: message.value, as: UTF8.self)
             }
         }
         return nil

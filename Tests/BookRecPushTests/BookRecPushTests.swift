@@ -27,7 +27,7 @@ struct PushSeen: Decodable {
     }
 
     static func decode(_ message: KafkaMessage) throws -> PushSeen {
-        try JSONDecoder().decode(PushSeen.self, from: Data(message.value ?? []))
+        try JSONDecoder().decode(PushSeen.self, from: Data(message.value))
     }
 }
 
