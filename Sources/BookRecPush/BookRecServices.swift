@@ -4,10 +4,17 @@ import Logging
 import PrewarmRuntime
 
 /// The A/B service's answer for one user: in the experiment unless `value` is "0".
-public struct Assignment: Sendable, Codable, Equatable {
+public struct Assignment: Sendable, Codable, Equatable, FlatDecodable {
     public var experiment: String
     public var value: String
     public var traceID: String
+
+    init?(flat: [String: String]) {
+        guard let experiment = flat["experiment"], let value = flat["value"], let traceID = flat["trace_id"] else {
+            return nil
+        }
+        self.init(experiment: experiment, value: value, traceID: traceID)
+    }
 
     public init(experiment: String, value: String, traceID: String) {
         self.experiment = experiment
@@ -24,10 +31,17 @@ public struct Assignment: Sendable, Codable, Equatable {
 }
 
 /// The recommendation engine's answer: one book to read next.
-public struct Recommendation: Sendable, Codable, Equatable {
+public struct Recommendation: Sendable, Codable, Equatable, FlatDecodable {
     public var recID: String
     public var recType: String
     public var materialID: String
+
+    init?(flat: [String: String]) {
+        guard let recID = flat["rec_id"], let recType = flat["rec_type"], let materialID = flat["material_id"] else {
+            return nil
+        }
+        self.init(recID: recID, recType: recType, materialID: materialID)
+    }
 
     public init(recID: String, recType: String, materialID: String) {
         self.recID = recID
@@ -43,11 +57,18 @@ public struct Recommendation: Sendable, Codable, Equatable {
 }
 
 /// The material service's answer: the push's text and image.
-public struct Material: Sendable, Codable, Equatable {
+public struct Material: Sendable, Codable, Equatable, FlatDecodable {
     public var materialID: String
     public var title: String
     public var body: String
     public var imageURL: String
+
+    init?(flat: [String: String]) {
+        guard let materialID = flat["material_id"], let title = flat["title"], let body = flat["body"],
+            let imageURL = flat["image_url"]
+        else { return nil }
+        self.init(materialID: materialID, title: title, body: body, imageURL: imageURL)
+    }
 
     public init(materialID: String, title: String, body: String, imageURL: String) {
         self.materialID = materialID
@@ -144,12 +165,14 @@ public final class BookRecServices: Sendable {
         return try await call(url, material, Material.self)
     }
 
-    private func call<T: Decodable & Sendable>(_ url: String, _ breaker: CircuitBreaker, _ type: T.Type) async throws
+    private func call<T: FlatDecodable & Sendable>(_ url: String, _ breaker: CircuitBreaker, _ type: T.Type)
+        async throws
         -> T
     {
         let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
             try await inFlight.run { try await breaker.call { try await http.get(url, service: breaker.service) } }
         }
+        if let flat = FlatJSON.strings(response.body), let value = T(flat: flat) { return value }
         do {
             return try response.decode(T.self)
         } catch {

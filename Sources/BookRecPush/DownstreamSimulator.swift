@@ -233,35 +233,18 @@ public final class DownstreamSimulator: Sendable {
         }
     }
 
-    /// `text` as a JSON string's content.
-    static func escaped(_ text: some StringProtocol) -> String {
-        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
-            return String(text)
-        }
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
-
     /// The body of one call (nil: a bad request), from the request's path and query.
     func body(service: Int, path: [Substring], query: [Substring: Substring], share: Double) -> String? {
         guard let user = query["uid"].flatMap({ Int64($0) }), user > 0 else { return nil }
         switch service {
         case 0:
-            let experiment = Self.escaped(path[3].removingPercentEncoding ?? String(path[3]))
+            let experiment = FlatJSON.escaped(path[3].removingPercentEncoding ?? String(path[3]))
             let value = Self.isIn(user: user, share: share) ? "1" : "0"
             return #"{"experiment":"\#(experiment)","value":"\#(value)","trace_id":"ab-\#(experiment)-\#(user)"}"#
         case 1:
             return #"{"rec_id":"rec-\#(user)","rec_type":"book","material_id":"m-\#(user % 5000)"}"#
         default:
-            let material = Self.escaped(path[3].removingPercentEncoding ?? String(path[3]))
+            let material = FlatJSON.escaped(path[3].removingPercentEncoding ?? String(path[3]))
             return #"{"material_id":"\#(material)","title":"Your next read is waiting","#
                 + #""body":"Picked for you from the series you read.","#
                 + #""image_url":"https://img.example.com/books/\#(material).jpg"}"#

@@ -1,0 +1,84 @@
+/// The JSON of the downstream answers and the push message on the hot path, without
+/// Foundation's generic coders (about a tenth of push-producer's CPU went to them): flat
+/// objects of string values are read here; anything else falls back to `JSONDecoder`.
+enum FlatJSON {
+    /// A JSON object whose values are all strings (escapes other than `\u` allowed), as a
+    /// dictionary; nil for anything else.
+    static func strings(_ bytes: [UInt8]) -> [String: String]? {
+        var index = 0
+        func skipSpace() {
+            while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+        }
+        func expect(_ byte: UInt8) -> Bool {
+            skipSpace()
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+        func string() -> String? {
+            guard expect(UInt8(ascii: "\"")) else { return nil }
+            var scalars: [UInt8] = []
+            while index < bytes.count {
+                let byte = bytes[index]
+                index += 1
+                switch byte {
+                case UInt8(ascii: "\""): return String(decoding: scalars, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    guard index < bytes.count else { return nil }
+                    let escape = bytes[index]
+                    index += 1
+                    switch escape {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(escape)
+                    case UInt8(ascii: "n"): scalars.append(0x0A)
+                    case UInt8(ascii: "r"): scalars.append(0x0D)
+                    case UInt8(ascii: "t"): scalars.append(0x09)
+                    case UInt8(ascii: "b"): scalars.append(0x08)
+                    case UInt8(ascii: "f"): scalars.append(0x0C)
+                    default: return nil  // \u: the generic decoder's job
+                    }
+                case 0..<0x20: return nil
+                default: scalars.append(byte)
+                }
+            }
+            return nil
+        }
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var object: [String: String] = [:]
+        if expect(UInt8(ascii: "}")) { return index == bytes.count || onlySpace(bytes[index...]) ? object : nil }
+        while true {
+            guard let key = string(), expect(UInt8(ascii: ":")), let value = string() else { return nil }
+            object[key] = value
+            if expect(UInt8(ascii: ",")) { continue }
+            guard expect(UInt8(ascii: "}")) else { return nil }
+            return onlySpace(bytes[index...]) ? object : nil
+        }
+    }
+
+    private static func onlySpace(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.allSatisfy { [0x20, 0x0A, 0x0D, 0x09].contains($0) }
+    }
+
+    /// `text` as a JSON string's content.
+    static func escaped(_ text: some StringProtocol) -> String {
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            return String(text)
+        }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}
+
+/// An answer that can be read from a flat object of strings.
+protocol FlatDecodable: Decodable {
+    init?(flat: [String: String])
+}
