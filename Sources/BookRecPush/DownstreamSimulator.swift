@@ -303,14 +303,16 @@ struct SimulatorServer: Service {
             }
             .bind(host: host, port: port).get()
         await onListening(channel.localAddress?.port ?? port)
+        // A future's `get` does not hear cancellation: closing the channel ends the wait.
         try await withTaskCancellationHandler {
-            try await cancelWhenGracefulShutdown {
+            try await withGracefulShutdownHandler {
                 try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
             }
         } onCancel: {
             channel.close(promise: nil)
         }
-        try? await channel.close()
     }
 }
 

@@ -1,0 +1,40 @@
+import BookRecPush
+import Foundation
+import TestSupport
+import Testing
+
+@Suite("prewarmctl simulate-downstream", .closesResources)
+struct SimulatorProcessTests {
+    @Test("it serves on the port it writes, counts the calls, and stops on SIGTERM")
+    func servesAndStops() async throws {
+        let portFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+            TestEnvironment.uniqueName("simulator-port")
+        ).path
+        let simulator = try TestProcess.start(
+            "prewarmctl",
+            [
+                "simulate-downstream", "--port", "0", "--port-file", portFile, "--latency", "1ms", "--experiment-share",
+                "1",
+            ])
+        closeAfterTest { simulator.kill() }
+        var port = 0
+        try await eventually("the port file") {
+            port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
+            return port > 0
+        }
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+        let answer = try await adminRequest(base, "GET", "ab/v1/experiments/later_read/assignment?uid=42&project=novel")
+        #expect(answer.status == 200)
+        #expect(answer.body == #"{"experiment":"later_read","value":"1","trace_id":"ab-later_read-42"}"#)
+        #expect(try await adminRequest(base, "GET", "rec/v1/recommendations?project=novel").status == 400)
+        let stats = try await adminRequest(base, "GET", "stats")
+        let decoded = try JSONDecoder().decode(DownstreamSimulator.Stats.self, from: Data(stats.body.utf8))
+        #expect(decoded.services["ab"]?.calls == 1 && decoded.services["rec"]?.errors == 1)
+        let control = try await adminRequest(base, "POST", "control", body: #"{"down": ["nope"]}"#)
+        #expect(control.status == 400 && control.body.contains("no service 'nope'"))
+
+        simulator.signal(SIGTERM)
+        let status = try await simulator.child.wait(timeout: .seconds(10))
+        #expect(status == 0, "stopped on SIGTERM")
+    }
+}
