@@ -259,6 +259,14 @@ public final class RecommendationService: Service {
                 == .status("OK")
             {
                 do {
+                    // Another pod may have rebuilt it between our miss and our lock: look again.
+                    if let (list, _) = try await cache.defaultList() {
+                        let (stores, _) = try await details(list.stores)
+                        if !stores.isEmpty {
+                            _ = try? await cache.redis.send("DEL", lock)
+                            return stores.compactMap(\.info)
+                        }
+                    }
                     let stores = try await rebuildFromDatabase(origin: "database")
                     _ = try? await cache.redis.send("DEL", lock)
                     return stores
