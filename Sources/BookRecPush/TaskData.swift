@@ -31,34 +31,27 @@ public struct TaskData: Sendable {
         self.options = options
     }
 
-    static func arrayLiteral(_ values: [String]) -> String {
-        "{"
-            + values.map {
-                "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                    + "\""
-            }
-            .joined(separator: ",") + "}"
-    }
-
-    static func arrayLiteral(_ values: [Int64]) -> String { "{" + values.map(String.init).joined(separator: ",") + "}" }
-
     /// The rows with these ids, checked: the usable ones and the malformed ones.
     public func rows(_ ids: [Int64]) async throws -> (rows: [TaskDataRow], malformed: [MalformedRow]) {
         guard !ids.isEmpty else { return ([], []) }
+        return try await checked("WHERE id = ANY($1::bigint[]) ORDER BY id", [ids])
+    }
+
+    /// The rows a condition selects (`where` binds the parameters), checked.
+    private func checked(_ where: String, _ parameters: [(any PostgresEncodable)?]) async throws -> (
+        rows: [TaskDataRow], malformed: [MalformedRow]
+    ) {
         let result = try await pool.withConnection {
             try await $0.query(
-                """
-                SELECT id, task_id, source_uid, project, push_hour, payload FROM task_data
-                WHERE id = ANY($1::bigint[]) ORDER BY id
-                """, [Self.arrayLiteral(ids)])
+                "SELECT id, task_id, source_uid, project, push_hour, payload FROM task_data " + `where`, parameters)
         }
         var rows: [TaskDataRow] = []
         var malformed: [MalformedRow] = []
         for row in result.rows {
             let id = row[0].int64 ?? 0
             switch Self.check(
-                id: id, task: row[1].string, user: row[2].int64, project: row[3].string,
-                hour: row[4].int, payload: row[5].string)
+                id: id, task: row[1].string, user: row[2].int64, project: row[3].string, hour: row[4].int,
+                payload: row[5].string)
             {
             case .success(let checked): rows.append(checked)
             case .failure(let problem): malformed.append(problem)
@@ -88,28 +81,16 @@ public struct TaskData: Sendable {
     }
 
     /// The first usable row of each of these users among the day's tasks (the finished
-    /// series' first), and the malformed rows met on the way.
+    /// series' first), and the malformed rows met on the way: one statement.
     public func users(_ users: [Int64], day: String) async throws -> (rows: [TaskDataRow], malformed: [MalformedRow]) {
         guard !users.isEmpty else { return ([], []) }
-        let tasks = options.tasks(day: day)
-        let ids = try await pool.withConnection {
-            try await $0.integers(
-                """
-                SELECT id FROM task_data WHERE task_id = ANY($1::text[]) AND source_uid = ANY($2::bigint[])
-                ORDER BY source_uid, array_position($1::text[], task_id), id
-                """, [Self.arrayLiteral(tasks), Self.arrayLiteral(users)])
-        }
-        let checked = try await rows((0..<ids.count).map { ids[$0, 0] })
+        let checked = try await checked(
+            """
+            WHERE task_id = ANY($1::text[]) AND source_uid = ANY($2::bigint[])
+            ORDER BY source_uid, array_position($1::text[], task_id), id
+            """, [options.tasks(day: day).postgresArray, users])
         var seen = Set<Int64>()
-        var first: [TaskDataRow] = []
-        let order = Dictionary(uniqueKeysWithValues: tasks.enumerated().map { ($1, $0) })
-        for row in checked.rows.sorted(by: {
-            ($0.user, order[$0.task] ?? 9, $0.id) < ($1.user, order[$1.task] ?? 9, $1.id)
-        })
-        where seen.insert(row.user).inserted {
-            first.append(row)
-        }
-        return (first, checked.malformed)
+        return (checked.rows.filter { seen.insert($0.user).inserted }, checked.malformed)
     }
 }
 
@@ -124,7 +105,7 @@ public struct PrewarmTargets: FanOutSource {
         let rows = try await data.pool.withConnection {
             try await $0.integers(
                 "SELECT count(DISTINCT source_uid) FROM task_data WHERE task_id = ANY($1::text[]) AND source_uid > 0",
-                [TaskData.arrayLiteral(tasks)])
+                [tasks.postgresArray])
         }
         return rows.count > 0 ? Int(rows[0, 0]) : nil
     }
@@ -137,7 +118,7 @@ public struct PrewarmTargets: FanOutSource {
                 SELECT DISTINCT source_uid FROM task_data
                 WHERE task_id = ANY($1::text[]) AND source_uid > $2 AND source_uid > 0
                 ORDER BY source_uid LIMIT $3
-                """, [TaskData.arrayLiteral(tasks), max(cursor, 0), limit])
+                """, [tasks.postgresArray, max(cursor, 0), limit])
         }
         return (0..<rows.count).map { rows[$0, 0] }
     }
@@ -159,7 +140,7 @@ public struct HourTargets: FanOutSource {
         let rows = try await data.pool.withConnection {
             try await $0.integers(
                 "SELECT count(*) FROM task_data WHERE task_id = ANY($1::text[]) AND push_hour = $2",
-                [TaskData.arrayLiteral(data.options.tasks(day: day)), hour])
+                [data.options.tasks(day: day).postgresArray, hour])
         }
         return rows.count > 0 ? Int(rows[0, 0]) : nil
     }
@@ -171,7 +152,7 @@ public struct HourTargets: FanOutSource {
                 """
                 SELECT id FROM task_data WHERE task_id = ANY($1::text[]) AND push_hour = $2 AND id > $3
                 ORDER BY id LIMIT $4
-                """, [TaskData.arrayLiteral(data.options.tasks(day: day)), hour, cursor, limit])
+                """, [data.options.tasks(day: day).postgresArray, hour, cursor, limit])
         }
         return (0..<rows.count).map { rows[$0, 0] }
     }

@@ -59,16 +59,19 @@ public struct KAPrewarmQueue: Sendable {
         }
     }
 
-    /// The shops of `reservations` that do not exist.
-    public func unknownShops(_ reservations: [Reservation]) async throws -> Set<Int64> {
-        let shops = Set(reservations.map(\.shopID))
-        let existing = try await source.userCounts(Array(shops)).existing
-        return shops.subtracting(existing)
+    /// The shops of `reservations`: which exist, and their users (one database read).
+    public func shops(of reservations: [Reservation]) async throws -> (existing: Set<Int64>, users: [Int64: Int64]) {
+        try await source.userCounts(Array(Set(reservations.map(\.shopID))))
     }
 
-    /// Queues each reservation's pre-warm (one database read for all their shops).
-    public func enqueue(_ reservations: [Reservation]) async throws -> [Outcome] {
-        let counts = try await source.userCounts(Array(Set(reservations.map(\.shopID))))
+    /// Queues each reservation's pre-warm (one database read for all their shops, unless the
+    /// caller read them already).
+    public func enqueue(
+        _ reservations: [Reservation], shops: (existing: Set<Int64>, users: [Int64: Int64])? = nil
+    ) async throws -> [Outcome] {
+        var counts = shops
+        if counts == nil { counts = try await self.shops(of: reservations) }
+        guard let counts else { return [] }
         var outcomes: [Outcome] = []
         for reservation in reservations {
             guard counts.existing.contains(reservation.shopID) else {
@@ -126,6 +129,12 @@ public struct KAPrewarmQueue: Sendable {
             try await warnIfUnlikelyInTime(reservation, users: users)
             return .queued(record)
         }
+    }
+
+    /// A live's pre-warm as the trigger and `prewarmctl ka show` report it; nil if none.
+    public func status(live: Int64) async throws -> KATaskStatus? {
+        guard let record = try await tasks.task(kind: KAPrewarmTask.kind, key: String(live)) else { return nil }
+        return KATaskStatus(record, retries: try await retries.count(taskID: record.id))
     }
 
     private func duplicate(_ record: TaskRecord?, _ reason: String, _ reservation: Reservation, alert: Bool = true)

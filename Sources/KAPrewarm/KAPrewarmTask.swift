@@ -246,17 +246,10 @@ public final class KAPrewarmTask: TaskHandler {
                         group.addTask { [self] in
                             let (entries, sample) = userEntries(rows, shop: shop, endsAt: reservation.endsAt)
                             do {
-                                let connection = try await connections.take()
-                                let result: KACache.FencedResult
-                                do {
-                                    result = try await cache.write(
-                                        entries, lease: lease, fence: cache.fenceKey(live: reservation.liveID),
-                                        on: connection)
-                                } catch {
-                                    await connections.give(connection)
-                                    throw error
+                                let result = try await connections.with {
+                                    try await cache.write(
+                                        entries, lease: lease, fence: cache.fenceKey(live: reservation.liveID), on: $0)
                                 }
-                                await connections.give(connection)
                                 switch result {
                                 case .written: return .written(index: index, count: entries.count, sample: sample)
                                 case .leaseLost: return .leaseLost

@@ -56,16 +56,16 @@ struct ReservationHandler: TopicHandler {
     func handle(_ batch: [Decoded<Reservation>]) async throws {
         let reservations = batch.map(\.value)
         // Unknown shops first, before anything is queued: the loop hands the rest back.
-        let unknown = try await queue.unknownShops(reservations)
-        if !unknown.isEmpty {
+        let shops = try await queue.shops(of: reservations)
+        if reservations.contains(where: { !shops.existing.contains($0.shopID) }) {
             var errors: [Int: InvalidMessage] = [:]
-            for (index, reservation) in reservations.enumerated() where unknown.contains(reservation.shopID) {
+            for (index, reservation) in reservations.enumerated() where !shops.existing.contains(reservation.shopID) {
                 errors[index] = InvalidMessage(
                     "shop \(reservation.shopID) is not a known shop", errorClass: "UnknownShop")
             }
             throw InvalidItems(errors)
         }
-        _ = try await queue.enqueue(reservations)
+        _ = try await queue.enqueue(reservations, shops: shops)
     }
 }
 
@@ -171,17 +171,12 @@ struct KATrigger {
                 guard let live = Int64(request.parameters["liveId"] ?? ""), live > 0 else {
                     throw AdminError(400, "the live id must be a positive 64-bit integer")
                 }
-                guard let status = try await status(live: live) else {
+                guard let status = try await queue.status(live: live) else {
                     throw AdminError(404, "no pre-warm task for live \(live)")
                 }
                 return .json(200, status)
             },
         ]
-    }
-
-    func status(live: Int64) async throws -> KATaskStatus? {
-        guard let record = try await queue.tasks.task(kind: KAPrewarmTask.kind, key: String(live)) else { return nil }
-        return KATaskStatus(record, retries: try await queue.retries.count(taskID: record.id))
     }
 
     private func answer(_ outcome: KAPrewarmQueue.Outcome, shop: Int64) async throws -> AdminResponse {

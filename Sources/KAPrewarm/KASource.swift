@@ -38,13 +38,12 @@ public struct KASource: Sendable {
     /// the shops exist at all.
     public func userCounts(_ shops: [Int64]) async throws -> (existing: Set<Int64>, users: [Int64: Int64]) {
         guard !shops.isEmpty else { return ([], [:]) }
-        let ids = "{" + shops.map(String.init).joined(separator: ",") + "}"
         let rows = try await pool.withConnection {
             try await $0.integers(
                 """
                 SELECT s.shop_id, (SELECT count(*) FROM ka_shop_users u WHERE u.shop_id = s.shop_id)
                 FROM ka_shops s WHERE s.shop_id = ANY($1::bigint[])
-                """, [ids])
+                """, [shops])
         }
         var existing = Set<Int64>()
         var users: [Int64: Int64] = [:]

@@ -65,6 +65,23 @@ public struct PostgresResult: Sendable {
     public var first: PostgresRow? { rows.first }
 }
 
+/// An array parameter (`= ANY($1::bigint[])`), in PostgreSQL's array literal form.
+extension Array: PostgresEncodable where Element == Int64 {
+    public var postgresText: String { "{" + map(String.init).joined(separator: ",") + "}" }
+}
+
+/// A text array parameter (`= ANY($1::text[])`): every element quoted, `"` and `\` escaped.
+extension Array where Element == String {
+    public var postgresArray: String {
+        "{"
+            + map {
+                "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                    + "\""
+            }
+            .joined(separator: ",") + "}"
+    }
+}
+
 extension Date: PostgresEncodable {
     /// RFC 3339 in UTC with microseconds, which `timestamptz` reads exactly.
     public var postgresText: String { RFC3339.format(self) }

@@ -218,7 +218,7 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
             switch item {
             case .one(let command):
                 operation = command.name
-                guard append(command.arguments, 0..<command.arguments.count, to: context) == REDIS_OK else {
+                guard append(command.arguments, to: context) == REDIS_OK else {
                     throw fail(operation: operation)
                 }
                 written += 1
@@ -258,11 +258,8 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         return RedisError(code, operation: operation, message: message)
     }
 
-    /// Formats one command, the arguments `range` of `arguments`, into hiredis's output
-    /// buffer, the bytes read in place.
-    private func append(
-        _ arguments: RedisArguments, _ range: Range<Int>, to context: UnsafeMutablePointer<redisContext>
-    ) -> Int32 {
+    /// Formats one command into hiredis's output buffer, the arguments read in place.
+    private func append(_ arguments: RedisArguments, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         // Never empty, so the base address exists (an empty argument at the end points one
         // past the last byte, and hiredis reads none of it).
         let storage = arguments.bytes.isEmpty ? [0] : arguments.bytes
@@ -270,13 +267,13 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
             let base = UnsafeRawPointer(buffer.baseAddress!)
             scratchArgv.removeAll(keepingCapacity: true)
             scratchLengths.removeAll(keepingCapacity: true)
-            var start = range.lowerBound == 0 ? 0 : arguments.ends[range.lowerBound - 1]
-            for end in arguments.ends[range] {
+            var start = 0
+            for end in arguments.ends {
                 scratchArgv.append((base + start).assumingMemoryBound(to: CChar.self))
                 scratchLengths.append(end - start)
                 start = end
             }
-            return redisAppendCommandArgv(context, Int32(range.count), &scratchArgv, scratchLengths)
+            return redisAppendCommandArgv(context, Int32(arguments.count), &scratchArgv, scratchLengths)
         }
     }
 

@@ -260,14 +260,12 @@ public final class RecommendationService: Service {
             {
                 do {
                     // Another pod may have rebuilt it between our miss and our lock: look again.
-                    if let (list, _) = try await cache.defaultList() {
-                        let (stores, _) = try await details(list.stores)
-                        if !stores.isEmpty {
-                            _ = try? await cache.redis.send("DEL", lock)
-                            return stores.compactMap(\.info)
-                        }
+                    let stores: [StoreInfo]
+                    if let cached = try await cachedDefault() {
+                        stores = cached
+                    } else {
+                        stores = try await rebuildFromDatabase(origin: "database")
                     }
-                    let stores = try await rebuildFromDatabase(origin: "database")
                     _ = try? await cache.redis.send("DEL", lock)
                     return stores
                 } catch {
@@ -278,13 +276,17 @@ public final class RecommendationService: Service {
             let deadline = ContinuousClock.now + options.rebuildWait
             while ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(25))
-                if let (list, _) = try await cache.defaultList() {
-                    let (stores, _) = try await details(list.stores)
-                    if !stores.isEmpty { return stores.compactMap(\.info) }
-                }
+                if let stores = try await cachedDefault() { return stores }
             }
             return try await databaseDefault()
         }
+    }
+
+    /// The default list as the cache holds it, with its stores' details; nil if it is missing.
+    private func cachedDefault() async throws -> [StoreInfo]? {
+        guard let (list, _) = try await cache.defaultList() else { return nil }
+        let (stores, _) = try await details(list.stores)
+        return stores.isEmpty ? nil : stores.compactMap(\.info)
     }
 
     /// Reads the stores and their popularity, computes the default list, and writes it with

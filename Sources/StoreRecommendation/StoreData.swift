@@ -35,7 +35,7 @@ public struct StoreData: Sendable {
                 """
                 SELECT store_id, name, category_id, zone_id FROM stores
                 WHERE store_id = ANY($1::bigint[]) AND is_open
-                """, [Self.array(ids)])
+                """, [ids])
         }.rows.compactMap { row in
             row[0].int64.map {
                 StoreInfo(id: $0, name: row[1].string ?? "", category: row[2].int64 ?? 0, zone: row[3].int64 ?? 0)
@@ -66,7 +66,7 @@ public struct StoreData: Sendable {
                     SELECT unnest($1::bigint[]), unnest($2::bigint[]), $3
                     ON CONFLICT (store_id) DO UPDATE SET visits = excluded.visits, run = excluded.run, updated_at = now()
                     WHERE p.run <= excluded.run
-                    """, [Self.array(stores), Self.array(stores.map { visits[$0]! }), run])
+                    """, [stores, stores.map { visits[$0]! }, run])
                 try await transaction.query(
                     "DELETE FROM \(StoreRecommendationSchema.popularityTable) WHERE run < $1", [run])
             }
@@ -83,7 +83,7 @@ public struct StoreData: Sendable {
         var branches: [String] = []
         var parameters: [(any PostgresEncodable)?] = [since]
         for shard in byShard.keys.sorted() {
-            parameters.append(Self.array(byShard[shard]!))
+            parameters.append(byShard[shard]!)
             branches.append(
                 """
                 SELECT user_id, store_id, count(*) FROM \(EntryIngestSchema.shardTable(shard))
@@ -98,10 +98,5 @@ public struct StoreData: Sendable {
             visits[rows[row, 0], default: []].append((rows[row, 1], rows[row, 2]))
         }
         return visits
-    }
-
-    /// A PostgreSQL array literal of ids, bound as one parameter.
-    static func array(_ ids: [Int64]) -> String {
-        "{" + ids.map(String.init).joined(separator: ",") + "}"
     }
 }

@@ -152,11 +152,7 @@ struct KAShowCommand: AsyncParsableCommand {
     @Option(help: "The live stream's id.") var live: Int64
 
     func run() async throws {
-        let status = try await KAConnections.open("prewarmctl-ka").run { connections -> KATaskStatus? in
-            let queue = connections.queue
-            guard let task = try await queue.tasks.task(kind: KAPrewarmTask.kind, key: String(live)) else { return nil }
-            return KATaskStatus(task, retries: try await queue.retries.count(taskID: task.id))
-        }
+        let status = try await KAConnections.open("prewarmctl-ka").run { try await $0.queue.status(live: live) }
         guard let status else {
             FileHandle.standardError.write(Data("prewarmctl: no pre-warm task for live \(live)\n".utf8))
             throw ExitCode(4)

@@ -23,16 +23,7 @@ extension Demo {
     ]
 
     func showKAPrewarm(db: PostgresConnection, cache: RedisConnection) async throws {
-        var pods: [ChildProcess] = []
-        do {
-            try await kaPrewarm(db: db, cache: cache, pods: &pods)
-        } catch {
-            for pod in pods { pod.signal(SIGKILL) }
-            throw error
-        }
-        // Every one stopped, even if one will not stop in time (wait kills it then).
-        for pod in pods { pod.signal(SIGTERM) }
-        for pod in pods { _ = try? await pod.wait(timeout: .seconds(40)) }
+        try await withPods { try await kaPrewarm(db: db, cache: cache, pods: &$0) }
     }
 
     private func kaPrewarm(db: PostgresConnection, cache: RedisConnection, pods: inout [ChildProcess]) async throws {

@@ -20,18 +20,10 @@ extension Demo {
         let serving = Task {
             try await simulator.serve(host: "127.0.0.1", port: port, logger: Logger(label: "prewarmctl.simulator"))
         }
-        var pods: [ChildProcess] = []
-        do {
-            try await bookRecPush(db: db, cache: cache, simulator: simulator, simulatorPort: port, pods: &pods)
-        } catch {
-            for pod in pods { pod.signal(SIGKILL) }
-            serving.cancel()
-            throw error
+        defer { serving.cancel() }
+        try await withPods {
+            try await bookRecPush(db: db, cache: cache, simulator: simulator, simulatorPort: port, pods: &$0)
         }
-        for pod in pods { pod.signal(SIGTERM) }
-        for pod in pods { _ = try? await pod.wait(timeout: .seconds(40)) }
-        serving.cancel()
-        _ = await serving.result
     }
 
     static var simulatedBehaviour: DownstreamSimulator.Behaviour {

@@ -16,16 +16,21 @@ import StoreRecommendation
 /// list, an anonymous request and each degraded level, the keys that force each removed first.
 extension Demo {
     func showStoreRecommendations(db: PostgresConnection, cache: RedisConnection, now: Date) async throws {
-        var processes: [ChildProcess] = []
+        try await withPods { try await scoreAndRecommend(cache: cache, now: now, processes: &$0) }
+    }
+
+    /// Runs `body` with the worker processes it starts: afterwards every one is stopped
+    /// (SIGTERM, then killed by `wait` if it will not stop in time); if `body` fails, killed.
+    func withPods(_ body: (inout [ChildProcess]) async throws -> Void) async throws {
+        var pods: [ChildProcess] = []
         do {
-            try await scoreAndRecommend(cache: cache, now: now, processes: &processes)
+            try await body(&pods)
         } catch {
-            for process in processes { process.signal(SIGKILL) }
+            for pod in pods { pod.signal(SIGKILL) }
             throw error
         }
-        // Every one stopped, even if one will not stop in time (wait kills it then).
-        for process in processes { process.signal(SIGTERM) }
-        for process in processes { _ = try? await process.wait(timeout: .seconds(40)) }
+        for pod in pods { pod.signal(SIGTERM) }
+        for pod in pods { _ = try? await pod.wait(timeout: .seconds(40)) }
     }
 
     private func scoreAndRecommend(cache: RedisConnection, now: Date, processes: inout [ChildProcess]) async throws {
