@@ -51,14 +51,20 @@ public struct DownstreamResponse: Sendable {
     }
 }
 
-/// The runtime's HTTP client (async-http-client): one per process, with a connect and a
-/// per-call time-out, and failures mapped to the runtime's transient and permanent kinds.
+/// The runtime's HTTP client: one per process, with a connect and a per-call time-out, and
+/// failures mapped to the runtime's transient and permanent kinds. `http://` calls go
+/// through the runtime's own keep-alive pool (`HTTP1Pool`: a third of async-http-client's
+/// CPU per call, which is what bounds a pod making thousands of calls a second);
+/// `https://` calls through async-http-client.
 public final class DownstreamClient: Sendable {
     public let callTimeout: Duration
+    private let plain: HTTP1Pool
     private let client: HTTPClient
 
     public init(connectTimeout: Duration, callTimeout: Duration, maxConnectionsPerHost: Int) {
         self.callTimeout = callTimeout
+        plain = HTTP1Pool(
+            connectTimeout: .milliseconds(Int64(connectTimeout.milliseconds)), maxPerHost: maxConnectionsPerHost)
         var configuration = HTTPClient.Configuration(
             timeout: HTTPClient.Configuration.Timeout(connect: .milliseconds(Int64(connectTimeout.milliseconds))),
             connectionPool: HTTPClient.Configuration.ConnectionPool(
@@ -76,29 +82,48 @@ public final class DownstreamClient: Sendable {
 
     /// A GET of a URL already in text (built by the caller, its values percent-encoded).
     public func get(_ url: String, service: String, timeout: Duration? = nil) async throws -> DownstreamResponse {
-        try await send(HTTPClientRequest(url: url), service: service, timeout: timeout)
+        try await send(.GET, url, headers: [], body: nil, service: service, timeout: timeout)
     }
 
     public func post(
         _ url: URL, json body: [UInt8], service: String, headers: [(String, String)] = [], timeout: Duration? = nil
     ) async throws -> DownstreamResponse {
-        var request = HTTPClientRequest(url: url.absoluteString)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        request.body = .bytes(ByteBuffer(bytes: body))
-        return try await send(request, service: service, timeout: timeout)
+        try await send(
+            .POST, url.absoluteString, headers: [("Content-Type", "application/json")] + headers,
+            body: ByteBuffer(bytes: body), service: service, timeout: timeout)
     }
 
-    private func send(_ request: HTTPClientRequest, service: String, timeout: Duration?) async throws
-        -> DownstreamResponse
-    {
+    private func send(
+        _ method: HTTPMethod, _ url: String, headers: [(String, String)], body: ByteBuffer?, service: String,
+        timeout: Duration?
+    ) async throws -> DownstreamResponse {
         let limit = timeout ?? callTimeout
-        let response: HTTPClientResponse
-        var body: ByteBuffer
+        let status: Int
+        var answer: ByteBuffer
         do {
-            response = try await client.execute(request, timeout: .milliseconds(Int64(limit.milliseconds)))
-            body = try await response.body.collect(upTo: 8 << 20)
+            if let plainURL = PlainHTTPURL(url) {
+                let reply = try await plain.execute(
+                    HTTP1Call(
+                        method: method, host: plainURL.host, port: plainURL.port, target: plainURL.target,
+                        headers: headers, body: body,
+                        deadline: .now() + .milliseconds(Int64(limit.milliseconds))))
+                (status, answer) = (reply.status, reply.body)
+            } else {
+                var request = HTTPClientRequest(url: url)
+                request.method = method
+                for (name, value) in headers { request.headers.add(name: name, value: value) }
+                if let body { request.body = .bytes(body) }
+                let response = try await client.execute(request, timeout: .milliseconds(Int64(limit.milliseconds)))
+                answer = try await response.body.collect(upTo: 8 << 20)
+                status = Int(response.status.code)
+            }
+        } catch let error as HTTP1Failure {
+            switch error {
+            case .timeout: throw DownstreamError(service: service, kind: .timeout)
+            case .connection(let detail): throw DownstreamError(service: service, kind: .connection, detail: detail)
+            case .tooLarge: throw DownstreamError(service: service, kind: .connection, detail: "answer over 8 MiB")
+            case .closed: throw DownstreamError(service: service, kind: .connection, detail: "client shut down")
+            }
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             throw DownstreamError(service: service, kind: .timeout)
         } catch let error as HTTPClientError where error == .connectTimeout {
@@ -110,17 +135,61 @@ public final class DownstreamClient: Sendable {
         } catch {
             throw DownstreamError(service: service, kind: .connection, detail: "\(error)")
         }
-        let bytes = body.readBytes(length: body.readableBytes) ?? []
-        guard (200..<300).contains(Int(response.status.code)) else {
+        let bytes = answer.readBytes(length: answer.readableBytes) ?? []
+        guard (200..<300).contains(status) else {
             throw DownstreamError(
-                service: service, kind: .status(Int(response.status.code)),
-                detail: String(decoding: bytes.prefix(200), as: UTF8.self))
+                service: service, kind: .status(status), detail: String(decoding: bytes.prefix(200), as: UTF8.self))
         }
-        return DownstreamResponse(status: Int(response.status.code), body: bytes)
+        return DownstreamResponse(status: status, body: bytes)
     }
 
     /// Closes the pooled connections; later calls fail.
     public func shutdown() async {
+        await plain.shutdown()
         try? await client.shutdown()
+    }
+}
+
+/// An `http://host[:port]/target` URL in text, taken apart without Foundation's parser
+/// (nil for anything else: https, user info, no host).
+struct PlainHTTPURL: Equatable {
+    var host: String
+    var port: Int
+    var target: String
+
+    init?(_ url: String) {
+        var rest = Substring(url)
+        guard rest.count > 7, rest.prefix(7).lowercased() == "http://" else { return nil }
+        rest = rest.dropFirst(7)
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let authority = rest[..<end]
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        var target = String(rest[end...].prefix { $0 != "#" })
+        if target.isEmpty || target.first == "?" { target = "/" + target }
+        if authority.first == "[" {
+            // [IPv6]:port
+            guard let close = authority.firstIndex(of: "]") else { return nil }
+            host = String(authority[authority.index(after: authority.startIndex)..<close])
+            let after = authority[authority.index(after: close)...]
+            if after.isEmpty {
+                port = 80
+            } else {
+                guard after.first == ":", let number = Int(after.dropFirst()), (1...65535).contains(number) else {
+                    return nil
+                }
+                port = number
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            guard let number = Int(authority[authority.index(after: colon)...]), (1...65535).contains(number) else {
+                return nil
+            }
+            host = String(authority[..<colon])
+            port = number
+        } else {
+            host = String(authority)
+            port = 80
+        }
+        guard !host.isEmpty else { return nil }
+        self.target = target
     }
 }

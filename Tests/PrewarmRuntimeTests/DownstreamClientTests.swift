@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Synchronization
 import TestSupport
 import Testing
 
@@ -52,5 +53,118 @@ struct DownstreamClientTests {
             try await client.get(URL(string: "http://127.0.0.1:\(closed)/x")!, service: "gone")
         }
         #expect(refused.map { Failure.kind(of: $0) } == .transient)
+    }
+}
+
+@Suite("The runtime's plain-HTTP connection pool", .closesResources)
+struct HTTP1PoolTests {
+    @Test("http URLs are taken apart into host, port and target; anything else goes to async-http-client")
+    func urls() {
+        #expect(PlainHTTPURL("http://127.0.0.1:8080/v1/x?uid=1") == .init(host: "127.0.0.1", port: 8080, "/v1/x?uid=1"))
+        #expect(PlainHTTPURL("http://ab.internal") == .init(host: "ab.internal", port: 80, "/"))
+        #expect(PlainHTTPURL("HTTP://ab.internal?q=1#f") == .init(host: "ab.internal", port: 80, "/?q=1"))
+        #expect(PlainHTTPURL("http://[::1]:9000/a") == .init(host: "::1", port: 9000, "/a"))
+        for bad in ["https://ab.internal/", "http://user:pw@ab/", "http://:80/", "http://ab:0/", "http://ab:x/", "ab/"]
+        {
+            #expect(PlainHTTPURL(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("many calls at once share at most the pool's connections per host, each answered whole")
+    func boundedConnections() async throws {
+        let busy = Atomic<Int>(0)
+        let highest = Atomic<Int>(0)
+        let server = try await LocalHTTPServer.start { router in
+            router.get("work/:n") { _, context -> String in
+                let now = busy.add(1, ordering: .relaxed).newValue
+                highest.max(now, ordering: .relaxed)
+                try await Task.sleep(for: .milliseconds(20))
+                busy.subtract(1, ordering: .relaxed)
+                return String(repeating: context.parameters.get("n") ?? "?", count: 3000)
+            }
+        }
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(10), maxConnectionsPerHost: 3)
+        closeAfterTest { await client.shutdown() }
+        let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for n in 0..<40 {
+                group.addTask {
+                    let answer = try await client.get(server.base + "/work/\(n % 10)", service: "test")
+                    return (n, String(decoding: answer.body, as: UTF8.self))
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect(answers.count == 40)
+        #expect(answers.allSatisfy { $0.value == String(repeating: String($0.key % 10), count: 3000) })
+        // HTTP/1.1 without pipelining: a server handling four at once saw a fourth connection.
+        #expect(highest.load(ordering: .relaxed) == 3)
+    }
+
+    @Test("a server that closes the connection after its answer costs no call: the next opens a new one")
+    func closedConnections() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("once") { _, _ -> Response in
+                Response(status: .ok, headers: [.connection: "close"], body: .init(byteBuffer: ByteBuffer(string: "1")))
+            }
+        }
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
+        closeAfterTest { await client.shutdown() }
+        for _ in 0..<5 {
+            let answer = try await client.get(server.base + "/once", service: "test")
+            #expect(answer.body == Array("1".utf8))
+        }
+    }
+
+    @Test("a caller waiting for a busy host's only connection times out at its deadline; the pool goes on")
+    func waitingTimesOut() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: .seconds(1))
+                return "late"
+            }
+            router.get("fast") { _, _ in "fast" }
+        }
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
+        closeAfterTest { await client.shutdown() }
+        async let slow = client.get(server.base + "/slow", service: "test")
+        try await Task.sleep(for: .milliseconds(200))
+        let waited = await #expect(throws: DownstreamError.self) {
+            try await client.get(server.base + "/fast", service: "test", timeout: .milliseconds(200))
+        }
+        #expect(waited?.kind == .timeout)
+        #expect(try await slow.body == Array("late".utf8))
+        #expect(try await client.get(server.base + "/fast", service: "test").body == Array("fast".utf8))
+    }
+
+    @Test("a cancelled caller stops waiting for a connection; after shutdown calls fail, not hang")
+    func cancelAndShutdown() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: .milliseconds(800))
+                return "late"
+            }
+        }
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
+        async let slow = client.get(server.base + "/slow", service: "test")
+        try await Task.sleep(for: .milliseconds(200))
+        let waiting = Task { try await client.get(server.base + "/slow", service: "test") }
+        try await Task.sleep(for: .milliseconds(100))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(try await slow.body == Array("late".utf8))
+        await client.shutdown()
+        let after = await #expect(throws: DownstreamError.self) {
+            try await client.get(server.base + "/slow", service: "test")
+        }
+        #expect(after?.kind == .connection)
+    }
+}
+
+extension PlainHTTPURL {
+    init(host: String, port: Int, _ target: String) {
+        self.init("http://x/")!
+        self.host = host
+        self.port = port
+        self.target = target
     }
 }

@@ -166,7 +166,16 @@ struct SchedulerTests {
         let fanOut = ScheduledJob(
             name: job, schedule: .daily(hour: 0, minute: 1), catchUp: .skip,
             work: .fanOut(FanOut(topic: topic, batchSize: 10, source: CountingSource(count: 95))))
-        // The first winner claims the run, produces three batches and dies (it never renews).
+        // The first winner claimed the run, produced three batches and died (it never renews).
+        // Its batches are sent before its claim: on a loaded machine three deliveries can
+        // outlast the 2 s lease, and its records (Redis only) must land inside it.
+        for batch in 0..<3 {
+            try await producer.send(
+                try JobBatch(
+                    job: job, period: "20261121", attempt: 1, batch: batch, batchCount: 10,
+                    ids: (Int64(batch * 10 + 1)...Int64(batch * 10 + 10)).map { $0 }
+                ).message(topic: topic))
+        }
         let dead = JobRuns(
             redis: redis, settings: JobRunSettings(lease: .seconds(2)), owner: "dead", logger: Logger(label: "t"),
             alerts: nil)
@@ -178,11 +187,6 @@ struct SchedulerTests {
             return
         }
         for batch in 0..<3 {
-            try await producer.send(
-                try JobBatch(
-                    job: job, period: "20261121", attempt: 1, batch: batch, batchCount: 10,
-                    ids: (Int64(batch * 10 + 1)...Int64(batch * 10 + 10)).map { $0 }
-                ).message(topic: topic))
             try await lease.record([
                 ("cursor", batch * 10 + 10), ("batches_produced", batch + 1), ("items_produced", batch * 10 + 10),
             ])
