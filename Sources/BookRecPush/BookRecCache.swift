@@ -2,7 +2,7 @@ import Foundation
 import Redis
 
 /// What `rec:later_read:{uid}` holds (seed 000's `CachedRecData`).
-public struct CachedRecommendation: Sendable, Codable, Equatable {
+public struct CachedRecommendation: Sendable, Codable, Equatable, FlatDecodable {
     public var recID: String
     public var recType: String
     public var materialID: String
@@ -20,6 +20,20 @@ public struct CachedRecommendation: Sendable, Codable, Equatable {
         case recType = "rec_type"
         case materialID = "material_id"
         case traceID = "trace_id"
+    }
+
+    init?(flat: [String: String]) {
+        guard let recID = flat["rec_id"], let recType = flat["rec_type"], let materialID = flat["material_id"],
+            let traceID = flat["trace_id"]
+        else { return nil }
+        self.init(recID: recID, recType: recType, materialID: materialID, traceID: traceID)
+    }
+
+    /// The cached value: the same JSON `Codable` writes, built without the generic encoder.
+    var json: [UInt8] {
+        FlatJSON.Writer.object([
+            "rec_id": recID, "rec_type": recType, "material_id": materialID, "trace_id": traceID,
+        ])
     }
 
     public var recommendation: Recommendation {
@@ -53,14 +67,12 @@ public struct BookRecCache: Sendable {
         "\(prefix)book-rec:stats:\(job):\(period):\(attempt)"
     }
 
-    static let encoder = JSONEncoder()
-
     /// Writes the users' recommendations, each for `ttl`, in one pipeline.
     public func write(_ entries: [(user: Int64, value: CachedRecommendation)], ttl: Duration) async throws {
         guard !entries.isEmpty else { return }
         let seconds = Int(ttl.components.seconds)
-        let commands = try entries.map {
-            RedisCommand("SET", recommendationKey($0.user), [UInt8](try Self.encoder.encode($0.value)), "EX", seconds)
+        let commands = entries.map {
+            RedisCommand("SET", recommendationKey($0.user), $0.value.json, "EX", seconds)
         }
         for reply in try await redis.pipeline(commands) {
             if case .error(let message) = reply { throw RedisError(.server, operation: "SET", message: message) }
@@ -71,7 +83,7 @@ public struct BookRecCache: Sendable {
     /// the documented JSON).
     public func read(_ users: [Int64]) async throws -> [CachedRecommendation?] {
         try await redis.mget(users.map(recommendationKey)).map { value in
-            value.flatMap { try? JSONDecoder().decode(CachedRecommendation.self, from: Data($0)) }
+            value.flatMap { FlatJSON.decode(CachedRecommendation.self, $0) }
         }
     }
 

@@ -289,15 +289,24 @@ public final class BookRecJobs: JobBatchHandler {
         _ row: TaskDataRow, _ rec: CachedRecommendation, _ material: Material, pushID: String, slot: String,
         at producedAt: String
     ) throws -> KafkaProducerMessage {
-        func text(_ value: String) -> String { "\"" + FlatJSON.escaped(value) + "\"" }
-        var json = #"{"material":{"body":"# + text(material.body) + #","image_url":"# + text(material.imageURL)
-        json += #","title":"# + text(material.title) + #"},"material_id":"# + text(rec.materialID)
-        json += #","produced_at":"# + text(producedAt) + #","project":"# + text(row.project)
-        json += #","push_id":"# + text(pushID) + #","rec_id":"# + text(rec.recID) + #","rec_type":"# + text(rec.recType)
-        json += #","slot":"# + text(slot) + #","task_id":"# + text(row.task) + #","trace_id":"# + text(rec.traceID)
-        json += #","user_id":"# + String(row.user) + #","data":"# + row.payload + "}"
+        var json = FlatJSON.Writer(capacity: 384 + row.payload.utf8.count + material.body.utf8.count)
+        for (key, value) in [
+            (#"{"material":{"body":"#, material.body), (#","image_url":"#, material.imageURL),
+            (#","title":"#, material.title), (#"},"material_id":"#, rec.materialID),
+            (#","produced_at":"#, producedAt), (#","project":"#, row.project), (#","push_id":"#, pushID),
+            (#","rec_id":"#, rec.recID), (#","rec_type":"#, rec.recType), (#","slot":"#, slot),
+            (#","task_id":"#, row.task), (#","trace_id":"#, rec.traceID),
+        ] {
+            json.raw(key)
+            json.string(value)
+        }
+        json.raw(#","user_id":"#)
+        json.raw(String(row.user))
+        json.raw(#","data":"#)
+        json.raw(row.payload)
+        json.raw("}")
         return KafkaProducerMessage(
-            topic: pushTopic, key: Array(String(row.user).utf8), value: Array(json.utf8),
+            topic: pushTopic, key: Array(String(row.user).utf8), value: json.bytes,
             headers: [KafkaHeader("push-id", Array(pushID.utf8))])
     }
 

@@ -132,13 +132,7 @@ public final class BookRecServices: Sendable {
             backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
     }
 
-    /// Characters a query value or path segment keeps as they are (RFC 3986 unreserved).
-    static let unreserved = CharacterSet(
-        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-    static func encoded(_ value: String) -> String {
-        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
-    }
+    static func encoded(_ value: String) -> String { percentEncoded(value) }
 
     static func base(_ url: URL) -> String {
         let text = url.absoluteString
@@ -172,15 +166,13 @@ public final class BookRecServices: Sendable {
         let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
             try await inFlight.run { try await breaker.call { try await http.get(url, service: breaker.service) } }
         }
-        if let flat = FlatJSON.strings(response.body), let value = T(flat: flat) { return value }
-        do {
-            return try response.decode(T.self)
-        } catch {
+        guard let value = FlatJSON.decode(T.self, response.body) else {
             throw DownstreamError(
                 service: breaker.service, kind: .status(200),
                 detail:
                     "an answer that is not the documented JSON: \(String(decoding: response.body.prefix(200), as: UTF8.self))"
             )
         }
+        return value
     }
 }

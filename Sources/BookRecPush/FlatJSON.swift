@@ -1,3 +1,5 @@
+import Foundation
+
 /// The JSON of the downstream answers and the push message on the hot path, without
 /// Foundation's generic coders (about a tenth of push-producer's CPU went to them): flat
 /// objects of string values are read here; anything else falls back to `JSONDecoder`.
@@ -58,6 +60,49 @@ enum FlatJSON {
         bytes.allSatisfy { [0x20, 0x0A, 0x0D, 0x09].contains($0) }
     }
 
+    /// A JSON document built byte by byte: literal pieces and escaped strings.
+    struct Writer {
+        private(set) var bytes: [UInt8] = []
+
+        init(capacity: Int) {
+            bytes.reserveCapacity(capacity)
+        }
+
+        /// JSON text as it is (the caller's literal keys and punctuation, or a document).
+        mutating func raw(_ text: some StringProtocol) {
+            bytes += text.utf8
+        }
+
+        /// `text` as a quoted, escaped JSON string.
+        mutating func string(_ text: some StringProtocol) {
+            bytes.append(UInt8(ascii: "\""))
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes += [UInt8(ascii: "\\"), byte]
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+                default: bytes.append(byte)
+                }
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
+
+        /// A flat object of string values, its keys in the order given.
+        static func object(_ members: KeyValuePairs<String, String>) -> [UInt8] {
+            var writer = Writer(capacity: members.reduce(2) { $0 + $1.key.utf8.count + $1.value.utf8.count + 6 })
+            writer.raw("{")
+            for (index, member) in members.enumerated() {
+                if index > 0 { writer.raw(",") }
+                writer.string(member.key)
+                writer.raw(":")
+                writer.string(member.value)
+            }
+            writer.raw("}")
+            return writer.bytes
+        }
+    }
+
     /// `text` as a JSON string's content.
     static func escaped(_ text: some StringProtocol) -> String {
         guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
@@ -81,4 +126,13 @@ enum FlatJSON {
 /// An answer that can be read from a flat object of strings.
 protocol FlatDecodable: Decodable {
     init?(flat: [String: String])
+}
+
+extension FlatJSON {
+    /// `bytes` as a `T`: read as a flat object, or by `JSONDecoder` when it is not one (an
+    /// escape or a nested value); nil if neither reads it.
+    static func decode<T: FlatDecodable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
+        if let flat = strings(bytes), let value = T(flat: flat) { return value }
+        return try? JSONDecoder().decode(T.self, from: Data(bytes))
+    }
 }

@@ -70,6 +70,19 @@ struct HTTP1PoolTests {
         }
     }
 
+    @Test(
+        "values are percent-encoded byte by byte, unreserved characters kept",
+        arguments: [
+            ("12345", "12345"), ("a-b.c_d~e", "a-b.c_d~e"), ("a b&c=d/e?", "a%20b%26c%3Dd%2Fe%3F"), ("读", "%E8%AF%BB"),
+            ("", ""),
+        ])
+    func encoding(value: String, encoded: String) {
+        #expect(percentEncoded(value) == encoded)
+        let unreserved = CharacterSet(
+            charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        #expect(percentEncoded(value) == value.addingPercentEncoding(withAllowedCharacters: unreserved))
+    }
+
     @Test("many calls at once share at most the pool's connections per host, each answered whole")
     func boundedConnections() async throws {
         let busy = Atomic<Int>(0)
@@ -162,9 +175,6 @@ struct HTTP1PoolTests {
 
 extension PlainHTTPURL {
     init(host: String, port: Int, _ target: String) {
-        self.init("http://x/")!
-        self.host = host
-        self.port = port
-        self.target = target
+        self.init(host: host, port: port, target: target)
     }
 }
