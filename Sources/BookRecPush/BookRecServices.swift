@@ -164,7 +164,18 @@ public final class BookRecServices: Sendable {
         -> T
     {
         let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
-            try await inFlight.run { try await breaker.call { try await http.get(url, service: breaker.service) } }
+            // The circuit is asked when the call gets its slot: calls waiting for one when it
+            // opens are refused then, not sent.
+            let passage = CircuitBreaker.Passage(breaker)
+            do {
+                let response = try await http.get(
+                    url, service: breaker.service, budget: inFlight, admit: { try passage.admit() })
+                passage.succeeded()
+                return response
+            } catch {
+                passage.failed(error)
+                throw error
+            }
         }
         guard let value = FlatJSON.decode(T.self, response.body) else {
             throw DownstreamError(

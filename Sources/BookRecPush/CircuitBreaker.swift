@@ -69,7 +69,50 @@ public final class CircuitBreaker: Sendable {
     }
 
     public func call<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        let isProbe: Bool = try state.withLock { state in
+        let passage = Passage(self)
+        try passage.admit()
+        do {
+            let value = try await body()
+            passage.succeeded()
+            return value
+        } catch {
+            passage.failed(error)
+            throw error
+        }
+    }
+
+    /// One call's way through the breaker when something else decides the moment it goes
+    /// (the runtime's HTTP pool admits a call when it gets its slot of the budget, not when
+    /// it starts waiting for one): `admit` then, and its outcome recorded after.
+    public final class Passage: Sendable {
+        private let breaker: CircuitBreaker
+        private let admitted = Mutex<(passed: Bool, probe: Bool)>((false, false))
+
+        public init(_ breaker: CircuitBreaker) {
+            self.breaker = breaker
+        }
+
+        /// Throws `CircuitOpen` if the circuit refuses the call now.
+        public func admit() throws {
+            let probe = try breaker.admit()
+            admitted.withLock { $0 = (true, probe) }
+        }
+
+        public func succeeded() {
+            let (passed, probe) = admitted.withLock { $0 }
+            if passed { breaker.succeeded(probe: probe) }
+        }
+
+        /// A call the circuit refused is not one of its failures.
+        public func failed(_ error: any Error) {
+            let (passed, probe) = admitted.withLock { $0 }
+            if passed { breaker.failed(error, probe: probe) }
+        }
+    }
+
+    /// Lets a call through (true if it is the probe of a half-open circuit) or refuses it.
+    private func admit() throws -> Bool {
+        try state.withLock { state in
             guard let until = state.openUntil else { return false }
             if ContinuousClock.now < until || state.probing {
                 state.refused += 1
@@ -78,14 +121,6 @@ public final class CircuitBreaker: Sendable {
             }
             state.probing = true
             return true
-        }
-        do {
-            let value = try await body()
-            succeeded(probe: isProbe)
-            return value
-        } catch {
-            failed(error, probe: isProbe)
-            throw error
         }
     }
 

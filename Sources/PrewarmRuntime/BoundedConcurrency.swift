@@ -1,9 +1,14 @@
+import NIOCore
 import Synchronization
 
 /// At most `limit` bodies at once, across however many tasks call `run`: the one limiter of
 /// downstream calls in flight, database lanes and batch lanes. Waiters are served in
 /// arrival order; a waiter cancelled before its turn leaves the queue and throws
 /// `CancellationError`.
+///
+/// The runtime's HTTP pool waits here without a task: its queued call is sent by whichever
+/// thread frees a slot (the event loop that just read an answer), so a slot is never held
+/// while a resumed task waits for a thread.
 public final class ConcurrencyLimit: Sendable {
     public let limit: Int
     private let state: Mutex<State>
@@ -11,7 +16,8 @@ public final class ConcurrencyLimit: Sendable {
     private struct State {
         var running = 0
         var highest = 0
-        var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        /// In arrival order; each called with true when the slot passes to it.
+        var waiters = CircularBuffer<(id: UInt64, grant: Grant)>()
         var nextID: UInt64 = 0
     }
 
@@ -31,43 +37,66 @@ public final class ConcurrencyLimit: Sendable {
     }
 
     private func acquire() async throws {
-        let id: UInt64? = state.withLock { state in
-            if state.running < limit {
-                state.running += 1
-                state.highest = max(state.highest, state.running)
-                return nil
-            }
-            state.nextID += 1
-            return state.nextID
-        }
-        guard let id else { return }
+        let id = newID()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let cancelled = state.withLock { state -> Bool in
-                    if Task.isCancelled { return true }
-                    state.waiters.append((id, continuation))
-                    return false
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: CancellationError())
+                    return
                 }
-                if cancelled { continuation.resume(throwing: CancellationError()) }
+                let granted = acquire(id: id) { granted in
+                    if granted { continuation.resume() } else { continuation.resume(throwing: CancellationError()) }
+                }
+                if granted { continuation.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).continuation
-            }
-            waiter?.resume(throwing: CancellationError())
+            withdraw(id: id)?(false)
         }
     }
 
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-            if state.waiters.isEmpty {
+    /// A waiter's call: true when the slot passes to it, false when it is withdrawn.
+    typealias Grant = @Sendable (_ granted: Bool) -> Void
+
+    func newID() -> UInt64 {
+        state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+    }
+
+    /// Takes a slot now (true, `grant` not called), or queues `grant`, called with true by
+    /// the `release` that frees a slot for it (false).
+    func acquire(id: UInt64, grant: @escaping Grant) -> Bool {
+        state.withLock { state in
+            if state.running < limit {
+                state.running += 1
+                state.highest = max(state.highest, state.running)
+                return true
+            }
+            state.waiters.append((id, grant))
+            return false
+        }
+    }
+
+    /// Takes a queued waiter out of the line and returns its grant (not called); nil if it
+    /// is not there (granted already).
+    func withdraw(id: UInt64) -> Grant? {
+        state.withLock { state in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index).grant
+        }
+    }
+
+    /// Frees a slot: it passes to the first waiter, whose grant runs here.
+    func release() {
+        let next = state.withLock { state -> Grant? in
+            guard let waiter = state.waiters.popFirst() else {
                 state.running -= 1
                 return nil
             }
-            return state.waiters.removeFirst().continuation  // the slot passes to it
+            return waiter.grant
         }
-        next?.resume()
+        next?(true)
     }
 }
 

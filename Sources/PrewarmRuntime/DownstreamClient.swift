@@ -76,28 +76,39 @@ public final class DownstreamClient: Sendable {
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    public func get(_ url: URL, service: String, timeout: Duration? = nil) async throws -> DownstreamResponse {
-        try await get(url.absoluteString, service: service, timeout: timeout)
+    /// A GET. With `budget`, the call waits for one of its slots first (the caller's cap on
+    /// calls in flight); the time-out runs from the slot. `admit`, run when the call has its
+    /// slot and before anything is sent, may refuse it by throwing (a circuit breaker).
+    public func get(
+        _ url: URL, service: String, timeout: Duration? = nil, budget: ConcurrencyLimit? = nil,
+        admit: (@Sendable () throws -> Void)? = nil
+    ) async throws -> DownstreamResponse {
+        try await get(url.absoluteString, service: service, timeout: timeout, budget: budget, admit: admit)
     }
 
     /// A GET of a URL already in text (built by the caller, its values percent-encoded).
-    public func get(_ url: String, service: String, timeout: Duration? = nil) async throws -> DownstreamResponse {
-        try await send(.GET, url, headers: [], body: nil, service: service, timeout: timeout)
+    public func get(
+        _ url: String, service: String, timeout: Duration? = nil, budget: ConcurrencyLimit? = nil,
+        admit: (@Sendable () throws -> Void)? = nil
+    ) async throws -> DownstreamResponse {
+        try await send(
+            .GET, url, headers: [], body: nil, service: service, timeout: timeout, budget: budget, admit: admit)
     }
 
     public func post(
-        _ url: URL, json body: [UInt8], service: String, headers: [(String, String)] = [], timeout: Duration? = nil
+        _ url: URL, json body: [UInt8], service: String, headers: [(String, String)] = [], timeout: Duration? = nil,
+        budget: ConcurrencyLimit? = nil, admit: (@Sendable () throws -> Void)? = nil
     ) async throws -> DownstreamResponse {
         try await send(
             .POST, url.absoluteString, headers: [("Content-Type", "application/json")] + headers,
-            body: ByteBuffer(bytes: body), service: service, timeout: timeout)
+            body: ByteBuffer(bytes: body), service: service, timeout: timeout, budget: budget, admit: admit)
     }
 
     private func send(
         _ method: HTTPMethod, _ url: String, headers: [(String, String)], body: ByteBuffer?, service: String,
-        timeout: Duration?
+        timeout: Duration?, budget: ConcurrencyLimit?, admit: (@Sendable () throws -> Void)?
     ) async throws -> DownstreamResponse {
-        let limit = timeout ?? callTimeout
+        let limit = TimeAmount.milliseconds(Int64((timeout ?? callTimeout).milliseconds))
         let status: Int
         var answer: ByteBuffer
         do {
@@ -105,17 +116,24 @@ public final class DownstreamClient: Sendable {
                 let reply = try await plain.execute(
                     HTTP1Call(
                         method: method, host: plainURL.host, port: plainURL.port, target: plainURL.target,
-                        headers: headers, body: body,
-                        deadline: .now() + .milliseconds(Int64(limit.milliseconds))))
+                        headers: headers, body: body, timeout: limit, admit: admit),
+                    budget: budget)
                 (status, answer) = (reply.status, reply.body)
             } else {
                 var request = HTTPClientRequest(url: url)
                 request.method = method
                 for (name, value) in headers { request.headers.add(name: name, value: value) }
                 if let body { request.body = .bytes(body) }
-                let response = try await client.execute(request, timeout: .milliseconds(Int64(limit.milliseconds)))
-                answer = try await response.body.collect(upTo: 8 << 20)
-                status = Int(response.status.code)
+                func call() async throws -> (Int, ByteBuffer) {
+                    try admit?()
+                    let response = try await client.execute(request, timeout: limit)
+                    return (Int(response.status.code), try await response.body.collect(upTo: 8 << 20))
+                }
+                if let budget {
+                    (status, answer) = try await budget.run { try await call() }
+                } else {
+                    (status, answer) = try await call()
+                }
             }
         } catch let error as HTTP1Failure {
             switch error {

@@ -3,7 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// One plain-HTTP/1.1 call: what the pool sends and what it answers.
+/// One plain-HTTP/1.1 call: what the pool sends.
 struct HTTP1Call: Sendable {
     var method: HTTPMethod
     var host: String
@@ -12,7 +12,11 @@ struct HTTP1Call: Sendable {
     var target: String
     var headers: [(String, String)] = []
     var body: ByteBuffer?
-    var deadline: NIODeadline
+    /// From the moment the call may start (it has its budget's slot) to its whole answer.
+    var timeout: TimeAmount
+    /// Run when the call has its slot, before anything is sent; an error it throws ends
+    /// the call (a circuit breaker's refusal).
+    var admit: (@Sendable () throws -> Void)?
 }
 
 struct HTTP1Answer: Sendable {
@@ -32,16 +36,23 @@ enum HTTP1Failure: Error, Equatable {
     case closed
 }
 
-/// A keep-alive pool of plain HTTP/1.1 connections per host, on SwiftNIO's event loops: a
-/// call takes an idle connection (or opens one, up to `maxPerHost`, or waits its turn),
-/// writes the request, and gets the whole answer from the connection's handler in one
-/// promise. What async-http-client does for a call, without what these calls never need
-/// (redirects, streaming bodies, TLS, tracing), for about a third of its CPU per call.
+/// A keep-alive pool of plain HTTP/1.1 connections per host, on SwiftNIO's event loops.
 ///
-/// A connection the server closed while idle is found closed and replaced; one idle longer
-/// than `idleTimeout` is closed rather than reused (servers drop idle connections after a
-/// while, and a request sent into that moment fails). A GET that fails on a reused
-/// connection before any answer arrived is sent once more on a new one.
+/// A call waits for a slot of its budget (the caller's cap on calls in flight, if it has
+/// one), then takes an idle connection of its host, or opens one (up to `maxPerHost`), or
+/// waits for one. Both waits happen without a task: when an answer ends, the event loop
+/// that read it hands its connection to the next call of that host and its budget slot to
+/// the next call of that budget, and writes that call at once. The caller's task is resumed
+/// with the answer, and is not needed again until its next call. (A slot held while a
+/// resumed task waits for a thread is a slot without a call in flight: on a busy machine
+/// that was a tenth of a pod's throughput.)
+///
+/// What async-http-client does for a call, without what these calls never need (redirects,
+/// streaming bodies, TLS, tracing), for a fraction of its CPU per call. A connection the
+/// server closed while idle is found closed and replaced; one idle longer than
+/// `idleTimeout` is closed rather than reused (servers drop idle connections after a while,
+/// and a request sent into that moment fails). A GET that fails on a reused connection
+/// before its answer is sent once more on another.
 final class HTTP1Pool: Sendable {
     private let group: any EventLoopGroup
     private let connectTimeout: TimeAmount
@@ -49,39 +60,29 @@ final class HTTP1Pool: Sendable {
     private let idleTimeout: TimeAmount
     private let maxBodyBytes: Int
     private let state = Mutex(State())
+    private let ids = Atomic<UInt64>(0)
 
-    private struct HostKey: Hashable {
+    struct HostKey: Hashable, Sendable {
         var host: String
         var port: Int
     }
 
-    private struct Idle {
+    fileprivate struct Idle {
         var channel: any Channel
         var since: NIODeadline
     }
 
-    private struct Waiter {
-        var id: Int
-        var continuation: CheckedContinuation<Grant, any Error>
-    }
-
-    /// What a caller gets: a connection to use, or the right to open one.
-    private enum Grant {
-        case channel(any Channel)
-        case connect
-    }
-
-    private struct Host {
+    fileprivate struct Host {
         var idle: [Idle] = []
         /// Connections open or being opened, idle or in use.
         var open = 0
-        var waiters = CircularBuffer<Waiter>()
+        /// Calls with their slot, waiting for a connection.
+        var waiting = CircularBuffer<PooledCall>()
     }
 
     private struct State {
         var hosts: [HostKey: Host] = [:]
         var closed = false
-        var nextWaiter = 0
     }
 
     init(
@@ -95,241 +96,365 @@ final class HTTP1Pool: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    func execute(_ call: HTTP1Call) async throws -> HTTP1Answer {
-        let key = HostKey(host: call.host, port: call.port)
-        var (channel, reused) = try await connection(key, deadline: call.deadline)
-        while true {
-            let outcome: Result<(HTTP1Answer, keepAlive: Bool), any Error>
-            do {
-                outcome = .success(try await send(call, on: channel))
-            } catch {
-                outcome = .failure(error)
+    /// Sends `call` when `budget` has a slot for it and answers with the whole answer. A
+    /// cancelled caller leaves the waits; a call already written ends at its answer or
+    /// its deadline.
+    func execute(_ call: HTTP1Call, budget: ConcurrencyLimit? = nil) async throws -> HTTP1Answer {
+        try Task.checkCancellation()
+        let pooled = PooledCall(
+            call, key: HostKey(host: call.host, port: call.port),
+            id: ids.add(1, ordering: .relaxed).newValue, budget: budget)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                pooled.await(continuation)
+                guard let budget else { return place(pooled) }
+                let now = budget.acquire(id: pooled.id) { [self] granted in
+                    if granted { place(pooled) } else { pooled.complete(.failure(CancellationError())) }
+                }
+                if now { place(pooled) }
             }
-            switch outcome {
-            case .success(let (answer, keepAlive)):
-                release(key, channel, reusable: keepAlive)
-                return answer
-            case .failure(let error):
-                release(key, channel, reusable: false)
-                guard reused, call.method == .GET, case HTTP1Failure.connection = error,
-                    NIODeadline.now() < call.deadline
-                else { throw error }
-                // The server closed the connection as we reused it: once more, on a new one.
-                (channel, reused) = try await connection(key, deadline: call.deadline)
-                reused = false
-            }
+        } onCancel: {
+            cancel(pooled)
         }
     }
 
-    /// Closes the idle connections and fails the waiting callers; connections in use close
-    /// when their calls end, and later calls fail.
+    /// Closes the idle connections and fails the calls waiting for one; connections in use
+    /// close when their calls end, and later calls fail.
     func shutdown() async {
-        let (idle, waiters) = state.withLock { state in
+        let (idle, waiting) = state.withLock { state in
             state.closed = true
             var idle: [any Channel] = []
-            var waiters: [Waiter] = []
+            var waiting: [PooledCall] = []
             for (key, host) in state.hosts {
                 idle += host.idle.map(\.channel)
-                waiters += host.waiters
+                waiting += host.waiting
                 state.hosts[key]?.idle = []
-                state.hosts[key]?.waiters = []
+                state.hosts[key]?.waiting = []
                 state.hosts[key]?.open -= host.idle.count
             }
-            return (idle, waiters)
+            return (idle, waiting)
         }
-        for waiter in waiters { waiter.continuation.resume(throwing: HTTP1Failure.closed) }
+        for call in waiting { end(call, .failure(HTTP1Failure.closed)) }
         for channel in idle { try? await channel.close() }
     }
 
-    // MARK: connections
+    // MARK: a call's way to a connection
 
-    /// A connection to `key`, and whether it served a call before.
-    private func connection(_ key: HostKey, deadline: NIODeadline) async throws -> (any Channel, reused: Bool) {
+    fileprivate enum Placement {
+        case send(any Channel)
+        case connect
+        case wait
+        case fail(HTTP1Failure)
+    }
+
+    /// A call with its slot: onto an idle connection, a new one, or into its host's line.
+    private func place(_ call: PooledCall) {
+        guard let deadline = call.start() else { return place(call, deadline: call.deadline) }
+        do {
+            try call.call.admit?()
+        } catch {
+            return end(call, .failure(error))
+        }
+        place(call, deadline: deadline)
+    }
+
+    private func place(_ call: PooledCall, deadline: NIODeadline) {
         var stale: [any Channel] = []
-        let grant: Grant? = try state.withLock { state in
-            guard !state.closed else { throw HTTP1Failure.closed }
-            // Behind callers already waiting, wait too: a connection goes to the first in line.
-            guard state.hosts[key, default: Host()].waiters.isEmpty else { return nil }
-            return take(&state.hosts[key, default: Host()], stale: &stale)
+        let placement: Placement = state.withLock { state in
+            guard !state.closed else { return .fail(.closed) }
+            return state.hosts[call.key, default: Host()].place(
+                call, now: .now(), idleTimeout: idleTimeout, maxPerHost: maxPerHost, stale: &stale)
         }
         for channel in stale { channel.close(promise: nil) }
-        switch grant {
-        case .channel(let channel): return (channel, true)
-        case .connect: return (try await open(key, deadline: deadline), false)
-        case nil: break
-        }
-        switch try await wait(key, deadline: deadline) {
-        case .channel(let channel): return (channel, true)
-        case .connect: return (try await open(key, deadline: deadline), false)
-        }
-    }
-
-    /// An idle connection still open and fresh, or the right to open one; nil if the caller
-    /// must wait. Connections found closed or too long idle go to `stale` (no longer counted).
-    private func take(_ host: inout Host, stale: inout [any Channel]) -> Grant? {
-        let now = NIODeadline.now()
-        while let idle = host.idle.popLast() {
-            if idle.channel.isActive, now - idle.since < idleTimeout { return .channel(idle.channel) }
-            stale.append(idle.channel)
-            host.open -= 1
-        }
-        guard host.open < maxPerHost else { return nil }
-        host.open += 1
-        return .connect
-    }
-
-    /// Waits for a connection another call releases (or the right to open one), until the
-    /// deadline or the task's cancellation.
-    private func wait(_ key: HostKey, deadline: NIODeadline) async throws -> Grant {
-        let id = state.withLock { state in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        let timer = group.next().scheduleTask(deadline: deadline) { [self] in
-            abandon(key, id: id, with: HTTP1Failure.timeout)
-        }
-        defer { timer.cancel() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                var stale: [any Channel] = []
-                // Checked under the lock: a timer or a cancellation that came before the
-                // waiter is in line found nothing to take out.
-                let result: Result<Grant, any Error>? = state.withLock { state in
-                    guard !state.closed else { return .failure(HTTP1Failure.closed) }
-                    guard !Task.isCancelled else { return .failure(CancellationError()) }
-                    guard NIODeadline.now() < deadline else { return .failure(HTTP1Failure.timeout) }
-                    // A connection may have come back between the first look and now.
-                    if state.hosts[key, default: Host()].waiters.isEmpty,
-                        let grant = take(&state.hosts[key, default: Host()], stale: &stale)
-                    {
-                        return .success(grant)
-                    }
-                    state.hosts[key, default: Host()].waiters.append(Waiter(id: id, continuation: continuation))
-                    return nil
-                }
-                for channel in stale { channel.close(promise: nil) }
-                if let result { continuation.resume(with: result) }
-            }
-        } onCancel: {
-            abandon(key, id: id, with: CancellationError())
+        switch placement {
+        case .send(let channel): send(call, on: channel, reused: true)
+        case .connect: connect(call)
+        case .fail(let failure): end(call, .failure(failure))
+        case .wait:
+            call.arm(
+                group.next().scheduleTask(deadline: deadline) { [self] in
+                    let removed = state.withLock { $0.hosts[call.key]?.waiting.remove(id: call.id) ?? false }
+                    if removed { end(call, .failure(HTTP1Failure.timeout)) }
+                })
         }
     }
 
-    /// Takes a waiter out of the line (its deadline passed, or its task was cancelled).
-    private func abandon(_ key: HostKey, id: Int, with error: any Error) {
-        let waiter: Waiter? = state.withLock { state in
-            guard let index = state.hosts[key]?.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.hosts[key]?.waiters.remove(at: index)
+    private func cancel(_ call: PooledCall) {
+        if let grant = call.budget?.withdraw(id: call.id) {
+            grant(false)
+            return
         }
-        waiter?.continuation.resume(throwing: error)
+        let removed = state.withLock { $0.hosts[call.key]?.waiting.remove(id: call.id) ?? false }
+        if removed { end(call, .failure(CancellationError())) }
     }
 
-    /// Gives a connection back after a call: to the first waiter, or to the idle list; a
-    /// connection not to be reused is closed and its place given to the first waiter.
-    private func release(_ key: HostKey, _ channel: (any Channel)?, reusable: Bool) {
-        let now = NIODeadline.now()
-        let (waiter, grant, close): (Waiter?, Grant?, Bool) = state.withLock { state in
-            let keep = reusable && !state.closed && (channel?.isActive ?? false)
-            if !keep { state.hosts[key]?.open -= 1 }
-            guard var host = state.hosts[key] else { return (nil, nil, !keep) }
-            defer { state.hosts[key] = host }
-            if let waiter = host.waiters.popFirst() {
-                if keep, let channel { return (waiter, .channel(channel), false) }
-                host.open += 1
-                return (waiter, .connect, true)
-            }
-            if keep, let channel { host.idle.append(Idle(channel: channel, since: now)) }
-            return (nil, nil, !keep)
-        }
-        if close, let channel { channel.close(promise: nil) }
-        if let waiter, let grant { waiter.continuation.resume(returning: grant) }
-    }
-
-    private func open(_ key: HostKey, deadline: NIODeadline) async throws -> any Channel {
-        let limit = min(connectTimeout, max(deadline - .now(), .milliseconds(1)))
+    private func connect(_ call: PooledCall) {
         let maxBodyBytes = maxBodyBytes
-        do {
-            return try await ClientBootstrap(group: group)
-                .connectTimeout(limit)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        // The callers build their requests from their own settings and
-                        // percent-encoded values: NIO's check of every outbound header and
-                        // URI byte was a twentieth of a busy pod's CPU.
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                            enableOutboundHeaderValidation: false)
-                        try channel.pipeline.syncOperations.addHandler(HTTP1CallHandler(maxBodyBytes: maxBodyBytes))
+        let limit = min(connectTimeout, max(call.deadline - .now(), .milliseconds(1)))
+        ClientBootstrap(group: group)
+            .connectTimeout(limit)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // The callers build their requests from their own settings and
+                    // percent-encoded values: NIO's check of every outbound header and
+                    // URI byte was a twentieth of a busy pod's CPU.
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTP1CallHandler(pool: self, maxBodyBytes: maxBodyBytes))
+                }
+            }
+            .connect(host: call.key.host, port: call.key.port)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    send(call, on: channel, reused: false)
+                case .failure(let error):
+                    handOn(call.key, channel: nil, reusable: false)
+                    if let error = error as? ChannelError, case .connectTimeout = error {
+                        end(call, .failure(HTTP1Failure.timeout))
+                    } else {
+                        end(call, .failure(HTTP1Failure.connection("\(error)")))
                     }
                 }
-                .connect(host: key.host, port: key.port).get()
-        } catch {
-            release(key, nil, reusable: false)
-            if let error = error as? ChannelError, case .connectTimeout = error { throw HTTP1Failure.timeout }
-            throw HTTP1Failure.connection("\(error)")
-        }
+            }
     }
 
-    // MARK: a call on a connection
-
-    private func send(_ call: HTTP1Call, on channel: any Channel) async throws -> (HTTP1Answer, keepAlive: Bool) {
-        var head = HTTPRequestHead(version: .http1_1, method: call.method, uri: call.target)
-        head.headers.add(name: "Host", value: call.port == 80 ? call.host : "\(call.host):\(call.port)")
-        for (name, value) in call.headers { head.headers.add(name: name, value: value) }
-        if let body = call.body {
-            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+    private func send(_ call: PooledCall, on channel: any Channel, reused: Bool) {
+        let attempt = call.sending(reused: reused)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { [self] error in
+            // Closed before the request was out: the handler may never have seen it.
+            finished(call, attempt: attempt, channel: channel, .failure(HTTP1Failure.connection("\(error)")), false)
         }
-        let promise = channel.eventLoop.makePromise(of: (HTTP1Answer, Bool).self)
         channel.writeAndFlush(
-            HTTP1CallHandler.Pending(head: head, body: call.body, deadline: call.deadline, promise: promise),
-            promise: nil)
-        let (answer, keepAlive) = try await promise.futureResult.get()
-        return (answer, keepAlive)
+            HTTP1CallHandler.Request(call: call, attempt: attempt, deadline: call.deadline), promise: written)
+    }
+
+    // MARK: a call's end
+
+    /// An attempt's end, from its connection's event loop (or a failed write): the
+    /// connection goes to the next call of its host, the slot to the next call of the
+    /// budget, and the answer to the caller. Later reports of the same attempt are ignored.
+    fileprivate func finished(
+        _ call: PooledCall, attempt: Int, channel: any Channel, _ result: Result<HTTP1Answer, any Error>,
+        _ reusable: Bool
+    ) {
+        guard call.endAttempt(attempt) else { return }
+        handOn(call.key, channel: channel, reusable: reusable)
+        if case .failure(HTTP1Failure.connection) = result, call.mayRetry() {
+            place(call)  // the server closed a reused connection: once more, on another
+            return
+        }
+        end(call, result)
+    }
+
+    /// A call's end: its slot to the budget's next call, then its caller resumed (a caller
+    /// that returns finds its slot free).
+    private func end(_ call: PooledCall, _ result: Result<HTTP1Answer, any Error>) {
+        call.budget?.release()
+        call.complete(result)
+    }
+
+    /// A connection after a call (nil: one that could not be opened): to the first call
+    /// waiting for its host, or to the idle list; one not to be reused is closed and its
+    /// place given to the first waiting call.
+    private func handOn(_ key: HostKey, channel: (any Channel)?, reusable: Bool) {
+        let now = NIODeadline.now()
+        let (next, keep): (PooledCall?, Bool) = state.withLock { state in
+            let keep = reusable && !state.closed && (channel?.isActive ?? false)
+            return state.hosts[key, default: Host()].handOn(channel, keep: keep, now: now)
+        }
+        if !keep, let channel { channel.close(promise: nil) }
+        guard let next else { return }
+        if keep, let channel { send(next, on: channel, reused: true) } else { connect(next) }
     }
 }
 
-/// The last handler of a pooled connection: sends one call at a time and completes its
-/// promise with the whole answer, or with a failure when the deadline passes (the
-/// connection is then closed: its state is unknown) or the connection ends first.
-private final class HTTP1CallHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = Pending
-    typealias OutboundOut = HTTPClientRequestPart
-
-    struct Pending: Sendable {
-        var head: HTTPRequestHead
-        var body: ByteBuffer?
-        var deadline: NIODeadline
-        var promise: EventLoopPromise<(HTTP1Answer, Bool)>
+extension HTTP1Pool.Host {
+    fileprivate mutating func place(
+        _ call: PooledCall, now: NIODeadline, idleTimeout: TimeAmount, maxPerHost: Int, stale: inout [any Channel]
+    ) -> HTTP1Pool.Placement {
+        // Behind calls already waiting, wait too: a connection goes to the first in line.
+        if waiting.isEmpty {
+            while let candidate = idle.popLast() {
+                if candidate.channel.isActive, now - candidate.since < idleTimeout { return .send(candidate.channel) }
+                stale.append(candidate.channel)
+                open -= 1
+            }
+            if open < maxPerHost {
+                open += 1
+                return .connect
+            }
+        }
+        waiting.append(call)
+        return .wait
     }
 
+    /// What to do with a connection after a call: the call it goes to (or, not kept, the
+    /// call that may open one in its place).
+    fileprivate mutating func handOn(_ channel: (any Channel)?, keep: Bool, now: NIODeadline) -> (PooledCall?, Bool) {
+        if keep, let channel {
+            if let next = waiting.popFirst() { return (next, true) }
+            idle.append(.init(channel: channel, since: now))
+            return (nil, true)
+        }
+        open -= 1
+        guard let next = waiting.popFirst() else { return (nil, false) }
+        open += 1
+        return (next, false)
+    }
+}
+
+extension CircularBuffer where Element == PooledCall {
+    /// Takes the call with `id` out of the line; false if it is not there.
+    fileprivate mutating func remove(id: UInt64) -> Bool {
+        guard let index = firstIndex(where: { $0.id == id }) else { return false }
+        remove(at: index)
+        return true
+    }
+}
+
+/// One call's state in the pool, shared by its caller, the budget, the event loops and its
+/// timers: resumed exactly once.
+final class PooledCall: Sendable {
+    let call: HTTP1Call
+    let key: HTTP1Pool.HostKey
+    let id: UInt64
+    let budget: ConcurrencyLimit?
+    private let state = Mutex(State())
+
+    private struct State {
+        var continuation: CheckedContinuation<HTTP1Answer, any Error>?
+        var deadline: NIODeadline?
+        var attempt = 0
+        var ended = 0
+        var reused = false
+        var retried = false
+        var timer: Scheduled<Void>?
+    }
+
+    init(_ call: HTTP1Call, key: HTTP1Pool.HostKey, id: UInt64, budget: ConcurrencyLimit?) {
+        self.call = call
+        self.key = key
+        self.id = id
+        self.budget = budget
+    }
+
+    func await(_ continuation: CheckedContinuation<HTTP1Answer, any Error>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    /// The deadline, set when the call first gets its slot; nil when it was set before (a
+    /// call placed again).
+    func start() -> NIODeadline? {
+        state.withLock { state in
+            if state.deadline != nil { return nil }
+            let deadline = NIODeadline.now() + call.timeout
+            state.deadline = deadline
+            return deadline
+        }
+    }
+
+    var deadline: NIODeadline { state.withLock { $0.deadline } ?? .now() }
+
+    /// The timer of a wait for a connection (cancelled when the call is sent).
+    func arm(_ timer: Scheduled<Void>) {
+        state.withLock { $0.timer = timer }
+    }
+
+    /// The attempt being written, its wait's timer cancelled.
+    func sending(reused: Bool) -> Int {
+        let (attempt, timer) = state.withLock { state in
+            state.attempt += 1
+            state.reused = reused
+            defer { state.timer = nil }
+            return (state.attempt, state.timer)
+        }
+        timer?.cancel()
+        return attempt
+    }
+
+    /// True for the first report of an attempt's end.
+    func endAttempt(_ attempt: Int) -> Bool {
+        state.withLock { state in
+            guard state.ended < attempt else { return false }
+            state.ended = attempt
+            return true
+        }
+    }
+
+    /// Whether a connection failure may be tried once more: a GET, on a reused connection,
+    /// not tried again before, and before its deadline.
+    func mayRetry() -> Bool {
+        guard call.method == .GET else { return false }
+        return state.withLock { state in
+            guard state.reused, !state.retried, let deadline = state.deadline, NIODeadline.now() < deadline else {
+                return false
+            }
+            state.retried = true
+            return true
+        }
+    }
+
+    func complete(_ result: Result<HTTP1Answer, any Error>) {
+        let continuation = state.withLock { state in
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(with: result)
+    }
+}
+
+/// The last handler of a pooled connection: sends one call at a time and reports its end
+/// to the pool: the whole answer, or a failure when the deadline passes (the connection is
+/// then closed: its state is unknown) or the connection ends first.
+private final class HTTP1CallHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Request
+    typealias OutboundOut = HTTPClientRequestPart
+
+    struct Request: Sendable {
+        var call: PooledCall
+        var attempt: Int
+        var deadline: NIODeadline
+    }
+
+    private let pool: HTTP1Pool
     private let maxBodyBytes: Int
-    private var promise: EventLoopPromise<(HTTP1Answer, Bool)>?
+    private var current: Request?
     private var timer: Scheduled<Void>?
     private var status = 0
     private var keepAlive = true
     private var body: ByteBuffer?
 
-    init(maxBodyBytes: Int) {
+    init(pool: HTTP1Pool, maxBodyBytes: Int) {
+        self.pool = pool
         self.maxBodyBytes = maxBodyBytes
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise writePromise: EventLoopPromise<Void>?) {
-        let pending = unwrapOutboundIn(data)
-        guard promise == nil else {
-            pending.promise.fail(HTTP1Failure.connection("a second call on a busy connection"))
-            return
-        }
-        promise = pending.promise
-        status = 0
-        body = nil
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: pending.deadline) { [self] in
-            finish(.failure(HTTP1Failure.timeout))
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        if current != nil {
+            finish(.failure(HTTP1Failure.connection("a second call on a busy connection")), reusable: false, context)
             context.close(promise: nil)
         }
-        context.write(wrapOutboundOut(.head(pending.head)), promise: nil)
-        if let body = pending.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.write(wrapOutboundOut(.end(nil)), promise: writePromise)
+        current = request
+        status = 0
+        body = nil
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: request.deadline) { [self] in
+            finish(.failure(HTTP1Failure.timeout), reusable: false, context)
+            context.close(promise: nil)
+        }
+        let call = request.call.call
+        var head = HTTPRequestHead(version: .http1_1, method: call.method, uri: call.target)
+        head.headers.reserveCapacity(call.headers.count + 2)
+        head.headers.add(name: "Host", value: call.port == 80 ? call.host : "\(call.host):\(call.port)")
+        for (name, value) in call.headers { head.headers.add(name: name, value: value) }
+        if let body = call.body { head.headers.add(name: "Content-Length", value: String(body.readableBytes)) }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body = call.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        context.write(wrapOutboundOut(.end(nil)), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -338,9 +463,9 @@ private final class HTTP1CallHandler: ChannelDuplexHandler {
             status = Int(head.status.code)
             keepAlive = head.isKeepAlive
         case .body(var part):
-            guard promise != nil else { return }
+            guard current != nil else { return }
             if (body?.readableBytes ?? 0) + part.readableBytes > maxBodyBytes {
-                finish(.failure(HTTP1Failure.tooLarge))
+                finish(.failure(HTTP1Failure.tooLarge), reusable: false, context)
                 context.close(promise: nil)
                 return
             }
@@ -348,25 +473,25 @@ private final class HTTP1CallHandler: ChannelDuplexHandler {
         case .end:
             let answer = HTTP1Answer(status: status, body: body ?? ByteBuffer())
             body = nil
-            finish(.success((answer, keepAlive)))
+            finish(.success(answer), reusable: keepAlive, context)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        finish(.failure(HTTP1Failure.connection("the server closed the connection")))
+        finish(.failure(HTTP1Failure.connection("the server closed the connection")), reusable: false, context)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        finish(.failure(HTTP1Failure.connection("\(error)")))
+        finish(.failure(HTTP1Failure.connection("\(error)")), reusable: false, context)
         context.close(promise: nil)
     }
 
-    private func finish(_ result: Result<(HTTP1Answer, Bool), any Error>) {
-        guard let promise else { return }
-        self.promise = nil
+    private func finish(_ result: Result<HTTP1Answer, any Error>, reusable: Bool, _ context: ChannelHandlerContext) {
+        guard let request = current else { return }
+        current = nil
         timer?.cancel()
         timer = nil
-        promise.completeWith(result)
+        pool.finished(request.call, attempt: request.attempt, channel: context.channel, result, reusable)
     }
 }

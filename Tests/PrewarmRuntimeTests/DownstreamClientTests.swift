@@ -113,6 +113,50 @@ struct HTTP1PoolTests {
         #expect(highest.load(ordering: .relaxed) == 3)
     }
 
+    @Test("a budget caps the calls in flight across hosts; a caller cancelled while it waits for a slot leaves")
+    func budget() async throws {
+        let busy = Atomic<Int>(0)
+        let highest = Atomic<Int>(0)
+        func route(_ router: Router<BasicRequestContext>) {
+            router.get("work") { _, _ -> String in
+                highest.max(busy.add(1, ordering: .relaxed).newValue, ordering: .relaxed)
+                try await Task.sleep(for: .milliseconds(20))
+                busy.subtract(1, ordering: .relaxed)
+                return "done"
+            }
+        }
+        let servers = [try await LocalHTTPServer.start(route), try await LocalHTTPServer.start(route)]
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 8)
+        closeAfterTest { await client.shutdown() }
+        let budget = ConcurrencyLimit(3)
+        let answers = try await withThrowingTaskGroup(of: String.self) { group in
+            for n in 0..<40 {
+                group.addTask {
+                    let answer = try await client.get(
+                        servers[n % 2].base + "/work", service: "test", timeout: .milliseconds(500), budget: budget)
+                    return String(decoding: answer.body, as: UTF8.self)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        // 40 calls of 20 ms, three at a time: about 270 ms in all, longer than any call's
+        // 500 ms limit would allow if the wait for a slot counted.
+        #expect(answers.count == 40 && answers.allSatisfy { $0 == "done" })
+        #expect(highest.load(ordering: .relaxed) == 3)
+        #expect(budget.highestInFlight == 3 && budget.inFlight == 0)
+
+        let holders = (0..<3).map { _ in
+            Task { try await client.get(servers[0].base + "/work", service: "test", budget: budget) }
+        }
+        try await Task.sleep(for: .milliseconds(5))
+        let waiting = Task { try await client.get(servers[1].base + "/work", service: "test", budget: budget) }
+        try await Task.sleep(for: .milliseconds(5))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        for holder in holders { _ = try await holder.value }
+        #expect(budget.inFlight == 0)
+    }
+
     @Test("a server that closes the connection after its answer costs no call: the next opens a new one")
     func closedConnections() async throws {
         let server = try await LocalHTTPServer.start { router in
