@@ -356,13 +356,18 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let path = parts[0].split(separator: "/")
+        // Split as bytes: splitting the text by characters (grapheme clusters) was a tenth
+        // of the simulator's CPU.
+        let uri = Substring(head.uri).utf8
+        let question = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex
+        let parts = [Substring(uri[..<question])]
+        let path = uri[..<question].split(separator: UInt8(ascii: "/")).map { Substring($0) }
         var query: [Substring: Substring] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") {
-                let item = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                query[item[0]] = item.count > 1 ? item[1] : ""
+        if question < uri.endIndex {
+            for pair in uri[uri.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+                let equals = pair.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
+                query[Substring(pair[..<equals])] =
+                    equals < pair.endIndex ? Substring(pair[pair.index(after: equals)...]) : ""
             }
         }
         let keepAlive = head.isKeepAlive

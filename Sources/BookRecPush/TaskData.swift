@@ -60,13 +60,20 @@ public struct TaskData: Sendable {
         return (rows, malformed)
     }
 
+    /// Empty or only white space (a byte look first: a name starting with a letter is not).
+    private static func isBlank(_ text: String) -> Bool {
+        guard let first = text.utf8.first else { return true }
+        if first > 0x20, first < 0x80 { return false }
+        return text.trimmingCharacters(in: .whitespaces).isEmpty
+    }
+
     static func check(id: Int64, task: String?, user: Int64?, project: String?, hour: Int?, payload: String?)
         -> Result<TaskDataRow, MalformedRow>
     {
         guard let user, user > 0 else {
             return .failure(MalformedRow(id: id, reason: "source_uid is missing or not positive"))
         }
-        guard let project, !project.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let project, !isBlank(project) else {
             return .failure(MalformedRow(id: id, reason: "project is missing"))
         }
         guard let hour, (0..<24).contains(hour) else {

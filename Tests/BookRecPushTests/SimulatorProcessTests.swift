@@ -27,9 +27,12 @@ struct SimulatorProcessTests {
         #expect(answer.status == 200)
         #expect(answer.body == #"{"experiment":"later_read","value":"1","trace_id":"ab-later_read-42"}"#)
         #expect(try await adminRequest(base, "GET", "rec/v1/recommendations?project=novel").status == 400)
+        #expect(try await adminRequest(base, "GET", "rec/v1/recommendations?uid=&project=novel").status == 400)
+        let material = try await adminRequest(base, "GET", "material/v1/materials/m%2F7?uid=5&rec_id=r=1&rec_type=b")
+        #expect(material.status == 200 && material.body.hasPrefix(#"{"material_id":"m/7","#), "\(material.body)")
         let stats = try await adminRequest(base, "GET", "stats")
         let decoded = try JSONDecoder().decode(DownstreamSimulator.Stats.self, from: Data(stats.body.utf8))
-        #expect(decoded.services["ab"]?.calls == 1 && decoded.services["rec"]?.errors == 1)
+        #expect(decoded.services["ab"]?.calls == 1 && decoded.services["rec"]?.errors == 2)
         let control = try await adminRequest(base, "POST", "control", body: #"{"down": ["nope"]}"#)
         #expect(control.status == 400 && control.body.contains("no service 'nope'"))
 
