@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Synchronization
 import TestSupport
 import Testing
@@ -172,6 +175,26 @@ struct HTTP1PoolTests {
         }
     }
 
+    @Test("a GET the server drops on a reused connection is sent once more on a new one; a POST is not")
+    func droppedOnReuse() async throws {
+        let server = try await OneAnswerServer.start()
+        closeAfterTest { try? await server.channel.close() }
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
+        closeAfterTest { await client.shutdown() }
+        let base = "http://127.0.0.1:\(server.port)"
+        #expect(try await client.get(base + "/a", service: "test").body == Array("1".utf8))
+        // The idle connection is open; the server drops it when the second request arrives.
+        #expect(try await client.get(base + "/b", service: "test").body == Array("1".utf8))
+        #expect(
+            server.counts.requests.load(ordering: .relaxed) == 3
+                && server.counts.connections.load(ordering: .relaxed) == 2)
+        let dropped = await #expect(throws: DownstreamError.self) {
+            try await client.post(URL(string: base + "/c")!, json: Array("{}".utf8), service: "test")
+        }
+        #expect(dropped?.kind == .connection)
+        #expect(server.counts.requests.load(ordering: .relaxed) == 4, "the POST was sent once")
+    }
+
     @Test("a caller waiting for a busy host's only connection times out at its deadline; the pool goes on")
     func waitingTimesOut() async throws {
         let server = try await LocalHTTPServer.start { router in
@@ -214,6 +237,68 @@ struct HTTP1PoolTests {
             try await client.get(server.base + "/slow", service: "test")
         }
         #expect(after?.kind == .connection)
+    }
+}
+
+/// A server that answers the first request of each connection (keep-alive) and closes the
+/// connection, unanswered, when a second arrives: a server dropping an idle connection
+/// just as the client reuses it.
+final class OneAnswerServer: Sendable {
+    let channel: any Channel
+    let counts: Counts
+
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    final class Counts: Sendable {
+        let requests = Atomic<Int>(0)
+        let connections = Atomic<Int>(0)
+    }
+
+    private init(channel: any Channel, counts: Counts) {
+        self.channel = channel
+        self.counts = counts
+    }
+
+    static func start() async throws -> OneAnswerServer {
+        let counts = Counts()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                counts.connections.add(1, ordering: .relaxed)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(counts: counts))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return OneAnswerServer(channel: channel, counts: counts)
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let counts: Counts
+        var seen = 0
+
+        init(counts: Counts) {
+            self.counts = counts
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard case .end = unwrapInboundIn(data) else { return }
+            counts.requests.add(1, ordering: .relaxed)
+            seen += 1
+            guard seen == 1 else {
+                context.close(promise: nil)
+                return
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: "1")
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "1")))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
     }
 }
 
