@@ -122,7 +122,7 @@ public final class BookRecServices: Sendable {
         abBase = Self.base(options.services.ab)
         recommendationBase = Self.base(options.services.recommendation)
         materialBase = Self.base(options.services.material)
-        experiment = Self.encoded(options.experiment)
+        experiment = percentEncoded(options.experiment)
         // Each retry is counted in the metrics and the run's failures, not logged: at a 20 %
         // error rate a log line per retry would drown the log.
         var quiet = logger
@@ -132,8 +132,6 @@ public final class BookRecServices: Sendable {
             backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
     }
 
-    static func encoded(_ value: String) -> String { percentEncoded(value) }
-
     static func base(_ url: URL) -> String {
         let text = url.absoluteString
         return text.hasSuffix("/") ? String(text.dropLast()) : text
@@ -141,21 +139,21 @@ public final class BookRecServices: Sendable {
 
     public func assignment(user: Int64, project: String) async throws -> Assignment {
         let url =
-            "\(abBase)/v1/experiments/\(experiment)/assignment?uid=\(user)&project=\(Self.encoded(project))"
+            "\(abBase)/v1/experiments/\(experiment)/assignment?uid=\(user)&project=\(percentEncoded(project))"
         return try await call(url, ab, Assignment.self)
     }
 
     public func recommend(user: Int64, project: String, traceID: String) async throws -> Recommendation {
         let url =
-            "\(recommendationBase)/v1/recommendations?uid=\(user)&project=\(Self.encoded(project))"
-            + "&scene=pre-warming-process&trace_id=\(Self.encoded(traceID))"
+            "\(recommendationBase)/v1/recommendations?uid=\(user)&project=\(percentEncoded(project))"
+            + "&scene=pre-warming-process&trace_id=\(percentEncoded(traceID))"
         return try await call(url, recommendation, Recommendation.self)
     }
 
     public func material(user: Int64, of rec: Recommendation) async throws -> Material {
         let url =
-            "\(materialBase)/v1/materials/\(Self.encoded(rec.materialID))?uid=\(user)&rec_id=\(Self.encoded(rec.recID))"
-            + "&rec_type=\(Self.encoded(rec.recType))"
+            "\(materialBase)/v1/materials/\(percentEncoded(rec.materialID))?uid=\(user)&rec_id=\(percentEncoded(rec.recID))"
+            + "&rec_type=\(percentEncoded(rec.recType))"
         return try await call(url, material, Material.self)
     }
 
@@ -166,15 +164,8 @@ public final class BookRecServices: Sendable {
         let response = try await retrying("calling \(breaker.service)", policy: policy, logger: quiet) {
             // The circuit is asked when the call gets its slot: calls waiting for one when it
             // opens are refused then, not sent.
-            let passage = CircuitBreaker.Passage(breaker)
-            do {
-                let response = try await http.get(
-                    url, service: breaker.service, budget: inFlight, admit: { try passage.admit() })
-                passage.succeeded()
-                return response
-            } catch {
-                passage.failed(error)
-                throw error
+            try await breaker.call { admit in
+                try await http.get(url, service: breaker.service, budget: inFlight, admit: admit)
             }
         }
         guard let value = FlatJSON.decode(T.self, response.body) else {

@@ -68,11 +68,16 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
-    public func call<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    /// Runs `body`, which calls `admit` at the moment its call goes (the runtime's HTTP pool
+    /// does when the call gets its slot of the budget, not when it starts waiting for one):
+    /// `admit` throws `CircuitOpen` if the circuit refuses it then. The outcome of an
+    /// admitted call is recorded; a refused one is not a failure of the service.
+    public func call<T: Sendable>(_ body: (_ admit: @escaping @Sendable () throws -> Void) async throws -> T)
+        async throws -> T
+    {
         let passage = Passage(self)
-        try passage.admit()
         do {
-            let value = try await body()
+            let value = try await body { try passage.admit() }
             passage.succeeded()
             return value
         } catch {
@@ -81,30 +86,26 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
-    /// One call's way through the breaker when something else decides the moment it goes
-    /// (the runtime's HTTP pool admits a call when it gets its slot of the budget, not when
-    /// it starts waiting for one): `admit` then, and its outcome recorded after.
-    public final class Passage: Sendable {
+    /// One call's way through the breaker: whether it was admitted, and as the probe.
+    private final class Passage: Sendable {
         private let breaker: CircuitBreaker
         private let admitted = Mutex<(passed: Bool, probe: Bool)>((false, false))
 
-        public init(_ breaker: CircuitBreaker) {
+        init(_ breaker: CircuitBreaker) {
             self.breaker = breaker
         }
 
-        /// Throws `CircuitOpen` if the circuit refuses the call now.
-        public func admit() throws {
+        func admit() throws {
             let probe = try breaker.admit()
             admitted.withLock { $0 = (true, probe) }
         }
 
-        public func succeeded() {
+        func succeeded() {
             let (passed, probe) = admitted.withLock { $0 }
             if passed { breaker.succeeded(probe: probe) }
         }
 
-        /// A call the circuit refused is not one of its failures.
-        public func failed(_ error: any Error) {
+        func failed(_ error: any Error) {
             let (passed, probe) = admitted.withLock { $0 }
             if passed { breaker.failed(error, probe: probe) }
         }

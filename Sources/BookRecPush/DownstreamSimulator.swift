@@ -310,7 +310,7 @@ struct SimulatorServer: Service {
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try pipeline.addHandler(HTTPServerPipelineHandler())
                     try pipeline.addHandler(HTTPServerProtocolErrorHandler())
-                    try channel.pipeline.syncOperations.addHandler(SimulatorHandler(simulator: simulator))
+                    try pipeline.addHandler(SimulatorHandler(simulator: simulator))
                 }
             }
             .bind(host: host, port: port).get()
@@ -360,7 +360,7 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
         // of the simulator's CPU.
         let uri = Substring(head.uri).utf8
         let question = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex
-        let parts = [Substring(uri[..<question])]
+        let route = Substring(uri[..<question])
         let path = uri[..<question].split(separator: UInt8(ascii: "/")).map { Substring($0) }
         var query: [Substring: Substring] = [:]
         if question < uri.endIndex {
@@ -401,7 +401,7 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(.ok, json: changes, keepAlive: keepAlive, context: context)
         default:
             respond(
-                .notFound, json: ["error": "no route \(head.method) \(parts[0])"], keepAlive: keepAlive,
+                .notFound, json: ["error": "no route \(head.method) \(route)"], keepAlive: keepAlive,
                 context: context)
         }
     }

@@ -103,23 +103,11 @@ enum FlatJSON {
         }
     }
 
-    /// `text` as a JSON string's content.
+    /// `text` as a JSON string's content (escaped as `Writer.string` does, without quotes).
     static func escaped(_ text: some StringProtocol) -> String {
-        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
-            return String(text)
-        }
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+        var writer = Writer(capacity: text.utf8.count + 2)
+        writer.string(text)
+        return String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)
     }
 }
 

@@ -18,7 +18,14 @@ public final class ConcurrencyLimit: Sendable {
         var highest = 0
         /// In arrival order; each called with true when the slot passes to it.
         var waiters = CircularBuffer<(id: UInt64, grant: Grant)>()
-        var nextID: UInt64 = 0
+    }
+
+    /// Waiter ids, one space for every limit and every kind of waiter (a task in `run`, a
+    /// call queued by the HTTP pool), so a withdrawal never takes another's place.
+    private static let ids = Atomic<UInt64>(0)
+
+    static func newID() -> UInt64 {
+        ids.add(1, ordering: .relaxed).newValue
     }
 
     public init(_ limit: Int) {
@@ -37,7 +44,7 @@ public final class ConcurrencyLimit: Sendable {
     }
 
     private func acquire() async throws {
-        let id = newID()
+        let id = Self.newID()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 guard !Task.isCancelled else {
@@ -56,13 +63,6 @@ public final class ConcurrencyLimit: Sendable {
 
     /// A waiter's call: true when the slot passes to it, false when it is withdrawn.
     typealias Grant = @Sendable (_ granted: Bool) -> Void
-
-    func newID() -> UInt64 {
-        state.withLock { state in
-            state.nextID += 1
-            return state.nextID
-        }
-    }
 
     /// Takes a slot now (true, `grant` not called), or queues `grant`, called with true by
     /// the `release` that frees a slot for it (false).

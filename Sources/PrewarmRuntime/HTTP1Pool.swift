@@ -60,7 +60,6 @@ final class HTTP1Pool: Sendable {
     private let idleTimeout: TimeAmount
     private let maxBodyBytes: Int
     private let state = Mutex(State())
-    private let ids = Atomic<UInt64>(0)
 
     struct HostKey: Hashable, Sendable {
         var host: String
@@ -103,15 +102,15 @@ final class HTTP1Pool: Sendable {
         try Task.checkCancellation()
         let pooled = PooledCall(
             call, key: HostKey(host: call.host, port: call.port),
-            id: ids.add(1, ordering: .relaxed).newValue, budget: budget)
+            id: ConcurrencyLimit.newID(), budget: budget)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 pooled.await(continuation)
-                guard let budget else { return place(pooled) }
+                guard let budget else { return start(pooled) }
                 let now = budget.acquire(id: pooled.id) { [self] granted in
-                    if granted { place(pooled) } else { pooled.complete(.failure(CancellationError())) }
+                    if granted { start(pooled) } else { pooled.complete(.failure(CancellationError())) }
                 }
-                if now { place(pooled) }
+                if now { start(pooled) }
             }
         } onCancel: {
             cancel(pooled)
@@ -147,17 +146,18 @@ final class HTTP1Pool: Sendable {
         case fail(HTTP1Failure)
     }
 
-    /// A call with its slot: onto an idle connection, a new one, or into its host's line.
-    private func place(_ call: PooledCall) {
-        guard let deadline = call.start() else { return place(call, deadline: call.deadline) }
+    /// A call that has just got its slot: admitted (a circuit may refuse it), its deadline
+    /// set, and placed.
+    private func start(_ call: PooledCall) {
         do {
             try call.call.admit?()
         } catch {
             return end(call, .failure(error))
         }
-        place(call, deadline: deadline)
+        place(call, deadline: call.start())
     }
 
+    /// A call with its slot: onto an idle connection, a new one, or into its host's line.
     private func place(_ call: PooledCall, deadline: NIODeadline) {
         var stale: [any Channel] = []
         let placement: Placement = state.withLock { state in
@@ -243,7 +243,7 @@ final class HTTP1Pool: Sendable {
         guard call.endAttempt(attempt) else { return }
         handOn(call.key, channel: channel, reusable: reusable)
         if case .failure(HTTP1Failure.connection) = result, call.mayRetry() {
-            place(call)  // the server closed a reused connection: once more, on another
+            place(call, deadline: call.deadline)  // the server closed a reused connection: once more
             return
         }
         end(call, result)
@@ -345,11 +345,9 @@ final class PooledCall: Sendable {
         state.withLock { $0.continuation = continuation }
     }
 
-    /// The deadline, set when the call first gets its slot; nil when it was set before (a
-    /// call placed again).
-    func start() -> NIODeadline? {
+    /// Sets the deadline, when the call gets its slot.
+    func start() -> NIODeadline {
         state.withLock { state in
-            if state.deadline != nil { return nil }
             let deadline = NIODeadline.now() + call.timeout
             state.deadline = deadline
             return deadline

@@ -61,6 +61,14 @@ struct DownstreamClientTests {
 
 @Suite("The runtime's plain-HTTP connection pool", .closesResources)
 struct HTTP1PoolTests {
+    /// A client closed after the test (closing it twice, as one test does, is harmless).
+    private func makeClient(connections: Int, timeout: Duration = .seconds(5)) -> DownstreamClient {
+        let client = DownstreamClient(
+            connectTimeout: .seconds(2), callTimeout: timeout, maxConnectionsPerHost: connections)
+        closeAfterTest { await client.shutdown() }
+        return client
+    }
+
     @Test("http URLs are taken apart into host, port and target; anything else goes to async-http-client")
     func urls() {
         #expect(PlainHTTPURL("http://127.0.0.1:8080/v1/x?uid=1") == .init(host: "127.0.0.1", port: 8080, "/v1/x?uid=1"))
@@ -99,8 +107,7 @@ struct HTTP1PoolTests {
                 return String(repeating: context.parameters.get("n") ?? "?", count: 3000)
             }
         }
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(10), maxConnectionsPerHost: 3)
-        closeAfterTest { await client.shutdown() }
+        let client = makeClient(connections: 3, timeout: .seconds(10))
         let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
             for n in 0..<40 {
                 group.addTask {
@@ -129,8 +136,7 @@ struct HTTP1PoolTests {
             }
         }
         let servers = [try await LocalHTTPServer.start(route), try await LocalHTTPServer.start(route)]
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 8)
-        closeAfterTest { await client.shutdown() }
+        let client = makeClient(connections: 8)
         let budget = ConcurrencyLimit(3)
         let answers = try await withThrowingTaskGroup(of: String.self) { group in
             for n in 0..<40 {
@@ -160,6 +166,31 @@ struct HTTP1PoolTests {
         #expect(budget.inFlight == 0)
     }
 
+    @Test("a budget shared by pooled calls and tasks in `run`: cancelling one waiter takes out that one only")
+    func sharedBudget() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: .milliseconds(300))
+                return "slow"
+            }
+        }
+        let client = makeClient(connections: 4)
+        let budget = ConcurrencyLimit(1)
+        let holder = Task { try await client.get(server.base + "/slow", service: "test", budget: budget) }
+        try await Task.sleep(for: .milliseconds(50))
+        let pooled = Task { try await client.get(server.base + "/slow", service: "test", budget: budget) }
+        try await Task.sleep(for: .milliseconds(20))
+        let first = Task { try await budget.run { "first" } }
+        let second = Task { try await budget.run { "second" } }
+        try await Task.sleep(for: .milliseconds(20))
+        second.cancel()
+        await #expect(throws: CancellationError.self) { try await second.value }
+        #expect(try await holder.value.body == Array("slow".utf8))
+        #expect(try await pooled.value.body == Array("slow".utf8), "the queued call was not the one cancelled")
+        #expect(try await first.value == "first")
+        #expect(budget.inFlight == 0)
+    }
+
     @Test("a server that closes the connection after its answer costs no call: the next opens a new one")
     func closedConnections() async throws {
         let server = try await LocalHTTPServer.start { router in
@@ -167,8 +198,7 @@ struct HTTP1PoolTests {
                 Response(status: .ok, headers: [.connection: "close"], body: .init(byteBuffer: ByteBuffer(string: "1")))
             }
         }
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
-        closeAfterTest { await client.shutdown() }
+        let client = makeClient(connections: 1)
         for _ in 0..<5 {
             let answer = try await client.get(server.base + "/once", service: "test")
             #expect(answer.body == Array("1".utf8))
@@ -179,8 +209,7 @@ struct HTTP1PoolTests {
     func droppedOnReuse() async throws {
         let server = try await OneAnswerServer.start()
         closeAfterTest { try? await server.channel.close() }
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
-        closeAfterTest { await client.shutdown() }
+        let client = makeClient(connections: 1)
         let base = "http://127.0.0.1:\(server.port)"
         #expect(try await client.get(base + "/a", service: "test").body == Array("1".utf8))
         // The idle connection is open; the server drops it when the second request arrives.
@@ -204,8 +233,7 @@ struct HTTP1PoolTests {
             }
             router.get("fast") { _, _ in "fast" }
         }
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
-        closeAfterTest { await client.shutdown() }
+        let client = makeClient(connections: 1)
         async let slow = client.get(server.base + "/slow", service: "test")
         try await Task.sleep(for: .milliseconds(200))
         let waited = await #expect(throws: DownstreamError.self) {
@@ -224,7 +252,7 @@ struct HTTP1PoolTests {
                 return "late"
             }
         }
-        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 1)
+        let client = makeClient(connections: 1)
         async let slow = client.get(server.base + "/slow", service: "test")
         try await Task.sleep(for: .milliseconds(200))
         let waiting = Task { try await client.get(server.base + "/slow", service: "test") }
