@@ -52,7 +52,8 @@ enum HTTP1Failure: Error, Equatable {
 /// server closed while idle is found closed and replaced; one idle longer than
 /// `idleTimeout` is closed rather than reused (servers drop idle connections after a while,
 /// and a request sent into that moment fails). A GET that fails on a reused connection
-/// before its answer is sent once more on another.
+/// before its answer is sent once more on another. A connect that times out is tried again
+/// until the call's deadline (as async-http-client does); a refused one fails the call.
 final class HTTP1Pool: Sendable {
     private let group: any EventLoopGroup
     private let connectTimeout: TimeAmount
@@ -210,12 +211,15 @@ final class HTTP1Pool: Sendable {
                 case .success(let channel):
                     send(call, on: channel, reused: false)
                 case .failure(let error):
-                    handOn(call.key, channel: nil, reusable: false)
-                    if let error = error as? ChannelError, case .connectTimeout = error {
-                        end(call, .failure(HTTP1Failure.timeout))
-                    } else {
-                        end(call, .failure(HTTP1Failure.connection("\(error)")))
+                    let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } }
+                    // A server slow to accept (its backlog full under a burst) is tried again
+                    // within the call's deadline, on the same place in the pool; a refusal
+                    // (nobody listening) ends the call at once.
+                    if timedOut == true, call.deadline - .now() > .milliseconds(50) {
+                        return connect(call)
                     }
+                    handOn(call.key, channel: nil, reusable: false)
+                    end(call, .failure(timedOut == true ? HTTP1Failure.timeout : .connection("\(error)")))
                 }
             }
     }
