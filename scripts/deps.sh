@@ -8,7 +8,7 @@ packages=(
   # the C libraries the wrappers bind
   librdkafka-dev libhiredis-dev libpq-dev
   # local services and the stock tools benchmarks compare against
-  redis-server redis-tools postgresql postgresql-client kcat
+  redis-server redis-tools postgresql postgresql-client kcat wrk
   # compose.yaml check
   python3 python3-yaml bc curl
 )
