@@ -58,6 +58,7 @@ let package = Package(
             name: "Redis",
             dependencies: [
                 "CHiredis", "BlockingIO", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -109,8 +110,10 @@ let package = Package(
                 "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ]),
 
         .target(
@@ -170,7 +173,9 @@ let package = Package(
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
-        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: ["Redis", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "PrewarmConfigurationTests", dependencies: ["PrewarmConfiguration"]),
         .testTarget(
@@ -185,7 +190,7 @@ let package = Package(
             name: "StoreRecommendationTests",
             dependencies: [
                 "StoreRecommendation", "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
-                "Postgres", "Redis", "Kafka",
+                "Postgres", "Redis", "Kafka", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Kafka
 import Logging
+import NIOPosix
 import Postgres
 import PrewarmConfiguration
 import Redis
@@ -73,7 +74,10 @@ public final class WorkerContext: Sendable {
     static func open(_ settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory) async throws
         -> WorkerContext
     {
-        let redis = try await RedisPool.connect(settings.redis, size: settings.redisPoolSize, logger: logger)
+        let redis = try await RedisPool.connect(
+            settings.redis, size: settings.redisPoolSize,
+            transport: settings.redisEventLoops ? .eventLoops(MultiThreadedEventLoopGroup.singleton) : .threads,
+            logger: logger)
         var postgres: PostgresPool?
         do {
             if let configuration = settings.postgres {

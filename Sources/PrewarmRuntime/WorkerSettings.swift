@@ -38,7 +38,10 @@ public enum RuntimeSettings {
     public static let shutdownTimeout = Setting<Duration>.seconds(
         "PREWARM_SHUTDOWN_TIMEOUT_S", default: 25, in: 1...300, "bound on a graceful shutdown")
     public static let redisPoolSize = Setting.integer(
-        "PREWARM_REDIS_POOL_SIZE", default: 4, in: 1...64, "Redis connections, each on a thread of its own")
+        "PREWARM_REDIS_POOL_SIZE", default: 4, in: 1...64, "Redis connections")
+    public static let redisEventLoops = Setting.flag(
+        "PREWARM_REDIS_EVENT_LOOPS", default: false,
+        "Redis connections served by the event loops, non-blocking, instead of a thread each (a read path)")
     public static let postgresPoolSize = Setting.integer(
         "PREWARM_POSTGRES_POOL_SIZE", default: 8, in: 1...100, "PostgreSQL connections at most")
     public static let httpConnectTimeout = Setting<Duration>.milliseconds(
@@ -78,6 +81,7 @@ public enum RuntimeSettings {
         CommonSettings.logLevel.description, CommonSettings.timeZone.description, retryAlertAfter.description,
         adminHost.description, adminPort.description, adminToken.description, healthStall.description,
         healthHandlerStall.description, shutdownTimeout.description, redisPoolSize.description,
+        redisEventLoops.description,
         httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,
         alertWebhook.description, jobLease.description, jobCheck.description, jobRetention.description,
     ]
@@ -102,6 +106,7 @@ public struct WorkerSettings: Sendable {
     public var producerProperties: KafkaProperties
     public var redis: RedisConfiguration
     public var redisPoolSize: Int
+    public var redisEventLoops: Bool
     public var postgres: PostgresConfiguration?
     public var postgresPoolSize: Int
     /// nil for a worker without a consumer group.
@@ -126,6 +131,7 @@ public struct WorkerSettings: Sendable {
         producerProperties = try reader.kafka(.producer).properties
         redis = try reader.redis(clientName: worker)
         redisPoolSize = try reader.value(RuntimeSettings.redisPoolSize)
+        redisEventLoops = try reader.value(RuntimeSettings.redisEventLoops)
         postgres = usesPostgres ? try reader.postgres(applicationName: worker) : nil
         postgresPoolSize = try reader.value(RuntimeSettings.postgresPoolSize)
         let initial = try reader.value(RuntimeSettings.retryInitial)

@@ -277,7 +277,7 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         }
     }
 
-    private static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    static func copy(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
         let value = reply.pointee
         func bytes() -> [UInt8] {
             guard let text = value.str, value.len > 0 else { return [] }

@@ -3,7 +3,10 @@ import EntryIngest
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOCore
+import NIOPosix
 import PrewarmConfiguration
 import PrewarmRuntime
 import ServiceLifecycle
@@ -52,7 +55,7 @@ public struct RecommendAPIWorker: WorkerDefinition {
     public static let settings = RecommendAPISettings.all
     /// A read path answers in milliseconds or degrades: Redis may not hold it for seconds.
     public static let defaults = [
-        "PREWARM_REDIS_POOL_SIZE": "8", "PREWARM_REDIS_CONNECT_TIMEOUT": "0.5",
+        "PREWARM_REDIS_POOL_SIZE": "2", "PREWARM_REDIS_EVENT_LOOPS": "true", "PREWARM_REDIS_CONNECT_TIMEOUT": "0.5",
         "PREWARM_REDIS_COMMAND_TIMEOUT": "0.5", "PREWARM_POSTGRES_CONNECT_TIMEOUT": "2",
     ]
 
@@ -78,6 +81,7 @@ public struct RecommendAPIWorker: WorkerDefinition {
             service: service, benchConstant: try environment.value(RecommendAPISettings.benchConstant))
         let application = Application(
             router: api.router(),
+            server: .http1OnEventLoops(),
             configuration: ApplicationConfiguration(
                 address: .hostname(
                     try environment.value(RecommendAPISettings.host),
@@ -85,6 +89,30 @@ public struct RecommendAPIWorker: WorkerDefinition {
                 serverName: "recommend-api"),
             logger: context.logger)
         services = [service, PublicServer(application: application)]
+    }
+}
+
+/// An HTTP/1 connection handled on its channel's event loop, not in Swift's shared pool: a
+/// request, its Redis round trip (on a connection of the same loop) and its answer run on
+/// one thread, with no hop between threads.
+struct EventLoopHTTP1Channel: ServerChildChannel {
+    let http1: HTTP1Channel
+    let executors = EventLoopExecutor.executors(of: MultiThreadedEventLoopGroup.singleton)
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
+        http1.setup(channel: channel, logger: logger)
+    }
+
+    func handle(value: HTTP1Channel.Value, logger: Logger) async {
+        await withTaskExecutorPreference(executors.executor(of: value.channel.eventLoop)) {
+            await http1.handle(value: value, logger: logger)
+        }
+    }
+}
+
+extension HTTPServerBuilder {
+    static func http1OnEventLoops() -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in EventLoopHTTP1Channel(http1: HTTP1Channel(responder: responder)) }
     }
 }
 

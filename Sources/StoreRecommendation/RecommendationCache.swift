@@ -16,6 +16,80 @@ public struct StoreList: Sendable, Codable, Equatable {
         self.origin = origin
     }
 
+    /// A list from its JSON: the stores and origin read straight from the bytes when the
+    /// JSON is as the scorer or the random fill writes it, else through `JSONDecoder`; nil when
+    /// it is not a list.
+    public init?(json bytes: [UInt8]) {
+        if let stores = Self.integers(after: Self.storesField, in: bytes) {
+            self.init(
+                stores: stores, run: Self.integers(after: Self.runField, in: bytes)?.first ?? 0,
+                origin: Self.text(after: Self.originField, in: bytes) ?? "scorer")
+        } else if let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes)) {
+            self = list
+        } else {
+            return nil
+        }
+    }
+
+    private static let storesField = Array(#""stores":"#.utf8)
+    private static let runField = Array(#""run":"#.utf8)
+    private static let originField = Array(#""origin":""#.utf8)
+
+    /// The integers of `[1,2,3]` (or the one integer) after `field`; nil when the field is not
+    /// there or not made of integers only.
+    static func integers(after field: [UInt8], in bytes: [UInt8]) -> [Int64]? {
+        guard var index = find(field, in: bytes) else { return nil }
+        let list = index < bytes.count && bytes[index] == UInt8(ascii: "[")
+        if list { index += 1 }
+        var values: [Int64] = []
+        var value: Int64 = 0
+        var digits = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+                if overflow1 || overflow2 { return nil }
+                value = sum
+                digits += 1
+            case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if digits > 0 {
+                    values.append(value)
+                } else if byte == UInt8(ascii: ",") || !values.isEmpty {
+                    return nil
+                }
+                if !list || byte != UInt8(ascii: ",") { return values }
+                value = 0
+                digits = 0
+            default: return nil
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The string after `field` (which ends with its opening quote), if it has no escapes.
+    static func text(after field: [UInt8], in bytes: [UInt8]) -> String? {
+        guard let start = find(field, in: bytes), let end = bytes[start...].firstIndex(of: UInt8(ascii: "\"")),
+            !bytes[start..<end].contains(UInt8(ascii: "\\"))
+        else { return nil }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+
+    /// The index just after the first occurrence of `field`.
+    private static func find(_ field: [UInt8], in bytes: [UInt8]) -> Int? {
+        guard bytes.count >= field.count else { return nil }
+        var index = 0
+        while index <= bytes.count - field.count {
+            if bytes[index] == field[0] && bytes[index..<index + field.count].elementsEqual(field) {
+                return index + field.count
+            }
+            index += 1
+        }
+        return nil
+    }
+
     /// The run stamp of a period and attempt: later runs compare greater.
     public static func stamp(period: String, attempt: Int) -> Int64 { (Int64(period) ?? 0) * 1000 + Int64(attempt) }
 }
@@ -188,46 +262,26 @@ public struct RecommendationCache: Sendable {
 
     // MARK: - Reads (the API)
 
-    /// A list and its stores' details in one round trip. KEYS: the list. ARGV: the key
-    /// prefix. Returns {} when the list is missing or not a list, else {origin, remaining ms,
-    /// the store ids..., then each store's details (or false)}. (The details' keys are built in
-    /// the script: one node only.)
-    static let listWithDetails = RedisScript(
-        name: "store-list-details",
-        source: """
-            local value = redis.call('GET', KEYS[1])
-            if not value then return {} end
-            local ok, list = pcall(cjson.decode, value)
-            if not ok or type(list) ~= 'table' or type(list['stores']) ~= 'table' then return {} end
-            local result = {tostring(list['origin'] or 'scorer'), redis.call('PTTL', KEYS[1])}
-            local keys = {}
-            for i, id in ipairs(list['stores']) do
-              result[#result + 1] = id
-              keys[i] = ARGV[1] .. 'store:' .. string.format('%d', id)
-            end
-            if #keys == 0 then return result end
-            local details = redis.call('MGET', unpack(keys))
-            for i = 1, #keys do result[#result + 1] = details[i] end
-            return result
-            """)
-
-    /// A list (its store ids and origin) with what the cache knows of its stores, in one
-    /// round trip; nil when the list is missing.
-    public func listWithDetails(_ key: String) async throws -> (
+    /// A list (its store ids and origin) with what the cache knows of its stores, nil when the
+    /// list is missing or unreadable: a GET (with the list's remaining lifetime when asked),
+    /// then one MGET of its stores. Two plain commands cost Redis a few microseconds where a
+    /// script doing the same costs it tens (each `redis.call` from Lua is dear), and on an
+    /// event-loop connection the second round trip costs the caller little.
+    public func listWithDetails(_ key: String, remaining: Bool = false) async throws -> (
         stores: [Int64], origin: String, remaining: Duration?, details: [Int64: Details]
     )? {
-        let reply = try await redis.run(Self.listWithDetails, keys: [key], arguments: [prefix])
-        guard let parts = reply.array, parts.count >= 2, let origin = parts[0].string else { return nil }
-        let ttl = parts[1].integer ?? -1
-        let count = (parts.count - 2) / 2
-        var stores: [Int64] = []
+        let replies =
+            remaining
+            ? try await redis.pipeline([RedisCommand("GET", key), RedisCommand("PTTL", key)])
+            : try await redis.pipeline([RedisCommand("GET", key)])
+        guard let bytes = replies[0].bytes, let list = StoreList(json: bytes) else { return nil }
+        let ttl = remaining ? replies[1].integer ?? -1 : -1
         var details: [Int64: Details] = [:]
-        for index in 0..<count {
-            guard let store = parts[2 + index].integer else { continue }
-            stores.append(store)
-            details[store] = Self.details(of: parts[2 + count + index].bytes, store: store)
+        if !list.stores.isEmpty {
+            let values = try await redis.mget(list.stores.map { storeKey($0) })
+            for (store, value) in zip(list.stores, values) { details[store] = Self.details(of: value, store: store) }
         }
-        return (stores, origin, ttl >= 0 ? .milliseconds(ttl) : nil, details)
+        return (list.stores, list.origin, ttl >= 0 ? .milliseconds(ttl) : nil, details)
     }
 
     private static func details(of value: [UInt8]?, store: Int64) -> Details {
@@ -238,18 +292,13 @@ public struct RecommendationCache: Sendable {
 
     /// A user's list as stored.
     public func list(of user: Int64) async throws -> StoreList? {
-        try await redis.send("GET", userKey(user)).bytes.flatMap {
-            try? JSONDecoder().decode(StoreList.self, from: Data($0))
-        }
+        try await redis.send("GET", userKey(user)).bytes.flatMap(StoreList.init(json:))
     }
 
     /// The default list and how long it has left (nil when it never expires).
     public func defaultList() async throws -> (list: StoreList, remaining: Duration?)? {
         let replies = try await redis.pipeline([RedisCommand("GET", defaultKey), RedisCommand("PTTL", defaultKey)])
-        guard let bytes = replies[0].bytes, let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes))
-        else {
-            return nil
-        }
+        guard let bytes = replies[0].bytes, let list = StoreList(json: bytes) else { return nil }
         let ttl = replies[1].integer ?? -1
         return (list, ttl >= 0 ? .milliseconds(ttl) : nil)
     }
@@ -274,7 +323,7 @@ public struct RecommendationCache: Sendable {
     public func fillDefaultAtRandom(count: Int, ttl: Duration) async throws -> StoreList? {
         let reply = try await redis.run(
             Self.randomFill, keys: [defaultKey, openKey], arguments: [count, ttl.milliseconds])
-        return reply.bytes.flatMap { try? JSONDecoder().decode(StoreList.self, from: Data($0)) }
+        return reply.bytes.flatMap(StoreList.init(json:))
     }
 
     public enum Details: Sendable, Equatable {

@@ -170,7 +170,7 @@ public final class RecommendationService: Service {
             let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }
         }
-        if let list = try await cache.listWithDetails(cache.defaultKey) {
+        if let list = try await cache.listWithDetails(cache.defaultKey, remaining: true) {
             if let remaining = list.remaining { considerEarlyRefresh(remaining: remaining) }
             let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list.origin), stores) }

@@ -1,12 +1,40 @@
+import NIOPosix
 import Redis
 import TestSupport
 import Testing
 
+/// The two ways a connection does its I/O; every behaviour below holds for both.
+enum RedisTransport: String, CaseIterable, CustomTestStringConvertible {
+    case thread
+    case eventLoop
+
+    var testDescription: String { rawValue }
+
+    func connect(_ configuration: RedisConfiguration) async throws -> any RedisTestClient {
+        switch self {
+        case .thread: try await RedisConnection.connect(configuration)
+        case .eventLoop:
+            try await RedisEventLoopConnection.connect(
+                configuration, eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        }
+    }
+}
+
+/// A single connection: it also sends commands laid end to end.
+protocol RedisTestClient: RedisClient {
+    func pipeline(_ commands: RedisCommands) async throws -> [RedisReply]
+}
+
+extension RedisConnection: RedisTestClient {}
+extension RedisEventLoopConnection: RedisTestClient {}
+
 @Suite("Redis connection against the local server", .closesResources)
 struct RedisConnectionTests {
-    @Test("pipelined SETs are all stored and MGET returns them in order, nil for missing keys")
-    func pipelineAndMGET() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test(
+        "pipelined SETs are all stored and MGET returns them in order, nil for missing keys",
+        arguments: RedisTransport.allCases)
+    func pipelineAndMGET(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("pipe")
         let count = 25_000  // more than one internal pipeline chunk
@@ -27,9 +55,9 @@ struct RedisConnectionTests {
         #expect(wrong.isEmpty)
     }
 
-    @Test("an error reply inside a pipeline comes back in place; send throws it")
-    func errorReplies() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("an error reply inside a pipeline comes back in place; send throws it", arguments: RedisTransport.allCases)
+    func errorReplies(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("list")
         let replies = try await redis.pipeline([
@@ -49,9 +77,11 @@ struct RedisConnectionTests {
         try await redis.send("DEL", key)
     }
 
-    @Test("integers, empty and binary arguments reach the server as the same bytes, in place and in order")
-    func argumentsInPlace() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test(
+        "integers, empty and binary arguments reach the server as the same bytes, in place and in order",
+        arguments: RedisTransport.allCases)
+    func argumentsInPlace(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("args")
         let integers: [Int64] = [0, 7, -1, 10, 1_000_000_007, .max, .min]
@@ -70,9 +100,9 @@ struct RedisConnectionTests {
         try await redis.send("DEL", key)
     }
 
-    @Test("binary values survive a round trip unchanged")
-    func binarySafe() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("binary values survive a round trip unchanged", arguments: RedisTransport.allCases)
+    func binarySafe(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("bin")
         let bytes: [UInt8] = [0, 1, 2, 255, 13, 10, 0, 36]
@@ -80,10 +110,10 @@ struct RedisConnectionTests {
         #expect(try await redis.send("GET", key).bytes == bytes)
     }
 
-    @Test("a wrong password is refused with a clear error that does not repeat it")
-    func wrongPassword() async throws {
+    @Test("a wrong password is refused with a clear error that does not repeat it", arguments: RedisTransport.allCases)
+    func wrongPassword(_ transport: RedisTransport) async throws {
         let error = await #expect(throws: RedisError.self) {
-            _ = try await RedisConnection.connect(try TestEnvironment.redis(password: "not-the-password-123"))
+            _ = try await transport.connect(try TestEnvironment.redis(password: "not-the-password-123"))
         }
         #expect(error?.code == .authenticationFailed)
         #expect(error?.isTransient == false)
@@ -91,29 +121,31 @@ struct RedisConnectionTests {
         #expect(error?.description.contains("not-the-password-123") == false)
     }
 
-    @Test("no password against a server that wants one is reported as an authentication failure")
-    func missingPassword() async throws {
+    @Test(
+        "no password against a server that wants one is reported as an authentication failure",
+        arguments: RedisTransport.allCases)
+    func missingPassword(_ transport: RedisTransport) async throws {
         var configuration = try TestEnvironment.redis(password: .some(nil), retryAfterConnectionLoss: false)
         configuration.database = 0  // no SELECT at connect: the first command meets NOAUTH
-        let redis = try await RedisConnection.connect(configuration)
+        let redis = try await transport.connect(configuration)
         closeAfterTest { await redis.close() }
         let error = await #expect(throws: RedisError.self) { try await redis.send("PING") }
         #expect(error?.serverErrorPrefix == "NOAUTH")
     }
 
-    @Test("nothing listening is a transient connect failure naming the address")
-    func connectionRefused() async throws {
+    @Test("nothing listening is a transient connect failure naming the address", arguments: RedisTransport.allCases)
+    func connectionRefused(_ transport: RedisTransport) async throws {
         let configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: 1), password: "secret-xyz")
-        let error = await #expect(throws: RedisError.self) { _ = try await RedisConnection.connect(configuration) }
+        let error = await #expect(throws: RedisError.self) { _ = try await transport.connect(configuration) }
         #expect(error?.code == .connectionFailed)
         #expect(error?.isTransient == true)
         #expect(error?.description.contains("127.0.0.1:1") == true)
         #expect(error?.description.contains("secret-xyz") == false)
     }
 
-    @Test("an ACL user over the unix socket, in another database")
-    func aclUserOverUnixSocket() async throws {
-        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("an ACL user over the unix socket, in another database", arguments: RedisTransport.allCases)
+    func aclUserOverUnixSocket(_ transport: RedisTransport) async throws {
+        let admin = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await admin.close() }
         let user = TestEnvironment.uniqueName("worker")
         try await admin.send("ACL", "SETUSER", user, "on", ">user-secret", "~*", "+@all")
@@ -121,7 +153,7 @@ struct RedisConnectionTests {
         let configuration = RedisConfiguration(
             endpoint: .unixSocket(path: try TestEnvironment.redisSocket), user: user, password: "user-secret",
             database: 3)
-        let redis = try await RedisConnection.connect(configuration)
+        let redis = try await transport.connect(configuration)
         closeAfterTest { await redis.close() }
         #expect(try await redis.send("ACL", "WHOAMI").string == user)
         let key = TestEnvironment.uniqueName("db3")
@@ -129,11 +161,11 @@ struct RedisConnectionTests {
         #expect(try await admin.send("EXISTS", key) == .integer(0))  // admin is on the tests' database
     }
 
-    @Test("a dropped connection is reopened and the command sent again")
-    func droppedConnectionRecovered() async throws {
-        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("a dropped connection is reopened and the command sent again", arguments: RedisTransport.allCases)
+    func droppedConnectionRecovered(_ transport: RedisTransport) async throws {
+        let admin = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await admin.close() }
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis(clientName: "victim"))
+        let redis = try await transport.connect(try TestEnvironment.redis(clientName: "victim"))
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("drop")
         try await redis.send("SET", key, "before", "EX", 60)
@@ -145,9 +177,10 @@ struct RedisConnectionTests {
 
     @Test("without retry, a dropped connection fails once as transient, then works again")
     func droppedConnectionWithoutRetry() async throws {
-        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+        let transport = RedisTransport.thread  // a blocking connection finds the drop when it next sends
+        let admin = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await admin.close() }
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis(retryAfterConnectionLoss: false))
+        let redis = try await transport.connect(try TestEnvironment.redis(retryAfterConnectionLoss: false))
         closeAfterTest { await redis.close() }
         let id = try #require(try await redis.send("CLIENT", "ID").integer)
         try await admin.send("CLIENT", "KILL", "ID", id)
@@ -157,9 +190,24 @@ struct RedisConnectionTests {
         #expect(try await redis.send("PING") == .status("PONG"))
     }
 
-    @Test("a reply slower than the command timeout is a transient timeout")
-    func commandTimeout() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis(commandTimeout: 0.2))
+    @Test("an event-loop connection notices the server closing it while idle and reopens on the next command")
+    func idleDropNoticed() async throws {
+        let admin = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await admin.close() }
+        let redis = try await RedisTransport.eventLoop.connect(
+            try TestEnvironment.redis(retryAfterConnectionLoss: false))
+        closeAfterTest { await redis.close() }
+        let id = try #require(try await redis.send("CLIENT", "ID").integer)
+        try await admin.send("CLIENT", "KILL", "ID", id)
+        // The close reaches the event loop at once: nothing was in flight, so nothing fails.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await redis.send("PING") == .status("PONG"))
+        #expect(try await redis.send("CLIENT", "ID").integer != id)
+    }
+
+    @Test("a reply slower than the command timeout is a transient timeout", arguments: RedisTransport.allCases)
+    func commandTimeout(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis(commandTimeout: 0.2))
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("empty")
         let error = await #expect(throws: RedisError.self) { try await redis.send("BLPOP", key, 2) }
@@ -168,9 +216,11 @@ struct RedisConnectionTests {
         #expect(try await redis.send("PING") == .status("PONG"))
     }
 
-    @Test("many tasks sharing one connection each get their own replies, sent as shared pipelines")
-    func automaticPipelining() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test(
+        "many tasks sharing one connection each get their own replies, sent as shared pipelines",
+        arguments: RedisTransport.allCases)
+    func automaticPipelining(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("pipelined")
         let echoed = try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
@@ -199,9 +249,11 @@ struct RedisConnectionTests {
         #expect(scripted == 200, "scripts in shared pipelines too")
     }
 
-    @Test("commands laid end to end (empty and binary arguments) get their replies in place, beside other callers")
-    func commandsEndToEnd() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test(
+        "commands laid end to end (empty and binary arguments) get their replies in place, beside other callers",
+        arguments: RedisTransport.allCases)
+    func commandsEndToEnd(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("resp")
         let binary: [UInt8] = [0, 13, 10, 36, 42, 255, 13, 10]

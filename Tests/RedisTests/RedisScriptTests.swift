@@ -13,7 +13,7 @@ struct RedisScriptTests {
             return tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
             """)
 
-    private func evalshaCalls(_ redis: RedisConnection) async throws -> Int {
+    private func evalshaCalls(_ redis: any RedisClient) async throws -> Int {
         let info = try await redis.send("INFO", "commandstats").string ?? ""
         guard let line = info.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
             let calls = line.split(separator: ",").first?.split(separator: "=").last
@@ -21,9 +21,9 @@ struct RedisScriptTests {
         return Int(calls) ?? 0
     }
 
-    @Test("runs by SHA, and again after SCRIPT FLUSH without the caller noticing")
-    func bySHAAfterFlush() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("runs by SHA, and again after SCRIPT FLUSH without the caller noticing", arguments: RedisTransport.allCases)
+    func bySHAAfterFlush(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let day = TestEnvironment.uniqueName("day")
         let month = TestEnvironment.uniqueName("month")
@@ -39,9 +39,9 @@ struct RedisScriptTests {
         try await redis.send("DEL", day, day + "b", month)
     }
 
-    @Test("a script error is thrown with the script's name")
-    func scriptError() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+    @Test("a script error is thrown with the script's name", arguments: RedisTransport.allCases)
+    func scriptError(_ transport: RedisTransport) async throws {
+        let redis = try await transport.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let broken = RedisScript(name: "broken", source: "return redis.call('NOSUCHCOMMAND')")
         let error = await #expect(throws: RedisError.self) { try await redis.run(broken) }

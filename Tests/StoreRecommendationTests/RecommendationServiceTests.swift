@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import MetricsTestKit
+import NIOPosix
 import Postgres
 import PrewarmRuntime
 import Redis
@@ -21,7 +22,7 @@ struct RecommendationServiceTests {
         let service: RecommendationService
         let cache: RecommendationCache
         let db: StoreDatabase
-        let redis: RedisConnection
+        let redis: RedisEventLoopConnection
         let metrics: TestMetrics
 
         func databaseReads(_ what: String) throws -> Int64 {
@@ -42,7 +43,9 @@ struct RecommendationServiceTests {
             try await db.execute(
                 "INSERT INTO store_popularity (store_id, visits, run) VALUES ($1, $2, 1)", [store, visits])
         }
-        let redis = try await RedisConnection.connect(try configuration ?? TestEnvironment.redis())
+        // recommend-api's own kind of connection (PREWARM_REDIS_EVENT_LOOPS)
+        let redis = try await RedisEventLoopConnection.connect(
+            try configuration ?? TestEnvironment.redis(), eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         closeAfterTest { await redis.close() }
         let cache = RecommendationCache(redis: redis, prefix: TestEnvironment.uniqueName("api") + ":")
         var options = ReadPathOptions()
@@ -58,6 +61,20 @@ struct RecommendationServiceTests {
         try await fixture.cache.writeStores(open: stores, closed: []) { .seconds(600) }
         try await fixture.cache.writeDefault(StoreList(stores: [5, 2, 7, 1], run: 20_261_201_001), ttl: .seconds(600))
         _ = try await fixture.cache.writeLists([(1042, [3, 8, 5, 1])], run: 20_261_201_001) { .seconds(600) }
+    }
+
+    @Test("a list reads the same whoever wrote it: the scorer, the random fill's Lua, a hand; a broken one is none")
+    func listDecoding() throws {
+        let scorer = try JSONEncoder().encode(StoreList(stores: [3, 8, 5, 1], run: 20_261_201_001))
+        #expect(StoreList(json: Array(scorer)) == StoreList(stores: [3, 8, 5, 1], run: 20_261_201_001))
+        let lua = Array(#"{"run":0,"origin":"random","stores":[7,2]}"#.utf8)
+        #expect(StoreList(json: lua) == StoreList(stores: [7, 2], run: 0, origin: "random"))
+        let spaced = Array(#"{ "stores": [ 4, 9 ], "run": 5, "origin": "database" }"#.utf8)
+        #expect(StoreList(json: spaced) == StoreList(stores: [4, 9], run: 5, origin: "database"))
+        #expect(StoreList(json: Array(#"{"stores":[],"run":1,"origin":"scorer"}"#.utf8))?.stores == [])
+        #expect(StoreList(json: Array(#"{"stores":[1,,2],"run":1}"#.utf8)) == nil)
+        #expect(StoreList(json: Array(#"{"stores":[99999999999999999999]}"#.utf8)) == nil)
+        #expect(StoreList(json: Array("not json".utf8)) == nil)
     }
 
     @Test("each level in turn: personal, default, random, then the database when Redis has nothing")
