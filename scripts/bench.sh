@@ -236,10 +236,17 @@ if has api; then
   api_pid=$!
   wait_ready "$admin" "$api_pid" recommend-api
   size=$(curl -sf "http://127.0.0.1:$http/v1/users/42/store-recommendations" | wc -c)
-  cat >"$tmp/personal.lua" <<LUA
+  # Every run draws a random number per request in the same Lua generator, so wrk costs the
+  # same per request in each (it shares the two cores): only the server's work differs.
+  generator() { # the path before the number, the path after it
+    cat <<LUA
 math.randomseed(os.time())
-request = function() return wrk.format("GET", "/v1/users/" .. math.random(1, $USERS) .. "/store-recommendations") end
+request = function() return wrk.format("GET", "$1" .. math.random(1, $USERS) .. "$2") end
 LUA
+  }
+  generator "/v1/bench/constant?bytes=$size&u=" "" >"$tmp/constant.lua"
+  generator "/v1/users/" "/store-recommendations" >"$tmp/personal.lua"
+  generator "/v1/store-recommendations?u=" "" >"$tmp/anonymous.lua"
   redis_pid=$(redis info server | tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')
   bench_wrk() { # wrk's arguments; prints requests/s, p50 and p99 in ms, then the CPU seconds
     # recommend-api and Redis used (wrk has the rest of the two cores)
@@ -252,11 +259,11 @@ LUA
     to_ms() { case $1 in *us) echo "${1%us} / 1000" | bc -l;; *ms) echo "${1%ms}";; *s) echo "${1%s} * 1000" | bc -l;; *) echo 0;; esac; }
     echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
   }
-  read -r c_rps c_p50 c_p99 c_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/bench/constant?bytes=$size")"
+  read -r c_rps c_p50 c_p99 c_cpu <<<"$(bench_wrk -s "$tmp/constant.lua" "http://127.0.0.1:$http")"
   read -r p_rps p_p50 p_p99 p_cpu <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
-  read -r d_rps d_p50 d_p99 d_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  read -r d_rps d_p50 d_p99 d_cpu <<<"$(bench_wrk -s "$tmp/anonymous.lua" "http://127.0.0.1:$http")"
   redis del STORE_RECOMMEND_DEFAULT >/dev/null
-  read -r r_rps r_p50 r_p99 r_cpu <<<"$(bench_wrk "http://127.0.0.1:$http/v1/store-recommendations")"
+  read -r r_rps r_p50 r_p99 r_cpu <<<"$(bench_wrk -s "$tmp/anonymous.lua" "http://127.0.0.1:$http")"
   random_source=$(curl -sfi "http://127.0.0.1:$http/v1/store-recommendations" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-prewarm-source" { print $2 }')
   rss=$(rss_mb "$api_pid")
   kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
