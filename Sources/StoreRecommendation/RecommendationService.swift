@@ -76,6 +76,7 @@ public final class RecommendationService: Service {
     public let data: StoreData
     public let options: ReadPathOptions
     private let logger: Logger
+    private let redisDownLog = LogThrottle(every: .seconds(5))
     private let flights = SingleFlight<String, [StoreInfo]>()
     private let refreshes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     private let refreshing = Atomic<Bool>(false)
@@ -153,7 +154,13 @@ public final class RecommendationService: Service {
         do {
             answer = try await fromCache(user: user)
         } catch let redisError as RedisError {
-            logger.warning("redis unavailable, answering from PostgreSQL", metadata: ["error": "\(redisError)"])
+            // Once per few seconds, not once per request: under load that would be thousands a second.
+            let (log, suppressed) = redisDownLog.admit()
+            if log {
+                logger.warning(
+                    "redis unavailable, answering from PostgreSQL",
+                    metadata: ["error": "\(redisError)", "same_warnings_left_out": "\(suppressed)"])
+            }
             do {
                 answer = (.database, try await databaseDefaultRemembered().map(StoreJSON.init))
             } catch {
