@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 
 /// An event loop as a Swift task executor: a task that prefers it runs its jobs on the
 /// loop's thread, where its channel's I/O (an HTTP connection, a Redis connection of the
@@ -15,7 +16,11 @@ public final class EventLoopExecutor: TaskExecutor, @unchecked Sendable {
         eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 
-    /// One executor per loop of `group`, made once.
+    /// The executors of `MultiThreadedEventLoopGroup.singleton`, whose loops serve the
+    /// runtime's HTTP pool, Hummingbird and event-loop Redis connections.
+    public static let singleton = executors(of: MultiThreadedEventLoopGroup.singleton)
+
+    /// One executor per loop of `group`.
     public static func executors(of group: any EventLoopGroup) -> [EventLoopExecutor] {
         group.makeIterator().map(EventLoopExecutor.init)
     }

@@ -256,6 +256,9 @@ private final class LoopState: @unchecked Sendable {
         }
         connected.hop(to: eventLoop).whenComplete { [self] result in
             switch result {
+            case .success(let channel) where closed:
+                connecting = false
+                channel.close(promise: nil)  // closed while it was being opened
             case .success(let channel): handshake(on: channel)
             case .failure(let error):
                 connecting = false

@@ -97,14 +97,13 @@ public struct RecommendAPIWorker: WorkerDefinition {
 /// one thread, with no hop between threads.
 struct EventLoopHTTP1Channel: ServerChildChannel {
     let http1: HTTP1Channel
-    let executors = EventLoopExecutor.executors(of: MultiThreadedEventLoopGroup.singleton)
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         http1.setup(channel: channel, logger: logger)
     }
 
     func handle(value: HTTP1Channel.Value, logger: Logger) async {
-        await withTaskExecutorPreference(executors.executor(of: value.channel.eventLoop)) {
+        await withTaskExecutorPreference(EventLoopExecutor.singleton.executor(of: value.channel.eventLoop)) {
             await http1.handle(value: value, logger: logger)
         }
     }

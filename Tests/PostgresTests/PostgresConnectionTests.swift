@@ -8,6 +8,22 @@ struct PostgresConnectionTests {
         try await PostgresConnection.connect(try TestEnvironment.postgres())
     }
 
+    @Test("a silent server is found within a minute (keepalives, tcp_user_timeout); the URL's own values win")
+    func tcpDefaults() async throws {
+        let db = try await connect()
+        closeAfterTest { await db.close() }
+        #expect(try await db.parameter("keepalives_idle") == "30")
+        #expect(try await db.parameter("keepalives_count") == "3")
+        #expect(try await db.parameter("tcp_user_timeout") == "60000")
+        var configuration = try TestEnvironment.postgres()
+        configuration.conninfo += " keepalives_idle=45 tcp_user_timeout=0"
+        let own = try await PostgresConnection.connect(configuration)
+        closeAfterTest { await own.close() }
+        #expect(try await own.parameter("keepalives_idle") == "45")
+        #expect(try await own.parameter("tcp_user_timeout") == "0")
+        #expect(try await own.parameter("keepalives_interval") == "10")
+    }
+
     @Test("COPY of 100k rows stores every row, with tabs, newlines, backslashes and NULLs intact")
     func copyHundredThousandRows() async throws {
         let db = try await connect()
