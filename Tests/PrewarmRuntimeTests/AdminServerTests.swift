@@ -276,7 +276,7 @@ struct AdminServerTests: LoopTesting {
         let stuck = try loop(
             topic: topic, group: TestEnvironment.uniqueName("group"), handler: RedisWriter(redis: redis, prefix: "x"))
         let admin = AdminServer(
-            configuration: AdminConfiguration(host: "127.0.0.1", port: 0, pollStallBound: .seconds(1)),
+            configuration: AdminConfiguration(host: "127.0.0.1", port: 0, pollStallBound: .seconds(3)),
             loops: [stuck], liveness: Liveness(), checks: [], registry: PrometheusCollectorRegistry(),
             logger: Logger(label: "test.admin"))
         try await Application(router: admin.router()).test(.router) { client in
@@ -287,7 +287,7 @@ struct AdminServerTests: LoopTesting {
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("has not been given its partitions"))
             }
-            try await Task.sleep(for: .milliseconds(1200))
+            try await Task.sleep(for: .milliseconds(3200))
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(String(buffer: response.body).contains("stalled"))
