@@ -33,7 +33,9 @@ public final class StoreScorer: JobBatchHandler {
     }
 
     /// The tally of a run: visits per store over the active users', summed by the batches.
-    func tallyKey(period: String, attempt: Int) -> String { "\(cache.prefix)store-score:tally:\(period):\(attempt)" }
+    public func tallyKey(period: String, attempt: Int) -> String {
+        "\(cache.prefix)store-score:tally:\(period):\(attempt)"
+    }
 
     /// The start of the scoring window: the first of its days, at midnight in the zone.
     public func windowStart(period: String) -> Date {
@@ -83,7 +85,8 @@ public final class StoreScorer: JobBatchHandler {
         try await cache.writeLists(lists, run: run, ttl: options.ttlWithJitter)
         let t4 = ContinuousClock.now
         try await cache.addTally(
-            tally, to: tallyKey(period: batch.period, attempt: batch.attempt), ttl: .seconds(2 * 86_400))
+            tally, batch: batch.batch, to: tallyKey(period: batch.period, attempt: batch.attempt),
+            ttl: .seconds(2 * 86_400))
         logger.debug(
             "batch scored",
             metadata: [

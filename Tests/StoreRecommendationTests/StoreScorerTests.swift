@@ -75,9 +75,13 @@ struct StoreScorerTests {
         #expect(ttl > 26 * 3_600_000 - 5000 && ttl <= 28 * 3_600_000, "26 h plus up to 2 h of jitter")
 
         let before = try await redis.send("GET", cache.userKey(1001))
+        let tally = scorer.tallyKey(period: "20261201", attempt: 1)
+        let tallyBefore = try await redis.send("HGETALL", tally)
+        #expect(tallyBefore.array?.isEmpty == false)
         _ = try await scorer.work(batch(tonight, [1001, 1002, 1003]))
         let after = try await redis.send("GET", cache.userKey(1001))
         #expect(after == before, "a replay writes the same list: \(before.string ?? "") \(after.string ?? "")")
+        #expect(try await redis.send("HGETALL", tally) == tallyBefore, "a replayed batch's visits count once")
     }
 
     @Test("a batch of an older run never overwrites a newer run's list")
