@@ -61,9 +61,11 @@ struct RedisLeaseTests {
         let redis = try await connect()
         closeAfterTest { await redis.close() }
         let key = TestEnvironment.uniqueName("lease")
-        let lease = try #require(try await RedisLease.acquire(key, ttl: .seconds(3), on: redis))
+        // Renewed every 2 s: a loaded CI machine (the whole suite on 2 cores) has stalled a
+        // renewal for over 2 s, which a 3 s TTL renewed every second did not survive.
+        let lease = try #require(try await RedisLease.acquire(key, ttl: .seconds(6), on: redis))
         let held = try await lease.holding(logger: Logger(label: "test")) {
-            try await Task.sleep(for: .seconds(7))
+            try await Task.sleep(for: .seconds(13))
             return lease.isHeld
         }
         #expect(held, "still held after more than twice its TTL")
