@@ -53,3 +53,35 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         return "redis \(user.map { "\($0)@" } ?? "")\(place)/\(database)\(auth)"
     }
 }
+
+extension RedisConfiguration {
+    /// What a new connection sends before anything else: AUTH (when there is a password),
+    /// SELECT (another database), CLIENT SETNAME.
+    var handshake: [RedisCommand] {
+        var commands: [RedisCommand] = []
+        if let password {
+            var auth = RedisCommand("AUTH")
+            if let user { auth.arguments.append(Array(user.utf8)) }
+            auth.arguments.append(Array(password.utf8))
+            commands.append(auth)
+        }
+        if database != 0 { commands.append(RedisCommand("SELECT", database)) }
+        if let clientName { commands.append(RedisCommand("CLIENT", "SETNAME", clientName)) }
+        return commands
+    }
+
+    /// The first error among the handshake's replies, as the error a caller sees.
+    func handshakeError(_ commands: [RedisCommand], _ replies: [RedisReply]) -> RedisError? {
+        for (command, reply) in zip(commands, replies) {
+            guard case .error(let message) = reply else { continue }
+            if command.name == "AUTH" {
+                return RedisError(
+                    .authenticationFailed, operation: "AUTH",
+                    message: "\(message) (user '\(user ?? "default")' on \(description))")
+            }
+            let code: RedisError.Code = message.hasPrefix("NOAUTH") ? .authenticationFailed : .server
+            return RedisError(code, operation: command.name, message: message)
+        }
+        return nil
+    }
+}

@@ -76,33 +76,16 @@ public final class RedisEventLoopConnection: RedisClient {
             scriptSHAs.withLock { $0[script] = text }
             sha = text
         }
-        var reply = try await pipeline([Self.call(sha.map { .sha($0) } ?? .source(script.source), keys, arguments)])[0]
+        var reply = try await pipeline([script.command(sha: sha, keys: keys, arguments: arguments)])[0]
         if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
             // The server forgot the script (a restart, SCRIPT FLUSH): EVAL caches it again.
             logger.info("redis script not cached on server, sending source", metadata: ["script": "\(script.name)"])
-            reply = try await pipeline([Self.call(.source(script.source), keys, arguments)])[0]
+            reply = try await pipeline([script.command(sha: nil, keys: keys, arguments: arguments)])[0]
         }
         if case .error(let message) = reply {
             throw RedisError(.server, operation: "EVALSHA \(script.name)", message: message)
         }
         return reply
-    }
-
-    private enum ScriptBody {
-        case sha(String)
-        case source(String)
-    }
-
-    private static func call(_ body: ScriptBody, _ keys: RedisArguments, _ arguments: RedisArguments) -> RedisCommand {
-        var command: RedisCommand
-        switch body {
-        case .sha(let sha): command = RedisCommand("EVALSHA", sha)
-        case .source(let source): command = RedisCommand("EVAL", source)
-        }
-        command.arguments.append(keys.count)
-        command.arguments.append(contentsOf: keys)
-        command.arguments.append(contentsOf: arguments)
-        return command
     }
 
     /// Sends `resp` (`replies` commands; none only opens the connection) and waits for its
@@ -278,15 +261,7 @@ private final class LoopState: @unchecked Sendable {
         self.channel = channel
         ready = false
         served = false
-        var setup: [RedisCommand] = []
-        if let password = configuration.password {
-            var auth = RedisCommand("AUTH")
-            if let user = configuration.user { auth.arguments.append(Array(user.utf8)) }
-            auth.arguments.append(Array(password.utf8))
-            setup.append(auth)
-        }
-        if configuration.database != 0 { setup.append(RedisCommand("SELECT", configuration.database)) }
-        if let name = configuration.clientName { setup.append(RedisCommand("CLIENT", "SETNAME", name)) }
+        let setup = configuration.handshake
         let ready: @Sendable (Result<[RedisReply], any Error>) -> Void = { [self, setup] result in
             handshakeDone(result, setup: setup, channel: channel)  // replies complete on the loop
         }
@@ -299,15 +274,7 @@ private final class LoopState: @unchecked Sendable {
     private func handshakeDone(_ result: Result<[RedisReply], any Error>, setup: [RedisCommand], channel: any Channel) {
         connecting = false
         do {
-            for (command, reply) in zip(setup, try result.get()) {
-                guard case .error(let message) = reply else { continue }
-                let code: RedisError.Code =
-                    command.name == "AUTH" || message.hasPrefix("NOAUTH") ? .authenticationFailed : .server
-                let who =
-                    command.name == "AUTH"
-                    ? " (user '\(configuration.user ?? "default")' on \(configuration.description))" : ""
-                throw RedisError(code, operation: command.name, message: message + who)
-            }
+            if let error = configuration.handshakeError(setup, try result.get()) { throw error }
         } catch {
             self.channel = nil
             channel.close(promise: nil)

@@ -10,3 +10,15 @@ public struct RedisScript: Sendable, Hashable {
         self.source = source
     }
 }
+
+extension RedisScript {
+    /// EVALSHA `sha` (EVAL with the source when the SHA is not known), the key count, the
+    /// keys, the arguments.
+    func command(sha: String?, keys: RedisArguments, arguments: RedisArguments) -> RedisCommand {
+        var command = sha.map { RedisCommand("EVALSHA", $0) } ?? RedisCommand("EVAL", source)
+        command.arguments.append(keys.count)
+        command.arguments.append(contentsOf: keys)
+        command.arguments.append(contentsOf: arguments)
+        return command
+    }
+}

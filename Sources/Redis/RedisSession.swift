@@ -71,24 +71,12 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
     }
 
     private func handshake() throws {
-        if let password = configuration.password {
-            var auth = RedisCommand("AUTH")
-            if let user = configuration.user { auth.arguments.append(Array(user.utf8)) }
-            auth.arguments.append(Array(password.utf8))
-            if case .error(let message) = try roundTrip([auth])[0] {
-                throw RedisError(
-                    .authenticationFailed, operation: "AUTH",
-                    message: "\(message) (user '\(configuration.user ?? "default")' on \(configuration.description))")
-            }
-        }
-        var setup: [RedisCommand] = []
-        if configuration.database != 0 { setup.append(RedisCommand("SELECT", configuration.database)) }
-        if let name = configuration.clientName { setup.append(RedisCommand("CLIENT", "SETNAME", name)) }
-        guard !setup.isEmpty else { return }
-        for (command, reply) in zip(setup, try roundTrip(setup)) {
-            guard case .error(let message) = reply else { continue }
-            let code: RedisError.Code = message.hasPrefix("NOAUTH") ? .authenticationFailed : .server
-            throw RedisError(code, operation: command.name, message: message)
+        // AUTH alone first: a refused password must not also fail the commands behind it.
+        let commands = configuration.handshake
+        let auth = commands.prefix { $0.name == "AUTH" }
+        let setup = Array(commands.dropFirst(auth.count))
+        for batch in [Array(auth), setup] where !batch.isEmpty {
+            if let error = configuration.handshakeError(batch, try roundTrip(batch)) { throw error }
         }
     }
 
@@ -183,15 +171,8 @@ final class RedisSession: BlockingSession, @unchecked Sendable {
         scriptSHAs[script] = sha
     }
 
-    /// EVALSHA sha (or EVAL source, when the SHA is not known), the key count, the keys, the
-    /// arguments.
     private func call(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) -> RedisCommand {
-        var command =
-            scriptSHAs[script].map { RedisCommand("EVALSHA", $0) } ?? RedisCommand("EVAL", script.source)
-        command.arguments.append(keys.count)
-        command.arguments.append(contentsOf: keys)
-        command.arguments.append(contentsOf: arguments)
-        return command
+        script.command(sha: scriptSHAs[script], keys: keys, arguments: arguments)
     }
 
     private func roundTrip(_ commands: [RedisCommand]) throws -> [RedisReply] {
