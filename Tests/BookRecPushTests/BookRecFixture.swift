@@ -110,7 +110,9 @@ struct PushFixture {
         options.services = .init(simulator: services.base)
         options.breakerCoolDown = .milliseconds(300)
         configure(&options)
-        let http = DownstreamClient(connectTimeout: .seconds(1), callTimeout: .seconds(2), maxConnectionsPerHost: 64)
+        // Time-outs a loaded CI machine does not reach: a call that times out here would open a
+        // circuit that a test means to keep closed.
+        let http = DownstreamClient(connectTimeout: .seconds(5), callTimeout: .seconds(5), maxConnectionsPerHost: 64)
         closeAfterTest { await http.shutdown() }
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
