@@ -414,7 +414,14 @@ if has push; then
   sim_pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$sport/stats" >/dev/null && break; sleep 0.1; done
   sim() { curl -sf "$@"; }
-  max_in_flight() { sim "http://127.0.0.1:$sport/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"]["max_in_flight"])'; }
+  # The calls in flight at most, on average over the run (their summed time in flight / the
+  # run's time) and a call's mean time at the simulator: a run short of its bound either
+  # did not keep its calls in flight or had them held longer than the set latency.
+  max_in_flight() { # run seconds
+    sim "http://127.0.0.1:$sport/stats" | python3 -c 'import json, sys
+t = json.load(sys.stdin)["total"]; run = float(sys.argv[1])
+print("%d (mean %.1f; a call %.1f ms at the simulator)" % (t["max_in_flight"], t["in_flight_seconds"] / run, 1000 * t["in_flight_seconds"] / max(t["calls"], 1)))' "$1"
+  }
   start_pushers() { # count
     ports=(); pids=()
     for i in $(seq "$1"); do
@@ -447,7 +454,7 @@ if has push; then
     start_pushers "$pods"
     sim0=$(cpu_s "$sim_pid")
     run_job book-rec-prewarm "$day" >"$tmp/result"; result=$(cat "$tmp/result")
-    in_flight=$(max_in_flight); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
+    in_flight=$(max_in_flight "$run_s"); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
     rate=$(echo "$USERS / $run_s" | bc -l); bound=$((2500 * pods)); prewarm_rate[$pods]=$rate
     printf 'push: pre-warm of %d users, %d push-producer process(es): %8.3f s, %6.0f users/s; bound %d users/s; ratio %.2f (goal: at least 0.90)\n' \
       "$USERS" "$pods" "$run_s" "$rate" "$bound" "$(echo "$rate / $bound" | bc -l)"
@@ -458,7 +465,7 @@ if has push; then
   start_pushers 1
   sim0=$(cpu_s "$sim_pid")
   run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result")
-  in_flight=$(max_in_flight); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
+  in_flight=$(max_in_flight "$run_s"); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
   sent=$(predis hget "book-rec:stats:book-rec-push:${day}21:$(predis hget "prewarm:run:book-rec-push:${day}21:progress" attempt)" sent)
   rate=$(echo "$USERS / $run_s" | bc -l)
   printf 'push: the 21:00 push of %d users (%s sent), material at 5 ms, one process: %8.3f s, %6.0f pushes/s; bound 10000/s; ratio %.2f (goal: at least 0.90)\n' \

@@ -14,7 +14,8 @@ import Synchronization
 ///   `{"rec_id", "rec_type", "material_id"}`;
 /// - `GET /material/v1/materials/{materialId}?uid=&rec_id=&rec_type=` ->
 ///   `{"material_id", "title", "body", "image_url"}`;
-/// - `GET /stats`: calls, errors, calls in flight now and at most, per service and in all;
+/// - `GET /stats`: calls, errors, calls in flight now and at most, and their time in flight
+///   summed (`in_flight_seconds`), per service and in all;
 ///   `POST /stats/reset`;
 /// - `POST /control`: `{"error_rate": 0.2, "down": ["rec"], "latency": "10ms", ...}` changes
 ///   the behaviour while it runs (a service "down" answers 503 at once).
@@ -131,11 +132,23 @@ public final class DownstreamSimulator: Sendable {
         public var errors = 0
         public var inFlight = 0
         public var maxInFlight = 0
+        /// The calls' time in flight, summed: over a stretch of time, divided by its length,
+        /// the mean number in flight; divided by `calls`, a call's mean time here.
+        public var inFlightSeconds = 0.0
 
         enum CodingKeys: String, CodingKey {
             case calls, errors
             case inFlight = "in_flight"
             case maxInFlight = "max_in_flight"
+            case inFlightSeconds = "in_flight_seconds"
+        }
+
+        /// Adds the time since `since` at the present count, before the count changes.
+        mutating func accrue(since: ContinuousClock.Instant, now: ContinuousClock.Instant) {
+            let elapsed = now - since
+            inFlightSeconds +=
+                Double(inFlight)
+                * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
         }
     }
 
@@ -167,6 +180,18 @@ public final class DownstreamSimulator: Sendable {
         /// Per service, in the order of `services`.
         var services = [ServiceStats](repeating: ServiceStats(), count: DownstreamSimulator.services.count)
         var total = ServiceStats()
+        /// When the counts in flight last changed (or were reset).
+        var changed = ContinuousClock.now
+
+        /// Accrues every count's time in flight up to now (before a count changes).
+        mutating func accrue() {
+            let now = ContinuousClock.now
+            for service in services.indices where services[service].inFlight > 0 {
+                services[service].accrue(since: changed, now: now)
+            }
+            total.accrue(since: changed, now: now)
+            changed = now
+        }
     }
 
     private let state: Mutex<State>
@@ -187,6 +212,7 @@ public final class DownstreamSimulator: Sendable {
 
     public var stats: Stats {
         state.withLock { state in
+            state.accrue()
             var stats = Stats(total: state.total)
             for (index, name) in Self.services.enumerated() where state.services[index].calls > 0 {
                 stats.services[name] = state.services[index]
@@ -199,6 +225,7 @@ public final class DownstreamSimulator: Sendable {
         state.withLock {
             $0.services = [ServiceStats](repeating: ServiceStats(), count: Self.services.count)
             $0.total = ServiceStats()
+            $0.changed = .now
         }
     }
 
@@ -210,6 +237,7 @@ public final class DownstreamSimulator: Sendable {
 
     func enter(_ service: Int) -> (latency: Latency, down: Bool, errorRate: Double, share: Double) {
         state.withLock { state in
+            state.accrue()
             state.services[service].calls += 1
             state.services[service].inFlight += 1
             state.services[service].maxInFlight = max(
@@ -224,6 +252,7 @@ public final class DownstreamSimulator: Sendable {
 
     func leave(_ service: Int, failed: Bool) {
         state.withLock { state in
+            state.accrue()
             state.services[service].inFlight -= 1
             state.total.inFlight -= 1
             if failed {

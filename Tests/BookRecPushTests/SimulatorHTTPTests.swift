@@ -90,6 +90,16 @@ struct SimulatorHTTPTests {
         ) { $0.hasSuffix("}") }
         #expect(pieces.text.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(pieces.text.contains(#""rec_id":"rec-7""#))
+
+        // The calls' time in flight: the material call's 30 ms, the two engine calls' 1 ms each.
+        let stats = services.simulator.stats
+        let materialSeconds = try #require(stats.services["material"]).inFlightSeconds
+        let engineSeconds = try #require(stats.services["rec"]).inFlightSeconds
+        #expect(materialSeconds >= 0.030 && materialSeconds < 2, "the material call's time: \(materialSeconds) s")
+        #expect(engineSeconds >= 0.002 && engineSeconds < 2, "the engine calls' time: \(engineSeconds) s")
+        #expect(abs(stats.total.inFlightSeconds - materialSeconds - engineSeconds) < 0.001)
+        let served = try await exchange(port: services.port, ["GET /stats HTTP/1.1\r\n\r\n"]) { $0.hasSuffix("}") }
+        #expect(served.text.contains(#""in_flight_seconds":"#))
     }
 
     @Test("Connection: close and HTTP/1.0 close after the answer; a body by Content-Length; a chunked body refused")
