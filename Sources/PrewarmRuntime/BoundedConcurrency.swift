@@ -16,6 +16,18 @@ public final class ConcurrencyLimit: Sendable {
     private struct State {
         var running = 0
         var highest = 0
+        /// The slots' time taken, summed up to `changed`.
+        var busySeconds = 0.0
+        var changed = ContinuousClock.now
+
+        /// Adds the time since the last change at the present count (before it changes).
+        mutating func accrue() {
+            let now = ContinuousClock.now
+            let elapsed = now - changed
+            busySeconds +=
+                Double(running) * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            changed = now
+        }
         /// In arrival order; each called with true when the slot passes to it.
         var waiters = CircularBuffer<(id: UInt64, grant: Grant)>()
     }
@@ -36,6 +48,16 @@ public final class ConcurrencyLimit: Sendable {
     /// The most bodies that ever ran at once.
     public var highestInFlight: Int { state.withLock { $0.highest } }
     public var inFlight: Int { state.withLock { $0.running } }
+
+    /// The slots' time taken, summed since the limit was made: over a stretch of time,
+    /// divided by its length, the mean number of slots taken (`limit` when the callers
+    /// always had more waiting than it lets through).
+    public var busySeconds: Double {
+        state.withLock { state in
+            state.accrue()
+            return state.busySeconds
+        }
+    }
 
     public func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await acquire()
@@ -69,6 +91,7 @@ public final class ConcurrencyLimit: Sendable {
     func acquire(id: UInt64, grant: @escaping Grant) -> Bool {
         state.withLock { state in
             if state.running < limit {
+                state.accrue()
                 state.running += 1
                 state.highest = max(state.highest, state.running)
                 return true
@@ -91,6 +114,7 @@ public final class ConcurrencyLimit: Sendable {
     func release() {
         let next = state.withLock { state -> Grant? in
             guard let waiter = state.waiters.popFirst() else {
+                state.accrue()
                 state.running -= 1
                 return nil
             }

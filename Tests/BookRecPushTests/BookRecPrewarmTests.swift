@@ -109,6 +109,12 @@ struct BookRecPrewarmTests {
         #expect(stats.total.maxInFlight <= 50, "at most 50 calls in flight, measured by the services")
         #expect(stats.total.maxInFlight >= 30, "and the limit is used: \(stats.total.maxInFlight)")
         #expect(stats.total.errors > 0)
+        // The budget's slots were taken for every call's whole time at the services, at
+        // least (the metric counts whole seconds in the test factory).
+        let slotSeconds = fixture.metrics.counterTotal(label: "prewarm_push_calls_in_flight_seconds_total")
+        #expect(
+            Double(slotSeconds) >= stats.total.inFlightSeconds.rounded(.down) - 1 && slotSeconds > 0,
+            "slots \(slotSeconds) s, calls at the services \(stats.total.inFlightSeconds) s")
         if !failed.isEmpty {
             try await eventually("the failure alert") {
                 try await !fixture.alerts(kind: "book-rec-prewarm-failures").isEmpty

@@ -8,6 +8,7 @@ struct BoundedConcurrencyTests {
     func limit() async throws {
         let limit = ConcurrencyLimit(5)
         let ran = Tally()
+        let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<100 {
                 group.addTask {
@@ -19,9 +20,17 @@ struct BoundedConcurrencyTests {
             }
             try await group.waitForAll()
         }
+        let elapsed = ContinuousClock.now - start
         #expect(ran.count == 100)
         #expect(limit.highestInFlight == 5)
         #expect(limit.inFlight == 0)
+        // The slots' time taken: every body held one for its 2 ms at least, and never more
+        // than the 5 slots over the whole time.
+        let busy = limit.busySeconds
+        let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        #expect(busy >= 0.2 && busy <= 5 * wall, "\(busy) s of slots over \(wall) s")
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(limit.busySeconds == busy, "no slot taken, no time added")
     }
 
     @Test("a waiter cancelled before its turn leaves the queue without taking a slot")
