@@ -59,7 +59,12 @@ struct JobBatchTopicHandler<Handler: JobBatchHandler>: TopicHandler {
 
     private func work(_ batch: JobBatch) async throws -> Outcome {
         do {
-            if try await runs.isRecorded(batch) { return .done }
+            if try await runs.isRecorded(batch) {
+                // The batch that ended the run comes again when its pod died before its
+                // offset was committed: perhaps before or in the run's finish step.
+                try await runs.finishIfPending(batch)
+                return .done
+            }
             let result = try await handler.work(batch)
             try await record(batch, itemsDone: result.itemsDone, itemsFailed: result.itemsFailed, failed: false)
             return .done
@@ -79,7 +84,7 @@ struct JobBatchTopicHandler<Handler: JobBatchHandler>: TopicHandler {
     private func record(_ batch: JobBatch, itemsDone: Int, itemsFailed: Int, failed: Bool) async throws {
         let record = try await runs.recordBatch(batch, itemsDone: itemsDone, itemsFailed: itemsFailed, failed: failed)
         if case .recorded(let finished?) = record {
-            await runs.reportFinished(job: batch.job, period: batch.period, state: finished)
+            try await runs.finishStep(job: batch.job, period: batch.period, state: finished)
         }
     }
 }

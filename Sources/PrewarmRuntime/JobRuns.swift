@@ -53,6 +53,8 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
     public var error: String?
     /// Where the fan-out stands: the last id produced.
     public var cursor: String
+    /// Whether the run's finish step (its end reported, the job's finish hook run) is done.
+    public var finishReported: Bool
 
     public var isFinished: Bool { ["succeeded", "failed", "skipped"].contains(state) }
 
@@ -91,6 +93,7 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
         takeovers = int("takeovers") ?? 0
         error = fields["error"]
         cursor = fields["cursor"] ?? ""
+        finishReported = fields["finish_reported"] == "1"
     }
 }
 
@@ -102,6 +105,8 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
 /// - `…:batches:{attempt}`: the batch indices consumers have recorded, so a replayed batch
 ///   counts once;
 /// - `…:done`: the success flag, set once every batch is recorded without failure;
+/// - `…:finish`: the lease of the pod running the run's finish step (renewed while it
+///   runs); the step's end is the progress field `finish_reported`;
 /// - `prewarm:runs`: every run of the retention window by start time, for status.
 public final class JobRuns: Sendable {
     public static let indexKey = "prewarm:runs"
@@ -126,6 +131,7 @@ public final class JobRuns: Sendable {
 
     public static func leaseKey(job: String, period: String) -> String { "prewarm:run:\(job):\(period)" }
     static func progressKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":progress" }
+    static func finishKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":finish" }
     public static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
     static func batchesKey(job: String, period: String, attempt: Int) -> String {
         leaseKey(job: job, period: period) + ":batches:\(attempt)"
@@ -280,10 +286,74 @@ public final class JobRuns: Sendable {
         finishHooks.withLock { $0[job] = hook }
     }
 
+    /// The lease on a run's finish step: short, renewed while the step runs, so that when
+    /// its pod dies another can run the step soon after.
+    static let finishLease = Duration.seconds(10)
+
+    /// Runs the finish step of a finished run whose step never ended (the pod that recorded
+    /// its last batch died before or during it), when a batch of the run comes again: the
+    /// batch whose record ended the run was not committed, so it is delivered again. Waits
+    /// out the lease of a pod that is running the step or died in it, then runs it, unless
+    /// that pod ended it meanwhile.
+    func finishIfPending(_ batch: JobBatch) async throws {
+        let waitUntil = ContinuousClock.now + Self.finishLease * 2
+        while true {
+            guard let progress = try await progress(job: batch.job, period: batch.period),
+                progress.attempt == batch.attempt, progress.isFinished, progress.state != "skipped",
+                !progress.finishReported
+            else { return }
+            if try await reportFinished(job: batch.job, period: batch.period, state: progress.state, waiting: false) {
+                return
+            }
+            guard ContinuousClock.now < waitUntil else {
+                logger.warning(
+                    "a run's finish step is held by another pod; leaving it to that pod",
+                    metadata: ["job": "\(batch.job)", "period": "\(batch.period)"])
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
     /// Says that a run ended: a log line, and an alert if it failed or ended past its deadline.
     /// Called once per run, by whichever pod recorded its end.
     func reportFinished(job: String, period: String, state: String) async {
+        _ = try? await reportFinished(job: job, period: period, state: state, waiting: true)
+    }
+
+    /// `reportFinished` for the consumer that recorded a run's last batch: an error (Redis
+    /// unreachable, the step's lease lost) is thrown, so the batch is tried again and its
+    /// replay runs the step (`finishIfPending`).
+    func finishStep(job: String, period: String, state: String) async throws {
+        _ = try await reportFinished(job: job, period: period, state: state, waiting: true)
+    }
+
+    /// The finish step under its lease (false: another pod holds it): the job's hook, the
+    /// log line and alerts, then `finish_reported` in the run's progress. With `waiting`,
+    /// Redis errors while taking the lease are tried again (the pod that recorded the end).
+    private func reportFinished(job: String, period: String, state: String, waiting: Bool) async throws -> Bool {
+        let take = {
+            try await RedisLease.acquire(
+                Self.finishKey(job: job, period: period), ttl: Self.finishLease, on: self.redis, owner: self.owner)
+        }
+        let lease =
+            waiting
+            ? try await retrying(
+                "taking the finish step of \(job) \(period)",
+                policy: RetryPolicy(
+                    backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5)), maxAttempts: 6),
+                logger: logger, take) : try await take()
+        guard let lease else { return false }
+        try await lease.holding(logger: logger) {
+            await self.runFinishStep(job: job, period: period, state: state)
+            _ = try await self.redis.send("HSET", Self.progressKey(job: job, period: period), "finish_reported", 1)
+        }
+        return true
+    }
+
+    private func runFinishStep(job: String, period: String, state: String) async {
         let progress = try? await progress(job: job, period: period)
+        if progress?.finishReported == true { return }
         if let progress, let hook = finishHooks.withLock({ $0[job] }) {
             do {
                 try await retrying(

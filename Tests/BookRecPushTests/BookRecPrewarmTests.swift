@@ -133,14 +133,16 @@ struct BookRecPrewarmTests {
             // Longer than the batch takes even on a loaded machine: the calls while it is open
             // are the ones in flight when it opened, not probes after each cool-down.
             $0.breakerCoolDown = .seconds(2)
-            $0.callAttempts = 3
+            // When it is back, one probe goes first and the other calls wait for it, backing
+            // off 0.1 to 1.6 s: enough for a probe on a loaded machine.
+            $0.callAttempts = 6
         }
         try await fixture.db.addUsers(1...300, task: fixture.finished, hour: 8)
         let result = try await fixture.jobs.work(
             fixture.batch(BookRecJobs.prewarmJob, fixture.day, (1...300).map { Int64($0) }))
         #expect(result.itemsFailed == 300)
         let whileDown = fixture.services.simulator.stats.services["rec"]?.calls ?? 0
-        // The calls already in flight when it opened (up to 50) and a probe or two, of 900 tries.
+        // The calls already in flight when it opened (up to 50) and a probe or two, of 1,800 tries.
         #expect(whileDown >= 5 && whileDown < 60 + 5, "calls stopped once the circuit opened: \(whileDown) made")
         #expect(fixture.jobs.services.recommendation.counts.opened >= 1)
         #expect(

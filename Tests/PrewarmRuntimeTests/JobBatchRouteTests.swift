@@ -91,3 +91,63 @@ struct JobBatchRouteTests: LoopTesting {
         try await running.value
     }
 }
+
+@Suite("A run's finish step after a crash", .closesResources)
+struct FinishStepTests {
+    @Test("the pod that recorded a run's last batch died in its finish step: the batch delivered again runs it, once")
+    func finishStepAfterCrash() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let job = TestEnvironment.uniqueName("job")
+        let period = "20261122"
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: nil)
+        let hooks = Tally()
+        runs.onFinished(job) { progress in
+            #expect(progress.state == "succeeded" && progress.batchesDone == 2)
+            hooks.up()
+        }
+        // A run of two batches; both recorded by a pod that then died in the finish step the
+        // second record began: the run is over, its step not, and that pod's lease on the
+        // step (1 s here) is left to expire.
+        guard
+            case .started(let lease) = try await runs.claim(
+                job: job, period: period, due: Date(), force: false, deadline: nil)
+        else {
+            Issue.record("the run did not start")
+            return
+        }
+        #expect(try await lease.finishFanOut(batches: 2, items: 4) == nil)
+        let batches = (0..<2).map {
+            JobBatch(job: job, period: period, attempt: lease.attempt, batch: $0, batchCount: 2, ids: [1, 2])
+        }
+        for batch in batches {
+            _ = try await runs.recordBatch(batch, itemsDone: 2, itemsFailed: 0, failed: false)
+        }
+        _ = try await RedisLease.acquire(
+            JobRuns.finishKey(job: job, period: period), ttl: .seconds(1), on: redis, owner: "dead-pod")
+        let ended = try #require(try await runs.progress(job: job, period: period))
+        #expect(ended.state == "succeeded" && !ended.finishReported)
+
+        // Both batches delivered again at once, to two consumers of the group: neither is
+        // worked again, and the step runs once, after the dead pod's lease expired.
+        let prefix = TestEnvironment.uniqueName("ids")
+        let handler = JobBatchTopicHandler(runs: runs, handler: IdCounter(redis: redis, prefix: prefix), concurrency: 1)
+        let delivered = batches.map { batch in
+            Decoded(
+                value: batch,
+                message: KafkaMessage(topic: "batches", partition: 0, offset: Int64(batch.batch), key: nil, value: []))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for message in delivered { group.addTask { try await handler.handle([message]) } }
+            try await group.waitForAll()
+        }
+        #expect(hooks.count == 1, "the finish step ran once")
+        #expect(try await runs.progress(job: job, period: period)?.finishReported == true)
+        #expect(try await redis.send("EXISTS", prefix + ":calls").integer == 0, "no batch worked again")
+
+        // Delivered once more (an offset reset): the step has ended and is not run again.
+        try await handler.handle(delivered)
+        #expect(hooks.count == 1)
+    }
+}
