@@ -73,13 +73,36 @@ extension Demo {
             "PREWARM_PUSH_AB_URL": base + "/ab", "PREWARM_PUSH_REC_URL": base + "/rec",
             "PREWARM_PUSH_MATERIAL_URL": base + "/material", "PREWARM_PUSH_BATCH_SIZE": "200",
         ]
+        let runs = JobRuns(
+            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
+            alerts: nil)
+        let ranToday = try await runs.progress(job: BookRecJobs.prewarmJob, period: day) != nil
+        var started = ContinuousClock.now
         let ports = try await startPods("push-producer", count: 2, token: token, settings: settings, into: &pods)
 
-        // 00:01's pre-warm, triggered now by hand.
-        var started = ContinuousClock.now
-        let (status, body) = try await trigger(port: ports[0], token: token, job: BookRecJobs.prewarmJob, period: day)
-        print(
-            "push:         POST /jobs/\(BookRecJobs.prewarmJob)/trigger?period=\(day)&force=true -> \(status) \(body)")
+        // 00:01's pre-warm. On a day no pod ran it (all were down at 00:01), the pods' first
+        // check catches it up once by themselves; on a day it ran (an earlier demo), it is
+        // triggered again by hand as a new attempt.
+        if ranToday {
+            started = .now
+            let (status, body) = try await trigger(
+                port: ports[0], token: token, job: BookRecJobs.prewarmJob, period: day)
+            print(
+                "push:         POST /jobs/\(BookRecJobs.prewarmJob)/trigger?period=\(day)&force=true -> \(status) \(body)"
+            )
+        } else {
+            let deadline = options.prewarmDeadline
+            let clock = calendar.dateComponents([.hour, .minute], from: Date())
+            let late =
+                clock.hour! * 60 + clock.minute! >= deadline
+                ? String(
+                    format:
+                        "; it ends past its %02d:%02d deadline (PREWARM_PUSH_PREWARM_DEADLINE), so it is alerted late",
+                    deadline / 60, deadline % 60) : ""
+            print(
+                "push:         no pod ran \(day)'s 00:01 pre-warm: the pods catch it up once at their first check "
+                    + "(PREWARM_JOB_CHECK_S after start-up)\(late)")
+        }
         let prewarm = try await watch(
             job: BookRecJobs.prewarmJob, period: day, cache: cache, simulator: simulator, started: started)
         let bookCache = BookRecCache(redis: cache)
@@ -134,6 +157,34 @@ extension Demo {
                 + "already marked sent in push:sent:{uid}:\(slot), \(repeated["sent"] ?? 0) pushes produced, "
                 + "\(producedAgain) new messages")
         guard producedAgain == 0 else { throw DemoFailure("the re-run of \(slot) produced pushes again") }
+        try await showThisHour(cache: cache, calendar: calendar, besides: slot)
+    }
+
+    /// The hour under way when the pods started: no pod was up at its :00, so the pods'
+    /// catch-up check either sent it late (within the catch-up window) or skipped it with an
+    /// alert: what a new deployment, or a fleet back from an outage, does.
+    private func showThisHour(cache: RedisConnection, calendar: Calendar, besides shown: String) async throws {
+        let now = Date()
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: now)
+        let period = String(format: "%04d%02d%02d%02d", parts.year!, parts.month!, parts.day!, parts.hour!)
+        let runs = JobRuns(
+            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
+            alerts: nil)
+        guard period != shown, let run = try await runs.progress(job: BookRecJobs.pushJob, period: period) else {
+            return
+        }
+        let window = "\(BookRecOptions().catchUpWindow.components.seconds / 60) min"
+        let late = "\(parts.minute!) min after its :00"
+        if run.state == "skipped" {
+            print(
+                "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), past "
+                    + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)): skipped and alerted (job-run-missed), never sent late")
+        } else {
+            print(
+                "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), within "
+                    + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)), and sent it once: \(run.state), \(run.itemsDone) users "
+                    + "(the demo's users are pushed at 20:00-23:00)")
+        }
     }
 
     /// Shows the run's progress each second until it ends, with the calls in flight.

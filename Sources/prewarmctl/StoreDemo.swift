@@ -112,27 +112,33 @@ extension Demo {
             ports.append(port)
             pods.append(try start(path, port: port, token: token, log: "\(product)-\(index + 1).log", extra: settings))
         }
+        // Every pod in the group with its partitions (`/readyz`), so that the group's first
+        // rebalances are over before the demo triggers anything: otherwise the first run's
+        // progress stands still while the pods join.
         for (index, port) in ports.enumerated() {
             try await waitForAdmin(
-                port: port, process: pods[pods.count - count + index], name: "\(product)-\(index + 1)")
+                port: port, process: pods[pods.count - count + index], name: "\(product)-\(index + 1)",
+                route: "readyz")
         }
         return ports
     }
 
-    func waitForAdmin(port: Int, process: ChildProcess, name: String) async throws {
+    /// Waits for the worker's admin `route` to answer 200 (`healthz`: up; `readyz`: in its
+    /// group and its dependencies reachable).
+    func waitForAdmin(port: Int, process: ChildProcess, name: String, route: String = "healthz") async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let status = process.exitStatus() {
                 throw DemoFailure("\(name) exited with status \(status); see \(logDirectory)/\(name).log")
             }
             if let (_, response) = try? await URLSession.shared.data(
-                from: URL(string: "http://127.0.0.1:\(port)/healthz")!),
+                from: URL(string: "http://127.0.0.1:\(port)/\(route)")!),
                 (response as? HTTPURLResponse)?.statusCode == 200
             {
                 return
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw DemoFailure("\(name) did not come up in 60 s; see \(logDirectory)/\(name).log")
+        throw DemoFailure("\(name) did not answer /\(route) in 60 s; see \(logDirectory)/\(name).log")
     }
 }
