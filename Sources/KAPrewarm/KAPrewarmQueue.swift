@@ -65,20 +65,26 @@ public struct KAPrewarmQueue: Sendable {
     }
 
     /// Queues each reservation's pre-warm (one database read for all their shops, unless the
-    /// caller read them already).
+    /// caller read them already). `sources` name the messages they came in
+    /// (`topic[partition]@offset`): a message delivered again (a replay, a crash before its
+    /// offset was committed) finds the task it queued and is skipped without the duplicate
+    /// alert, which is for a second reservation of a live.
     public func enqueue(
-        _ reservations: [Reservation], shops: (existing: Set<Int64>, users: [Int64: Int64])? = nil
+        _ reservations: [Reservation], shops: (existing: Set<Int64>, users: [Int64: Int64])? = nil,
+        sources: [String]? = nil
     ) async throws -> [Outcome] {
         var counts = shops
         if counts == nil { counts = try await self.shops(of: reservations) }
         guard let counts else { return [] }
         var outcomes: [Outcome] = []
-        for reservation in reservations {
+        for (index, reservation) in reservations.enumerated() {
             guard counts.existing.contains(reservation.shopID) else {
                 outcomes.append(.unknownShop)
                 continue
             }
-            outcomes.append(try await enqueue(reservation, users: counts.users[reservation.shopID] ?? 0))
+            outcomes.append(
+                try await enqueue(
+                    reservation, users: counts.users[reservation.shopID] ?? 0, source: sources?[index]))
         }
         return outcomes
     }
@@ -87,7 +93,7 @@ public struct KAPrewarmQueue: Sendable {
         try await enqueue([reservation])[0]
     }
 
-    private func enqueue(_ reservation: Reservation, users: Int64) async throws -> Outcome {
+    private func enqueue(_ reservation: Reservation, users: Int64, source: String?) async throws -> Outcome {
         let live = reservation.liveID
         let metadata: Logger.Metadata = [
             "live": "\(live)", "shop": "\(reservation.shopID)", "reservation": "\(reservation.reservationID)",
@@ -99,26 +105,33 @@ public struct KAPrewarmQueue: Sendable {
             return .skipped(users: users)
         }
         let key = String(live)
-        let payload = KATaskPayload(reservation: reservation, users: users)
+        let payload = KATaskPayload(reservation: reservation, users: users, source: source)
         if reservation.force {
             let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
             if let existing, existing.state == "queued" || existing.state == "running" {
                 return duplicate(
                     existing, "a pre-warm of live \(live) is \(existing.state); force applies to a finished one",
-                    reservation, alert: false)
+                    reservation, source: source, alert: false)
+            }
+            if let existing, let source, (try? existing.decodePayload(KATaskPayload.self).source) == source {
+                // The forcing message itself, delivered again: its pre-warm ran; not a third time.
+                return duplicate(
+                    existing, "the pre-warm this message forced is \(existing.state)", reservation, source: source)
             }
             try await cache.redis.send("DEL", cache.doneKey(live: live), cache.riskKey(live: live))
             if let existing { try await retries.remove(taskID: existing.id) }
         } else if try await RedisFlags(redis: cache.redis).isSet(cache.doneKey(live: live)) {
             let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
-            return duplicate(existing, "live \(live) is already pre-warmed (its success flag is set)", reservation)
+            return duplicate(
+                existing, "live \(live) is already pre-warmed (its success flag is set)", reservation, source: source)
         }
         let enqueued = try await tasks.enqueue(
             kind: KAPrewarmTask.kind, key: key, payload: payload, deadline: reservation.startsAt, total: users,
             maxAttempts: Self.maxAttempts, force: reservation.force)
         switch enqueued {
         case .duplicate(let record):
-            return duplicate(record, "a pre-warm of live \(live) is already \(record.state)", reservation)
+            return duplicate(
+                record, "a pre-warm of live \(live) is already \(record.state)", reservation, source: source)
         case .created(let record), .requeued(let record):
             logger.notice(
                 "pre-warm queued",
@@ -137,9 +150,15 @@ public struct KAPrewarmQueue: Sendable {
         return KATaskStatus(record, retries: try await retries.count(taskID: record.id))
     }
 
-    private func duplicate(_ record: TaskRecord?, _ reason: String, _ reservation: Reservation, alert: Bool = true)
-        -> Outcome
-    {
+    private func duplicate(
+        _ record: TaskRecord?, _ reason: String, _ reservation: Reservation, source: String?, alert: Bool = true
+    ) -> Outcome {
+        if let source, let queuedBy = try? record?.decodePayload(KATaskPayload.self).source, queuedBy == source {
+            logger.info(
+                "reservation delivered again (a replay): its pre-warm is already queued",
+                metadata: ["live": "\(reservation.liveID)", "message": "\(source)", "reason": "\(reason)"])
+            return .duplicate(record, reason: reason)
+        }
         if alert {
             alerts?.raise(
                 "ka-duplicate-reservation", "reservation \(reservation.reservationID) skipped: \(reason)",

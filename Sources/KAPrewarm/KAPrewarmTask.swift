@@ -6,10 +6,12 @@ import PrewarmRuntime
 import Redis
 import Synchronization
 
-/// What a pre-warm task carries: the reservation, and the shop's users when it was queued.
+/// What a pre-warm task carries: the reservation, the shop's users when it was queued, and
+/// the message it came in (`topic[partition]@offset`; nil when queued over HTTP).
 public struct KATaskPayload: Sendable, Codable, Equatable {
     public var reservation: Reservation
     public var users: Int64
+    public var source: String?
 }
 
 /// A batch that could not be written, waiting in the retry table: the shop's users with ids

@@ -65,7 +65,9 @@ struct ReservationHandler: TopicHandler {
             }
             throw InvalidItems(errors)
         }
-        _ = try await queue.enqueue(reservations, shops: shops)
+        _ = try await queue.enqueue(
+            reservations, shops: shops,
+            sources: batch.map { "\($0.message.topic)[\($0.message.partition)]@\($0.message.offset)" })
     }
 }
 

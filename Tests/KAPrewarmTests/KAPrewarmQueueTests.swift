@@ -48,6 +48,56 @@ struct KAPrewarmQueueTests {
         }
     }
 
+    @Test("the message that queued a pre-warm, delivered again (a replay), is skipped without the duplicate alert")
+    func redelivered() async throws {
+        let harness = try await KAHarness.make(.testing())
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await harness.db.addShop(shop, users: 80)
+        let message = "live.reservation.v1[0]@\(live)"
+        guard
+            case .queued(let task) = try await harness.queue.enqueue(
+                [reservation(live: live, shop: shop)], sources: [message])[0]
+        else {
+            Issue.record("the reservation was not queued")
+            return
+        }
+        let again = try await harness.queue.enqueue([reservation(live: live, shop: shop)], sources: [message])[0]
+        guard case .duplicate(let existing, _) = again else {
+            Issue.record("the message delivered again was queued again: \(again)")
+            return
+        }
+        #expect(existing?.id == task.id)
+        // The same reservation in another message is a duplicate reservation: alerted, once.
+        _ = try await harness.queue.enqueue(
+            [reservation(live: live, shop: shop)], sources: ["live.reservation.v1[0]@\(live + 1)"])
+        try await eventually("the duplicate alert") {
+            try await harness.alerts("ka-duplicate-reservation", live: live).count == 1
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await harness.alerts("ka-duplicate-reservation", live: live).count == 1, "the replay raised none")
+
+        // A forcing message delivered again after its pre-warm ran does not run it a third time.
+        harness.startRunner()
+        try await harness.waitForState("succeeded", live: live)
+        let forcing = "live.reservation.v1[0]@\(live + 2)"
+        guard
+            case .queued = try await harness.queue.enqueue(
+                [reservation(live: live, shop: shop, force: true)], sources: [forcing])[0]
+        else {
+            Issue.record("the forced reservation was not queued")
+            return
+        }
+        try await harness.waitForState("succeeded", live: live)
+        let replayed = try await harness.queue.enqueue(
+            [reservation(live: live, shop: shop, force: true)], sources: [forcing])[0]
+        guard case .duplicate = replayed else {
+            Issue.record("the forcing message delivered again queued the pre-warm again: \(replayed)")
+            return
+        }
+        #expect(try await harness.state(live: live)?.state == "succeeded")
+    }
+
     @Test("a pre-warmed live is a duplicate unless forced; forcing warms it again from the start")
     func forced() async throws {
         let harness = try await KAHarness.make(.testing())
