@@ -74,7 +74,6 @@ public final class BookRecJobs: JobBatchHandler {
 
     /// A batch's counts: into the run's hash in Redis and `prewarm_push_users_total{job,outcome}`.
     private func count(_ counts: [String: Int], _ job: String, _ period: String, _ attempt: Int) async throws {
-        services.recordInFlight()
         try await cache.count(counts, job: job, period: period, attempt: attempt)
         for (outcome, value) in counts where value > 0 {
             Counter(

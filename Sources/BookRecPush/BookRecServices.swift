@@ -2,7 +2,6 @@ import CoreMetrics
 import Foundation
 import Logging
 import PrewarmRuntime
-import Synchronization
 
 /// The A/B service's answer for one user: in the experiment unless `value` is "0".
 public struct Assignment: Sendable, Codable, Equatable, FlatDecodable {
@@ -103,11 +102,6 @@ public final class BookRecServices: Sendable {
     private let recommendationBase: String
     private let materialBase: String
     private let experiment: String
-    /// `prewarm_push_calls_in_flight_seconds_total`: the budget's slots' time taken;
-    /// its rate is the mean number of calls in flight (at `maxInFlight`, the pod is held
-    /// back by its budget, not by its own work).
-    private let inFlightSeconds: FloatingPointCounter
-    private let recordedBusy = Mutex(0.0)
 
     public init(
         options: BookRecOptions, http: DownstreamClient, logger: Logger,
@@ -116,9 +110,12 @@ public final class BookRecServices: Sendable {
         self.options = options
         self.http = http
         self.logger = logger
-        inFlight = ConcurrencyLimit(options.maxInFlight)
-        inFlightSeconds = FloatingPointCounter(
-            label: "prewarm_push_calls_in_flight_seconds_total", factory: metricsFactory)
+        // `prewarm_push_calls_in_flight_seconds_total`: its rate is the mean number of calls
+        // in flight (at `maxInFlight`, the pod is held back by its budget, not by its work).
+        inFlight = ConcurrencyLimit(
+            options.maxInFlight,
+            busyCounter: FloatingPointCounter(
+                label: "prewarm_push_calls_in_flight_seconds_total", factory: metricsFactory))
         func breaker(_ name: String) -> CircuitBreaker {
             CircuitBreaker(
                 service: name, failures: options.breakerFailures, coolDown: options.breakerCoolDown, logger: logger,
@@ -138,17 +135,6 @@ public final class BookRecServices: Sendable {
         self.quiet = quiet
         policy = RetryPolicy(
             backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: options.callAttempts)
-    }
-
-    /// Adds the budget's slot time since the last record to
-    /// `prewarm_push_calls_in_flight_seconds_total` (at every batch's end).
-    public func recordInFlight() {
-        let busy = inFlight.busySeconds
-        let added = recordedBusy.withLock { recorded in
-            defer { recorded = busy }
-            return busy - recorded
-        }
-        if added > 0 { inFlightSeconds.increment(by: added) }
     }
 
     static func base(_ url: URL) -> String {

@@ -143,12 +143,9 @@ public final class DownstreamSimulator: Sendable {
             case inFlightSeconds = "in_flight_seconds"
         }
 
-        /// Adds the time since `since` at the present count, before the count changes.
-        mutating func accrue(since: ContinuousClock.Instant, now: ContinuousClock.Instant) {
-            let elapsed = now - since
-            inFlightSeconds +=
-                Double(inFlight)
-                * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+        /// Adds `elapsed` at the present count, before the count changes.
+        mutating func accrue(_ elapsed: Duration) {
+            inFlightSeconds += Double(inFlight) * elapsed.seconds
         }
     }
 
@@ -187,9 +184,9 @@ public final class DownstreamSimulator: Sendable {
         mutating func accrue() {
             let now = ContinuousClock.now
             for service in services.indices where services[service].inFlight > 0 {
-                services[service].accrue(since: changed, now: now)
+                services[service].accrue(now - changed)
             }
-            total.accrue(since: changed, now: now)
+            total.accrue(now - changed)
             changed = now
         }
     }

@@ -113,7 +113,7 @@ public struct KAPrewarmQueue: Sendable {
                     existing, "a pre-warm of live \(live) is \(existing.state); force applies to a finished one",
                     reservation, source: source, alert: false)
             }
-            if let existing, let source, (try? existing.decodePayload(KATaskPayload.self).source) == source {
+            if let existing, Self.queued(existing, by: source) {
                 // The forcing message itself, delivered again: its pre-warm ran; not a third time.
                 return duplicate(
                     existing, "the pre-warm this message forced is \(existing.state)", reservation, source: source)
@@ -150,10 +150,16 @@ public struct KAPrewarmQueue: Sendable {
         return KATaskStatus(record, retries: try await retries.count(taskID: record.id))
     }
 
+    /// Whether `record` was queued by the message `source` (the same message delivered again).
+    private static func queued(_ record: TaskRecord?, by source: String?) -> Bool {
+        guard let source, let record else { return false }
+        return (try? record.decodePayload(KATaskPayload.self).source) == source
+    }
+
     private func duplicate(
         _ record: TaskRecord?, _ reason: String, _ reservation: Reservation, source: String?, alert: Bool = true
     ) -> Outcome {
-        if let source, let queuedBy = try? record?.decodePayload(KATaskPayload.self).source, queuedBy == source {
+        if Self.queued(record, by: source) {
             logger.info(
                 "reservation delivered again (a replay): its pre-warm is already queued",
                 metadata: ["live": "\(reservation.liveID)", "message": "\(source)", "reason": "\(reason)"])

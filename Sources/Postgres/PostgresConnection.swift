@@ -106,13 +106,13 @@ public final class PostgresConnection: Sendable {
         }
     }
 
-    /// Closes the connection and ends its thread.
     /// The value libpq uses for a connection parameter (`keepalives_idle`, `tcp_user_timeout`,
     /// ...), nil when it has none.
     public func parameter(_ keyword: String) async throws -> String? {
         try await session.run { try $0.parameter(keyword) }
     }
 
+    /// Closes the connection and ends its thread.
     public func close() async {
         await session.close()
     }

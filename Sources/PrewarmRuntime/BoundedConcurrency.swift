@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOCore
 import Synchronization
 
@@ -12,6 +13,8 @@ import Synchronization
 public final class ConcurrencyLimit: Sendable {
     public let limit: Int
     private let state: Mutex<State>
+    /// Where the slots' time taken is also counted (a metric), if anywhere.
+    private let busyCounter: FloatingPointCounter?
 
     private struct State {
         var running = 0
@@ -20,13 +23,15 @@ public final class ConcurrencyLimit: Sendable {
         var busySeconds = 0.0
         var changed = ContinuousClock.now
 
-        /// Adds the time since the last change at the present count (before it changes).
-        mutating func accrue() {
+        /// Adds the time since the last change at the present count (before it changes), to
+        /// the sum and to `counter`.
+        mutating func accrue(_ counter: FloatingPointCounter?) {
             let now = ContinuousClock.now
-            let elapsed = now - changed
-            busySeconds +=
-                Double(running) * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            let added = Double(running) * (now - changed).seconds
             changed = now
+            guard added > 0 else { return }
+            busySeconds += added
+            counter?.increment(by: added)
         }
         /// In arrival order; each called with true when the slot passes to it.
         var waiters = CircularBuffer<(id: UInt64, grant: Grant)>()
@@ -40,8 +45,10 @@ public final class ConcurrencyLimit: Sendable {
         ids.add(1, ordering: .relaxed).newValue
     }
 
-    public init(_ limit: Int) {
+    /// `busyCounter`: a metric of the slots' time taken (its rate: the mean number taken).
+    public init(_ limit: Int, busyCounter: FloatingPointCounter? = nil) {
         self.limit = max(limit, 1)
+        self.busyCounter = busyCounter
         state = Mutex(State())
     }
 
@@ -54,7 +61,7 @@ public final class ConcurrencyLimit: Sendable {
     /// always had more waiting than it lets through).
     public var busySeconds: Double {
         state.withLock { state in
-            state.accrue()
+            state.accrue(busyCounter)
             return state.busySeconds
         }
     }
@@ -91,7 +98,7 @@ public final class ConcurrencyLimit: Sendable {
     func acquire(id: UInt64, grant: @escaping Grant) -> Bool {
         state.withLock { state in
             if state.running < limit {
-                state.accrue()
+                state.accrue(busyCounter)
                 state.running += 1
                 state.highest = max(state.highest, state.running)
                 return true
@@ -114,7 +121,7 @@ public final class ConcurrencyLimit: Sendable {
     func release() {
         let next = state.withLock { state -> Grant? in
             guard let waiter = state.waiters.popFirst() else {
-                state.accrue()
+                state.accrue(busyCounter)
                 state.running -= 1
                 return nil
             }

@@ -302,9 +302,7 @@ public final class JobRuns: Sendable {
                 progress.attempt == batch.attempt, progress.isFinished, progress.state != "skipped",
                 !progress.finishReported
             else { return }
-            if try await reportFinished(job: batch.job, period: batch.period, state: progress.state, waiting: false) {
-                return
-            }
+            if try await finishStep(job: batch.job, period: batch.period, state: progress.state) { return }
             guard ContinuousClock.now < waitUntil else {
                 logger.warning(
                     "a run's finish step is held by another pod; leaving it to that pod",
@@ -315,35 +313,17 @@ public final class JobRuns: Sendable {
         }
     }
 
-    /// Says that a run ended: a log line, and an alert if it failed or ended past its deadline.
-    /// Called once per run, by whichever pod recorded its end.
-    func reportFinished(job: String, period: String, state: String) async {
-        _ = try? await reportFinished(job: job, period: period, state: state, waiting: true)
-    }
-
-    /// `reportFinished` for the consumer that recorded a run's last batch: an error (Redis
-    /// unreachable, the step's lease lost) is thrown, so the batch is tried again and its
-    /// replay runs the step (`finishIfPending`).
-    func finishStep(job: String, period: String, state: String) async throws {
-        _ = try await reportFinished(job: job, period: period, state: state, waiting: true)
-    }
-
-    /// The finish step under its lease (false: another pod holds it): the job's hook, the
-    /// log line and alerts, then `finish_reported` in the run's progress. With `waiting`,
-    /// Redis errors while taking the lease are tried again (the pod that recorded the end).
-    private func reportFinished(job: String, period: String, state: String, waiting: Bool) async throws -> Bool {
-        let take = {
-            try await RedisLease.acquire(
-                Self.finishKey(job: job, period: period), ttl: Self.finishLease, on: self.redis, owner: self.owner)
-        }
-        let lease =
-            waiting
-            ? try await retrying(
-                "taking the finish step of \(job) \(period)",
-                policy: RetryPolicy(
-                    backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5)), maxAttempts: 6),
-                logger: logger, take) : try await take()
-        guard let lease else { return false }
+    /// A run's finish step, by whoever recorded its end: under its lease, the job's hook, the
+    /// log line and alerts, then `finish_reported` in the run's progress. False when another
+    /// pod holds the lease. An error (Redis unreachable, the lease lost) is thrown: a
+    /// consumer's batch is then tried again, and its replay runs the step
+    /// (`finishIfPending`).
+    @discardableResult
+    func finishStep(job: String, period: String, state: String) async throws -> Bool {
+        guard
+            let lease = try await RedisLease.acquire(
+                Self.finishKey(job: job, period: period), ttl: Self.finishLease, on: redis, owner: owner)
+        else { return false }
         try await lease.holding(logger: logger) {
             await self.runFinishStep(job: job, period: period, state: state)
             _ = try await self.redis.send("HSET", Self.progressKey(job: job, period: period), "finish_reported", 1)
@@ -351,6 +331,9 @@ public final class JobRuns: Sendable {
         return true
     }
 
+    /// The step itself (skipped if another pod ended it meanwhile): the hook, tried again
+    /// with backoff a few times and then alerted; the log line; alerts if the run failed or
+    /// ended past its deadline.
     private func runFinishStep(job: String, period: String, state: String) async {
         let progress = try? await progress(job: job, period: period)
         if progress?.finishReported == true { return }

@@ -359,11 +359,11 @@ public final class Scheduler: Service {
                     case .inPlace(let body):
                         try await body(info, lease)
                         try await lease.finish(state: "succeeded")
-                        await self.runs.reportFinished(job: job.name, period: info.period, state: "succeeded")
+                        _ = try? await self.runs.finishStep(job: job.name, period: info.period, state: "succeeded")
                     case .fanOut(let fanOut):
                         let final = try await self.fanOut(fanOut, info: info, lease: lease, resuming: started.progress)
                         if let final {
-                            await self.runs.reportFinished(job: job.name, period: info.period, state: final)
+                            _ = try? await self.runs.finishStep(job: job.name, period: info.period, state: final)
                         }
                     }
                 } catch let error where error is LeaseLost || error is CancellationError {

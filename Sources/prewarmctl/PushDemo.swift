@@ -73,9 +73,7 @@ extension Demo {
             "PREWARM_PUSH_AB_URL": base + "/ab", "PREWARM_PUSH_REC_URL": base + "/rec",
             "PREWARM_PUSH_MATERIAL_URL": base + "/material", "PREWARM_PUSH_BATCH_SIZE": "200",
         ]
-        let runs = JobRuns(
-            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
-            alerts: nil)
+        let runs = Self.runs(cache)
         let ranToday = try await runs.progress(job: BookRecJobs.prewarmJob, period: day) != nil
         var started = ContinuousClock.now
         let ports = try await startPods("push-producer", count: 2, token: token, settings: settings, into: &pods)
@@ -160,6 +158,13 @@ extension Demo {
         try await showThisHour(cache: cache, calendar: calendar, besides: slot)
     }
 
+    /// The job-run records, read as `prewarmctl status` reads them.
+    private static func runs(_ cache: RedisConnection) -> JobRuns {
+        JobRuns(
+            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
+            alerts: nil)
+    }
+
     /// The hour under way when the pods started: no pod was up at its :00, so the pods'
     /// catch-up check either sent it late (within the catch-up window) or skipped it with an
     /// alert: what a new deployment, or a fleet back from an outage, does.
@@ -167,9 +172,7 @@ extension Demo {
         let now = Date()
         let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: now)
         let period = String(format: "%04d%02d%02d%02d", parts.year!, parts.month!, parts.day!, parts.hour!)
-        let runs = JobRuns(
-            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
-            alerts: nil)
+        let runs = Self.runs(cache)
         guard period != shown, let run = try await runs.progress(job: BookRecJobs.pushJob, period: period) else {
             return
         }
@@ -192,9 +195,7 @@ extension Demo {
         job: String, period: String, cache: RedisConnection, simulator: DownstreamSimulator,
         started: ContinuousClock.Instant, quiet: Bool = false
     ) async throws -> JobRunProgress {
-        let runs = JobRuns(
-            redis: cache, settings: JobRunSettings(), owner: "prewarmctl-demo", logger: Logger(label: "demo"),
-            alerts: nil)
+        let runs = Self.runs(cache)
         let deadline = ContinuousClock.now + .seconds(300)
         var lastShown = ContinuousClock.now - .seconds(10)
         while ContinuousClock.now < deadline {

@@ -87,7 +87,7 @@ struct StoreScorerTests {
     @Test("a batch of an older run never overwrites a newer run's list")
     func olderRunRefused() async throws {
         let (scorer, cache, db, _) = try await setUp()
-        try await scorer.work(batch(run("20261201"), [1001]))
+        _ = try await scorer.work(batch(run("20261201"), [1001]))
         // The user's habits change, then a late batch of last night's run arrives.
         try await db.addVisits(
             user: 1001, store: stores[4], count: 40, at: ISO8601DateFormatter().date(from: "2026-11-29T04:00:00Z")!)
