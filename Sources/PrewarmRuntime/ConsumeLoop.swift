@@ -98,7 +98,7 @@ public final class ConsumeLoop: Service {
             for decoded in poll.topics {
                 // Grouped only now: a long batch of the topic before may have seen a
                 // partition revoked, and its new owner reads those messages.
-                let owned = state.partitionIndices(of: decoded.messages)
+                let owned = state.partitionIndices(of: decoded.messages, skipping: poll.rewound)
                 guard let topic = owned.first?.0.topic else { continue }
                 let consumed = owned.map(\.1.count).reduce(0, +)
                 statistics.consumed(topic, consumed)
@@ -131,6 +131,9 @@ public final class ConsumeLoop: Service {
                             Dictionary(
                                 uniqueKeysWithValues: stillOwned.map { ($0.0, decoded.messages[$0.1[0]].offset) }),
                             error: error, &state)
+                        // The poll fetched beside this batch holds these partitions' later
+                        // messages; the seek fetches them again after the failed ones.
+                        ahead?.rewound.formUnion(stillOwned.map(\.0))
                     }
                 }
             }
@@ -159,6 +162,10 @@ public final class ConsumeLoop: Service {
         var topics: [DecodedMessages]
         var rebalanceEvents: [KafkaRebalanceEvent]
         var errors: [KafkaError]
+        /// Partitions sought back after this poll was fetched: its messages of them are
+        /// skipped (a backoff that ended before it is handled must not let them pass the
+        /// failed ones).
+        var rewound: Set<KafkaTopicPartition> = []
 
         /// Dropped unprocessed: where each partition without a position starts again.
         func noteSeen(in state: inout PartitionStates) {

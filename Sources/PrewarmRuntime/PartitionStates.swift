@@ -31,8 +31,11 @@ struct PartitionStates {
         partitionIndices(of: messages).map { ($0.0, $0.1.map { messages[$0] }) }
     }
 
-    /// `batches(of:)` as indices into `messages`, which the loop hands on without copying.
-    mutating func partitionIndices(of messages: [KafkaMessage]) -> [(KafkaTopicPartition, [Int])] {
+    /// `batches(of:)` as indices into `messages`, which the loop hands on without copying;
+    /// the messages of `skipped` partitions are left out too.
+    mutating func partitionIndices(
+        of messages: [KafkaMessage], skipping skipped: Set<KafkaTopicPartition> = []
+    ) -> [(KafkaTopicPartition, [Int])] {
         var order: [KafkaTopicPartition] = []
         var groups: [KafkaTopicPartition: [Int]] = [:]
         // Messages come in runs of one partition: look it up once per run.
@@ -47,7 +50,8 @@ struct PartitionStates {
                 flush()
                 let partition = message.topicPartition
                 let entry = entries[partition]
-                run = (partition, [], entry == nil || entry!.pausedUntil != nil, entry?.position)
+                let skip = entry == nil || entry!.pausedUntil != nil || skipped.contains(partition)
+                run = (partition, [], skip, entry?.position)
             }
             if run!.skipped { continue }
             if let position = run!.position {

@@ -207,9 +207,18 @@ struct EntryIngestFlowTests {
 
         try await server.start()
         let check = try await PostgresConnection.connect(database.configuration)
-        try await eventually(timeout: .seconds(60), "every event stored after the restart") {
-            try await check.query("SELECT count(*) FROM (\(EntryIngestSchema.allShards("event_id"))) s").first?[0]
-                .int == good.count
+        // On a time-out, the message names where the loop stood.
+        var stored = 0
+        func state() -> String {
+            let now = running.loop.statistics.snapshot
+            return "\(stored) of \(good.count) stored; processed \(now.processed), transient failures "
+                + "\(now.transientFailures), paused \(now.pausedPartitions.count) of \(now.assignedPartitions.count)"
+        }
+        try await eventually(timeout: .seconds(60), "every event stored after the restart (\(state()))") {
+            stored =
+                try await check.query("SELECT count(*) FROM (\(EntryIngestSchema.allShards("event_id"))) s").first?[0]
+                .int ?? 0
+            return stored == good.count
         }
         try await running.stop()
         #expect(running.loop.statistics.snapshot.deadLettered == 0)

@@ -255,6 +255,75 @@ struct ConcurrentBatchTests: LoopTesting {
     }
 }
 
+/// Records the offsets of each batch that succeeded; fails the first batch that does not
+/// start at offset 0, after a pause long enough for the next poll to be fetched beside it.
+actor RetryLog {
+    var handled: [Int64] = []
+    var failed = false
+
+    func finish(_ offsets: [Int64]) -> Bool {
+        if !failed && offsets.first != 0 {
+            failed = true
+            return false
+        }
+        handled += offsets
+        return true
+    }
+}
+
+struct FailsSecondBatch: TopicHandler {
+    let log: RetryLog
+
+    func decode(_ message: KafkaMessage) throws -> Int64 { message.offset }
+
+    func handle(_ batch: [Decoded<Int64>]) async throws {
+        try await Task.sleep(for: .milliseconds(150))
+        guard await log.finish(batch.map(\.value)) else {
+            throw RedisError(.connectionLost, operation: "test", message: "simulated outage")
+        }
+    }
+}
+
+@Suite("Consume loop retrying with a poll fetched ahead", .closesResources)
+struct RetryAheadTests: LoopTesting {
+    @Test(
+        "a batch that fails while the next poll is fetched starts again where it failed, and nothing after it skips it")
+    func retryWithPollAhead() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let count = 600
+        try await produce(topic, (0..<count).map { "m\($0)" })
+        let log = RetryLog()
+        let bootstrap = try TestEnvironment.kafkaBootstrap
+        let group = TestEnvironment.uniqueName("group")
+        // A backoff shorter than a batch: the partition is due again before the poll fetched
+        // beside the failed batch is handled.
+        let loop = ConsumeLoop(
+            configuration: ConsumeLoopConfiguration(
+                groupID: group, maxBatchMessages: 100, maxBatchWait: .milliseconds(100),
+                retryBackoff: Backoff(initial: .milliseconds(1), maximum: .milliseconds(1))),
+            consumer: try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
+            deadLetterProducer: try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
+            routes: [TopicRoute(topic: topic, handler: FailsSecondBatch(log: log))],
+            logger: Logger(label: "test.retry-ahead"))
+        let (services, task) = running(loop)
+        let partition = KafkaTopicPartition(topic, 0)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(groupID: group, bootstrapServers: bootstrap))
+        closeAfterTest { await consumer.close() }
+        try await eventually(timeout: .seconds(60), "the group to commit to the end") {
+            (try await consumer.committed([partition])[partition] ?? nil) == Int64(count)
+        }
+        await services.triggerGracefulShutdown()
+        try await task.value
+
+        #expect(await log.failed && loop.statistics.snapshot.transientFailures == 1)
+        #expect(await log.handled == (0..<Int64(count)).map { $0 }, "every offset handled once, in order")
+    }
+}
+
 /// Rejects the items whose number is a multiple of 50 by index, counting its calls.
 struct NamesBadItems: TopicHandler {
     let calls: Events

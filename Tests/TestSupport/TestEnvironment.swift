@@ -71,12 +71,12 @@ public enum TestEnvironment {
 /// fixed sleeps that a slow machine could outrun.
 public func eventually(
     timeout: Duration = .seconds(30), pollEvery interval: Duration = .milliseconds(50),
-    _ what: String, _ condition: () async throws -> Bool
+    _ what: @autoclosure () -> String, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
         guard ContinuousClock.now < deadline else {
-            throw TimedOut(description: "timed out after \(timeout) waiting for \(what)")
+            throw TimedOut(description: "timed out after \(timeout) waiting for \(what())")
         }
         try await Task.sleep(for: interval)
     }
