@@ -429,11 +429,15 @@ if has push; then
   # the share of that time the calls were at the simulator (the rest: in the queues of the
   # cores both sides share), and the set latency over a call's time there.
   explain() { # run-seconds slots-in-all latency-ms
-    local taken=0 port value
+    local taken=0 port value batches pods=""
     for port in "${ports[@]}"; do
-      value=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^prewarm_push_calls_in_flight_seconds_total/ { s += $2 } END { print s + 0 }')
+      curl -sf "http://127.0.0.1:$port/metrics" >"$tmp/metrics"
+      value=$(awk '/^prewarm_push_calls_in_flight_seconds_total/ { s += $2 } END { print s + 0 }' "$tmp/metrics")
+      batches=$(awk '/^prewarm_messages_processed_total.*book-rec.batches/ { s += $2 } END { print s + 0 }' "$tmp/metrics")
       taken=$(echo "$taken + $value" | bc -l)
+      pods="$pods$(printf ' %d batches, slots kept %.2f;' "$batches" "$(echo "$value / $1 / 50" | bc -l)")"
     done
+    [ "${#ports[@]}" -gt 1 ] && echo "  each pod:${pods%;}"
     sim "http://127.0.0.1:$sport/stats" | python3 -c 'import json, sys
 t = json.load(sys.stdin)["total"]; run, taken, slots, latency = map(float, sys.argv[1:])
 kept = taken / run; held = t["in_flight_seconds"] / run; call = 1000 * t["in_flight_seconds"] / max(t["calls"], 1)

@@ -90,11 +90,14 @@ public final class KafkaProducer: Sendable {
         return error
     }
 
-    /// Fetches the metadata of `topics` now, so the first send to each does not wait for it.
-    /// Throws if a topic does not exist (or the cluster cannot be reached in time).
-    public func prepare(topics: [String], timeoutMilliseconds: Int = 10_000) async throws {
+    /// Fetches the metadata of `topics` now, so the first send to each does not wait for it;
+    /// returns each topic's partition count. Throws if a topic does not exist (or the
+    /// cluster cannot be reached in time).
+    @discardableResult
+    public func prepare(topics: [String], timeoutMilliseconds: Int = 10_000) async throws -> [String: Int] {
         try handle.checkOpen("prepare")
-        try await KafkaBlocking.run { [handle] in
+        return try await KafkaBlocking.run { [handle] in
+            var partitions: [String: Int] = [:]
             for topic in topics {
                 guard let topicHandle = rd_kafka_topic_new(handle.pointer, topic, nil) else {
                     throw KafkaError(rd_kafka_last_error(), operation: "prepare topic \(topic)")
@@ -110,7 +113,11 @@ public final class KafkaProducer: Sendable {
                 {
                     throw KafkaError(metadata.pointee.topics[0].err, operation: "prepare topic \(topic)")
                 }
+                if let metadata, metadata.pointee.topic_cnt > 0 {
+                    partitions[topic] = Int(metadata.pointee.topics[0].partition_cnt)
+                }
             }
+            return partitions
         }
     }
 

@@ -424,7 +424,14 @@ public final class Scheduler: Service {
                 }, body)
             stalledSince = nil
         }
-        try await patiently("preparing \(info.job) \(info.period)") { try await fanOut.prepare(info) }
+        // Batch i goes to partition i mod the topic's partitions: every pod of the group gets
+        // an even share (a key's hash would leave one pod a tenth more, and the run ends with
+        // the last share).
+        var partitions = 0
+        try await patiently("preparing \(info.job) \(info.period)") {
+            try await fanOut.prepare(info)
+            partitions = try await producer.prepare(topics: [fanOut.topic])[fanOut.topic] ?? 0
+        }
         if progress == nil {
             var count: Int?
             try await patiently("counting \(info.job) targets") { count = try await fanOut.source.count(for: info) }
@@ -440,9 +447,10 @@ public final class Scheduler: Service {
             }
             if ids.isEmpty { break }
             try lease.lease.ensureHeld()
-            let message = try JobBatch(
+            var message = try JobBatch(
                 job: info.job, period: info.period, attempt: info.attempt, batch: batch, batchCount: expected, ids: ids
             ).message(topic: fanOut.topic)
+            if partitions > 0 { message.partition = Int32(batch % partitions) }
             try await patiently("producing \(info.job) batch \(batch)") { try await producer.send(message) }
             batch += 1
             items += ids.count

@@ -78,6 +78,11 @@ struct JobBatchRouteTests: LoopTesting {
         #expect(progress.itemsDone == 980 && progress.itemsFailed == 20, "items that failed on their own are counted")
         let counts = try await redis.send("HVALS", prefix).array?.compactMap(\.integer) ?? []
         #expect(counts.count == 1000 && counts.allSatisfy { $0 == 1 }, "every id worked once")
+        // Batch i on partition i mod 3: each consumer's share differs by one batch at most.
+        let admin = try KafkaAdmin(bootstrapServers: bootstrap)
+        let marks = try await admin.watermarks((0..<3).map { KafkaTopicPartition(topic, Int32($0)) })
+        await admin.close()
+        #expect((0..<3).map { marks[KafkaTopicPartition(topic, Int32($0))]?.high } == [9, 8, 8], "spread evenly")
 
         // A batch delivered again (a replay) is recognised and not worked again.
         let calls = try await redis.send("GET", prefix + ":calls").integer
