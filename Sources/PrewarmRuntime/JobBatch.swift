@@ -35,18 +35,21 @@ public struct JobBatch: Sendable, Codable, Equatable {
         case producedAt = "produced_at"
     }
 
-    /// `{job}:{period}:{batch}`: unique per batch, so batches spread over the partitions.
+    /// `{job}:{period}:{batch}`: unique per batch, and readable in a DLQ.
     public var key: String { "\(job):\(period):\(batch)" }
 
+    /// The message: the same JSON as `JSONEncoder.prewarm` gives, written directly.
     public func message(topic: String) throws -> KafkaProducerMessage {
-        KafkaProducerMessage(topic: topic, key: Array(key.utf8), value: [UInt8](try JSONEncoder.prewarm.encode(self)))
+        KafkaProducerMessage(topic: topic, key: Array(key.utf8), value: JobBatchJSON.encode(self))
     }
 
     /// Decodes and checks a batch message; a bad one is refused with the reason.
     public static func decode(_ message: KafkaMessage) throws -> JobBatch {
         let batch: JobBatch
         do {
-            batch = try JSONDecoder.prewarm.decode(JobBatch.self, from: Data(message.value))
+            batch =
+                try JobBatchJSON.decode(message.value)
+                ?? JSONDecoder.prewarm.decode(JobBatch.self, from: Data(message.value))
         } catch {
             throw InvalidMessage(
                 "not a job batch: \(DecodingProblem(error))", errorClass: "UndecodableBatch")

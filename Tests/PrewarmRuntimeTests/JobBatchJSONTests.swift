@@ -1,0 +1,74 @@
+import Foundation
+import Kafka
+import Testing
+
+@testable import PrewarmRuntime
+
+@Suite("A job batch's JSON, written and read without the generic coders")
+struct JobBatchJSONTests {
+    let at = Date(timeIntervalSince1970: 1_783_000_000)
+
+    var batches: [JobBatch] {
+        [
+            JobBatch(
+                job: "book-rec-push", period: "2026112123", attempt: 1, batch: 4, batchCount: 12, ids: [1, 2, 90017]),
+            JobBatch(job: "store-score", period: "20261121", attempt: 3, batch: 0, batchCount: nil, ids: []),
+            JobBatch(
+                job: #"a "quoted" \ job/with slash"#, period: "line\nbreak\ttab\u{1}\u{1F}é中🙂", attempt: 12,
+                batch: 1_000_000, batchCount: 0, ids: [Int64.max, -5, 0, Int64.min + 1]),
+        ].map {
+            var batch = $0
+            batch.producedAt = at
+            return batch
+        }
+    }
+
+    func message(_ json: String) -> KafkaMessage {
+        KafkaMessage(topic: "t", partition: 0, offset: 0, key: nil, value: Array(json.utf8))
+    }
+
+    @Test("the writer gives the generic encoder's bytes, and the reader reads them back without it")
+    func roundTrip() throws {
+        for batch in batches {
+            let written = JobBatchJSON.encode(batch)
+            #expect(written == [UInt8](try JSONEncoder.prewarm.encode(batch)), "\(batch.job)")
+            let plain = !(batch.job + batch.period).utf8.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }
+            // Escaped strings are the generic decoder's; the usual batch is read directly.
+            #expect((JobBatchJSON.decode(written) == batch) == plain, "\(batch.job)")
+            #expect(try JobBatch.decode(message(String(decoding: written, as: UTF8.self))) == batch)
+        }
+    }
+
+    @Test("unusual but valid JSON reads the same as with the generic decoder")
+    func unusualShapes() throws {
+        let variants = [
+            #"{ "job" : "j", "period":"20261121", "attempt": 1, "batch": 2, "ids": [ 3 , 4 ], "produced_at": "2026-07-02T13:46:40Z" } "#,
+            #"{"ids":[3,4],"produced_at":"2026-07-02T21:46:40+08:00","batch":2,"attempt":1,"period":"20261121","job":"\u006a"}"#,
+            #"{"job":"j","period":"20261121","attempt":1,"batch":2,"batch_count":null,"ids":[3,4],"produced_at":"2026-07-02T13:46:40Z","note":{"x":[1.5]}}"#,
+        ]
+        for json in variants {
+            let expected = try JSONDecoder.prewarm.decode(JobBatch.self, from: Data(json.utf8))
+            #expect(try JobBatch.decode(message(json)) == expected)
+            #expect(expected.job == "j" && expected.ids == [3, 4] && expected.producedAt == at)
+        }
+    }
+
+    @Test("malformed or mistyped batches are refused either way, naming the problem")
+    func refused() {
+        let bad = [
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"produced_at":"2026-07-02T13:46:40Z"}"#,
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1.5],"produced_at":"2026-07-02T13:46:40Z"}"#,
+            #"{"job":"j","period":"p","attempt":"1","batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"yesterday"}"#,
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[99999999999999999999],"produced_at":"2026-07-02T13:46:40Z"}"#,
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"} x"#,
+            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1"#,
+            #"{"job":null,"period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+        ]
+        for json in bad {
+            #expect(JobBatchJSON.decode(Array(json.utf8)) == nil, "\(json)")
+            #expect((try? JSONDecoder.prewarm.decode(JobBatch.self, from: Data(json.utf8))) == nil, "\(json)")
+            #expect(throws: InvalidMessage.self, "\(json)") { try JobBatch.decode(message(json)) }
+        }
+    }
+}
