@@ -9,7 +9,7 @@ enum FlatJSON {
     static func strings(_ bytes: [UInt8]) -> [String: String]? {
         var index = 0
         func skipSpace() {
-            while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+            while index < bytes.count, isSpace(bytes[index]) { index += 1 }
         }
         func expect(_ byte: UInt8) -> Bool {
             skipSpace()
@@ -19,7 +19,18 @@ enum FlatJSON {
         }
         func string() -> String? {
             guard expect(UInt8(ascii: "\"")) else { return nil }
-            var scalars: [UInt8] = []
+            // The usual string has no escape: read in place, no copy of its bytes.
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+                bytes[index] >= 0x20
+            {
+                index += 1
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+                index += 1
+                return String(decoding: bytes[start..<index - 1], as: UTF8.self)
+            }
+            var scalars = Array(bytes[start..<index])
             while index < bytes.count {
                 let byte = bytes[index]
                 index += 1
@@ -57,7 +68,11 @@ enum FlatJSON {
     }
 
     private static func onlySpace(_ bytes: ArraySlice<UInt8>) -> Bool {
-        bytes.allSatisfy { [0x20, 0x0A, 0x0D, 0x09].contains($0) }
+        bytes.allSatisfy(isSpace)
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
     }
 
     /// A JSON document built byte by byte: literal pieces and escaped strings.
