@@ -297,17 +297,12 @@ struct RetryAheadTests: LoopTesting {
         let group = TestEnvironment.uniqueName("group")
         // A backoff shorter than a batch: the partition is due again before the poll fetched
         // beside the failed batch is handled.
-        let loop = ConsumeLoop(
-            configuration: ConsumeLoopConfiguration(
-                groupID: group, maxBatchMessages: 100, maxBatchWait: .milliseconds(100),
-                retryBackoff: Backoff(initial: .milliseconds(1), maximum: .milliseconds(1))),
-            consumer: try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-            routes: [TopicRoute(topic: topic, handler: FailsSecondBatch(log: log))],
-            logger: Logger(label: "test.retry-ahead"))
+        let loop = try self.loop(
+            topic: topic, group: group, handling: FailsSecondBatch(log: log), label: "test.retry-ahead"
+        ) {
+            $0.maxBatchMessages = 100
+            $0.retryBackoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(1))
+        }
         let (services, task) = running(loop)
         let partition = KafkaTopicPartition(topic, 0)
         let consumer = try KafkaConsumer(
@@ -355,18 +350,12 @@ struct InvalidItemsTests: LoopTesting {
         let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         try await produce(topic, (0..<200).map { "m\($0)" })
         let calls = Events()
-        let bootstrap = try TestEnvironment.kafkaBootstrap
         let group = TestEnvironment.uniqueName("group")
-        let loop = ConsumeLoop(
-            configuration: ConsumeLoopConfiguration(
-                groupID: group, maxBatchMessages: 200, maxBatchWait: .milliseconds(100)),
-            consumer: try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
-            deadLetterProducer: try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-            routes: [TopicRoute(topic: topic, handler: NamesBadItems(calls: calls))],
-            logger: Logger(label: "test.items"))
+        let loop = try self.loop(topic: topic, group: group, handling: NamesBadItems(calls: calls), label: "test.items")
+        {
+            $0.maxBatchMessages = 200
+            $0.retryBackoff = Backoff()
+        }
         let (services, task) = running(loop)
         try await eventually(timeout: .seconds(60), "all 200 messages finished") {
             loop.statistics.snapshot.processed >= 200

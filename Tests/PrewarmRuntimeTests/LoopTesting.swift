@@ -46,6 +46,18 @@ extension LoopTesting {
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
         configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
+        try loop(
+            topic: topic, group: group, handling: handler, properties: properties, metricsFactory: metricsFactory,
+            alerts: alerts, configure: configure)
+    }
+
+    /// A consume loop of one topic and handler on the dev broker (batches of 50, retries
+    /// after 200 ms to 1 s, unless `configure` says otherwise).
+    func loop(
+        topic: String, group: String, handling handler: some TopicHandler, properties: KafkaProperties = Self.fastGroup,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
+        label: String = "test.consume-loop", configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
+    ) throws -> ConsumeLoop {
         let bootstrap = try TestEnvironment.kafkaBootstrap
         var configuration = ConsumeLoopConfiguration(
             groupID: group, maxBatchMessages: 50, maxBatchWait: .milliseconds(100),
@@ -59,7 +71,7 @@ extension LoopTesting {
                 configuration: KafkaConsumerConfiguration(
                     groupID: group, bootstrapServers: bootstrap, properties: properties)),
             deadLetterProducer: deadLetters, routes: [TopicRoute(topic: topic, handler: handler)],
-            logger: Logger(label: "test.consume-loop"), metricsFactory: metricsFactory, alerts: alerts)
+            logger: Logger(label: label), metricsFactory: metricsFactory, alerts: alerts)
     }
 
     func produce(_ topic: String, _ values: [String]) async throws {

@@ -38,21 +38,10 @@ struct ScaleOutTests: LoopTesting {
         try await produce(topic, (0..<total).map { "{\"id\": \($0)}" })
         let group = TestEnvironment.uniqueName("group")
         func member() throws -> ConsumeLoop {
-            let bootstrap = try TestEnvironment.kafkaBootstrap
-            return ConsumeLoop(
-                configuration: ConsumeLoopConfiguration(
-                    groupID: group, maxBatchMessages: 50, maxBatchWait: .milliseconds(100),
-                    retryBackoff: Backoff(initial: .milliseconds(200), maximum: .seconds(1))),
-                consumer: try KafkaConsumer(
-                    configuration: KafkaConsumerConfiguration(
-                        groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
-                deadLetterProducer: try KafkaProducer(
-                    configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap)),
-                routes: [
-                    TopicRoute(
-                        topic: topic, handler: CountingWriter(redis: redis, prefix: prefix, pause: .milliseconds(20)))
-                ],
-                logger: Logger(label: "test.scale-out"))
+            try loop(
+                topic: topic, group: group,
+                handling: CountingWriter(redis: redis, prefix: prefix, pause: .milliseconds(20)),
+                label: "test.scale-out")
         }
         func handled() async throws -> [Int] {
             try await redis.mget((0..<total).map { "\(prefix):\($0)" }).map {
