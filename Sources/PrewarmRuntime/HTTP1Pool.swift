@@ -197,10 +197,8 @@ final class HTTP1Pool: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // The callers build their requests from their own settings and
-                    // percent-encoded values: NIO's check of every outbound header and
-                    // URI byte was a twentieth of a busy pod's CPU.
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    // The handler writes the request's bytes and reads the answer itself
+                    // (HTTP1Codec): no NIOHTTP1 encoder or decoder.
                     try channel.pipeline.syncOperations.addHandler(
                         HTTP1CallHandler(pool: self, maxBodyBytes: maxBodyBytes))
                 }
@@ -408,13 +406,13 @@ final class PooledCall: Sendable {
     }
 }
 
-/// The last handler of a pooled connection: sends one call at a time and reports its end
+/// The only handler of a pooled connection: writes one call at a time and reports its end
 /// to the pool: the whole answer, or a failure when the deadline passes (the connection is
 /// then closed: its state is unknown) or the connection ends first.
 private final class HTTP1CallHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = Request
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     struct Request: Sendable {
         var call: PooledCall
@@ -423,16 +421,13 @@ private final class HTTP1CallHandler: ChannelDuplexHandler {
     }
 
     private let pool: HTTP1Pool
-    private let maxBodyBytes: Int
+    private var reader: HTTP1AnswerReader
     private var current: Request?
     private var timer: Scheduled<Void>?
-    private var status = 0
-    private var keepAlive = true
-    private var body: ByteBuffer?
 
     init(pool: HTTP1Pool, maxBodyBytes: Int) {
         self.pool = pool
-        self.maxBodyBytes = maxBodyBytes
+        reader = HTTP1AnswerReader(maxBodyBytes: maxBodyBytes)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -442,51 +437,54 @@ private final class HTTP1CallHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         }
         current = request
-        status = 0
-        body = nil
+        let call = request.call.call
+        reader.start(headOnly: call.method == .HEAD)
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: request.deadline) { [self] in
             finish(.failure(HTTP1Failure.timeout), reusable: false, context)
             context.close(promise: nil)
         }
-        let call = request.call.call
-        var head = HTTPRequestHead(version: .http1_1, method: call.method, uri: call.target)
-        head.headers.reserveCapacity(call.headers.count + 2)
-        head.headers.add(name: "Host", value: call.port == 80 ? call.host : "\(call.host):\(call.port)")
-        for (name, value) in call.headers { head.headers.add(name: name, value: value) }
-        if let body = call.body { head.headers.add(name: "Content-Length", value: String(body.readableBytes)) }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if let body = call.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+        var bytes = context.channel.allocator.buffer(
+            capacity: 96 + call.target.utf8.count + call.headers.count * 48 + (call.body?.readableBytes ?? 0))
+        HTTP1Codec.request(call, into: &bytes)
+        context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            status = Int(head.status.code)
-            keepAlive = head.isKeepAlive
-        case .body(var part):
-            guard current != nil else { return }
-            if (body?.readableBytes ?? 0) + part.readableBytes > maxBodyBytes {
-                finish(.failure(HTTP1Failure.tooLarge), reusable: false, context)
-                context.close(promise: nil)
-                return
-            }
-            if body == nil { body = part } else { body!.writeBuffer(&part) }
-        case .end:
-            let answer = HTTP1Answer(status: status, body: body ?? ByteBuffer())
-            body = nil
-            finish(.success(answer), reusable: keepAlive, context)
+        var part = unwrapInboundIn(data)
+        guard current != nil else {
+            // Bytes nobody asked for (a server's time-out notice before it closes): the
+            // connection is not to be trusted again.
+            context.close(promise: nil)
+            return
         }
+        reader.feed(&part)
+        report(reader.next(), context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        finish(.failure(HTTP1Failure.connection("the server closed the connection")), reusable: false, context)
+        if current != nil { report(reader.closed(), context) }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         finish(.failure(HTTP1Failure.connection("\(error)")), reusable: false, context)
         context.close(promise: nil)
+    }
+
+    private func report(_ outcome: HTTP1AnswerReader.Outcome, _ context: ChannelHandlerContext) {
+        switch outcome {
+        case .needMore: return
+        case .answer(let status, let body, let keepAlive):
+            // Bytes after the answer were not asked for: the connection is not reused.
+            finish(
+                .success(HTTP1Answer(status: status, body: body)), reusable: keepAlive && reader.leftover == 0, context)
+        case .malformed(let problem):
+            finish(.failure(HTTP1Failure.connection(problem)), reusable: false, context)
+            context.close(promise: nil)
+        case .tooLarge:
+            finish(.failure(HTTP1Failure.tooLarge), reusable: false, context)
+            context.close(promise: nil)
+        }
     }
 
     private func finish(_ result: Result<HTTP1Answer, any Error>, reusable: Bool, _ context: ChannelHandlerContext) {
