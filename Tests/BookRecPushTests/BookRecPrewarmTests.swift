@@ -142,8 +142,10 @@ struct BookRecPrewarmTests {
             fixture.batch(BookRecJobs.prewarmJob, fixture.day, (1...300).map { Int64($0) }))
         #expect(result.itemsFailed == 300)
         let whileDown = fixture.services.simulator.stats.services["rec"]?.calls ?? 0
-        // The calls already in flight when it opened (up to 50) and a probe or two, of 1,800 tries.
-        #expect(whileDown >= 5 && whileDown < 60 + 5, "calls stopped once the circuit opened: \(whileDown) made")
+        // Of 1,800 tries: the calls in flight when it opened (up to 50), those given a slot while
+        // the failures were being heard (the breaker hears of one when its caller's task runs
+        // again, which a loaded machine delays: 69 in a CI run), and a probe or two.
+        #expect(whileDown >= 5 && whileDown < 2 * 50 + 5, "calls stopped once the circuit opened: \(whileDown) made")
         #expect(fixture.jobs.services.recommendation.counts.opened >= 1)
         #expect(
             try fixture.metrics.expectCounter("prewarm_push_circuit_opened_total", [("service", "recommendation")])

@@ -244,6 +244,34 @@ struct HTTP1PoolTests {
         #expect(try await client.get(server.base + "/fast", service: "test").body == Array("fast".utf8))
     }
 
+    @Test("on one connection, each call times out at its own deadline, not an earlier call's, and not later")
+    func deadlinesPerCall() async throws {
+        let server = try await LocalHTTPServer.start { router in
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: .seconds(3))
+                return "late"
+            }
+            router.get("fast") { _, _ in "fast" }
+        }
+        let client = makeClient(connections: 1)
+        func timedOut(after timeout: Duration) async -> Duration {
+            let clock = ContinuousClock()
+            let started = clock.now
+            let error = await #expect(throws: DownstreamError.self) {
+                try await client.get(server.base + "/slow", service: "test", timeout: timeout)
+            }
+            #expect(error?.kind == .timeout)
+            return clock.now - started
+        }
+        // The connection's deadline check is due at the first call's deadline (400 ms); the
+        // slow call after it has a whole second.
+        #expect(try await client.get(server.base + "/fast", service: "test", timeout: .milliseconds(400)).status == 200)
+        #expect(await timedOut(after: .seconds(1)) >= .milliseconds(950), "not ended by the earlier call's deadline")
+        // A long first call, then a short one: the short one's deadline still holds.
+        #expect(try await client.get(server.base + "/fast", service: "test", timeout: .seconds(20)).status == 200)
+        #expect(await timedOut(after: .milliseconds(300)) < .seconds(10), "ended at its own deadline")
+    }
+
     @Test("a cancelled caller stops waiting for a connection; after shutdown calls fail, not hang")
     func cancelAndShutdown() async throws {
         let server = try await LocalHTTPServer.start { router in
