@@ -29,8 +29,11 @@ enum HTTP1Codec {
             buffer.writeStaticString("Content-Length: ")
             buffer.writeString(String(body.readableBytes))
             buffer.writeStaticString("\r\n")
-        } else if [.POST, .PUT, .PATCH].contains(call.method) {
-            buffer.writeStaticString("Content-Length: 0\r\n")
+        } else {
+            switch call.method {
+            case .POST, .PUT, .PATCH: buffer.writeStaticString("Content-Length: 0\r\n")
+            default: break
+            }
         }
         buffer.writeStaticString("\r\n")
         if var body = call.body { buffer.writeBuffer(&body) }

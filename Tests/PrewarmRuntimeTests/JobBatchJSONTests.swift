@@ -33,7 +33,8 @@ struct JobBatchJSONTests {
             let written = JobBatchJSON.encode(batch)
             #expect(written == [UInt8](try JSONEncoder.prewarm.encode(batch)), "\(batch.job)")
             let plain = !(batch.job + batch.period).utf8.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }
-            // Escaped strings are the generic decoder's; the usual batch is read directly.
+            // Strings with `\u` escapes (this batch's control characters) are the generic
+            // decoder's; the usual batch is read directly.
             #expect((JobBatchJSON.decode(written) == batch) == plain, "\(batch.job)")
             #expect(try JobBatch.decode(message(String(decoding: written, as: UTF8.self))) == batch)
         }

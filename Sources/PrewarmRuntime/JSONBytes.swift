@@ -1,0 +1,159 @@
+/// JSON read and written byte by byte, for the hot paths that cannot afford Foundation's
+/// generic coders (job batches, downstream answers, push messages). The reader takes the
+/// plain shapes those paths use and answers nil for anything else (a `\u` escape, a number
+/// with a fraction), which its callers then leave to `JSONDecoder`. The writer escapes as
+/// `JSONEncoder` does (named escapes, `\u00XX` for other control characters, `/` as is).
+package struct JSONReader {
+    let bytes: [UInt8]
+    var index = 0
+
+    package init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// True when only whitespace is left.
+    package var atEnd: Bool {
+        mutating get {
+            skipSpace()
+            return index == bytes.count
+        }
+    }
+
+    mutating func skipSpace() {
+        while index < bytes.count, Self.isSpace(bytes[index]) { index += 1 }
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
+    }
+
+    package mutating func peek() -> UInt8? {
+        skipSpace()
+        return index < bytes.count ? bytes[index] : nil
+    }
+
+    /// Takes `byte` (after whitespace) if it is next.
+    package mutating func take(_ byte: UInt8) -> Bool {
+        guard peek() == byte else { return false }
+        index += 1
+        return true
+    }
+
+    package mutating func literal(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count,
+            word.withUTF8Buffer({ $0.elementsEqual(bytes[index..<index + count]) })
+        else { return false }
+        index += count
+        return true
+    }
+
+    /// A string; its escapes other than `\u` are read. nil for a `\u` escape, a control
+    /// character, invalid UTF-8 or a missing end.
+    package mutating func string() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        // The usual string has no escape: read in place, no copy of its bytes.
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+            bytes[index] >= 0x20
+        {
+            index += 1
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            return String(validating: bytes[start..<index - 1], as: UTF8.self)
+        }
+        var scalars = Array(bytes[start..<index])
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""): return String(validating: scalars, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { return nil }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(escape)
+                case UInt8(ascii: "n"): scalars.append(0x0A)
+                case UInt8(ascii: "r"): scalars.append(0x0D)
+                case UInt8(ascii: "t"): scalars.append(0x09)
+                case UInt8(ascii: "b"): scalars.append(0x08)
+                case UInt8(ascii: "f"): scalars.append(0x0C)
+                default: return nil  // \u: the generic decoder's job
+                }
+            case 0..<0x20: return nil
+            default: scalars.append(byte)
+            }
+        }
+        return nil
+    }
+
+    /// An integer without fraction or exponent, in range.
+    package mutating func integer() -> Int64? {
+        skipSpace()
+        let negative = index < bytes.count && bytes[index] == UInt8(ascii: "-")
+        if negative { index += 1 }
+        let start = index
+        var value: Int64 = 0
+        while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times.addingReportingOverflow(Int64(bytes[index] - 48))
+            guard !overflow, !overflow2 else { return nil }
+            value = sum
+            index += 1
+        }
+        let digits = index - start
+        guard digits > 0, digits == 1 || bytes[start] != 48 else { return nil }  // no leading zero
+        if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
+            return nil
+        }
+        return negative ? -value : value
+    }
+
+    /// An array of integers.
+    package mutating func integers() -> [Int64]? {
+        guard take(UInt8(ascii: "[")) else { return nil }
+        var values: [Int64] = []
+        if take(UInt8(ascii: "]")) { return values }
+        repeat {
+            guard let value = integer() else { return nil }
+            values.append(value)
+        } while take(UInt8(ascii: ","))
+        return take(UInt8(ascii: "]")) ? values : nil
+    }
+}
+
+package enum JSONWriter {
+    /// `text` as a quoted JSON string, escaped as `JSONEncoder` escapes it.
+    package static func string(_ text: some StringProtocol, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), byte]
+            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0x08: out += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: out += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out += Array(#"\u00"#.utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `value` in decimal.
+    package static func integer(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: [UInt8] = []
+        repeat {
+            digits.append(UInt8(48 + magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out.append(contentsOf: digits.reversed())
+    }
+}
