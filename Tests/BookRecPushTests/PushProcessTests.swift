@@ -27,9 +27,7 @@ struct PushProcessTests {
             ]) { $1 })
         closeAfterTest { process.kill() }
         let admin = URL(string: "http://127.0.0.1:\(port)")!
-        try await eventually(timeout: .seconds(60), "push-producer to be ready") {
-            (try? await adminRequest(admin, "GET", "readyz"))?.status == 200
-        }
+        try await process.waitUntilAnswering(admin, "readyz")
         return Pod(process: process, admin: admin)
     }
 

@@ -61,9 +61,7 @@ struct KAProcessTests {
             process.kill()
         }
         let admin = URL(string: "http://127.0.0.1:\(port)")!
-        try await eventually(timeout: .seconds(60), "ka-prewarmer on \(port) to answer") {
-            (try? await request(admin, "GET", "healthz"))?.status == 200
-        }
+        try await process.waitUntilAnswering(admin)
         return Pod(process: process, admin: admin)
     }
 

@@ -59,11 +59,8 @@ struct CrashScenarioTests {
         ]
         let (winner, winnerURL) = try worker(environment)
         let (survivor, survivorURL) = try worker(environment)
-        try await eventually("both workers to be up") {
-            let first = try? await URLSession.shared.data(from: winnerURL.appendingPathComponent("healthz"))
-            let second = try? await URLSession.shared.data(from: survivorURL.appendingPathComponent("healthz"))
-            return first != nil && second != nil
-        }
+        try await winner.waitUntilAnswering(winnerURL)
+        try await survivor.waitUntilAnswering(survivorURL)
         // A period of its own: the job's name is the testkit's, shared by every run of this test.
         let period = oldPeriod()
         #expect(

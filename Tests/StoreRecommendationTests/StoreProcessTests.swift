@@ -41,14 +41,6 @@ struct StoreProcessTests {
         return (process, URL(string: "http://127.0.0.1:\(admin)")!)
     }
 
-    private func waitUntilUp(_ url: URL) async throws {
-        try await eventually(timeout: .seconds(60), "\(url) to answer") {
-            guard let (_, response) = try? await URLSession.shared.data(from: url.appendingPathComponent("healthz"))
-            else { return false }
-            return (response as? HTTPURLResponse)?.statusCode == 200
-        }
-    }
-
     @Test("two scorer pods: every active user scored once, the run done once, though its winner was killed")
     func scorersWithACrash() async throws {
         let redis = try await redis(database: 10)
@@ -69,9 +61,9 @@ struct StoreProcessTests {
             "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
         ]) { $1 }
         let (winner, winnerURL) = try start("store-scorer", environment)
-        let (_, survivorURL) = try start("store-scorer", environment)
-        try await waitUntilUp(winnerURL)
-        try await waitUntilUp(survivorURL)
+        let (survivor, survivorURL) = try start("store-scorer", environment)
+        try await winner.waitUntilAnswering(winnerURL)
+        try await survivor.waitUntilAnswering(survivorURL)
         var trigger = URLRequest(
             url: URL(string: winnerURL.absoluteString + "/jobs/store-score/trigger?period=20261201")!)
         trigger.httpMethod = "POST"
@@ -117,15 +109,15 @@ struct StoreProcessTests {
             try await db.execute(
                 "INSERT INTO store_popularity (store_id, visits, run) VALUES ($1, $2, 1)", [store, visits])
         }
-        var pods: [(admin: URL, api: URL)] = []
+        var pods: [(process: TestProcess, admin: URL, api: URL)] = []
         for _ in 0..<2 {
             let port = try TestEnvironment.freePort()
-            let (_, admin) = try start(
+            let (process, admin) = try start(
                 "recommend-api",
                 db.workerEnvironment.merging(["PREWARM_REDIS_DB": "11", "PREWARM_HTTP_PORT": String(port)]) { $1 })
-            pods.append((admin, URL(string: "http://127.0.0.1:\(port)")!))
+            pods.append((process, admin, URL(string: "http://127.0.0.1:\(port)")!))
         }
-        for pod in pods { try await waitUntilUp(pod.admin) }
+        for pod in pods { try await pod.process.waitUntilAnswering(pod.admin) }
         let client = DownstreamClient(
             connectTimeout: .seconds(2), callTimeout: .seconds(20), maxConnectionsPerHost: 256)
         closeAfterTest { await client.shutdown() }

@@ -87,6 +87,6 @@ public struct TimedOut: Error, CustomStringConvertible {
 }
 
 extension TestEnvironment {
-    /// A TCP port free on 127.0.0.1 now (the kernel picks it), for a server a test starts.
+    /// A TCP port free on 127.0.0.1 now, below the ephemeral range, for a server a test starts.
     public static func freePort() throws -> Int { try FreePort.next() }
 }

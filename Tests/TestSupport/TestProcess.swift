@@ -62,7 +62,41 @@ public final class TestProcess: Sendable {
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    public func signal(_ number: Int32) { _ = Foundation.kill(pid, number) }
+    public func signal(_ number: Int32) { child.signal(number) }
+
+    /// Waits until `GET <base>/<route>` answers 200. Throws at once, with the end of the
+    /// process's log, when the process exits first (a port taken, a bad setting), and with the
+    /// same after `timeout`.
+    public func waitUntilAnswering(_ base: URL, _ route: String = "healthz", timeout: Duration = .seconds(60))
+        async throws
+    {
+        let deadline = ContinuousClock.now + timeout
+        var request = URLRequest(url: base.appendingPathComponent(route))
+        request.timeoutInterval = 5
+        while true {
+            if let (_, response) = try? await URLSession.shared.data(for: request),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return
+            }
+            if let status = child.exitStatus() {
+                throw ChildProcessError(
+                    description: "process \(pid) exited with status \(status) before \(request.url!) answered; "
+                        + "its log ends:\n" + logTail())
+            }
+            guard ContinuousClock.now < deadline else {
+                throw TimedOut(
+                    description: "\(request.url!) did not answer 200 within \(timeout); the log of process \(pid) "
+                        + "ends:\n" + logTail())
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// The last lines of `logFile`.
+    public func logTail(lines count: Int = 20) -> String {
+        Self.lines(logFile).suffix(count).joined(separator: "\n")
+    }
 
     public func kill() { signal(SIGKILL) }
 
