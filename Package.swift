@@ -170,7 +170,7 @@ let package = Package(
         .target(
             name: "TestSupport", dependencies: ["BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker"],
             path: "Tests/TestSupport"),
-        .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "TestSupport"]),
+        .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "Kafka", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(

@@ -470,6 +470,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
     rss=0; for pid in "${pids[@]}"; do r=$(rss_mb "$pid"); [ "$r" -gt "$rss" ] && rss=$r; done
     cpu=""; for pid in "${pids[@]}"; do cpu="$cpu $(cpu_s "$pid")"; done
     kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+    if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS"; cp "$tmp"/pusher-*.log "$BENCH_LOGS"/; fi
   }
   declare -A prewarm_rate
   for pods in 1 2; do

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Kafka
 import Logging
+import NIOPosix
 import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
@@ -64,11 +65,16 @@ public final class BookRecJobs: JobBatchHandler {
     }
 
     public func work(_ batch: JobBatch) async throws -> BatchResult {
-        switch batch.job {
-        case Self.prewarmJob: return try await prewarm(batch)
-        case Self.pushJob: return try await push(batch)
-        default:
-            throw InvalidMessage("unknown job '\(batch.job)' on the book-rec batch topic", errorClass: "InvalidBatch")
+        // A batch's tasks run on one event loop, where its HTTP connections' I/O runs too.
+        let executor = EventLoopExecutor.singleton.executor(of: MultiThreadedEventLoopGroup.singleton.next())
+        return try await withTaskExecutorPreference(executor) {
+            switch batch.job {
+            case Self.prewarmJob: return try await prewarm(batch)
+            case Self.pushJob: return try await push(batch)
+            default:
+                throw InvalidMessage(
+                    "unknown job '\(batch.job)' on the book-rec batch topic", errorClass: "InvalidBatch")
+            }
         }
     }
 

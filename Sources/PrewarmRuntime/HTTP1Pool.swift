@@ -192,7 +192,11 @@ final class HTTP1Pool: Sendable {
     private func connect(_ call: PooledCall) {
         let maxBodyBytes = maxBodyBytes
         let limit = min(connectTimeout, max(call.deadline - .now(), .milliseconds(1)))
-        ClientBootstrap(group: group)
+        // On the caller's event loop when it is one of the group's.
+        let here = MultiThreadedEventLoopGroup.currentEventLoop.flatMap { loop in
+            group.makeIterator().contains { $0 === loop } ? loop : nil
+        }
+        ClientBootstrap(group: here ?? group)
             .connectTimeout(limit)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
@@ -279,6 +283,14 @@ extension HTTP1Pool.Host {
     ) -> HTTP1Pool.Placement {
         // Behind calls already waiting, wait too: a connection goes to the first in line.
         if waiting.isEmpty {
+            // A connection of the caller's event loop first: its write and the answer then
+            // run on the thread the caller runs on, with no thread to wake.
+            if let here = MultiThreadedEventLoopGroup.currentEventLoop,
+                let index = idle.lastIndex(where: { $0.channel.eventLoop === here }),
+                idle[index].channel.isActive, now - idle[index].since < idleTimeout
+            {
+                return .send(idle.remove(at: index).channel)
+            }
             while let candidate = idle.popLast() {
                 if candidate.channel.isActive, now - candidate.since < idleTimeout { return .send(candidate.channel) }
                 stale.append(candidate.channel)
