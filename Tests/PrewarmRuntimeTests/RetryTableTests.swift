@@ -76,3 +76,31 @@ struct RetryTableTests {
         try await running.value
     }
 }
+
+@Suite("A fan-out's batch size")
+struct EvenBatchSizeTests {
+    @Test("batches as even over the partitions as the batch size allows; the size never grows")
+    func evenBatchSize() {
+        // 40,000 users in batches of 500 over 12 partitions: 84 batches of 477, 7 a partition.
+        #expect(FanOut.evenBatchSize(items: 40_000, batchSize: 500, partitions: 12) == 477)
+        #expect((40_000 + 476) / 477 == 84)
+        // 100,000: 204 batches of 491 rather than 200 of 500.
+        #expect(FanOut.evenBatchSize(items: 100_000, batchSize: 500, partitions: 12) == 491)
+        // Already a multiple of the partitions, fewer batches than partitions, one partition,
+        // an unknown count: the batch size as set.
+        #expect(FanOut.evenBatchSize(items: 600, batchSize: 2, partitions: 12) == 2)
+        #expect(FanOut.evenBatchSize(items: 13, batchSize: 5, partitions: 12) == 5)
+        #expect(FanOut.evenBatchSize(items: 1_000, batchSize: 40, partitions: 1) == 40)
+        #expect(FanOut.evenBatchSize(items: nil, batchSize: 40, partitions: 3) == 40)
+        for items in [1, 37, 999, 12_345, 250_001] {
+            for partitions in [2, 3, 12] {
+                let size = FanOut.evenBatchSize(items: items, batchSize: 100, partitions: partitions)
+                let batches = (items + size - 1) / size
+                #expect(size <= 100 && size >= 1)
+                #expect(
+                    batches < partitions || batches % partitions == 0 || size == 100 || size == 1,
+                    "\(items) items over \(partitions) partitions: \(batches) batches of \(size)")
+            }
+        }
+    }
+}
