@@ -32,12 +32,12 @@ enum FlatJSON {
         }
 
         /// JSON text as it is (the caller's literal keys and punctuation, or a document).
-        mutating func raw(_ text: some StringProtocol) {
+        mutating func raw(_ text: String) {
             bytes += text.utf8
         }
 
         /// `text` as a quoted, escaped JSON string.
-        mutating func string(_ text: some StringProtocol) {
+        mutating func string(_ text: String) {
             JSONWriter.string(text, into: &bytes)
         }
 
@@ -57,7 +57,7 @@ enum FlatJSON {
     }
 
     /// `text` as a JSON string's content (escaped as `Writer.string` does, without quotes).
-    static func escaped(_ text: some StringProtocol) -> String {
+    static func escaped(_ text: String) -> String {
         var writer = Writer(capacity: text.utf8.count + 2)
         writer.string(text)
         return String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)

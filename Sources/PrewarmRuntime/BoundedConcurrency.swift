@@ -133,6 +133,7 @@ public final class ConcurrencyLimit: Sendable {
 
 /// Runs `body` for every element with at most `limit` at once and returns the results in
 /// the elements' order. The first error cancels the rest and is thrown.
+@inlinable
 public func concurrentMap<Element: Sendable, T: Sendable>(
     _ elements: [Element], limit: Int, _ body: @escaping @Sendable (Element) async throws -> T
 ) async throws -> [T] {
@@ -158,6 +159,7 @@ public func concurrentMap<Element: Sendable, T: Sendable>(
 
 /// `concurrentMap` that keeps every outcome instead of stopping at the first error: for
 /// work whose items fail on their own (one shard, one user) and are reported together.
+@inlinable
 public func concurrentResults<Element: Sendable, T: Sendable>(
     _ elements: [Element], limit: Int, _ body: @escaping @Sendable (Element) async throws -> T
 ) async -> [Result<T, any Error>] {
