@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
@@ -60,8 +61,17 @@ public final class DownstreamClient: Sendable {
     public let callTimeout: Duration
     private let plain: HTTP1Pool
     private let client: HTTPClient
+    private let metricsFactory: any MetricsFactory
 
-    public init(connectTimeout: Duration, callTimeout: Duration, maxConnectionsPerHost: Int) {
+    /// Every call is counted in `prewarm_downstream_calls_total{service,outcome}` (outcome
+    /// `2xx`, `4xx`, `5xx`..., `timeout` or `connection`; a call its `admit` refuses is not
+    /// one), and an answered call's
+    /// time, from its slot to its answer, goes to `prewarm_downstream_call_duration_seconds{service}`.
+    public init(
+        connectTimeout: Duration, callTimeout: Duration, maxConnectionsPerHost: Int,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
+        self.metricsFactory = metricsFactory
         self.callTimeout = callTimeout
         plain = HTTP1Pool(
             connectTimeout: .milliseconds(Int64(connectTimeout.milliseconds)), maxPerHost: maxConnectionsPerHost)
@@ -108,9 +118,55 @@ public final class DownstreamClient: Sendable {
         _ method: HTTPMethod, _ url: String, headers: [(String, String)], body: ByteBuffer?, service: String,
         timeout: Duration?, budget: ConcurrencyLimit?, admit: (@Sendable () throws -> Void)?
     ) async throws -> DownstreamResponse {
-        let limit = TimeAmount.milliseconds(Int64((timeout ?? callTimeout).milliseconds))
         let status: Int
         var answer: ByteBuffer
+        do {
+            (status, answer) = try await exchange(
+                method, url, headers: headers, body: body, service: service, timeout: timeout, budget: budget,
+                admit: admit)
+        } catch let refused as Refused {
+            // Refused before it was sent (an open circuit): not a call.
+            throw DownstreamError(service: service, kind: .connection, detail: "\(refused.error)")
+        } catch let error as DownstreamError {
+            count(service, error.kind == .timeout ? "timeout" : "connection")
+            throw error
+        }
+        count(service, "\(status / 100)xx")
+        let bytes = answer.readBytes(length: answer.readableBytes) ?? []
+        guard (200..<300).contains(status) else {
+            throw DownstreamError(
+                service: service, kind: .status(status), detail: String(decoding: bytes.prefix(200), as: UTF8.self))
+        }
+        return DownstreamResponse(status: status, body: bytes)
+    }
+
+    /// What `admit` threw, passed through `exchange` untouched.
+    private struct Refused: Error {
+        let error: any Error
+    }
+
+    private func count(_ service: String, _ outcome: String) {
+        Counter(
+            label: "prewarm_downstream_calls_total", dimensions: [("service", service), ("outcome", outcome)],
+            factory: metricsFactory
+        ).increment()
+    }
+
+    /// The call's status and body; a failure without an answer as a `DownstreamError`
+    /// (cancellation passes through). An answered call's time is recorded.
+    private func exchange(
+        _ method: HTTPMethod, _ url: String, headers: [(String, String)], body: ByteBuffer?, service: String,
+        timeout: Duration?, budget: ConcurrencyLimit?, admit: (@Sendable () throws -> Void)?
+    ) async throws -> (Int, ByteBuffer) {
+        let limit = TimeAmount.milliseconds(Int64((timeout ?? callTimeout).milliseconds))
+        let admit = admit.map { admit in
+            { @Sendable () throws -> Void in
+                do { try admit() } catch { throw Refused(error: error) }
+            }
+        }
+        let status: Int
+        let answer: ByteBuffer
+        let duration: TimeAmount
         do {
             if let plainURL = PlainHTTPURL(url) {
                 let reply = try await plain.execute(
@@ -118,21 +174,23 @@ public final class DownstreamClient: Sendable {
                         method: method, host: plainURL.host, port: plainURL.port, target: plainURL.target,
                         headers: headers, body: body, timeout: limit, admit: admit),
                     budget: budget)
-                (status, answer) = (reply.status, reply.body)
+                (status, answer, duration) = (reply.status, reply.body, reply.duration)
             } else {
                 var request = HTTPClientRequest(url: url)
                 request.method = method
                 for (name, value) in headers { request.headers.add(name: name, value: value) }
                 if let body { request.body = .bytes(body) }
-                func call() async throws -> (Int, ByteBuffer) {
+                func call() async throws -> (Int, ByteBuffer, TimeAmount) {
                     try admit?()
+                    let started = NIODeadline.now()
                     let response = try await client.execute(request, timeout: limit)
-                    return (Int(response.status.code), try await response.body.collect(upTo: 8 << 20))
+                    let body = try await response.body.collect(upTo: 8 << 20)
+                    return (Int(response.status.code), body, .now() - started)
                 }
                 if let budget {
-                    (status, answer) = try await budget.run { try await call() }
+                    (status, answer, duration) = try await budget.run { try await call() }
                 } else {
-                    (status, answer) = try await call()
+                    (status, answer, duration) = try await call()
                 }
             }
         } catch let error as HTTP1Failure {
@@ -148,17 +206,18 @@ public final class DownstreamClient: Sendable {
             throw DownstreamError(service: service, kind: .timeout)
         } catch is CancellationError {
             throw CancellationError()
+        } catch let refused as Refused {
+            throw refused
         } catch let error as DownstreamError {
             throw error
         } catch {
             throw DownstreamError(service: service, kind: .connection, detail: "\(error)")
         }
-        let bytes = answer.readBytes(length: answer.readableBytes) ?? []
-        guard (200..<300).contains(status) else {
-            throw DownstreamError(
-                service: service, kind: .status(status), detail: String(decoding: bytes.prefix(200), as: UTF8.self))
-        }
-        return DownstreamResponse(status: status, body: bytes)
+        Timer(
+            label: "prewarm_downstream_call_duration_seconds", dimensions: [("service", service)],
+            factory: metricsFactory
+        ).recordNanoseconds(duration.nanoseconds)
+        return (status, answer)
     }
 
     /// Closes the pooled connections; later calls fail.

@@ -22,6 +22,8 @@ struct HTTP1Call: Sendable {
 struct HTTP1Answer: Sendable {
     var status: Int
     var body: ByteBuffer
+    /// From the call getting its slot to its answer (set by the pool at the call's end).
+    var duration: TimeAmount = .zero
 }
 
 /// Why a call through the pool failed (mapped to `DownstreamError` by its caller).
@@ -259,7 +261,9 @@ final class HTTP1Pool: Sendable {
     /// that returns finds its slot free).
     private func end(_ call: PooledCall, _ result: Result<HTTP1Answer, any Error>) {
         call.budget?.release()
-        call.complete(result)
+        guard case .success(var answer) = result else { return call.complete(result) }
+        answer.duration = .now() - call.startedAt
+        call.complete(.success(answer))
     }
 
     /// A connection after a call (nil: one that could not be opened): to the first call
@@ -369,6 +373,9 @@ final class PooledCall: Sendable {
     }
 
     var deadline: NIODeadline { state.withLock { $0.deadline } ?? .now() }
+
+    /// When the call got its slot.
+    var startedAt: NIODeadline { state.withLock { $0.deadline.map { $0 - call.timeout } } ?? .now() }
 
     /// The timer of a wait for a connection (cancelled when the call is sent).
     func arm(_ timer: Scheduled<Void>) {

@@ -91,7 +91,7 @@ public final class WorkerContext: Sendable {
                 logger: logger)
             let http = DownstreamClient(
                 connectTimeout: settings.http.connectTimeout, callTimeout: settings.http.callTimeout,
-                maxConnectionsPerHost: settings.http.maxConnections)
+                maxConnectionsPerHost: settings.http.maxConnections, metricsFactory: metricsFactory)
             return WorkerContext(
                 settings: settings, logger: logger, metricsFactory: metricsFactory, redis: redis, postgres: postgres,
                 producer: producer, http: http)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MetricsTestKit
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -26,8 +27,9 @@ struct DownstreamClientTests {
                 return "late"
             }
         }
+        let metrics = TestMetrics()
         let client = DownstreamClient(
-            connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 4)
+            connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 4, metricsFactory: metrics)
         closeAfterTest { await client.shutdown() }
         func url(_ path: String) -> URL { URL(string: server.base + path)! }
 
@@ -56,6 +58,26 @@ struct DownstreamClientTests {
             try await client.get(URL(string: "http://127.0.0.1:\(closed)/x")!, service: "gone")
         }
         #expect(refused.map { Failure.kind(of: $0) } == .transient)
+
+        // A call its admit refuses (an open circuit) fails without being sent or counted.
+        struct Open: Error {}
+        await #expect(throws: DownstreamError.self) {
+            try await client.get(url("/ok"), service: "test", admit: { throw Open() })
+        }
+        // What an operator reads per service: calls by outcome, and how long answers took.
+        func calls(_ service: String, _ outcome: String) -> Int64 {
+            (try? metrics.expectCounter(
+                "prewarm_downstream_calls_total", [("service", service), ("outcome", outcome)]))?.totalValue ?? 0
+        }
+        #expect(calls("test", "2xx") == 2)
+        #expect(calls("abtest", "5xx") == 1 && calls("abtest", "4xx") == 2 && calls("abtest", "timeout") == 1)
+        #expect(calls("gone", "connection") == 1)
+        #expect(metrics.counters(label: "prewarm_downstream_calls_total").map(\.totalValue).reduce(0, +) == 7)
+        let answered = try metrics.expectTimer("prewarm_downstream_call_duration_seconds", [("service", "abtest")])
+        #expect(answered.values.count == 3 && answered.values.allSatisfy { $0 > 0 }, "the three answers, timed")
+        #expect(
+            try metrics.expectTimer("prewarm_downstream_call_duration_seconds", [("service", "test")]).values.count == 2
+        )
     }
 }
 
