@@ -260,10 +260,14 @@ final class HTTP1Pool: Sendable {
     /// A call's end: its slot to the budget's next call, then its caller resumed (a caller
     /// that returns finds its slot free).
     private func end(_ call: PooledCall, _ result: Result<HTTP1Answer, any Error>) {
+        // Timed before the slot passes on: the next call's start runs inside `release`.
+        var result = result
+        if case .success(var answer) = result {
+            answer.duration = .now() - call.startedAt
+            result = .success(answer)
+        }
         call.budget?.release()
-        guard case .success(var answer) = result else { return call.complete(result) }
-        answer.duration = .now() - call.startedAt
-        call.complete(.success(answer))
+        call.complete(result)
     }
 
     /// A connection after a call (nil: one that could not be opened): to the first call

@@ -77,30 +77,48 @@ struct RetryTableTests {
     }
 }
 
-@Suite("A fan-out's batch size")
-struct EvenBatchSizeTests {
-    @Test("batches as even over the partitions as the batch size allows; the size never grows")
-    func evenBatchSize() {
-        // 40,000 users in batches of 500 over 12 partitions: 84 batches of 477, 7 a partition.
-        #expect(FanOut.evenBatchSize(items: 40_000, batchSize: 500, partitions: 12) == 477)
-        #expect((40_000 + 476) / 477 == 84)
-        // 100,000: 204 batches of 491 rather than 200 of 500.
-        #expect(FanOut.evenBatchSize(items: 100_000, batchSize: 500, partitions: 12) == 491)
-        // Already a multiple of the partitions, fewer batches than partitions, one partition,
-        // an unknown count: the batch size as set.
-        #expect(FanOut.evenBatchSize(items: 600, batchSize: 2, partitions: 12) == 2)
-        #expect(FanOut.evenBatchSize(items: 13, batchSize: 5, partitions: 12) == 5)
-        #expect(FanOut.evenBatchSize(items: 1_000, batchSize: 40, partitions: 1) == 40)
-        #expect(FanOut.evenBatchSize(items: nil, batchSize: 40, partitions: 3) == 40)
-        for items in [1, 37, 999, 12_345, 250_001] {
-            for partitions in [2, 3, 12] {
-                let size = FanOut.evenBatchSize(items: items, batchSize: 100, partitions: partitions)
-                let batches = (items + size - 1) / size
-                #expect(size <= 100 && size >= 1)
-                #expect(
-                    batches < partitions || batches % partitions == 0 || size == 100 || size == 1,
-                    "\(items) items over \(partitions) partitions: \(batches) batches of \(size)")
-            }
+@Suite("A fan-out's batch plan")
+struct BatchPlanTests {
+    /// The batches a plan makes of `items`: their sizes, in order.
+    private func sizes(_ plan: BatchPlan, items: Int) -> [Int] {
+        var left = items
+        var sizes: [Int] = []
+        while left > 0 {
+            let size = min(plan.limit(batch: sizes.count), left)
+            sizes.append(size)
+            left -= size
+        }
+        return sizes
+    }
+
+    @Test("with a batch per partition or more, a multiple of the partitions, sizes within one, never over the size")
+    func evenPlans() {
+        // 40,000 users in batches of 500 over 12 partitions: 84 batches (7 a partition).
+        let plan = BatchPlan(items: 40_000, batchSize: 500, partitions: 12)
+        #expect(plan.batches == 84 && sizes(plan, items: 40_000).count == 84)
+        #expect(Set(sizes(plan, items: 40_000)) == [476, 477])
+        // Counts the old rounding of one size for all missed: 9,801 over 2, 250,001 over 2.
+        for (items, batchSize, partitions) in [
+            (9_801, 100, 2), (250_001, 100, 2), (100_000, 500, 12), (1_234_567, 500, 12), (1_000, 40, 3), (37, 10, 3),
+        ] {
+            let plan = BatchPlan(items: items, batchSize: batchSize, partitions: partitions)
+            let made = sizes(plan, items: items)
+            #expect(made.count % partitions == 0, "\(items) items over \(partitions): \(made.count) batches")
+            #expect(made.max()! <= batchSize && made.max()! - made.min()! <= 1, "\(items) items: sizes within one")
+            #expect(made.reduce(0, +) == items)
+        }
+        // Items added after the count go after the planned batches, at the batch size.
+        #expect(plan.limit(batch: 84) == 500)
+    }
+
+    @Test("fewer batches than partitions, a multiple already, one partition or no count: the batch size")
+    func plainPlans() {
+        for plan in [
+            BatchPlan(items: 13, batchSize: 5, partitions: 12), BatchPlan(items: 600, batchSize: 2, partitions: 12),
+            BatchPlan(items: 1_000, batchSize: 40, partitions: 1), BatchPlan(items: nil, batchSize: 40, partitions: 3),
+        ] {
+            #expect(
+                plan.batches == nil && plan.limit(batch: 0) == plan.batchSize && plan.limit(batch: 7) == plan.batchSize)
         }
     }
 }
