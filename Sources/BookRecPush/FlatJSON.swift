@@ -8,19 +8,15 @@ enum FlatJSON {
     /// A JSON object whose values are all strings (escapes other than `\u` allowed), as a
     /// dictionary; nil for anything else.
     static func strings(_ bytes: [UInt8]) -> [String: String]? {
-        var reader = JSONReader(bytes)
-        guard reader.take(UInt8(ascii: "{")) else { return nil }
         var object: [String: String] = [:]
-        if !reader.take(UInt8(ascii: "}")) {
-            repeat {
-                guard let key = reader.string(), reader.take(UInt8(ascii: ":")), let value = reader.string() else {
-                    return nil
-                }
+        let read = JSONReader.read(bytes) { reader in
+            reader.object { reader, key in
+                guard let key = reader.text(key), let value = reader.string() else { return false }
                 object[key] = value
-            } while reader.take(UInt8(ascii: ","))
-            guard reader.take(UInt8(ascii: "}")) else { return nil }
+                return true
+            }
         }
-        return reader.atEnd ? object : nil
+        return read ? object : nil
     }
 
     /// A JSON document built byte by byte: literal pieces and escaped strings.

@@ -16,6 +16,7 @@ public struct PushProducerWorker: WorkerDefinition {
 
     public let routes: [TopicRoute]
     public let jobs: [ScheduledJob]
+    public let producesTo = [TopicCatalog.bookRecommendationPush.name]
 
     public init(context: WorkerContext) async throws {
         let options = try BookRecOptions(context.environment)
@@ -32,15 +33,6 @@ public struct PushProducerWorker: WorkerDefinition {
                 batchesOf: TopicCatalog.bookRecommendationBatches, runs: context.jobRuns,
                 concurrency: options.batchConcurrency, handler: jobs)
         ]
-        // The push topic's metadata now, not at the first push of an hour (about half a second).
-        let pushTopic = TopicCatalog.bookRecommendationPush.name
-        do {
-            try await context.producer.prepare(topics: [pushTopic])
-        } catch {
-            context.logger.warning(
-                "push topic not known yet; the first push fetches its metadata",
-                metadata: ["topic": "\(pushTopic)", "error": "\(error)"])
-        }
         context.jobRuns.onFinished(BookRecJobs.prewarmJob) { try await jobs.finishPrewarm($0) }
         context.jobRuns.onFinished(BookRecJobs.pushJob) { try await jobs.finishPush($0) }
     }

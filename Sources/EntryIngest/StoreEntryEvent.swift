@@ -57,38 +57,36 @@ public struct StoreEntryDecoder: Sendable {
         /// reject the same values. Keys are compared as bytes; the two strings this schema
         /// keeps are read from the bytes without an intermediate `String`.
         init?(scanning bytes: [UInt8]) {
-            guard let wire = bytes.withUnsafeBufferPointer(Wire.init(scanning:)) else { return nil }
-            self = wire
-        }
-
-        private init?(scanning bytes: UnsafeBufferPointer<UInt8>) {
-            var scanner = FlatObjectScanner(bytes)
             var others = Set<String>()
             var seenEventID = false
             var seenTime = false
-            guard scanner.begin() else { return nil }
-            while let key = scanner.nextKey() {
-                if scanner.matches(key, "event_id") {
-                    guard !seenEventID, let field = scanner.string(parsedBy: UUID.init(hexUTF8:)) else { return nil }
-                    seenEventID = true
-                    (eventUUID, eventID) = field
-                } else if scanner.matches(key, "entered_at") {
-                    guard !seenTime, let field = scanner.string(parsedBy: RFC3339.parse(utf8:)) else { return nil }
-                    seenTime = true
-                    (enteredAtTime, enteredAt) = field
-                } else if scanner.matches(key, "user_id") {
-                    guard userID == nil, let value = scanner.integer() else { return nil }
-                    userID = value
-                } else if scanner.matches(key, "store_id") {
-                    guard storeID == nil, let value = scanner.integer() else { return nil }
-                    storeID = value
-                } else {
-                    guard let name = scanner.text(key), others.insert(name).inserted, scanner.skipScalar() else {
-                        return nil
+            let read = JSONReader.read(bytes) {
+                $0.object { reader, key in
+                    if reader.matches(key, "event_id") {
+                        guard !seenEventID, let field = reader.string(parsedBy: UUID.init(hexUTF8:)) else {
+                            return false
+                        }
+                        seenEventID = true
+                        (self.eventUUID, self.eventID) = field
+                    } else if reader.matches(key, "entered_at") {
+                        guard !seenTime, let field = reader.string(parsedBy: RFC3339.parse(utf8:)) else { return false }
+                        seenTime = true
+                        (self.enteredAtTime, self.enteredAt) = field
+                    } else if reader.matches(key, "user_id") {
+                        guard self.userID == nil, let value = reader.integer() else { return false }
+                        self.userID = value
+                    } else if reader.matches(key, "store_id") {
+                        guard self.storeID == nil, let value = reader.integer() else { return false }
+                        self.storeID = value
+                    } else {
+                        guard let name = reader.text(key), others.insert(name).inserted, reader.skipScalar() else {
+                            return false
+                        }
                     }
+                    return true
                 }
             }
-            guard scanner.finished else { return nil }
+            guard read else { return nil }
         }
 
         enum CodingKeys: String, CodingKey {
@@ -143,138 +141,16 @@ public struct StoreEntryDecoder: Sendable {
     }
 }
 
-/// Reads a flat JSON object byte by byte. Every method returns nil or false at the first
-/// thing outside the simple subset, and the caller falls back to a full JSON parser.
-struct FlatObjectScanner {
-    /// Valid for the scanner's life (it is used inside `withUnsafeBufferPointer`).
-    private let bytes: UnsafeBufferPointer<UInt8>
-    private var index = 0
-    private var first = true
-    private(set) var finished = false
-
-    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
-
-    private mutating func skipSpace() {
-        while index < bytes.count,
-            bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D
-                || bytes[index] == 0x09
-        {
-            index += 1
-        }
-    }
-
-    private mutating func take(_ byte: UInt8) -> Bool {
-        skipSpace()
-        guard index < bytes.count, bytes[index] == byte else { return false }
-        index += 1
-        return true
-    }
-
-    mutating func begin() -> Bool { take(0x7B) }
-
-    /// Where the next key's bytes are (after its colon), or nil at the closing brace (then
-    /// `finished` is true when nothing but space follows) or at anything unexpected.
-    mutating func nextKey() -> Range<Int>? {
-        if take(0x7D) {
-            skipSpace()
-            finished = index == bytes.count
-            return nil
-        }
-        if !first { guard take(0x2C) else { return nil } }
-        first = false
-        guard let key = stringRange(), take(0x3A) else { return nil }
-        return key
-    }
-
-    /// Where the bytes of a string without escapes or control characters are.
-    mutating func stringRange() -> Range<Int>? {
-        guard take(0x22) else { return nil }
-        let start = index
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == 0x22 {
-                index += 1
-                return start..<(index - 1)
-            }
-            if byte == 0x5C || byte < 0x20 { return nil }
-            index += 1
-        }
-        return nil
-    }
-
-    /// A string without escapes or control characters.
-    mutating func string() -> String? {
-        stringRange().flatMap(text)
-    }
-
-    /// The bytes as text, or nil if they are not UTF-8.
-    func text(_ range: Range<Int>) -> String? {
-        String(validating: bytes[range], as: UTF8.self)
-    }
-
-    /// A string read by `parse` straight from its bytes or, when `parse` refuses them, as
-    /// text (for the error); nil when the string is not a simple one or not UTF-8.
+extension JSONReader {
+    /// A string without escapes read by `parse` straight from its bytes or, when `parse`
+    /// refuses them, as text (for the error); nil when the string is not a simple one or not
+    /// UTF-8.
     mutating func string<Value>(
         parsedBy parse: (UnsafeBufferPointer<UInt8>) -> Value?
     ) -> (parsed: Value?, text: String?)? {
         guard let range = stringRange() else { return nil }
-        if let value = withBytes(range, parse) { return (value, nil) }
+        if let value = parse(UnsafeBufferPointer(rebasing: bytes[range])) { return (value, nil) }
         guard let text = text(range) else { return nil }
         return (nil, text)
-    }
-
-    func matches(_ range: Range<Int>, _ word: StaticString) -> Bool {
-        guard range.count == word.utf8CodeUnitCount else { return false }
-        for offset in 0..<range.count where bytes[range.lowerBound + offset] != word.utf8Start[offset] { return false }
-        return true
-    }
-
-    private func withBytes<Result>(_ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
-        body(UnsafeBufferPointer(rebasing: bytes[range]))
-    }
-
-    /// An integer that fits Int64, with no fraction or exponent.
-    mutating func integer() -> Int64? {
-        skipSpace()
-        var negative = false
-        if index < bytes.count, bytes[index] == 0x2D {
-            negative = true
-            index += 1
-        }
-        let start = index
-        var value: Int64 = 0
-        while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 {
-            let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times.addingReportingOverflow(Int64(bytes[index] - 0x30))
-            guard !overflow1, !overflow2 else { return nil }
-            value = sum
-            index += 1
-        }
-        let digits = index - start
-        guard digits > 0, digits == 1 || bytes[start] != 0x30 else { return nil }
-        if index < bytes.count, bytes[index] == 0x2E || bytes[index] == 0x65 || bytes[index] == 0x45 { return nil }
-        return negative ? -value : value
-    }
-
-    /// A value of a field this schema does not use: a simple string, integer, true, false
-    /// or null.
-    mutating func skipScalar() -> Bool {
-        skipSpace()
-        guard index < bytes.count else { return false }
-        switch bytes[index] {
-        case 0x22: return string() != nil
-        case 0x74: return literal("true")
-        case 0x66: return literal("false")
-        case 0x6E: return literal("null")
-        default: return integer() != nil
-        }
-    }
-
-    private mutating func literal(_ word: StaticString) -> Bool {
-        let count = word.utf8CodeUnitCount
-        guard index + count <= bytes.count else { return false }
-        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] { return false }
-        index += count
-        return true
     }
 }

@@ -230,13 +230,13 @@ struct HTTP1AnswerReader {
                     if let earlier = contentLength, earlier != number { return "two different Content-Lengths" }
                     contentLength = number
                 } else if Self.named(name, "transfer-encoding") {
-                    let codings = String(decoding: value, as: UTF8.self).lowercased()
-                    chunked = codings.split(separator: ",").last?.trimmingSpaces == "chunked"
+                    let last = value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).last
+                    chunked = last.map { Self.named(Self.trimmed($0), "chunked") } ?? false
                     if !chunked { contentLength = nil }
                 } else if Self.named(name, "connection") {
-                    for token in String(decoding: value, as: UTF8.self).lowercased().split(separator: ",") {
-                        if token.trimmingSpaces == "close" { close = true }
-                        if token.trimmingSpaces == "keep-alive" { keepAliveAsked = true }
+                    for token in value.split(separator: UInt8(ascii: ",")).map(Self.trimmed) {
+                        if Self.named(token, "close") { close = true }
+                        if Self.named(token, "keep-alive") { keepAliveAsked = true }
                     }
                 }
             }
@@ -289,14 +289,5 @@ struct HTTP1AnswerReader {
         case 65...70: Int(byte - 55)
         default: nil
         }
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        var text = self
-        while text.first == " " || text.first == "\t" { text = text.dropFirst() }
-        while text.last == " " || text.last == "\t" { text = text.dropLast() }
-        return text
     }
 }

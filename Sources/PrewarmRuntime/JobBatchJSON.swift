@@ -40,33 +40,31 @@ enum JobBatchJSON {
 
     /// The batch, if `bytes` has the plain shape; nil for the generic decoder to read.
     static func decode(_ bytes: [UInt8]) -> JobBatch? {
-        var reader = JSONReader(bytes)
         var strings: [String: String] = [:]
         var integers: [String: Int64] = [:]
         var nulls: Set<String> = []
         var ids: [Int64]?
-        guard reader.take(UInt8(ascii: "{")) else { return nil }
-        if !reader.take(UInt8(ascii: "}")) {
-            repeat {
-                guard let key = reader.string(), reader.take(UInt8(ascii: ":")) else { return nil }
+        let read = JSONReader.read(bytes) { reader in
+            reader.object { reader, keyBytes in
+                guard let key = reader.text(keyBytes) else { return false }
                 switch reader.peek() {
                 case UInt8(ascii: "\""):
-                    guard let value = reader.string() else { return nil }
+                    guard let value = reader.string() else { return false }
                     strings[key] = value
                 case UInt8(ascii: "["):
-                    guard key == "ids", let array = reader.integers() else { return nil }
+                    guard key == "ids", let array = reader.integers() else { return false }
                     ids = array
                 case UInt8(ascii: "n"):
-                    guard reader.literal("null") else { return nil }
+                    guard reader.literal("null") else { return false }
                     nulls.insert(key)
                 default:
-                    guard let value = reader.integer() else { return nil }
+                    guard let value = reader.integer() else { return false }
                     integers[key] = value
                 }
-            } while reader.take(UInt8(ascii: ","))
-            guard reader.take(UInt8(ascii: "}")) else { return nil }
+                return true
+            }
         }
-        guard reader.atEnd, let job = strings["job"], let period = strings["period"],
+        guard read, let job = strings["job"], let period = strings["period"],
             let attempt = integers["attempt"].flatMap({ Int(exactly: $0) }),
             let batch = integers["batch"].flatMap({ Int(exactly: $0) }), let ids,
             let produced = strings["produced_at"],

@@ -85,6 +85,15 @@ public enum Worker {
             }
         }
         let worker = try await definition.init(context: context)
+        if !worker.producesTo.isEmpty {
+            do {
+                try await context.producer.prepare(topics: worker.producesTo)
+            } catch {
+                context.logger.warning(
+                    "topics not known yet; the first send to each fetches its metadata",
+                    metadata: ["topics": "\(worker.producesTo)", "error": "\(error)"])
+            }
+        }
         var loop: ConsumeLoop?
         if let configuration = settings.loop {
             loop = ConsumeLoop(

@@ -40,6 +40,9 @@ public protocol WorkerDefinition: Sendable {
     var adminRoutes: [AdminRoute] { get }
     /// What `/readyz` checks besides Redis, PostgreSQL and the group.
     var readinessChecks: [ReadinessCheck] { get }
+    /// The topics its own code produces to: the runtime fetches their metadata at start-up,
+    /// so the first send to each (the first push of a run) does not wait for it.
+    var producesTo: [String] { get }
 }
 
 extension WorkerDefinition {
@@ -53,6 +56,7 @@ extension WorkerDefinition {
     public var services: [any Service] { [] }
     public var adminRoutes: [AdminRoute] { [] }
     public var readinessChecks: [ReadinessCheck] { [] }
+    public var producesTo: [String] { [] }
 
     /// Every setting the worker reads: its own, then the runtime's.
     public static var declaredSettings: [SettingDescription] {

@@ -83,6 +83,17 @@ struct DownstreamClientTests {
 
 @Suite("The runtime's plain-HTTP connection pool", .closesResources)
 struct HTTP1PoolTests {
+    /// A server with `/slow` (answers "late" after `slowFor`) and `/fast` (answers "fast").
+    private func slowAndFast(slowFor delay: Duration) async throws -> LocalHTTPServer {
+        try await LocalHTTPServer.start { router in
+            router.get("slow") { _, _ -> String in
+                try await Task.sleep(for: delay)
+                return "late"
+            }
+            router.get("fast") { _, _ in "fast" }
+        }
+    }
+
     /// A client closed after the test (closing it twice, as one test does, is harmless).
     private func makeClient(connections: Int, timeout: Duration = .seconds(5)) -> DownstreamClient {
         let client = DownstreamClient(
@@ -248,13 +259,7 @@ struct HTTP1PoolTests {
 
     @Test("a caller waiting for a busy host's only connection times out at its deadline; the pool goes on")
     func waitingTimesOut() async throws {
-        let server = try await LocalHTTPServer.start { router in
-            router.get("slow") { _, _ -> String in
-                try await Task.sleep(for: .seconds(1))
-                return "late"
-            }
-            router.get("fast") { _, _ in "fast" }
-        }
+        let server = try await slowAndFast(slowFor: .seconds(1))
         let client = makeClient(connections: 1)
         async let slow = client.get(server.base + "/slow", service: "test")
         try await Task.sleep(for: .milliseconds(200))
@@ -268,13 +273,7 @@ struct HTTP1PoolTests {
 
     @Test("on one connection, each call times out at its own deadline, not an earlier call's, and not later")
     func deadlinesPerCall() async throws {
-        let server = try await LocalHTTPServer.start { router in
-            router.get("slow") { _, _ -> String in
-                try await Task.sleep(for: .seconds(6))
-                return "late"
-            }
-            router.get("fast") { _, _ in "fast" }
-        }
+        let server = try await slowAndFast(slowFor: .seconds(6))
         let client = makeClient(connections: 1)
         func timedOut(after timeout: Duration) async -> Duration {
             let clock = ContinuousClock()
