@@ -472,9 +472,26 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
     kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
     if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS"; cp "$tmp"/pusher-*.log "$BENCH_LOGS"/; fi
   }
+  # The physical limit, measured in the same run: wrk makes the same calls to the same
+  # simulator over the same loopback, one connection per slot and nothing between calls (C,
+  # epoll, no Swift, no Redis, no Kafka). What it reaches is what these two cores' loopback
+  # and wake-ups allow; the set latency alone gives the bound.
+  command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
+  wrk_rate() { # connections threads path; prints calls/s
+    wrk -t"$2" -c"$1" -d"${BENCH_FLOOR_SECONDS:-5}s" "http://127.0.0.1:$sport$3" | awk '/^Requests\/sec/ { print $2 }'
+    sleep 0.2 # its last calls answered before the count restarts
+    sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+  }
+  floor_line() { # items-per-second wrk-calls-per-second calls-per-item bound connections
+    local wrk_items
+    wrk_items=$(echo "$2 / $3" | bc -l)
+    printf '  wrk, the same calls on %s connections: %.0f/s, %.2f of the bound; this run / wrk: %.2f\n' \
+      "$5" "$wrk_items" "$(echo "$wrk_items / $4" | bc -l)" "$(echo "$1 / $wrk_items" | bc -l)"
+  }
   declare -A prewarm_rate
   for pods in 1 2; do
     predis flushdb >/dev/null; sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+    floor=$(wrk_rate $((50 * pods)) "$pods" "/ab/v1/experiments/later_read/assignment?uid=5000001")
     start_pushers "$pods"
     sim0=$(cpu_s "$sim_pid"); m0=$(machine_ticks)
     run_job book-rec-prewarm "$day" >"$tmp/result"; result=$(cat "$tmp/result"); machine=$(machine_share "$m0" "$(machine_ticks)")
@@ -482,10 +499,12 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
     rate=$(echo "$USERS / $run_s" | bc -l); bound=$((2500 * pods)); prewarm_rate[$pods]=$rate
     printf 'push: pre-warm of %d users, %d push-producer process(es): %8.3f s, %6.0f users/s; bound %d users/s; ratio %.2f (goal: at least 0.90)\n' \
       "$USERS" "$pods" "$run_s" "$rate" "$bound" "$(echo "$rate / $bound" | bc -l)"
+    floor_line "$rate" "$floor" 2 "$bound" $((50 * pods))
     printf '  peak RSS %d MB, CPU s%s (simulator %s s); %s\n%s\n  %s\n' "$rss" "$cpu" "$sim_cpu" "$result" "$where" "$machine"
   done
   printf 'push: two processes / one: %.2fx (goal: at least 1.80)\n' "$(echo "${prewarm_rate[2]} / ${prewarm_rate[1]}" | bc -l)"
   sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+  floor=$(wrk_rate 50 1 "/material/v1/materials/m-1?uid=5000001")
   start_pushers 1
   sim0=$(cpu_s "$sim_pid"); m0=$(machine_ticks)
   run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result"); machine=$(machine_share "$m0" "$(machine_ticks)")
@@ -494,6 +513,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   rate=$(echo "$USERS / $run_s" | bc -l)
   printf 'push: the 21:00 push of %d users (%s sent), material at 5 ms, one process: %8.3f s, %6.0f pushes/s; bound 10000/s; ratio %.2f (goal: at least 0.90)\n' \
     "$USERS" "$sent" "$run_s" "$rate" "$(echo "$rate / 10000" | bc -l)"
+  floor_line "$rate" "$floor" 1 10000 50
   printf '  peak RSS %d MB (goal: under 200 MB), CPU s%s (simulator %s s); %s\n%s\n  %s\n' "$rss" "$cpu" "$sim_cpu" "$result" "$where" "$machine"
   kill "$sim_pid" 2>/dev/null || true; sim_pid=
 fi
