@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Kafka
 import Logging
+import NIOPosix
 import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
@@ -64,9 +65,9 @@ public final class BookRecJobs: JobBatchHandler {
     }
 
     public func work(_ batch: JobBatch) async throws -> BatchResult {
-        // A batch's tasks run on one event loop, where its HTTP connections' I/O runs too: the
-        // loop with the fewest batches at work.
-        return try await EventLoopExecutor.withLeastBusy(of: EventLoopExecutor.singleton) {
+        // A batch's tasks run on one event loop, where its HTTP connections' I/O runs too.
+        let executor = EventLoopExecutor.singleton.executor(of: MultiThreadedEventLoopGroup.singleton.next())
+        return try await withTaskExecutorPreference(executor) {
             switch batch.job {
             case Self.prewarmJob: return try await prewarm(batch)
             case Self.pushJob: return try await push(batch)

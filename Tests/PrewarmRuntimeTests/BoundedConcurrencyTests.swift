@@ -1,4 +1,3 @@
-import NIOPosix
 import Testing
 
 @testable import PrewarmRuntime
@@ -73,32 +72,5 @@ struct BoundedConcurrencyTests {
             return value
         }
         #expect(results.map { (try? $0.get()) ?? -1 } == [0, -1, 2, -1, 4, -1], "each outcome kept, in order")
-    }
-}
-
-@Suite("Event-loop executors")
-struct EventLoopExecutorTests {
-    @Test("operations at once spread over the loops, each running on its loop's thread")
-    func leastBusy() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        let executors = EventLoopExecutor.executors(of: group)
-        let loops = try await withThrowingTaskGroup(of: ObjectIdentifier.self) { tasks in
-            for _ in 0..<6 {
-                tasks.addTask {
-                    try await EventLoopExecutor.withLeastBusy(of: executors) {
-                        let loop = try #require(MultiThreadedEventLoopGroup.currentEventLoop)
-                        try await Task.sleep(for: .milliseconds(200))
-                        return ObjectIdentifier(loop)
-                    }
-                }
-                // One at a time into the choice, so that each sees the ones before it running.
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            return try await tasks.reduce(into: []) { $0.append($1) }
-        }
-        let counts = Dictionary(grouping: loops, by: { $0 }).mapValues(\.count)
-        #expect(counts.count == 3)
-        #expect(counts.values.allSatisfy { $0 == 2 })
-        try await group.shutdownGracefully()
     }
 }
