@@ -1,4 +1,5 @@
 import Foundation
+import PrewarmRuntime
 import Redis
 
 /// What `rec:later_read:{uid}` holds (seed 000's `CachedRecData`).
@@ -148,12 +149,15 @@ public struct BookRecCache: Sendable {
     }
 
     /// Adds to a run's counts, and keeps them two days.
-    public func count(_ counts: [String: Int], job: String, period: String, attempt: Int) async throws {
-        let key = statsKey(job: job, period: period, attempt: attempt)
-        var commands = counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
-        guard !commands.isEmpty else { return }
-        commands.append(RedisCommand("EXPIRE", key, 2 * 86_400))
-        _ = try await redis.pipeline(commands)
+    /// A batch's counts into its run's hash, once per batch: a batch worked again (its pod
+    /// died before recording it) adds nothing more. True when counted now.
+    @discardableResult
+    public func count(_ counts: [String: Int], batch: Int, job: String, period: String, attempt: Int) async throws
+        -> Bool
+    {
+        try await BatchTally.add(
+            counts.filter { $0.value != 0 }.map { ($0.key, Int64($0.value)) }, batch: batch,
+            to: statsKey(job: job, period: period, attempt: attempt), ttl: .seconds(2 * 86_400), on: redis)
     }
 
     public func counts(job: String, period: String, attempt: Int) async throws -> [String: Int] {
@@ -197,9 +201,24 @@ public struct BookRecCache: Sendable {
             .compactMap { $0.string.flatMap { Int64($0) } }.sorted()
     }
 
-    func clearFailed(_ users: [Int64], period: String, attempt: Int) async throws {
+    /// The users a run's end pre-warmed after all: out of its failed set, and `counts` added
+    /// to its hash, in one transaction, so a finish step run again after a crash finds
+    /// them either still failed and uncounted, or moved and counted.
+    func settle(_ users: [Int64], counts: [String: Int], job: String, period: String, attempt: Int) async throws {
         guard !users.isEmpty else { return }
-        try await redis.send(
-            RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + users.map(String.init)))
+        let key = statsKey(job: job, period: period, attempt: attempt)
+        var commands = [
+            RedisCommand("MULTI"),
+            RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + users.map(String.init)),
+        ]
+        commands += counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
+        commands += [RedisCommand("EXPIRE", key, 2 * 86_400), RedisCommand("EXEC")]
+        let replies = try await redis.pipeline(commands)
+        guard case .array(let results) = replies.last! else {
+            throw RedisError(.server, operation: "EXEC", message: replies.last!.string ?? "the transaction was not run")
+        }
+        for case .error(let message) in replies.dropLast() + results {
+            throw RedisError(.server, operation: "MULTI", message: message)
+        }
     }
 }

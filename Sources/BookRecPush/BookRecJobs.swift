@@ -78,9 +78,17 @@ public final class BookRecJobs: JobBatchHandler {
         }
     }
 
-    /// A batch's counts: into the run's hash in Redis and `prewarm_push_users_total{job,outcome}`.
-    private func count(_ counts: [String: Int], _ job: String, _ period: String, _ attempt: Int) async throws {
-        try await cache.count(counts, job: job, period: period, attempt: attempt)
+    /// A batch's counts, once per batch: into the run's hash in Redis and
+    /// `prewarm_push_users_total{job,outcome}`.
+    private func count(_ counts: [String: Int], _ batch: JobBatch) async throws {
+        guard
+            try await cache.count(
+                counts, batch: batch.batch, job: batch.job, period: batch.period, attempt: batch.attempt)
+        else { return }
+        increment(counts, batch.job)
+    }
+
+    private func increment(_ counts: [String: Int], _ job: String) {
         for (outcome, value) in counts where value > 0 {
             Counter(
                 label: "prewarm_push_users_total", dimensions: [("job", job), ("outcome", outcome)],
@@ -141,7 +149,7 @@ public final class BookRecJobs: JobBatchHandler {
         try await cache.recordFailed(failed.map(\.user), period: batch.period, attempt: batch.attempt)
         var all = counts
         all["failed"] = failed.count
-        try await count(all, batch.job, batch.period, batch.attempt)
+        try await count(all, batch)
         warn("users not pre-warmed; tried again at the run's end", failed, ["batch": "\(batch.batch)"])
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
@@ -155,12 +163,13 @@ public final class BookRecJobs: JobBatchHandler {
             let (counts, again) = try await prewarm(users: failed, day: String(run.period.prefix(8)))
             still = again
             let recovered = Set(failed).subtracting(again.map(\.user))
-            try await cache.clearFailed(Array(recovered), period: run.period, attempt: run.attempt)
-            try await count(
-                [
-                    "cached": counts["cached"] ?? 0, "not_in_experiment": counts["not_in_experiment"] ?? 0,
-                    "failed": -recovered.count,
-                ], run.job, run.period, run.attempt)
+            let moved = [
+                "cached": counts["cached"] ?? 0, "not_in_experiment": counts["not_in_experiment"] ?? 0,
+                "failed": -recovered.count,
+            ]
+            try await cache.settle(
+                Array(recovered), counts: moved, job: run.job, period: run.period, attempt: run.attempt)
+            increment(moved, run.job)
         }
         let counts = try await cache.counts(job: run.job, period: run.period, attempt: run.attempt)
         let users = counts.values.reduce(0, +)
@@ -285,7 +294,7 @@ public final class BookRecJobs: JobBatchHandler {
                 "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
                 "not_in_experiment": notInExperiment,
                 "sent": sent.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
-            ], batch.job, batch.period, batch.attempt)
+            ], batch)
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
 

@@ -190,32 +190,11 @@ public struct RecommendationCache: Sendable {
     }
 
     /// Adds a batch's visits per store to a run's tally, once per batch (a batch delivered
-    /// again after a crash counts once), in one script. KEYS: the tally, the set of batches
-    /// counted. ARGV: their lifetime in ms, the batch, then store, visits pairs. Returns 0 for
-    /// a batch already counted.
-    static let addTally = RedisScript(
-        name: "store-tally",
-        source: """
-            if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
-            for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-            redis.call('PEXPIRE', KEYS[1], ARGV[1])
-            redis.call('PEXPIRE', KEYS[2], ARGV[1])
-            return 1
-            """)
-
-    /// Whether the batch was counted now (false: it already was).
+    /// again after a crash counts once). Whether the batch was counted now (false: it
+    /// already was).
     @discardableResult
     public func addTally(_ tally: [Int64: Int64], batch: Int, to key: String, ttl: Duration) async throws -> Bool {
-        var arguments = RedisArguments()
-        arguments.reserveCapacity(arguments: 2 + 2 * tally.count, bytes: 16 * tally.count + 32)
-        arguments.append(ttl.milliseconds)
-        arguments.append(batch)
-        for (store, visits) in tally {
-            arguments.append(store)
-            arguments.append(visits)
-        }
-        return try await redis.run(Self.addTally, keys: RedisArguments([key, key + ":batches"]), arguments: arguments)
-            .integer == 1
+        try await BatchTally.add(tally.lazy.map { ($0.key, $0.value) }, batch: batch, to: key, ttl: ttl, on: redis)
     }
 
     /// Replaces the store details and the open-store set: open stores' details written,

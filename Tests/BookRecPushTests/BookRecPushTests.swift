@@ -129,5 +129,14 @@ struct BookRecPushTests {
             "a user in both tasks gets the push of the row claimed first")
         let sent = try await fixture.redis.send("GET", fixture.cache.sentKey(user: 5, slot: slot)).string
         #expect(sent == "sent:" + BookRecJobs.pushID(user: 5, slot: slot, task: fixture.finished))
+
+        // The hour's report counts batch 0 once, though it was worked twice (as when its pod
+        // dies before recording it): 10 sent before the crash, then 50 and 30; 20 rows of
+        // users whose other task's push was claimed first.
+        let counts = try await fixture.counts(BookRecJobs.pushJob, slot)
+        #expect(counts["rows"] == 110, "\(counts)")
+        #expect(counts["sent"] == 90, "\(counts)")
+        #expect(counts["other_push"] == 20, "\(counts)")
+        #expect(counts["already_sent"] == nil, "\(counts)")
     }
 }
