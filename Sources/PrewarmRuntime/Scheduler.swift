@@ -278,7 +278,8 @@ public final class Scheduler: Service {
         }
     }
 
-    /// One look at the job's latest two periods: catch-up and deadlines.
+    /// One look at the job's latest two periods: catch-up, deadlines, and finish steps that
+    /// never ended.
     func check(_ job: ScheduledJob, now: Date) async throws {
         let latest = job.schedule.latestFire(notAfter: now, in: timeZone)
         let before = job.schedule.latestFire(notAfter: latest.addingTimeInterval(-1), in: timeZone)
@@ -298,6 +299,24 @@ public final class Scheduler: Service {
                         + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
                     details: ["job": job.name, "period": period])
             }
+            try await finishIfAbandoned(job, progress, now: now)
+        }
+    }
+
+    /// Runs the finish step of a run that ended without it: its pod died between recording
+    /// the run's end and reporting the step (an in-place run, or a fan-out whose batches
+    /// were all worked before it ended; a consumer's case comes back with its batch). Left
+    /// to the pod that ended the run for two finish leases; the step's lease keeps two pods
+    /// from running it at once.
+    private func finishIfAbandoned(_ job: ScheduledJob, _ progress: JobRunProgress, now: Date) async throws {
+        guard progress.isFinished, progress.state != "skipped", !progress.finishReported,
+            let finished = progress.finishedAt,
+            now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
+        else { return }
+        if try await runs.finishStep(job: job.name, period: progress.period, state: progress.state) {
+            logger.notice(
+                "ran the finish step of a run whose pod ended without it",
+                metadata: ["job": "\(job.name)", "period": "\(progress.period)"])
         }
     }
 

@@ -87,6 +87,35 @@ struct SchedulerTests {
         #expect(try await redis.send("EXISTS", JobRuns.doneKey(job: job, period: period)) == .integer(1))
     }
 
+    @Test("a run whose pod died before its finish step: a later check runs the step once, not before two leases")
+    func abandonedFinishStep() async throws {
+        let redis = try await connect()
+        let job = TestEnvironment.uniqueName("job")
+        let log = RunLog()
+        let daily = recording(job, log, catchUp: .skip)
+        let pod = pod([daily], redis: redis)
+        let finishes = Tally()
+        pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
+        // Today's run, triggered, ends; then its record is put back as a pod that died
+        // between the run's end and its finish step leaves it.
+        _ = try await pod.scheduler.trigger(job: job)
+        try await eventually("the run's finish step") { finishes.count == 1 }
+        let period = try #require(await log.runs.first?.period)
+        try await redis.send("HDEL", JobRuns.progressKey(job: job, period: period), "finish_reported")
+        let ended = try #require(try await pod.scheduler.runs.progress(job: job, period: period)?.finishedAt)
+
+        // Within two finish leases of the run's end, the step is left to its pod.
+        try await pod.scheduler.check(daily, now: ended.addingTimeInterval(5))
+        #expect(finishes.count == 1)
+        // After them, a check runs it, once.
+        try await pod.scheduler.check(daily, now: ended.addingTimeInterval(25))
+        #expect(finishes.count == 2)
+        #expect(try await pod.scheduler.runs.progress(job: job, period: period)?.finishReported == true)
+        try await pod.scheduler.check(daily, now: ended.addingTimeInterval(60))
+        #expect(finishes.count == 2)
+        #expect(await log.runs.count == 1, "the run itself is not run again")
+    }
+
     @Test("all pods down over a fire: the next start runs the latest missed period once, and not the ones before it")
     func missedFireCaughtUpOnce() async throws {
         let redis = try await connect()
