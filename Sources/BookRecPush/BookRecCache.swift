@@ -148,9 +148,8 @@ public struct BookRecCache: Sendable {
         )
     }
 
-    /// Adds to a run's counts, and keeps them two days.
-    /// A batch's counts into its run's hash, once per batch: a batch worked again (its pod
-    /// died before recording it) adds nothing more. True when counted now.
+    /// A batch's counts into its run's hash, kept two days, once per batch: a batch worked
+    /// again (its pod died before recording it) adds nothing more. True when counted now.
     @discardableResult
     public func count(_ counts: [String: Int], batch: Int, job: String, period: String, attempt: Int) async throws
         -> Bool

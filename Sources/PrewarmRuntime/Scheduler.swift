@@ -307,9 +307,11 @@ public final class Scheduler: Service {
     /// the run's end and reporting the step (an in-place run, or a fan-out whose batches
     /// were all worked before it ended; a consumer's case comes back with its batch). Left
     /// to the pod that ended the run for two finish leases; the step's lease keeps two pods
-    /// from running it at once.
+    /// from running it at once. Not for a run its winner failed (an error in its body or
+    /// fan-out, alerted then): that run has no finish step, its hook would see part of it.
     private func finishIfAbandoned(_ job: ScheduledJob, _ progress: JobRunProgress, now: Date) async throws {
         guard progress.isFinished, progress.state != "skipped", !progress.finishReported,
+            (progress.error ?? "").isEmpty,
             let finished = progress.finishedAt,
             now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
         else { return }

@@ -116,6 +116,27 @@ struct SchedulerTests {
         #expect(await log.runs.count == 1, "the run itself is not run again")
     }
 
+    @Test("a run its winner failed (an error in its body) gets no finish step from a later check")
+    func failedRunNoFinishStep() async throws {
+        struct Broken: Error {}
+        let redis = try await connect()
+        let job = TestEnvironment.uniqueName("job")
+        let failing = ScheduledJob(
+            name: job, schedule: .daily(hour: 0, minute: 1), catchUp: .skip, work: .inPlace { _, _ in throw Broken() })
+        let pod = pod([failing], redis: redis)
+        let finishes = Tally()
+        pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
+        let period = failing.schedule.period(of: Date(), in: shanghai)
+        _ = try await pod.scheduler.trigger(job: job, period: period)
+        try await eventually("the run to be recorded failed") {
+            try await pod.scheduler.runs.progress(job: job, period: period)?.state == "failed"
+        }
+        let ended = try #require(try await pod.scheduler.runs.progress(job: job, period: period)?.finishedAt)
+        try await pod.scheduler.check(failing, now: ended.addingTimeInterval(25))
+        #expect(finishes.count == 0)
+        #expect(try await pod.scheduler.runs.progress(job: job, period: period)?.finishReported == false)
+    }
+
     @Test("all pods down over a fire: the next start runs the latest missed period once, and not the ones before it")
     func missedFireCaughtUpOnce() async throws {
         let redis = try await connect()
