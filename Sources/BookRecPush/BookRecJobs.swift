@@ -57,9 +57,13 @@ public final class BookRecJobs: JobBatchHandler {
                 name: prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
                 deadline: options.prewarmDeadlineAfterFire,
                 work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data)))),
+            // An hour caught up together with its day's pre-warm (every pod was down since
+            // before 00:01) waits for it, within the catch-up window, instead of pushing from
+            // an empty cache.
             ScheduledJob(
                 name: pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
                 deadline: .seconds(3000),
+                after: .init(job: prewarmJob, period: { String($0.prefix(8)) }, atMost: options.catchUpWindow),
                 work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: HourTargets(data: data)))),
         ]
     }

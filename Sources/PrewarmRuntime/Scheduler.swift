@@ -24,20 +24,39 @@ public struct ScheduledJob: Sendable {
         case fanOut(FanOut)
     }
 
+    /// Another job's run that a run of this one waits for when it is under way: an hour's
+    /// push waits for its day's pre-warm (both caught up at once after an outage).
+    public struct After: Sendable {
+        public let job: String
+        /// The other job's period for a period of this one.
+        public let period: @Sendable (String) -> String
+        /// The longest a run waits; then it goes on, with an alert.
+        public let atMost: Duration
+
+        public init(job: String, period: @escaping @Sendable (String) -> String, atMost: Duration) {
+            self.job = job
+            self.period = period
+            self.atMost = atMost
+        }
+    }
+
     public let name: String
     public let schedule: Schedule
     public let catchUp: CatchUp
     /// A run not finished this long after it was due raises an alert.
     public let deadline: Duration?
+    public let after: After?
     public let work: Work
 
     public init(
-        name: String, schedule: Schedule, catchUp: CatchUp = .once, deadline: Duration? = nil, work: Work
+        name: String, schedule: Schedule, catchUp: CatchUp = .once, deadline: Duration? = nil, after: After? = nil,
+        work: Work
     ) {
         self.name = name
         self.schedule = schedule
         self.catchUp = catchUp
         self.deadline = deadline
+        self.after = after
         self.work = work
     }
 }
@@ -376,6 +395,7 @@ public final class Scheduler: Service {
         do {
             try await lease.lease.holding(logger: logger) {
                 do {
+                    try await self.wait(for: job, info)
                     switch job.work {
                     case .inPlace(let body):
                         try await body(info, lease)
@@ -414,6 +434,38 @@ public final class Scheduler: Service {
                 details: ["job": job.name, "period": info.period])
         } catch {
             metrics.ran(job.name, outcome: "failed", duration: .now - clock)
+        }
+    }
+
+    /// Waits for the run the job comes after, while it is under way (not when it is done,
+    /// or never started), at most the job's `atMost`; then goes on with an alert.
+    private func wait(for job: ScheduledJob, _ info: JobRunInfo) async throws {
+        guard let after = job.after else { return }
+        let period = after.period(info.period)
+        let metadata: Logger.Metadata = [
+            "job": "\(job.name)", "period": "\(info.period)", "after": "\(after.job)", "after_period": "\(period)",
+        ]
+        let since = ContinuousClock.now
+        var waited = false
+        while let progress = try await runs.progress(job: after.job, period: period), !progress.isFinished {
+            if !waited {
+                logger.notice("job run waiting for the run it comes after", metadata: metadata)
+                waited = true
+            }
+            guard ContinuousClock.now - since < after.atMost else {
+                alerts.raise(
+                    "job-started-before-dependency",
+                    "job \(job.name) \(info.period) waited \(after.atMost) for \(after.job) \(period) "
+                        + "(state \(progress.state)) and goes on without it",
+                    details: ["job": job.name, "period": info.period, "after": after.job])
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        if waited {
+            logger.notice(
+                "job run goes on: the run it comes after ended",
+                metadata: metadata.merging(["waited": "\(ContinuousClock.now - since)"]) { $1 })
         }
     }
 

@@ -115,6 +115,15 @@ extension Demo {
         let sample = try await cache.send("GET", bookCache.recommendationKey(700_001)).string ?? "(none)"
         print("push:         GET rec:later_read:700001 -> \(sample)")
 
+        // The hour under way, if the pods caught it up at their first check, waited for the
+        // pre-warm and runs now: let it end first, so that 21:00's pushes are told apart.
+        let (thisHour, _) = Self.hourUnderWay(calendar)
+        if thisHour != day + "21", try await runs.progress(job: BookRecJobs.pushJob, period: thisHour) != nil {
+            _ = try await watch(
+                job: BookRecJobs.pushJob, period: thisHour, cache: cache, simulator: simulator, started: .now,
+                quiet: true)
+        }
+
         // A few recommendations lost before the evening (evicted, say): the push counts them.
         let lost = (1...40).map { Int64(700_000 + $0 * 97) }
         try await cache.send(RedisCommand("DEL", arguments: lost.map { bookCache.recommendationKey($0) }))
@@ -169,25 +178,32 @@ extension Demo {
     /// catch-up check either sent it late (within the catch-up window) or skipped it with an
     /// alert: what a new deployment, or a fleet back from an outage, does.
     private func showThisHour(cache: RedisConnection, calendar: Calendar, besides shown: String) async throws {
-        let now = Date()
-        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: now)
-        let period = String(format: "%04d%02d%02d%02d", parts.year!, parts.month!, parts.day!, parts.hour!)
+        let (period, minute) = Self.hourUnderWay(calendar)
         let runs = Self.runs(cache)
         guard period != shown, let run = try await runs.progress(job: BookRecJobs.pushJob, period: period) else {
             return
         }
         let window = "\(BookRecOptions().catchUpWindow.components.seconds / 60) min"
-        let late = "\(parts.minute!) min after its :00"
+        let late = "\(minute) min after its :00"
         if run.state == "skipped" {
             print(
                 "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), past "
                     + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)): skipped and alerted (job-run-missed), never sent late")
         } else {
+            let counts = try await BookRecCache(redis: cache).counts(
+                job: run.job, period: run.period, attempt: run.attempt)
             print(
                 "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), within "
-                    + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)), and sent it once: \(run.state), \(run.itemsDone) users "
-                    + "(the demo's users are pushed at 20:00-23:00)")
+                    + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)), and sent it once, after the day's pre-warm (an hour waits "
+                    + "for it while it runs): \(run.state), \(counts["rows"] ?? 0) rows, \(counts["sent"] ?? 0) pushes, "
+                    + "\(counts["misses"] ?? 0) cache misses (the demo's users are pushed at 20:00-23:00)")
         }
+    }
+
+    /// The hour under way as a push period, and its minute.
+    private static func hourUnderWay(_ calendar: Calendar) -> (period: String, minute: Int) {
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: Date())
+        return (String(format: "%04d%02d%02d%02d", parts.year!, parts.month!, parts.day!, parts.hour!), parts.minute!)
     }
 
     /// Shows the run's progress each second until it ends, with the calls in flight.

@@ -116,6 +116,47 @@ struct SchedulerTests {
         #expect(await log.runs.count == 1, "the run itself is not run again")
     }
 
+    @Test("a run that comes after another waits while that one is under way, not when it is done or absent")
+    func waitsForTheRunBefore() async throws {
+        let redis = try await connect()
+        let first = TestEnvironment.uniqueName("first")
+        let second = TestEnvironment.uniqueName("second")
+        let order = RunLog()
+        let release = AsyncStream<Void>.makeStream()
+        let daily = Schedule.daily(hour: 0, minute: 1)
+        let jobs = [
+            ScheduledJob(
+                name: first, schedule: daily, catchUp: .skip,
+                work: .inPlace { run, _ in
+                    for await _ in release.stream { break }
+                    await order.add(run)
+                }),
+            ScheduledJob(
+                name: second, schedule: daily, catchUp: .skip,
+                after: .init(job: first, period: { $0 }, atMost: .seconds(60)),
+                work: .inPlace { run, _ in await order.add(run) }),
+        ]
+        let pod = pod(jobs, redis: redis)
+        let period = daily.period(of: Date(), in: shanghai)
+
+        // The first under way: the second waits for it.
+        _ = try await pod.scheduler.trigger(job: first, period: period)
+        _ = try await pod.scheduler.trigger(job: second, period: period)
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(await order.runs.isEmpty, "the second ran while the first was under way")
+        release.continuation.yield()
+        try await eventually("both to run") { await order.runs.count == 2 }
+        #expect(await order.runs.map(\.job) == [first, second])
+
+        // The first done: a second run of the second goes at once.
+        _ = try await pod.scheduler.trigger(job: second, period: period, force: true)
+        try await eventually("the forced run") { await order.runs.count == 3 }
+        // Another period, whose first never ran: no wait either.
+        let yesterday = daily.period(of: Date().addingTimeInterval(-86_400), in: shanghai)
+        _ = try await pod.scheduler.trigger(job: second, period: yesterday)
+        try await eventually("the run of a period the first never ran") { await order.runs.count == 4 }
+    }
+
     @Test("a run its winner failed (an error in its body) gets no finish step from a later check")
     func failedRunNoFinishStep() async throws {
         struct Broken: Error {}
