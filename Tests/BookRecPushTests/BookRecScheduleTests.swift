@@ -66,6 +66,12 @@ struct BookRecScheduleTests {
             return
         }
 
+        // An hour comes after its day's pre-warm: it waits for it while it runs (the
+        // scheduler's tests show the wait).
+        #expect(push.after?.job == BookRecJobs.prewarmJob)
+        #expect(push.after?.period(fixture.slot(21)) == fixture.day)
+        #expect(push.after?.atMost == fixture.options.catchUpWindow)
+
         // Every pod was down at 21:00; one starts at 21:20, inside the 30 minutes.
         try await scheduler.check(push, now: date(fixture, hour: 21, minute: 20))
         let produced = try await TestEnvironment.read(batches, count: 1)
