@@ -101,6 +101,11 @@ struct SchedulerTests {
         _ = try await pod.scheduler.trigger(job: job)
         try await eventually("the run's finish step") { finishes.count == 1 }
         let period = try #require(await log.runs.first?.period)
+        try await eventually("the finish step reported and its lease released") {
+            let reported = try await pod.scheduler.runs.progress(job: job, period: period)?.finishReported == true
+            let leased = try await redis.send("EXISTS", JobRuns.finishKey(job: job, period: period)) == .integer(1)
+            return reported && !leased
+        }
         try await redis.send("HDEL", JobRuns.progressKey(job: job, period: period), "finish_reported")
         let ended = try #require(try await pod.scheduler.runs.progress(job: job, period: period)?.finishedAt)
 

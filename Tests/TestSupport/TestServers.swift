@@ -1,3 +1,4 @@
+import BlockingIO
 import DevBroker
 import Foundation
 import Kafka
@@ -44,7 +45,9 @@ public final class PrivateRedisServer: Sendable {
     /// `password`: what clients must AUTH with (the workers' processes always send one).
     public init(password: String? = nil) throws {
         self.password = password
-        port = Int.random(in: 20_000...29_999)
+        // Handed out once per process: while this server is stopped, no other test's server
+        // can be given its port and answer in its place when it starts again.
+        port = try FreePort.next()
         directory =
             FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-redis-\(port)-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -68,8 +71,9 @@ public final class PrivateRedisServer: Sendable {
         guard status == 0 else { throw TestEnvironment.Missing(description: "redis-server did not start: \(stderr)") }
         try await eventually(timeout: .seconds(10), "redis-server on port \(port) to answer") {
             guard let connection = try? await RedisConnection.connect(self.configuration) else { return false }
+            let answer = try? await connection.send("PING")
             await connection.close()
-            return true
+            return answer == .status("PONG")
         }
     }
 
@@ -101,7 +105,7 @@ public final class PrivatePostgresServer: Sendable {
     private let directory: String
 
     public init() throws {
-        port = Int.random(in: 30_000...39_999)
+        port = try FreePort.next()  // below the ephemeral range, and never another test's
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-pg-\(port)-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
