@@ -478,7 +478,10 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   # and wake-ups allow; the set latency alone gives the bound.
   command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
   wrk_rate() { # connections threads path; prints calls/s
-    wrk -t"$2" -c"$1" -d"${BENCH_FLOOR_SECONDS:-5}s" "http://127.0.0.1:$sport$3" | awk '/^Requests\/sec/ { print $2 }'
+    local rate
+    rate=$(wrk -t"$2" -c"$1" -d"${BENCH_FLOOR_SECONDS:-5}s" "http://127.0.0.1:$sport$3" | awk '/^Requests\/sec/ { print $2 }')
+    [ -n "$rate" ] || { echo "bench: wrk against the simulator failed" >&2; exit 1; }
+    echo "$rate"
     sleep 0.2 # its last calls answered before the count restarts
     sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
   }
@@ -491,7 +494,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   declare -A prewarm_rate
   for pods in 1 2; do
     predis flushdb >/dev/null; sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
-    floor=$(wrk_rate $((50 * pods)) "$pods" "/ab/v1/experiments/later_read/assignment?uid=5000001")
+    floor=$(wrk_rate $((50 * pods)) "$pods" "/ab/v1/experiments/later_read/assignment?uid=5000001") || exit 1
     start_pushers "$pods"
     sim0=$(cpu_s "$sim_pid"); m0=$(machine_ticks)
     run_job book-rec-prewarm "$day" >"$tmp/result"; result=$(cat "$tmp/result"); machine=$(machine_share "$m0" "$(machine_ticks)")
@@ -504,7 +507,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   done
   printf 'push: two processes / one: %.2fx (goal: at least 1.80)\n' "$(echo "${prewarm_rate[2]} / ${prewarm_rate[1]}" | bc -l)"
   sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
-  floor=$(wrk_rate 50 1 "/material/v1/materials/m-1?uid=5000001")
+  floor=$(wrk_rate 50 1 "/material/v1/materials/m-1?uid=5000001") || exit 1
   start_pushers 1
   sim0=$(cpu_s "$sim_pid"); m0=$(machine_ticks)
   run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result"); machine=$(machine_share "$m0" "$(machine_ticks)")

@@ -149,14 +149,16 @@ public struct BookRecCache: Sendable {
     }
 
     /// A batch's counts into its run's hash, kept two days, once per batch: a batch worked
-    /// again (its pod died before recording it) adds nothing more. True when counted now.
+    /// again (its pod died before recording it) adds nothing more. Its `failed` users (a
+    /// pre-warm's) join the run's failed set with them. True when counted now.
     @discardableResult
-    public func count(_ counts: [String: Int], batch: Int, job: String, period: String, attempt: Int) async throws
-        -> Bool
-    {
+    public func count(
+        _ counts: [String: Int], failed: [Int64] = [], batch: Int, job: String, period: String, attempt: Int
+    ) async throws -> Bool {
         try await BatchTally.add(
             counts.filter { $0.value != 0 }.map { ($0.key, Int64($0.value)) }, batch: batch,
-            to: statsKey(job: job, period: period, attempt: attempt), ttl: .seconds(2 * 86_400), on: redis)
+            to: statsKey(job: job, period: period, attempt: attempt), ttl: .seconds(2 * 86_400),
+            members: failed, into: failed.isEmpty ? nil : failedKey(period: period, attempt: attempt), on: redis)
     }
 
     public func counts(job: String, period: String, attempt: Int) async throws -> [String: Int] {
@@ -189,10 +191,6 @@ public struct BookRecCache: Sendable {
         let reply = try await redis.send(
             RedisCommand("SMISMEMBER", arguments: [outKey(day: day)] + users.map(String.init)))
         return (reply.array ?? []).map { $0.integer == 1 }
-    }
-
-    func recordFailed(_ users: [Int64], period: String, attempt: Int) async throws {
-        try await add(users, to: failedKey(period: period, attempt: attempt))
     }
 
     func failed(period: String, attempt: Int) async throws -> [Int64] {

@@ -84,10 +84,11 @@ public final class BookRecJobs: JobBatchHandler {
 
     /// A batch's counts, once per batch: into the run's hash in Redis and
     /// `prewarm_push_users_total{job,outcome}`.
-    private func count(_ counts: [String: Int], _ batch: JobBatch) async throws {
+    private func count(_ counts: [String: Int], failed: [Int64] = [], _ batch: JobBatch) async throws {
         guard
             try await cache.count(
-                counts, batch: batch.batch, job: batch.job, period: batch.period, attempt: batch.attempt)
+                counts, failed: failed, batch: batch.batch, job: batch.job, period: batch.period,
+                attempt: batch.attempt)
         else { return }
         increment(counts, batch.job)
     }
@@ -150,10 +151,11 @@ public final class BookRecJobs: JobBatchHandler {
 
     func prewarm(_ batch: JobBatch) async throws -> BatchResult {
         let (counts, failed) = try await prewarm(users: batch.ids, day: String(batch.period.prefix(8)))
-        try await cache.recordFailed(failed.map(\.user), period: batch.period, attempt: batch.attempt)
         var all = counts
         all["failed"] = failed.count
-        try await count(all, batch)
+        // The failed users join the run's failed set with the counts, in one step: a batch
+        // worked again adds neither (its first working's failures are the ones counted).
+        try await count(all, failed: failed.map(\.user), batch)
         warn("users not pre-warmed; tried again at the run's end", failed, ["batch": "\(batch.batch)"])
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
@@ -290,15 +292,16 @@ public final class BookRecJobs: JobBatchHandler {
         // batch is retried: the delivered ones go again with the same ids.
         try await producer.send(messages)
         failpoint(produced: messages.count)
-        try await cache.markSent(ready, slot: slot)
-        let sent = ready
-        warn("pushes not sent: the material service failed", failed, ["slot": "\(slot)", "batch": "\(batch.batch)"])
+        // Counted before the users are marked sent: a pod that dies between the two leaves
+        // them claimed, and the batch's replay sends them again (same ids) without counting.
         try await count(
             [
                 "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
                 "not_in_experiment": notInExperiment,
-                "sent": sent.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
+                "sent": ready.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
             ], batch)
+        try await cache.markSent(ready, slot: slot)
+        warn("pushes not sent: the material service failed", failed, ["slot": "\(slot)", "batch": "\(batch.batch)"])
         return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
     }
 

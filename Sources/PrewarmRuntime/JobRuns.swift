@@ -325,7 +325,7 @@ public final class JobRuns: Sendable {
                 Self.finishKey(job: job, period: period), ttl: Self.finishLease, on: redis, owner: owner)
         else { return false }
         try await lease.holding(logger: logger) {
-            await self.runFinishStep(job: job, period: period, state: state)
+            try await self.runFinishStep(job: job, period: period, state: state)
             _ = try await self.redis.send("HSET", Self.progressKey(job: job, period: period), "finish_reported", 1)
         }
         return true
@@ -334,7 +334,7 @@ public final class JobRuns: Sendable {
     /// The step itself (skipped if another pod ended it meanwhile): the hook, tried again
     /// with backoff a few times and then alerted; the log line; alerts if the run failed or
     /// ended past its deadline.
-    private func runFinishStep(job: String, period: String, state: String) async {
+    private func runFinishStep(job: String, period: String, state: String) async throws {
         let progress = try? await progress(job: job, period: period)
         if progress?.finishReported == true { return }
         if let progress, let hook = finishHooks.withLock({ $0[job] }) {
@@ -345,6 +345,8 @@ public final class JobRuns: Sendable {
                         backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5)), maxAttempts: 6),
                     logger: logger
                 ) { try await hook(progress) }
+            } catch let error where error is CancellationError || Task.isCancelled {
+                throw error  // a pod shutting down: the step is not reported, another runs it
             } catch {
                 alerts?.raise(
                     "job-finish-failed", "job \(job) \(period) ended but its last step failed: \(error)",
@@ -377,7 +379,12 @@ public final class JobRuns: Sendable {
 
     /// Marks that the run's deadline alert was raised; true for the one caller that did.
     func claimLateAlert(job: String, period: String) async throws -> Bool {
-        try await redis.send("HSETNX", Self.progressKey(job: job, period: period), "late_alerted", 1) == .integer(1)
+        try await claimAlert("late_alerted", job: job, period: period)
+    }
+
+    /// Marks that the run's alert `field` was raised; true for the one caller that did.
+    func claimAlert(_ field: String, job: String, period: String) async throws -> Bool {
+        try await redis.send("HSETNX", Self.progressKey(job: job, period: period), field, 1) == .integer(1)
     }
 
     static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

@@ -318,7 +318,8 @@ public final class Scheduler: Service {
                         + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
                     details: ["job": job.name, "period": period])
             }
-            try await finishIfAbandoned(job, progress, now: now)
+            // Given up at shutdown (not reported): another pod's check runs it.
+            try await cancelWhenGracefulShutdown { try await self.finishIfAbandoned(job, progress, now: now) }
         }
     }
 
@@ -334,11 +335,10 @@ public final class Scheduler: Service {
             let finished = progress.finishedAt,
             now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
         else { return }
-        if try await runs.finishStep(job: job.name, period: progress.period, state: progress.state) {
-            logger.notice(
-                "ran the finish step of a run whose pod ended without it",
-                metadata: ["job": "\(job.name)", "period": "\(progress.period)"])
-        }
+        logger.notice(
+            "running the finish step of a run whose pod ended without it",
+            metadata: ["job": "\(job.name)", "period": "\(progress.period)"])
+        try await runs.finishStep(job: job.name, period: progress.period, state: progress.state)
     }
 
     private func catchUp(_ job: ScheduledJob, period: String, fire: Date, now: Date) async throws {
@@ -437,36 +437,53 @@ public final class Scheduler: Service {
         }
     }
 
-    /// Waits for the run the job comes after, while it is under way (not when it is done,
-    /// or never started), at most the job's `atMost`; then goes on with an alert.
+    /// Waits for the run the job comes after while it is under way, its finish step
+    /// included (a pre-warm's final retry), at most `atMost` from this run's start (a pod
+    /// taking the run over goes on from there); then goes on, alerted once. Not for a forced
+    /// run (an operator's), nor after a forced run of the other (a re-run: what its earlier
+    /// attempt left stands). A Redis error while waiting is retried, never the run's failure.
     private func wait(for job: ScheduledJob, _ info: JobRunInfo) async throws {
-        guard let after = job.after else { return }
+        guard let after = job.after, !info.forced else { return }
         let period = after.period(info.period)
         let metadata: Logger.Metadata = [
             "job": "\(job.name)", "period": "\(info.period)", "after": "\(after.job)", "after_period": "\(period)",
         ]
-        let since = ContinuousClock.now
+        var since: Date?
         var waited = false
-        while let progress = try await runs.progress(job: after.job, period: period), !progress.isFinished {
+        while true {
+            let other: JobRunProgress?
+            do {
+                if since == nil {
+                    since = try await runs.progress(job: job.name, period: info.period)?.startedAt ?? Date()
+                }
+                other = try await runs.progress(job: after.job, period: period)
+            } catch let error where !(error is CancellationError) {
+                logger.warning(
+                    "reading the run it comes after failed; trying again",
+                    metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
+            guard let other, !other.forced,
+                !(other.isFinished && (other.finishReported || other.state == "skipped" || other.error != nil))
+            else { break }
             if !waited {
                 logger.notice("job run waiting for the run it comes after", metadata: metadata)
                 waited = true
             }
-            guard ContinuousClock.now - since < after.atMost else {
-                alerts.raise(
-                    "job-started-before-dependency",
-                    "job \(job.name) \(info.period) waited \(after.atMost) for \(after.job) \(period) "
-                        + "(state \(progress.state)) and goes on without it",
-                    details: ["job": job.name, "period": info.period, "after": after.job])
+            if Date().timeIntervalSince(since ?? Date()) >= after.atMost.seconds {
+                if (try? await runs.claimAlert("after_alerted", job: job.name, period: info.period)) != false {
+                    alerts.raise(
+                        "job-started-before-dependency",
+                        "job \(job.name) \(info.period) waited \(after.atMost) for \(after.job) \(period) "
+                            + "(state \(other.state)) and goes on without it",
+                        details: ["job": job.name, "period": info.period, "after": after.job])
+                }
                 return
             }
             try await Task.sleep(for: .milliseconds(500))
         }
-        if waited {
-            logger.notice(
-                "job run goes on: the run it comes after ended",
-                metadata: metadata.merging(["waited": "\(ContinuousClock.now - since)"]) { $1 })
-        }
+        if waited { logger.notice("job run goes on: the run it comes after ended", metadata: metadata) }
     }
 
     /// Produces the run's batches from where its progress stands; returns the run's final

@@ -118,7 +118,9 @@ extension Demo {
         // The hour under way, if the pods caught it up at their first check, waited for the
         // pre-warm and runs now: let it end first, so that 21:00's pushes are told apart.
         let (thisHour, _) = Self.hourUnderWay(calendar)
-        if thisHour != day + "21", try await runs.progress(job: BookRecJobs.pushJob, period: thisHour) != nil {
+        if thisHour != day + "21", let run = try await runs.progress(job: BookRecJobs.pushJob, period: thisHour),
+            run.state != "skipped"
+        {
             _ = try await watch(
                 job: BookRecJobs.pushJob, period: thisHour, cache: cache, simulator: simulator, started: .now,
                 quiet: true)

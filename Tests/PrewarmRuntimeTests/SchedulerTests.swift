@@ -92,7 +92,8 @@ struct SchedulerTests {
         let redis = try await connect()
         let job = TestEnvironment.uniqueName("job")
         let log = RunLog()
-        let daily = recording(job, log, catchUp: .skip)
+        // At midnight: today's period is always among the two a check looks at.
+        let daily = recording(job, log, schedule: .daily(hour: 0, minute: 0), catchUp: .skip)
         let pod = pod([daily], redis: redis)
         let finishes = Tally()
         pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
@@ -162,13 +163,54 @@ struct SchedulerTests {
         try await eventually("the run of a period the first never ran") { await order.runs.count == 4 }
     }
 
+    @Test("a run that comes after another goes on after waiting its longest, alerted once; a forced one does not wait")
+    func waitsAtMost() async throws {
+        let redis = try await connect()
+        let first = TestEnvironment.uniqueName("first")
+        let second = TestEnvironment.uniqueName("second")
+        let order = RunLog()
+        let release = AsyncStream<Void>.makeStream()
+        defer { release.continuation.finish() }
+        let daily = Schedule.daily(hour: 0, minute: 1)
+        let jobs = [
+            ScheduledJob(
+                name: first, schedule: daily, catchUp: .skip,
+                work: .inPlace { _, _ in for await _ in release.stream { break } }),
+            ScheduledJob(
+                name: second, schedule: daily, catchUp: .skip,
+                after: .init(job: first, period: { $0 }, atMost: .seconds(2)),
+                work: .inPlace { run, _ in await order.add(run) }),
+        ]
+        let pod = pod(jobs, redis: redis)
+        let period = daily.period(of: Date(), in: shanghai)
+        _ = try await pod.scheduler.trigger(job: first, period: period)
+        let started = ContinuousClock.now
+        _ = try await pod.scheduler.trigger(job: second, period: period)
+        try await eventually("the second to give up waiting") { await order.runs.count == 1 }
+        #expect(ContinuousClock.now - started >= .seconds(2), "it waited its longest first")
+        try await eventually("the alert") {
+            try await Alerts.recent(redis, count: 200).contains {
+                $0.kind == "job-started-before-dependency" && $0.details["job"] == second
+            }
+        }
+        // An operator's forced run goes at once, the first still under way.
+        let forced = ContinuousClock.now
+        _ = try await pod.scheduler.trigger(job: second, period: period, force: true)
+        try await eventually("the forced run") { await order.runs.count == 2 }
+        #expect(ContinuousClock.now - forced < .seconds(2))
+        #expect(
+            try await Alerts.recent(redis, count: 200).filter {
+                $0.kind == "job-started-before-dependency" && $0.details["job"] == second
+            }.count == 1)
+    }
+
     @Test("a run its winner failed (an error in its body) gets no finish step from a later check")
     func failedRunNoFinishStep() async throws {
         struct Broken: Error {}
         let redis = try await connect()
         let job = TestEnvironment.uniqueName("job")
         let failing = ScheduledJob(
-            name: job, schedule: .daily(hour: 0, minute: 1), catchUp: .skip, work: .inPlace { _, _ in throw Broken() })
+            name: job, schedule: .daily(hour: 0, minute: 0), catchUp: .skip, work: .inPlace { _, _ in throw Broken() })
         let pod = pod([failing], redis: redis)
         let finishes = Tally()
         pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
