@@ -122,9 +122,11 @@ struct SchedulerTests {
         #expect(await log.runs.count == 1, "the run itself is not run again")
     }
 
-    @Test("a run that comes after another waits while that one is under way, not when it is done or absent")
-    func waitsForTheRunBefore() async throws {
-        let redis = try await connect()
+    /// Two daily jobs, the second `after` the first (same period): the first's run logs
+    /// itself once `release` yields, the second's at once; both on one pod.
+    private func chained(_ redis: RedisConnection, atMost: Duration) -> (
+        first: String, second: String, order: RunLog, release: AsyncStream<Void>.Continuation, pod: Pod
+    ) {
         let first = TestEnvironment.uniqueName("first")
         let second = TestEnvironment.uniqueName("second")
         let order = RunLog()
@@ -139,18 +141,24 @@ struct SchedulerTests {
                 }),
             ScheduledJob(
                 name: second, schedule: daily, catchUp: .skip,
-                after: .init(job: first, period: { $0 }, atMost: .seconds(60)),
+                after: .init(job: first, period: { $0 }, atMost: atMost),
                 work: .inPlace { run, _ in await order.add(run) }),
         ]
-        let pod = pod(jobs, redis: redis)
-        let period = daily.period(of: Date(), in: shanghai)
+        return (first, second, order, release.continuation, pod(jobs, redis: redis))
+    }
+
+    @Test("a run that comes after another waits while that one is under way, not when it is done or absent")
+    func waitsForTheRunBefore() async throws {
+        let redis = try await connect()
+        let (first, second, order, release, pod) = chained(redis, atMost: .seconds(60))
+        let period = Schedule.daily(hour: 0, minute: 1).period(of: Date(), in: shanghai)
 
         // The first under way: the second waits for it.
         _ = try await pod.scheduler.trigger(job: first, period: period)
         _ = try await pod.scheduler.trigger(job: second, period: period)
         try await Task.sleep(for: .milliseconds(1500))
         #expect(await order.runs.isEmpty, "the second ran while the first was under way")
-        release.continuation.yield()
+        release.yield()
         try await eventually("both to run") { await order.runs.count == 2 }
         #expect(await order.runs.map(\.job) == [first, second])
 
@@ -158,7 +166,8 @@ struct SchedulerTests {
         _ = try await pod.scheduler.trigger(job: second, period: period, force: true)
         try await eventually("the forced run") { await order.runs.count == 3 }
         // Another period, whose first never ran: no wait either.
-        let yesterday = daily.period(of: Date().addingTimeInterval(-86_400), in: shanghai)
+        let yesterday = Schedule.daily(hour: 0, minute: 1).period(
+            of: Date().addingTimeInterval(-86_400), in: shanghai)
         _ = try await pod.scheduler.trigger(job: second, period: yesterday)
         try await eventually("the run of a period the first never ran") { await order.runs.count == 4 }
     }
@@ -166,23 +175,9 @@ struct SchedulerTests {
     @Test("a run that comes after another goes on after waiting its longest, alerted once; a forced one does not wait")
     func waitsAtMost() async throws {
         let redis = try await connect()
-        let first = TestEnvironment.uniqueName("first")
-        let second = TestEnvironment.uniqueName("second")
-        let order = RunLog()
-        let release = AsyncStream<Void>.makeStream()
-        defer { release.continuation.finish() }
-        let daily = Schedule.daily(hour: 0, minute: 1)
-        let jobs = [
-            ScheduledJob(
-                name: first, schedule: daily, catchUp: .skip,
-                work: .inPlace { _, _ in for await _ in release.stream { break } }),
-            ScheduledJob(
-                name: second, schedule: daily, catchUp: .skip,
-                after: .init(job: first, period: { $0 }, atMost: .seconds(2)),
-                work: .inPlace { run, _ in await order.add(run) }),
-        ]
-        let pod = pod(jobs, redis: redis)
-        let period = daily.period(of: Date(), in: shanghai)
+        let (first, second, order, release, pod) = chained(redis, atMost: .seconds(2))
+        defer { release.finish() }
+        let period = Schedule.daily(hour: 0, minute: 1).period(of: Date(), in: shanghai)
         _ = try await pod.scheduler.trigger(job: first, period: period)
         let started = ContinuousClock.now
         _ = try await pod.scheduler.trigger(job: second, period: period)
