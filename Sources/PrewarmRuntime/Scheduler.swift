@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// One scheduled job: when it fires, what a missed fire does, by when a run must be done,
 /// and its work: a body run in place by the winning pod, or a fan-out of batches that every
@@ -86,7 +87,16 @@ public final class Scheduler: Service {
     private let logger: Logger
     private let retryAlertAfter: Duration
     private let metrics: SchedulerMetrics
-    private let work: (stream: AsyncStream<Started>, continuation: AsyncStream<Started>.Continuation)
+    private let work: (stream: AsyncStream<Launch>, continuation: AsyncStream<Launch>.Continuation)
+    /// Finish steps this pod has launched and not yet ended ("job period").
+    private let finishing = Mutex<Set<String>>([])
+
+    /// What the run loop starts: a claimed run, or the finish step of a run whose pod ended
+    /// without it.
+    enum Launch: Sendable {
+        case run(Started)
+        case finishStep(job: String, period: String, state: String)
+    }
 
     struct Started: Sendable {
         let job: ScheduledJob
@@ -121,8 +131,14 @@ public final class Scheduler: Service {
             group.addTask {
                 await cancelWhenGracefulShutdown {
                     await withDiscardingTaskGroup { runs in
-                        for await started in self.work.stream {
-                            runs.addTask { await self.execute(started) }
+                        for await launch in self.work.stream {
+                            runs.addTask {
+                                switch launch {
+                                case .run(let started): await self.execute(started)
+                                case .finishStep(let job, let period, let state):
+                                    await self.finishStep(job: job, period: period, state: state)
+                                }
+                            }
                         }
                     }
                 }
@@ -208,7 +224,7 @@ public final class Scheduler: Service {
         switch claim {
         case .started(let lease):
             let info = JobRunInfo(job: job.name, period: period, attempt: lease.attempt, forced: forced, due: due)
-            work.continuation.yield(Started(job: job, lease: lease, info: info, progress: nil))
+            work.continuation.yield(.run(Started(job: job, lease: lease, info: info, progress: nil)))
         case .resumed(let lease, let progress, let previousOwner):
             let info = JobRunInfo(
                 job: job.name, period: period, attempt: lease.attempt, forced: progress.forced,
@@ -219,7 +235,7 @@ public final class Scheduler: Service {
                     "job": "\(job.name)", "period": "\(period)", "previous_owner": "\(previousOwner)",
                     "batches_produced": "\(progress.batchesProduced)",
                 ])
-            work.continuation.yield(Started(job: job, lease: lease, info: info, progress: progress))
+            work.continuation.yield(.run(Started(job: job, lease: lease, info: info, progress: progress)))
         case .held, .exists, .skipped:
             logger.debug("job run not started here", metadata: ["job": "\(job.name)", "period": "\(period)"])
         }
@@ -318,27 +334,42 @@ public final class Scheduler: Service {
                         + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
                     details: ["job": job.name, "period": period])
             }
-            // Given up at shutdown (not reported): another pod's check runs it.
-            try await cancelWhenGracefulShutdown { try await self.finishIfAbandoned(job, progress, now: now) }
+            finishIfAbandoned(job, progress, now: now)
         }
     }
 
-    /// Runs the finish step of a run that ended without it: its pod died between recording
-    /// the run's end and reporting the step (an in-place run, or a fan-out whose batches
-    /// were all worked before it ended; a consumer's case comes back with its batch). Left
-    /// to the pod that ended the run for two finish leases; the step's lease keeps two pods
-    /// from running it at once. Not for a run its winner failed (an error in its body or
-    /// fan-out, alerted then): that run has no finish step, its hook would see part of it.
-    private func finishIfAbandoned(_ job: ScheduledJob, _ progress: JobRunProgress, now: Date) async throws {
+    /// Launches the finish step of a run that ended without it: its pod died between
+    /// recording the run's end and reporting the step (an in-place run, or a fan-out whose
+    /// batches were all worked before it ended; a consumer's case comes back with its batch).
+    /// Left to the pod that ended the run for two finish leases; the step's lease keeps two
+    /// pods from running it at once. It runs beside the checks, with the runs (given up at
+    /// shutdown, unreported: another pod runs it). Not for a run its winner failed (an error
+    /// in its body or fan-out, alerted then): that run has no finish step, its hook would see
+    /// part of it.
+    private func finishIfAbandoned(_ job: ScheduledJob, _ progress: JobRunProgress, now: Date) {
         guard progress.isFinished, progress.state != "skipped", !progress.finishReported,
             (progress.error ?? "").isEmpty,
             let finished = progress.finishedAt,
-            now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
+            now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds,
+            finishing.withLock({ $0.insert("\(job.name) \(progress.period)").inserted })
         else { return }
-        logger.notice(
-            "running the finish step of a run whose pod ended without it",
-            metadata: ["job": "\(job.name)", "period": "\(progress.period)"])
-        try await runs.finishStep(job: job.name, period: progress.period, state: progress.state)
+        work.continuation.yield(.finishStep(job: job.name, period: progress.period, state: progress.state))
+    }
+
+    private func finishStep(job: String, period: String, state: String) async {
+        defer { _ = finishing.withLock { $0.remove("\(job) \(period)") } }
+        do {
+            if try await runs.finishStep(job: job, period: period, state: state) {
+                logger.notice(
+                    "ran the finish step of a run whose pod ended without it",
+                    metadata: ["job": "\(job)", "period": "\(period)"])
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.warning(
+                "the finish step of a run whose pod ended without it failed; the next check tries again",
+                metadata: ["job": "\(job)", "period": "\(period)", "error": "\(error)"])
+        }
     }
 
     private func catchUp(_ job: ScheduledJob, period: String, fire: Date, now: Date) async throws {
