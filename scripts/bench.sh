@@ -15,7 +15,7 @@ scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
-echo "bench: $N items per scenario, release build, services on loopback, 2 cores"
+echo "bench: $scenarios; release build, services on loopback, 2 cores (each scenario names its own counts)"
 
 if has redis; then
   w=$($BENCH redis-set --count "$N" | sed -n 's/seconds=//p')
