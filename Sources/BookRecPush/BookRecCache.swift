@@ -204,18 +204,9 @@ public struct BookRecCache: Sendable {
     func settle(_ users: [Int64], counts: [String: Int], job: String, period: String, attempt: Int) async throws {
         guard !users.isEmpty else { return }
         let key = statsKey(job: job, period: period, attempt: attempt)
-        var commands = [
-            RedisCommand("MULTI"),
-            RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + users.map(String.init)),
-        ]
-        commands += counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
-        commands += [RedisCommand("EXPIRE", key, 2 * 86_400), RedisCommand("EXEC")]
-        let replies = try await redis.pipeline(commands)
-        guard case .array(let results) = replies.last! else {
-            throw RedisError(.server, operation: "EXEC", message: replies.last!.string ?? "the transaction was not run")
-        }
-        for case .error(let message) in replies.dropLast() + results {
-            throw RedisError(.server, operation: "MULTI", message: message)
-        }
+        try await redis.transaction(
+            [RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + users.map(String.init))]
+                + counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
+                + [RedisCommand("EXPIRE", key, 2 * 86_400)])
     }
 }

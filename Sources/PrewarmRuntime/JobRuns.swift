@@ -58,6 +58,13 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
 
     public var isFinished: Bool { ["succeeded", "failed", "skipped"].contains(state) }
 
+    /// Ended, and its finish step still to run: not reported yet, and the run has one (it
+    /// was not skipped, nor failed by its winner's error, alerted then: its hook would see
+    /// only part of it).
+    public var owesFinishStep: Bool {
+        isFinished && state != "skipped" && (error ?? "").isEmpty && !finishReported
+    }
+
     /// A record of a run with nothing done yet (for products and tests that build one).
     public init(job: String, period: String, attempt: Int, state: String) {
         self.init(fields: ["job": job, "period": period, "attempt": String(attempt), "state": state], leased: false)
@@ -299,8 +306,7 @@ public final class JobRuns: Sendable {
         let waitUntil = ContinuousClock.now + Self.finishLease * 2
         while true {
             guard let progress = try await progress(job: batch.job, period: batch.period),
-                progress.attempt == batch.attempt, progress.isFinished, progress.state != "skipped",
-                !progress.finishReported
+                progress.attempt == batch.attempt, progress.owesFinishStep
             else { return }
             if try await finishStep(job: batch.job, period: batch.period, state: progress.state) { return }
             guard ContinuousClock.now < waitUntil else {

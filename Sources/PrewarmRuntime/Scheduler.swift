@@ -3,7 +3,6 @@ import Foundation
 import Kafka
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// One scheduled job: when it fires, what a missed fire does, by when a run must be done,
 /// and its work: a body run in place by the winning pod, or a fan-out of batches that every
@@ -88,8 +87,6 @@ public final class Scheduler: Service {
     private let retryAlertAfter: Duration
     private let metrics: SchedulerMetrics
     private let work: (stream: AsyncStream<Launch>, continuation: AsyncStream<Launch>.Continuation)
-    /// Finish steps this pod has launched and not yet ended ("job period").
-    private let finishing = Mutex<Set<String>>([])
 
     /// What the run loop starts: a claimed run, or the finish step of a run whose pod ended
     /// without it.
@@ -342,22 +339,18 @@ public final class Scheduler: Service {
     /// recording the run's end and reporting the step (an in-place run, or a fan-out whose
     /// batches were all worked before it ended; a consumer's case comes back with its batch).
     /// Left to the pod that ended the run for two finish leases; the step's lease keeps two
-    /// pods from running it at once. It runs beside the checks, with the runs (given up at
+    /// pods (or two checks of one) from running it at once. It runs beside the checks, with the runs (given up at
     /// shutdown, unreported: another pod runs it). Not for a run its winner failed (an error
     /// in its body or fan-out, alerted then): that run has no finish step, its hook would see
-    /// part of it.
+    /// part of it (`owesFinishStep`).
     private func finishIfAbandoned(_ job: ScheduledJob, _ progress: JobRunProgress, now: Date) {
-        guard progress.isFinished, progress.state != "skipped", !progress.finishReported,
-            (progress.error ?? "").isEmpty,
-            let finished = progress.finishedAt,
-            now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds,
-            finishing.withLock({ $0.insert("\(job.name) \(progress.period)").inserted })
+        guard progress.owesFinishStep, let finished = progress.finishedAt,
+            now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
         else { return }
         work.continuation.yield(.finishStep(job: job.name, period: progress.period, state: progress.state))
     }
 
     private func finishStep(job: String, period: String, state: String) async {
-        defer { _ = finishing.withLock { $0.remove("\(job) \(period)") } }
         do {
             if try await runs.finishStep(job: job, period: period, state: state) {
                 logger.notice(
@@ -479,25 +472,18 @@ public final class Scheduler: Service {
         let metadata: Logger.Metadata = [
             "job": "\(job.name)", "period": "\(info.period)", "after": "\(after.job)", "after_period": "\(period)",
         ]
-        var since: Date?
+        func patiently<T: Sendable>(_ read: () async throws -> T) async throws -> T {
+            try await retrying(
+                "reading the run \(job.name) \(info.period) comes after",
+                policy: RetryPolicy(backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5))),
+                logger: logger,
+                read)
+        }
+        let since = try await patiently { try await runs.progress(job: job.name, period: info.period)?.startedAt }
         var waited = false
-        while true {
-            let other: JobRunProgress?
-            do {
-                if since == nil {
-                    since = try await runs.progress(job: job.name, period: info.period)?.startedAt ?? Date()
-                }
-                other = try await runs.progress(job: after.job, period: period)
-            } catch let error where !(error is CancellationError) {
-                logger.warning(
-                    "reading the run it comes after failed; trying again",
-                    metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                try await Task.sleep(for: .seconds(1))
-                continue
-            }
-            guard let other, !other.forced,
-                !(other.isFinished && (other.finishReported || other.state == "skipped" || other.error != nil))
-            else { break }
+        while let other = try await patiently({ try await runs.progress(job: after.job, period: period) }),
+            !other.forced, !other.isFinished || other.owesFinishStep
+        {
             if !waited {
                 logger.notice("job run waiting for the run it comes after", metadata: metadata)
                 waited = true

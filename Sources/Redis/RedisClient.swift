@@ -49,6 +49,21 @@ extension RedisClient {
         return values
     }
 
+    /// Runs `commands` as one MULTI/EXEC transaction, in one round trip, and returns their
+    /// results. An error reply (a command refused when queued or failing when run) or an
+    /// aborted EXEC is thrown.
+    @discardableResult
+    public func transaction(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+        let replies = try await pipeline([RedisCommand("MULTI")] + commands + [RedisCommand("EXEC")])
+        guard case .array(let results) = replies.last else {
+            throw RedisError(.server, operation: "EXEC", message: replies.last?.string ?? "the transaction was aborted")
+        }
+        for case .error(let message) in replies.dropLast() + results {
+            throw RedisError(.server, operation: "MULTI", message: message)
+        }
+        return results
+    }
+
     /// `run(_:keys:arguments:)` with arguments of any kind.
     @discardableResult
     public func run(

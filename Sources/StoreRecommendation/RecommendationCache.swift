@@ -205,7 +205,7 @@ public struct RecommendationCache: Sendable {
         open: [StoreInfo], closed: [Int64], defaultList: (list: StoreList, ttl: Duration)? = nil, ttl: () -> Duration
     ) async throws {
         let encoder = Self.encoder
-        var commands: [RedisCommand] = [RedisCommand("MULTI")]
+        var commands: [RedisCommand] = []
         if let defaultList {
             commands.append(
                 RedisCommand(
@@ -232,14 +232,7 @@ public struct RecommendationCache: Sendable {
             commands.append(RedisCommand("RENAME", staging, openKey))
             commands.append(RedisCommand("PEXPIRE", openKey, ttl().milliseconds))
         }
-        commands.append(RedisCommand("EXEC"))
-        let replies = try await redis.pipeline(commands)
-        try Self.check(replies)
-        if case .array(let results) = replies.last {
-            try Self.check(results)
-        } else {
-            throw RedisError(.server, operation: "EXEC", message: "the store cache transaction was aborted")
-        }
+        try await redis.transaction(commands)
     }
 
     /// Sets the default list.
