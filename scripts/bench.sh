@@ -13,6 +13,9 @@ report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
 scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
+if has api || has push; then
+  command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
+fi
 BOOT=$(cat "$PREWARM_KAFKA_BOOTSTRAP_FILE")
 PGURL="$PREWARM_POSTGRES_URL password=$PREWARM_POSTGRES_PASSWORD"
 echo "bench: $scenarios; release build, services on loopback, 2 cores (each scenario names its own counts)"
@@ -226,7 +229,6 @@ if has api; then
   # wrk, 64 connections, 20 s (BENCH_API_SECONDS): the personal path over 100,000 users, the
   # default path and the random path, beside the same server answering a constant body of
   # the personal answer's size: the HTTP limit of this machine for that server.
-  command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
   USERS=${BENCH_API_USERS:-100000}; SECONDS_=${BENCH_API_SECONDS:-20}
   API=${RECOMMEND_API:-.build/release/recommend-api}
   run=$(date +%s%N); aschema=bench_api_$run; api_pid=
@@ -476,7 +478,6 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   # simulator over the same loopback, one connection per slot and nothing between calls (C,
   # epoll, no Swift, no Redis, no Kafka). What it reaches is what these two cores' loopback
   # and wake-ups allow; the set latency alone gives the bound.
-  command -v wrk >/dev/null || { echo "bench: needs wrk (apt-get install wrk)" >&2; exit 1; }
   wrk_rate() { # connections threads path; prints calls/s
     local rate
     rate=$(wrk -t"$2" -c"$1" -d"${BENCH_FLOOR_SECONDS:-5}s" "http://127.0.0.1:$sport$3" | awk '/^Requests\/sec/ { print $2 }')
