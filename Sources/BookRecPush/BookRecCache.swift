@@ -44,12 +44,12 @@ public struct CachedRecommendation: Sendable, Codable, Equatable, FlatDecodable 
 
 /// The push's keys in Redis (README and topics.md):
 /// - `rec:later_read:{uid}`: the pre-warmed recommendation, 24 h;
-/// - `push:sent:{uid}:{slot}`: `claimed:{push id}` before the push is produced, `sent:{push
-///   id}` after its delivery report, 48 h;
+/// - `push:sent:{uid}:{slot}`: `claimed:{push id}|{claimer}` before the push is produced,
+///   `sent:{push id}` after its delivery report, 48 h;
 /// - `book-rec:out:{day}`: the day's users outside the experiment (the pre-warm found them
 ///   so; the push skips them without counting a miss), 48 h;
-/// - `book-rec:failed:{period}:{attempt}`: the pre-warm's users that failed, for the final
-///   retry at the run's end;
+/// - `book-rec:failed:{period}:{attempt}`: a run's items that failed, retried at its end: the
+///   pre-warm's users (once more), an hour's task_data rows (until its send window ends);
 /// - `book-rec:stats:{job}:{period}:{attempt}`: what a run did (a hash of counts).
 public struct BookRecCache: Sendable {
     public let redis: any RedisClient
@@ -68,15 +68,34 @@ public struct BookRecCache: Sendable {
         "\(prefix)book-rec:stats:\(job):\(period):\(attempt)"
     }
 
-    /// Writes the users' recommendations, each for `ttl`, in one pipeline.
-    public func write(_ entries: [(user: Int64, value: CachedRecommendation)], ttl: Duration) async throws {
+    /// Writes the users' recommendations, each for `ttl`, in one script; with a fence, none
+    /// once a newer attempt of the run began (`StaleAttempt`). KEYS: the run's record (or any
+    /// key, unfenced), then the users' keys. ARGV: the attempt ('' for none), the TTL in
+    /// seconds, then the values.
+    static let writeScript = RedisScript(
+        name: "book-rec-write",
+        source: JobRuns.fence + """
+
+            if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
+            for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2]) end
+            return #KEYS - 1
+            """)
+
+    public func write(
+        _ entries: [(user: Int64, value: CachedRecommendation)], ttl: Duration, fence: AttemptFence? = nil
+    ) async throws {
         guard !entries.isEmpty else { return }
-        let seconds = Int(ttl.components.seconds)
-        let commands = entries.map {
-            RedisCommand("SET", recommendationKey($0.user), $0.value.json, "EX", seconds)
+        var keys = RedisArguments()
+        var arguments = RedisArguments()
+        keys.append(fence?.progressKey ?? recommendationKey(entries[0].user))
+        arguments.append(fence.map { String($0.attempt) } ?? "")
+        arguments.append(Int64(ttl.components.seconds))
+        for entry in entries {
+            keys.append(recommendationKey(entry.user))
+            arguments.append(entry.value.json)
         }
-        for reply in try await redis.pipeline(commands) {
-            if case .error(let message) = reply { throw RedisError(.server, operation: "SET", message: message) }
+        if try await redis.run(Self.writeScript, keys: keys, arguments: arguments).integer ?? 0 < 0, let fence {
+            throw fence.refused
         }
     }
 
@@ -92,52 +111,108 @@ public struct BookRecCache: Sendable {
     public enum Claim: Int, Sendable {
         /// Claimed now: produce it.
         case claimed = 1
-        /// Claimed before by this same push, never marked sent (a crash between produce and
-        /// mark): produce it again, with the same id.
+        /// Claimed before by this same push and never marked sent, by a worker that is gone
+        /// (its pod died between produce and mark): produce it again, with the same id.
         case unsent = 2
         /// Already sent: skip.
         case sent = 3
         /// Claimed or sent by another push for the slot (the user's row in the other task):
         /// skip, so the user never gets two different pushes.
         case other = 4
+        /// Claimed by a worker that is still at work (another consumer of the same batch, or
+        /// an older attempt's batch before a forced re-run): wait for it, never send beside it.
+        case busy = 5
     }
 
-    /// KEYS: the sent keys. ARGV: the push ids, then the TTL in seconds.
+    /// Who claims: a batch of an attempt, or the finish step's retry; named in the claim so a
+    /// later claimer can tell a live claim from a dead one by the claimer's lease.
+    public struct Claimer: Sendable, Equatable {
+        public let fence: AttemptFence
+        /// `{attempt}:{batch}` or `{attempt}:f` (the finish step).
+        let tag: String
+
+        public static func batch(_ batch: JobBatch) -> Claimer {
+            Claimer(fence: AttemptFence(batch), tag: "\(batch.attempt):\(batch.batch)")
+        }
+
+        public static func finishStep(_ run: JobRunProgress) -> Claimer {
+            Claimer(fence: AttemptFence(job: run.job, period: run.period, attempt: run.attempt), tag: "\(run.attempt):f")
+        }
+    }
+
+    /// Claims each push for its user and slot: `claimed:{push id}|{claimer}` set if free. A
+    /// claim of the same push by a claimer whose lease is gone (`…:batch:{attempt}:{batch}`,
+    /// or the run's `…:finish`) is a crash leftover and is taken over; one whose claimer still
+    /// holds its lease is busy. Nothing is claimed once a newer attempt of the run began.
+    /// KEYS: the run's record, then the sent keys. ARGV: attempt, claimer, the run's key (the
+    /// prefix of its leases), TTL in seconds, then the push ids. Returns the `Claim`s, or {-1}
+    /// when fenced.
     static let claimScript = RedisScript(
         name: "book-rec-claim",
-        source: """
-            local ttl = ARGV[#ARGV]
+        source: JobRuns.fence + """
+
+            if not fenced(KEYS[1], ARGV[1]) then return {-1} end
+            local mine, run, ttl = ARGV[2], ARGV[3], ARGV[4]
+            local function alive(holder)
+              local attempt, batch = string.match(holder, '^(%d+):(%w+)$')
+              if not attempt then return false end
+              if batch == 'f' then return redis.call('EXISTS', run .. ':finish') == 1 end
+              return redis.call('EXISTS', run .. ':batch:' .. attempt .. ':' .. batch) == 1
+            end
             local result = {}
-            for i, key in ipairs(KEYS) do
-              local id = ARGV[i]
-              if redis.call('SET', key, 'claimed:' .. id, 'NX', 'EX', ttl) then
-                result[i] = 1
+            for i = 2, #KEYS do
+              local id = ARGV[i + 3]
+              local ours = 'claimed:' .. id .. '|'
+              if redis.call('SET', KEYS[i], ours .. mine, 'NX', 'EX', ttl) then
+                result[i - 1] = 1
               else
-                local value = redis.call('GET', key) or ''
-                if value == 'claimed:' .. id then result[i] = 2
-                elseif value == 'sent:' .. id then result[i] = 3
-                else result[i] = 4 end
+                local value = redis.call('GET', KEYS[i]) or ''
+                if value == 'sent:' .. id then
+                  result[i - 1] = 3
+                elseif value == 'claimed:' .. id or string.sub(value, 1, #ours) == ours then
+                  local holder = string.sub(value, #ours + 1)
+                  if holder ~= mine and holder ~= '' and alive(holder) then
+                    result[i - 1] = 5
+                  else
+                    redis.call('SET', KEYS[i], ours .. mine, 'KEEPTTL')
+                    result[i - 1] = 2
+                  end
+                else
+                  result[i - 1] = 4
+                end
               end
             end
             return result
             """)
 
-    /// Claims each (user, push id) for the slot, in one script.
-    public func claim(_ pushes: [(user: Int64, pushID: String)], slot: String, ttl: Duration) async throws -> [Claim] {
+    /// Claims each (user, push id) for the slot, in one script; throws `StaleAttempt` when a
+    /// newer attempt of the run began.
+    public func claim(
+        _ pushes: [(user: Int64, pushID: String)], slot: String, by claimer: Claimer, ttl: Duration
+    ) async throws -> [Claim] {
         guard !pushes.isEmpty else { return [] }
         var keys = RedisArguments()
         var arguments = RedisArguments()
+        keys.append(claimer.fence.progressKey)
+        arguments.append(String(claimer.fence.attempt))
+        arguments.append(claimer.tag)
+        arguments.append(JobRuns.leaseKey(job: claimer.fence.job, period: claimer.fence.period))
+        arguments.append(Int64(ttl.components.seconds))
         for push in pushes {
             keys.append(sentKey(user: push.user, slot: slot))
             arguments.append(push.pushID)
         }
-        arguments.append(Int64(ttl.components.seconds))
-        let reply = try await redis.run(Self.claimScript, keys: keys, arguments: arguments)
-        let values = reply.array ?? []
+        let values = try await redis.run(Self.claimScript, keys: keys, arguments: arguments).array ?? []
+        if values.first?.integer == -1 { throw claimer.fence.refused }
         guard values.count == pushes.count else {
-            throw RedisError(.server, operation: "book-rec-claim", message: "expected \(pushes.count) answers")
+            throw UnknownReply(what: "book-rec-claim", reply: "\(values.count) answers for \(pushes.count) pushes")
         }
-        return values.map { Claim(rawValue: Int($0.integer ?? 4)) ?? .other }
+        return try values.map { value in
+            guard let claim = value.integer.flatMap({ Claim(rawValue: Int($0)) }) else {
+                throw UnknownReply(what: "book-rec-claim answer", reply: "\(value)")
+            }
+            return claim
+        }
     }
 
     /// Marks the pushes sent (their delivery reported), keeping each key's TTL.
@@ -198,15 +273,17 @@ public struct BookRecCache: Sendable {
             .compactMap { $0.string.flatMap { Int64($0) } }.sorted()
     }
 
-    /// The users a run's end pre-warmed after all: out of its failed set, and `counts` added
-    /// to its hash, in one transaction, so a finish step run again after a crash finds
-    /// them either still failed and uncounted, or moved and counted.
-    func settle(_ users: [Int64], counts: [String: Int], job: String, period: String, attempt: Int) async throws {
-        guard !users.isEmpty else { return }
+    /// The items (users of a pre-warm, rows of an hour) a run's end worked after all: out of
+    /// its failed set, `counts` added to its hash and the run's record moving them from failed
+    /// to done, in one transaction, so a finish step run again after a crash finds them
+    /// either still failed and uncounted, or moved and counted.
+    func settle(_ items: [Int64], counts: [String: Int], job: String, period: String, attempt: Int) async throws {
+        guard !items.isEmpty else { return }
         let key = statsKey(job: job, period: period, attempt: attempt)
         try await redis.transaction(
-            [RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + users.map(String.init))]
+            [RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + items.map(String.init))]
                 + counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
-                + [RedisCommand("EXPIRE", key, 2 * 86_400)])
+                + [RedisCommand("EXPIRE", key, 2 * 86_400)]
+                + JobRuns.recoveredCommands(job: job, period: period, count: items.count))
     }
 }

@@ -120,9 +120,11 @@ public final class BookRecJobs: JobBatchHandler {
                 recID: rec.recID, recType: rec.recType, materialID: rec.materialID, traceID: assignment.traceID))
     }
 
-    /// The users' pre-warm: written to the cache in one pipeline; the users that failed are
-    /// returned with their errors.
-    func prewarm(users: [Int64], day: String) async throws -> (
+    /// The users' pre-warm: written to the cache in one script (fenced: nothing once a newer
+    /// attempt of the run began); the users that failed are returned with their errors.
+    /// `malformed` counts rows (a user with a good and a bad row is pre-warmed, and its bad
+    /// row counted).
+    func prewarm(users: [Int64], day: String, fence: AttemptFence) async throws -> (
         counts: [String: Int], failed: [(user: Int64, error: any Error)]
     ) {
         let (rows, malformed) = try await data.users(users, day: day)
@@ -141,16 +143,14 @@ public final class BookRecJobs: JobBatchHandler {
             case .failure(let error): failed.append((row.user, error))
             }
         }
-        try await cache.write(entries, ttl: options.cacheTTL)
+        try await cache.write(entries, ttl: options.cacheTTL, fence: fence)
         try await cache.recordOut(out, day: day)
-        let usable = Set(rows.map(\.user))
-        return (
-            ["cached": entries.count, "not_in_experiment": out.count, "malformed": users.count - usable.count], failed
-        )
+        return (["cached": entries.count, "not_in_experiment": out.count, "malformed": malformed.count], failed)
     }
 
     func prewarm(_ batch: JobBatch) async throws -> BatchResult {
-        let (counts, failed) = try await prewarm(users: batch.ids, day: String(batch.period.prefix(8)))
+        let (counts, failed) = try await prewarm(
+            users: batch.ids, day: String(batch.period.prefix(8)), fence: AttemptFence(batch))
         var all = counts
         all["failed"] = failed.count
         // The failed users join the run's failed set with the counts, in one step: a batch
@@ -166,7 +166,9 @@ public final class BookRecJobs: JobBatchHandler {
         let failed = try await cache.failed(period: run.period, attempt: run.attempt)
         var still: [(user: Int64, error: any Error)] = []
         if !failed.isEmpty {
-            let (counts, again) = try await prewarm(users: failed, day: String(run.period.prefix(8)))
+            let (counts, again) = try await prewarm(
+                users: failed, day: String(run.period.prefix(8)),
+                fence: AttemptFence(job: run.job, period: run.period, attempt: run.attempt))
             still = again
             let recovered = Set(failed).subtracting(again.map(\.user))
             let moved = [
@@ -232,9 +234,34 @@ public final class BookRecJobs: JobBatchHandler {
     /// The push's id: the same user, slot and task always make the same id.
     public static func pushID(user: Int64, slot: String, task: String) -> String { "\(slot)-\(user)-\(task)" }
 
+    /// What pushing some task_data rows did: its counts, the pushes delivered (to mark sent)
+    /// and the rows that failed (a downstream or the broker refused them) with the error.
+    struct PushOutcome {
+        var counts: [String: Int]
+        var sent: [(user: Int64, pushID: String)]
+        var failed: [(row: Int64, user: Int64, error: any Error)]
+    }
+
     func push(_ batch: JobBatch) async throws -> BatchResult {
-        let slot = batch.period
-        let (rows, malformed) = try await data.rows(batch.ids)
+        let outcome = try await push(rows: batch.ids, slot: batch.period, by: .batch(batch), batch: "\(batch.batch)")
+        // Counted before the users are marked sent: a pod that dies between the two leaves
+        // them claimed, and the batch's replay sends them again (same ids) without counting.
+        // The failed rows join the hour's failed set with the counts, retried at its end.
+        try await count(outcome.counts, failed: outcome.failed.map(\.row), batch)
+        try await cache.markSent(outcome.sent, slot: batch.period)
+        warn(
+            "pushes not sent; tried again until the hour's send window ends",
+            outcome.failed.map { ($0.user, $0.error) }, ["slot": "\(batch.period)", "batch": "\(batch.batch)"])
+        return BatchResult(itemsDone: batch.ids.count - outcome.failed.count, itemsFailed: outcome.failed.count)
+    }
+
+    /// Pushes the rows of an hour: the cached recommendation, the material service, one
+    /// message each, claimed first (a push another live worker claimed is waited for) and
+    /// produced in one send whose messages succeed or fail each on their own.
+    func push(rows ids: [Int64], slot: String, by claimer: BookRecCache.Claimer, batch: String) async throws
+        -> PushOutcome
+    {
+        let (rows, malformed) = try await data.rows(ids)
         for problem in malformed {
             logger.warning("task_data row skipped", metadata: ["row": "\(problem.id)", "reason": "\(problem.reason)"])
         }
@@ -253,14 +280,13 @@ public final class BookRecJobs: JobBatchHandler {
             logger.warning(
                 "cache miss: no pre-warmed recommendation, push skipped",
                 metadata: [
-                    "slot": "\(slot)", "batch": "\(batch.batch)",
-                    "users": "\(misses[start..<min(start + 100, misses.count)])",
+                    "slot": "\(slot)", "batch": "\(batch)", "users": "\(misses[start..<min(start + 100, misses.count)])",
                 ])
         }
         let pushes = hits.map {
             (user: $0.row.user, pushID: Self.pushID(user: $0.row.user, slot: slot, task: $0.row.task))
         }
-        let claims = try await cache.claim(pushes, slot: slot, ttl: .seconds(2 * 86_400))
+        let claims = try await claim(pushes, slot: slot, by: claimer)
         var toSend: [(row: TaskDataRow, rec: CachedRecommendation, pushID: String)] = []
         var alreadySent = 0
         var otherPush = 0
@@ -268,7 +294,7 @@ public final class BookRecJobs: JobBatchHandler {
             switch claim {
             case .claimed, .unsent: toSend.append((hits[index].row, hits[index].rec, pushes[index].pushID))
             case .sent: alreadySent += 1
-            case .other: otherPush += 1
+            case .other, .busy: otherPush += 1
             }
         }
         let producedAt = Date().formatted(.iso8601)
@@ -278,31 +304,55 @@ public final class BookRecJobs: JobBatchHandler {
                 return try self.message(item.row, item.rec, material, pushID: item.pushID, slot: slot, at: producedAt)
             })
         var messages: [KafkaProducerMessage] = []
-        var ready: [(user: Int64, pushID: String)] = []
-        var failed: [(user: Int64, error: any Error)] = []
+        var ready: [(row: TaskDataRow, pushID: String)] = []
+        var failed: [(row: Int64, user: Int64, error: any Error)] = []
         for (item, outcome) in zip(toSend, outcomes) {
             switch outcome {
             case .success(let message):
                 messages.append(message)
-                ready.append((item.row.user, item.pushID))
-            case .failure(let error): failed.append((item.row.user, error))
+                ready.append((item.row, item.pushID))
+            case .failure(let error): failed.append((item.row.id, item.row.user, error))
             }
         }
-        // One send for the batch's pushes; if any is not delivered, none is marked and the
-        // batch is retried: the delivered ones go again with the same ids.
-        try await producer.send(messages)
-        failpoint(produced: messages.count)
-        // Counted before the users are marked sent: a pod that dies between the two leaves
-        // them claimed, and the batch's replay sends them again (same ids) without counting.
-        try await count(
-            [
-                "rows": batch.ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
-                "not_in_experiment": notInExperiment,
-                "sent": ready.count, "already_sent": alreadySent, "other_push": otherPush, "failed": failed.count,
-            ], batch)
-        try await cache.markSent(ready, slot: slot)
-        warn("pushes not sent: the material service failed", failed, ["slot": "\(slot)", "batch": "\(batch.batch)"])
-        return BatchResult(itemsDone: batch.ids.count - failed.count, itemsFailed: failed.count)
+        // One send for the pushes; each is delivered or fails on its own (a failed one is
+        // left claimed and retried, with the same id).
+        var sent: [(user: Int64, pushID: String)] = []
+        for (item, report) in zip(ready, try await producer.sendEach(messages)) {
+            switch report {
+            case .success: sent.append((item.row.user, item.pushID))
+            case .failure(let error): failed.append((item.row.id, item.row.user, error))
+            }
+        }
+        failpoint(produced: sent.count)
+        return PushOutcome(
+            counts: [
+                "rows": ids.count, "malformed": malformed.count, "hits": hits.count, "misses": misses.count,
+                "not_in_experiment": notInExperiment, "sent": sent.count, "already_sent": alreadySent,
+                "other_push": otherPush, "failed": failed.count,
+            ],
+            sent: sent, failed: failed)
+    }
+
+    /// Claims the pushes; those another live worker holds (a consumer of the same batch
+    /// around a rebalance, an older attempt's batch still at work after a forced re-run) are
+    /// claimed again until that worker marked them or its lease lapsed: never sent beside it.
+    private func claim(_ pushes: [(user: Int64, pushID: String)], slot: String, by claimer: BookRecCache.Claimer)
+        async throws -> [BookRecCache.Claim]
+    {
+        var claims = try await cache.claim(pushes, slot: slot, by: claimer, ttl: .seconds(2 * 86_400))
+        var busy = claims.indices.filter { claims[$0] == .busy }
+        if !busy.isEmpty {
+            logger.notice(
+                "pushes claimed by a worker still at work; waiting for it",
+                metadata: ["slot": "\(slot)", "users": "\(busy.count)"])
+        }
+        while !busy.isEmpty {
+            try await Task.sleep(for: .milliseconds(250))
+            let again = try await cache.claim(busy.map { pushes[$0] }, slot: slot, by: claimer, ttl: .seconds(2 * 86_400))
+            for (index, claim) in zip(busy, again) { claims[index] = claim }
+            busy = busy.filter { claims[$0] == .busy }
+        }
+        return claims
     }
 
     /// The push (topics.md): key = the user id; the row's payload passed on as `data`. Written
@@ -342,8 +392,38 @@ public final class BookRecJobs: JobBatchHandler {
         kill(getpid(), SIGKILL)
     }
 
-    /// At an hour's end: its counts, and an alert when its misses pass the threshold.
+    /// At an hour's end: its failed rows pushed again, with backoff, until none is left or
+    /// its send window ends (a push after that is no use to anyone); those still unsent are
+    /// named and alerted with their count (the run ends partial). Then its counts, and an
+    /// alert when its misses pass the threshold.
     public func finishPush(_ run: JobRunProgress) async throws {
+        let windowEnd = (run.dueAt ?? run.startedAt ?? Date()).addingTimeInterval(options.sendWindow.seconds)
+        let claimer = BookRecCache.Claimer.finishStep(run)
+        let backoff = Backoff(initial: .seconds(1), maximum: .seconds(30))
+        var round = 0
+        var retried = 0
+        var still: [Int64] = []
+        while true {
+            still = try await cache.failed(period: run.period, attempt: run.attempt)
+            let left = windowEnd.timeIntervalSinceNow
+            if still.isEmpty || left <= 0 { break }
+            try await Task.sleep(for: min(backoff.delay(attempt: round), .seconds(left)))
+            round += 1
+            guard windowEnd.timeIntervalSinceNow > 0 else { continue }
+            retried += still.count
+            let outcome = try await push(rows: still, slot: run.period, by: claimer, batch: "retry \(round)")
+            // Marked sent before the rows leave the failed set: a crash between leaves them
+            // failed, and the next round finds them sent.
+            try await cache.markSent(outcome.sent, slot: run.period)
+            let failedAgain = Set(outcome.failed.map(\.row))
+            let recovered = still.filter { !failedAgain.contains($0) }
+            let moved = [
+                "sent": outcome.counts["sent"] ?? 0, "already_sent": outcome.counts["already_sent"] ?? 0,
+                "other_push": outcome.counts["other_push"] ?? 0, "failed": -recovered.count,
+            ]
+            try await cache.settle(recovered, counts: moved, job: run.job, period: run.period, attempt: run.attempt)
+            increment(moved, run.job)
+        }
         let counts = try await cache.counts(job: run.job, period: run.period, attempt: run.attempt)
         let hits = counts["hits"] ?? 0
         let misses = counts["misses"] ?? 0
@@ -354,9 +434,21 @@ public final class BookRecJobs: JobBatchHandler {
                 "slot": "\(run.period)", "rows": "\(counts["rows"] ?? 0)", "sent": "\(counts["sent"] ?? 0)",
                 "already_sent": "\(counts["already_sent"] ?? 0)", "misses": "\(misses)",
                 "not_in_experiment": "\(counts["not_in_experiment"] ?? 0)",
-                "miss_rate": "\(String(format: "%.3f", ratio))", "failed": "\(counts["failed"] ?? 0)",
-                "malformed": "\(counts["malformed"] ?? 0)",
+                "miss_rate": "\(String(format: "%.3f", ratio))", "retried_at_end": "\(retried)",
+                "unsent": "\(still.count)", "malformed": "\(counts["malformed"] ?? 0)",
             ])
+        if !still.isEmpty {
+            for chunk in stride(from: 0, to: min(still.count, 1000), by: 100) {
+                logger.error(
+                    "task_data rows left unpushed at the end of their hour's send window",
+                    metadata: ["slot": "\(run.period)", "rows": "\(still[chunk..<min(chunk + 100, still.count)])"])
+            }
+            alerts?.raise(
+                "book-rec-push-unsent",
+                "book-rec push \(run.period): \(still.count) rows not pushed by the end of the send window "
+                    + "(\(windowEnd.formatted(.iso8601))); they were retried \(round) times",
+                details: ["slot": run.period, "unsent": String(still.count)])
+        }
         if ratio > options.missAlertRatio {
             alerts?.raise(
                 "book-rec-push-misses",

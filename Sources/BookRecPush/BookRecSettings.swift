@@ -15,6 +15,9 @@ public enum BookRecSettings {
     public static let catchUpWindow = Setting<Duration>.seconds(
         "PREWARM_PUSH_CATCH_UP_WINDOW", default: 1800, in: 0...86_400,
         "a missed hourly push is sent late only within this many seconds of its hour; later it is skipped and alerted")
+    public static let sendWindow = Setting<Duration>.seconds(
+        "PREWARM_PUSH_SEND_WINDOW", default: 3000, in: 60...86_400,
+        "an hour's pushes that failed are retried until this many seconds after its :00; then the rest are alerted")
     public static let finishedTask = Setting.text(
         "PREWARM_PUSH_FINISHED_TASK", default: "04-026-{date}-r0gdua",
         "task id of the day's \"finished series\" users in task_data ({date} is yyyymmdd)")
@@ -60,7 +63,7 @@ public enum BookRecSettings {
 
     public static let all: [SettingDescription] = [
         prewarmSchedule.description, prewarmDeadline.description, pushSchedule.description,
-        catchUpWindow.description, finishedTask.description, followingTask.description, experiment.description,
+        catchUpWindow.description, sendWindow.description, finishedTask.description, followingTask.description, experiment.description,
         abURL.description, recommendationURL.description, materialURL.description, maxInFlight.description,
         callAttempts.description, breakerFailures.description, breakerCoolDown.description,
         batchSize.description, batchConcurrency.description, cacheTTL.description, failureAlertRatio.description,
@@ -91,6 +94,7 @@ public struct BookRecOptions: Sendable {
     public var prewarmDeadline = 6 * 60
     public var pushSchedule: Schedule = .hourly(minute: 0)
     public var catchUpWindow: Duration = .seconds(1800)
+    public var sendWindow: Duration = .seconds(3000)
     public var finishedTask = "04-026-{date}-r0gdua"
     public var followingTask = "04-026-{date}-qk79ub"
     public var experiment = "later_read"
@@ -129,6 +133,7 @@ public struct BookRecOptions: Sendable {
         prewarmDeadline = try environment.value(S.prewarmDeadline)
         pushSchedule = try environment.value(S.pushSchedule)
         catchUpWindow = try environment.value(S.catchUpWindow)
+        sendWindow = try environment.value(S.sendWindow)
         finishedTask = try environment.value(S.finishedTask)
         followingTask = try environment.value(S.followingTask)
         experiment = try environment.value(S.experiment)

@@ -39,10 +39,18 @@ public final class KafkaProducer: Sendable {
     /// the whole batch, which is safe because prewarm's consumers are idempotent.
     @discardableResult
     public func send(_ messages: [KafkaProducerMessage]) async throws -> [KafkaDeliveryReport] {
+        try await sendEach(messages).map { try $0.get() }
+    }
+
+    /// Sends every message and returns each one's delivery report or failure, in order, once
+    /// every message has one: one message the broker refuses (too large, say) fails alone.
+    /// Throws only when the producer is closed.
+    public func sendEach(_ messages: [KafkaProducerMessage]) async throws -> [Result<KafkaDeliveryReport, KafkaError>]
+    {
         if messages.isEmpty { return [] }
         try handle.checkOpen("send")
         let batch = DeliveryBatch(count: messages.count)
-        return try await withCheckedThrowingContinuation { continuation in
+        return await withCheckedContinuation { continuation in
             batch.continuation.withLock { $0 = continuation }
             Task { await self.enqueue(messages, batch) }
         }
@@ -182,7 +190,7 @@ final class PollLoop: Sendable {
 final class DeliveryBatch: @unchecked Sendable {
     // Safe: `slots` is written once in `init` and freed once, after the last report;
     // everything that changes is behind the mutexes.
-    let continuation = Mutex<CheckedContinuation<[KafkaDeliveryReport], Error>?>(nil)
+    let continuation = Mutex<CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>?>(nil)
     private let state: Mutex<State>
     private let slots: UnsafeMutablePointer<DeliverySlot>
     private var keepAlive: Unmanaged<DeliveryBatch>?
@@ -244,9 +252,8 @@ final class DeliveryBatch: @unchecked Sendable {
             return state.remaining == 0 ? state.results : nil
         }
         guard let finished else { return }
-        let outcome = Result<[KafkaDeliveryReport], Error> { try finished.map { try $0!.get() } }
         // The continuation is stored before the first message is produced.
-        continuation.withLock { $0?.resume(with: outcome) }
+        continuation.withLock { $0?.resume(returning: finished.map { $0! }) }
         slots.deinitialize(count: finished.count)
         slots.deallocate()
         keepAlive?.release()

@@ -2,34 +2,48 @@ import Redis
 
 /// The Lua scripts behind job-run records: each step of a run is one atomic script, so pods
 /// racing for a run, consumers recording batches and a winner finishing its fan-out never
-/// see a half-written record.
+/// see a half-written record. The states they write are `JobRunState`'s raw values.
 enum JobRunScripts {
-    /// Marks a run finished once its fan-out is done and every batch is recorded; the
-    /// success flag (`:done`) only for a run without failed batches.
-    private static let complete = """
-        local function complete(progress, done, now, retention)
-          local p = redis.call('HMGET', progress, 'state', 'batches_total', 'batches_done', 'batches_failed',
-            'started_at')
-          if p[1] ~= 'fanned-out' then return '' end
-          if tonumber(p[3]) + tonumber(p[4]) < tonumber(p[2]) then return '' end
-          local final = 'succeeded'
-          if tonumber(p[4]) > 0 then final = 'failed' end
-          redis.call('HSET', progress, 'state', final, 'finished_at', now,
-            'duration_ms', tonumber(now) - tonumber(p[5]))
-          if final == 'succeeded' then redis.call('SET', done, now, 'PX', retention) end
-          return final
+    /// The outcome of a run's counts (`JobRunState`): succeeded when nothing failed, failed
+    /// when nothing was worked, partial between.
+    private static let outcome = """
+        local function outcome(batchesFailed, itemsDone, itemsFailed)
+          if batchesFailed <= 0 and itemsFailed <= 0 then return 'succeeded' end
+          if itemsDone <= 0 then return 'failed' end
+          return 'partial'
         end
         """
+
+    /// Ends a fan-out run once its fan-out is done and every batch is recorded; the success
+    /// flag (`:done`) only for a run that succeeded.
+    private static let complete =
+        outcome + """
+
+            local function complete(progress, done, now, retention)
+              local p = redis.call('HMGET', progress, 'state', 'batches_total', 'batches_done', 'batches_failed',
+                'started_at', 'items_done', 'items_failed')
+              if p[1] ~= 'fanned-out' then return '' end
+              if tonumber(p[3]) + tonumber(p[4]) < tonumber(p[2]) then return '' end
+              local final = outcome(tonumber(p[4]), tonumber(p[6] or '0'), tonumber(p[7] or '0'))
+              redis.call('HSET', progress, 'state', final, 'finished_at', now,
+                'duration_ms', tonumber(now) - tonumber(p[5]))
+              if final == 'succeeded' then redis.call('SET', done, now, 'PX', retention) end
+              return final
+            end
+            """
 
     /// KEYS: lease, progress, done, index, active. ARGV: token, lease ms, now ms, force, owner,
     /// retention ms, index member, deadline ms or '', job, period, skip, due ms.
     /// Returns {outcome, detail}: start (the attempt), resume (the previous owner), held
-    /// (the state), exists (the state), skipped.
+    /// (the state), exists (the state), skipped. A forced claim takes the lease even from a
+    /// live holder: its next fenced write fails, and the new attempt's fences (`attempt` in
+    /// the progress) stop the old attempt's batches.
     static let claim = RedisScript(
         name: "job-run-claim",
         source: """
             if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-              return {'held', redis.call('HGET', KEYS[2], 'state') or ''}
+              if ARGV[4] ~= '1' then return {'held', redis.call('HGET', KEYS[2], 'state') or ''} end
+              redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
             end
             local state = redis.call('HGET', KEYS[2], 'state')
             if state and ARGV[4] ~= '1' then
@@ -127,5 +141,61 @@ enum JobRunScripts {
             redis.call('HINCRBY', KEYS[1], 'items_done', ARGV[3])
             redis.call('HINCRBY', KEYS[1], 'items_failed', ARGV[4])
             return {'recorded', complete(KEYS[1], KEYS[3], ARGV[6], ARGV[7])}
+            """)
+
+    /// A consumer is about to work a batch: checks it is of the run's current attempt (an
+    /// older attempt's batch is stale: a forced re-run fenced it), not recorded yet, not
+    /// worked by a live consumer now, and has not been started `max` times by consumers that
+    /// never came back (their pods died in it: a batch that kills pods). Then takes the
+    /// batch's lease and counts the start. KEYS: progress, batch lease, starts hash,
+    /// recorded batches. ARGV: attempt, batch index, token, lease ms, max starts, retention ms.
+    /// Returns {orphan}, {stale, current attempt}, {recorded}, {busy, holder},
+    /// {crashed, starts} or {begin, starts before this one}.
+    static let beginBatch = RedisScript(
+        name: "job-run-begin-batch",
+        source: """
+            local attempt = redis.call('HGET', KEYS[1], 'attempt')
+            if not attempt then return {'orphan', ''} end
+            if attempt ~= ARGV[1] then return {'stale', attempt} end
+            if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then return {'recorded', ''} end
+            local holder = redis.call('GET', KEYS[2])
+            if holder and holder ~= ARGV[3] then return {'busy', holder} end
+            local starts = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+            if starts >= tonumber(ARGV[5]) then return {'crashed', tostring(starts)} end
+            redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+            redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+            redis.call('PEXPIRE', KEYS[3], ARGV[6])
+            return {'begin', tostring(starts)}
+            """)
+
+    /// The consumer that began a batch came back from it (done, failed, or giving it up at
+    /// shutdown): its start no longer counts as one that never returned.
+    /// KEYS: starts hash. ARGV: batch index.
+    static let endBatch = RedisScript(
+        name: "job-run-end-batch",
+        source: """
+            if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+            return 1
+            """)
+
+    /// The finish step ended: the run's outcome settled from its counts as the step left them
+    /// (a hook that recovered failed items moved them to done), the step reported, and the
+    /// duration taken to now. KEYS: progress, done. ARGV: attempt, now ms, retention ms.
+    /// Returns the final state, or '' when the record is of another attempt (or gone).
+    static let settle = RedisScript(
+        name: "job-run-settle",
+        source: outcome + """
+
+            local p = redis.call('HMGET', KEYS[1], 'attempt', 'state', 'batches_failed', 'items_done', 'items_failed',
+              'started_at', 'error')
+            if p[1] ~= ARGV[1] then return '' end
+            local final = p[2]
+            if (final == 'succeeded' or final == 'partial' or final == 'failed') and (p[7] or '') == '' then
+              final = outcome(tonumber(p[3] or '0'), tonumber(p[4] or '0'), tonumber(p[5] or '0'))
+            end
+            redis.call('HSET', KEYS[1], 'state', final, 'finish_reported', 1, 'settled_at', ARGV[2],
+              'duration_ms', tonumber(ARGV[2]) - tonumber(p[6] or ARGV[2]))
+            if final == 'succeeded' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+            return final
             """)
 }

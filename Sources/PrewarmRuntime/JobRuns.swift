@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import Redis
@@ -11,11 +12,18 @@ public struct JobRunSettings: Sendable {
     public var checkEvery: Duration
     /// How long a run's records stay in Redis.
     public var retention: Duration
+    /// A batch begun this many times by consumers that never came back from it (their pods
+    /// died in it) is set aside, failed and alerted, instead of taking the next pod with it.
+    public var maxBatchCrashes: Int
 
-    public init(lease: Duration = .seconds(30), checkEvery: Duration = .seconds(10), retention: Duration = .days(7)) {
+    public init(
+        lease: Duration = .seconds(30), checkEvery: Duration = .seconds(10), retention: Duration = .days(7),
+        maxBatchCrashes: Int = 3
+    ) {
         self.lease = lease
         self.checkEvery = checkEvery
         self.retention = retention
+        self.maxBatchCrashes = maxBatchCrashes
     }
 }
 
@@ -27,9 +35,8 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
     /// Incremented by each forced re-run of the period; batches of an older attempt are not
     /// counted in this one's progress.
     public var attempt: Int
-    /// running (fanning out, or working in place), fanned-out (waiting for its batches),
-    /// succeeded, failed, or skipped (a missed period outside its catch-up window).
-    public var state: String
+    /// Where it stands (`JobRunState`): partial and failed runs say so, with their counts.
+    public var state: JobRunState
     public var owner: String?
     public var forced: Bool
     public var leased: Bool
@@ -38,7 +45,12 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
     public var startedAt: Date?
     public var deadlineAt: Date?
     public var fanOutFinishedAt: Date?
+    /// When its work ended (its last batch recorded, or its body done).
     public var finishedAt: Date?
+    /// When its finish step settled its outcome.
+    public var settledAt: Date?
+    /// From its start to its outcome settled (its finish step included), or to its work's end
+    /// while the step runs: the one duration status, the runs route, logs and metrics show.
     public var durationSeconds: Double?
     public var batchesProduced: Int
     public var batchesExpected: Int?
@@ -56,21 +68,23 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
     /// Whether the run's finish step (its end reported, the job's finish hook run) is done.
     public var finishReported: Bool
 
-    public var isFinished: Bool { ["succeeded", "failed", "skipped"].contains(state) }
+    public var isFinished: Bool { state.isFinished }
 
     /// Ended, and its finish step still to run: not reported yet, and the run has one (it
     /// was not skipped, nor failed by its winner's error, alerted then: its hook would see
     /// only part of it).
     public var owesFinishStep: Bool {
-        isFinished && state != "skipped" && (error ?? "").isEmpty && !finishReported
+        isFinished && state != .skipped && (error ?? "").isEmpty && !finishReported
     }
 
     /// A record of a run with nothing done yet (for products and tests that build one).
-    public init(job: String, period: String, attempt: Int, state: String) {
-        self.init(fields: ["job": job, "period": period, "attempt": String(attempt), "state": state], leased: false)
+    public init(job: String, period: String, attempt: Int, state: JobRunState) {
+        // A known state: this cannot throw.
+        try! self.init(
+            fields: ["job": job, "period": period, "attempt": String(attempt), "state": state.rawValue], leased: false)
     }
 
-    init(fields: [String: String], leased: Bool) {
+    init(fields: [String: String], leased: Bool) throws {
         func int(_ name: String) -> Int? { fields[name].flatMap { Int($0) } }
         func date(_ name: String) -> Date? {
             int(name).map { Date(timeIntervalSince1970: Double($0) / 1000) }
@@ -78,7 +92,7 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
         job = fields["job"] ?? ""
         period = fields["period"] ?? ""
         attempt = int("attempt") ?? 0
-        state = fields["state"] ?? "unknown"
+        state = try JobRunState(recorded: fields["state"] ?? "")
         owner = fields["owner"]
         forced = fields["forced"] == "1"
         self.leased = leased
@@ -87,6 +101,7 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
         deadlineAt = date("deadline_at")
         fanOutFinishedAt = date("fanout_finished_at")
         finishedAt = date("finished_at")
+        settledAt = date("settled_at")
         durationSeconds = int("duration_ms").map { Double($0) / 1000 }
         batchesProduced = int("batches_produced") ?? 0
         batchesExpected = int("batches_expected")
@@ -111,7 +126,11 @@ public struct JobRunProgress: Sendable, Codable, Equatable {
 /// - `…:progress`: a hash of where the run stands (see `JobRunProgress`);
 /// - `…:batches:{attempt}`: the batch indices consumers have recorded, so a replayed batch
 ///   counts once;
-/// - `…:done`: the success flag, set once every batch is recorded without failure;
+/// - `…:batch:{attempt}:{index}`: the lease of the consumer working a batch now (a batch
+///   delivered again meanwhile waits for it; a push claim names it);
+/// - `…:starts:{attempt}`: per batch, the consumers that began it and never came back (their
+///   pods died in it);
+/// - `…:done`: the success flag, set once the run succeeded;
 /// - `…:finish`: the lease of the pod running the run's finish step (renewed while it
 ///   runs); the step's end is the progress field `finish_reported`;
 /// - `prewarm:runs`: every run of the retention window by start time, for status.
@@ -127,22 +146,52 @@ public final class JobRuns: Sendable {
     let logger: Logger
     let alerts: Alerts?
     private let finishHooks = Mutex<[String: @Sendable (JobRunProgress) async throws -> Void]>([:])
+    /// Where finish steps run when a scheduler is there (its run group): never inside a
+    /// consumer's batch, whose partition would wait for a step that may retry for an hour.
+    private let launcher = Mutex<(@Sendable (_ job: String, _ period: String) -> Void)?>(nil)
+    private let metrics: JobRunMetrics
 
-    public init(redis: any RedisClient, settings: JobRunSettings, owner: String, logger: Logger, alerts: Alerts?) {
+    public init(
+        redis: any RedisClient, settings: JobRunSettings, owner: String, logger: Logger, alerts: Alerts?,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         self.redis = redis
         self.settings = settings
         self.owner = owner
         self.logger = logger
         self.alerts = alerts
+        self.metrics = JobRunMetrics(factory: metricsFactory)
     }
 
     public static func leaseKey(job: String, period: String) -> String { "prewarm:run:\(job):\(period)" }
-    static func progressKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":progress" }
+    /// The run's record; products fence their writes with its `attempt` (`JobRuns.fence`).
+    public static func progressKey(job: String, period: String) -> String {
+        leaseKey(job: job, period: period) + ":progress"
+    }
     static func finishKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":finish" }
     public static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
     static func batchesKey(job: String, period: String, attempt: Int) -> String {
         leaseKey(job: job, period: period) + ":batches:\(attempt)"
     }
+    /// The lease of the consumer working batch `index` of `attempt`.
+    public static func batchLeaseKey(job: String, period: String, attempt: Int, batch index: Int) -> String {
+        leaseKey(job: job, period: period) + ":batch:\(attempt):\(index)"
+    }
+    static func startsKey(job: String, period: String, attempt: Int) -> String {
+        leaseKey(job: job, period: period) + ":starts:\(attempt)"
+    }
+
+    /// A Lua function for a product's fenced writes: `fenced(progressKey, attempt)` is false
+    /// when the run's record names another attempt (a forced re-run superseded this one), so
+    /// an older attempt never writes after a newer one began; true without a record (a batch
+    /// worked outside a run). The script then returns without writing, and its caller throws
+    /// `StaleAttempt`.
+    public static let fence = """
+        local function fenced(progress, attempt)
+          local current = redis.call('HGET', progress, 'attempt')
+          return current == false or current == attempt
+        end
+        """
 
     public enum Claim: Sendable {
         /// This pod starts the run (a fresh period, or a forced re-run).
@@ -158,7 +207,9 @@ public final class JobRuns: Sendable {
     }
 
     /// Races for the run of (job, period). `force` starts a new attempt even if the period
-    /// ran; `skip` records the period as skipped instead of running it.
+    /// ran or is running (the older attempt is fenced: its winner's next write and its
+    /// batches' fenced writes are refused); `skip` records the period as skipped instead of
+    /// running it.
     public func claim(
         job: String, period: String, due: Date, force: Bool, deadline: Date?, skip: Bool = false
     ) async throws -> Claim {
@@ -176,10 +227,7 @@ public final class JobRuns: Sendable {
                 deadline.map { String(Int64($0.timeIntervalSince1970 * 1000)) } ?? "", job, period, skip ? "1" : "0",
                 Int64(due.timeIntervalSince1970 * 1000),
             ])
-        let parts = (reply.array ?? []).map { $0.string ?? "" }
-        guard parts.count == 2 else {
-            throw RedisError(.protocolError, operation: "job-run claim", message: "unexpected reply \(reply)")
-        }
+        let (outcome, detail) = try Self.pair(reply, "job-run claim")
         func lease(attempt: Int) -> JobRunLease {
             JobRunLease(
                 runs: self, job: job, period: period, attempt: attempt,
@@ -187,18 +235,27 @@ public final class JobRuns: Sendable {
                     Self.leaseKey(job: job, period: period), token: token, ttl: settings.lease, on: redis, asked: asked)
             )
         }
-        switch parts[0] {
+        switch outcome {
         case "start":
-            return .started(lease(attempt: Int(parts[1]) ?? 1))
+            guard let attempt = Int(detail) else { throw UnknownReply(what: "job-run claim attempt", reply: detail) }
+            return .started(lease(attempt: attempt))
         case "resume":
             guard let progress = try await progress(job: job, period: period) else {
                 throw RedisError(.server, operation: "job-run claim", message: "progress of \(job) \(period) vanished")
             }
-            return .resumed(lease(attempt: progress.attempt), progress, previousOwner: parts[1])
-        case "held": return .held(state: parts[1])
-        case "exists": return .exists(state: parts[1])
-        default: return .skipped
+            return .resumed(lease(attempt: progress.attempt), progress, previousOwner: detail)
+        case "held": return .held(state: detail)
+        case "exists": return .exists(state: detail)
+        case "skipped": return .skipped
+        default: throw UnknownReply(what: "job-run claim", reply: outcome)
         }
+    }
+
+    /// A script's `{word, detail}` reply.
+    static func pair(_ reply: RedisReply, _ what: String) throws -> (String, String) {
+        let parts = (reply.array ?? []).map { $0.string ?? "" }
+        guard parts.count == 2 else { throw UnknownReply(what: what, reply: "\(reply)") }
+        return (parts[0], parts[1])
     }
 
     /// The runs under way (job, period), of any job.
@@ -226,7 +283,7 @@ public final class JobRuns: Sendable {
         for index in stride(from: 0, to: flat.count - 1, by: 2) {
             fields[flat[index].string ?? ""] = flat[index + 1].string ?? ""
         }
-        return JobRunProgress(fields: fields, leased: replies[1] == .integer(1))
+        return try JobRunProgress(fields: fields, leased: replies[1] == .integer(1))
     }
 
     /// Every run started since `since`, oldest first.
@@ -245,7 +302,7 @@ public final class JobRuns: Sendable {
 
     public enum BatchRecord: Sendable, Equatable {
         /// Counted; `finished` is the run's final state if this batch was its last.
-        case recorded(finished: String?)
+        case recorded(finished: JobRunState?)
         /// Already counted (a replay or redelivery).
         case duplicate
         /// A batch of an older attempt of the run (the run was forced again since).
@@ -267,11 +324,12 @@ public final class JobRuns: Sendable {
                 batch.attempt, batch.batch, itemsDone, itemsFailed, failed ? "1" : "0", Self.nowMilliseconds,
                 settings.retention.milliseconds,
             ])
-        let parts = (reply.array ?? []).map { $0.string ?? "" }
-        switch parts.first {
-        case "recorded": return .recorded(finished: parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
+        let (outcome, detail) = try Self.pair(reply, "job-run record-batch")
+        switch outcome {
+        case "recorded": return .recorded(finished: detail.isEmpty ? nil : try JobRunState(recorded: detail))
         case "duplicate": return .duplicate
-        default: return .stale
+        case "stale": return .stale
+        default: throw UnknownReply(what: "job-run record-batch", reply: outcome)
         }
     }
 
@@ -286,64 +344,191 @@ public final class JobRuns: Sendable {
         return replies[0].string == String(batch.attempt) && replies[1] == .integer(1)
     }
 
+    // MARK: - A consumer's batch
+
+    /// What a consumer may do with a batch it was handed.
+    public enum BatchStart: Sendable {
+        /// Work it, under this lease (held while it is worked and recorded).
+        case work(RedisLease)
+        /// No record of its run (expired, or a batch made outside a run): work it unfenced;
+        /// its record is refused.
+        case orphan
+        /// Of an older attempt than the run's: a forced re-run fenced it; skip it.
+        case stale(current: Int)
+        /// Already recorded for its attempt: a replay.
+        case recorded
+        /// Begun this many times by consumers that never came back: set it aside.
+        case crashed(starts: Int)
+    }
+
+    /// Before a consumer works a batch: see `BatchStart`. A batch another live consumer is
+    /// working now (delivered twice around a rebalance) is waited for, never worked beside it.
+    func beginBatch(_ batch: JobBatch) async throws -> BatchStart {
+        let token = "\(owner):\(UUID().uuidString)"
+        let key = Self.batchLeaseKey(job: batch.job, period: batch.period, attempt: batch.attempt, batch: batch.batch)
+        var waited = false
+        while true {
+            let asked = ContinuousClock.now
+            let reply = try await redis.run(
+                JobRunScripts.beginBatch,
+                keys: [
+                    Self.progressKey(job: batch.job, period: batch.period), key,
+                    Self.startsKey(job: batch.job, period: batch.period, attempt: batch.attempt),
+                    Self.batchesKey(job: batch.job, period: batch.period, attempt: batch.attempt),
+                ],
+                arguments: [
+                    batch.attempt, batch.batch, token, settings.lease.milliseconds, settings.maxBatchCrashes,
+                    settings.retention.milliseconds,
+                ])
+            let (outcome, detail) = try Self.pair(reply, "job-run begin-batch")
+            switch outcome {
+            case "begin":
+                return .work(RedisLease.adopt(key, token: token, ttl: settings.lease, on: redis, asked: asked))
+            case "orphan": return .orphan
+            case "stale": return .stale(current: Int(detail) ?? 0)
+            case "recorded": return .recorded
+            case "crashed": return .crashed(starts: Int(detail) ?? settings.maxBatchCrashes)
+            case "busy":
+                if !waited {
+                    logger.notice(
+                        "batch is being worked by another consumer; waiting for it",
+                        metadata: ["job": "\(batch.job)", "period": "\(batch.period)", "batch": "\(batch.batch)"])
+                    waited = true
+                }
+                try await Task.sleep(for: .milliseconds(250))
+            default: throw UnknownReply(what: "job-run begin-batch", reply: outcome)
+            }
+        }
+    }
+
+    /// The consumer came back from a batch it began (whatever the outcome): it is no longer
+    /// counted among the starts that never returned. Runs even when the caller is cancelled
+    /// (a shutdown gives the batch back: that is no crash).
+    func endBatch(_ batch: JobBatch) async {
+        let key = Self.startsKey(job: batch.job, period: batch.period, attempt: batch.attempt)
+        let redis = redis
+        let logger = logger
+        await Task {
+            do {
+                try await retrying(
+                    "ending batch \(batch.key)",
+                    policy: RetryPolicy(
+                        backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(2)), maxAttempts: 5),
+                    logger: logger
+                ) { _ = try await redis.run(JobRunScripts.endBatch, keys: [key], arguments: [batch.batch]) }
+            } catch {
+                logger.warning(
+                    "a batch's end could not be recorded; it counts as a start that never returned",
+                    metadata: ["batch": "\(batch.key)", "error": "\(error)"])
+            }
+        }.value
+    }
+
+    /// Of `batches`, those a consumer began before and never came back from (its pod died in
+    /// them): suspects, to be worked alone.
+    func crashedBefore(_ batches: [JobBatch]) async throws -> [Bool] {
+        guard !batches.isEmpty else { return [] }
+        let replies = try await redis.pipeline(
+            batches.map {
+                RedisCommand(
+                    "HGET", Self.startsKey(job: $0.job, period: $0.period, attempt: $0.attempt), $0.batch)
+            })
+        return replies.map { ($0.string.flatMap { Int($0) } ?? 0) > 0 }
+    }
+
+    // MARK: - The run's end
+
     /// Registers what a job does once a run of it has ended (say, a list computed from
     /// what every batch tallied): called once per run, by whichever pod recorded its end, with
     /// the run's final record. An error is retried with backoff a few times, then alerted.
+    /// A hook that works failed items after all moves them to done with
+    /// `recoveredCommands`, in the same transaction as its own record of them.
     public func onFinished(_ job: String, _ hook: @escaping @Sendable (JobRunProgress) async throws -> Void) {
         finishHooks.withLock { $0[job] = hook }
+    }
+
+    /// The commands that move `count` of a run's failed items to done: for a finish hook's
+    /// transaction, so a crash leaves its items either still failed or recovered and counted.
+    public static func recoveredCommands(job: String, period: String, count: Int) -> [RedisCommand] {
+        guard count != 0 else { return [] }
+        let key = progressKey(job: job, period: period)
+        return [RedisCommand("HINCRBY", key, "items_failed", -count), RedisCommand("HINCRBY", key, "items_done", count)]
+    }
+
+    /// Where finish steps run from now on (the scheduler's run group).
+    func launchFinishSteps(with launch: @escaping @Sendable (_ job: String, _ period: String) -> Void) {
+        launcher.withLock { $0 = launch }
     }
 
     /// The lease on a run's finish step: short, renewed while the step runs, so that when
     /// its pod dies another can run the step soon after.
     static let finishLease = Duration.seconds(10)
 
-    /// Runs the finish step of a finished run whose step never ended (the pod that recorded
-    /// its last batch died before or during it), when a batch of the run comes again: the
-    /// batch whose record ended the run was not committed, so it is delivered again. Waits
-    /// out the lease of a pod that is running the step or died in it, then runs it, unless
-    /// that pod ended it meanwhile.
-    func finishIfPending(_ batch: JobBatch) async throws {
+    /// A consumer recorded a run's last batch, or found a recorded batch of a run whose step
+    /// never ended (the pod that recorded the run's end died before or in its step, so that
+    /// batch came again): the step is launched beside the consumers when a scheduler runs
+    /// here, else run now.
+    func finishRun(job: String, period: String) async throws {
+        if let launch = launcher.withLock({ $0 }) {
+            launch(job, period)
+        } else {
+            try await finishWhenFree(job: job, period: period)
+        }
+    }
+
+    /// Runs the finish step of an ended run that owes it: waits out the lease of a pod that is
+    /// running the step or died in it (two finish leases at most), then runs it, unless that
+    /// pod ended it meanwhile. Returns whether the step ran here.
+    @discardableResult
+    func finishWhenFree(job: String, period: String) async throws -> Bool {
         let waitUntil = ContinuousClock.now + Self.finishLease * 2
         while true {
-            guard let progress = try await progress(job: batch.job, period: batch.period),
-                progress.attempt == batch.attempt, progress.owesFinishStep
-            else { return }
-            if try await finishStep(job: batch.job, period: batch.period, state: progress.state) { return }
+            guard let progress = try await progress(job: job, period: period), progress.owesFinishStep else {
+                return false
+            }
+            if try await finishStep(job: job, period: period) { return true }
             guard ContinuousClock.now < waitUntil else {
                 logger.warning(
                     "a run's finish step is held by another pod; leaving it to that pod",
-                    metadata: ["job": "\(batch.job)", "period": "\(batch.period)"])
-                return
+                    metadata: ["job": "\(job)", "period": "\(period)"])
+                return false
             }
             try await Task.sleep(for: .milliseconds(500))
         }
     }
 
-    /// A run's finish step, by whoever recorded its end: under its lease, the job's hook, the
-    /// log line and alerts, then `finish_reported` in the run's progress. False when another
-    /// pod holds the lease. An error (Redis unreachable, the lease lost) is thrown: a
-    /// consumer's batch is then tried again, and its replay runs the step
-    /// (`finishIfPending`).
+    /// The batch was recorded before: if its run ended and still owes its finish step, run it.
+    func finishIfPending(_ batch: JobBatch) async throws {
+        guard let progress = try await progress(job: batch.job, period: batch.period),
+            progress.attempt == batch.attempt, progress.owesFinishStep
+        else { return }
+        try await finishRun(job: batch.job, period: batch.period)
+    }
+
+    /// A run's finish step, by whoever recorded its end: under its lease, the job's hook, then
+    /// the run's outcome settled from its counts (`partial` or `failed` with what failed;
+    /// a hook that recovered items may make it `succeeded`), `finish_reported`, the log line,
+    /// alerts and metrics. False when another pod holds the lease. An error (Redis
+    /// unreachable, the lease lost) is thrown: the step is run again later (a replayed
+    /// batch, or the periodic check).
     @discardableResult
-    func finishStep(job: String, period: String, state: String) async throws -> Bool {
+    func finishStep(job: String, period: String) async throws -> Bool {
         guard
             let lease = try await RedisLease.acquire(
                 Self.finishKey(job: job, period: period), ttl: Self.finishLease, on: redis, owner: owner)
         else { return false }
         try await lease.holding(logger: logger) {
-            try await self.runFinishStep(job: job, period: period, state: state)
-            _ = try await self.redis.send("HSET", Self.progressKey(job: job, period: period), "finish_reported", 1)
+            try await self.runFinishStep(job: job, period: period)
         }
         return true
     }
 
     /// The step itself (skipped if another pod ended it meanwhile): the hook, tried again
-    /// with backoff a few times and then alerted; the log line; alerts if the run failed or
-    /// ended past its deadline.
-    private func runFinishStep(job: String, period: String, state: String) async throws {
-        let progress = try? await progress(job: job, period: period)
-        if progress?.finishReported == true { return }
-        if let progress, let hook = finishHooks.withLock({ $0[job] }) {
+    /// with backoff a few times and then alerted; the outcome settled; the log line; alerts if
+    /// the run ended partial, failed or past its deadline.
+    private func runFinishStep(job: String, period: String) async throws {
+        guard let progress = try await progress(job: job, period: period), progress.owesFinishStep else { return }
+        if let hook = finishHooks.withLock({ $0[job] }) {
             do {
                 try await retrying(
                     "finishing \(job) \(period)",
@@ -359,28 +544,54 @@ public final class JobRuns: Sendable {
                     details: ["job": job, "period": period])
             }
         }
-        var metadata: Logger.Metadata = ["job": "\(job)", "period": "\(period)", "state": "\(state)"]
-        if let progress {
-            metadata["seconds"] = "\(progress.durationSeconds ?? 0)"
-            metadata["items_done"] = "\(progress.itemsDone)"
-            metadata["items_failed"] = "\(progress.itemsFailed)"
-            metadata["batches_failed"] = "\(progress.batchesFailed)"
-        }
-        logger.notice("job run finished", metadata: metadata)
-        if state == "failed", let progress, progress.batchesFailed > 0 {
+        let settled = try await redis.run(
+            JobRunScripts.settle,
+            keys: [Self.progressKey(job: job, period: period), Self.doneKey(job: job, period: period)],
+            arguments: [progress.attempt, Self.nowMilliseconds, settings.retention.milliseconds])
+        guard let text = settled.string, !text.isEmpty, let ended = try await self.progress(job: job, period: period)
+        else { return }  // a newer attempt began meanwhile: its own step reports it
+        _ = try JobRunState(recorded: text)
+        report(ended)
+    }
+
+    /// The log line, alerts and metrics of a run whose outcome is settled.
+    func report(_ run: JobRunProgress) {
+        let job = run.job
+        let period = run.period
+        logger.notice(
+            "job run finished",
+            metadata: [
+                "job": "\(job)", "period": "\(period)", "state": "\(run.state.rawValue)",
+                "seconds": "\(run.durationSeconds ?? 0)", "items_done": "\(run.itemsDone)",
+                "items_failed": "\(run.itemsFailed)", "batches_failed": "\(run.batchesFailed)",
+            ])
+        metrics.ended(job, run.state, seconds: run.durationSeconds)
+        let failures =
+            "\(run.itemsFailed) of \(run.itemsDone + run.itemsFailed) items failed"
+            + (run.batchesFailed > 0 ? ", \(run.batchesFailed) batches set aside" : "")
+        switch run.state {
+        case .partial:
             alerts?.raise(
-                "job-failed",
-                "job \(job) \(period) finished with \(progress.batchesFailed) failed batches "
-                    + "(\(progress.itemsFailed) items failed)",
-                details: ["job": job, "period": period])
+                "job-partial", "job \(job) \(period) ended partial: \(failures)",
+                details: ["job": job, "period": period, "items_failed": String(run.itemsFailed)])
+        case .failed where (run.error ?? "").isEmpty:
+            alerts?.raise(
+                "job-failed", "job \(job) \(period) failed: \(failures)",
+                details: ["job": job, "period": period, "items_failed": String(run.itemsFailed)])
+        default: break
         }
-        if let progress, let deadline = progress.deadlineAt, let finished = progress.finishedAt, finished > deadline {
+        if let deadline = run.deadlineAt, let finished = run.finishedAt, finished > deadline {
             alerts?.raise(
                 "job-late",
                 "job \(job) \(period) finished at \(finished.formatted(.iso8601)), past its deadline "
                     + "\(deadline.formatted(.iso8601))",
                 details: ["job": job, "period": period])
         }
+    }
+
+    /// A run its winner failed (its body or fan-out threw): counted with the runs' outcomes.
+    func countFailedByWinner(_ job: String) {
+        metrics.ended(job, .failed, seconds: nil)
     }
 
     /// Marks that the run's deadline alert was raised; true for the one caller that did.
@@ -394,6 +605,81 @@ public final class JobRuns: Sendable {
     }
 
     static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// A batch of an older attempt of its run wrote nothing: a forced re-run superseded it (its
+/// fenced write was refused). The consumer skips the batch; the newer attempt covers it.
+public struct StaleAttempt: Error, CustomStringConvertible {
+    public let job: String
+    public let period: String
+    public let attempt: Int
+
+    public init(job: String, period: String, attempt: Int) {
+        self.job = job
+        self.period = period
+        self.attempt = attempt
+    }
+
+    public init(_ batch: JobBatch) {
+        self.init(job: batch.job, period: batch.period, attempt: batch.attempt)
+    }
+
+    public var description: String { "attempt \(attempt) of \(job) \(period) was superseded by a newer attempt" }
+}
+
+/// What a product's fenced write checks: the run's record still names the batch's attempt
+/// (see `JobRuns.fence`).
+public struct AttemptFence: Sendable, Equatable {
+    public let job: String
+    public let period: String
+    public let attempt: Int
+
+    public init(_ batch: JobBatch) {
+        self.init(job: batch.job, period: batch.period, attempt: batch.attempt)
+    }
+
+    public init(job: String, period: String, attempt: Int) {
+        self.job = job
+        self.period = period
+        self.attempt = attempt
+    }
+
+    public var progressKey: String { JobRuns.progressKey(job: job, period: period) }
+    /// What a write this fence refused throws.
+    public var refused: StaleAttempt { StaleAttempt(job: job, period: period, attempt: attempt) }
+}
+
+/// Runs per outcome and their durations, counted once per run when its outcome settles:
+/// `prewarm_job_runs_total{job,outcome}`, `prewarm_job_run_duration_seconds{job}`.
+final class JobRunMetrics: Sendable {
+    let factory: any MetricsFactory
+    private let counters = Mutex<[String: Counter]>([:])
+    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
+
+    func ended(_ job: String, _ state: JobRunState, seconds: Double?) {
+        let counter = counters.withLock { counters in
+            let key = job + "|" + state.rawValue
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "prewarm_job_runs_total", dimensions: [("job", job), ("outcome", state.rawValue)],
+                factory: factory)
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+        guard let seconds else { return }
+        let timer = timers.withLock { timers in
+            if let timer = timers[job] { return timer }
+            let timer = CoreMetrics.Timer(label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
+            timers[job] = timer
+            return timer
+        }
+        timer.recordNanoseconds(Int64(seconds * 1e9))
+    }
 }
 
 /// The winner's hold on a run: its lease, and the fenced writes of its progress.
@@ -432,7 +718,7 @@ public final class JobRunLease: Sendable {
 
     /// The fan-out produced every batch. Returns the run's final state if every batch was
     /// already recorded (or there were none).
-    func finishFanOut(batches: Int, items: Int) async throws -> String? {
+    func finishFanOut(batches: Int, items: Int) async throws -> JobRunState? {
         let reply = try await runs.redis.run(
             JobRunScripts.finishFanOut,
             keys: keys + [JobRuns.doneKey(job: job, period: period), JobRuns.activeKey],
@@ -440,20 +726,22 @@ public final class JobRunLease: Sendable {
                 lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, batches, items,
                 "\(job):\(period)",
             ])
-        let parts = (reply.array ?? []).map { $0.string ?? "" }
-        guard parts.first == "fanned-out" else {
-            throw LeaseLost(key: lease.key, reason: "another pod took the run over")
+        let (outcome, final) = try JobRuns.pair(reply, "job-run finish-fan-out")
+        switch outcome {
+        case "fanned-out": return final.isEmpty ? nil : try JobRunState(recorded: final)
+        case "lost": throw LeaseLost(key: lease.key, reason: "another pod took the run over")
+        default: throw UnknownReply(what: "job-run finish-fan-out", reply: outcome)
         }
-        return parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil
     }
 
-    /// Ends a run: `succeeded` (an in-place body finished) or `failed` with the error.
-    func finish(state: String, error: String = "") async throws {
+    /// Ends a run worked in place: `succeeded` when its body finished, `failed` with the error
+    /// when its body (or a fan-out) threw.
+    func finish(_ state: JobRunState, error: String = "") async throws {
         _ = try await runs.redis.run(
             JobRunScripts.finish,
             keys: keys + [JobRuns.doneKey(job: job, period: period), JobRuns.activeKey],
             arguments: [
-                lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, state,
+                lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, state.rawValue,
                 String(error.prefix(500)), "\(job):\(period)",
             ])
     }

@@ -92,7 +92,7 @@ public final class Scheduler: Service {
     /// without it.
     enum Launch: Sendable {
         case run(Started)
-        case finishStep(job: String, period: String, state: String)
+        case finishStep(job: String, period: String)
     }
 
     struct Started: Sendable {
@@ -114,7 +114,9 @@ public final class Scheduler: Service {
         self.logger = logger
         self.retryAlertAfter = retryAlertAfter
         self.metrics = SchedulerMetrics(factory: metricsFactory)
-        self.work = AsyncStream.makeStream()
+        let work = AsyncStream<Launch>.makeStream()
+        self.work = work
+        runs.launchFinishSteps { job, period in work.continuation.yield(.finishStep(job: job, period: period)) }
     }
 
     public func run() async throws {
@@ -132,8 +134,8 @@ public final class Scheduler: Service {
                             runs.addTask {
                                 switch launch {
                                 case .run(let started): await self.execute(started)
-                                case .finishStep(let job, let period, let state):
-                                    await self.finishStep(job: job, period: period, state: state)
+                                case .finishStep(let job, let period):
+                                    await self.finishStep(job: job, period: period)
                                 }
                             }
                         }
@@ -302,7 +304,7 @@ public final class Scheduler: Service {
                 try await runs.forgetActive(job: name, period: period)
                 continue
             }
-            guard progress.state == "running", !progress.leased else { continue }
+            guard progress.state == .running, !progress.leased else { continue }
             let due = progress.dueAt ?? job.schedule.fire(inPeriod: period, in: timeZone) ?? Date()
             start(
                 job, try await claim(job, period: period, due: due, force: false), period: period, due: due,
@@ -327,7 +329,7 @@ public final class Scheduler: Service {
                 alerts.raise(
                     "job-deadline-missed",
                     "job \(job.name) \(period) is not done by its deadline \(deadline.formatted(.iso8601)) "
-                        + "(state \(progress.state), \(progress.batchesDone + progress.batchesFailed) of "
+                        + "(state \(progress.state.rawValue), \(progress.batchesDone + progress.batchesFailed) of "
                         + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
                     details: ["job": job.name, "period": period])
             }
@@ -347,20 +349,21 @@ public final class Scheduler: Service {
         guard progress.owesFinishStep, let finished = progress.finishedAt,
             now.timeIntervalSince(finished) > (JobRuns.finishLease * 2).seconds
         else { return }
-        work.continuation.yield(.finishStep(job: job.name, period: progress.period, state: progress.state))
+        logger.notice(
+            "running the finish step of a run whose pod ended without it",
+            metadata: ["job": "\(job.name)", "period": "\(progress.period)"])
+        work.continuation.yield(.finishStep(job: job.name, period: progress.period))
     }
 
-    private func finishStep(job: String, period: String, state: String) async {
+    /// A run's finish step, beside the checks and the runs (launched by a consumer that
+    /// recorded a run's last batch, or by the check).
+    private func finishStep(job: String, period: String) async {
         do {
-            if try await runs.finishStep(job: job, period: period, state: state) {
-                logger.notice(
-                    "ran the finish step of a run whose pod ended without it",
-                    metadata: ["job": "\(job)", "period": "\(period)"])
-            }
+            try await runs.finishWhenFree(job: job, period: period)
         } catch is CancellationError {
         } catch {
             logger.warning(
-                "the finish step of a run whose pod ended without it failed; the next check tries again",
+                "a run's finish step failed; the next check tries again",
                 metadata: ["job": "\(job)", "period": "\(period)", "error": "\(error)"])
         }
     }
@@ -423,25 +426,24 @@ public final class Scheduler: Service {
                     switch job.work {
                     case .inPlace(let body):
                         try await body(info, lease)
-                        try await lease.finish(state: "succeeded")
-                        _ = try? await self.runs.finishStep(job: job.name, period: info.period, state: "succeeded")
+                        try await lease.finish(.succeeded)
+                        _ = try? await self.runs.finishWhenFree(job: job.name, period: info.period)
                     case .fanOut(let fanOut):
-                        let final = try await self.fanOut(fanOut, info: info, lease: lease, resuming: started.progress)
-                        if let final {
-                            _ = try? await self.runs.finishStep(job: job.name, period: info.period, state: final)
+                        if try await self.fanOut(fanOut, info: info, lease: lease, resuming: started.progress) != nil {
+                            _ = try? await self.runs.finishWhenFree(job: job.name, period: info.period)
                         }
                     }
                 } catch let error where error is LeaseLost || error is CancellationError {
                     throw error
                 } catch {
-                    try? await lease.finish(state: "failed", error: "\(error)")
+                    try? await lease.finish(.failed, error: "\(error)")
+                    self.runs.countFailedByWinner(job.name)
                     self.alerts.raise(
                         "job-failed", "job \(job.name) \(info.period) failed: \(error)",
                         details: ["job": job.name, "period": info.period])
                     throw error
                 }
             }
-            metrics.ran(job.name, outcome: "ok", duration: .now - clock)
             logger.info(
                 "job run's work finished here",
                 metadata: [
@@ -452,12 +454,22 @@ public final class Scheduler: Service {
                 "job run stopped by shutdown; another pod takes it over",
                 metadata: ["job": "\(job.name)", "period": "\(info.period)"])
         } catch let lost as LeaseLost {
-            metrics.ran(job.name, outcome: "lease-lost", duration: .now - clock)
-            alerts.raise(
-                "job-lease-lost", "job \(job.name) \(info.period) lost its lease here: \(lost.reason)",
-                details: ["job": job.name, "period": info.period])
+            if let current = try? await runs.progress(job: job.name, period: info.period),
+                current.attempt > info.attempt
+            {
+                logger.notice(
+                    "job run superseded by a newer attempt (forced); this attempt stops",
+                    metadata: [
+                        "job": "\(job.name)", "period": "\(info.period)", "attempt": "\(info.attempt)",
+                        "newer_attempt": "\(current.attempt)",
+                    ])
+            } else {
+                alerts.raise(
+                    "job-lease-lost", "job \(job.name) \(info.period) lost its lease here: \(lost.reason)",
+                    details: ["job": job.name, "period": info.period])
+            }
         } catch {
-            metrics.ran(job.name, outcome: "failed", duration: .now - clock)
+            // Recorded failed and alerted above.
         }
     }
 
@@ -493,7 +505,7 @@ public final class Scheduler: Service {
                     alerts.raise(
                         "job-started-before-dependency",
                         "job \(job.name) \(info.period) waited \(after.atMost) for \(after.job) \(period) "
-                            + "(state \(other.state)) and goes on without it",
+                            + "(state \(other.state.rawValue)) and goes on without it",
                         details: ["job": job.name, "period": info.period, "after": after.job])
                 }
                 return
@@ -506,7 +518,7 @@ public final class Scheduler: Service {
     /// Produces the run's batches from where its progress stands; returns the run's final
     /// state if every batch was already worked by the time the fan-out ended.
     private func fanOut(_ fanOut: FanOut, info: JobRunInfo, lease: JobRunLease, resuming progress: JobRunProgress?)
-        async throws -> String?
+        async throws -> JobRunState?
     {
         guard let producer else { throw UsageError("job \(info.job) fans out but the worker has no producer") }
         var cursor = progress.flatMap { Int64($0.cursor) } ?? Int64.min
@@ -617,7 +629,8 @@ extension Duration {
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-/// What the scheduler counts: runs per outcome, batches produced, fire errors.
+/// What the scheduler counts: batches produced, fire errors (runs are counted by `JobRuns`
+/// when their outcome settles).
 struct SchedulerMetrics: Sendable {
     let factory: any MetricsFactory
 
@@ -627,12 +640,5 @@ struct SchedulerMetrics: Sendable {
 
     func batchProduced(_ job: String) {
         Counter(label: "prewarm_job_batches_produced_total", dimensions: [("job", job)], factory: factory).increment()
-    }
-
-    func ran(_ job: String, outcome: String, duration: Duration) {
-        Counter(label: "prewarm_job_runs_total", dimensions: [("job", job), ("outcome", outcome)], factory: factory)
-            .increment()
-        Timer(label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
-            .recordNanoseconds(Int64(duration.seconds * 1e9))
     }
 }

@@ -64,7 +64,9 @@ public final class WorkerContext: Sendable {
             worker: settings.worker, logger: logger, metricsFactory: metricsFactory, redis: redis,
             webhook: settings.alertWebhook, client: http)
         self.flags = RedisFlags(redis: redis)
-        self.jobRuns = JobRuns(redis: redis, settings: settings.jobs, owner: owner, logger: logger, alerts: alerts)
+        self.jobRuns = JobRuns(
+            redis: redis, settings: settings.jobs, owner: owner, logger: logger, alerts: alerts,
+            metricsFactory: metricsFactory)
         self.liveness = Liveness()
         self.leaseMetrics = LeaseMetrics(factory: metricsFactory)
     }

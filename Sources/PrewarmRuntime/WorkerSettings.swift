@@ -61,6 +61,9 @@ public enum RuntimeSettings {
     public static let jobRetention = Setting<Duration>.seconds(
         "PREWARM_JOB_RETENTION_S", default: 7 * 86_400, in: 3600...90 * 86_400,
         "how long job-run records are kept in Redis")
+    public static let jobBatchMaxCrashes = Setting.integer(
+        "PREWARM_JOB_BATCH_MAX_CRASHES", default: 3, in: 1...100,
+        "a job batch begun this many times by consumers whose pods died in it is set aside (failed, alerted)")
     public static let taskHeartbeat = Setting<Duration>.seconds(
         "PREWARM_TASK_HEARTBEAT_S", default: 5, in: 1...600, "how often a running task beats")
     public static let taskStaleAfter = Setting<Duration>.seconds(
@@ -84,6 +87,7 @@ public enum RuntimeSettings {
         redisEventLoops.description,
         httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,
         alertWebhook.description, jobLease.description, jobCheck.description, jobRetention.description,
+        jobBatchMaxCrashes.description,
     ]
     static let tasks = [
         postgresPoolSize.description, taskHeartbeat.description, taskStaleAfter.description,
@@ -172,7 +176,8 @@ public struct WorkerSettings: Sendable {
         alertWebhook = try reader.optionalValue(RuntimeSettings.alertWebhook)
         jobs = JobRunSettings(
             lease: try reader.value(RuntimeSettings.jobLease), checkEvery: try reader.value(RuntimeSettings.jobCheck),
-            retention: try reader.value(RuntimeSettings.jobRetention))
+            retention: try reader.value(RuntimeSettings.jobRetention),
+            maxBatchCrashes: try reader.value(RuntimeSettings.jobBatchMaxCrashes))
         tasks = TaskSettings(
             heartbeat: try reader.value(RuntimeSettings.taskHeartbeat),
             staleAfter: try reader.value(RuntimeSettings.taskStaleAfter),

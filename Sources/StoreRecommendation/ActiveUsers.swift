@@ -12,6 +12,10 @@ import Redis
 /// {attempt}`) ordered by log shard, then id, which the fan-out pages in that order: a batch
 /// holds the users of one shard (two at a shard's end), so its visits are read from one table
 /// in one index range. A pod taking the run over finds the snapshot there.
+///
+/// Every member has score 0 and reads `{shard, 2 digits}:{id, 19 digits}`, so the set's
+/// lexical order is shard-then-id for any id up to `Int64.max` (a score is a double, exact
+/// only below 2^53, and shard × 2^48 + id overflowed for ids near the maximum).
 public struct ActiveUsers: FanOutSource {
     public let redis: any RedisClient
     public let timeZone: TimeZone
@@ -53,9 +57,11 @@ public struct ActiveUsers: FanOutSource {
     }
 
     /// Counts each user's days over the window (the day sets summed into a sorted set), then
-    /// keeps the active ones in a sorted set scored by shard × 2^48 + id. KEYS: snapshot,
-    /// scratch, the day sets. ARGV: minimum days, retention ms, shards. Returns the number of
-    /// active users.
+    /// keeps the active ones in the snapshot as `{shard}:{id}` members of score 0. The shard is
+    /// computed from the id's decimal digits (Lua numbers are doubles: `tonumber` of an id
+    /// near `Int64.max` is not exact); a member that is not a positive decimal id is left out.
+    /// KEYS: snapshot, scratch, the day sets. ARGV: minimum days, retention ms, shards.
+    /// Returns the number of active users.
     static let snapshot = RedisScript(
         name: "store-score-active",
         source: """
@@ -64,18 +70,27 @@ public struct ActiveUsers: FanOutSource {
             for i = 3, #KEYS do days[#days + 1] = KEYS[i] end
             redis.call('ZUNIONSTORE', KEYS[2], #days, unpack(days))
             local active = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')
-            for i = 1, #active, 1000 do
-              local args = {}
-              for j = i, math.min(i + 999, #active) do
-                local id = tonumber(active[j])
-                args[#args + 1] = (id % tonumber(ARGV[3])) * 281474976710656 + id
-                args[#args + 1] = active[j]
-              end
-              redis.call('ZADD', KEYS[1], unpack(args))
+            local shards = tonumber(ARGV[3])
+            local args = {}
+            local count = 0
+            local function flush()
+              if #args > 0 then redis.call('ZADD', KEYS[1], unpack(args)) end
+              args = {}
             end
+            for _, id in ipairs(active) do
+              if #id <= 19 and string.find(id, '^[1-9]%d*$') then
+                local shard = 0
+                for i = 1, #id do shard = (shard * 10 + string.byte(id, i) - 48) % shards end
+                args[#args + 1] = 0
+                args[#args + 1] = string.format('%02d:', shard) .. string.rep('0', 19 - #id) .. id
+                count = count + 1
+                if #args >= 2000 then flush() end
+              end
+            end
+            flush()
             redis.call('DEL', KEYS[2])
-            redis.call('PEXPIRE', KEYS[1], ARGV[2])
-            return #active
+            if count > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+            return count
             """)
 
     /// Takes the run's snapshot if it has none yet; returns how many users are active.
@@ -95,13 +110,21 @@ public struct ActiveUsers: FanOutSource {
     /// The next users after `cursor` (the last id of the previous page) in shard-then-id order.
     public func page(for run: JobRunInfo, after cursor: Int64, limit: Int) async throws -> [Int64] {
         let reply = try await redis.send(
-            "ZRANGEBYSCORE", snapshotKey(run), cursor == Int64.min ? "-inf" : "(\(Self.score(of: cursor))", "+inf",
+            "ZRANGEBYLEX", snapshotKey(run), cursor == Int64.min ? "-" : "(" + Self.member(of: cursor), "+",
             "LIMIT", 0, limit)
-        return (reply.array ?? []).compactMap(\.integer)
+        return (reply.array ?? []).compactMap { $0.string.flatMap(Self.user(of:)) }
     }
 
-    /// A user's place in the snapshot: its shard, then its id (ids below 2^48: exact in a double).
-    static func score(of user: Int64) -> Int64 {
-        Int64(EntryIngestSchema.shard(of: user)) * 281_474_976_710_656 + user
+    /// A user's member in the snapshot: its shard, then its id, both zero-padded.
+    static func member(of user: Int64) -> String {
+        let shard = EntryIngestSchema.shard(of: user)
+        let id = String(user)
+        return (shard < 10 ? "0" : "") + "\(shard):" + String(repeating: "0", count: max(19 - id.count, 0)) + id
+    }
+
+    /// The user of a snapshot member.
+    static func user(of member: String) -> Int64? {
+        guard let colon = member.firstIndex(of: ":") else { return nil }
+        return Int64(member[member.index(after: colon)...])
     }
 }

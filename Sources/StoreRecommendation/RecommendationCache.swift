@@ -148,14 +148,20 @@ public struct RecommendationCache: Sendable {
 
     // MARK: - Writes (the scorer)
 
-    /// Writes lists unless the key holds a list of a newer run. KEYS: the list keys. ARGV:
-    /// the run stamp, then per key its JSON and its lifetime in ms. Returns how many it wrote.
+    /// Writes lists unless the key holds a list of a newer run; an empty list removes the
+    /// user's (a user whose stores all closed or vanished falls back to the default). With a
+    /// fence, writes nothing (returns -1) once a newer attempt of the run began. KEYS: the
+    /// run's record (or any key, unfenced), then the list keys. ARGV: the attempt ('' for
+    /// none), the run stamp, then per key its JSON ('' to remove) and its lifetime in ms.
+    /// Returns how many it wrote or removed.
     static let writeLists = RedisScript(
         name: "store-lists",
-        source: """
-            local run = tonumber(ARGV[1])
+        source: JobRuns.fence + """
+
+            if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
+            local run = tonumber(ARGV[2])
             local written = 0
-            for i = 1, #KEYS do
+            for i = 2, #KEYS do
               local newer = false
               local current = redis.call('GET', KEYS[i])
               if current then
@@ -163,30 +169,40 @@ public struct RecommendationCache: Sendable {
                 if stamp and stamp > run then newer = true end
               end
               if not newer then
-                redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2 * i + 1])
+                local value = ARGV[2 * i - 1]
+                if value == '' then
+                  if current then redis.call('DEL', KEYS[i]) end
+                else
+                  redis.call('SET', KEYS[i], value, 'PX', ARGV[2 * i])
+                end
                 written = written + 1
               end
             end
             return written
             """)
 
-    /// Writes the users' lists of one run in one script; returns how many were written (a list
-    /// of a newer run is kept).
+    /// Writes the users' lists of one run in one script (an empty list removes the user's);
+    /// returns how many were written (a list of a newer run is kept). With `fence`, throws
+    /// `StaleAttempt` without writing once a newer attempt of the run began.
     @discardableResult
-    public func writeLists(_ lists: [(user: Int64, stores: [Int64])], run: Int64, ttl: () -> Duration) async throws
-        -> Int
-    {
+    public func writeLists(
+        _ lists: [(user: Int64, stores: [Int64])], run: Int64, fence: AttemptFence? = nil, ttl: () -> Duration
+    ) async throws -> Int {
         guard !lists.isEmpty else { return 0 }
         var keys = RedisArguments()
         var arguments = RedisArguments()
+        keys.append(fence?.progressKey ?? userKey(lists[0].user))
+        arguments.append(fence.map { String($0.attempt) } ?? "")
         arguments.append(run)
         let encoder = Self.encoder
         for (user, stores) in lists {
             keys.append(userKey(user))
-            arguments.append([UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
+            arguments.append(stores.isEmpty ? [] : [UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
             arguments.append(ttl().milliseconds)
         }
-        return Int(try await redis.run(Self.writeLists, keys: keys, arguments: arguments).integer ?? 0)
+        let written = Int(try await redis.run(Self.writeLists, keys: keys, arguments: arguments).integer ?? 0)
+        if written < 0, let fence { throw fence.refused }
+        return written
     }
 
     /// Adds a batch's visits per store to a run's tally, once per batch (a batch delivered
@@ -198,14 +214,19 @@ public struct RecommendationCache: Sendable {
     }
 
     /// Replaces the store details and the open-store set: open stores' details written,
-    /// closed ones' removed, the set swapped in at once; with `defaultList`, the default list
-    /// too, all in one transaction (a reader never sees the open set without the default and
-    /// fills the default at random meanwhile).
+    /// closed ones' removed, and so are those of stores the set held that have no row any more
+    /// (deleted), the set swapped in at once; with `defaultList`, the default list too, all in
+    /// one transaction (a reader never sees the open set without the default and fills the
+    /// default at random meanwhile).
     public func writeStores(
         open: [StoreInfo], closed: [Int64], defaultList: (list: StoreList, ttl: Duration)? = nil, ttl: () -> Duration
     ) async throws {
         let encoder = Self.encoder
         var commands: [RedisCommand] = []
+        let rows = Set(open.map(\.id)).union(closed)
+        let deleted = (try await redis.send("SMEMBERS", openKey).array ?? []).compactMap { $0.string.flatMap { Int64($0) } }
+            .filter { !rows.contains($0) }
+        let closed = closed + deleted
         if let defaultList {
             commands.append(
                 RedisCommand(
@@ -284,8 +305,9 @@ public struct RecommendationCache: Sendable {
     }
 
     /// Picks `count` random open stores as the default, unless a default exists; returns the
-    /// default either way (so concurrent callers agree), nil when no store is open. KEYS:
-    /// default, open set. ARGV: count, lifetime ms.
+    /// default either way (so concurrent callers agree), nil when no store is open. The ids are
+    /// written as the set holds them (decimal text): `cjson` would write them as doubles,
+    /// wrong above 2^53. KEYS: default, open set. ARGV: count, lifetime ms.
     static let randomFill = RedisScript(
         name: "store-default-random",
         source: """
@@ -294,8 +316,11 @@ public struct RecommendationCache: Sendable {
             local ids = redis.call('SRANDMEMBER', KEYS[2], tonumber(ARGV[1]))
             if #ids == 0 then return false end
             local stores = {}
-            for i = 1, #ids do stores[i] = tonumber(ids[i]) end
-            local list = cjson.encode({stores = stores, run = 0, origin = 'random'})
+            for i = 1, #ids do
+              if #ids[i] <= 19 and string.find(ids[i], '^[1-9]%d*$') then stores[#stores + 1] = ids[i] end
+            end
+            if #stores == 0 then return false end
+            local list = '{"origin":"random","run":0,"stores":[' .. table.concat(stores, ',') .. ']}'
             redis.call('SET', KEYS[1], list, 'PX', ARGV[2])
             return list
             """)

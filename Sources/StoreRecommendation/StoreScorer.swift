@@ -78,11 +78,12 @@ public final class StoreScorer: JobBatchHandler {
         for user in batch.ids {
             let userVisits = (visits[user] ?? []).map { catalog.visit(store: $0.store, count: $0.count) }
             for visit in userVisits { tally[visit.store, default: 0] += visit.count }
-            let top = catalog.top(userVisits, weights: options.weights, length: options.listLength)
-            if !top.isEmpty { lists.append((user, top)) }
+            // Empty when none of the user's stores is open any more: the user's old list is
+            // removed, and the API answers the default instead of stores that are gone.
+            lists.append((user, catalog.top(userVisits, weights: options.weights, length: options.listLength)))
         }
         let t3 = ContinuousClock.now
-        try await cache.writeLists(lists, run: run, ttl: options.ttlWithJitter)
+        try await cache.writeLists(lists, run: run, fence: AttemptFence(batch), ttl: options.ttlWithJitter)
         let t4 = ContinuousClock.now
         try await cache.addTally(
             tally, batch: batch.batch, to: tallyKey(period: batch.period, attempt: batch.attempt),

@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
                 redis: try environment.redis(clientName: "bench"), job: job, period: period, attempt: attempt)
             var run: JobRunProgress?
             elapsed = try await clock.measure { run = try await waiter.wait() }
-            print("state=\(run?.state ?? "?") items=\(run?.itemsDone ?? 0) batches=\(run?.batchesDone ?? 0)")
+            print("state=\(run?.state.rawValue ?? "?") items=\(run?.itemsDone ?? 0) batches=\(run?.batchesDone ?? 0)")
         case "api-data":
             elapsed = try await clock.measure {
                 try await APIWorkload(users: count).write(

@@ -119,7 +119,7 @@ extension Demo {
         // pre-warm and runs now: let it end first, so that 21:00's pushes are told apart.
         let (thisHour, _) = Self.hourUnderWay(calendar)
         if thisHour != day + "21", let run = try await runs.progress(job: BookRecJobs.pushJob, period: thisHour),
-            run.state != "skipped"
+            run.state != .skipped
         {
             _ = try await watch(
                 job: BookRecJobs.pushJob, period: thisHour, cache: cache, simulator: simulator, started: .now,
@@ -187,7 +187,7 @@ extension Demo {
         }
         let window = "\(BookRecOptions().catchUpWindow.components.seconds / 60) min"
         let late = "\(minute) min after its :00"
-        if run.state == "skipped" {
+        if run.state == .skipped {
             print(
                 "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), past "
                     + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)): skipped and alerted (job-run-missed), never sent late")

@@ -106,7 +106,7 @@ struct StatusView {
     }
 
     func line(_ run: JobRunProgress) -> String {
-        var parts = [pad(run.job, 16), pad(run.period, 10), pad(run.state, 10)]
+        var parts = [pad(run.job, 16), pad(run.period, 10), pad(run.state.rawValue, 10)]
         if let total = run.itemsKnown, total > 0 || run.batchesTotal != nil {
             parts.append(bar(done: run.itemsFinished, total: total))
             parts.append("\(run.itemsFinished)/\(total) items")
@@ -126,6 +126,7 @@ struct StatusView {
             parts.append("failed: \(run.batchesFailed) batches, \(run.itemsFailed) items")
         }
         if run.takeovers > 0 { parts.append("taken over \(run.takeovers)x") }
+        if run.owesFinishStep { parts.append("finishing (its last step runs: final retries, the outcome)") }
         if let error = run.error { parts.append("error: \(error.prefix(80))") }
         return parts.joined(separator: "  ")
     }

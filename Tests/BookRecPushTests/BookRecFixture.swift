@@ -141,7 +141,7 @@ struct PushFixture {
     }
 
     func progress(_ job: String, _ period: String, attempt: Int = 1) -> JobRunProgress {
-        JobRunProgress(job: job, period: period, attempt: attempt, state: "succeeded")
+        JobRunProgress(job: job, period: period, attempt: attempt, state: .succeeded)
     }
 
     /// Pre-warms the day's users in batches of `size`, then runs the run's end.

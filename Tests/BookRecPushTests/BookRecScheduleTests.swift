@@ -86,7 +86,7 @@ struct BookRecScheduleTests {
 
         // The 22:00 hour noticed at 22:45: too late to push in the night. Skipped, alerted.
         try await scheduler.check(push, now: date(fixture, hour: 22, minute: 45))
-        #expect(try await scheduler.runs.progress(job: push.name, period: fixture.slot(22))?.state == "skipped")
+        #expect(try await scheduler.runs.progress(job: push.name, period: fixture.slot(22))?.state == .skipped)
         try await eventually("the skipped hour to be alerted") {
             try await Alerts.recent(fixture.redis, count: 200).contains {
                 $0.kind == "job-run-missed" && $0.details["period"] == fixture.slot(22)

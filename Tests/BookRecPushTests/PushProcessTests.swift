@@ -90,7 +90,7 @@ struct PushProcessTests {
             survivor.admin, "POST", "jobs/book-rec-prewarm/trigger?period=\(day)", token: "t0ken")
         #expect(prewarm.status == 202, "\(prewarm.body)")
         try await eventually(timeout: .seconds(90), "the pre-warm to succeed") {
-            try await runs.progress(job: "book-rec-prewarm", period: day)?.state == "succeeded"
+            try await runs.progress(job: "book-rec-prewarm", period: day)?.state == .succeeded
         }
         #expect(try await runs.progress(job: "book-rec-prewarm", period: day)?.itemsDone == 500)
         #expect(services.simulator.stats.services["ab"]?.calls == 500, "each user pre-warmed once, by one pod")
@@ -104,7 +104,7 @@ struct PushProcessTests {
             doomed.process.child.exitStatus() == 128 + SIGKILL
         }
         try await eventually(timeout: .seconds(90), "the hour to finish on the survivor") {
-            try await runs.progress(job: "book-rec-push", period: slot)?.state == "succeeded"
+            try await runs.progress(job: "book-rec-push", period: slot)?.state == .succeeded
         }
         let everyone = Set((1...500).map { Int64($0) })
         let first = try await pushes(slot: slot, users: everyone)
@@ -121,7 +121,7 @@ struct PushProcessTests {
         #expect(again.status == 202, "\(again.body)")
         try await eventually(timeout: .seconds(90), "the forced re-run to finish") {
             let progress = try await runs.progress(job: "book-rec-push", period: slot)
-            return progress?.attempt == 2 && progress?.state == "succeeded"
+            return progress?.attempt == 2 && progress?.state == .succeeded
         }
         let after = try await pushes(slot: slot, users: everyone)
         #expect(after.count == first.count, "the re-run sent nothing: \(after.count - first.count) more")

@@ -75,7 +75,7 @@ struct CrashScenarioTests {
         }
         winner.kill()
         try await eventually(timeout: .seconds(90), "the survivor to finish the run") {
-            try await runs.progress(job: "testkit-fan", period: period)?.state == "succeeded"
+            try await runs.progress(job: "testkit-fan", period: period)?.state == .succeeded
         }
         let progress = try #require(try await runs.progress(job: "testkit-fan", period: period))
         #expect(progress.takeovers == 1)
@@ -151,7 +151,7 @@ struct CrashScenarioTests {
         let data = try Data(contentsOf: URL(fileURLWithPath: output))
         let fleet = try JSONDecoder.prewarm.decode(FleetStatus.self, from: data)
         let run = try #require(fleet.runs.first { $0.job == job })
-        #expect(run.state == "running" && run.leased && run.owner == "pod-7")
+        #expect(run.state == .running && run.leased && run.owner == "pod-7")
         #expect(run.batchesProduced == 2 && run.itemsExpected == 1000)
         #expect(run.deadlineAt != nil)
         let (textStatus, _) = try await TestProcess.runTool(

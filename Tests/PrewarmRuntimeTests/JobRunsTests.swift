@@ -49,15 +49,32 @@ struct JobRunsTests {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(records.filter { $0 == .recorded(finished: "succeeded") }.count == 1)
+        #expect(records.filter { $0 == .recorded(finished: .succeeded) }.count == 1)
         #expect(records.filter { $0 == .duplicate }.count == 6)
         let progress = try #require(try await runs.progress(job: job, period: "20261121"))
-        #expect(progress.state == "succeeded" && progress.batchesDone == 4 && progress.itemsDone == 12)
+        #expect(progress.state == .succeeded && progress.batchesDone == 4 && progress.itemsDone == 12)
         #expect(progress.durationSeconds != nil && !progress.leased)
         #expect(try await runs.redis.send("EXISTS", JobRuns.doneKey(job: job, period: "20261121")) == .integer(1))
     }
 
-    @Test("a failed batch fails the run (no success flag); a forced attempt ignores the batches of the old one")
+    @Test("outcomes are honest: items failed make a run partial, nothing worked makes it failed, never succeeded")
+    func honestOutcomes() async throws {
+        let runs = try await runs()
+        for (done, failed, batchFailed, expected) in [
+            (3, 0, false, JobRunState.succeeded), (2, 1, false, .partial), (0, 3, true, .failed),
+        ] {
+            let job = TestEnvironment.uniqueName("job")
+            let lease = try await start(runs, job)
+            _ = try await lease.finishFanOut(batches: 1, items: 3)
+            #expect(
+                try await runs.recordBatch(batch(job, 0), itemsDone: done, itemsFailed: failed, failed: batchFailed)
+                    == .recorded(finished: expected))
+            let flag = try await runs.redis.send("EXISTS", JobRuns.doneKey(job: job, period: "20261121"))
+            #expect(flag == .integer(expected == .succeeded ? 1 : 0), "the success flag only for a run that succeeded")
+        }
+    }
+
+    @Test("a failed batch makes the run partial (no success flag); a forced attempt ignores the old one's batches")
     func failedAndForced() async throws {
         let runs = try await runs()
         let job = TestEnvironment.uniqueName("job")
@@ -66,10 +83,10 @@ struct JobRunsTests {
         _ = try await runs.recordBatch(batch(job, 0), itemsDone: 3, itemsFailed: 0, failed: false)
         #expect(
             try await runs.recordBatch(batch(job, 1), itemsDone: 0, itemsFailed: 3, failed: true)
-                == .recorded(finished: "failed"))
+                == .recorded(finished: .partial))
         #expect(try await runs.redis.send("EXISTS", JobRuns.doneKey(job: job, period: "20261121")) == .integer(0))
         guard
-            case .exists("failed") = try await runs.claim(
+            case .exists("partial") = try await runs.claim(
                 job: job, period: "20261121", due: Date(), force: false, deadline: nil)
         else {
             Issue.record("an unforced claim of a finished period ran again")
@@ -85,7 +102,7 @@ struct JobRunsTests {
     func emptyAndFenced() async throws {
         let runs = try await runs()
         let empty = TestEnvironment.uniqueName("job")
-        #expect(try await start(runs, empty).finishFanOut(batches: 0, items: 0) == "succeeded")
+        #expect(try await start(runs, empty).finishFanOut(batches: 0, items: 0) == .succeeded)
 
         let short = try await self.runs("slow", lease: .seconds(1))
         let job = TestEnvironment.uniqueName("job")
@@ -98,7 +115,7 @@ struct JobRunsTests {
             Issue.record("the expired run was not taken over")
             return
         }
-        #expect(progress.state == "running" && previous == "slow")
+        #expect(progress.state == .running && previous == "slow")
         await #expect(throws: LeaseLost.self) { try await stalled.record([("cursor", 99)]) }
         #expect(try await runs.progress(job: job, period: "20261121")?.cursor == "", "nothing written by the old owner")
     }

@@ -81,7 +81,7 @@ struct SchedulerTests {
         #expect(claims.filter { if case .started = $0 { true } else { false } }.count == 1)
         let period = Schedule.daily(hour: 0, minute: 1).period(of: fire, in: shanghai)
         try await eventually("the run to be recorded done") {
-            try await pods[0].scheduler.runs.progress(job: job, period: period)?.state == "succeeded"
+            try await pods[0].scheduler.runs.progress(job: job, period: period)?.state == .succeeded
         }
         #expect(await log.runs.count == 1)
         #expect(try await redis.send("EXISTS", JobRuns.doneKey(job: job, period: period)) == .integer(1))
@@ -216,7 +216,7 @@ struct SchedulerTests {
         let period = failing.schedule.period(of: Date(), in: shanghai)
         _ = try await pod.scheduler.trigger(job: job, period: period)
         try await eventually("the run to be recorded failed") {
-            try await pod.scheduler.runs.progress(job: job, period: period)?.state == "failed"
+            try await pod.scheduler.runs.progress(job: job, period: period)?.state == .failed
         }
         let ended = try #require(try await pod.scheduler.runs.progress(job: job, period: period)?.finishedAt)
         try await pod.scheduler.check(failing, now: ended.addingTimeInterval(25))
@@ -261,7 +261,7 @@ struct SchedulerTests {
         try await late.scheduler.check(outside, now: date("2026-11-21T02:45:00Z"))
         try await Task.sleep(for: .milliseconds(300))
         #expect(await log.runs.count == 1, "nothing sent in the middle of the night")
-        #expect(try await late.scheduler.runs.progress(job: outsideName, period: "2026112110")?.state == "skipped")
+        #expect(try await late.scheduler.runs.progress(job: outsideName, period: "2026112110")?.state == .skipped)
         try await eventually("the skip to be alerted") {
             try await Alerts.recent(redis, count: 50).contains {
                 $0.kind == "job-run-missed" && $0.details["job"] == outsideName
@@ -336,7 +336,7 @@ struct SchedulerTests {
         try await Task.sleep(for: .milliseconds(2200))
         try await survivor.scheduler.takeOver()
         try await eventually("the survivor to finish the fan-out") {
-            try await survivor.scheduler.runs.progress(job: job, period: "20261121")?.state == "fanned-out"
+            try await survivor.scheduler.runs.progress(job: job, period: "20261121")?.state == .fannedOut
         }
         let progress = try #require(try await survivor.scheduler.runs.progress(job: job, period: "20261121"))
         #expect(progress.takeovers == 1)

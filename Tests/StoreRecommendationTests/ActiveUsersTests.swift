@@ -38,4 +38,27 @@ struct ActiveUsersTests {
         try await seen(1002, on: ["20261130"])
         #expect(try await active.takeSnapshot(for: run) == 3)
     }
+
+    @Test("ids from 1 to Int64.max are snapshotted and paged in shard-then-id order, none lost or repeated")
+    func extremeIDs() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("act") + ":"
+        let active = ActiveUsers(redis: redis, timeZone: shanghai, minimumDays: 1, windowDays: 2, prefix: prefix)
+        let users: [Int64] = [1, 15, 16, 9_007_199_254_740_993, Int64.max - 16, Int64.max - 1, Int64.max]
+        let day = ActivityWriter.dayKey("20261201", prefix: prefix)
+        try await redis.send(RedisCommand("SADD", arguments: [day] + users.map(String.init)))
+        let run = JobRunInfo(job: "store-score", period: "20261201", attempt: 1, forced: false, due: Date())
+        #expect(try await active.takeSnapshot(for: run) == users.count)
+        var paged: [Int64] = []
+        var cursor = Int64.min
+        while true {
+            let page = try await active.page(for: run, after: cursor, limit: 2)
+            if page.isEmpty { break }
+            paged += page
+            cursor = page.last!
+        }
+        let expected = users.sorted { (EntryIngestSchema.shard(of: $0), $0) < (EntryIngestSchema.shard(of: $1), $1) }
+        #expect(paged == expected)
+    }
 }

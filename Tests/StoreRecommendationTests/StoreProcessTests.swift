@@ -77,9 +77,9 @@ struct StoreProcessTests {
         }
         winner.kill()
         let killedAt = try #require(try await runs.progress(job: StoreScorer.jobName, period: "20261201"))
-        #expect(killedAt.state == "running", "killed before its fan-out ended")
+        #expect(killedAt.state == .running, "killed before its fan-out ended")
         try await eventually(timeout: .seconds(120), "the run to complete") {
-            try await runs.progress(job: StoreScorer.jobName, period: "20261201")?.state == "succeeded"
+            try await runs.progress(job: StoreScorer.jobName, period: "20261201")?.state == .succeeded
         }
         let run = try #require(try await runs.progress(job: StoreScorer.jobName, period: "20261201"))
         #expect(run.takeovers >= 1)

@@ -105,7 +105,7 @@ struct StoreScorerTests {
         let tonight = run("20261201")
         try await scorer.prepare(tonight)
         _ = try await scorer.work(batch(tonight, [1001, 1002]))
-        let progress = JobRunProgress(job: StoreScorer.jobName, period: "20261201", attempt: 1, state: "succeeded")
+        let progress = JobRunProgress(job: StoreScorer.jobName, period: "20261201", attempt: 1, state: .succeeded)
         try await scorer.finish(progress)
         // Tally: store 1 ×4, 3 ×2, 4 ×2 (6 is closed). Categories 1 → 4, 2 → 4; zones 10 → 6, 20 → 2.
         // 1: 2+1.2+1.2 = 4.4; 3: 1+1.2+1.2 = 3.4; 7: 0+1.2+1.2 = 2.4; 4: 1+1.2+0.4 = 2.6.
