@@ -136,7 +136,8 @@ public struct BookRecCache: Sendable {
         }
 
         public static func finishStep(_ run: JobRunProgress) -> Claimer {
-            Claimer(fence: AttemptFence(job: run.job, period: run.period, attempt: run.attempt), tag: "\(run.attempt):f")
+            Claimer(
+                fence: AttemptFence(job: run.job, period: run.period, attempt: run.attempt), tag: "\(run.attempt):f")
         }
     }
 

@@ -280,7 +280,8 @@ public final class BookRecJobs: JobBatchHandler {
             logger.warning(
                 "cache miss: no pre-warmed recommendation, push skipped",
                 metadata: [
-                    "slot": "\(slot)", "batch": "\(batch)", "users": "\(misses[start..<min(start + 100, misses.count)])",
+                    "slot": "\(slot)", "batch": "\(batch)",
+                    "users": "\(misses[start..<min(start + 100, misses.count)])",
                 ])
         }
         let pushes = hits.map {
@@ -348,7 +349,8 @@ public final class BookRecJobs: JobBatchHandler {
         }
         while !busy.isEmpty {
             try await Task.sleep(for: .milliseconds(250))
-            let again = try await cache.claim(busy.map { pushes[$0] }, slot: slot, by: claimer, ttl: .seconds(2 * 86_400))
+            let again = try await cache.claim(
+                busy.map { pushes[$0] }, slot: slot, by: claimer, ttl: .seconds(2 * 86_400))
             for (index, claim) in zip(busy, again) { claims[index] = claim }
             busy = busy.filter { claims[$0] == .busy }
         }

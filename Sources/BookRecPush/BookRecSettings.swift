@@ -63,7 +63,8 @@ public enum BookRecSettings {
 
     public static let all: [SettingDescription] = [
         prewarmSchedule.description, prewarmDeadline.description, pushSchedule.description,
-        catchUpWindow.description, sendWindow.description, finishedTask.description, followingTask.description, experiment.description,
+        catchUpWindow.description, sendWindow.description, finishedTask.description, followingTask.description,
+        experiment.description,
         abURL.description, recommendationURL.description, materialURL.description, maxInFlight.description,
         callAttempts.description, breakerFailures.description, breakerCoolDown.description,
         batchSize.description, batchConcurrency.description, cacheTTL.description, failureAlertRatio.description,

@@ -45,8 +45,7 @@ public final class KafkaProducer: Sendable {
     /// Sends every message and returns each one's delivery report or failure, in order, once
     /// every message has one: one message the broker refuses (too large, say) fails alone.
     /// Throws only when the producer is closed.
-    public func sendEach(_ messages: [KafkaProducerMessage]) async throws -> [Result<KafkaDeliveryReport, KafkaError>]
-    {
+    public func sendEach(_ messages: [KafkaProducerMessage]) async throws -> [Result<KafkaDeliveryReport, KafkaError>] {
         if messages.isEmpty { return [] }
         try handle.checkOpen("send")
         let batch = DeliveryBatch(count: messages.count)

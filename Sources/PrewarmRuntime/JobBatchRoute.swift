@@ -136,7 +136,8 @@ struct JobBatchTopicHandler<Handler: JobBatchHandler>: TopicHandler {
         runs.alerts?.raise(
             "job-batch-set-aside", reason + " with its \(batch.ids.count) items",
             details: [
-                "job": batch.job, "period": batch.period, "batch": String(batch.batch), "items": String(batch.ids.count),
+                "job": batch.job, "period": batch.period, "batch": String(batch.batch),
+                "items": String(batch.ids.count),
             ])
         return .invalid(InvalidMessage(reason, errorClass: "BatchKilledConsumers"))
     }

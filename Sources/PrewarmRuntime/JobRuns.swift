@@ -452,7 +452,9 @@ public final class JobRuns: Sendable {
     public static func recoveredCommands(job: String, period: String, count: Int) -> [RedisCommand] {
         guard count != 0 else { return [] }
         let key = progressKey(job: job, period: period)
-        return [RedisCommand("HINCRBY", key, "items_failed", -count), RedisCommand("HINCRBY", key, "items_done", count)]
+        return [
+            RedisCommand("HINCRBY", key, "items_failed", -count), RedisCommand("HINCRBY", key, "items_done", count),
+        ]
     }
 
     /// Where finish steps run from now on (the scheduler's run group).
@@ -674,7 +676,8 @@ final class JobRunMetrics: Sendable {
         guard let seconds else { return }
         let timer = timers.withLock { timers in
             if let timer = timers[job] { return timer }
-            let timer = CoreMetrics.Timer(label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
+            let timer = CoreMetrics.Timer(
+                label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
             timers[job] = timer
             return timer
         }

@@ -224,8 +224,10 @@ public struct RecommendationCache: Sendable {
         let encoder = Self.encoder
         var commands: [RedisCommand] = []
         let rows = Set(open.map(\.id)).union(closed)
-        let deleted = (try await redis.send("SMEMBERS", openKey).array ?? []).compactMap { $0.string.flatMap { Int64($0) } }
-            .filter { !rows.contains($0) }
+        let deleted = (try await redis.send("SMEMBERS", openKey).array ?? []).compactMap {
+            $0.string.flatMap { Int64($0) }
+        }
+        .filter { !rows.contains($0) }
         let closed = closed + deleted
         if let defaultList {
             commands.append(

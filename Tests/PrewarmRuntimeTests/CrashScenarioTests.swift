@@ -90,6 +90,57 @@ struct CrashScenarioTests {
     }
 
     @Test(
+        "a batch whose handler traps kills three pods, then is set aside: the run goes on and ends partial, alerted"
+    )
+    func batchThatKillsPods() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let topic = try TestEnvironment.createTopic(partitions: 2)
+        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let prefix = TestEnvironment.uniqueName("poison")
+        let environment = [
+            "PREWARM_TESTKIT_MODE": "fan-out", "PREWARM_TESTKIT_TOPIC": topic,
+            "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("group"), "PREWARM_TESTKIT_PREFIX": prefix,
+            "PREWARM_TESTKIT_ITEMS": "100", "PREWARM_TESTKIT_TRAP_ID": "55", "PREWARM_JOB_LEASE_S": "2",
+            "PREWARM_JOB_CHECK_S": "1",
+        ]
+        var pods = try (0..<2).map { _ in try worker(environment) }
+        for (pod, url) in pods { try await pod.waitUntilAnswering(url) }
+        let period = oldPeriod()
+        let since = Date()
+        #expect(
+            try await post(
+                pods[0].1.appendingPathComponent("jobs/testkit-fan/trigger").appending(queryItems: [
+                    .init(name: "period", value: period)
+                ])) == 202)
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "t"), alerts: nil)
+        // Pods that die are started again, as Kubernetes would.
+        var deaths = 0
+        try await eventually(timeout: .seconds(150), "the run to end without the batch that kills its pods") {
+            for index in pods.indices where pods[index].0.child.exitStatus() != nil {
+                deaths += 1
+                pods[index] = try worker(environment)
+            }
+            return try await runs.progress(job: "testkit-fan", period: period)?.isFinished == true
+        }
+        let progress = try #require(try await runs.progress(job: "testkit-fan", period: period))
+        #expect(progress.state == .partial, "one batch set aside: not succeeded")
+        #expect(progress.batchesFailed == 1 && progress.batchesDone == 9)
+        #expect(progress.itemsFailed == 10 && progress.itemsDone == 90)
+        #expect(deaths == 3, "three pods died in the batch, the fourth consumer set it aside")
+        let counts = try await redis.send("HKEYS", prefix).array?.compactMap(\.string).compactMap { Int($0) } ?? []
+        #expect(Set(counts) == Set(1...100).subtracting(51...60), "every other id worked")
+        let alerts = try await Alerts.recent(redis, count: 200).filter {
+            $0.kind == "job-batch-set-aside" && $0.details["period"] == period && $0.at >= since
+        }
+        #expect(alerts.count == 1)
+        let letters = try await TestEnvironment.read(topic + ".dlq", count: 1)
+        #expect(letters.first?.header(DeadLetter.Header.errorClass)?.stringValue == "BatchKilledConsumers")
+        for (pod, _) in pods { pod.signal(SIGTERM) }
+    }
+
+    @Test(
         "a task runner killed mid-task: another pod rescues it once its heartbeat stops and resumes it from its checkpoint"
     )
     func runnerKilled() async throws {

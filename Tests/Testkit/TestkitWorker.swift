@@ -11,7 +11,8 @@ import ServiceLifecycle
 ///   `PREWARM_TESTKIT_PREFIX` (at-least-once shows as counts), pausing
 ///   `PREWARM_TESTKIT_DELAY_MS` in every batch;
 /// - `fan-out`: job `testkit-fan` produces the ids 1...`PREWARM_TESTKIT_ITEMS` in batches
-///   of 10 to the topic, pausing the delay before each page; its consumers count each id;
+///   of 10 to the topic, pausing the delay before each page; its consumers count each id, and
+///   a batch holding `PREWARM_TESTKIT_TRAP_ID` kills its process (a trap in a handler);
 /// - `tasks`: runs tasks of kind `testkit`, each `PREWARM_TESTKIT_ITEMS` steps of 10,
 ///   pausing the delay per step, counting each step in the hash and checkpointing after it;
 /// - `hang`: its handler never returns;
@@ -39,9 +40,11 @@ struct TestkitWorker: WorkerDefinition {
         "PREWARM_TESTKIT_DELAY_MS", default: 0, in: 0...600_000, "pause per batch, page or step")
     static let items = Setting.integer("PREWARM_TESTKIT_ITEMS", default: 100, in: 0...1_000_000, "ids or steps")
     static let output = Setting.text("PREWARM_TESTKIT_OUTPUT", default: nil, "where progress lines go")
+    static let trap = Setting.integer(
+        "PREWARM_TESTKIT_TRAP_ID", default: 0, in: 0...1_000_000, "a batch holding this id traps (0: none)")
     static let settings = [
         mode.description, group.description, topic.description, prefix.description, delay.description,
-        items.description, output.description,
+        items.description, output.description, trap.description,
     ]
     static let defaults = [
         "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
@@ -82,7 +85,8 @@ struct TestkitWorker: WorkerDefinition {
             ]
             routes = [
                 TopicRoute(
-                    batchesOfTopic: topic, runs: context.jobRuns, handler: BatchCounting(redis: redis, prefix: prefix))
+                    batchesOfTopic: topic, runs: context.jobRuns,
+                    handler: BatchCounting(redis: redis, prefix: prefix, trap: Int64(try environment.value(Self.trap))))
             ]
         case "tasks":
             services = [
@@ -129,8 +133,10 @@ struct TestkitWorker: WorkerDefinition {
     struct BatchCounting: JobBatchHandler {
         let redis: RedisPool
         let prefix: String
+        var trap: Int64 = 0
 
         func work(_ batch: JobBatch) async throws -> BatchResult {
+            if trap > 0, batch.ids.contains(trap) { fatalError("testkit: a batch holding id \(trap) traps") }
             _ = try await redis.pipeline(batch.ids.map { RedisCommand("HINCRBY", prefix, $0, 1) })
             return BatchResult(itemsDone: batch.ids.count)
         }
