@@ -276,15 +276,42 @@ public struct BookRecCache: Sendable {
 
     /// The items (users of a pre-warm, rows of an hour) a run's end worked after all: out of
     /// its failed set, `counts` added to its hash and the run's record moving them from failed
-    /// to done, in one transaction, so a finish step run again after a crash finds them
-    /// either still failed and uncounted, or moved and counted.
+    /// to done, in one script, so a finish step run again after a crash finds them either
+    /// still failed and uncounted, or moved and counted. KEYS: the failed set, the stats hash,
+    /// the run's record. ARGV: the number of counts, the field and increment pairs, then the
+    /// items.
+    static let settleScript = RedisScript(
+        name: "book-rec-settle",
+        source: JobRuns.recover + """
+
+            local fields = 2 + 2 * tonumber(ARGV[1])
+            local moved = 0
+            for i = fields, #ARGV, 4000 do
+              moved = moved + redis.call('SREM', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+            end
+            if moved == 0 then return 0 end
+            for i = 2, fields - 1, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+            redis.call('EXPIRE', KEYS[2], 172800)
+            recover(KEYS[3], moved)
+            return moved
+            """)
+
     func settle(_ items: [Int64], counts: [String: Int], job: String, period: String, attempt: Int) async throws {
         guard !items.isEmpty else { return }
-        let key = statsKey(job: job, period: period, attempt: attempt)
-        try await redis.transaction(
-            [RedisCommand("SREM", arguments: [failedKey(period: period, attempt: attempt)] + items.map(String.init))]
-                + counts.filter { $0.value != 0 }.map { RedisCommand("HINCRBY", key, $0.key, $0.value) }
-                + [RedisCommand("EXPIRE", key, 2 * 86_400)]
-                + JobRuns.recoveredCommands(job: job, period: period, count: items.count))
+        let increments = counts.filter { $0.value != 0 }
+        var arguments = RedisArguments()
+        arguments.append(increments.count)
+        for (field, value) in increments {
+            arguments.append(field)
+            arguments.append(value)
+        }
+        for item in items { arguments.append(item) }
+        _ = try await redis.run(
+            Self.settleScript,
+            keys: RedisArguments([
+                failedKey(period: period, attempt: attempt), statsKey(job: job, period: period, attempt: attempt),
+                JobRuns.progressKey(job: job, period: period),
+            ]),
+            arguments: arguments)
     }
 }

@@ -399,7 +399,11 @@ public final class BookRecJobs: JobBatchHandler {
     /// named and alerted with their count (the run ends partial). Then its counts, and an
     /// alert when its misses pass the threshold.
     public func finishPush(_ run: JobRunProgress) async throws {
-        let windowEnd = (run.dueAt ?? run.startedAt ?? Date()).addingTimeInterval(options.sendWindow.seconds)
+        // From the hour's :00, or from the run's start for an hour triggered ahead of time.
+        let windowEnd =
+            [run.dueAt, run.startedAt].compactMap { $0 }.min().map {
+                $0.addingTimeInterval(options.sendWindow.seconds)
+            } ?? Date().addingTimeInterval(options.sendWindow.seconds)
         let claimer = BookRecCache.Claimer.finishStep(run)
         let backoff = Backoff(initial: .seconds(1), maximum: .seconds(30))
         var round = 0

@@ -18,7 +18,7 @@ import Synchronization
 ///   summed (`in_flight_seconds`), per service and in all;
 ///   `POST /stats/reset`;
 /// - `POST /control`: `{"error_rate": 0.2, "down": ["rec"], "latency": "10ms", ...}` changes
-///   the behaviour while it runs (a service "down" answers 503 at once).
+///   the behaviour while it runs, only in what it names (a service "down" answers 503 at once).
 ///
 /// Each call waits its latency, then fails with 503 at the error rate. Whether a user is in
 /// the experiment depends on the user id only (a stable share), so runs agree.
@@ -96,15 +96,20 @@ public final class DownstreamSimulator: Sendable {
 
         public init() {}
 
+        /// The key of `JSONDecoder.userInfo` naming the behaviour a change applies to: what the
+        /// JSON leaves out keeps its value there (`POST /control` changes only what it names).
+        public static let base = CodingUserInfoKey(rawValue: "prewarm.simulator.base")!
+
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            let defaults = Behaviour()
+            let defaults = decoder.userInfo[Self.base] as? Behaviour ?? Behaviour()
             latency = try container.decodeIfPresent(String.self, forKey: .latency) ?? defaults.latency
-            serviceLatency = try container.decodeIfPresent([String: String].self, forKey: .serviceLatency) ?? [:]
+            serviceLatency =
+                try container.decodeIfPresent([String: String].self, forKey: .serviceLatency) ?? defaults.serviceLatency
             errorRate = try container.decodeIfPresent(Double.self, forKey: .errorRate) ?? defaults.errorRate
             experimentShare =
                 try container.decodeIfPresent(Double.self, forKey: .experimentShare) ?? defaults.experimentShare
-            down = try container.decodeIfPresent([String].self, forKey: .down) ?? []
+            down = try container.decodeIfPresent([String].self, forKey: .down) ?? defaults.down
         }
 
         /// The first problem with these values, if any.
@@ -552,8 +557,10 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
         case (.GET, "control"):
             respond(.ok, json: simulator.behaviour, keepAlive: keepAlive, context: context)
         case (.POST, "control"):
+            let decoder = JSONDecoder()
+            decoder.userInfo[DownstreamSimulator.Behaviour.base] = simulator.behaviour
             guard
-                let changes = try? JSONDecoder().decode(
+                let changes = try? decoder.decode(
                     DownstreamSimulator.Behaviour.self, from: Data(head.body.readableBytesView))
             else {
                 respond(

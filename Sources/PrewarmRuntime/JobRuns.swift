@@ -441,21 +441,23 @@ public final class JobRuns: Sendable {
     /// Registers what a job does once a run of it has ended (say, a list computed from
     /// what every batch tallied): called once per run, by whichever pod recorded its end, with
     /// the run's final record. An error is retried with backoff a few times, then alerted.
-    /// A hook that works failed items after all moves them to done with
-    /// `recoveredCommands`, in the same transaction as its own record of them.
+    /// A hook that works failed items after all moves them to done with `JobRuns.recover`, in
+    /// the same script as its own record of them.
     public func onFinished(_ job: String, _ hook: @escaping @Sendable (JobRunProgress) async throws -> Void) {
         finishHooks.withLock { $0[job] = hook }
     }
 
-    /// The commands that move `count` of a run's failed items to done: for a finish hook's
-    /// transaction, so a crash leaves its items either still failed or recovered and counted.
-    public static func recoveredCommands(job: String, period: String, count: Int) -> [RedisCommand] {
-        guard count != 0 else { return [] }
-        let key = progressKey(job: job, period: period)
-        return [
-            RedisCommand("HINCRBY", key, "items_failed", -count), RedisCommand("HINCRBY", key, "items_done", count),
-        ]
-    }
+    /// A Lua function for a finish hook's script: `recover(progressKey, count)` moves `count`
+    /// of the run's failed items to done, in the same script as the hook's own record of them,
+    /// so a crash leaves its items either still failed or recovered and counted. A run whose
+    /// record is gone is left alone.
+    public static let recover = """
+        local function recover(progress, count)
+          if count == 0 or redis.call('EXISTS', progress) == 0 then return end
+          redis.call('HINCRBY', progress, 'items_failed', -count)
+          redis.call('HINCRBY', progress, 'items_done', count)
+        end
+        """
 
     /// Where finish steps run from now on (the scheduler's run group).
     func launchFinishSteps(with launch: @escaping @Sendable (_ job: String, _ period: String) -> Void) {

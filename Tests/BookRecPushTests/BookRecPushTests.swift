@@ -139,4 +139,48 @@ struct BookRecPushTests {
         #expect(counts["other_push"] == 20, "\(counts)")
         #expect(counts["already_sent"] == nil, "\(counts)")
     }
+
+    @Test("the material service down for part of the hour: its pushes are retried at the hour's end, each sent once")
+    func materialDownThenBack() async throws {
+        let fixture = try await PushFixture.make(behaviour: everyone())
+        try await fixture.db.addUsers(1...50, task: fixture.finished, hour: 10)
+        try await fixture.prewarm((1...50).map { Int64($0) })
+        let slot = fixture.slot(10)
+        fixture.services.simulator.behaviour.down = ["material"]
+        let rows = try await fixture.db.rowIDs(task: fixture.finished, hour: 10)
+        let result = try await fixture.jobs.work(fixture.batch(BookRecJobs.pushJob, slot, rows))
+        #expect(result.itemsFailed == 50, "every push of the batch failed while the service was down")
+        #expect(try await fixture.counts(BookRecJobs.pushJob, slot)["failed"] == 50)
+        let finishing = Task { try await fixture.jobs.finishPush(fixture.progress(BookRecJobs.pushJob, slot)) }
+        try await Task.sleep(for: .seconds(2))
+        fixture.services.simulator.behaviour.down = []
+        try await finishing.value
+
+        let pushes = try (try await TestEnvironment.read(fixture.topic, count: 50)).map(PushSeen.decode)
+        #expect(pushes.count == 50 && Set(pushes.map(\.userID)).count == 50, "every user pushed once")
+        let counts = try await fixture.counts(BookRecJobs.pushJob, slot)
+        #expect(counts["sent"] == 50 && (counts["failed"] ?? 0) == 0, "\(counts)")
+        #expect(try await fixture.alerts(kind: "book-rec-push-unsent").isEmpty)
+    }
+
+    @Test("the material service down past the hour's send window: the rows left unsent are counted and alerted")
+    func materialDownPastTheWindow() async throws {
+        let fixture = try await PushFixture.make(behaviour: everyone()) { $0.sendWindow = .seconds(3) }
+        try await fixture.db.addUsers(1...20, task: fixture.finished, hour: 11)
+        try await fixture.prewarm((1...20).map { Int64($0) })
+        let slot = fixture.slot(11)
+        fixture.services.simulator.behaviour.down = ["material"]
+        let rows = try await fixture.db.rowIDs(task: fixture.finished, hour: 11)
+        _ = try await fixture.jobs.work(fixture.batch(BookRecJobs.pushJob, slot, rows))
+        var run = fixture.progress(BookRecJobs.pushJob, slot)
+        run.dueAt = Date()
+        let started = ContinuousClock.now
+        try await fixture.jobs.finishPush(run)
+        #expect(ContinuousClock.now - started < .seconds(10), "it gives up when the window ends")
+        #expect(fixture.services.simulator.stats.services["material"]?.calls ?? 0 > 20, "retried within the window")
+        #expect(try await fixture.counts(BookRecJobs.pushJob, slot)["failed"] == 20)
+        try await eventually("the unsent alert with its count") {
+            try await fixture.alerts(kind: "book-rec-push-unsent").first?.details["unsent"] == "20"
+        }
+    }
 }

@@ -126,4 +126,61 @@ struct PushProcessTests {
         let after = try await pushes(slot: slot, users: everyone)
         #expect(after.count == first.count, "the re-run sent nothing: \(after.count - first.count) more")
     }
+
+    @Test("a forced re-run while the hour is still pushing: the older attempt is fenced, no user is pushed twice")
+    func forcedWhilePushing() async throws {
+        var configuration = try TestEnvironment.redis()
+        configuration.database = 12
+        let redis = try await RedisConnection.connect(configuration)
+        closeAfterTest { await redis.close() }
+        try await redis.send("FLUSHDB")
+        let db = try await PushDatabase.make()
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "2ms"
+        behaviour.serviceLatency = ["material": "40ms"]
+        behaviour.experimentShare = 1
+        let services = try await SimulatedServices.start(behaviour)
+        let day = String(
+            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        try await db.addUsers(1...600, task: "04-026-\(day)-r0gdua", hour: 21)
+        let environment = db.workerEnvironment.merging([
+            "PREWARM_REDIS_DB": "12", "PREWARM_PUSH_BATCH_SIZE": "20", "PREWARM_PUSH_BATCH_CONCURRENCY": "2",
+            "PREWARM_PUSH_MAX_IN_FLIGHT": "10",
+            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
+            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
+            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
+            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
+            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+        ]) { $1 }
+        let pods = [try await start(environment), try await start(environment)]
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "test"), alerts: nil)
+        let prewarm = try await adminRequest(
+            pods[0].admin, "POST", "jobs/book-rec-prewarm/trigger?period=\(day)", token: "t0ken")
+        #expect(prewarm.status == 202, "\(prewarm.body)")
+        try await eventually(timeout: .seconds(90), "the pre-warm to succeed") {
+            try await runs.progress(job: "book-rec-prewarm", period: day)?.state == .succeeded
+        }
+
+        let slot = day + "21"
+        let first = try await adminRequest(
+            pods[0].admin, "POST", "jobs/book-rec-push/trigger?period=\(slot)", token: "t0ken")
+        #expect(first.status == 202, "\(first.body)")
+        try await eventually(timeout: .seconds(60), "the first attempt to be part-way") {
+            try await runs.progress(job: "book-rec-push", period: slot)?.batchesDone ?? 0 >= 4
+        }
+        let forced = try await adminRequest(
+            pods[1].admin, "POST", "jobs/book-rec-push/trigger?period=\(slot)&force=true", token: "t0ken")
+        #expect(forced.status == 202, "a forced trigger is accepted while the hour runs: \(forced.body)")
+        try await eventually(timeout: .seconds(120), "the forced attempt to finish") {
+            let progress = try await runs.progress(job: "book-rec-push", period: slot)
+            return progress?.attempt == 2 && progress?.state == .succeeded
+        }
+        let everyone = Set((1...600).map { Int64($0) })
+        let seen = try await pushes(slot: slot, users: everyone)
+        let byUser = Dictionary(grouping: seen, by: \.userID)
+        let twice = byUser.filter { $0.value.count > 1 }.keys.sorted()
+        #expect(twice.isEmpty, "no crash, so no user twice: \(twice.count) were")
+        #expect(Set(byUser.keys) == everyone, "no user lost")
+    }
 }

@@ -125,6 +125,12 @@ struct SimulatorHTTPTests {
         ) { $0.hasSuffix("}") }
         #expect(control.text.hasPrefix("HTTP/1.1 200 OK"))
         #expect(services.simulator.behaviour.errorRate == 0.25)
+        #expect(services.simulator.behaviour.latency == "1ms", "a change keeps what it does not name")
+        let down = #"{"down": ["material"]}"#
+        _ = try await exchange(
+            port: services.port, ["POST /control HTTP/1.1\r\nContent-Length: \(down.utf8.count)\r\n\r\n\(down)"]
+        ) { $0.hasSuffix("}") }
+        #expect(services.simulator.behaviour.down == ["material"] && services.simulator.behaviour.errorRate == 0.25)
 
         let chunked = try await exchange(
             port: services.port, ["POST /control HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]

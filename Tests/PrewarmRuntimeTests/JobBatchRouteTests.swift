@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Kafka
 import Logging
+import MetricsTestKit
 import Redis
 import ServiceLifecycle
 import TestSupport
@@ -155,5 +156,62 @@ struct FinishStepTests {
         // Delivered once more (an offset reset): the step has ended and is not run again.
         try await handler.handle(delivered)
         #expect(hooks.count == 1)
+    }
+}
+
+@Suite("A run's outcome, settled by its finish step", .closesResources)
+struct RunOutcomeTests {
+    /// Moves `count` failed items of the run to done, as a product's finish hook does.
+    static let recover = RedisScript(
+        name: "test-recover", source: JobRuns.recover + "\nrecover(KEYS[1], tonumber(ARGV[1]))\nreturn 1")
+
+    @Test("a hook that recovers every failed item makes the run succeeded; one that leaves some, partial and alerted")
+    func hookSettlesTheOutcome() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let metrics = TestMetrics()
+        let alerts = Alerts(worker: "test", logger: Logger(label: "test"), metricsFactory: metrics, redis: redis)
+        closeAfterTest { await alerts.close() }
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: alerts,
+            metricsFactory: metrics)
+        for (recovered, expected) in [(4, JobRunState.succeeded), (1, .partial)] {
+            let job = TestEnvironment.uniqueName("job")
+            let period = "20261123"
+            runs.onFinished(job) { progress in
+                #expect(progress.state == .partial && progress.itemsFailed == 4)
+                _ = try await redis.run(
+                    Self.recover, keys: [JobRuns.progressKey(job: job, period: period)], arguments: [recovered])
+            }
+            guard
+                case .started(let lease) = try await runs.claim(
+                    job: job, period: period, due: Date(), force: false, deadline: nil)
+            else {
+                Issue.record("the run did not start")
+                return
+            }
+            _ = try await lease.finishFanOut(batches: 1, items: 10)
+            let batch = JobBatch(job: job, period: period, attempt: 1, batch: 0, batchCount: 1, ids: Array(1...10))
+            #expect(
+                try await runs.recordBatch(batch, itemsDone: 6, itemsFailed: 4, failed: false)
+                    == .recorded(finished: .partial))
+            #expect(try await runs.finishWhenFree(job: job, period: period))
+            let run = try #require(try await runs.progress(job: job, period: period))
+            #expect(run.state == expected && run.finishReported && run.settledAt != nil)
+            #expect(run.itemsFailed == 4 - recovered && run.itemsDone == 6 + recovered)
+            #expect(
+                try await redis.send("EXISTS", JobRuns.doneKey(job: job, period: period))
+                    == .integer(expected == .succeeded ? 1 : 0))
+            #expect(
+                try metrics.expectCounter("prewarm_job_runs_total", [("job", job), ("outcome", expected.rawValue)])
+                    .totalValue == 1)
+            if expected == .partial {
+                try await eventually("the partial run's alert") {
+                    try await Alerts.recent(redis, count: 100).contains {
+                        $0.kind == "job-partial" && $0.details["job"] == job && $0.details["items_failed"] == "3"
+                    }
+                }
+            }
+        }
     }
 }
