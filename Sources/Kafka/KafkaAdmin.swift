@@ -21,11 +21,12 @@ public final class KafkaAdmin: Sendable {
         self.timeoutMilliseconds = timeoutMilliseconds
     }
 
-    /// Creates topics; one that already exists is not an error. Returns the names created.
+    /// Creates topics, each with its topic configs (`max.message.bytes`, say); one that
+    /// already exists is not an error. Returns the names created.
     @discardableResult
-    public func createTopics(_ topics: [(name: String, partitions: Int, replicationFactor: Int)]) async throws
-        -> [String]
-    {
+    public func createTopics(
+        _ topics: [(name: String, partitions: Int, replicationFactor: Int, configs: [String: String])]
+    ) async throws -> [String] {
         try await KafkaBlocking.run { [handle, timeoutMilliseconds] in
             var errstr = [CChar](repeating: 0, count: 512)
             var newTopics: [OpaquePointer?] = []
@@ -38,6 +39,10 @@ public final class KafkaAdmin: Sendable {
                     throw KafkaError(
                         code: RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue, operation: "create topic \(topic.name)",
                         message: String(errorBuffer: errstr))
+                }
+                for (name, value) in topic.configs.sorted(by: { $0.key < $1.key }) {
+                    try KafkaError.check(
+                        rd_kafka_NewTopic_set_config(newTopic, name, value), "config \(name) of topic \(topic.name)")
                 }
                 newTopics.append(newTopic)
             }

@@ -58,12 +58,18 @@ public struct KafkaProducerConfiguration: Sendable {
     /// How long `close()` waits for messages still in flight.
     public var flushTimeoutMilliseconds: Int
 
+    /// The largest message a producer sends (`message.max.bytes`): twice Kafka's default, so
+    /// that a message at its topic's limit can still be dead-lettered with prewarm's headers
+    /// (dead-letter topics are created with `max.message.bytes` this large).
+    public static let messageMaxBytes = 2_097_152
+
     public static let defaults: [String: String] = [
         "acks": "all",
         "enable.idempotence": "true",
         "partitioner": "murmur2_random",
         "linger.ms": "1",
         "compression.type": "lz4",
+        "message.max.bytes": String(messageMaxBytes),
     ]
 
     public init(

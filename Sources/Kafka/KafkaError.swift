@@ -45,6 +45,16 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     }
     public var description: String { "Kafka \(operation) failed (\(name)): \(message)" }
 
+    /// A produce failed because of the message itself (too large for the producer's
+    /// `message.max.bytes` or the topic's `max.message.bytes`, or refused as invalid): sending
+    /// it again fails the same way, so it is no outage.
+    public var isRefusedMessage: Bool {
+        [
+            RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE,
+            RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+        ].contains { $0.rawValue == code }
+    }
+
     /// Throws for any code but NO_ERROR.
     static func check(_ error: rd_kafka_resp_err_t, _ operation: String) throws {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(error, operation: operation) }

@@ -1,3 +1,5 @@
+import Kafka
+
 /// One Kafka topic of the fleet. `topics.md` documents each (a test keeps the two equal).
 public struct TopicSpec: Sendable, Equatable {
     public let name: String
@@ -34,6 +36,10 @@ public enum TopicCatalog {
 
     /// Partitions of every dead-letter topic.
     public static let deadLetterPartitions = 3
+
+    /// The topic configs a dead-letter topic is created with: a message at its source topic's
+    /// limit still fits with prewarm's headers (larger ones are kept in PostgreSQL).
+    public static let deadLetterConfigs = ["max.message.bytes": String(KafkaProducerConfiguration.messageMaxBytes)]
 
     public static let sources: [TopicSpec] = [
         storeEntry, storeRecommendationBatches, liveReservation, bookRecommendationBatches, bookRecommendationPush,

@@ -9,7 +9,10 @@ import Synchronization
 /// handler, commit what is durable, and never lose or stall on a message.
 ///
 /// - Bad input (a decode or validation error, or a permanent handler error) goes to the
-///   topic's DLQ with headers naming the error; the partition moves on.
+///   topic's DLQ with headers naming the error; the partition moves on. A letter the DLQ
+///   refuses as it is (too large) is kept whole in PostgreSQL (`DeadLetterStore`) and a
+///   reference letter goes to the DLQ in its place: that is no outage. A letter is sent once
+///   however often its batch is retried (until the batch is committed).
 /// - A transient failure (an outage) seeks the batch's partitions back to their first
 ///   messages, pauses them, and retries after an exponential, jittered backoff. Nothing is
 ///   committed past an unfinished batch and nothing goes to the DLQ for an outage.
@@ -32,6 +35,10 @@ public final class ConsumeLoop: Service {
     public let statistics: ConsumeLoopStatistics
     private let consumer: KafkaConsumer
     private let deadLetters: KafkaProducer
+    private let deadLetterStore: DeadLetterStore?
+    /// Messages dead-lettered and not yet committed past: a batch retried after an outage of
+    /// another part sends none of them again.
+    private let lettered = Mutex<[KafkaTopicPartition: Set<Int64>]>([:])
     private let routes: [String: TopicRoute]
     private let logger: Logger
     private let liveness: Liveness
@@ -42,7 +49,8 @@ public final class ConsumeLoop: Service {
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
-        routes: [TopicRoute], logger: Logger, metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        deadLetterStore: DeadLetterStore? = nil, routes: [TopicRoute], logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         liveness: Liveness = Liveness(), alerts: Alerts? = nil,
         onLag: @escaping @Sendable ([KafkaTopicPartition: Int64]) async -> Void = { _ in }
     ) {
@@ -50,6 +58,7 @@ public final class ConsumeLoop: Service {
         self.statistics = ConsumeLoopStatistics(group: configuration.groupID, factory: metricsFactory)
         self.consumer = consumer
         self.deadLetters = deadLetterProducer
+        self.deadLetterStore = deadLetterStore
         self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
         self.logger = logger
         self.liveness = liveness
@@ -145,7 +154,10 @@ public final class ConsumeLoop: Service {
             }
             // Only what this member still owns: a revoked partition's offset would make the
             // broker refuse the whole commit.
-            if await !commit(committable.filter { state.isAssigned($0.key) }) {
+            let committing = committable.filter { state.isAssigned($0.key) }
+            let committed = await commit(committing)
+            if committed { forgetLettered(committed: committing, owned: state.assigned) }
+            if !committed {
                 if let dropped = ahead {
                     dropped.noteSeen(in: &state)
                     ahead = nil
@@ -289,23 +301,82 @@ public final class ConsumeLoop: Service {
     }
 
     private func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {
-        guard !letters.isEmpty else { return .done }
+        let fresh = lettered.withLock { sent in
+            letters.filter { !(sent[$0.message.topicPartition]?.contains($0.message.offset) ?? false) }
+        }
+        guard !fresh.isEmpty else { return .done }
+        let reports: [Result<KafkaDeliveryReport, KafkaError>]
         do {
-            try await deadLetters.send(letters.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
+            reports = try await deadLetters.sendEach(
+                fresh.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
         } catch {
-            return .retry(error)  // the DLQ is unreachable: keep the messages, try again
+            return .retry(error)
         }
-        for letter in letters {
-            logger.error(
-                "message dead-lettered",
-                metadata: [
-                    "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
-                    "offset": "\(letter.message.offset)", "dlq": "\(topic)", "error_class": "\(letter.errorClass)",
-                    "error": "\(letter.errorMessage)",
-                ])
+        var outage: (any Error)?
+        for (letter, report) in zip(fresh, reports) {
+            switch report {
+            case .success:
+                noteLettered(letter, dlq: topic, kept: nil)
+            case .failure(let error) where error.isRefusedMessage:
+                // Too large (or refused) as it is: kept whole elsewhere, a reference in the DLQ.
+                do {
+                    let reference = try await keepWhole(letter, error: error)
+                    try await deadLetters.send(
+                        letter.referenceMessage(topic: topic, group: configuration.groupID, reference: reference))
+                    noteLettered(letter, dlq: topic, kept: reference)
+                } catch {
+                    outage = error  // PostgreSQL or the DLQ unreachable: keep it, try again
+                }
+            case .failure(let error):
+                outage = error  // the DLQ is unreachable: keep the messages, try again
+            }
         }
-        for letter in letters { statistics.deadLettered(letter.message.topic, errorClass: letter.errorClass) }
+        if let outage { return .retry(outage) }
         return .done
+    }
+
+    /// Keeps a letter the DLQ refused in PostgreSQL; without PostgreSQL (a worker that does not
+    /// use it), its value cannot be kept: the reference says so and an alert is raised.
+    private func keepWhole(_ letter: DeadLetter, error: KafkaError) async throws -> String {
+        if let deadLetterStore {
+            return try await deadLetterStore.keep(letter, group: configuration.groupID)
+        }
+        alerts?.raise(
+            "dead-letter-not-kept",
+            "a dead letter of \(letter.message.topicPartition) at \(letter.message.offset) "
+                + "(\(letter.message.value.count) bytes) was refused by its DLQ (\(error.name)) and this worker has no "
+                + "PostgreSQL to keep it: only its reference is in the DLQ",
+            details: ["group": configuration.groupID, "topic": letter.message.topic])
+        return "none"
+    }
+
+    private func noteLettered(_ letter: DeadLetter, dlq topic: String, kept reference: String?) {
+        lettered.withLock { $0[letter.message.topicPartition, default: []].insert(letter.message.offset) }
+        var metadata: Logger.Metadata = [
+            "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
+            "offset": "\(letter.message.offset)", "dlq": "\(topic)", "error_class": "\(letter.errorClass)",
+            "error": "\(letter.errorMessage)",
+        ]
+        if let reference {
+            metadata["kept_in"] = "\(reference)"
+            metadata["bytes"] = "\(letter.message.value.count)"
+        }
+        logger.error("message dead-lettered", metadata: metadata)
+        statistics.deadLettered(letter.message.topic, errorClass: letter.errorClass)
+    }
+
+    /// Forgets the letters of offsets now committed past (or of partitions no longer owned).
+    private func forgetLettered(committed: [KafkaTopicPartition: Int64], owned: Set<KafkaTopicPartition>) {
+        lettered.withLock { sent in
+            for partition in Array(sent.keys) {
+                if !owned.contains(partition) {
+                    sent[partition] = nil
+                } else if let next = committed[partition] {
+                    sent[partition] = sent[partition]?.filter { $0 >= next }
+                    if sent[partition]?.isEmpty == true { sent[partition] = nil }
+                }
+            }
+        }
     }
 
     /// An outage that has lasted past `alertAfter` raises one alert (until a batch succeeds).

@@ -19,7 +19,7 @@ public struct DeadLetter: Sendable {
         public static let consumerGroup = "prewarm-consumer-group"
         static let all = [
             errorClass, errorMessage, originalTopic, originalPartition, originalOffset, originalTimestamp,
-            consumerGroup,
+            consumerGroup, DeadLetterStore.referenceHeader, DeadLetterStore.sizeHeader,
         ]
     }
 
@@ -46,4 +46,25 @@ public struct DeadLetter: Sendable {
         }
         return KafkaProducerMessage(topic: topic, key: message.key, value: message.value, headers: headers)
     }
+
+    /// The letter that stands for this one when it is kept whole elsewhere (`DeadLetterStore`):
+    /// no value, the key and the original headers only while they are small, the reference
+    /// and the original size.
+    public func referenceMessage(topic: String, group: String, reference: String) -> KafkaProducerMessage {
+        var full = producerMessage(topic: topic, group: group)
+        let originalBytes = message.headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) }
+        if originalBytes > Self.smallBytes {
+            full.headers.removeAll { !Header.all.contains($0.name) }
+        }
+        if (full.key?.count ?? 0) > Self.smallBytes { full.key = nil }
+        full.value = []
+        full.headers += [
+            KafkaHeader(DeadLetterStore.referenceHeader, reference),
+            KafkaHeader(DeadLetterStore.sizeHeader, String(message.value.count)),
+        ]
+        return full
+    }
+
+    /// The most of a key or of the original headers a reference letter carries.
+    static let smallBytes = 16_384
 }

@@ -13,24 +13,29 @@ extension GroupOperations {
     /// Sends dead letters back to the topic they came from, after a fix. Progress is the
     /// committed offset of the group `replayGroup`, so a second run does not resend what the
     /// first did. Stops at `limit` messages or when the DLQ has nothing more (idle for
-    /// `idle`). Returns how many went where.
+    /// `idle`). A reference letter (its message kept whole in PostgreSQL) is restored from
+    /// `store`. Returns how many went where.
     public func replayDeadLetters(
         from deadLetterTopic: String, limit: Int? = nil, replayGroup: String = "prewarmctl-dlq-replay",
-        idle: Duration = .seconds(2), joinTimeout: Duration = .seconds(60)
+        idle: Duration = .seconds(2), joinTimeout: Duration = .seconds(60), store: DeadLetterStore? = nil
     ) async throws -> ReplayReport {
+        // A message kept in PostgreSQL may be larger than a producer sends by default: it goes
+        // back as large as it came (its topic's broker decides).
         let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrapServers, properties: properties),
+            configuration: KafkaProducerConfiguration(
+                bootstrapServers: bootstrapServers,
+                properties: KafkaProperties(["message.max.bytes": "100000000"]).merging(properties)),
             logger: logger)
         return try await using(producer) { producer in
             try await using(try consumer(group: replayGroup)) { consumer in
-                try await replay(consumer, producer, deadLetterTopic, limit, idle, joinTimeout)
+                try await replay(consumer, producer, deadLetterTopic, limit, idle, joinTimeout, store)
             }
         }
     }
 
     private func replay(
         _ consumer: KafkaConsumer, _ producer: KafkaProducer, _ deadLetterTopic: String, _ limit: Int?,
-        _ idle: Duration, _ joinTimeout: Duration
+        _ idle: Duration, _ joinTimeout: Duration, _ store: DeadLetterStore?
     ) async throws -> ReplayReport {
         try await consumer.subscribe([deadLetterTopic])
         var report = ReplayReport()
@@ -53,7 +58,8 @@ extension GroupOperations {
                 continue
             }
             lastMessage = .now
-            let outgoing = batch.map(Self.original(of:))
+            var outgoing: [KafkaProducerMessage] = []
+            for letter in batch { outgoing.append(try await Self.original(of: letter, store: store)) }
             try await producer.send(outgoing)
             try await consumer.commit(batch)
             for message in outgoing { report.replayed[message.topic, default: 0] += 1 }
@@ -61,6 +67,26 @@ extension GroupOperations {
         logger.notice(
             "dead letters replayed", metadata: ["dlq": "\(deadLetterTopic)", "replayed": "\(report.replayed)"])
         return report
+    }
+
+    /// The message as it was before it was dead-lettered, marked with where it was; a reference
+    /// letter's message read back from `store`.
+    static func original(of letter: KafkaMessage, store: DeadLetterStore?) async throws -> KafkaProducerMessage {
+        guard let reference = letter.header(DeadLetterStore.referenceHeader)?.stringValue else {
+            return original(of: letter)
+        }
+        guard let store else {
+            throw UsageError(
+                "\(letter.topic) holds a letter kept in PostgreSQL (\(reference)): set PREWARM_POSTGRES_URL to replay it"
+            )
+        }
+        guard var message = try await store.message(reference) else {
+            throw UsageError("\(reference), named by \(letter.topic)/\(letter.partition)/\(letter.offset), is gone")
+        }
+        message.headers.removeAll { DeadLetter.Header.all.contains($0.name) }
+        message.headers.append(
+            KafkaHeader("prewarm-replayed-from", "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
+        return message
     }
 
     /// The message as it was before it was dead-lettered, marked with where it was.

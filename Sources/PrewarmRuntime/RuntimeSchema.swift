@@ -1,8 +1,9 @@
-/// The runtime's own tables: durable tasks and the retry table beside them. Versions 1-99
-/// are the runtime's; products number theirs from 100.
+/// The runtime's own tables: durable tasks, the retry table beside them, and dead letters too
+/// large for their DLQ topic. Versions 1-99 are the runtime's; products number theirs from 100.
 public enum RuntimeSchema {
     public static let tasksTable = "prewarm_tasks"
     public static let retryTable = "prewarm_retry"
+    public static let deadLettersTable = "prewarm_dead_letters"
 
     public static let migrations: [Migration] = [
         Migration(
@@ -62,6 +63,29 @@ public enum RuntimeSchema {
                 """,
                 "CREATE INDEX prewarm_retry_due ON prewarm_retry (kind, next_attempt_at) WHERE state = 'pending'",
                 "CREATE INDEX prewarm_retry_task ON prewarm_retry (task_id)",
+            ]),
+        Migration(
+            version: 3, name: "runtime: dead letters kept whole",
+            statements: [
+                // One row per message and group: a message dead-lettered again (a replay) keeps
+                // its row. Key, value and header values are bytes, kept as they came.
+                """
+                CREATE TABLE prewarm_dead_letters (
+                    id bigserial PRIMARY KEY,
+                    topic text NOT NULL,
+                    partition integer NOT NULL,
+                    "offset" bigint NOT NULL,
+                    consumer_group text NOT NULL,
+                    key bytea,
+                    value bytea NOT NULL,
+                    header_names text[] NOT NULL DEFAULT '{}',
+                    header_values text[] NOT NULL DEFAULT '{}',
+                    timestamp_ms bigint,
+                    error_class text NOT NULL,
+                    error_message text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (topic, partition, "offset", consumer_group))
+                """
             ]),
     ]
 }

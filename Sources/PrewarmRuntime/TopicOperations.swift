@@ -14,7 +14,13 @@ extension GroupOperations {
                     "replication factor \(factor) needs at least \(factor) brokers; the cluster has \(brokers)")
             }
             return try await admin.createTopics(
-                TopicCatalog.all.map { (name: $0.name, partitions: $0.partitions, replicationFactor: factor) })
+                TopicCatalog.all.map {
+                    (
+                        name: $0.name, partitions: $0.partitions, replicationFactor: factor,
+                        configs: TopicSpec.sourceTopic(ofDeadLetterTopic: $0.name) == nil
+                            ? [:] : TopicCatalog.deadLetterConfigs
+                    )
+                })
         }
     }
 }

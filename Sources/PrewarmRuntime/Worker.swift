@@ -103,7 +103,9 @@ public enum Worker {
                         groupID: configuration.groupID, bootstrapServers: settings.kafkaBootstrapServers,
                         properties: settings.consumerProperties),
                     logger: context.logger),
-                deadLetterProducer: context.producer, routes: worker.routes, logger: context.logger,
+                deadLetterProducer: context.producer,
+                deadLetterStore: definition.usesPostgres ? DeadLetterStore(pool: context.postgres) : nil,
+                routes: worker.routes, logger: context.logger,
                 metricsFactory: context.metricsFactory, liveness: context.liveness, alerts: context.alerts,
                 onLag: LagBoard(redis: context.redis, group: configuration.groupID, owner: context.owner).publisher())
         }

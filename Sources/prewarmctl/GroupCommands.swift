@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kafka
 import Logging
+import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
 
@@ -114,7 +115,21 @@ struct DeadLetterCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let report = try await groupOperations().replayDeadLetters(from: topic, limit: limit)
+            // Letters too large for their DLQ are kept in PostgreSQL: read back from there.
+            let reader = EnvironmentReader(ProcessInfo.processInfo.environment)
+            var postgres: PostgresConnection?
+            if reader.string(CommonSettings.postgresURL.variable) != nil {
+                postgres = try await PostgresConnection.connect(try reader.postgres(applicationName: "prewarmctl-dlq"))
+            }
+            let report: ReplayReport
+            do {
+                report = try await groupOperations().replayDeadLetters(
+                    from: topic, limit: limit, store: postgres.map { DeadLetterStore(pool: PostgresPool($0)) })
+            } catch {
+                await postgres?.close()
+                throw error
+            }
+            await postgres?.close()
             for (topic, count) in report.replayed.sorted(by: { $0.key < $1.key }) { print("\(topic)\t\(count)") }
             print("replayed: \(report.total)")
         }

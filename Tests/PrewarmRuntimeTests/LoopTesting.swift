@@ -56,7 +56,8 @@ extension LoopTesting {
     func loop(
         topic: String, group: String, handling handler: some TopicHandler, properties: KafkaProperties = Self.fastGroup,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
-        label: String = "test.consume-loop", configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
+        deadLetterStore: DeadLetterStore? = nil, label: String = "test.consume-loop",
+        configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
         let bootstrap = try TestEnvironment.kafkaBootstrap
         var configuration = ConsumeLoopConfiguration(
@@ -70,7 +71,8 @@ extension LoopTesting {
             consumer: try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(
                     groupID: group, bootstrapServers: bootstrap, properties: properties)),
-            deadLetterProducer: deadLetters, routes: [TopicRoute(topic: topic, handler: handler)],
+            deadLetterProducer: deadLetters, deadLetterStore: deadLetterStore,
+            routes: [TopicRoute(topic: topic, handler: handler)],
             logger: Logger(label: label), metricsFactory: metricsFactory, alerts: alerts)
     }
 
