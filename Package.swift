@@ -181,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "EntryIngestTests",
             dependencies: [
-                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
+                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]

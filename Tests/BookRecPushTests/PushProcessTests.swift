@@ -183,4 +183,82 @@ struct PushProcessTests {
         #expect(twice.isEmpty, "no crash, so no user twice: \(twice.count) were")
         #expect(Set(byUser.keys) == everyone, "no user lost")
     }
+
+    @Test(
+        "extreme inputs: user Int64.max pre-warmed and pushed end to end; every bad batch dead-lettered once; no partition stops, the pod lives"
+    )
+    func extremeInputs() async throws {
+        var configuration = try TestEnvironment.redis()
+        configuration.database = 12
+        let redis = try await RedisConnection.connect(configuration)
+        closeAfterTest { await redis.close() }
+        try await redis.send("FLUSHDB")
+        let db = try await PushDatabase.make()
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = "1ms"
+        behaviour.experimentShare = 1
+        let services = try await SimulatedServices.start(behaviour)
+        let day = String(
+            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        let task = "04-026-\(day)-r0gdua"
+        try await db.execute(
+            """
+            INSERT INTO task_data (task_id, source_uid, project, push_hour, payload)
+            SELECT $1, u, 'novel', 8, '{"big": ' || u || '}' FROM unnest(ARRAY[1, $2]::bigint[]) u
+            """, [task, Int64.max])
+        let environment = db.workerEnvironment.merging([
+            "PREWARM_REDIS_DB": "12",
+            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
+            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
+            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
+            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
+            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+        ]) { $1 }
+        let pod = try await start(environment)
+
+        let topic = TopicCatalog.bookRecommendationBatches.name
+        let template =
+            #"{"job": "book-rec-push", "period": "\#(day)08", "attempt": 1, "batch": 0, "batch_count": 1, "ids": [42], "produced_at": "2026-11-29T02:00:00+08:00"}"#
+        let key = "book-rec-push:\(day)08:0"
+        let bad =
+            ExtremeInputs.bad(template: template, key: key, ids: ["attempt"]) + [
+                ExtremeInputs.Input(
+                    "an id past int64", key: key,
+                    json: template.replacingOccurrences(of: "[42]", with: "[9223372036854775808]")),
+                ExtremeInputs.Input(
+                    "an unknown job", key: key,
+                    json: template.replacingOccurrences(of: "book-rec-push", with: "book-rec-nothing")),
+            ]
+        let reports = try await ExtremeInputs.produce(bad, to: topic)
+        let letters = try await ExtremeInputs.deadLetters(of: reports, topic: topic)
+        for (input, report) in zip(bad, reports) {
+            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
+            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
+        }
+
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "test"), alerts: nil)
+        #expect(
+            try await adminRequest(pod.admin, "POST", "jobs/book-rec-prewarm/trigger?period=\(day)", token: "t0ken")
+                .status == 202)
+        try await eventually(timeout: .seconds(60), "the pre-warm to succeed") {
+            try await runs.progress(job: "book-rec-prewarm", period: day)?.state == .succeeded
+        }
+        let slot = day + "08"
+        #expect(
+            try await adminRequest(pod.admin, "POST", "jobs/book-rec-push/trigger?period=\(slot)", token: "t0ken")
+                .status == 202)
+        let seen = try await pushes(slot: slot, users: [1, Int64.max])
+        let largest = try #require(seen.first { $0.userID == Int64.max })
+        #expect(largest.pushID == BookRecJobs.pushID(user: Int64.max, slot: slot, task: task))
+        #expect(seen.count == 2, "each user once")
+        let operations = GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            logger: Logger(label: "test"))
+        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
+            try await operations.lag(group: TopicCatalog.bookRecommendationBatches.consumerGroup!, topics: [topic])
+                .allSatisfy { $0.lag == 0 }
+        }
+        #expect(pod.process.child.exitStatus() == nil, "the pod lives")
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import KAPrewarm
 import Kafka
+import Logging
 import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
@@ -263,6 +264,59 @@ struct KAProcessTests {
             let task = try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))
             return task?.state == "succeeded" && task?.done == 120
         }
+    }
+
+    @Test(
+        "extreme inputs: live, shop and user Int64.max pre-warmed end to end; every bad reservation dead-lettered once; no partition stops, the pod lives"
+    )
+    func extremeInputs() async throws {
+        let (server, redis) = try await redisServer()
+        let db = try await KADatabase.make()
+        let top = Int64.max
+        try await db.execute("INSERT INTO ka_shops (shop_id, name) VALUES ($1, 'the last shop')", [top])
+        try await db.execute(
+            "INSERT INTO ka_staff (staff_id, shop_id, name, role) VALUES ($1, $1, 'host', 'host')", [top])
+        try await db.execute(
+            "INSERT INTO ka_products (product_id, shop_id, name, price_cents) VALUES ($1, $1, 'item', $1)", [top])
+        try await db.execute(
+            """
+            INSERT INTO ka_shop_users (shop_id, user_id, nickname, points)
+            SELECT $1, u, 'fan ' || u, $1 FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, $1]::bigint[]) u
+            """, [top])
+        let pod = try await start(environment(db, server))
+        let topic = TopicCatalog.liveReservation.name
+        let starts = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded()))
+        let ends = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 7200).rounded()))
+        func booking(live: Int64, shop: Int64) -> String {
+            #"{"reservation_id": "r-\#(live)", "live_id": \#(live), "shop_id": \#(shop), "starts_at": "\#(starts)", "ends_at": "\#(ends)"}"#
+        }
+        let bad = ExtremeInputs.bad(
+            template: booking(live: 77, shop: top), key: String(top), ids: ["live_id", "shop_id"])
+        let good = [
+            ExtremeInputs.Input("live and shop Int64.max", key: String(top), json: booking(live: top, shop: top))
+        ]
+        let reports = try await ExtremeInputs.produce(bad + good, to: topic)
+        let letters = try await ExtremeInputs.deadLetters(of: Array(reports.prefix(bad.count)), topic: topic)
+        for (input, report) in zip(bad, reports) {
+            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
+            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
+        }
+        try await eventually(timeout: .seconds(60), "the pre-warm of live Int64.max to succeed") {
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(top))?.state == "succeeded"
+        }
+        let cache = KACache(redis: redis)
+        #expect(try await redis.send("EXISTS", cache.userKey(shop: top, user: top)) == .integer(1))
+        #expect(try await redis.send("EXISTS", cache.shopKey(top)) == .integer(1))
+        #expect(try await redis.send("EXISTS", cache.doneKey(live: top)) == .integer(1))
+        let operations = GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            logger: Logger(label: "test"))
+        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
+            try await operations.lag(group: TopicCatalog.liveReservation.consumerGroup!, topics: [topic]).allSatisfy {
+                $0.lag == 0
+            }
+        }
+        #expect(pod.process.child.exitStatus() == nil, "the pod lives")
     }
 
     private func scalarTasks(_ db: KADatabase) async throws -> Int {

@@ -93,7 +93,11 @@ struct CrashScenarioTests {
         "a batch whose handler traps kills three pods, then is set aside: the run goes on and ends partial, alerted"
     )
     func batchThatKillsPods() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        // A database of its own: the pods of the other fan-out test here run the same job and
+        // would take over this test's run (and this test's pods theirs).
+        var configuration = try TestEnvironment.redis()
+        configuration.database = 15
+        let redis = try await RedisConnection.connect(configuration)
         closeAfterTest { await redis.close() }
         let topic = try TestEnvironment.createTopic(partitions: 2)
         try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
@@ -102,7 +106,7 @@ struct CrashScenarioTests {
             "PREWARM_TESTKIT_MODE": "fan-out", "PREWARM_TESTKIT_TOPIC": topic,
             "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("group"), "PREWARM_TESTKIT_PREFIX": prefix,
             "PREWARM_TESTKIT_ITEMS": "100", "PREWARM_TESTKIT_TRAP_ID": "55", "PREWARM_JOB_LEASE_S": "2",
-            "PREWARM_JOB_CHECK_S": "1",
+            "PREWARM_JOB_CHECK_S": "1", "PREWARM_REDIS_DB": "15",
         ]
         var pods = try (0..<2).map { _ in try worker(environment) }
         for (pod, url) in pods { try await pod.waitUntilAnswering(url) }

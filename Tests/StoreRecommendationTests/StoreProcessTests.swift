@@ -1,6 +1,8 @@
 import EntryIngest
 import Foundation
+import Kafka
 import Logging
+import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
 import StoreRecommendation
@@ -13,7 +15,7 @@ import Testing
 
 /// The real executables: two store-scorer pods (one killed mid-fan-out) and two recommend-api
 /// pods under a burst of requests with the caches gone. Each uses a Redis database of its own.
-@Suite("store-scorer and recommend-api processes", .closesResources)
+@Suite("store-scorer and recommend-api processes", .closesResources, .serialized)
 struct StoreProcessTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
     let stores = (1...8).map {
@@ -138,5 +140,86 @@ struct StoreProcessTests {
             }
         }
         #expect(rebuilds == 1, "one database rebuild across both pods")
+    }
+
+    @Test(
+        "extreme inputs: user and store Int64.max scored end to end and served by the API; every bad batch dead-lettered once; no partition stops, the pod lives"
+    )
+    func extremeInputs() async throws {
+        let redis = try await redis(database: 14)
+        let db = try await StoreDatabase.make()
+        let top = StoreInfo(id: Int64.max, name: "the last stall", category: 1, zone: 1)
+        try await db.addStores(stores + [top])
+        let day = ISO8601DateFormatter().date(from: "2026-12-02T04:00:00Z")!
+        let days = (0..<7).map { day.addingTimeInterval(-Double($0) * 86_400) }
+        for user in [Int64(1), Int64.max] {
+            for date in days {
+                try await db.addVisits(user: user, store: user == 1 ? stores[2] : top, count: 2, at: date)
+                let key = ActivityWriter.dayKey(LocalDay.text(date, in: shanghai), prefix: "")
+                try await redis.send("SADD", key, user)
+            }
+        }
+        let apiPort = try TestEnvironment.freePort()
+        let environment = db.workerEnvironment.merging([
+            "PREWARM_REDIS_DB": "14", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
+            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+            "PREWARM_HTTP_PORT": String(apiPort),
+        ]) { $1 }
+        let (pod, admin) = try start("store-scorer", environment)
+        try await pod.waitUntilAnswering(admin)
+
+        let topic = TopicCatalog.storeRecommendationBatches.name
+        let template =
+            #"{"job": "store-score", "period": "20261129", "attempt": 1, "batch": 0, "batch_count": 1, "ids": [42], "produced_at": "2026-11-29T02:00:00+08:00"}"#
+        let bad =
+            ExtremeInputs.bad(template: template, key: "store-score:20261129:0", ids: ["attempt"]) + [
+                ExtremeInputs.Input(
+                    "an id past int64", key: "store-score:20261129:0",
+                    json: template.replacingOccurrences(of: "[42]", with: "[9223372036854775808]")),
+                ExtremeInputs.Input(
+                    "a negative batch", key: "store-score:20261129:0",
+                    json: template.replacingOccurrences(of: #""batch": 0"#, with: #""batch": -1"#)),
+                ExtremeInputs.Input(
+                    "an empty job", key: "store-score:20261129:0",
+                    json: template.replacingOccurrences(of: #""job": "store-score""#, with: #""job": """#)),
+            ]
+        let reports = try await ExtremeInputs.produce(bad, to: topic)
+        let letters = try await ExtremeInputs.deadLetters(of: reports, topic: topic)
+        for (input, report) in zip(bad, reports) {
+            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
+            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
+        }
+
+        // The nightly run over the two users: the largest id is scored like the smallest.
+        #expect(
+            try await adminRequest(admin, "POST", "jobs/store-score/trigger?period=20261202", token: "t0ken").status
+                == 202)
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "t"), alerts: nil)
+        try await eventually(timeout: .seconds(60), "the run to succeed") {
+            try await runs.progress(job: StoreScorer.jobName, period: "20261202")?.state == .succeeded
+        }
+        let cache = RecommendationCache(redis: redis)
+        #expect(try await cache.list(of: Int64.max)?.stores.first == Int64.max)
+        #expect(try await cache.list(of: 1)?.stores.first == stores[2].id)
+        let operations = GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            logger: Logger(label: "test"))
+        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
+            try await operations.lag(group: TopicCatalog.storeRecommendationBatches.consumerGroup!, topics: [topic])
+                .allSatisfy { $0.lag == 0 }
+        }
+        #expect(pod.child.exitStatus() == nil, "the pod lives")
+
+        // The API serves the largest user its list, and the largest store's details.
+        let (api, apiAdmin) = try start("recommend-api", environment)
+        try await api.waitUntilAnswering(apiAdmin)
+        let client = DownstreamClient(connectTimeout: .seconds(2), callTimeout: .seconds(10), maxConnectionsPerHost: 4)
+        closeAfterTest { await client.shutdown() }
+        let answer = try await client.get(
+            URL(string: "http://127.0.0.1:\(apiPort)/v1/users/\(Int64.max)/store-recommendations")!,
+            service: "recommend-api"
+        ).decode(Recommendation.self)
+        #expect(answer.source == .personal && answer.userID == Int64.max && answer.stores.first?.id == Int64.max)
     }
 }
