@@ -1,10 +1,13 @@
 import BookRecPush
 import Foundation
+import Kafka
+import Logging
 import MetricsTestKit
-import PrewarmRuntime
 import Redis
 import TestSupport
 import Testing
+
+@testable import PrewarmRuntime
 
 @Suite("The book-rec pre-warm against the simulated services", .closesResources)
 struct BookRecPrewarmTests {
@@ -172,5 +175,75 @@ struct BookRecPrewarmTests {
         let cached = try await fixture.cache.read((1...300).map { Int64($0) })
         #expect(cached.allSatisfy { $0 != nil }, "every user pre-warmed once the engine was back")
         #expect(try await fixture.counts(BookRecJobs.prewarmJob, fixture.day)["failed"] == 0)
+    }
+
+    @Test(
+        "the A/B service down for part of the pre-warm: its users retried at the run's end (back: the run succeeds; still down: it ends partial, the count alerted)"
+    )
+    func downstreamDownForPartOfTheRun() async throws {
+        for backBeforeTheEnd in [true, false] {
+            var behaviour = DownstreamSimulator.Behaviour()
+            behaviour.latency = "1ms"
+            behaviour.experimentShare = 1
+            let fixture = try await PushFixture.make(behaviour: behaviour) {
+                $0.callAttempts = 2
+                $0.breakerCoolDown = .milliseconds(100)
+            }
+            try await fixture.db.addUsers(1...200, task: fixture.finished, hour: 8)
+            let runs = JobRuns(
+                redis: fixture.redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"),
+                alerts: fixture.alerts)
+            runs.onFinished(BookRecJobs.prewarmJob) { try await fixture.jobs.finishPrewarm($0) }
+            guard
+                case .started(let lease) = try await runs.claim(
+                    job: BookRecJobs.prewarmJob, period: fixture.day, due: Date(), force: false, deadline: nil)
+            else {
+                Issue.record("the run did not start")
+                return
+            }
+            _ = try await lease.finishFanOut(batches: 2, items: 200)
+            let handler = JobBatchTopicHandler(runs: runs, handler: fixture.jobs, concurrency: 1)
+            func deliver(_ users: ClosedRange<Int64>, index: Int) async throws {
+                let batch = fixture.batch(BookRecJobs.prewarmJob, fixture.day, Array(users), index: index)
+                try await handler.handle([
+                    Decoded(
+                        value: batch, message: KafkaMessage(topic: "b", partition: 0, offset: 0, key: nil, value: []))
+                ])
+            }
+            func ab(down: Bool) { fixture.services.simulator.behaviour.down = down ? ["ab"] : [] }
+            // The run's last batch records its end, and its finish step (the final retry) runs.
+            if backBeforeTheEnd {
+                ab(down: true)
+                try await deliver(1...100, index: 0)
+                ab(down: false)
+                try await Task.sleep(for: .milliseconds(200))  // the circuit's cool-down
+                try await deliver(101...200, index: 1)
+            } else {
+                try await deliver(1...100, index: 0)
+                ab(down: true)
+                try await deliver(101...200, index: 1)
+            }
+            let run = try #require(try await runs.progress(job: BookRecJobs.prewarmJob, period: fixture.day))
+            #expect(run.finishReported)
+            let failedKey = "\(fixture.cache.prefix)book-rec:failed:\(fixture.day):1"
+            let cached = try await fixture.cache.read((1...200).map { Int64($0) })
+            if backBeforeTheEnd {
+                #expect(run.state == .succeeded && run.itemsFailed == 0 && run.itemsDone == 200, "\(run)")
+                #expect(cached.allSatisfy { $0 != nil }, "every user pre-warmed after all")
+                #expect(try await fixture.redis.send("SCARD", failedKey) == .integer(0))
+            } else {
+                #expect(run.state == .partial && run.itemsFailed == 100 && run.itemsDone == 100, "\(run)")
+                #expect(cached.prefix(100).allSatisfy { $0 != nil } && cached.suffix(100).allSatisfy { $0 == nil })
+                #expect(try await fixture.redis.send("SCARD", failedKey) == .integer(100), "nothing lost: kept, named")
+                try await eventually("the alerts with the count") {
+                    let partial = try await Alerts.recent(fixture.redis, count: 200).contains {
+                        $0.kind == "job-partial" && $0.details["period"] == fixture.day
+                            && $0.details["items_failed"] == "100"
+                    }
+                    let failed = try await fixture.alerts(kind: "book-rec-prewarm-failures").first?.details["failed"]
+                    return partial && failed == "100"
+                }
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import EntryIngest
 import Foundation
 import Logging
@@ -113,5 +114,35 @@ struct StoreScorerTests {
         #expect(defaultList.list.stores == [1, 3, 4, 7])
         let popularity = try await StoreData(pool: db.pool).popularity()
         #expect(popularity == [1: 4, 3: 2, 4: 2, 6: 5])
+    }
+
+    @Test("a deleted store: within one run no answer names it (the user's list removed, its details removed)")
+    func deletedStore() async throws {
+        let (scorer, cache, db, redis) = try await setUp()
+        // User 1004 visits only store 5, the one store of its category and zone.
+        try await db.addVisits(
+            user: 1004, store: stores[4], count: 3, at: ISO8601DateFormatter().date(from: "2026-11-28T04:00:00Z")!)
+        let first = run("20261201")
+        try await scorer.prepare(first)
+        _ = try await scorer.work(batch(first, [1001, 1004]))
+        #expect(try await cache.list(of: 1004)?.stores == [5])
+        let service = RecommendationService(
+            cache: cache, data: StoreData(pool: db.pool), options: ReadPathOptions(), logger: Logger(label: "test"),
+            metricsFactory: NOOPMetricsHandler.instance)
+        #expect(try await service.recommend(user: 1004).stores.map(\.id) == [5])
+
+        try await db.execute("DELETE FROM stores WHERE store_id = 5")
+        let second = run("20261202")
+        try await scorer.prepare(second)
+        #expect(try await redis.send("EXISTS", cache.storeKey(5)) == .integer(0), "the deleted store's details")
+        _ = try await scorer.work(batch(second, [1001, 1004]))
+        #expect(try await cache.list(of: 1004) == nil, "no open store left for the user: its list removed")
+        #expect(try await cache.list(of: 1001)?.run == StoreList.stamp(period: "20261202", attempt: 1))
+        let answer = try await service.recommend(user: 1004)
+        #expect(!answer.stores.isEmpty && !answer.stores.contains { $0.id == 5 }, "\(answer)")
+        #expect(answer.source != .personal)
+        // A list still naming it (a user the run did not reach) is answered without it.
+        _ = try await cache.writeLists([(1009, [5, 1])], run: 1) { .seconds(600) }
+        #expect(try await service.recommend(user: 1009).stores.map(\.id) == [1])
     }
 }
