@@ -8,6 +8,7 @@ import PrewarmConfiguration
 import Prometheus
 import Redis
 import ServiceLifecycle
+import UnixSignals
 
 /// Runs a declared worker. Its executable's `main` is one line:
 ///
@@ -38,6 +39,7 @@ public enum Worker {
         // Once per process, so that Hummingbird's request metrics land in /metrics too.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        await boundShutdown(of: definition.name, within: settings.shutdownTimeout)
         do {
             try await run(definition, settings: settings, registry: registry)
             exit(0)
@@ -47,6 +49,27 @@ public enum Worker {
         } catch {
             Logger(label: "prewarm.\(definition.name)").critical("worker failed", metadata: ["error": "\(error)"])
             exit(1)
+        }
+    }
+
+    /// From the first SIGTERM or SIGINT, the process has `bound` to end: its graceful
+    /// shutdown gets most of it (the service group then cancels what is left, and the clients
+    /// close); a call that no cancellation reaches (a produce to a broker that stopped
+    /// answering, a C call blocked on a dead peer) cannot keep it past the bound, whatever is
+    /// unreachable. It then exits with status 1, naming the bound.
+    static func boundShutdown(of name: String, within bound: Duration) async {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        Task.detached {
+            for await _ in signals {
+                DispatchQueue.global().asyncAfter(deadline: .now() + bound.seconds) {
+                    FileHandle.standardError.write(
+                        Data(
+                            "\(name): did not stop within PREWARM_SHUTDOWN_TIMEOUT_S (\(bound)); exiting with what is committed\n"
+                                .utf8))
+                    exit(1)
+                }
+                return
+            }
         }
     }
 
@@ -114,7 +137,7 @@ public enum Worker {
             jobs.isEmpty
             ? nil
             : Scheduler(
-                jobs: jobs, timeZone: settings.timeZone, runs: context.jobRuns, producer: context.producer,
+                jobs: jobs, timeZone: settings.timeZone, runs: context.jobRuns, producer: context.kafkaProducer,
                 alerts: context.alerts, logger: context.logger, metricsFactory: context.metricsFactory,
                 retryAlertAfter: settings.retryAlertAfter)
         var checks = [ReadinessCheck("redis") { try await context.redis.send("PING") }]
@@ -134,12 +157,14 @@ public enum Worker {
         if let loop { services.append(loop) }
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: context.logger)
-        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout
+        // Most of the bound for the services; the rest for the clients to close (`boundShutdown`).
+        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout * 0.75
         context.logger.info(
             "worker starting",
             metadata: [
                 "group": "\(settings.loop?.groupID ?? "-")", "admin_port": "\(settings.admin.port)",
-                "kafka": "\(settings.kafkaBootstrapServers)", "redis": "\(settings.redis)",
+                "kafka": "\(settings.kafkaBootstrapServers.isEmpty ? "-" : settings.kafkaBootstrapServers)",
+                "redis": "\(settings.redis)",
                 "jobs": "\(jobs.map(\.name))", "services": "\(worker.services.count)",
             ])
         let group = ServiceGroup(configuration: configuration)
@@ -176,7 +201,9 @@ public enum Worker {
         section("\(definition.name) settings:", definition.settings)
         section(
             "runtime settings:",
-            RuntimeSettings.declared(consumes: definition.consumerGroup != nil, usesPostgres: definition.usesPostgres))
+            RuntimeSettings.declared(
+                consumes: definition.consumerGroup != nil, usesKafka: definition.usesKafka,
+                usesPostgres: definition.usesPostgres))
         return lines.joined(separator: "\n")
     }
 }

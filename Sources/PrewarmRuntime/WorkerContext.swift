@@ -17,8 +17,8 @@ public final class WorkerContext: Sendable {
     public let metricsFactory: any MetricsFactory
     /// N connections, each on its own I/O thread.
     public let redis: RedisPool
-    /// The one Kafka producer (idempotent, acks=all): batches, pushes and dead letters.
-    public let producer: KafkaProducer
+    /// The one Kafka producer (idempotent, acks=all), of a worker that uses Kafka.
+    let kafkaProducer: KafkaProducer?
     /// Downstream HTTP calls, with time-outs and transient/permanent failures.
     public let http: DownstreamClient
     public let alerts: Alerts
@@ -35,6 +35,13 @@ public final class WorkerContext: Sendable {
     /// The resolved settings, for the worker's own.
     public var environment: EnvironmentReader { settings.environment }
 
+    /// The one Kafka producer (idempotent, acks=all): batches, pushes and dead letters; only for
+    /// workers that use Kafka (`usesKafka`).
+    public var producer: KafkaProducer {
+        guard let kafkaProducer else { preconditionFailure("\(name) uses Kafka but does not declare usesKafka") }
+        return kafkaProducer
+    }
+
     /// The PostgreSQL pool; only for workers that declare `usesPostgres`.
     public var postgres: PostgresPool {
         guard let postgresPool else { preconditionFailure("\(name) uses PostgreSQL but does not declare usesPostgres") }
@@ -48,7 +55,7 @@ public final class WorkerContext: Sendable {
 
     private init(
         settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory, redis: RedisPool,
-        postgres: PostgresPool?, producer: KafkaProducer, http: DownstreamClient
+        postgres: PostgresPool?, producer: KafkaProducer?, http: DownstreamClient
     ) {
         self.name = settings.worker
         self.settings = settings
@@ -56,7 +63,7 @@ public final class WorkerContext: Sendable {
         self.metricsFactory = metricsFactory
         self.redis = redis
         self.postgresPool = postgres
-        self.producer = producer
+        self.kafkaProducer = producer
         self.http = http
         self.owner =
             "\(settings.worker)@\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
@@ -87,10 +94,15 @@ public final class WorkerContext: Sendable {
                 postgres = pool
                 try await pool.withConnection { _ = try await $0.query("SELECT 1") }
             }
-            let producer = try KafkaProducer(
-                configuration: KafkaProducerConfiguration(
-                    bootstrapServers: settings.kafkaBootstrapServers, properties: settings.producerProperties),
-                logger: logger)
+            // Its close waits for what is in flight, within the shutdown's bound.
+            let producer =
+                settings.kafkaBootstrapServers.isEmpty
+                ? nil
+                : try KafkaProducer(
+                    configuration: KafkaProducerConfiguration(
+                        bootstrapServers: settings.kafkaBootstrapServers, properties: settings.producerProperties,
+                        flushTimeoutMilliseconds: Int(min(settings.shutdownTimeout.milliseconds / 5, 10_000))),
+                    logger: logger)
             let http = DownstreamClient(
                 connectTimeout: settings.http.connectTimeout, callTimeout: settings.http.callTimeout,
                 maxConnectionsPerHost: settings.http.maxConnections, metricsFactory: metricsFactory)
@@ -119,7 +131,7 @@ public final class WorkerContext: Sendable {
     /// then the HTTP client, Redis and PostgreSQL are closed.
     func close() async {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
-        await producer.close()
+        await kafkaProducer?.close()
         await alerts.close()
         await http.shutdown()
         await redis.close()

@@ -17,6 +17,9 @@ public protocol WorkerDefinition: Sendable {
     static var consumerGroup: String? { get }
     /// Whether it needs PostgreSQL (then `context.postgres`, tasks and the retry table).
     static var usesPostgres: Bool { get }
+    /// Whether it uses Kafka (then `context.producer`); by default, when it consumes. A worker
+    /// that does not opens no Kafka client and reads no Kafka setting.
+    static var usesKafka: Bool { get }
     /// Its schema changes, applied at start-up after the runtime's.
     static var migrations: [Migration] { get }
     /// Its own settings; the runtime's are added.
@@ -48,6 +51,7 @@ public protocol WorkerDefinition: Sendable {
 extension WorkerDefinition {
     public static var consumerGroup: String? { nil }
     public static var usesPostgres: Bool { false }
+    public static var usesKafka: Bool { consumerGroup != nil }
     public static var migrations: [Migration] { [] }
     public static var settings: [SettingDescription] { [] }
     public static var defaults: [String: String] { [:] }
@@ -60,6 +64,7 @@ extension WorkerDefinition {
 
     /// Every setting the worker reads: its own, then the runtime's.
     public static var declaredSettings: [SettingDescription] {
-        settings + RuntimeSettings.declared(consumes: consumerGroup != nil, usesPostgres: usesPostgres)
+        settings
+            + RuntimeSettings.declared(consumes: consumerGroup != nil, usesKafka: usesKafka, usesPostgres: usesPostgres)
     }
 }

@@ -94,9 +94,10 @@ public enum RuntimeSettings {
         taskKeepSucceeded.description, taskKeepFailed.description,
     ]
 
-    /// The runtime settings of a worker that consumes (or not) and uses PostgreSQL (or not).
-    public static func declared(consumes: Bool, usesPostgres: Bool) -> [SettingDescription] {
-        always + (consumes ? loop : []) + CommonSettings.redis + CommonSettings.kafka
+    /// The runtime settings of a worker that consumes (or not), uses Kafka at all (or not) and
+    /// uses PostgreSQL (or not).
+    public static func declared(consumes: Bool, usesKafka: Bool, usesPostgres: Bool) -> [SettingDescription] {
+        always + (consumes ? loop : []) + CommonSettings.redis + (usesKafka ? CommonSettings.kafka : [])
             + (usesPostgres ? CommonSettings.postgres + tasks : [])
     }
 }
@@ -105,6 +106,7 @@ public enum RuntimeSettings {
 /// with a message naming it.
 public struct WorkerSettings: Sendable {
     public var worker: String
+    /// Empty for a worker that uses no Kafka.
     public var kafkaBootstrapServers: String
     public var consumerProperties: KafkaProperties
     public var producerProperties: KafkaProperties
@@ -126,13 +128,21 @@ public struct WorkerSettings: Sendable {
     /// The resolved settings, for a product's own.
     public let environment: EnvironmentReader
 
-    public init(worker: String, group: String?, usesPostgres: Bool, reader: EnvironmentReader) throws {
+    public init(
+        worker: String, group: String?, usesKafka: Bool = true, usesPostgres: Bool, reader: EnvironmentReader
+    ) throws {
         environment = reader
         self.worker = worker
-        let consumer = try reader.kafka(.consumer)
-        kafkaBootstrapServers = consumer.bootstrapServers
-        consumerProperties = consumer.properties
-        producerProperties = try reader.kafka(.producer).properties
+        if usesKafka {
+            let consumer = try reader.kafka(.consumer)
+            kafkaBootstrapServers = consumer.bootstrapServers
+            consumerProperties = consumer.properties
+            producerProperties = try reader.kafka(.producer).properties
+        } else {
+            kafkaBootstrapServers = ""
+            consumerProperties = KafkaProperties()
+            producerProperties = KafkaProperties()
+        }
         redis = try reader.redis(clientName: worker)
         redisPoolSize = try reader.value(RuntimeSettings.redisPoolSize)
         redisEventLoops = try reader.value(RuntimeSettings.redisEventLoops)
@@ -203,7 +213,8 @@ extension WorkerSettings {
             defaults: definition.defaults)
         try reader.check(definition.declaredSettings)
         return try WorkerSettings(
-            worker: definition.name, group: definition.consumerGroup, usesPostgres: definition.usesPostgres,
+            worker: definition.name, group: definition.consumerGroup, usesKafka: definition.usesKafka,
+            usesPostgres: definition.usesPostgres,
             reader: reader)
     }
 }

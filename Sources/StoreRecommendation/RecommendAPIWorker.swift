@@ -145,8 +145,9 @@ public struct RecommendAPI: Sendable {
         router.add(middleware: MetricsMiddleware())
         router.get("/v1/users/:userId/store-recommendations") { _, context -> Response in
             let text = context.parameters.get("userId") ?? ""
-            guard let user = Int64(text), user > 0 else {
-                return Self.json(.badRequest, ["error": "the user id must be a positive 64-bit integer, got '\(text)'"])
+            guard let user = Self.userID(text) else {
+                let shown = text.count > 40 ? String(text.prefix(40)) + "… (\(text.utf8.count) bytes)" : text
+                return Self.json(.badRequest, ["error": "the user id must be a positive 64-bit integer, got '\(shown)'"])
             }
             return await answer(user: user)
         }
@@ -178,6 +179,15 @@ public struct RecommendAPI: Sendable {
     }
 
     static let sourceHeader = HTTPField.Name("X-Prewarm-Source")!
+
+    /// A user id in its one canonical form: decimal digits without a sign or a leading zero,
+    /// from 1 to `Int64.max` (`+5` and `007` are not user 5 and 7).
+    static func userID(_ text: String) -> Int64? {
+        guard let first = text.utf8.first, first != UInt8(ascii: "0"),
+            text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        return Int64(text)
+    }
 
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
         let body = (try? JSONEncoder().encode(value)) ?? Data()

@@ -178,7 +178,9 @@ public final class RecommendationService: Service {
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }
         }
         if let list = try await cache.listWithDetails(cache.defaultKey, remaining: true) {
-            if let remaining = list.remaining { considerEarlyRefresh(remaining: remaining) }
+            // A random default lives its lifetime: refreshing it early would read the database
+            // right after the random fill spared it.
+            if let remaining = list.remaining, list.origin != "random" { considerEarlyRefresh(remaining: remaining) }
             let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : Self.source(of: list.origin), stores) }
         }
@@ -189,12 +191,11 @@ public final class RecommendationService: Service {
         return (.database, try await rebuildDefault().map(StoreJSON.init))
     }
 
+    /// The level of an answer served from a cached default list: random for a random fill,
+    /// else default, whoever wrote it (one rebuilt from PostgreSQL and read from Redis since
+    /// is no database answer).
     static func source(of origin: String) -> RecommendationSource {
-        switch origin {
-        case "random": return .random
-        case "database": return .database
-        default: return .default
-        }
+        origin == "random" ? .random : .default
     }
 
     /// The details of `stores` in list order: one MGET; what the cache lacks is read from the

@@ -93,6 +93,31 @@ struct WorkerProcessTests: LoopTesting {
         #expect(committed[KafkaTopicPartition(topic, 0)] == Int64(written.count), "and committed, no further")
     }
 
+    @Test("SIGTERM while a handler is stuck beyond cancellation: the process still ends within its shutdown bound")
+    func sigtermWhileStuck() async throws {
+        let topic = try TestEnvironment.createTopic(partitions: 1)
+        try await produce(topic, ["0"])
+        let port = try TestEnvironment.freePort()
+        let process = try TestProcess.start(
+            "prewarm-testkit", ["worker"],
+            environment: [
+                "PREWARM_TESTKIT_MODE": "stuck", "PREWARM_TESTKIT_TOPIC": topic,
+                "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("group"), "PREWARM_ADMIN_PORT": String(port),
+                "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_SHUTDOWN_TIMEOUT_S": "4",
+            ])
+        closeAfterTest { process.kill() }
+        try await eventually(timeout: .seconds(60), "the handler to be stuck") {
+            TestProcess.lines(process.logFile).contains { $0.contains("partitions assigned") }
+        }
+        try await Task.sleep(for: .seconds(1))
+        let signalled = ContinuousClock.now
+        process.signal(SIGTERM)
+        let status = try await process.child.wait(timeout: .seconds(30))
+        #expect(ContinuousClock.now - signalled < .seconds(6), "within its bound of 4 s")
+        #expect(status == 1, "not a clean exit, and it says so")
+        #expect(TestProcess.lines(process.logFile).contains { $0.contains("did not stop within PREWARM_SHUTDOWN_TIMEOUT_S") })
+    }
+
     @Test("a worker process bootstraps metrics once: Hummingbird's own request metrics are in /metrics")
     func requestMetrics() async throws {
         let port = try TestEnvironment.freePort()

@@ -102,7 +102,7 @@ struct RecommendationServiceTests {
         #expect(database.source == .database && database.stores.map(\.id) == [5, 7, 2, 1])
         #expect(try fixture.databaseReads("list") == 1)
         let rebuilt = try await fixture.service.recommend(user: nil)
-        #expect(rebuilt.source == .database, "the rebuilt default says where it came from")
+        #expect(rebuilt.source == .default, "served from Redis since: no database answer")
         #expect(try fixture.databaseReads("list") == 1, "rebuilt once, then served from Redis")
         #expect(try await fixture.redis.send("SCARD", fixture.cache.openKey) == .integer(8), "open stores restored")
     }
@@ -207,15 +207,49 @@ struct RecommendationServiceTests {
                 let answer = try JSONDecoder().decode(Recommendation.self, from: Data(response.body.readableBytesView))
                 #expect(answer.userID == 1042 && answer.stores.map(\.id) == [3, 8, 5, 1])
             }
-            for bad in ["abc", "0", "-5", "99999999999999999999"] {
+            for bad in ["abc", "0", "-5", "99999999999999999999", "9223372036854775808", "+5", "007", "5%20", "1e3"] {
                 try await client.execute(uri: "/v1/users/\(bad)/store-recommendations", method: .get) { response in
                     #expect(response.status == .badRequest, "\(bad)")
                     #expect(String(buffer: response.body).contains("positive 64-bit integer"))
                 }
             }
+            let long = String(repeating: "7", count: 10_000) + "x"
+            try await client.execute(uri: "/v1/users/\(long)/store-recommendations", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(response.body.readableBytes < 300, "the id is not echoed whole")
+            }
+            try await client.execute(uri: "/v1/users/\(Int64.max)/store-recommendations", method: .get) { response in
+                #expect(response.status == .ok, "the largest id is an id")
+            }
             try await client.execute(uri: "/v1/store-recommendations", method: .get) { response in
                 #expect(response.headers[.init("X-Prewarm-Source")!] == "default")
             }
         }
+    }
+
+    @Test("a default rebuilt from PostgreSQL is served from Redis as the default level; a random one is not refreshed early")
+    func sourcesAndRandomLifetime() async throws {
+        let fixture = try await fixture { $0.refreshAhead = .seconds(600) }
+        let first = try await fixture.service.recommend(user: nil)
+        #expect(first.source == .database, "rebuilt from PostgreSQL for this answer")
+        let second = try await fixture.service.recommend(user: nil)
+        #expect(second.source == .default, "then served from Redis: not a database read")
+        #expect(try fixture.databaseReads("list") == 1)
+
+        // A random default (no popularity to rebuild from) is not rebuilt by early refreshes.
+        try await fixture.redis.send("DEL", fixture.cache.defaultKey)
+        try await fixture.db.execute("DELETE FROM store_popularity")
+        try await fixture.cache.writeStores(open: stores, closed: []) { .seconds(600) }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [fixture.service], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        let random = try await fixture.service.recommend(user: nil)
+        #expect(random.source == .random)
+        try await fixture.redis.send("PEXPIRE", fixture.cache.defaultKey, 1000)  // near its end
+        for _ in 0..<100 { #expect(try await fixture.service.recommend(user: nil).source == .random) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try fixture.databaseReads("list") == 1, "no early refresh of a random default")
+        await group.triggerGracefulShutdown()
+        try await running.value
     }
 }

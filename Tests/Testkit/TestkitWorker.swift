@@ -15,7 +15,8 @@ import ServiceLifecycle
 ///   a batch holding `PREWARM_TESTKIT_TRAP_ID` kills its process (a trap in a handler);
 /// - `tasks`: runs tasks of kind `testkit`, each `PREWARM_TESTKIT_ITEMS` steps of 10,
 ///   pausing the delay per step, counting each step in the hash and checkpointing after it;
-/// - `hang`: its handler never returns;
+/// - `hang`: its handler never returns (until cancelled);
+/// - `stuck`: its handler never returns, even when cancelled (a call no cancellation reaches);
 /// - `idle`: no consumer group; one admin route, `GET /testkit/hello`.
 /// Its consumer group is `PREWARM_TESTKIT_GROUP`; the output file `PREWARM_TESTKIT_OUTPUT`
 /// hears `started` once it is built.
@@ -32,7 +33,7 @@ struct TestkitWorker: WorkerDefinition {
 
     static let mode = Setting.text(
         "PREWARM_TESTKIT_MODE", default: "consume", "what the worker does",
-        accepted: "consume, fan-out, tasks, hang, idle")
+        accepted: "consume, fan-out, tasks, hang, stuck, idle")
     static let group = Setting.text("PREWARM_TESTKIT_GROUP", default: nil, "consumer group")
     static let topic = Setting.text("PREWARM_TESTKIT_TOPIC", default: nil, "topic consumed (and fanned out to)")
     static let prefix = Setting.text("PREWARM_TESTKIT_PREFIX", default: "testkit", "Redis hash of the counts")
@@ -76,6 +77,8 @@ struct TestkitWorker: WorkerDefinition {
                     topic: try environment.value(Self.topic),
                     handler: Counting(redis: redis, prefix: prefix, delay: .seconds(86_400)))
             ]
+        case "stuck":
+            routes = [TopicRoute(topic: try environment.value(Self.topic), handler: Stuck())]
         case "fan-out":
             let topic = try environment.value(Self.topic)
             jobs = [
@@ -113,6 +116,14 @@ struct TestkitWorker: WorkerDefinition {
             try await redis.send("SET", prefix + ":in-batch", batch[0].message.offset)
             try await Task.sleep(for: delay)
             _ = try await redis.pipeline(batch.map { RedisCommand("HINCRBY", prefix, $0.value, 1) })
+        }
+    }
+
+    struct Stuck: TopicHandler {
+        func decode(_ message: KafkaMessage) throws -> String { message.valueString }
+
+        func handle(_ batch: [Decoded<String>]) async throws {
+            await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }  // never resumed
         }
     }
 
