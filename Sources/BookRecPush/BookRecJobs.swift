@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import NIOPosix
+import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
@@ -452,7 +453,7 @@ public final class BookRecJobs: JobBatchHandler {
             alerts?.raise(
                 "book-rec-push-unsent",
                 "book-rec push \(run.period): \(still.count) rows not pushed by the end of the send window "
-                    + "(\(windowEnd.formatted(.iso8601))); they were retried \(round) times",
+                    + "(\(RFC3339.display(windowEnd))); they were retried \(round) times",
                 details: ["slot": run.period, "unsent": String(still.count)])
         }
         if ratio > options.missAlertRatio {

@@ -125,7 +125,7 @@ public struct StoreEntryDecoder: Sendable {
         }
         guard enteredAt.timeIntervalSince(now()) <= maximumFutureSkew else {
             throw InvalidMessage(
-                "entered_at \(wire.enteredAt ?? RFC3339.format(enteredAt)) is in the future",
+                "entered_at \(wire.enteredAt ?? RFC3339.display(enteredAt)) is in the future",
                 errorClass: "FutureTimestamp")
         }
         if let key = message.keyString, key != String(userID) {

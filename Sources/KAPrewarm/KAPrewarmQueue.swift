@@ -89,11 +89,18 @@ public struct KAPrewarmQueue: Sendable {
         return outcomes
     }
 
+    /// Queues one reservation asked for by a person (the HTTP trigger, `prewarmctl ka
+    /// prewarm`): a duplicate is answered to them (409, exit 4), not alerted.
     public func enqueue(_ reservation: Reservation) async throws -> Outcome {
-        try await enqueue([reservation])[0]
+        let counts = try await shops(of: [reservation])
+        guard counts.existing.contains(reservation.shopID) else { return .unknownShop }
+        return try await enqueue(
+            reservation, users: counts.users[reservation.shopID] ?? 0, source: nil, alertDuplicates: false)
     }
 
-    private func enqueue(_ reservation: Reservation, users: Int64, source: String?) async throws -> Outcome {
+    private func enqueue(_ reservation: Reservation, users: Int64, source: String?, alertDuplicates: Bool = true)
+        async throws -> Outcome
+    {
         let live = reservation.liveID
         let metadata: Logger.Metadata = [
             "live": "\(live)", "shop": "\(reservation.shopID)", "reservation": "\(reservation.reservationID)",
@@ -116,14 +123,16 @@ public struct KAPrewarmQueue: Sendable {
             if let existing, Self.queued(existing, by: source) {
                 // The forcing message itself, delivered again: its pre-warm ran; not a third time.
                 return duplicate(
-                    existing, "the pre-warm this message forced is \(existing.state)", reservation, source: source)
+                    existing, "the pre-warm this message forced is \(existing.state)", reservation, source: source,
+                    alert: alertDuplicates)
             }
             try await cache.redis.send("DEL", cache.doneKey(live: live), cache.riskKey(live: live))
             if let existing { try await retries.remove(taskID: existing.id) }
         } else if try await RedisFlags(redis: cache.redis).isSet(cache.doneKey(live: live)) {
             let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
             return duplicate(
-                existing, "live \(live) is already pre-warmed (its success flag is set)", reservation, source: source)
+                existing, "live \(live) is already pre-warmed (its success flag is set)", reservation, source: source,
+                alert: alertDuplicates)
         }
         let enqueued = try await tasks.enqueue(
             kind: KAPrewarmTask.kind, key: key, payload: payload, deadline: reservation.startsAt, total: users,
@@ -131,12 +140,13 @@ public struct KAPrewarmQueue: Sendable {
         switch enqueued {
         case .duplicate(let record):
             return duplicate(
-                record, "a pre-warm of live \(live) is already \(record.state)", reservation, source: source)
+                record, "a pre-warm of live \(live) is already \(record.state)", reservation, source: source,
+                alert: alertDuplicates)
         case .created(let record), .requeued(let record):
             logger.notice(
                 "pre-warm queued",
                 metadata: metadata.merging([
-                    "users": "\(users)", "starts_at": "\(RFC3339.format(reservation.startsAt))",
+                    "users": "\(users)", "starts_at": "\(RFC3339.display(reservation.startsAt))",
                     "forced": "\(reservation.force)",
                 ]) { $1 })
             try await warnIfUnlikelyInTime(reservation, users: users)
@@ -208,11 +218,11 @@ struct KADeadlineRisk {
         alerts?.raise(
             "ka-deadline-risk",
             "live \(reservation.liveID) of shop \(reservation.shopID) will not be pre-warmed before its stream "
-                + "starts at \(RFC3339.format(reservation.startsAt)): \(why); expected to end about "
-                + RFC3339.format(finish),
+                + "starts at \(RFC3339.display(reservation.startsAt)): \(why); expected to end about "
+                + RFC3339.display(finish),
             details: [
                 "live": String(reservation.liveID), "shop": String(reservation.shopID),
-                "starts_at": RFC3339.format(reservation.startsAt), "expected_end": RFC3339.format(finish),
+                "starts_at": RFC3339.display(reservation.startsAt), "expected_end": RFC3339.display(finish),
             ])
     }
 }

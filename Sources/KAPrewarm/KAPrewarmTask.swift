@@ -448,15 +448,15 @@ struct Pacer {
 }
 
 /// At most `rowsPerSecond` rows read by the pod's tasks together (0: no cap): a token bucket
-/// of one second.
+/// of one second that starts empty, so no second reads more than the cap (a full bucket let
+/// the first second read twice it).
 actor RowRateLimiter {
     let rowsPerSecond: Int
-    private var available: Double
+    private var available: Double = 0
     private var refilled = ContinuousClock.now
 
     init(rowsPerSecond: Int) {
         self.rowsPerSecond = rowsPerSecond
-        self.available = Double(rowsPerSecond)
     }
 
     /// Waits until `rows` may be read; throws `CancellationError` if cancelled meanwhile.

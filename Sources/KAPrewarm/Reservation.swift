@@ -79,11 +79,11 @@ public struct Reservation: Sendable, Codable, Equatable {
         }
         guard endsAt > startsAt else {
             throw InvalidMessage(
-                "ends_at \(RFC3339.format(endsAt)) is not after starts_at \(RFC3339.format(startsAt))",
+                "ends_at \(RFC3339.display(endsAt)) is not after starts_at \(RFC3339.display(startsAt))",
                 errorClass: "EndNotAfterStart")
         }
         guard endsAt > now else {
-            throw InvalidMessage("the stream ended at \(RFC3339.format(endsAt))", errorClass: "StreamEnded")
+            throw InvalidMessage("the stream ended at \(RFC3339.display(endsAt))", errorClass: "StreamEnded")
         }
     }
 }

@@ -1,10 +1,30 @@
 import Foundation
+import Synchronization
 
 /// RFC 3339 times at microsecond precision (PostgreSQL's), exact both ways: a time parsed
 /// and formatted again gives the same instant, so a replayed event's `entered_at` compares
 /// equal to the stored one. Foundation's formatters truncate binary fractions (.123 can come
 /// back as .122) and are slow to build, which matters at a million rows.
 public enum RFC3339 {
+    /// The zone of the times a person reads (alerts, logs, dead-letter reasons, the CLI):
+    /// `PREWARM_TIMEZONE`, set once at start-up.
+    public static var displayZone: TimeZone {
+        get { zone.withLock { $0 } }
+        set { zone.withLock { $0 = newValue } }
+    }
+    private static let zone = Mutex(TimeZone(identifier: "Asia/Shanghai") ?? .gmt)
+
+    /// A time for a person: whole seconds with the display zone's offset,
+    /// `2026-11-21T12:00:00+08:00` (one rule everywhere a person reads a time).
+    public static func display(_ date: Date) -> String {
+        let zone = displayZone
+        let offset = zone.secondsFromGMT(for: date)
+        let local = format(Date(timeIntervalSince1970: (date.timeIntervalSince1970 + Double(offset)).rounded(.down)))
+        let sign = offset < 0 ? "-" : "+"
+        let minutes = abs(offset) / 60
+        return String(local.prefix(19)) + sign + String(format: "%02d:%02d", minutes / 60, minutes % 60)
+    }
+
     /// `2026-11-21T04:00:00.123456Z`, always UTC, always six fraction digits.
     public static func format(_ date: Date) -> String {
         let micros = microseconds(since1970: date)

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Postgres
 import Redis
 import Synchronization
 
@@ -587,8 +588,8 @@ public final class JobRuns: Sendable {
         if let deadline = run.deadlineAt, let finished = run.finishedAt, finished > deadline {
             alerts?.raise(
                 "job-late",
-                "job \(job) \(period) finished at \(finished.formatted(.iso8601)), past its deadline "
-                    + "\(deadline.formatted(.iso8601))",
+                "job \(job) \(period) finished at \(RFC3339.display(finished)), past its deadline "
+                    + "\(RFC3339.display(deadline))",
                 details: ["job": job, "period": period])
         }
     }

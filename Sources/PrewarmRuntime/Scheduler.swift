@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Kafka
 import Logging
+import Postgres
 import ServiceLifecycle
 
 /// One scheduled job: when it fires, what a missed fire does, by when a run must be done,
@@ -328,7 +329,7 @@ public final class Scheduler: Service {
             {
                 alerts.raise(
                     "job-deadline-missed",
-                    "job \(job.name) \(period) is not done by its deadline \(deadline.formatted(.iso8601)) "
+                    "job \(job.name) \(period) is not done by its deadline \(RFC3339.display(deadline)) "
                         + "(state \(progress.state.rawValue), \(progress.batchesDone + progress.batchesFailed) of "
                         + "\(progress.batchesTotal ?? progress.batchesExpected ?? progress.batchesProduced) batches)",
                     details: ["job": job.name, "period": period])
@@ -392,7 +393,7 @@ public final class Scheduler: Service {
             if case .skipped = try await claim(job, period: period, due: fire, force: false, skip: true) {
                 alerts.raise(
                     "job-run-missed",
-                    "job \(job.name) missed its run \(period) (due \(fire.formatted(.iso8601))) and it is past its "
+                    "job \(job.name) missed its run \(period) (due \(RFC3339.display(fire))) and it is past its "
                         + "catch-up window of \(window): skipped",
                     details: ["job": job.name, "period": period])
             }

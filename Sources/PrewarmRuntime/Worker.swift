@@ -4,6 +4,7 @@ import Foundation
 import Kafka
 import Logging
 import Metrics
+import Postgres
 import PrewarmConfiguration
 import Prometheus
 import Redis
@@ -83,6 +84,7 @@ public enum Worker {
         onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let logger = Logger(label: "prewarm.\(definition.name)")
+        RFC3339.displayZone = settings.timeZone
         let context = try await WorkerContext.open(
             settings, logger: logger, metricsFactory: PrometheusMetricsFactory(registry: registry))
         do {
@@ -178,9 +180,15 @@ public enum Worker {
             "\(definition.name): \(definition.abstract)", "",
             "usage: \(definition.name) [--flag value ...]", "",
             "Every setting is an environment variable; the flag of the same name overrides it (flags show in",
-            "ps: keep secrets in the environment). Any librdkafka property is PREWARM_KAFKA_<NAME> (both",
-            "clients), PREWARM_KAFKA_CONSUMER_<NAME> or PREWARM_KAFKA_PRODUCER_<NAME>, or --kafka-<name>.", "",
+            "ps: keep secrets in the environment).",
         ]
+        if definition.usesKafka {
+            lines[lines.count - 1] += " Any librdkafka property is PREWARM_KAFKA_<NAME> (both"
+            lines += [
+                "clients), PREWARM_KAFKA_CONSUMER_<NAME> or PREWARM_KAFKA_PRODUCER_<NAME>, or --kafka-<name>."
+            ]
+        }
+        lines.append("")
         func section(_ title: String, _ settings: [SettingDescription]) {
             guard !settings.isEmpty else { return }
             lines.append(title)

@@ -147,7 +147,8 @@ public struct RecommendAPI: Sendable {
             let text = context.parameters.get("userId") ?? ""
             guard let user = Self.userID(text) else {
                 let shown = text.count > 40 ? String(text.prefix(40)) + "… (\(text.utf8.count) bytes)" : text
-                return Self.json(.badRequest, ["error": "the user id must be a positive 64-bit integer, got '\(shown)'"])
+                return Self.json(
+                    .badRequest, ["error": "the user id must be a positive 64-bit integer, got '\(shown)'"])
             }
             return await answer(user: user)
         }

@@ -47,7 +47,7 @@ struct ArchiveCommand: AsyncParsableCommand {
             throw error
         }
         await pool.close()
-        print("cutoff \(report.cutoff.formatted(.iso8601))")
+        print("cutoff \(RFC3339.display(report.cutoff))")
         for shard in report.moved.keys.sorted() where report.moved[shard]! > 0 {
             print("\(EntryIngestSchema.shardTable(shard))  moved \(report.moved[shard]!)")
         }

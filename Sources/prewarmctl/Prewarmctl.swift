@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Postgres
 import PrewarmConfiguration
 import PrewarmRuntime
 
@@ -8,7 +9,9 @@ import PrewarmRuntime
 struct Prewarmctl: AsyncParsableCommand {
     static func main() async {
         do {
-            try EnvironmentReader(ProcessInfo.processInfo.environment).bootstrapLogging()
+            let reader = EnvironmentReader(ProcessInfo.processInfo.environment)
+            try reader.bootstrapLogging()
+            RFC3339.displayZone = try reader.timeZone()
         } catch {
             FileHandle.standardError.write(Data("prewarmctl: \(error)\n".utf8))
             Foundation.exit(64)

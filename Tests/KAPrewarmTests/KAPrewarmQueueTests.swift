@@ -22,7 +22,9 @@ struct KAPrewarmQueueTests {
         #expect(try await harness.state(live: smallLive) == nil)
     }
 
-    @Test("the same reservation twice: one task, the second skipped and alerted")
+    @Test(
+        "the same reservation twice: one task, the second skipped and alerted; a person's second ask is answered, not alerted"
+    )
     func duplicate() async throws {
         let harness = try await KAHarness.make(.testing())
         let shop = uniqueID()
@@ -35,7 +37,8 @@ struct KAPrewarmQueueTests {
         }
         #expect(task.total == 120 && task.state == "queued")
         #expect(task.deadline != nil)
-        let second = try await harness.queue.enqueue(reservation(live: live, shop: shop))
+        // From the topic (upstream booked it twice): alerted.
+        let second = try await harness.queue.enqueue([reservation(live: live, shop: shop)])[0]
         guard case .duplicate(let existing, let reason) = second else {
             Issue.record("second reservation not a duplicate: \(second)")
             return
@@ -46,6 +49,13 @@ struct KAPrewarmQueueTests {
         try await eventually("the duplicate alert") {
             try await harness.alerts("ka-duplicate-reservation", live: live).count == 1
         }
+        // An operator clicking the trigger twice gets a 409 (a duplicate), and no alert.
+        guard case .duplicate = try await harness.queue.enqueue(reservation(live: live, shop: shop)) else {
+            Issue.record("a person's second ask was not a duplicate")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await harness.alerts("ka-duplicate-reservation", live: live).count == 1, "no second alert")
     }
 
     @Test("the message that queued a pre-warm, delivered again (a replay), is skipped without the duplicate alert")

@@ -1,9 +1,10 @@
 import Foundation
-import KAPrewarm
 import PrewarmRuntime
 import Redis
 import TestSupport
 import Testing
+
+@testable import KAPrewarm
 
 @Suite("A live's pre-warm", .closesResources)
 struct KAPrewarmTaskTests {
@@ -134,5 +135,18 @@ struct KAPrewarmTaskTests {
         #expect(alert.at < booked.startsAt, "raised before the stream starts, not when it is late")
         #expect(try await harness.state(live: live)?.state == "running")
         #expect(alert.message.contains("will not be pre-warmed before its stream starts"))
+    }
+
+    @Test("the database read cap holds from the first second: a bucket that starts empty")
+    func readCapFromTheStart() async throws {
+        let limiter = RowRateLimiter(rowsPerSecond: 400)
+        let start = ContinuousClock.now
+        var rows = 0
+        while ContinuousClock.now - start < .seconds(1) {
+            try await limiter.acquire(50)
+            if ContinuousClock.now - start <= .seconds(1) { rows += 50 }
+        }
+        #expect(rows <= 450, "\(rows) rows in the first second, cap 400")
+        #expect(rows >= 300, "and the cap is used")
     }
 }

@@ -46,4 +46,16 @@ struct RFC3339Tests {
             #expect(RFC3339.parse(bad) == nil, "\(bad)")
         }
     }
+
+    @Test("a time for a person carries PREWARM_TIMEZONE's offset, and parses back to the same instant")
+    func display() {
+        let instant = RFC3339.parse("2026-11-21T04:00:00.9Z")!
+        let saved = RFC3339.displayZone
+        defer { RFC3339.displayZone = saved }
+        RFC3339.displayZone = TimeZone(identifier: "Asia/Shanghai")!
+        #expect(RFC3339.display(instant) == "2026-11-21T12:00:00+08:00")
+        RFC3339.displayZone = TimeZone(identifier: "America/St_Johns")!
+        #expect(RFC3339.display(instant) == "2026-11-21T00:30:00-03:30")
+        #expect(RFC3339.parse(RFC3339.display(instant)) == RFC3339.parse("2026-11-21T04:00:00Z"))
+    }
 }

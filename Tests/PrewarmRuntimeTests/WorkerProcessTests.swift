@@ -115,7 +115,10 @@ struct WorkerProcessTests: LoopTesting {
         let status = try await process.child.wait(timeout: .seconds(30))
         #expect(ContinuousClock.now - signalled < .seconds(6), "within its bound of 4 s")
         #expect(status == 1, "not a clean exit, and it says so")
-        #expect(TestProcess.lines(process.logFile).contains { $0.contains("did not stop within PREWARM_SHUTDOWN_TIMEOUT_S") })
+        #expect(
+            TestProcess.lines(process.logFile).contains {
+                $0.contains("did not stop within PREWARM_SHUTDOWN_TIMEOUT_S")
+            })
     }
 
     @Test("a worker process bootstraps metrics once: Hummingbird's own request metrics are in /metrics")

@@ -227,7 +227,9 @@ struct RecommendationServiceTests {
         }
     }
 
-    @Test("a default rebuilt from PostgreSQL is served from Redis as the default level; a random one is not refreshed early")
+    @Test(
+        "a default rebuilt from PostgreSQL is served from Redis as the default level; a random one is not refreshed early"
+    )
     func sourcesAndRandomLifetime() async throws {
         let fixture = try await fixture { $0.refreshAhead = .seconds(600) }
         let first = try await fixture.service.recommend(user: nil)
@@ -251,5 +253,15 @@ struct RecommendationServiceTests {
         #expect(try fixture.databaseReads("list") == 1, "no early refresh of a random default")
         await group.triggerGracefulShutdown()
         try await running.value
+    }
+
+    @Test("recommend-api reads no Kafka setting and opens no Kafka client: it consumes nothing")
+    func noKafka() throws {
+        let variables = RecommendAPIWorker.declaredSettings.map(\.variable)
+        #expect(!variables.contains { $0.hasPrefix("PREWARM_KAFKA") }, "\(variables)")
+        let settings = try WorkerSettings.of(
+            RecommendAPIWorker.self, environment: ["PREWARM_POSTGRES_URL": "host=db dbname=prewarm user=prewarm"])
+        #expect(settings.kafkaBootstrapServers.isEmpty)
+        #expect(!Worker.help(RecommendAPIWorker.self).contains("PREWARM_KAFKA_BOOTSTRAP"))
     }
 }
