@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import PrewarmConfiguration
 import Redis
 
 /// Where the fleet stands, read from Redis and PostgreSQL only (so it works from any machine
@@ -13,6 +14,10 @@ public struct FleetStatus: Sendable, Codable {
     public var retries: [RetryDepth]
     /// Group to partition (`topic[n]`) to messages behind.
     public var lag: [String: [String: Int64]]
+    /// Where `lag` comes from: `kafka` (every group of the catalog over all its partitions,
+    /// committed offsets against the high watermarks) or `pods` (what the live pods last
+    /// published, when Kafka cannot be asked).
+    public var lagSource: String = "pods"
     public var alerts: [Alert]
 
     /// A task with what its retry rows say.
@@ -57,6 +62,22 @@ public struct FleetStatus: Sendable, Codable {
         return FleetStatus(
             at: now, runs: runs, tasks: tasks, retries: retries, lag: try await LagBoard.read(redis),
             alerts: try await Alerts.recent(redis, count: alerts))
+    }
+}
+
+extension GroupOperations {
+    /// Lag of every consumer group of the catalog, over all the partitions of its topic,
+    /// whether or not a pod of it runs: committed offset (or the earliest kept one) to the
+    /// high watermark.
+    public func catalogLag() async throws -> [String: [String: Int64]] {
+        var groups: [String: [String: Int64]] = [:]
+        for spec in TopicCatalog.sources {
+            guard let group = spec.consumerGroup else { continue }
+            for partition in try await lag(group: group, topics: [spec.name]) {
+                groups[group, default: [:]]["\(spec.name)[\(partition.partition.partition)]"] = partition.lag
+            }
+        }
+        return groups
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kafka
 import Logging
 import Postgres
 import PrewarmConfiguration
@@ -46,8 +47,12 @@ struct StatusCommand: AsyncParsableCommand {
             }
             let zone = try reader.timeZone()
             repeat {
-                let status = try await FleetStatus.read(
+                var status = try await FleetStatus.read(
                     redis: redis, postgres: postgres, runsSince: Date().addingTimeInterval(-Double(hours) * 3600))
+                if let lag = await Self.kafkaLag(reader) {
+                    status.lag = lag
+                    status.lagSource = "kafka"
+                }
                 if json {
                     print(String(decoding: try JSONEncoder.prewarm.encode(status), as: UTF8.self))
                 } else {
@@ -64,6 +69,25 @@ struct StatusCommand: AsyncParsableCommand {
         }
         await postgres?.close()
         await redis.close()
+    }
+}
+
+extension StatusCommand {
+    /// Every catalog group's lag from Kafka, or nil when Kafka is not configured or does not
+    /// answer in a few seconds (the pods' published lag is shown then).
+    static func kafkaLag(_ reader: EnvironmentReader) async -> [String: [String: Int64]]? {
+        guard let kafka = try? reader.kafka(),
+            let probe = try? KafkaAdmin(
+                bootstrapServers: kafka.bootstrapServers, properties: kafka.properties, timeoutMilliseconds: 3000)
+        else { return nil }
+        let reachable = (try? await probe.brokerCount()) != nil
+        await probe.close()
+        guard reachable else { return nil }
+        let operations = GroupOperations(
+            bootstrapServers: kafka.bootstrapServers,
+            properties: kafka.properties.merging(KafkaProperties(["socket.timeout.ms": "3000"])),
+            logger: Logger(label: "prewarmctl-status"))
+        return try? await operations.catalogLag()
     }
 }
 
@@ -88,7 +112,9 @@ struct StatusView {
                     + status.retries.map { "\($0.kind) \($0.state) \($0.count)" }.joined(separator: ", "))
         }
         lines.append("")
-        lines.append("consumer lag")
+        lines.append(
+            status.lagSource == "kafka"
+                ? "consumer lag (committed offsets, from Kafka)" : "consumer lag (as the live pods last published it)")
         if status.lag.isEmpty { lines.append("  no worker has published its lag in the last minute") }
         for group in status.lag.keys.sorted() {
             let partitions = status.lag[group]!

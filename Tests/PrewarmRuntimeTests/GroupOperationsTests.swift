@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Logging
+import PrewarmConfiguration
 import PrewarmRuntime
 import Redis
 import ServiceLifecycle
@@ -35,6 +36,16 @@ struct GroupOperationsTests: LoopTesting {
         await #expect(throws: UnknownTopic.self) {
             _ = try await operations().lag(group: group, topics: ["no.such.topic.v1"])
         }
+    }
+
+    @Test("status's lag: every consumer group of the catalog, each over all the partitions of its topic")
+    func catalogLag() async throws {
+        let lag = try await operations().catalogLag()
+        for spec in TopicCatalog.sources {
+            guard let group = spec.consumerGroup else { continue }
+            #expect(lag[group]?.count == spec.partitions, "\(group): \(lag[group]?.count ?? 0) partitions")
+        }
+        #expect(lag.count == TopicCatalog.sources.filter { $0.consumerGroup != nil }.count)
     }
 
     @Test("after an offset reset to earliest, a restarted worker replays every message")
