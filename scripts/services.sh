@@ -27,7 +27,9 @@ pg_dir() {
   echo "$dir"
 }
 PG_DIR=$(pg_dir)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From /, so that PostgreSQL's tools do not complain they cannot enter a checkout under a
+# private home ("could not change directory ... Permission denied"); every path is absolute.
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 pg_bin() {
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)

@@ -25,7 +25,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "wait-run: the period.")
     var period = ""
 
-    @Option(help: "wait-run: the attempt.")
+    @Option(help: "wait-run: the attempt (0: whatever attempt is under way, if any).")
     var attempt = 1
 
     @Option(help: "ingest-events: where to write the stock tools' input (rows per shard, Redis commands).")

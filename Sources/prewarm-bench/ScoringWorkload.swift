@@ -86,14 +86,22 @@ struct RunWaiter {
     let period: String
     let attempt: Int
 
-    func wait(timeout: Duration = .seconds(1800)) async throws -> JobRunProgress {
+    /// Waits until the run's attempt has ended and its finish step settled its outcome
+    /// (attempt 0: whatever attempt is there, and nothing when no run is: a catch-up waited
+    /// out before a timed run).
+    func wait(timeout: Duration = .seconds(1800)) async throws -> JobRunProgress? {
         let connection = try await RedisConnection.connect(redis)
         let runs = JobRuns(
             redis: connection, settings: JobRunSettings(), owner: "bench", logger: Logger(label: "bench"), alerts: nil)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let progress = try await runs.progress(job: job, period: period), progress.attempt == attempt,
-                progress.isFinished
+            let progress = try await runs.progress(job: job, period: period)
+            if attempt == 0, progress == nil {
+                await connection.close()
+                return nil
+            }
+            if let progress, attempt == 0 || progress.attempt == attempt, progress.isFinished,
+                !progress.owesFinishStep
             {
                 await connection.close()
                 return progress

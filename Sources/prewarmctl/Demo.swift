@@ -112,7 +112,7 @@ struct Demo {
         print("archive:      POST /jobs/\(EntryArchiver.jobName)/trigger?force=true -> \(status) \(body)")
         let run = try await waitForRun(port: port, job: EntryArchiver.jobName, answer: body)
         print(
-            "archive:      GET /jobs/\(EntryArchiver.jobName)/runs/\(run.period) -> \(run.state), attempt "
+            "archive:      GET /jobs/\(EntryArchiver.jobName)/runs/\(run.period) -> \(run.state.rawValue), attempt "
                 + "\(run.attempt), took \(String(format: "%.2f", run.durationSeconds ?? 0)) s "
                 + "(\(format(.now - started)) from the trigger)")
         let partitions = try await db.query(
@@ -210,7 +210,7 @@ struct Demo {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
-    /// Polls the run's progress until it ends.
+    /// Polls the run's progress until it ends and its finish step settled its outcome.
     func waitForRun(port: Int, job: String, answer: String) async throws -> JobRunProgress {
         struct Accepted: Decodable { let period: String }
         let period = try JSONDecoder().decode(Accepted.self, from: Data(answer.utf8)).period
@@ -218,7 +218,9 @@ struct Demo {
         let deadline = ContinuousClock.now + .seconds(300)
         while ContinuousClock.now < deadline {
             let (data, _) = try await URLSession.shared.data(from: url)
-            if let run = try? JSONDecoder.prewarm.decode(JobRunProgress.self, from: data), run.isFinished {
+            if let run = try? JSONDecoder.prewarm.decode(JobRunProgress.self, from: data), run.isFinished,
+                !run.owesFinishStep
+            {
                 return run
             }
             try await Task.sleep(for: .milliseconds(200))

@@ -107,7 +107,7 @@ extension Demo {
         let counts = try await bookCache.counts(job: prewarm.job, period: prewarm.period, attempt: prewarm.attempt)
         let inFlight = simulator.stats.total.maxInFlight
         print(
-            "push:         pre-warm \(prewarm.state) in \(format(.now - started)): \(counts["cached"] ?? 0) cached in "
+            "push:         pre-warm \(prewarm.state.rawValue), took \(took(prewarm)): \(counts["cached"] ?? 0) cached in "
                 + "rec:later_read:{uid} for 24 h, \(counts["not_in_experiment"] ?? 0) outside the experiment (skipped), "
                 + "\(counts["malformed"] ?? 0) malformed, \(counts["failed"] ?? 0) failed after the final retry; "
                 + "\(simulator.stats.total.calls) calls, \(simulator.stats.total.errors) answered 503 and retried, "
@@ -144,7 +144,8 @@ extension Demo {
         let misses = pushed["misses"] ?? 0
         let rate = Double(misses) / Double(max(misses + (pushed["hits"] ?? 0), 1))
         print(
-            "push:         \(slot) \(hour.state) in \(format(.now - started)): \(pushed["rows"] ?? 0) rows, "
+            "push:         \(slot) \(hour.state.rawValue), took \(took(hour)) (\(format(.now - started)) from the "
+                + "trigger): \(pushed["rows"] ?? 0) rows, "
                 + "\(pushed["sent"] ?? 0) pushes produced to \(pushTopic) (\(produced) messages), "
                 + "\(pushed["other_push"] ?? 0) users already pushed for their other task, "
                 + "\(pushed["not_in_experiment"] ?? 0) outside the experiment, \(misses) cache misses "
@@ -197,7 +198,7 @@ extension Demo {
             print(
                 "push:         \(period), the hour under way, had no pod at its :00; the pods found it \(late), within "
                     + "PREWARM_PUSH_CATCH_UP_WINDOW (\(window)), and sent it once, after the day's pre-warm (an hour waits "
-                    + "for it while it runs): \(run.state), \(counts["rows"] ?? 0) rows, \(counts["sent"] ?? 0) pushes, "
+                    + "for it while it runs): \(run.state.rawValue), \(counts["rows"] ?? 0) rows, \(counts["sent"] ?? 0) pushes, "
                     + "\(counts["misses"] ?? 0) cache misses (the demo's users are pushed at 20:00-23:00)")
         }
     }
@@ -218,7 +219,8 @@ extension Demo {
         var lastShown = ContinuousClock.now - .seconds(10)
         while ContinuousClock.now < deadline {
             if let run = try await runs.progress(job: job, period: period), run.startedAt != nil {
-                if run.isFinished, run.attempt > 0 { return run }
+                // Ended, and its outcome settled by its finish step (the final retries).
+                if run.isFinished, !run.owesFinishStep, run.attempt > 0 { return run }
                 if !quiet, ContinuousClock.now - lastShown >= .seconds(1) {
                     let fleet = try await FleetStatus.read(
                         redis: cache, postgres: nil, runsSince: Date().addingTimeInterval(-600), alerts: 0)
@@ -232,6 +234,12 @@ extension Demo {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw DemoFailure("the \(job) run \(period) did not finish in 300 s")
+    }
+
+    /// A run's duration as its record and `prewarmctl status` give it: from its start to its
+    /// outcome settled.
+    private func took(_ run: JobRunProgress) -> String {
+        String(format: "%.2f s", run.durationSeconds ?? 0)
     }
 
     /// The newest message of the topic, as text.
