@@ -52,7 +52,8 @@ extension Demo {
         let withStartUp = format(.now - started)
         print(
             "store-scorer: \(run.itemsExpected ?? 0) active users (7+ of the last 30 days), \(run.itemsDone) scored "
-                + "in \(run.batchesTotal ?? 0) batches, in \(seconds) s (\(withStartUp) with start-up): \(run.state.rawValue)")
+                + "in \(run.batchesTotal ?? 0) batches, in \(seconds) s (\(withStartUp) with start-up): \(run.state.rawValue)"
+        )
         let recommendations = RecommendationCache(redis: cache)
         let users = try await ActiveUsers(redis: cache, timeZone: timeZone, minimumDays: 7, windowDays: 30)
             .page(

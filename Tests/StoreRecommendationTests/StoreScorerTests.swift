@@ -145,4 +145,22 @@ struct StoreScorerTests {
         _ = try await cache.writeLists([(1009, [5, 1])], run: 1) { .seconds(600) }
         #expect(try await service.recommend(user: 1009).stores.map(\.id) == [1])
     }
+
+    @Test("a batch of an older attempt writes no list once a forced newer attempt of the run began")
+    func olderAttemptFenced() async throws {
+        let (scorer, cache, _, redis) = try await setUp()
+        let period = "20261203"
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: nil)
+        try await redis.send("DEL", JobRuns.progressKey(job: StoreScorer.jobName, period: period))
+        for force in [false, true] {
+            _ = try await runs.claim(job: StoreScorer.jobName, period: period, due: Date(), force: force, deadline: nil)
+        }
+        await #expect(throws: StaleAttempt.self) {
+            _ = try await scorer.work(batch(run(period, attempt: 1), [1001]))
+        }
+        #expect(try await cache.list(of: 1001) == nil, "attempt 1 wrote nothing after attempt 2 began")
+        _ = try await scorer.work(batch(run(period, attempt: 2), [1001]))
+        #expect(try await cache.list(of: 1001)?.run == StoreList.stamp(period: period, attempt: 2))
+    }
 }
