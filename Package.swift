@@ -169,7 +169,8 @@ let package = Package(
             path: "Tests/Testkit"
         ),
         .target(
-            name: "TestSupport", dependencies: ["BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker"],
+            name: "TestSupport",
+            dependencies: ["BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker", "PrewarmRuntime"],
             path: "Tests/TestSupport"),
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "Kafka", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),

@@ -31,6 +31,43 @@ struct PushProcessTests {
         return Pod(process: process, admin: admin)
     }
 
+    /// What every test here starts from: Redis database 12 emptied, a schema of its own, the
+    /// simulated services (everyone in the experiment) and a day of its own, and the pods'
+    /// environment pointing at them (`extra` on top).
+    struct Setup {
+        let redis: RedisConnection
+        let db: PushDatabase
+        let services: SimulatedServices
+        let day: String
+        let environment: [String: String]
+    }
+
+    private func setUp(latency: String, serviceLatency: [String: String] = [:], extra: [String: String] = [:])
+        async throws -> Setup
+    {
+        let redis = try await TestEnvironment.emptyRedisDatabase(12)
+        let db = try await PushDatabase.make()
+        var behaviour = DownstreamSimulator.Behaviour()
+        behaviour.latency = latency
+        behaviour.serviceLatency = serviceLatency
+        behaviour.experimentShare = 1
+        let services = try await SimulatedServices.start(behaviour)
+        let day = String(
+            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        let environment = db.workerEnvironment.merging(
+            [
+                "PREWARM_REDIS_DB": "12",
+                "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
+                "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
+                "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
+                "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
+                "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+                "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+            ].merging(extra) { $1 }
+        ) { $1 }
+        return Setup(redis: redis, db: db, services: services, day: day, environment: environment)
+    }
+
     /// The pushes of `slot` on the push topic, read until every one of `users` has one and
     /// then two seconds more (so a second push would be seen).
     private func pushes(slot: String, users: Set<Int64>) async throws -> [PushSeen] {
@@ -58,28 +95,13 @@ struct PushProcessTests {
         "two pods, one killed between produce and mark: every user pushed, never two different pushes, a forced re-run sends nothing"
     )
     func killedBetweenProduceAndMark() async throws {
-        var configuration = try TestEnvironment.redis()
-        configuration.database = 12
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
-        try await redis.send("FLUSHDB")
-        let db = try await PushDatabase.make()
-        var behaviour = DownstreamSimulator.Behaviour()
-        behaviour.latency = "2ms"
-        behaviour.experimentShare = 1
-        let services = try await SimulatedServices.start(behaviour)
-        let day = String(
-            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        let setup = try await setUp(
+            latency: "2ms", extra: ["PREWARM_PUSH_BATCH_SIZE": "25", "PREWARM_PUSH_BATCH_CONCURRENCY": "2"])
+        let (redis, db, services, day, environment) = (
+            setup.redis, setup.db, setup.services, setup.day, setup.environment
+        )
         try await db.addUsers(1...400, task: "04-026-\(day)-r0gdua", hour: 23)
         try await db.addUsers(301...500, task: "04-026-\(day)-qk79ub", hour: 23)
-        let environment = db.workerEnvironment.merging([
-            "PREWARM_REDIS_DB": "12", "PREWARM_PUSH_BATCH_SIZE": "25", "PREWARM_PUSH_BATCH_CONCURRENCY": "2",
-            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
-            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
-            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
-            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
-            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-        ]) { $1 }
         let doomed = try await start(environment.merging(["PREWARM_PUSH_FAILPOINT_AFTER_PUSHES": "60"]) { $1 })
         let survivor = try await start(environment)
         let runs = JobRuns(
@@ -129,29 +151,14 @@ struct PushProcessTests {
 
     @Test("a forced re-run while the hour is still pushing: the older attempt is fenced, no user is pushed twice")
     func forcedWhilePushing() async throws {
-        var configuration = try TestEnvironment.redis()
-        configuration.database = 12
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
-        try await redis.send("FLUSHDB")
-        let db = try await PushDatabase.make()
-        var behaviour = DownstreamSimulator.Behaviour()
-        behaviour.latency = "2ms"
-        behaviour.serviceLatency = ["material": "40ms"]
-        behaviour.experimentShare = 1
-        let services = try await SimulatedServices.start(behaviour)
-        let day = String(
-            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        let setup = try await setUp(
+            latency: "2ms", serviceLatency: ["material": "40ms"],
+            extra: [
+                "PREWARM_PUSH_BATCH_SIZE": "20", "PREWARM_PUSH_BATCH_CONCURRENCY": "2",
+                "PREWARM_PUSH_MAX_IN_FLIGHT": "10",
+            ])
+        let (redis, db, day, environment) = (setup.redis, setup.db, setup.day, setup.environment)
         try await db.addUsers(1...600, task: "04-026-\(day)-r0gdua", hour: 21)
-        let environment = db.workerEnvironment.merging([
-            "PREWARM_REDIS_DB": "12", "PREWARM_PUSH_BATCH_SIZE": "20", "PREWARM_PUSH_BATCH_CONCURRENCY": "2",
-            "PREWARM_PUSH_MAX_IN_FLIGHT": "10",
-            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
-            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
-            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
-            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
-            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-        ]) { $1 }
         let pods = [try await start(environment), try await start(environment)]
         let runs = JobRuns(
             redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "test"), alerts: nil)
@@ -188,32 +195,14 @@ struct PushProcessTests {
         "extreme inputs: user Int64.max pre-warmed and pushed end to end; every bad batch dead-lettered once; no partition stops, the pod lives"
     )
     func extremeInputs() async throws {
-        var configuration = try TestEnvironment.redis()
-        configuration.database = 12
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
-        try await redis.send("FLUSHDB")
-        let db = try await PushDatabase.make()
-        var behaviour = DownstreamSimulator.Behaviour()
-        behaviour.latency = "1ms"
-        behaviour.experimentShare = 1
-        let services = try await SimulatedServices.start(behaviour)
-        let day = String(
-            format: "%04d%02d%02d", Int.random(in: 2100...2999), Int.random(in: 1...12), Int.random(in: 1...28))
+        let setup = try await setUp(latency: "1ms")
+        let (redis, db, day, environment) = (setup.redis, setup.db, setup.day, setup.environment)
         let task = "04-026-\(day)-r0gdua"
         try await db.execute(
             """
             INSERT INTO task_data (task_id, source_uid, project, push_hour, payload)
             SELECT $1, u, 'novel', 8, '{"big": ' || u || '}' FROM unnest(ARRAY[1, $2]::bigint[]) u
             """, [task, Int64.max])
-        let environment = db.workerEnvironment.merging([
-            "PREWARM_REDIS_DB": "12",
-            "PREWARM_PUSH_AB_URL": services.base.appendingPathComponent("ab").absoluteString,
-            "PREWARM_PUSH_REC_URL": services.base.appendingPathComponent("rec").absoluteString,
-            "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
-            "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
-            "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-        ]) { $1 }
         let pod = try await start(environment)
 
         let topic = TopicCatalog.bookRecommendationBatches.name
@@ -229,12 +218,7 @@ struct PushProcessTests {
                     "an unknown job", key: key,
                     json: template.replacingOccurrences(of: "book-rec-push", with: "book-rec-nothing")),
             ]
-        let reports = try await ExtremeInputs.produce(bad, to: topic)
-        let letters = try await ExtremeInputs.deadLetters(of: reports, topic: topic)
-        for (input, report) in zip(bad, reports) {
-            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
-            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
-        }
+        try await ExtremeInputs.expectDeadLetteredOnce(bad, to: topic)
 
         let runs = JobRuns(
             redis: redis, settings: JobRunSettings(), owner: "test", logger: Logger(label: "test"), alerts: nil)
@@ -252,13 +236,8 @@ struct PushProcessTests {
         let largest = try #require(seen.first { $0.userID == Int64.max })
         #expect(largest.pushID == BookRecJobs.pushID(user: Int64.max, slot: slot, task: task))
         #expect(seen.count == 2, "each user once")
-        let operations = GroupOperations(
-            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
-            logger: Logger(label: "test"))
-        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
-            try await operations.lag(group: TopicCatalog.bookRecommendationBatches.consumerGroup!, topics: [topic])
-                .allSatisfy { $0.lag == 0 }
-        }
+        try await ExtremeInputs.expectCommittedToTheEnd(
+            group: TopicCatalog.bookRecommendationBatches.consumerGroup!, topic: topic)
         #expect(pod.process.child.exitStatus() == nil, "the pod lives")
     }
 }

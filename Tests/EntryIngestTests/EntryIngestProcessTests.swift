@@ -17,11 +17,7 @@ struct EntryIngestProcessTests {
         "extreme inputs: ids 1 and Int64.max ingested end to end; every bad value, key and header dead-lettered once; no partition stops, the pod lives"
     )
     func extremeInputs() async throws {
-        var configuration = try TestEnvironment.redis()
-        configuration.database = 13
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
-        try await redis.send("FLUSHDB")
+        let redis = try await TestEnvironment.emptyRedisDatabase(13)
         let database = try await IngestDatabase.make()
         try await database.connection.query(
             "INSERT INTO stores (store_id, name, category_id, zone_id) VALUES ($1, 'the last store', $1, $1)",
@@ -50,13 +46,7 @@ struct EntryIngestProcessTests {
             ExtremeInputs.Input(
                 "user Int64.max", key: String(Int64.max), json: event(user: Int64.max, store: Int64.max)),
         ]
-        let reports = try await ExtremeInputs.produce(bad + good, to: topic)
-        let letters = try await ExtremeInputs.deadLetters(of: Array(reports.prefix(bad.count)), topic: topic)
-        for (input, report) in zip(bad, reports) {
-            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
-            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
-            #expect(classes.allSatisfy { !$0.isEmpty }, "\(input.name): its class")
-        }
+        try await ExtremeInputs.expectDeadLetteredOnce(bad, then: good, to: topic)
         try await eventually(timeout: .seconds(60), "both good events stored") {
             try await database.shardRows() == 2
         }
@@ -64,14 +54,7 @@ struct EntryIngestProcessTests {
         #expect(
             try await redis.send("SISMEMBER", ActivityWriter.dayKey(day, prefix: ""), String(Int64.max)) == .integer(1),
             "the largest user id counted on its day")
-        let operations = GroupOperations(
-            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
-            logger: Logger(label: "test"))
-        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
-            try await operations.lag(group: TopicCatalog.storeEntry.consumerGroup!, topics: [topic]).allSatisfy {
-                $0.lag == 0
-            }
-        }
+        try await ExtremeInputs.expectCommittedToTheEnd(group: TopicCatalog.storeEntry.consumerGroup!, topic: topic)
         #expect(pod.child.exitStatus() == nil, "the pod lives")
         pod.signal(SIGTERM)
         #expect(try await pod.child.wait(timeout: .seconds(30)) == 0)

@@ -295,12 +295,7 @@ struct KAProcessTests {
         let good = [
             ExtremeInputs.Input("live and shop Int64.max", key: String(top), json: booking(live: top, shop: top))
         ]
-        let reports = try await ExtremeInputs.produce(bad + good, to: topic)
-        let letters = try await ExtremeInputs.deadLetters(of: Array(reports.prefix(bad.count)), topic: topic)
-        for (input, report) in zip(bad, reports) {
-            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
-            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
-        }
+        try await ExtremeInputs.expectDeadLetteredOnce(bad, then: good, to: topic)
         try await eventually(timeout: .seconds(60), "the pre-warm of live Int64.max to succeed") {
             try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(top))?.state == "succeeded"
         }
@@ -308,14 +303,8 @@ struct KAProcessTests {
         #expect(try await redis.send("EXISTS", cache.userKey(shop: top, user: top)) == .integer(1))
         #expect(try await redis.send("EXISTS", cache.shopKey(top)) == .integer(1))
         #expect(try await redis.send("EXISTS", cache.doneKey(live: top)) == .integer(1))
-        let operations = GroupOperations(
-            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
-            logger: Logger(label: "test"))
-        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
-            try await operations.lag(group: TopicCatalog.liveReservation.consumerGroup!, topics: [topic]).allSatisfy {
-                $0.lag == 0
-            }
-        }
+        try await ExtremeInputs.expectCommittedToTheEnd(
+            group: TopicCatalog.liveReservation.consumerGroup!, topic: topic)
         #expect(pod.process.child.exitStatus() == nil, "the pod lives")
     }
 

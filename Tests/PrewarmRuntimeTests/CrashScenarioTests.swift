@@ -95,10 +95,7 @@ struct CrashScenarioTests {
     func batchThatKillsPods() async throws {
         // A database of its own: the pods of the other fan-out test here run the same job and
         // would take over this test's run (and this test's pods theirs).
-        var configuration = try TestEnvironment.redis()
-        configuration.database = 15
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
+        let redis = try await TestEnvironment.emptyRedisDatabase(15)
         let topic = try TestEnvironment.createTopic(partitions: 2)
         try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let prefix = TestEnvironment.uniqueName("poison")

@@ -23,12 +23,7 @@ struct StoreProcessTests {
     }
 
     private func redis(database: Int) async throws -> RedisConnection {
-        var configuration = try TestEnvironment.redis()
-        configuration.database = database
-        let redis = try await RedisConnection.connect(configuration)
-        closeAfterTest { await redis.close() }
-        try await redis.send("FLUSHDB")
-        return redis
+        try await TestEnvironment.emptyRedisDatabase(database)
     }
 
     private func start(_ product: String, _ environment: [String: String]) throws -> (TestProcess, URL) {
@@ -183,12 +178,7 @@ struct StoreProcessTests {
                     "an empty job", key: "store-score:20261129:0",
                     json: template.replacingOccurrences(of: #""job": "store-score""#, with: #""job": """#)),
             ]
-        let reports = try await ExtremeInputs.produce(bad, to: topic)
-        let letters = try await ExtremeInputs.deadLetters(of: reports, topic: topic)
-        for (input, report) in zip(bad, reports) {
-            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
-            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
-        }
+        try await ExtremeInputs.expectDeadLetteredOnce(bad, to: topic)
 
         // The nightly run over the two users: the largest id is scored like the smallest.
         #expect(
@@ -202,13 +192,8 @@ struct StoreProcessTests {
         let cache = RecommendationCache(redis: redis)
         #expect(try await cache.list(of: Int64.max)?.stores.first == Int64.max)
         #expect(try await cache.list(of: 1)?.stores.first == stores[2].id)
-        let operations = GroupOperations(
-            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
-            logger: Logger(label: "test"))
-        try await eventually(timeout: .seconds(30), "every partition committed to its end: none stopped") {
-            try await operations.lag(group: TopicCatalog.storeRecommendationBatches.consumerGroup!, topics: [topic])
-                .allSatisfy { $0.lag == 0 }
-        }
+        try await ExtremeInputs.expectCommittedToTheEnd(
+            group: TopicCatalog.storeRecommendationBatches.consumerGroup!, topic: topic)
         #expect(pod.child.exitStatus() == nil, "the pod lives")
 
         // The API serves the largest user its list, and the largest store's details.

@@ -1,6 +1,8 @@
 import Foundation
 import Kafka
 import Logging
+import PrewarmRuntime
+import Testing
 
 /// Inputs at the extremes that every consumed topic must survive: each bad one is
 /// dead-lettered with a class, none stops a partition or kills a pod. The same table for every
@@ -98,6 +100,32 @@ public enum ExtremeInputs {
         } catch {
             await producer.close()
             throw error
+        }
+    }
+
+    /// Produces the bad inputs (then `good` ones) to `topic`; expects each bad one
+    /// dead-lettered exactly once, with a class. Returns where the good ones landed.
+    @discardableResult
+    public static func expectDeadLetteredOnce(_ bad: [Input], then good: [Input] = [], to topic: String) async throws
+        -> [KafkaDeliveryReport]
+    {
+        let reports = try await produce(bad + good, to: topic)
+        let letters = try await deadLetters(of: Array(reports.prefix(bad.count)), topic: topic)
+        for (input, report) in zip(bad, reports) {
+            let classes = letters["\(report.partition)/\(report.offset)"] ?? []
+            #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
+            #expect(classes.allSatisfy { !$0.isEmpty }, "\(input.name): its class")
+        }
+        return Array(reports.dropFirst(bad.count))
+    }
+
+    /// Waits until `group` has committed every partition of `topic` to its end: none stopped.
+    public static func expectCommittedToTheEnd(group: String, topic: String) async throws {
+        let operations = GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            logger: Logger(label: "test"))
+        try await eventually(timeout: .seconds(30), "every partition of \(topic) committed to its end: none stopped") {
+            try await operations.lag(group: group, topics: [topic]).allSatisfy { $0.lag == 0 }
         }
     }
 

@@ -34,6 +34,18 @@ public enum TestEnvironment {
             clientName: clientName, retryAfterConnectionLoss: retryAfterConnectionLoss)
     }
 
+    /// A connection to Redis database `database`, emptied first: process tests that run a
+    /// worker on a database of their own (the suite's tests one at a time). Closed after the
+    /// test.
+    public static func emptyRedisDatabase(_ database: Int) async throws -> RedisConnection {
+        var configuration = try redis()
+        configuration.database = database
+        let connection = try await RedisConnection.connect(configuration)
+        closeAfterTest { await connection.close() }
+        try await connection.send("FLUSHDB")
+        return connection
+    }
+
     public static var redisSocket: String { get throws { try require("PREWARM_DEV_REDIS_SOCKET") } }
     public static var redisPassword: String { get throws { try require("PREWARM_REDIS_PASSWORD") } }
 
