@@ -87,10 +87,12 @@ public enum ExtremeInputs {
     }
 
     /// Produces the inputs (large messages allowed) and returns where each landed.
-    public static func produce(_ inputs: [Input], to topic: String) async throws -> [KafkaDeliveryReport] {
+    public static func produce(_ inputs: [Input], to topic: String, bootstrap: String? = nil) async throws
+        -> [KafkaDeliveryReport]
+    {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
-                bootstrapServers: try TestEnvironment.kafkaBootstrap,
+                bootstrapServers: try bootstrap ?? TestEnvironment.kafkaBootstrap,
                 properties: KafkaProperties(["message.max.bytes": "10000000"])))
         do {
             let reports = try await producer.send(
@@ -106,11 +108,11 @@ public enum ExtremeInputs {
     /// Produces the bad inputs (then `good` ones) to `topic`; expects each bad one
     /// dead-lettered exactly once, with a class. Returns where the good ones landed.
     @discardableResult
-    public static func expectDeadLetteredOnce(_ bad: [Input], then good: [Input] = [], to topic: String) async throws
-        -> [KafkaDeliveryReport]
-    {
-        let reports = try await produce(bad + good, to: topic)
-        let letters = try await deadLetters(of: Array(reports.prefix(bad.count)), topic: topic)
+    public static func expectDeadLetteredOnce(
+        _ bad: [Input], then good: [Input] = [], to topic: String, bootstrap: String? = nil
+    ) async throws -> [KafkaDeliveryReport] {
+        let reports = try await produce(bad + good, to: topic, bootstrap: bootstrap)
+        let letters = try await deadLetters(of: Array(reports.prefix(bad.count)), topic: topic, bootstrap: bootstrap)
         for (input, report) in zip(bad, reports) {
             let classes = letters["\(report.partition)/\(report.offset)"] ?? []
             #expect(classes.count == 1, "\(input.name): dead-lettered \(classes.count) times")
@@ -120,9 +122,9 @@ public enum ExtremeInputs {
     }
 
     /// Waits until `group` has committed every partition of `topic` to its end: none stopped.
-    public static func expectCommittedToTheEnd(group: String, topic: String) async throws {
+    public static func expectCommittedToTheEnd(group: String, topic: String, bootstrap: String? = nil) async throws {
         let operations = GroupOperations(
-            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            bootstrapServers: try bootstrap ?? TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
             logger: Logger(label: "test"))
         try await eventually(timeout: .seconds(30), "every partition of \(topic) committed to its end: none stopped") {
             try await operations.lag(group: group, topics: [topic]).allSatisfy { $0.lag == 0 }
@@ -132,13 +134,13 @@ public enum ExtremeInputs {
     /// The dead letters of `reports` found on `topic`'s DLQ, read until every one is there (or
     /// `timeout`), keyed by the produced message's place; each with its error class.
     public static func deadLetters(
-        of reports: [KafkaDeliveryReport], topic: String, timeout: Duration = .seconds(90)
+        of reports: [KafkaDeliveryReport], topic: String, bootstrap: String? = nil, timeout: Duration = .seconds(90)
     ) async throws -> [String: [String]] {
         let wanted = Set(reports.map { "\($0.partition)/\($0.offset)" })
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                groupID: TestEnvironment.uniqueName("dlq-reader"), bootstrapServers: try TestEnvironment.kafkaBootstrap)
-        )
+                groupID: TestEnvironment.uniqueName("dlq-reader"),
+                bootstrapServers: try bootstrap ?? TestEnvironment.kafkaBootstrap))
         try await consumer.subscribe([topic + ".dlq"])
         var found: [String: [String]] = [:]
         let deadline = ContinuousClock.now + timeout
