@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Postgres
 import Redis
 import Synchronization
 
@@ -98,9 +99,14 @@ public final class Alerts: Sendable {
 
 extension JSONEncoder {
     /// Dates as RFC 3339 strings, keys sorted: the one encoder of admin answers and records.
+    /// Sorted keys; times as a person reads them: RFC 3339 with `PREWARM_TIMEZONE`'s offset
+    /// (`RFC3339.display`), which every RFC 3339 reader takes.
     public static var prewarm: JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(RFC3339.display(date))
+        }
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 
 /// A job batch's JSON without Foundation's generic coders, which spent milliseconds on a
 /// batch of 500 ids (each id a trip through an unkeyed container), on every pod, for
@@ -33,7 +34,7 @@ enum JobBatchJSON {
         raw(#","period":"#)
         string(batch.period)
         raw(#","produced_at":"#)
-        string(batch.producedAt.formatted(Date.ISO8601FormatStyle()))
+        string(RFC3339.display(batch.producedAt))
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -68,7 +69,7 @@ enum JobBatchJSON {
             let attempt = integers["attempt"].flatMap({ Int(exactly: $0) }),
             let batch = integers["batch"].flatMap({ Int(exactly: $0) }), let ids,
             let produced = strings["produced_at"],
-            let producedAt = try? Date.ISO8601FormatStyle().parse(produced)
+            let producedAt = RFC3339.parse(produced)
         else { return nil }
         var batchCount: Int?
         if let count = integers["batch_count"] {

@@ -160,7 +160,11 @@ struct Demo {
 
         print("")
         print("prewarmctl status:")
-        let fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: now.addingTimeInterval(-86_400))
+        var fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: now.addingTimeInterval(-86_400))
+        if let lag = await StatusCommand.kafkaLag(EnvironmentReader(environment)) {
+            fleet.lag = lag
+            fleet.lagSource = "kafka"
+        }
         print(StatusView(status: fleet, timeZone: timeZone).render())
         print("")
         print("demo: done")
