@@ -15,12 +15,19 @@ lint: deps ## formatting (swift format --strict) and the compose.yaml check
 	$(SWIFT) format lint --strict -r Sources Tests Package.swift
 	python3 scripts/check-compose.py
 
-test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev broker
+# KAFKA=mock or KAFKA=noida runs one broker's pass of `make test`; by default both run, the
+# mock's first (see README, "Two Kafka implementations").
+KAFKA ?= mock noida
+
+test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev broker, then on noida-db
 	$(SWIFT) build --build-tests
-	$(WITH_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build
+	for kafka in $(KAFKA); do \
+	  echo "test: the suite on the $$kafka broker"; \
+	  PREWARM_DEV_KAFKA=$$kafka $(WITH_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build || exit 1; \
+	done
 
 demo: build ## start the services, run generated traffic through the entry-ingest worker, show what it did
-	PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo
+	PREWARM_DEV_KAFKA=$(firstword $(KAFKA)) PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo
 
 # `make bench kafka` runs one scenario: the words after `bench` are its arguments.
 ifeq (bench,$(firstword $(MAKECMDGOALS)))
@@ -38,6 +45,7 @@ services-up: build ## start the local services and leave them running
 
 services-down: ## stop the local services
 	scripts/services.sh stop kafka postgres redis
+	PREWARM_DEV_KAFKA=noida scripts/services.sh stop kafka
 
 clean: services-down ## remove build output and service data
 	rm -rf .build .run

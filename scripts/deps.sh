@@ -9,8 +9,8 @@ packages=(
   librdkafka-dev libhiredis-dev libpq-dev
   # local services and the stock tools benchmarks compare against
   redis-server redis-tools postgresql postgresql-client kcat wrk
-  # compose.yaml check
-  python3 python3-yaml bc curl
+  # compose.yaml check; python3-venv for noida-db (below)
+  python3 python3-yaml python3-venv bc curl
 )
 command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
 # swift itself needs libncurses6; a minimal image may lack it.
@@ -18,10 +18,22 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}"
-if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo -n); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "deps: done"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo -n); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "deps: done"
+fi
+
+# noida-db, the independent Kafka-protocol broker the suite also runs on
+# (PREWARM_DEV_KAFKA=noida), from PyPI, pinned, in a virtual environment under .run/.
+NOIDA_VERSION=0.2.3
+venv=$(cd "$(dirname "$0")/.." && pwd)/.run/noida/venv
+if ! "$venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('noida-db') != '$NOIDA_VERSION')" 2>/dev/null; then
+  echo "deps: installing noida-db $NOIDA_VERSION under $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "noida-db==$NOIDA_VERSION"
+fi

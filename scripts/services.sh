@@ -3,6 +3,7 @@
 # Everything lives under .run/ of the checkout, on ports of its own (never 6379/5432).
 #   scripts/services.sh start|stop|running redis|postgres|kafka
 #   scripts/services.sh env      # prints the variables tests and the demo read
+#   PREWARM_DEV_KAFKA=noida scripts/services.sh start kafka   # an independent broker instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,6 +12,14 @@ REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
 PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
 DEV_PASSWORD=prewarm-dev # local throwaway services only
 PREWARMCTL=${PREWARMCTL:-$ROOT/.build/debug/prewarmctl}
+# Which Kafka `start kafka` runs: librdkafka's mock cluster (`prewarmctl dev-broker`), or
+# noida-db, an independent Kafka-protocol broker (installed by `make deps` under .run/noida).
+KAFKA_KIND=${PREWARM_DEV_KAFKA:-mock}
+NOIDA_PORT=${PREWARM_DEV_NOIDA_PORT:-19092}
+NOIDA_VENV=$ROOT/.run/noida/venv
+# Each kind in a folder of its own, so a mock left running never stands in for noida.
+KAFKA_DIR=$RUN/kafka
+[ "$KAFKA_KIND" = mock ] || KAFKA_DIR=$RUN/kafka-$KAFKA_KIND
 
 die() { echo "services: $*" >&2; exit 1; }
 
@@ -51,7 +60,7 @@ running() {
   case $1 in
     redis) redis_cli ping 2>/dev/null | grep -q PONG ;;
     postgres) [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1 ;;
-    kafka) [ -f "$RUN/kafka/pid" ] && kill -0 "$(cat "$RUN/kafka/pid")" 2>/dev/null && [ -s "$RUN/kafka/bootstrap" ] ;;
+    kafka) [ -f "$KAFKA_DIR/pid" ] && kill -0 "$(cat "$KAFKA_DIR/pid")" 2>/dev/null && [ -s "$KAFKA_DIR/bootstrap" ] ;;
     *) die "unknown service '$1' (redis, postgres, kafka)" ;;
   esac
 }
@@ -92,31 +101,54 @@ start() {
       fi ;;
     kafka)
       [ -x "$PREWARMCTL" ] || die "$PREWARMCTL is not built (run: make build)"
-      mkdir -p "$RUN/kafka"
-      rm -f "$RUN/kafka/bootstrap" "$RUN/kafka/control"
+      mkdir -p "$KAFKA_DIR"
+      rm -f "$KAFKA_DIR/bootstrap" "$KAFKA_DIR/control"
+      case $KAFKA_KIND in
+        mock) ;;
+        noida) start_noida; echo "services: started kafka (noida-db)"; return ;;
+        *) die "PREWARM_DEV_KAFKA must be mock or noida, not '$KAFKA_KIND'" ;;
+      esac
       # A copy of its own: a rebuild rewrites .build/debug/prewarmctl in place, which can
       # wedge a broker still running from it.
-      cp "$PREWARMCTL" "$RUN/kafka/prewarmctl"
-      nohup "$RUN/kafka/prewarmctl" dev-broker --brokers 3 --bootstrap-file "$RUN/kafka/bootstrap" \
-        --control-file "$RUN/kafka/control" >"$RUN/kafka/broker.log" 2>&1 </dev/null &
-      echo $! > "$RUN/kafka/pid"
+      cp "$PREWARMCTL" "$KAFKA_DIR/prewarmctl"
+      nohup "$KAFKA_DIR/prewarmctl" dev-broker --brokers 3 --bootstrap-file "$KAFKA_DIR/bootstrap" \
+        --control-file "$KAFKA_DIR/control" >"$KAFKA_DIR/broker.log" 2>&1 </dev/null &
+      echo $! > "$KAFKA_DIR/pid"
       wait_for 30 "the Kafka dev broker" running kafka ;;
     *) die "unknown service '$1' (redis, postgres, kafka)" ;;
   esac
   echo "services: started $1"
 }
 
+# noida-db on its port, with a data folder of its own made fresh (as the mock starts empty),
+# and the catalog's topics created through its admin API (its auto-created topics have one
+# partition); the server binary itself is run, not its Python wrapper, so its pid is the
+# broker's.
+start_noida() {
+  local binary
+  binary=$(ls "$NOIDA_VENV"/lib/python3*/site-packages/noida_db/noida-db 2>/dev/null | head -n 1)
+  [ -n "$binary" ] || die "noida-db is not installed under $NOIDA_VENV (run: make deps)"
+  rm -rf "$KAFKA_DIR/noida-data"
+  mkdir -p "$KAFKA_DIR/noida-data"
+  nohup "$binary" start --data-dir "$KAFKA_DIR/noida-data" --host 127.0.0.1 --only kafka \
+    --kafka-port "$NOIDA_PORT" >"$KAFKA_DIR/broker.log" 2>&1 </dev/null &
+  echo $! > "$KAFKA_DIR/pid"
+  wait_for 60 "noida-db on port $NOIDA_PORT" env PREWARM_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$NOIDA_PORT" \
+    PREWARM_KAFKA_BOOTSTRAP_FILE= PREWARM_LOG_LEVEL=critical "$PREWARMCTL" topics create --replication-factor 1
+  echo "127.0.0.1:$NOIDA_PORT" > "$KAFKA_DIR/bootstrap"
+}
+
 stop() {
-  running "$1" || { [ "$1" != kafka ] || rm -f "$RUN/kafka/pid"; return 0; }
+  running "$1" || { [ "$1" != kafka ] || rm -f "$KAFKA_DIR/pid"; return 0; }
   case $1 in
     redis) redis_cli shutdown nosave >/dev/null 2>&1 || true ;;
     postgres) as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null ;;
     kafka)
-      local pid; pid=$(cat "$RUN/kafka/pid")
+      local pid; pid=$(cat "$KAFKA_DIR/pid")
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
-      rm -f "$RUN/kafka/pid" "$RUN/kafka/bootstrap" "$RUN/kafka/control" ;;
+      rm -f "$KAFKA_DIR/pid" "$KAFKA_DIR/bootstrap" "$KAFKA_DIR/control" ;;
   esac
   echo "services: stopped $1"
 }
@@ -130,8 +162,9 @@ PREWARM_REDIS_PASSWORD|$DEV_PASSWORD
 PREWARM_DEV_REDIS_SOCKET|$RUN/redis/redis.sock
 PREWARM_POSTGRES_URL|host=127.0.0.1 port=$PG_PORT dbname=prewarm user=prewarm
 PREWARM_POSTGRES_PASSWORD|$DEV_PASSWORD
-PREWARM_KAFKA_BOOTSTRAP_FILE|$RUN/kafka/bootstrap
-PREWARM_DEV_BROKER_CONTROL_FILE|$RUN/kafka/control
+PREWARM_KAFKA_BOOTSTRAP_FILE|$KAFKA_DIR/bootstrap
+PREWARM_DEV_BROKER_CONTROL_FILE|$KAFKA_DIR/control
+PREWARM_DEV_KAFKA|$KAFKA_KIND
 VARS
 }
 

@@ -117,7 +117,7 @@ struct PushFixture {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         closeAfterTest { await producer.close() }
-        let topic = try TestEnvironment.createTopic("push.book-rec", partitions: 3)
+        let topic = try await TestEnvironment.createTopic("push.book-rec", partitions: 3)
         let prefix = TestEnvironment.uniqueName("push") + ":"
         let cache = BookRecCache(redis: redis, prefix: prefix)
         let alerts = Alerts(

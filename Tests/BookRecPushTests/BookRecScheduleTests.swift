@@ -56,7 +56,7 @@ struct BookRecScheduleTests {
         try await fixture.db.addUsers(1...30, task: fixture.finished, hour: 21)
         try await fixture.db.addUsers(31...60, task: fixture.finished, hour: 22)
         try await fixture.prewarm((1...60).map { Int64($0) })
-        let batches = try TestEnvironment.createTopic("book-rec.batches", partitions: 1)
+        let batches = try await TestEnvironment.createTopic("book-rec.batches", partitions: 1)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         closeAfterTest { await producer.close() }

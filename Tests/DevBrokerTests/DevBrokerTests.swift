@@ -21,7 +21,9 @@ struct DevBrokerTests {
                 == .failRequests(api: .offsetCommit, count: 2, error: code!))
     }
 
-    @Test("topics created through the running dev broker's control port have their partitions")
+    @Test(
+        "topics created through the running dev broker's control port have their partitions",
+        .enabled(if: TestEnvironment.broker.injectsFaults, "the mock's control port"))
     func topicCreateOnRunningBroker() async throws {
         let control = try DevBrokerControlClient(controlFile: try TestEnvironment.devBrokerControlFile)
         #expect(try control.send("ping") == "pong")

@@ -99,8 +99,8 @@ struct EntryIngestFlowTests {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         let activity = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: database.schema + ":")
         let handler = handler(database.connection, activity)
-        let topic = try TestEnvironment.createTopic(partitions: 3)
-        let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
+        let dlq = try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
 
         let good = goodEvents(200)
         let id = { UUID().uuidString }
@@ -180,8 +180,8 @@ struct EntryIngestFlowTests {
         let database = try await IngestDatabase.make(server: try server.configuration)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         let activity = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: database.schema + ":")
-        let topic = try TestEnvironment.createTopic(partitions: 3)
-        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
+        try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let good = goodEvents(3000)
         try await produce(topic, good.map { ($0.key, $0.json) })
 

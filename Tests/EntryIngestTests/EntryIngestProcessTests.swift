@@ -38,7 +38,7 @@ struct EntryIngestProcessTests {
                 "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
                 "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
             ])
-        closeAfterTest { pod.kill() }
+        closeAfterTest { await pod.stop() }
         let admin = URL(string: "http://127.0.0.1:\(port)")!
         try await pod.waitUntilAnswering(admin)
 

@@ -25,7 +25,7 @@ struct KafkaGroupTests {
 
     @Test("two consumers share a group's partitions; a restarted consumer resumes at the committed offsets")
     func groupAndRestart() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 4)
+        let topic = try await TestEnvironment.createTopic(partitions: 4)
         let group = TestEnvironment.uniqueName("group")
         let reports = try await produce(topic, 0..<2000)
         #expect(reports.count == 2000)
@@ -87,7 +87,7 @@ struct KafkaGroupTests {
 
     @Test("a paused partition delivers nothing until resumed; the others go on")
     func pauseAndResume() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         let consumer = try consumer(TestEnvironment.uniqueName("group"))
         try await consumer.subscribe([topic])
         try await eventually("the partitions to be assigned") {
@@ -126,7 +126,7 @@ struct KafkaGroupTests {
 
     @Test("offsets set by admin on a new group, and lag from committed offsets and high watermarks")
     func adminOffsetsAndLag() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 3)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
         let reports = try await produce(topic, 0..<300)
         let admin = try KafkaAdmin(bootstrapServers: try TestEnvironment.kafkaBootstrap)
         closeAfterTest { await admin.close() }

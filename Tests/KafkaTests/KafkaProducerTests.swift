@@ -13,7 +13,7 @@ struct KafkaProducerTests {
 
     @Test("keys, headers and values arrive as sent, at the offsets the delivery reports gave")
     func headersAndReports() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         let sent = KafkaProducerMessage(

@@ -214,8 +214,8 @@ struct AdminRouteTests {
 struct AdminServerTests: LoopTesting {
     @Test("metrics count what the loop did; health and readiness are green while it runs")
     func metricsHealthReadiness() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
-        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
+        try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let group = TestEnvironment.uniqueName("group")
@@ -269,7 +269,7 @@ struct AdminServerTests: LoopTesting {
 
     @Test("health fails when polling stalls; readiness waits for the group's assignment")
     func stalled() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         // A loop that never runs, so never polls: as stuck as a worker gets.

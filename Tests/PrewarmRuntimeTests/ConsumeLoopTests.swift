@@ -14,8 +14,8 @@ import Testing
 struct ConsumeLoopTests: LoopTesting {
     @Test("good messages are processed; undecodable and invalid ones go to the DLQ with their reason")
     func poisonMessages() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
-        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
+        try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("poison")
@@ -67,8 +67,8 @@ struct ConsumeLoopTests: LoopTesting {
             try await Migrator.migrate($0, RuntimeSchema.migrations, logger: Logger(label: "test"))
         }
         try await server.stop()  // down when the largest letter comes: that is an outage, retried
-        let topic = try TestEnvironment.createTopic(partitions: 1)
-        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
+        try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("sized")
@@ -136,7 +136,7 @@ struct ConsumeLoopTests: LoopTesting {
         closeAfterTest { await redis.close() }
         let shared = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await shared.close() }
-        let topic = try TestEnvironment.createTopic(partitions: 3)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
         let prefix = "outage"
         let group = TestEnvironment.uniqueName("group")
         let alerts = Alerts(
@@ -175,7 +175,7 @@ struct ConsumeLoopTests: LoopTesting {
 
     @Test("graceful shutdown during a batch lets it finish and commits it")
     func shutdownDuringBatch() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("term")
@@ -206,7 +206,7 @@ struct ConsumeLoopTests: LoopTesting {
 
     @Test("a batch longer than max.poll.interval.ms keeps the consumer in its group")
     func longBatch() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("long")
@@ -282,7 +282,7 @@ struct LaneRecorder: TopicHandler {
 struct ConcurrentBatchTests: LoopTesting {
     @Test("a poll's partitions are handled in lanes at once, each partition in order; an outage in one lane is retried")
     func lanes() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 4)
+        let topic = try await TestEnvironment.createTopic(partitions: 4)
         let group = TestEnvironment.uniqueName("group")
         // Enough polls that some hold several partitions even on a loaded machine (a poll returns
         // what has arrived, and the partitions' fetches come back one by one).
@@ -364,7 +364,7 @@ struct RetryAheadTests: LoopTesting {
     @Test(
         "a batch that fails while the next poll is fetched starts again where it failed, and nothing after it skips it")
     func retryWithPollAhead() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let count = 600
         try await produce(topic, (0..<count).map { "m\($0)" })
         let log = RetryLog()
@@ -421,8 +421,8 @@ actor Events {
 struct InvalidItemsTests: LoopTesting {
     @Test("named bad items are dead-lettered and the rest handed back once, not message by message")
     func namedBadItems() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
-        let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
+        let dlq = try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         try await produce(topic, (0..<200).map { "m\($0)" })
         let calls = Events()
         let group = TestEnvironment.uniqueName("group")

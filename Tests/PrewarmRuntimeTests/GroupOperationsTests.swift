@@ -18,7 +18,7 @@ struct GroupOperationsTests: LoopTesting {
 
     @Test("lag is the high watermark less the committed offset, per partition")
     func lag() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 3)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
         try await produce(topic, (0..<90).map { "{\"id\": \($0)}" })
         let group = TestEnvironment.uniqueName("group")
         let admin = try KafkaAdmin(bootstrapServers: try TestEnvironment.kafkaBootstrap)
@@ -50,7 +50,7 @@ struct GroupOperationsTests: LoopTesting {
 
     @Test("after an offset reset to earliest, a restarted worker replays every message")
     func resetThenRestartReplays() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("replay")
@@ -73,7 +73,7 @@ struct GroupOperationsTests: LoopTesting {
 
     @Test("an offset reset is refused while the group's worker is running")
     func resetRefusedWhileActive() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let group = TestEnvironment.uniqueName("group")
@@ -92,7 +92,7 @@ struct GroupOperationsTests: LoopTesting {
 
     @Test("a reset to a time starts each partition at its first message from then on")
     func resetToTime() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 2)
+        let topic = try await TestEnvironment.createTopic(partitions: 2)
         try await produce(topic, (0..<20).map { "{\"id\": \($0)}" })
         try await Task.sleep(for: .milliseconds(1100))
         let cut = Date()
@@ -112,8 +112,8 @@ struct GroupOperationsTests: LoopTesting {
 
     @Test("dead letters go back to their original topic once, without the error headers")
     func replayDeadLetters() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
-        let dlq = try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
+        let dlq = try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let letters = (0..<3).map { index in
             DeadLetter(
                 message: KafkaMessage(

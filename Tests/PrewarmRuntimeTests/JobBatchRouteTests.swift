@@ -29,8 +29,8 @@ struct JobBatchRouteTests: LoopTesting {
     func fanOutToConsumers() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
-        let topic = try TestEnvironment.createTopic(partitions: 3)
-        try TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 3)
+        try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         closeAfterTest { await producer.close() }

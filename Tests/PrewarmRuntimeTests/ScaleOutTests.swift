@@ -30,7 +30,7 @@ struct ScaleOutTests: LoopTesting {
         "a second pod joining mid-stream takes partitions over: every message handled, all committed, one batch twice at most"
     )
     func secondMemberJoins() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 4)
+        let topic = try await TestEnvironment.createTopic(partitions: 4)
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("scale")

@@ -296,7 +296,7 @@ struct SchedulerTests {
     @Test("a run whose winner stopped renewing is taken over from its recorded progress, producing no batch twice")
     func takeOver() async throws {
         let redis = try await connect()
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         closeAfterTest { await producer.close() }

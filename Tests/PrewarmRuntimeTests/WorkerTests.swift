@@ -120,7 +120,7 @@ struct WorkerTests {
 
     @Test("a pod with no partition (more pods than partitions) is ready and says why")
     func readyWithoutPartitions() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         TestWorkerPlan.set(group: TestEnvironment.uniqueName("group"), topic: topic)
         let environment = try environment()
         let (first, _, _) = try await start(HangingWorker.self, environment)
@@ -137,7 +137,7 @@ struct WorkerTests {
 
     @Test("a handler stuck on a hung call fails /healthz after the bound, though polling goes on")
     func hungHandler() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         TestWorkerPlan.set(group: TestEnvironment.uniqueName("group"), topic: topic)
         let environment = try environment(["PREWARM_HEALTH_HANDLER_STALL_S": "5", "PREWARM_LONG_BATCH_AFTER_S": "1"])
         let producer = try KafkaProducer(
@@ -154,7 +154,7 @@ struct WorkerTests {
 
     @Test("shutdown closes every pool and client: no Redis or PostgreSQL connection is left behind")
     func shutdownClosesEverything() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let name = PoolsWorker.name
         TestWorkerPlan.set(group: TestEnvironment.uniqueName("group"), topic: topic)
         let environment = try environment(["PREWARM_REDIS_POOL_SIZE": "3", "PREWARM_POSTGRES_POOL_SIZE": "4"])
@@ -185,7 +185,7 @@ struct WorkerTests {
 
     @Test("shutdown ends every thread a worker's clients own (a process of its own, run three times)")
     func shutdownEndsThreads() async throws {
-        let topic = try TestEnvironment.createTopic(partitions: 1)
+        let topic = try await TestEnvironment.createTopic(partitions: 1)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("life"))
             .path
         let (status, stderr) = try await TestProcess.run(

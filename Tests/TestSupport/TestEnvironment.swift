@@ -73,6 +73,22 @@ public enum TestEnvironment {
 
     public static var devBrokerControlFile: String { get throws { try require("PREWARM_DEV_BROKER_CONTROL_FILE") } }
 
+    /// The Kafka the tests run against (`PREWARM_DEV_KAFKA`): `mock`, librdkafka's own mock
+    /// cluster (the default), or `noida`, an independent Kafka-protocol broker.
+    public static var broker: DevKafka { DevKafka(rawValue: values["PREWARM_DEV_KAFKA"] ?? "mock") ?? .mock }
+
+    public enum DevKafka: String, Sendable {
+        case mock, noida
+
+        /// The mock's fault API (brokers down, request errors, latency): the mock only.
+        public var injectsFaults: Bool { self == .mock }
+        /// A member that died without leaving (kill -9), or stopped answering past its session
+        /// (SIGSTOP), is evicted after its session times out, and its partitions handed on:
+        /// noida never evicts one (its group stays stuck for good), so tests that kill or stop
+        /// a consumer run on the mock only.
+        public var evictsDeadMembers: Bool { self == .mock }
+    }
+
     /// A name no other test (or earlier run) uses.
     public static func uniqueName(_ prefix: String) -> String {
         "\(prefix)_\(UInt64(Date().timeIntervalSince1970 * 1000) % 100_000_000)_\(UInt32.random(in: 0...UInt32.max))"

@@ -100,6 +100,16 @@ public final class TestProcess: Sendable {
 
     public func kill() { signal(SIGKILL) }
 
+    /// Ends the process as Kubernetes would at a test's end: SIGTERM (a consumer leaves its
+    /// group, so the next test's pods get its partitions even on a broker that never evicts a
+    /// dead member), then SIGKILL if it is still there after `grace`.
+    public func stop(grace: Duration = .seconds(10)) async {
+        guard child.exitStatus() == nil else { return }
+        signal(SIGCONT)
+        signal(SIGTERM)
+        _ = try? await child.wait(timeout: grace)  // kills it when the grace is over
+    }
+
     /// The lines of a file a test process writes, or none yet.
     public static func lines(_ path: String) -> [String] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }

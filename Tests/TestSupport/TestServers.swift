@@ -8,8 +8,8 @@ import Redis
 extension TestEnvironment {
     /// A new topic with a unique name on the running dev broker.
     @discardableResult
-    public static func createTopic(_ prefix: String = "test.topic", partitions: Int) throws -> String {
-        try createTopic(named: uniqueName(prefix), partitions: partitions)
+    public static func createTopic(_ prefix: String = "test.topic", partitions: Int) async throws -> String {
+        try await createTopic(named: uniqueName(prefix), partitions: partitions)
     }
 
     /// The first `count` messages of `topic` (or more), read by a group of their own.
@@ -26,9 +26,23 @@ extension TestEnvironment {
         return messages
     }
 
+    /// Creates a topic on the test broker: through the dev broker's control port on the
+    /// mock (its CreateTopics times out), through the admin API on an independent broker.
     @discardableResult
-    public static func createTopic(named name: String, partitions: Int) throws -> String {
-        try DevBrokerControlClient(controlFile: try devBrokerControlFile).send("topic-create \(name) \(partitions)")
+    public static func createTopic(named name: String, partitions: Int) async throws -> String {
+        switch broker {
+        case .mock:
+            try DevBrokerControlClient(controlFile: try devBrokerControlFile).send("topic-create \(name) \(partitions)")
+        case .noida:
+            let admin = try KafkaAdmin(bootstrapServers: try kafkaBootstrap)
+            do {
+                try await admin.createTopics([(name: name, partitions: partitions, replicationFactor: 1, configs: [:])])
+            } catch {
+                await admin.close()
+                throw error
+            }
+            await admin.close()
+        }
         return name
     }
 }
