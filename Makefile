@@ -3,7 +3,7 @@ SWIFT ?= swift
 SERVICES := redis postgres kafka
 WITH_SERVICES := scripts/with-services.sh $(SERVICES) --
 
-.PHONY: deps build test lint demo bench services-up services-down clean
+.PHONY: deps build test lint demo bench chaos services-up services-down clean
 
 deps: ## install the Debian packages that are missing
 	@scripts/deps.sh
@@ -29,11 +29,21 @@ test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev b
 demo: build ## start the services, run generated traffic through the entry-ingest worker, show what it did
 	PREWARM_DEV_KAFKA=$(firstword $(KAFKA)) PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl demo
 
-# `make bench kafka` runs one scenario: the words after `bench` are its arguments.
+# `make bench kafka` runs one scenario: the words after `bench` are its arguments; so do
+# `make chaos kill-ka-50 replay`'s.
 ifeq (bench,$(firstword $(MAKECMDGOALS)))
 BENCH_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
 $(eval $(BENCH_ARGS):;@:)
 endif
+ifeq (chaos,$(firstword $(MAKECMDGOALS)))
+CHAOS_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+$(eval $(CHAOS_ARGS):;@:)
+endif
+N ?= 1
+
+chaos: build ## the fleet under faults, its invariants checked: make chaos [SCENARIO...] [N=1] [KAFKA=mock|noida] [SEED=s]
+	PREWARM_DEV_KAFKA=$(firstword $(KAFKA)) PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl chaos $(CHAOS_ARGS) \
+	  --repeat $(N) $(if $(SEED),--seed $(SEED),)
 
 bench: deps ## throughput of the wrappers beside the stock tools (release build)
 	$(SWIFT) build -c release

@@ -71,6 +71,9 @@ let package = Package(
         // librdkafka's mock cluster with a control port for fault injection.
         .target(name: "DevBroker", dependencies: ["Kafka"]),
 
+        // Test and chaos fixtures the CLI, the tests and the benchmarks share (no product's).
+        .target(name: "PrewarmFixtures", dependencies: ["Kafka"]),
+
         // The topic catalog and PREWARM_* configuration: light enough for the CLI and benchmarks.
         .target(
             name: "PrewarmConfiguration",
@@ -144,7 +147,7 @@ let package = Package(
             name: "prewarmctl",
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
-                "StoreRecommendation", "KAPrewarm", "BookRecPush",
+                "StoreRecommendation", "KAPrewarm", "BookRecPush", "PrewarmFixtures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -128,7 +128,8 @@ start_noida() {
   local binary
   binary=$(ls "$NOIDA_VENV"/lib/python3*/site-packages/noida_db/noida-db 2>/dev/null | head -n 1)
   [ -n "$binary" ] || die "noida-db is not installed under $NOIDA_VENV (run: make deps)"
-  rm -rf "$KAFKA_DIR/noida-data"
+  # PREWARM_DEV_KAFKA_KEEP_DATA=1: a restart keeping its topics and groups (make chaos).
+  [ -n "${PREWARM_DEV_KAFKA_KEEP_DATA:-}" ] || rm -rf "$KAFKA_DIR/noida-data"
   mkdir -p "$KAFKA_DIR/noida-data"
   nohup "$binary" start --data-dir "$KAFKA_DIR/noida-data" --host 127.0.0.1 --only kafka \
     --kafka-port "$NOIDA_PORT" >"$KAFKA_DIR/broker.log" 2>&1 </dev/null &

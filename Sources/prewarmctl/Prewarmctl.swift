@@ -37,7 +37,8 @@ struct Prewarmctl: AsyncParsableCommand {
             OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,
-            KACommand.self, SimulateDownstreamCommand.self, FaultCommand.self, DemoCommand.self, VersionCommand.self,
+            KACommand.self, SimulateDownstreamCommand.self, FaultCommand.self, DemoCommand.self, ChaosCommand.self,
+            VersionCommand.self,
         ]
     )
 }
