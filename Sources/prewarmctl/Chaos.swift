@@ -70,11 +70,12 @@ final class Chaos {
     var random: SplitMix64
     var ledger = ChaosLedger()
     var faults: [String] = []
-    var fleet: ChaosFleet!
-    var db: PostgresConnection!
-    var cache: RedisConnection!
+    let fleet: ChaosFleet
+    private var database: PostgresConnection?
+    private var redis: RedisConnection?
     var bootstrap = ""
     let simulator: DownstreamSimulator
+    let simulatorPort: Int
     private var simulatorTask: Task<Void, any Error>?
     private var applied = false
     private var later: [(at: ContinuousClock.Instant, what: String, action: () async throws -> Void)] = []
@@ -99,6 +100,27 @@ final class Chaos {
         behaviour.latency = "20ms"
         behaviour.experimentShare = 0.8
         simulator = DownstreamSimulator(behaviour)
+        simulatorPort = try FreePort.next()
+        fleet = ChaosFleet(
+            binaries: URL(fileURLWithPath: try Self.executable()).deletingLastPathComponent(),
+            environment: [:], logDirectory: logs, token: UUID().uuidString)
+        fleet.environment = try podEnvironment(simulatorPort: simulatorPort)
+    }
+
+    /// The run's own schema.
+    var db: PostgresConnection {
+        get throws {
+            guard let database else { throw ChaosFailure("not connected to PostgreSQL") }
+            return database
+        }
+    }
+
+    /// The run's Redis database.
+    var cache: RedisConnection {
+        get throws {
+            guard let redis else { throw ChaosFailure("not connected to Redis") }
+            return redis
+        }
     }
 
     func run() async -> ChaosVerdict {
@@ -132,19 +154,15 @@ final class Chaos {
         bootstrap = try String(contentsOfFile: base["PREWARM_KAFKA_BOOTSTRAP_FILE"] ?? "", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try await connectDatabase()
-        var redis = try EnvironmentReader(base).redis(clientName: "prewarmctl-chaos")
-        redis.database = Self.redisDatabase
-        cache = try await RedisConnection.connect(redis)
+        var configuration = try EnvironmentReader(base).redis(clientName: "prewarmctl-chaos")
+        configuration.database = Self.redisDatabase
+        redis = try await RedisConnection.connect(configuration)
         try await cache.send("FLUSHDB")
         try await writeData()
-        let port = try FreePort.next()
         let simulator = simulator
+        let port = simulatorPort
         simulatorTask = Task { try await simulator.serve(host: "127.0.0.1", port: port, logger: Logger(label: "sim")) }
         try await Task.sleep(for: .milliseconds(200))
-        let binaries = URL(fileURLWithPath: try Self.executable()).deletingLastPathComponent()
-        fleet = ChaosFleet(
-            binaries: binaries, environment: try podEnvironment(simulatorPort: port), logDirectory: logs,
-            token: UUID().uuidString)
         try await fleet.start([
             .entryIngest: 2, .storeScorer: 2, .recommendAPI: 2, .kaPrewarmer: 2, .pushProducer: 2,
         ])
@@ -160,8 +178,8 @@ final class Chaos {
             try EnvironmentReader(base).postgres(applicationName: "prewarmctl-chaos"))
         try await admin.query("CREATE SCHEMA IF NOT EXISTS \(schema)")
         await admin.close()
-        await db?.close()
-        db = try await PostgresConnection.connect(schemaConfiguration)
+        await database?.close()
+        database = try await PostgresConnection.connect(schemaConfiguration)
     }
 
     var schemaConfiguration: PostgresConfiguration {
@@ -243,12 +261,12 @@ final class Chaos {
     }
 
     private func tearDown(keep: Bool) async {
-        await fleet?.stopAll()
+        await fleet.stopAll()
         simulatorTask?.cancel()
         _ = await simulatorTask?.result
-        await cache?.close()
-        if !keep { _ = try? await db?.query("DROP SCHEMA \(schema) CASCADE") }
-        await db?.close()
+        await redis?.close()
+        if !keep { _ = try? await database?.query("DROP SCHEMA \(schema) CASCADE") }
+        await database?.close()
         if !keep { try? FileManager.default.removeItem(atPath: logs) }
     }
 
@@ -315,7 +333,7 @@ final class Chaos {
     /// watched until its outcome is settled; returns the attempt.
     private func runJob(_ job: String, period: String, phase: ChaosPhase) async throws -> Int {
         let runs = JobRuns(
-            redis: cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
+            redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
         try await waitUntil("a run of \(job) \(period) the pods started by themselves", timeout: .seconds(120)) {
             guard let run = try await runs.progress(job: job, period: period) else { return true }
             return run.isFinished && !run.owesFinishStep
@@ -569,7 +587,8 @@ final class Chaos {
                 "SELECT owner FROM prewarm_tasks WHERE kind = 'ka-prewarm' AND state = 'running' LIMIT 1"
             ).first?[0].string
         default:
-            let runs = JobRuns(redis: cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
+            let runs = JobRuns(
+                redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
             owner = try await runs.progress(job: "store-score", period: String(ledger.day.prefix(8)))?.owner
         }
         let pid = owner.flatMap { $0.split(separator: ":").last.flatMap { Int32($0) } }

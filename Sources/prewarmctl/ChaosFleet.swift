@@ -38,7 +38,7 @@ final class ChaosPod {
 /// same settings, one environment, each its own admin port and log.
 final class ChaosFleet {
     let binaries: URL
-    let environment: [String: String]
+    var environment: [String: String]
     let logDirectory: String
     let token: String
     private(set) var pods: [ChaosPod] = []

@@ -29,8 +29,8 @@ struct ChaosRecount {
         self.chaos = chaos
     }
 
-    private var db: PostgresConnection { chaos.db }
-    private var cache: RedisConnection { chaos.cache }
+    private var db: PostgresConnection { get throws { try chaos.db } }
+    private var cache: RedisConnection { get throws { try chaos.cache } }
     private var ledger: ChaosLedger { chaos.ledger }
 
     mutating func run() async throws -> ChaosRecount {
@@ -130,7 +130,8 @@ struct ChaosRecount {
 
     private mutating func scoring() async throws {
         let period = String(ledger.day.prefix(8))
-        let runs = JobRuns(redis: cache, settings: JobRunSettings(), owner: "chaos", logger: chaos.logger, alerts: nil)
+        let runs = JobRuns(
+            redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: chaos.logger, alerts: nil)
         guard let run = try await runs.progress(job: "store-score", period: period) else {
             return differ("no store-score run of \(period)")
         }
@@ -163,7 +164,7 @@ struct ChaosRecount {
         let stores = try await data.stores()
         let catalog = StoreCatalog(open: stores.open, closed: stores.closed, popularity: [:])
         let visits = try await data.visits(of: active, since: since)
-        let cacheOfLists = RecommendationCache(redis: cache)
+        let cacheOfLists = RecommendationCache(redis: try cache)
         let stamp = StoreList.stamp(period: period, attempt: ledger.scoringAttempt)
         var wrong = 0
         var missing = 0
@@ -185,7 +186,7 @@ struct ChaosRecount {
     // MARK: - ka-prewarmer
 
     private mutating func keyAccounts() async throws {
-        let kaCache = KACache(redis: cache)
+        let kaCache = KACache(redis: try cache)
         for reservation in ledger.reservations {
             let users = Chaos.shops.first { $0.id == reservation.shopID }?.users ?? 0
             items += users
@@ -232,7 +233,7 @@ struct ChaosRecount {
     private mutating func prewarm() async throws {
         let users = Set(try await targets().map(\.user))
         items += users.count
-        let book = BookRecCache(redis: cache)
+        let book = BookRecCache(redis: try cache)
         let cached = try await book.read(Array(users))
         var missing = 0
         for (user, value) in zip(Array(users), cached)
