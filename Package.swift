@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
         .target(
@@ -186,7 +187,8 @@ let package = Package(
         .testTarget(
             name: "EntryIngestTests",
             dependencies: [
-                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "PrewarmFixtures", "Postgres",
+                "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
@@ -195,6 +197,7 @@ let package = Package(
             name: "StoreRecommendationTests",
             dependencies: [
                 "StoreRecommendation", "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
+                "PrewarmFixtures",
                 "Postgres", "Redis", "Kafka", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -205,7 +208,8 @@ let package = Package(
         .testTarget(
             name: "KAPrewarmTests",
             dependencies: [
-                "KAPrewarm", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                "KAPrewarm", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "PrewarmFixtures", "Postgres",
+                "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -213,7 +217,8 @@ let package = Package(
         .testTarget(
             name: "BookRecPushTests",
             dependencies: [
-                "BookRecPush", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                "BookRecPush", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "PrewarmFixtures", "Postgres",
+                "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -22,10 +22,17 @@ public enum EntryIngestSettings {
         "PREWARM_MAX_FUTURE_SKEW_S", default: 600, in: 0...86_400,
         "how far ahead of this worker's clock entered_at may be")
 
+    public static let activityCheck = Setting<Duration>.seconds(
+        "PREWARM_ACTIVITY_CHECK_S", default: 60, in: 1...86_400,
+        "how often a pod looks whether Redis lost the activity (then it is rebuilt from the log)")
+    public static let activityReconcileSchedule = Setting<Schedule>.schedule(
+        "PREWARM_ACTIVITY_RECONCILE_SCHEDULE", default: .daily(hour: 1, minute: 30),
+        "when the window's day sets are checked against the log and a day that differs is rebuilt")
+
     public static let all: [SettingDescription] = [
         archiveAfterDays.description, archiveSchedule.description, archiveBatchRows.description,
         archiveParallelShards.description, archiveMaxAttempts.description, storeCacheMaxAge.description,
-        maxFutureSkew.description,
+        maxFutureSkew.description, activityCheck.description, activityReconcileSchedule.description,
     ]
 }
 
@@ -36,10 +43,14 @@ public struct EntryIngestOptions: Sendable, Equatable {
     public var storeCacheMaxAge: Duration
     /// How far ahead of this worker's clock an `entered_at` may be.
     public var maximumFutureSkew: TimeInterval
+    public var activityCheck: Duration
+    public var activityReconcileSchedule: Schedule
 
     public init(_ reader: EnvironmentReader) throws {
         archive = try ArchiveSettings(reader)
         storeCacheMaxAge = try reader.value(EntryIngestSettings.storeCacheMaxAge)
         maximumFutureSkew = try reader.value(EntryIngestSettings.maxFutureSkew).seconds
+        activityCheck = try reader.value(EntryIngestSettings.activityCheck)
+        activityReconcileSchedule = try reader.value(EntryIngestSettings.activityReconcileSchedule)
     }
 }

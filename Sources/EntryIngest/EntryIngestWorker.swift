@@ -1,8 +1,10 @@
 import PrewarmConfiguration
 import PrewarmRuntime
+import ServiceLifecycle
 
 /// entry-ingest, declared: `store.entry.v1` into the 16 log shards and the daily activity in
-/// Redis, and the nightly archive of old rows (job `entry-archive`).
+/// Redis, the nightly archive of old rows (job `entry-archive`), and the activity rebuilt from
+/// the log when Redis lost it (`ActivityGuard`, and the nightly job `activity-reconcile`).
 public struct EntryIngestWorker: WorkerDefinition {
     public static let name = "entry-ingest"
     public static let abstract =
@@ -20,14 +22,22 @@ public struct EntryIngestWorker: WorkerDefinition {
 
     public let routes: [TopicRoute]
     public let jobs: [ScheduledJob]
+    public let services: [any Service]
 
     public init(context: WorkerContext) async throws {
         let options = try EntryIngestOptions(context.environment)
+        let activity = ActivityWriter(redis: context.redis, timeZone: context.settings.timeZone)
         let handler = EntryIngestHandler(
             decoder: StoreEntryDecoder(maximumFutureSkew: options.maximumFutureSkew),
             directory: StoreDirectory(pool: context.postgres, maximumAge: options.storeCacheMaxAge),
             writer: ShardWriter(pool: context.postgres, archiveAfterDays: options.archive.afterDays),
-            activity: ActivityWriter(redis: context.redis, timeZone: context.settings.timeZone))
+            activity: activity)
+        let reconciler = ActivityReconciler(pool: context.postgres, writer: activity, logger: context.logger)
+        services = [
+            ActivityGuard(
+                reconciler: reconciler, checkEvery: options.activityCheck, alerts: context.alerts,
+                owner: context.owner)
+        ]
         routes = [TopicRoute(TopicCatalog.storeEntry, handler: handler)]
         let archiver = EntryArchiver(
             pool: context.postgres, timeZone: context.settings.timeZone, settings: options.archive,
@@ -35,7 +45,10 @@ public struct EntryIngestWorker: WorkerDefinition {
         jobs = [
             ScheduledJob(
                 name: EntryArchiver.jobName, schedule: options.archive.schedule,
-                work: .inPlace { _, _ in _ = try await archiver.run() })
+                work: .inPlace { _, _ in _ = try await archiver.run() }),
+            ScheduledJob(
+                name: ActivityReconciler.jobName, schedule: options.activityReconcileSchedule,
+                work: .inPlace { _, _ in _ = try await reconciler.run() }),
         ]
     }
 }

@@ -37,7 +37,7 @@ public struct KAPrewarmQueue: Sendable {
     }
 
     /// Tries before a pre-warm fails for good (a lease held by a stalled runner, outages).
-    static let maxAttempts = 12
+    public static let maxAttempts = 12
 
     public enum Outcome: Sendable, Equatable {
         /// A new task, or a finished one queued again.

@@ -39,6 +39,9 @@ public struct KAPrewarmerWorker: WorkerDefinition {
             RetryDrainer(
                 kind: KAPrewarmTask.kind, table: context.retries, logger: context.logger, alerts: context.alerts
             ) { try await task.retry($0) },
+            KACacheGuard(
+                tasks: context.tasks, cache: cache, checkEvery: options.cacheCheck, alerts: context.alerts,
+                logger: context.logger),
         ]
         adminRoutes = KATrigger(queue: queue).routes
     }

@@ -30,10 +30,15 @@ public enum KASettings {
         "PREWARM_KA_SAFETY_MARGIN_S", default: 300, in: 0...86_400,
         "a pre-warm should end this long before its stream starts")
 
+    public static let cacheCheck = Setting<Duration>.seconds(
+        "PREWARM_KA_CACHE_CHECK_S", default: 30, in: 1...86_400,
+        "how often a pod looks whether Redis lost a pre-warmed live's keys before its stream ended (then it is warmed again)"
+    )
+
     public static let all: [SettingDescription] = [
         minUsers.description, batchSize.description, lease.description, tasksPerPod.description,
         minWriters.description, maxWriters.description, maxDatabaseRowsPerSecond.description, verifyRatio.description,
-        retryAttempts.description, safetyMargin.description,
+        retryAttempts.description, safetyMargin.description, cacheCheck.description,
     ]
 }
 
@@ -49,6 +54,7 @@ public struct KAOptions: Sendable {
     public var verifyRatio = 0.01
     public var retryAttempts = 8
     public var safetyMargin: Duration = .seconds(300)
+    public var cacheCheck: Duration = .seconds(30)
     /// TTL of every key: the stream's end plus this, plus up to `ttlJitter` at random.
     public var ttlAfterEnd: Duration = .seconds(30 * 60)
     public var ttlJitter: Duration = .seconds(10 * 60)
@@ -66,6 +72,7 @@ public struct KAOptions: Sendable {
         verifyRatio = try reader.value(KASettings.verifyRatio)
         retryAttempts = try reader.value(KASettings.retryAttempts)
         safetyMargin = try reader.value(KASettings.safetyMargin)
+        cacheCheck = try reader.value(KASettings.cacheCheck)
         guard minWriters <= maxWriters else {
             throw ConfigurationError("PREWARM_KA_MIN_WRITERS", "must be at most PREWARM_KA_MAX_WRITERS (\(maxWriters))")
         }

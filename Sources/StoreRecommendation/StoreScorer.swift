@@ -1,3 +1,4 @@
+import EntryIngest
 import Foundation
 import Logging
 import PrewarmRuntime
@@ -47,9 +48,17 @@ public final class StoreScorer: JobBatchHandler {
 
     // MARK: - The winner
 
-    /// Before the first batch (and again by a pod taking the run over): the active users'
-    /// snapshot, and the open stores' details and ids in the cache (closed ones removed).
+    /// Before the first batch (and again by a pod taking the run over): the activity made
+    /// whole (rebuilt from the log if Redis lost it), the active users' snapshot, and the open
+    /// stores' details and ids in the cache (closed and deleted ones removed).
     public func prepare(_ run: JobRunInfo) async throws {
+        try await ActivityGuard(
+            reconciler: ActivityReconciler(
+                pool: data.pool,
+                writer: ActivityWriter(redis: cache.redis, timeZone: timeZone, keyPrefix: cache.prefix),
+                days: options.activeWindowDays, logger: logger),
+            checkEvery: .seconds(60), alerts: nil, owner: "store-scorer"
+        ).ensureWhole()
         let users = try await active.takeSnapshot(for: run)
         let stores = try await data.stores()
         try await cache.writeStores(open: stores.open, closed: stores.closed.map(\.id), ttl: options.ttlWithJitter)

@@ -66,6 +66,8 @@ struct ScoringWorkload {
                 if members.count > 1 { commands.append(RedisCommand("SADD", arguments: members)) }
             }
             _ = try await connection.pipeline(commands)
+            // Written with the log: whole, as entry-ingest leaves it (no rebuild to time).
+            try await ActivityGuard.markWhole(connection)
         } catch {
             await connection.close()
             throw error

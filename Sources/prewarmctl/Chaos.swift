@@ -210,6 +210,7 @@ final class Chaos {
             ("PREWARM_PUSH_MAX_IN_FLIGHT", "10"), ("PREWARM_PUSH_AB_URL", simulator + "/ab"),
             ("PREWARM_PUSH_REC_URL", simulator + "/rec"), ("PREWARM_PUSH_MATERIAL_URL", simulator + "/material"),
             ("PREWARM_PUSH_BREAKER_OPEN_MS", "500"), ("PREWARM_RECOMMEND_REBUILD_WAIT_MS", "2000"),
+            ("PREWARM_ACTIVITY_CHECK_S", "2"), ("PREWARM_KA_CACHE_CHECK_S", "2"),
         ] {
             variables[name] = value
         }
@@ -398,12 +399,32 @@ final class Chaos {
         return (row?[0].int ?? 0, row?[1].int ?? 0)
     }
 
-    /// Every consumer group caught up (committed to the end of its topic), every task over.
+    /// Every consumer group caught up (committed to the end of its topic), the activity's
+    /// marker there (a rebuild after a Redis loss is over), every KA task succeeded (one
+    /// queued again after a loss included), and every run of the day settled (one the pods
+    /// caught up again after a loss included).
     private func settle() async throws {
         let operations = GroupOperations(bootstrapServers: bootstrap, properties: KafkaProperties(), logger: logger)
         try await waitUntil("every consumer group committed to its end", timeout: .seconds(120)) {
             let lag = try await operations.catalogLag()
             return lag.values.allSatisfy { $0.values.allSatisfy { $0 == 0 } }
+        }
+        try await waitUntil("the activity's marker", timeout: .seconds(120)) {
+            try await self.cache.send("EXISTS", ActivityGuard.epochKey) == .integer(1)
+        }
+        let lives = ledger.reservations.map { String($0.liveID) }
+        try await waitUntil("every KA task succeeded", timeout: .seconds(180)) {
+            try await self.kaDone(lives).succeeded == lives.count
+        }
+        let runs = JobRuns(redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
+        for (job, period) in [
+            ("store-score", String(ledger.day.prefix(8))), (BookRecJobs.prewarmJob, ledger.day),
+            (BookRecJobs.pushJob, ledger.slot),
+        ] {
+            try await waitUntil("the run \(job) \(period) settled", timeout: .seconds(180)) {
+                guard let run = try await runs.progress(job: job, period: period) else { return true }
+                return run.isFinished && !run.owesFinishStep
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import Kafka
 import Logging
 import Postgres
 import PrewarmConfiguration
+import PrewarmFixtures
 import PrewarmRuntime
 import Redis
 import TestSupport

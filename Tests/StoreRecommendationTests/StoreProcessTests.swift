@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import PrewarmConfiguration
+import PrewarmFixtures
 import PrewarmRuntime
 import Redis
 import StoreRecommendation
