@@ -8,9 +8,9 @@ import ServiceLifecycle
 /// Rebuilds the activity in Redis from the log in PostgreSQL, which is its record: Redis is a
 /// cache, and a failover or a restart without persistence loses day sets the store-scorer's
 /// active users come from. For each day of the window whose day set has another number of
-/// users than the log has that day, the log's users of the day go through the same script as
-/// ingest (`ActivityWriter`): missing users are added and their month counts bumped, present
-/// ones left alone, so running it again changes nothing.
+/// users than the log has that day, the log's users of the day are put back where the set lacks
+/// them (`ActivityWriter.restore`), their month counts made the number of the month's day sets
+/// that have them (a count never lowered): running it again changes nothing.
 public struct ActivityReconciler: Sendable {
     /// Its nightly job: every day set of the window checked against the log.
     public static let jobName = "activity-reconcile"
@@ -55,7 +55,7 @@ public struct ActivityReconciler: Sendable {
         let cached = try await writer.redis.pipeline(logged.map { RedisCommand("SCARD", writer.dayKey($0.day)) })
         for ((day, users), reply) in zip(logged, cached) where Int(reply.integer ?? 0) != users {
             report.rebuilt.append(day)
-            report.restored += try await rebuild(day, calendar: calendar)
+            report.restored += try await rebuild(day)
         }
         if !report.rebuilt.isEmpty {
             logger.notice(
@@ -65,13 +65,12 @@ public struct ActivityReconciler: Sendable {
         return report
     }
 
-    /// The log's users of `day` through the activity script, 5,000 at a time.
-    private func rebuild(_ day: String, calendar: Calendar) async throws -> Int {
-        guard
-            let start = calendar.date(
-                from: DateComponents(
-                    year: Int(day.prefix(4)), month: Int(day.dropFirst(4).prefix(2)), day: Int(day.suffix(2))))
-        else { return 0 }
+    /// The log's users of `day` put back where its day set lacks them (`ActivityWriter.restore`),
+    /// 5,000 at a time.
+    private func rebuild(_ day: String) async throws -> Int {
+        guard let (start, _, _) = writer.bounds(of: day) else { return 0 }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = writer.timeZone
         let end = calendar.date(byAdding: .day, value: 1, to: start)!
         let users = try await pool.withConnection { connection in
             try await connection.query(
@@ -80,13 +79,9 @@ public struct ActivityReconciler: Sendable {
                 WHERE entered_at >= $1 AND entered_at < $2
                 """, [start, end])
         }.rows.compactMap { $0[0].int64 }
-        let noon = start.addingTimeInterval(12 * 3600)
         var restored = 0
         for chunk in stride(from: 0, to: users.count, by: 5000) {
-            restored += try await writer.record(
-                users[chunk..<min(chunk + 5000, users.count)].map {
-                    StoreEntryEvent(eventID: UUID(), userID: $0, storeID: 0, enteredAt: noon)
-                })
+            restored += try await writer.restore(day: day, users: Array(users[chunk..<min(chunk + 5000, users.count)]))
         }
         return restored
     }

@@ -64,6 +64,77 @@ public struct ActivityWriter: Sendable {
             return added
             """)
 
+    /// Puts back users a day set lost (the reconciler's repair, from the log): adds those the
+    /// set lacks, and sets their month count to the number of the month's day sets that have
+    /// them, when that is more than the count there. A day lost alone leaves its month hash
+    /// counting it already, so bumping the count (as ingest does) would count the day twice.
+    static let restoreScript = RedisScript(
+        name: "entry-activity-restore",
+        source: """
+            -- KEYS: the day set, its month hash, every day set of the month (the day's too).
+            -- ARGV: the day's EXPIREAT, the month's EXPIREAT, the users (each once).
+            local added = 0
+            for from = 3, #ARGV, 1000 do
+              local to = math.min(from + 999, #ARGV)
+              local seen = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV, from, to))
+              local missing = {}
+              for k = 1, #seen do
+                if seen[k] == 0 then missing[#missing + 1] = ARGV[from + k - 1] end
+              end
+              if #missing > 0 then
+                redis.call('SADD', KEYS[1], unpack(missing))
+                local days = {}
+                for k = 1, #missing do days[k] = 0 end
+                for d = 3, #KEYS do
+                  local member = redis.call('SMISMEMBER', KEYS[d], unpack(missing))
+                  for k = 1, #member do days[k] = days[k] + member[k] end
+                end
+                local counts = redis.call('HMGET', KEYS[2], unpack(missing))
+                for k = 1, #missing do
+                  if days[k] > (tonumber(counts[k]) or 0) then
+                    redis.call('HSET', KEYS[2], missing[k], days[k])
+                  end
+                end
+                added = added + #missing
+              end
+            end
+            redis.call('EXPIREAT', KEYS[1], ARGV[1])
+            if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIREAT', KEYS[2], ARGV[2]) end
+            return added
+            """)
+
+    /// Puts `users` back in the day set of `day` (`yyyymmdd`) where it lost them, with their
+    /// month counts made right (`restoreScript`); returns how many it lacked.
+    @discardableResult
+    public func restore(day: String, users: [Int64]) async throws -> Int {
+        guard !users.isEmpty, let (start, monthStart, monthEnd) = bounds(of: day) else { return 0 }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let dayEnd = calendar.date(byAdding: .day, value: 1, to: start)!
+        let monthDays = calendar.range(of: .day, in: .month, for: monthStart)?.count ?? 31
+        var keys = [dayKey(day), monthKey(String(day.prefix(6)))]
+        keys += (1...monthDays).map { dayKey(day.prefix(6) + (($0 < 10 ? "0" : "") + String($0))) }
+        var arguments = RedisArguments()
+        arguments.append(Int64(dayEnd.timeIntervalSince1970 + dayRetention))
+        arguments.append(Int64(monthEnd.timeIntervalSince1970 + monthRetention))
+        for user in users { arguments.append(user) }
+        let reply = try await redis.run(Self.restoreScript, keys: RedisArguments(keys), arguments: arguments)
+        return Int(reply.integer ?? 0)
+    }
+
+    /// The start of `day` (`yyyymmdd`) in the writer's zone, and of its month and the next.
+    func bounds(of day: String) -> (day: Date, month: Date, nextMonth: Date)? {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        guard day.count == 8, let year = Int(day.prefix(4)), let month = Int(day.dropFirst(4).prefix(2)),
+            let number = Int(day.suffix(2)),
+            let start = calendar.date(from: DateComponents(year: year, month: month, day: number)),
+            let monthStart = calendar.date(from: DateComponents(year: year, month: month)),
+            let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)
+        else { return nil }
+        return (start, monthStart, monthEnd)
+    }
+
     /// Records the events; returns how many (user, day) pairs were new.
     @discardableResult
     public func record(_ events: [StoreEntryEvent]) async throws -> Int {

@@ -1,5 +1,9 @@
 import EntryIngest
 import Foundation
+import PrewarmRuntime
+import Postgres
+import CoreMetrics
+import Logging
 import PrewarmConfiguration
 import Redis
 import TestSupport
@@ -167,5 +171,77 @@ struct ActivityWriterTests {
         } catch let error as ConfigurationError {
             #expect(error.variable == "PREWARM_ACTIVE_USER_DAYS")
         }
+    }
+
+    @Test("Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once")
+    func rebuiltFromTheLog() async throws {
+        let database = try await IngestDatabase.make()
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("rebuild") + ":"
+        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
+        let now = Date()
+        var events: [StoreEntryEvent] = []
+        for index in 0..<400 {
+            let user = Int64(index % 90 + 1)
+            let at = now.addingTimeInterval(-Double(index % 12) * 86_400 - 60)
+            events.append(StoreEntryEvent(eventID: UUID(), userID: user, storeID: Int64(index % 20 + 1), enteredAt: at))
+        }
+        try await ShardWriter(database: database.connection).write(
+            events.map { ($0, Store(id: $0.storeID, categoryID: $0.storeID % 4, zoneID: $0.storeID % 3)) })
+        try await writer.record(events)
+        let keys = try await allKeys(redis, prefix + "act:*")
+        let before = try await snapshot(redis, keys)
+        let reconciler = ActivityReconciler(
+            pool: PostgresPool(database.connection), writer: writer, logger: Logger(label: "t"))
+        let alerts = Alerts(
+            worker: "t", logger: Logger(label: "t"), metricsFactory: NOOPMetricsHandler.instance, redis: redis)
+        closeAfterTest { await alerts.close() }
+        let activityGuard = ActivityGuard(
+            reconciler: reconciler, checkEvery: .seconds(1), alerts: alerts, owner: "pod")
+
+        // Everything lost (a restart without persistence): rebuilt, the same as it was.
+        try await redis.send(RedisCommand("DEL", arguments: keys))
+        #expect(try await activityGuard.check())
+        #expect(try await snapshot(redis, keys) == before, "day sets and month counts as ingest left them")
+        let userDays = before.filter { $0.key.contains("act:day") }.map(\.value.count).reduce(0, +)
+        try await eventually("the alert") {
+            let recent = try await Alerts.recent(redis, count: 100)
+            return recent.contains { $0.kind == "activity-rebuilt" && $0.details["restored"] == String(userDays) }
+        }
+        // A day lost alone (a failover losing its last writes: the marker stays): the nightly run.
+        let day = try #require(keys.first { $0.contains("act:day") })
+        try await redis.send("DEL", day)
+        #expect(try await activityGuard.check(), "the marker is there: the guard leaves it to the nightly run")
+        #expect(try await redis.send("EXISTS", day) == .integer(0))
+        let report = try await reconciler.run()
+        #expect(report.rebuilt.count == 1 && report.restored > 0)
+        #expect(try await snapshot(redis, keys) == before, "the lost day back, no month counted twice")
+        #expect(try await reconciler.run().rebuilt.isEmpty, "nothing to do once whole")
+    }
+
+    private func allKeys(_ redis: RedisConnection, _ pattern: String) async throws -> [String] {
+        var keys: [String] = []
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send("SCAN", cursor, "MATCH", pattern, "COUNT", 1000).array ?? []
+            cursor = reply.first?.string ?? "0"
+            keys += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
+        } while cursor != "0"
+        return keys
+    }
+
+    /// Each key's members (a day set) or field=value pairs (a month hash), sorted.
+    private func snapshot(_ redis: RedisConnection, _ keys: [String]) async throws -> [String: [String]] {
+        var values: [String: [String]] = [:]
+        for key in keys {
+            if key.contains("act:day") {
+                values[key] = (try await redis.send("SMEMBERS", key).array ?? []).compactMap(\.string).sorted()
+            } else {
+                let flat = (try await redis.send("HGETALL", key).array ?? []).compactMap(\.string)
+                values[key] = stride(from: 0, to: flat.count - 1, by: 2).map { flat[$0] + "=" + flat[$0 + 1] }.sorted()
+            }
+        }
+        return values
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import CoreMetrics
+import Logging
 import PrewarmRuntime
 import Redis
 import TestSupport
@@ -147,5 +149,32 @@ struct KAPrewarmTaskTests {
             if ContinuousClock.now - start <= .seconds(1) { rows += 50 }
         }
         #expect(rows <= 450, "\(rows) rows in the first second, cap 400 (a bucket that starts full lets 800 by)")
+    }
+
+    @Test("Redis loses a pre-warmed live's keys before its stream: the guard queues it again, alerted, and it is warmed")
+    func cacheLost() async throws {
+        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2))
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await harness.db.addShop(shop, users: 300)
+        harness.startRunner()
+        _ = try await harness.queue.enqueue(reservation(live: live, shop: shop))
+        try await harness.waitForState("succeeded", live: live)
+        let cacheGuard = KACacheGuard(
+            tasks: harness.tasks, cache: harness.cache, checkEvery: .seconds(1),
+            alerts: Alerts(
+                worker: "ka-test", logger: Logger(label: "t"), metricsFactory: NOOPMetricsHandler.instance,
+                redis: harness.redis), logger: Logger(label: "t"))
+        #expect(try await cacheGuard.check().isEmpty, "keys and flag there: nothing to do")
+
+        // A failover without persistence: every key of the live gone, its task still succeeded.
+        let lost = try await harness.userKeys(shop: shop) + [harness.cache.doneKey(live: live)]
+        try await harness.redis.send(RedisCommand("DEL", arguments: lost))
+        #expect(try await cacheGuard.check() == [live])
+        #expect(try await cacheGuard.check().isEmpty, "queued once, by whichever pod looked first")
+        try await harness.waitForState("succeeded", live: live)
+        #expect(try await harness.userKeys(shop: shop).count == 300, "warmed again")
+        #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
+        try await eventually("the alert") { try await !harness.alerts("ka-cache-lost", live: live).isEmpty }
     }
 }
