@@ -1,10 +1,10 @@
+import CoreMetrics
 import EntryIngest
 import Foundation
-import PrewarmRuntime
-import Postgres
-import CoreMetrics
 import Logging
+import Postgres
 import PrewarmConfiguration
+import PrewarmRuntime
 import Redis
 import TestSupport
 import Testing
@@ -173,7 +173,9 @@ struct ActivityWriterTests {
         }
     }
 
-    @Test("Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once")
+    @Test(
+        "Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once"
+    )
     func rebuiltFromTheLog() async throws {
         let database = try await IngestDatabase.make()
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())

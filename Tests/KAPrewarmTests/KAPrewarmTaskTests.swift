@@ -1,5 +1,5 @@
-import Foundation
 import CoreMetrics
+import Foundation
 import Logging
 import PrewarmRuntime
 import Redis
@@ -151,7 +151,8 @@ struct KAPrewarmTaskTests {
         #expect(rows <= 450, "\(rows) rows in the first second, cap 400 (a bucket that starts full lets 800 by)")
     }
 
-    @Test("Redis loses a pre-warmed live's keys before its stream: the guard queues it again, alerted, and it is warmed")
+    @Test(
+        "Redis loses a pre-warmed live's keys before its stream: the guard queues it again, alerted, and it is warmed")
     func cacheLost() async throws {
         let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2))
         let shop = uniqueID()
