@@ -104,9 +104,12 @@ public enum Worker {
     ) async throws {
         let settings = context.settings
         if definition.usesPostgres {
-            _ = try await context.postgres.withConnection { connection in
-                try await Migrator.migrate(
-                    connection, RuntimeSchema.migrations + definition.migrations, logger: context.logger)
+            let policy = WorkerContext.startupPolicy(settings.startupWait)
+            try await retrying("migrating the schema", policy: policy, logger: context.logger) {
+                _ = try await context.postgres.withConnection { connection in
+                    try await Migrator.migrate(
+                        connection, RuntimeSchema.migrations + definition.migrations, logger: context.logger)
+                }
             }
         }
         let worker = try await definition.init(context: context)

@@ -79,20 +79,27 @@ public final class WorkerContext: Sendable {
     }
 
     /// Opens the stores and clients, failing loudly (and closing what opened) if one cannot
-    /// be reached.
+    /// be reached: at once for what no wait mends (a wrong password, a bad address), after
+    /// `startupWait` of retries for an outage (a store restarting, or too busy to answer, as
+    /// when a whole fleet starts at once).
     static func open(_ settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory) async throws
         -> WorkerContext
     {
-        let redis = try await RedisPool.connect(
-            settings.redis, size: settings.redisPoolSize,
-            transport: settings.redisEventLoops ? .eventLoops(MultiThreadedEventLoopGroup.singleton) : .threads,
-            logger: logger)
+        let policy = startupPolicy(settings.startupWait)
+        let redis = try await retrying("connecting to Redis at start-up", policy: policy, logger: logger) {
+            try await RedisPool.connect(
+                settings.redis, size: settings.redisPoolSize,
+                transport: settings.redisEventLoops ? .eventLoops(MultiThreadedEventLoopGroup.singleton) : .threads,
+                logger: logger)
+        }
         var postgres: PostgresPool?
         do {
             if let configuration = settings.postgres {
                 let pool = PostgresPool(configuration, maximum: settings.postgresPoolSize, logger: logger)
                 postgres = pool
-                try await pool.withConnection { _ = try await $0.query("SELECT 1") }
+                try await retrying("connecting to PostgreSQL at start-up", policy: policy, logger: logger) {
+                    try await pool.withConnection { _ = try await $0.query("SELECT 1") }
+                }
             }
             // Its close waits for what is in flight, within the shutdown's bound.
             let producer =
@@ -113,6 +120,14 @@ public final class WorkerContext: Sendable {
             await postgres?.close()
             await redis.close()
             throw error
+        }
+    }
+
+    /// Start-up's retries: an outage (`Failure.kind` transient) until `wait` has passed.
+    static func startupPolicy(_ wait: Duration) -> RetryPolicy {
+        let deadline = ContinuousClock.now + wait
+        return RetryPolicy(backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(5))) { error in
+            Failure.kind(of: error) == .transient && ContinuousClock.now < deadline
         }
     }
 

@@ -37,6 +37,9 @@ public enum RuntimeSettings {
         "/healthz fails when one handler call has run this long (a hung downstream)")
     public static let shutdownTimeout = Setting<Duration>.seconds(
         "PREWARM_SHUTDOWN_TIMEOUT_S", default: 25, in: 1...300, "bound on a graceful shutdown")
+    public static let startupWait = Setting<Duration>.seconds(
+        "PREWARM_STARTUP_WAIT_S", default: 60, in: 0...3600,
+        "at start-up, Redis or PostgreSQL unreachable (or too slow to answer) is retried this long before the worker exits")
     public static let redisPoolSize = Setting.integer(
         "PREWARM_REDIS_POOL_SIZE", default: 4, in: 1...64, "Redis connections")
     public static let redisEventLoops = Setting.flag(
@@ -83,7 +86,7 @@ public enum RuntimeSettings {
     static let always = [
         CommonSettings.logLevel.description, CommonSettings.timeZone.description, retryAlertAfter.description,
         adminHost.description, adminPort.description, adminToken.description, healthStall.description,
-        healthHandlerStall.description, shutdownTimeout.description, redisPoolSize.description,
+        healthHandlerStall.description, shutdownTimeout.description, startupWait.description, redisPoolSize.description,
         redisEventLoops.description,
         httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,
         alertWebhook.description, jobLease.description, jobCheck.description, jobRetention.description,
@@ -119,6 +122,8 @@ public struct WorkerSettings: Sendable {
     public var loop: ConsumeLoopConfiguration?
     public var admin: AdminConfiguration
     public var shutdownTimeout: Duration
+    /// How long an unreachable store is retried at start-up.
+    public var startupWait: Duration
     public var timeZone: TimeZone
     public var retryAlertAfter: Duration
     public var http: (connectTimeout: Duration, callTimeout: Duration, maxConnections: Int)
@@ -177,6 +182,7 @@ public struct WorkerSettings: Sendable {
             pollStallBound: try reader.value(RuntimeSettings.healthStall),
             handlerStallBound: try reader.value(RuntimeSettings.healthHandlerStall))
         shutdownTimeout = try reader.value(RuntimeSettings.shutdownTimeout)
+        startupWait = try reader.value(RuntimeSettings.startupWait)
         timeZone = try reader.timeZone()
         retryAlertAfter = try reader.value(RuntimeSettings.retryAlertAfter)
         http = (

@@ -118,6 +118,52 @@ struct WorkerTests {
         #expect(try await get(url, "healthz").0 == 200)
     }
 
+    @Test("a pod started before its Redis waits for it (PREWARM_STARTUP_WAIT_S), then serves; a wrong password stops it at once")
+    func startupWait() async throws {
+        let server = try PrivateRedisServer(password: "startup-secret")
+        func settings(password: String) throws -> WorkerSettings {
+            try WorkerSettings.of(
+                HTTPOnlyWorker.self,
+                environment: try environment([
+                    "PREWARM_REDIS_HOST": "127.0.0.1", "PREWARM_REDIS_PORT": String(server.port),
+                    "PREWARM_REDIS_PASSWORD": password, "PREWARM_REDIS_DB": "0", "PREWARM_STARTUP_WAIT_S": "60",
+                ]).filter { $0.key != "PREWARM_REDIS_SOCKET" })
+        }
+        let stop = WorkerStop()
+        let port = AsyncStream<Int>.makeStream()
+        let ended = Mutex(false)
+        let task = Task {
+            defer { ended.withLock { $0 = true } }
+            try await Worker.run(HTTPOnlyWorker.self, settings: try settings(password: "startup-secret"), stop: stop) {
+                port.continuation.yield($0)
+            }
+        }
+        closeAfterTest {
+            await stop.stop()
+            _ = try? await task.value
+        }
+        try await Task.sleep(for: .seconds(3))
+        #expect(!ended.withLock { $0 }, "still waiting for Redis, not exited")
+        try await server.start()
+        var ports = port.stream.makeAsyncIterator()
+        let bound = try #require(await ports.next())
+        let url = URL(string: "http://127.0.0.1:\(bound)")!
+        #expect(try await get(url, "v1/echo/late") == (200, "{\"word\":\"late\"}"))
+        let redis = try await RedisConnection.connect(server.configuration)
+        closeAfterTest { await redis.close() }
+        #expect(try await redis.send("GET", "http-only:last").string == "late")
+
+        // What no wait mends fails at once, naming the cause.
+        let started = ContinuousClock.now
+        do {
+            try await Worker.run(HTTPOnlyWorker.self, settings: try settings(password: "wrong"))
+            Issue.record("a wrong password was accepted")
+        } catch let error as RedisError {
+            #expect(error.code == .authenticationFailed)
+        }
+        #expect(ContinuousClock.now - started < .seconds(10), "not retried for the start-up wait")
+    }
+
     @Test("a pod with no partition (more pods than partitions) is ready and says why")
     func readyWithoutPartitions() async throws {
         let topic = try await TestEnvironment.createTopic(partitions: 1)
