@@ -24,7 +24,9 @@ import Synchronization
 ///   seek, or the new owner, reads it again); nothing is committed before it is handled.
 /// - A commit refused because the group is rebalancing pauses every partition and polls
 ///   until the rebalance arrives (at most `longBatchAfter`): batches handled meanwhile could
-///   not be committed, and the partitions' next owners would handle them again.
+///   not be committed, and the partitions' next owners would handle them again. A commit
+///   that fails otherwise is tried again with the next one, or alone a second later when no
+///   message follows, so an idle group is not left with a lag a restart would replay.
 /// - An outage retried for longer than `alertAfter` raises an alert (once per outage); it
 ///   goes on being retried.
 /// - Each handler call is marked busy in `liveness`, so `/healthz` sees a call that hangs.
@@ -90,6 +92,10 @@ public final class ConsumeLoop: Service {
         try await consumer.subscribe(routes.keys.sorted())
         var state = PartitionStates()
         var ahead: Polled?
+        // Offsets whose commit failed (the coordinator moving, a request error): tried again
+        // with the next commit, or on their own once `retryAt` passes, so an idle group does
+        // not keep a lag that a restart would replay.
+        var unconfirmed: (offsets: [KafkaTopicPartition: Int64], retryAt: ContinuousClock.Instant) = ([:], .now)
         while !stopping.load(ordering: .relaxed) {
             try await resumeDue(&state)
             let poll: Polled
@@ -154,10 +160,23 @@ public final class ConsumeLoop: Service {
             }
             // Only what this member still owns: a revoked partition's offset would make the
             // broker refuse the whole commit.
-            let committing = committable.filter { state.isAssigned($0.key) }
-            let committed = await commit(committing)
-            if committed { forgetLettered(committed: committing, owned: state.assigned) }
-            if !committed {
+            var committing = committable.filter { state.isAssigned($0.key) }
+            if !unconfirmed.offsets.isEmpty && (!committing.isEmpty || ContinuousClock.now >= unconfirmed.retryAt) {
+                committing.merge(unconfirmed.offsets.filter { state.isAssigned($0.key) }) { max($0, $1) }
+            }
+            let outcome = await commit(committing)
+            switch outcome {
+            case .done:
+                forgetLettered(committed: committing, owned: state.assigned)
+                unconfirmed.offsets = unconfirmed.offsets.filter { committing[$0.key] == nil }
+            case .failed, .rebalancing:
+                unconfirmed = (
+                    unconfirmed.offsets.merging(committing) { max($0, $1) },
+                    .now + configuration.retryBackoff.initial * 5
+                )
+            }
+            unconfirmed.offsets = unconfirmed.offsets.filter { state.isAssigned($0.key) }
+            if outcome == .rebalancing {
                 if let dropped = ahead {
                     dropped.noteSeen(in: &state)
                     ahead = nil
@@ -455,18 +474,21 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    /// Returns false if the commit was refused because the group is rebalancing.
-    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async -> Bool {
-        guard !offsets.isEmpty else { return true }
+    enum CommitOutcome { case done, failed, rebalancing }
+
+    /// Commits `offsets`; a failure is not fatal (the loop tries them again, and a replay is
+    /// idempotent), a refusal because the group is rebalancing holds the batches.
+    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async -> CommitOutcome {
+        guard !offsets.isEmpty else { return .done }
         do {
             try await consumer.commit(offsets: offsets)
+            return .done
         } catch {
-            // Not fatal: the next commit covers these offsets, and a replay is idempotent.
             statistics.commitFailed()
             logger.warning("offset commit failed", metadata: ["error": "\(error)"])
-            if let error = error as? KafkaError, error.isGroupRebalancing { return false }
+            if let error = error as? KafkaError, error.isGroupRebalancing { return .rebalancing }
+            return .failed
         }
-        return true
     }
 
     /// Pauses every partition and polls until a rebalance event arrives (or

@@ -128,6 +128,43 @@ struct ConsumeLoopTests: LoopTesting {
         #expect(back.filter { $0.value == over }.count == 2, "the original and its replay, byte for byte")
     }
 
+    @Test("commits the broker refuses are tried again though no message follows: the group ends with no lag")
+    func commitRetried() async throws {
+        // The mock's own: its request errors would reach every test beside on the shared broker.
+        let broker = try KafkaMockCluster(brokers: 1)
+        closeAfterTest { broker.shutdown() }
+        let topic = TestEnvironment.uniqueName("commits")
+        try broker.createTopic(topic, partitions: 2)
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("commits")
+        let group = TestEnvironment.uniqueName("group")
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        try await producer.send((0..<40).map { KafkaProducerMessage(topic: topic, key: "k\($0)", value: "{\"id\": \($0)}") })
+        await producer.close()
+        // The batch's commit and the first retry refused with an error librdkafka hands back at
+        // once and that keeps the member in the group (so no rebalance reads the batch again
+        // and commits it by another way): only the loop's own retry can close the lag.
+        broker.failRequests(api: .offsetCommit, count: 2, error: 28)  // INVALID_COMMIT_OFFSET_SIZE
+        let consumeLoop = try loop(
+            topic: topic, group: group, handling: RedisWriter(redis: redis, prefix: prefix),
+            bootstrap: broker.bootstrapServers
+        ) { $0.maxBatchMessages = 100 }
+        let (services, task) = running(consumeLoop)
+        try await eventually(timeout: .seconds(30), "the 40 messages stored") {
+            try await stored(redis, prefix, ids: 0..<40) == 40
+        }
+        let operations = GroupOperations(
+            bootstrapServers: broker.bootstrapServers, properties: KafkaProperties(), logger: Logger(label: "test"))
+        try await eventually(timeout: .seconds(30), "the group's committed offsets at the end of both partitions") {
+            try await operations.lag(group: group, topics: [topic]).allSatisfy { $0.committed == $0.high }
+        }
+        #expect(consumeLoop.statistics.snapshot.commitFailures == 2, "both refusals seen, and outlived")
+        await services.triggerGracefulShutdown()
+        try await task.value
+    }
+
     @Test("Redis stopped for 10 s: partitions pause and resume, nothing lost or dead-lettered, one alert")
     func redisOutage() async throws {
         let server = try PrivateRedisServer()

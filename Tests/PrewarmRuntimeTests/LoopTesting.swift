@@ -56,10 +56,10 @@ extension LoopTesting {
     func loop(
         topic: String, group: String, handling handler: some TopicHandler, properties: KafkaProperties = Self.fastGroup,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
-        deadLetterStore: DeadLetterStore? = nil, label: String = "test.consume-loop",
+        deadLetterStore: DeadLetterStore? = nil, label: String = "test.consume-loop", bootstrap: String? = nil,
         configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
-        let bootstrap = try TestEnvironment.kafkaBootstrap
+        let bootstrap = try bootstrap ?? TestEnvironment.kafkaBootstrap
         var configuration = ConsumeLoopConfiguration(
             groupID: group, maxBatchMessages: 50, maxBatchWait: .milliseconds(100),
             retryBackoff: Backoff(initial: .milliseconds(200), maximum: .seconds(1)))
