@@ -39,7 +39,8 @@ public enum RuntimeSettings {
         "PREWARM_SHUTDOWN_TIMEOUT_S", default: 25, in: 1...300, "bound on a graceful shutdown")
     public static let startupWait = Setting<Duration>.seconds(
         "PREWARM_STARTUP_WAIT_S", default: 60, in: 0...3600,
-        "at start-up, Redis or PostgreSQL unreachable (or too slow to answer) is retried this long before the worker exits")
+        "at start-up, Redis or PostgreSQL unreachable (or too slow to answer) is retried this long before the worker exits"
+    )
     public static let redisPoolSize = Setting.integer(
         "PREWARM_REDIS_POOL_SIZE", default: 4, in: 1...64, "Redis connections")
     public static let redisEventLoops = Setting.flag(

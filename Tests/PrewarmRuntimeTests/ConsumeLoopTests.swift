@@ -141,7 +141,8 @@ struct ConsumeLoopTests: LoopTesting {
         let group = TestEnvironment.uniqueName("group")
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        try await producer.send((0..<40).map { KafkaProducerMessage(topic: topic, key: "k\($0)", value: "{\"id\": \($0)}") })
+        try await producer.send(
+            (0..<40).map { KafkaProducerMessage(topic: topic, key: "k\($0)", value: "{\"id\": \($0)}") })
         await producer.close()
         // The batch's commit and the first retry refused with an error librdkafka hands back at
         // once and that keeps the member in the group (so no rebalance reads the batch again

@@ -118,7 +118,9 @@ struct WorkerTests {
         #expect(try await get(url, "healthz").0 == 200)
     }
 
-    @Test("a pod started before its Redis waits for it (PREWARM_STARTUP_WAIT_S), then serves; a wrong password stops it at once")
+    @Test(
+        "a pod started before its Redis waits for it (PREWARM_STARTUP_WAIT_S), then serves; a wrong password stops it at once"
+    )
     func startupWait() async throws {
         let server = try PrivateRedisServer(password: "startup-secret")
         func settings(password: String) throws -> WorkerSettings {
