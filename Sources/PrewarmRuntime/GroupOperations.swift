@@ -45,11 +45,17 @@ public struct GroupOperations: Sendable {
         try KafkaAdmin(bootstrapServers: bootstrapServers, properties: properties, logger: logger)
     }
 
-    func consumer(group: String, commitOnRevoke: Bool = true) throws -> KafkaConsumer {
-        try KafkaConsumer(
+    /// `briefMember`: a member that joins only to commit and leave (an offset reset) gets a
+    /// short session (6 s, the least a broker allows by default) unless the properties set
+    /// one, so a group it leaves behind (librdkafka's mock keeps a rebalance waiting on the
+    /// session of its last member, past the leave) or a reset that crashed holds the
+    /// workers' next join seconds, not the 45 s default.
+    func consumer(group: String, commitOnRevoke: Bool = true, briefMember: Bool = false) throws -> KafkaConsumer {
+        let brief = KafkaProperties(["session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"])
+        return try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                groupID: group, bootstrapServers: bootstrapServers, properties: properties,
-                commitOnRevoke: commitOnRevoke),
+                groupID: group, bootstrapServers: bootstrapServers,
+                properties: briefMember ? brief.merging(properties) : properties, commitOnRevoke: commitOnRevoke),
             logger: logger)
     }
 

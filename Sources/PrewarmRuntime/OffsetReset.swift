@@ -58,7 +58,7 @@ extension GroupOperations {
         group: String, topic: String, to target: ResetTarget, joinTimeout: Duration = .seconds(60)
     ) async throws -> [KafkaTopicPartition: Int64] {
         let partitions = try await using(try admin()) { try await self.partitions(of: [topic], admin: $0) }
-        return try await using(try consumer(group: group, commitOnRevoke: false)) { consumer in
+        return try await using(try consumer(group: group, commitOnRevoke: false, briefMember: true)) { consumer in
             try await resetAsMember(consumer, group, topic, partitions, target, joinTimeout)
         }
     }

@@ -197,7 +197,7 @@ final class Chaos {
         var variables = base
         variables["PREWARM_POSTGRES_URL"] = try schemaConfiguration.conninfo
         variables["PREWARM_REDIS_DB"] = String(Self.redisDatabase)
-        variables["PREWARM_LOG_LEVEL"] = "info"
+        variables["PREWARM_LOG_LEVEL"] = base["PREWARM_CHAOS_POD_LOG_LEVEL"] ?? "info"
         let simulator = "http://127.0.0.1:\(simulatorPort)"
         for (name, value) in [
             ("PREWARM_JOB_LEASE_S", "3"), ("PREWARM_JOB_CHECK_S", "1"), ("PREWARM_TASK_HEARTBEAT_S", "1"),

@@ -71,6 +71,44 @@ struct GroupOperationsTests: LoopTesting {
         }
     }
 
+    @Test("pods started right after a reset (the operator's default session) get every partition within seconds")
+    func rejoinAfterReset() async throws {
+        let topic = try await TestEnvironment.createTopic(partitions: 12)
+        let group = TestEnvironment.uniqueName("group")
+        func members() async throws -> [KafkaConsumer] {
+            var consumers: [KafkaConsumer] = []
+            for _ in 0..<2 {
+                let consumer = try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        groupID: group, bootstrapServers: try TestEnvironment.kafkaBootstrap,
+                        properties: Self.fastGroup))
+                try await consumer.subscribe([topic])
+                consumers.append(consumer)
+            }
+            return consumers
+        }
+        func assigned(_ consumers: [KafkaConsumer]) async throws -> Int {
+            var total = 0
+            for consumer in consumers {
+                _ = try await consumer.poll(maxMessages: 10, timeoutMilliseconds: 100)
+                total += try await consumer.assignment().count
+            }
+            return total
+        }
+        let first = try await members()
+        try await eventually(timeout: .seconds(60), "the first pods' assignment") { try await assigned(first) == 12 }
+        for consumer in first { await consumer.close() }
+        // As `prewarmctl offsets reset` runs: no session setting of its own.
+        let operations = GroupOperations(
+            bootstrapServers: try TestEnvironment.kafkaBootstrap, properties: KafkaProperties(),
+            logger: Logger(label: "test.ops"))
+        _ = try await operations.resetOffsets(group: group, topic: topic, to: .earliest)
+        let second = try await members()
+        closeAfterTest { for consumer in second { await consumer.close() } }
+        // The mock kept the rebalance waiting on the reset member's 45 s session, past its leave.
+        try await eventually(timeout: .seconds(20), "the next pods' assignment") { try await assigned(second) == 12 }
+    }
+
     @Test("an offset reset is refused while the group's worker is running")
     func resetRefusedWhileActive() async throws {
         let topic = try await TestEnvironment.createTopic(partitions: 2)
