@@ -162,6 +162,14 @@ public struct ActivityWriter: Sendable {
         var monthIndex: [String: Int] = [:]
         var monthExpiry: [Int64] = []
         var monthOfDay: [Int] = []
+        // A day whose set has expired cannot tell a replayed visit from a first one: its events
+        // are in the log, and not counted here again (the month would count the day twice).
+        let now = Date().timeIntervalSince1970
+        days.removeAll { day in
+            let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: day.sample))!
+            return dayEnd.timeIntervalSince1970 + dayRetention <= now
+        }
+        guard !days.isEmpty else { return 0 }
         for (day, sample, _) in days {
             let text = LocalDay.text(ofDay: day)
             let month = String(text.prefix(6))
@@ -182,7 +190,7 @@ public struct ActivityWriter: Sendable {
         // in one buffer as they are made.
         var arguments = RedisArguments()
         arguments.reserveCapacity(
-            arguments: 1 + dayExpiry.count + monthExpiry.count + 3 * days.count + events.count,
+            arguments: 1 + dayExpiry.count + monthExpiry.count + 3 * days.count + days.map(\.users.count).reduce(0, +),
             bytes: 12 * events.count + 256)
         arguments.append(dayKeys.count)
         for expiry in dayExpiry + monthExpiry { arguments.append(expiry) }

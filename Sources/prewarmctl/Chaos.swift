@@ -443,8 +443,12 @@ final class Chaos {
         for pod in fleet.pods { try await fleet.waitReady(pod) }
         try await settle()
         let after = try await ChaosRecount(chaos: self).digest()
-        for (name, value) in before where after[name] != value {
-            throw ChaosFailure("the replay changed \(name): \(value) -> \(after[name] ?? "nothing")")
+        let changed = Set(before.keys).union(after.keys).sorted().filter { before[$0] != after[$0] }
+        guard changed.isEmpty else {
+            throw ChaosFailure(
+                "the replay changed "
+                    + changed.map { "\($0): \(before[$0] ?? "nothing") -> \(after[$0] ?? "nothing")" }
+                    .joined(separator: "; "))
         }
     }
 

@@ -23,7 +23,8 @@ struct ActivityWriterTests {
     func onceADay() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
-        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
+        let writer = Self.longLived(
+            ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":"))
         let batch = [
             event(1, "2026-11-20T01:00:00Z"),  // 09:00 on the 20th in Shanghai
             event(1, "2026-11-20T10:00:00Z"),  // same user, same day
@@ -47,16 +48,56 @@ struct ActivityWriterTests {
 
         // Expiry follows the day and the month, not the processing time.
         let dayEnd = ISO8601DateFormatter().date(from: "2026-11-20T16:00:00Z")!.timeIntervalSince1970  // 21st 00:00 +08
-        #expect(try await redis.send("EXPIRETIME", writer.dayKey("20261120")).integer == Int64(dayEnd + 40 * 86_400))
+        #expect(
+            try await redis.send("EXPIRETIME", writer.dayKey("20261120")).integer == Int64(dayEnd + writer.dayRetention)
+        )
         let monthEnd = ISO8601DateFormatter().date(from: "2026-11-30T16:00:00Z")!.timeIntervalSince1970
-        #expect(try await redis.send("EXPIRETIME", month).integer == Int64(monthEnd + 70 * 86_400))
+        #expect(try await redis.send("EXPIRETIME", month).integer == Int64(monthEnd + writer.monthRetention))
+    }
+
+    /// The fixed dates of these tests (2026) kept until 2036: past its retention a day is not
+    /// counted (the next test), and Redis drops a key whose expiry is past.
+    static func longLived(_ writer: ActivityWriter) -> ActivityWriter {
+        var writer = writer
+        writer.dayRetention = 3650 * 86_400
+        writer.monthRetention = 3650 * 86_400
+        return writer
+    }
+
+    @Test(
+        "a day past its set's retention (40 days) is not counted, however often replayed; a recent one expires 40 days after it ends"
+    )
+    func pastRetention() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
+        let old = Date().addingTimeInterval(-45 * 86_400)
+        let recent = Date().addingTimeInterval(-86_400)
+        let oldVisit = StoreEntryEvent(eventID: UUID(), userID: 7, storeID: 1, enteredAt: old)
+        let recentVisit = StoreEntryEvent(eventID: UUID(), userID: 7, storeID: 1, enteredAt: recent)
+        #expect(try await writer.record([oldVisit, recentVisit]) == 1)
+        #expect(try await writer.record([oldVisit]) == 0, "replayed: its day set is gone, so it is not counted again")
+        let oldDay = LocalDay.text(old, in: shanghai)
+        #expect(try await redis.send("EXISTS", writer.dayKey(oldDay)) == .integer(0))
+        let oldMonth = writer.monthKey(String(oldDay.prefix(6)))
+        let recentDay = LocalDay.text(recent, in: shanghai)
+        let recentMonth = writer.monthKey(String(recentDay.prefix(6)))
+        let oldCount = try await redis.send("HGET", oldMonth, 7).integer
+        #expect(oldCount == (oldMonth == recentMonth ? 1 : nil), "only the recent day counted")
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = shanghai
+        let dayEnd = calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: recent))!
+        #expect(
+            try await redis.send("EXPIRETIME", writer.dayKey(recentDay)).integer
+                == Int64(dayEnd.timeIntervalSince1970) + 40 * 86_400)
     }
 
     @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once")
     func manyUsersOneDay() async throws {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
-        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
+        let writer = Self.longLived(
+            ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":"))
         let at = ISO8601DateFormatter().date(from: "2026-11-20T03:00:00Z")!
         func seen(_ user: Int64) -> StoreEntryEvent {
             StoreEntryEvent(eventID: UUID(), userID: user, storeID: 1, enteredAt: at)
@@ -79,7 +120,7 @@ struct ActivityWriterTests {
         let redis = try await RedisConnection.connect(try TestEnvironment.redis())
         closeAfterTest { await redis.close() }
         let prefix = TestEnvironment.uniqueName("t") + ":"
-        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
+        let writer = Self.longLived(ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix))
         // User u is seen on u distinct days of November (twice on each), users 1...20; user
         // 100 only in October.
         var events: [StoreEntryEvent] = []

@@ -55,10 +55,12 @@ struct EntryIngestFlowTests {
         return running.loop
     }
 
-    /// `count` valid events over 40 users and 10 days of November (users often seen twice a
-    /// day), as (key, JSON, user, time).
+    /// `count` valid events over 40 users and the 10 days from 12 days ago (users often seen
+    /// twice a day), as (key, JSON, user, time).
     private func goodEvents(_ count: Int) -> [(key: String, json: String, user: Int64, at: Date)] {
-        let start = RFC3339.parse("2026-11-10T00:00:00Z")!
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = shanghai
+        let start = calendar.startOfDay(for: Date().addingTimeInterval(-12 * 86_400))
         return (0..<count).map { index in
             let user = Int64(index % 40 + 1)
             let at = start.addingTimeInterval(Double(index % 10) * 86_400 + Double(index % 7) * 3_000)
@@ -88,9 +90,17 @@ struct EntryIngestFlowTests {
         return Set(events.map { "\($0.user)@\(calendar.startOfDay(for: $0.at))" }).count
     }
 
-    private func dayCountTotal(_ redis: RedisConnection, _ activity: ActivityWriter) async throws -> Int {
-        let values = try await redis.send("HVALS", activity.monthKey("202611")).array ?? []
-        return values.compactMap { $0.integer.map(Int.init) }.reduce(0, +)
+    /// The day counts of every user in the months of `events`.
+    private func dayCountTotal(
+        _ redis: RedisConnection, _ activity: ActivityWriter,
+        _ events: [(key: String, json: String, user: Int64, at: Date)]
+    ) async throws -> Int {
+        var total = 0
+        for month in Set(events.map { LocalDay.month($0.at, in: shanghai) }) {
+            let values = try await redis.send("HVALS", activity.monthKey(month)).array ?? []
+            total += values.compactMap { $0.integer.map(Int.init) }.reduce(0, +)
+        }
+        return total
     }
 
     @Test("ingest, then replay from the start: rows and day counts unchanged; each kind of bad event dead-lettered")
@@ -139,7 +149,7 @@ struct EntryIngestFlowTests {
             try await database.shardRows() == 200
         }
         #expect(first.statistics.snapshot.deadLettered == bad.count)
-        #expect(try await dayCountTotal(redis, activity) == distinctUserDays(good))
+        #expect(try await dayCountTotal(redis, activity, good) == distinctUserDays(good))
 
         // Every bad event is on the DLQ once, with its class and a reason naming the problem.
         let letters = try await TestEnvironment.read(dlq, count: bad.count)
@@ -167,7 +177,7 @@ struct EntryIngestFlowTests {
         #expect(try await operations.lag(group: group, topics: [topic]).allSatisfy { $0.lag == 0 })
         #expect(replay.statistics.snapshot.consumed >= messages.count, "the replay read everything again")
         #expect(try await database.shardRows() == 200, "no event stored twice")
-        #expect(try await dayCountTotal(redis, activity) == distinctUserDays(good), "no day counted twice")
+        #expect(try await dayCountTotal(redis, activity, good) == distinctUserDays(good), "no day counted twice")
 
         await redis.close()
         await database.drop()
@@ -223,7 +233,7 @@ struct EntryIngestFlowTests {
         try await running.stop()
         #expect(running.loop.statistics.snapshot.deadLettered == 0)
         #expect(running.loop.statistics.snapshot.pausedPartitions.isEmpty, "resumed")
-        #expect(try await dayCountTotal(redis, activity) == distinctUserDays(good), "every day counted, once")
+        #expect(try await dayCountTotal(redis, activity, good) == distinctUserDays(good), "every day counted, once")
 
         await check.close()
         await workerDB.close()
