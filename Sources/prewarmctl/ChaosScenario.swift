@@ -79,6 +79,14 @@ enum ChaosFault: Sendable {
         default: return false
         }
     }
+
+    /// How often the fleet reads each message: twice after a replay, which dead-letters a bad
+    /// message again (a DLQ is at least once, as Kafka's consumers are; the letters carry the
+    /// original's topic, partition and offset for whoever reads them to tell).
+    var passes: Int {
+        if case .replay = self { return 2 }
+        return 1
+    }
 }
 
 /// One named scenario: its fault and the brokers it runs on.
