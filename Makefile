@@ -19,11 +19,21 @@ lint: deps ## formatting (swift format --strict) and the compose.yaml check
 # mock's first (see README, "Two Kafka implementations").
 KAFKA ?= mock noida
 
-test: deps lint ## the whole suite against local Redis, PostgreSQL and the dev broker, then on noida-db
+# After each broker's suite, a few `make chaos` scenarios on it (the whole fleet under a fault,
+# its invariants recounted): CHAOS_MOCK= and CHAOS_NOIDA= name others, empty skips them.
+CHAOS_MOCK ?= baseline kill-push-50 replay
+CHAOS_NOIDA ?= baseline broker-restart
+
+test: deps lint ## the whole suite and a few chaos scenarios on the dev broker, then on noida-db
 	$(SWIFT) build --build-tests
 	for kafka in $(KAFKA); do \
 	  echo "test: the suite on the $$kafka broker"; \
 	  PREWARM_DEV_KAFKA=$$kafka $(WITH_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build || exit 1; \
+	  case $$kafka in mock) scenarios="$(CHAOS_MOCK)";; noida) scenarios="$(CHAOS_NOIDA)";; *) scenarios="";; esac; \
+	  [ -z "$$scenarios" ] && continue; \
+	  echo "test: make chaos $$scenarios on the $$kafka broker"; \
+	  PREWARM_DEV_KAFKA=$$kafka PREWARM_LOG_LEVEL=warning $(WITH_SERVICES) .build/debug/prewarmctl chaos $$scenarios \
+	    || exit 1; \
 	done
 
 demo: build ## start the services, run generated traffic through the entry-ingest worker, show what it did
