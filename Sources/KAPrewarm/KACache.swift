@@ -224,12 +224,6 @@ public struct KACache: Sendable {
     }
 }
 
-extension Duration {
-    var milliseconds: Int {
-        Int(components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
-    }
-}
-
 /// Connections of a task's writers for the transactional fenced write (WATCH needs a
 /// connection of its own): one per concurrent writer, opened as needed, never reconnecting
 /// behind a transaction's back, closed with the task's batch loop.

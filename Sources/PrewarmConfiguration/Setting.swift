@@ -108,7 +108,7 @@ extension Setting where Value == Duration {
             variable, default: value.map { .milliseconds(Int(($0 * 1000).rounded())) },
             accepted: "seconds from \(range.lowerBound) to \(range.upperBound)", meaning,
             parse: { Double($0).flatMap { range.contains($0) ? .milliseconds(Int(($0 * 1000).rounded())) : nil } },
-            render: { String(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) })
+            render: { String($0.seconds) })
     }
 
     /// Whole milliseconds within `range`.
@@ -120,7 +120,7 @@ extension Setting where Value == Duration {
             accepted: "whole milliseconds from \(range.lowerBound) to \(range.upperBound)", meaning,
             parse: { Int($0).flatMap { range.contains($0) ? .milliseconds($0) : nil } },
             render: {
-                String($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)
+                String($0.milliseconds)
             })
     }
 }

@@ -104,9 +104,3 @@ public struct ScoringOptions: Sendable {
         return listTTL + .milliseconds(jitter > 0 ? Int.random(in: 0...jitter) : 0)
     }
 }
-
-extension Duration {
-    var milliseconds: Int {
-        Int(components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
-    }
-}

@@ -99,7 +99,7 @@ struct Bench: AsyncParsableCommand {
             var first = Duration.zero
             elapsed = try clock.measure { first = try ProcessedWaiter(port: port, count: count, pid: pid).wait() }
             print(
-                "first=\(String(format: "%.3f", Double(first.components.seconds) + Double(first.components.attoseconds) / 1e18))"
+                "first=\(String(format: "%.3f", first.seconds))"
             )
         case "scoring-data":
             let workload = ScoringWorkload(users: count, rows: rows, timeZone: try environment.timeZone())
@@ -127,7 +127,7 @@ struct Bench: AsyncParsableCommand {
                 "unknown scenario '\(scenario)': redis-set, pg-copy, kafka, ingest-events, wait-processed, "
                     + "scoring-data, wait-run or api-data")
         }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         print("seconds=\(String(format: "%.3f", seconds))")
     }
 }

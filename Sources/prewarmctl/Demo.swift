@@ -336,15 +336,11 @@ struct Demo {
     // MARK: - Formatting
 
     func format(_ duration: Duration) -> String {
-        String(format: "%.2f s", seconds(duration))
-    }
-
-    private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        String(format: "%.2f s", duration.seconds)
     }
 
     private func rate(_ count: Int, _ duration: Duration) -> Int {
-        Int(Double(count) / max(seconds(duration), 0.001))
+        Int(Double(count) / max(duration.seconds, 0.001))
     }
 }
 
