@@ -16,42 +16,6 @@ import Redis
     import FoundationNetworking
 #endif
 
-/// What one chaos run found, as `make chaos` prints it: one line, and the recount's
-/// differences when it failed.
-struct ChaosVerdict {
-    let scenario: String
-    let broker: ChaosBroker
-    let seed: UInt64
-    let faults: [String]
-    let items: Int
-    let lost: Int
-    let duplicated: Int
-    let seconds: Double
-    let differences: [String]
-    let logs: String
-
-    var passed: Bool { differences.isEmpty }
-
-    var line: String {
-        "\(scenario)  broker=\(broker.rawValue)  seed=\(seed)  faults=[\(faults.joined(separator: "; "))]  "
-            + "items=\(items)  lost=\(lost)  duplicated=\(duplicated)  time=\(String(format: "%.1f", seconds))s  "
-            + (passed ? "PASS" : "FAIL (\(differences.count) differences)")
-    }
-}
-
-/// What a run produced, to recount against.
-struct ChaosLedger {
-    var goodEvents: Set<String> = []
-    /// Bad inputs placed on each consumed topic, by where they landed.
-    var bad: [String: [KafkaDeliveryReport]] = [:]
-    var reservations: [Reservation] = []
-    var day = ""
-    var slot = ""
-    var scoringAttempt = 0
-    var prewarmAttempt = 0
-    var pushAttempt = 0
-}
-
 /// One run of a scenario: fresh stores and broker, the fleet started, the five phases worked
 /// with the fault landing where the scenario says, then the recount.
 final class Chaos {
@@ -71,14 +35,14 @@ final class Chaos {
     var ledger = ChaosLedger()
     var faults: [String] = []
     let fleet: ChaosFleet
-    private var database: PostgresConnection?
-    private var redis: RedisConnection?
+    var database: PostgresConnection?
+    var redis: RedisConnection?
     var bootstrap = ""
     let simulator: DownstreamSimulator
     let simulatorPort: Int
-    private var simulatorTask: Task<Void, any Error>?
-    private var applied = false
-    private var later: [(at: ContinuousClock.Instant, what: String, action: () async throws -> Void)] = []
+    var simulatorTask: Task<Void, any Error>?
+    var applied = false
+    var later: [(at: ContinuousClock.Instant, what: String, action: () async throws -> Void)] = []
     let logger = Logger(label: "prewarmctl.chaos")
 
     init(
@@ -148,7 +112,7 @@ final class Chaos {
 
     // MARK: - Set-up
 
-    private func setUp() async throws {
+    func setUp() async throws {
         try await service("stop", "kafka")
         try await service("start", "kafka")
         bootstrap = try String(contentsOfFile: base["PREWARM_KAFKA_BOOTSTRAP_FILE"] ?? "", encoding: .utf8)
@@ -193,7 +157,7 @@ final class Chaos {
     /// The settings of every pod: the run's schema and Redis database, short leases and
     /// sessions (so faults resolve in seconds), small batches (so faults land mid-work), the
     /// simulator, and schedules whose catch-up runs touch nothing of the run's.
-    private func podEnvironment(simulatorPort: Int) throws -> [String: String] {
+    func podEnvironment(simulatorPort: Int) throws -> [String: String] {
         var variables = base
         variables["PREWARM_POSTGRES_URL"] = try schemaConfiguration.conninfo
         variables["PREWARM_REDIS_DB"] = String(Self.redisDatabase)
@@ -218,7 +182,7 @@ final class Chaos {
     }
 
     /// Stores, three key-account shops, the day's book-rec targets (pushed two hours from now).
-    private func writeData() async throws {
+    func writeData() async throws {
         _ = try await Migrator.migrate(db, AllMigrations.list, logger: logger)
         try await db.query(
             """
@@ -261,7 +225,7 @@ final class Chaos {
             """, [tasks[0], tasks[1], parts.hour!, Self.readers])
     }
 
-    private func tearDown(keep: Bool) async {
+    func tearDown(keep: Bool) async {
         await fleet.stopAll()
         simulatorTask?.cancel()
         _ = await simulatorTask?.result
@@ -280,364 +244,4 @@ final class Chaos {
         guard status == 0 else { throw ChaosFailure("services.sh \(action) \(name) exited with \(status)") }
     }
 
-    // MARK: - The work
-
-    private func work() async throws {
-        if case .badInput = scenario.fault { try await produceBadInputEverywhere() }
-        try await ingest()
-        try await score()
-        try await prewarmKA()
-        try await prewarmBooks()
-        try await push()
-        try await settle()
-        if case .replay = scenario.fault { try await replay() }
-    }
-
-    private func ingest() async throws {
-        var generator = StoreEntryGenerator(seed: seed, timeZone: timeZone)
-        let events = generator.events(count: 20_000, now: Date(), users: 1500, stores: 100)
-        ledger.goodEvents = Set(events.map { $0.eventID.uuidString.lowercased() })
-        let bad = StoreEntryGenerator.badMessages(now: Date()).map {
-            ExtremeInputs.Input("bad \($0.errorClass)", key: $0.key, json: $0.json)
-        }
-        let topic = TopicCatalog.storeEntry.name
-        let good = events.map { ExtremeInputs.Input("event", key: $0.message.key, json: $0.message.json) }
-        var inputs = good
-        for (index, input) in bad.enumerated() { inputs.insert(input, at: (index + 1) * 3000) }
-        let reports = try await ExtremeInputs.produce(inputs, to: topic, bootstrap: bootstrap)
-        ledger.bad[topic, default: []] += zip(inputs, reports).filter { $0.0.name.hasPrefix("bad") }.map(\.1)
-        let total = Double(events.count)
-        try await phase(.ingest) {
-            Double(try await self.storedEvents()) / total
-        } done: {
-            try await self.storedEvents() >= events.count
-        }
-    }
-
-    func storedEvents() async throws -> Int {
-        try await db.query("SELECT count(*) FROM (\(EntryIngestSchema.allShards("event_id"))) s").first?[0].int ?? 0
-    }
-
-    private func score() async throws {
-        ledger.scoringAttempt = try await runJob("store-score", period: String(ledger.day.prefix(8)), phase: .scoring)
-    }
-
-    private func prewarmBooks() async throws {
-        ledger.prewarmAttempt = try await runJob(BookRecJobs.prewarmJob, period: ledger.day, phase: .prewarm)
-    }
-
-    private func push() async throws {
-        ledger.pushAttempt = try await runJob(BookRecJobs.pushJob, period: ledger.slot, phase: .push)
-    }
-
-    /// A forced run of the job (after any run of the period the pods started by themselves),
-    /// watched until its outcome is settled; returns the attempt.
-    private func runJob(_ job: String, period: String, phase: ChaosPhase) async throws -> Int {
-        let runs = JobRuns(
-            redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
-        try await waitUntil("a run of \(job) \(period) the pods started by themselves", timeout: .seconds(120)) {
-            guard let run = try await runs.progress(job: job, period: period) else { return true }
-            return run.isFinished && !run.owesFinishStep
-        }
-        let worker: ChaosWorker = job == "store-score" ? .storeScorer : .pushProducer
-        let pod = try pod(of: worker)
-        let (status, body) = try await adminPost(pod, "/jobs/\(job)/trigger?period=\(period)&force=true")
-        guard status == 202, let attempt = Self.attempt(in: body) else {
-            throw ChaosFailure("trigger of \(job) \(period) answered \(status): \(body)")
-        }
-        try await self.phase(phase) {
-            guard let run = try await runs.progress(job: job, period: period), run.attempt == attempt else { return 0 }
-            let total = Double(run.itemsExpected ?? run.itemsProduced)
-            return total > 0 ? Double(run.itemsDone + run.itemsFailed) / total : 0
-        } done: {
-            guard let run = try await runs.progress(job: job, period: period) else { return false }
-            return run.attempt > attempt || (run.attempt == attempt && run.isFinished && !run.owesFinishStep)
-        }
-        return attempt
-    }
-
-    static func attempt(in body: String) -> Int? {
-        guard let range = body.range(of: #""attempt":"#) else { return nil }
-        return Int(body[range.upperBound...].prefix { $0.isNumber })
-    }
-
-    private func prewarmKA() async throws {
-        let starts = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded())
-        ledger.reservations = Self.shops.enumerated().map { index, shop in
-            Reservation(
-                reservationID: "chaos-\(seed)-\(index)", liveID: Int64(seed % 1_000_000) * 10 + Int64(index),
-                shopID: shop.id, startsAt: starts, endsAt: starts.addingTimeInterval(3600), force: false)
-        }
-        let topic = TopicCatalog.liveReservation.name
-        var inputs = try ledger.reservations.map { reservation in
-            let message = try reservation.message(topic: topic)
-            return ExtremeInputs.Input("reservation", key: message.key, value: message.value)
-        }
-        inputs.insert(
-            ExtremeInputs.Input(
-                "bad unknown shop", key: "77",
-                json: #"{"reservation_id": "x", "live_id": 1, "shop_id": 77, "#
-                    + #""starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T01:00:00Z"}"#), at: 1)
-        let reports = try await ExtremeInputs.produce(inputs, to: topic, bootstrap: bootstrap)
-        ledger.bad[topic, default: []] += zip(inputs, reports).filter { $0.0.name.hasPrefix("bad") }.map(\.1)
-        let lives = ledger.reservations.map { String($0.liveID) }
-        let total = Double(Self.shops.map(\.users).reduce(0, +))
-        try await phase(.ka) {
-            Double(try await self.kaDone(lives).done) / total
-        } done: {
-            try await self.kaDone(lives).succeeded == lives.count
-        }
-    }
-
-    func kaDone(_ lives: [String]) async throws -> (done: Int, succeeded: Int) {
-        let row = try await db.query(
-            """
-            SELECT coalesce(sum(done), 0), count(*) FILTER (WHERE state = 'succeeded')
-            FROM prewarm_tasks WHERE kind = 'ka-prewarm' AND key = ANY($1::text[])
-            """, [lives.postgresArray]
-        ).first
-        return (row?[0].int ?? 0, row?[1].int ?? 0)
-    }
-
-    /// Every consumer group caught up (committed to the end of its topic), the activity's
-    /// marker there (a rebuild after a Redis loss is over), every KA task succeeded (one
-    /// queued again after a loss included), and every run of the day settled (one the pods
-    /// caught up again after a loss included).
-    private func settle() async throws {
-        let operations = GroupOperations(bootstrapServers: bootstrap, properties: KafkaProperties(), logger: logger)
-        try await waitUntil("every consumer group committed to its end", timeout: .seconds(120)) {
-            let lag = try await operations.catalogLag()
-            return lag.values.allSatisfy { $0.values.allSatisfy { $0 == 0 } }
-        }
-        try await waitUntil("the activity's marker", timeout: .seconds(120)) {
-            try await self.cache.send("EXISTS", ActivityGuard.epochKey) == .integer(1)
-        }
-        let lives = ledger.reservations.map { String($0.liveID) }
-        try await waitUntil("every KA task succeeded", timeout: .seconds(180)) {
-            try await self.kaDone(lives).succeeded == lives.count
-        }
-        let runs = JobRuns(redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
-        for (job, period) in [
-            ("store-score", String(ledger.day.prefix(8))), (BookRecJobs.prewarmJob, ledger.day),
-            (BookRecJobs.pushJob, ledger.slot),
-        ] {
-            try await waitUntil("the run \(job) \(period) settled", timeout: .seconds(180)) {
-                guard let run = try await runs.progress(job: job, period: period) else { return true }
-                return run.isFinished && !run.owesFinishStep
-            }
-        }
-    }
-
-    /// The replay: the fleet stopped, every group reset to earliest, the fleet started, caught up.
-    private func replay() async throws {
-        let before = try await ChaosRecount(chaos: self).digest()
-
-        await fleet.terminateAll()
-        let operations = GroupOperations(bootstrapServers: bootstrap, properties: KafkaProperties(), logger: logger)
-        for spec in TopicCatalog.sources {
-            guard let group = spec.consumerGroup else { continue }
-            _ = try await operations.resetOffsets(group: group, topic: spec.name, to: .earliest)
-        }
-        faults.append("every group reset to earliest, the fleet restarted")
-        for pod in fleet.pods { try await fleet.restart(pod, waitForReady: false) }
-        for pod in fleet.pods { try await fleet.waitReady(pod) }
-        try await settle()
-        let after = try await ChaosRecount(chaos: self).digest()
-        let changed = Set(before.keys).union(after.keys).sorted().filter { before[$0] != after[$0] }
-        guard changed.isEmpty else {
-            throw ChaosFailure(
-                "the replay changed "
-                    + changed.map { "\($0): \(before[$0] ?? "nothing") -> \(after[$0] ?? "nothing")" }
-                    .joined(separator: "; "))
-        }
-    }
-
-    private func produceBadInputEverywhere() async throws {
-        let topics: [(TopicSpec, String, String, [String])] = [
-            (
-                TopicCatalog.storeEntry,
-                #"{"event_id": "3f6c2a9e-8d1b-4c57-9a0e-2b7f5d1c8e44", "user_id": 42, "store_id": 7, "entered_at": "2026-01-01T00:00:00Z"}"#,
-                "42", ["user_id", "store_id"]
-            ),
-            (
-                TopicCatalog.liveReservation,
-                #"{"reservation_id": "r", "live_id": 5, "shop_id": 9101, "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T01:00:00Z"}"#,
-                "9101", ["live_id", "shop_id"]
-            ),
-            (
-                TopicCatalog.storeRecommendationBatches,
-                #"{"job": "store-score", "period": "20260101", "attempt": 1, "batch": 0, "ids": [42], "produced_at": "2026-01-01T00:00:00Z"}"#,
-                "store-score:20260101:0", ["attempt"]
-            ),
-            (
-                TopicCatalog.bookRecommendationBatches,
-                #"{"job": "book-rec-push", "period": "2026010100", "attempt": 1, "batch": 0, "ids": [42], "produced_at": "2026-01-01T00:00:00Z"}"#,
-                "book-rec-push:2026010100:0", ["attempt"]
-            ),
-        ]
-        for (spec, template, key, ids) in topics {
-            let inputs = ExtremeInputs.bad(template: template, key: key, ids: ids)
-            ledger.bad[spec.name, default: []] += try await ExtremeInputs.produce(
-                inputs, to: spec.name, bootstrap: bootstrap)
-        }
-        faults.append("\(ledger.bad.values.map(\.count).reduce(0, +)) bad inputs on the four consumed topics")
-    }
-
-    // MARK: - Phases and faults
-
-    /// Waits for a phase to be done, landing the scenario's fault when the phase's progress
-    /// reaches its share, and carrying out what the fault left for later (a pod to restart).
-    private func phase(
-        _ phase: ChaosPhase, progress: @escaping () async throws -> Double, done: @escaping () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + .seconds(300)
-        while true {
-            try await runDue()
-            if !applied, scenario.fault.phase == phase {
-                let share = (try? await progress()) ?? 0
-                if share >= scenario.fault.at {
-                    applied = true
-                    try await land(scenario.fault, progress: share)
-                }
-            }
-            if later.isEmpty, (try? await done()) == true {
-                if scenario.fault.phase == phase, !applied {
-                    applied = true
-                    faults.append(
-                        "the \(phase.rawValue) phase ended before the fault's \(Int(scenario.fault.at * 100)) %")
-                }
-                return
-            }
-            guard ContinuousClock.now < deadline else {
-                throw ChaosFailure("the \(phase.rawValue) phase did not end in 300 s")
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
-    private func runDue() async throws {
-        while let index = later.firstIndex(where: { $0.at <= .now }) {
-            let due = later.remove(at: index)
-            try await due.action()
-        }
-    }
-
-    private func after(_ delay: Duration, _ what: String, _ action: @escaping () async throws -> Void) {
-        later.append((.now + delay, what, action))
-    }
-
-    /// The fault, now; what undoes it is left for later.
-    private func land(_ fault: ChaosFault, progress: Double) async throws {
-        let at = "at \(Int(progress * 100)) %"
-        switch fault {
-        case .none, .replay, .badInput:
-            return
-        case .kill(let phase, _):
-            let pod = try pod(of: Self.worker(of: phase))
-            await fleet.kill(pod)
-            faults.append("kill -9 \(pod.name) \(at) of \(phase.rawValue)")
-            after(.seconds(3), "restart \(pod.name)") { try await self.fleet.restart(pod, waitForReady: false) }
-        case .stopLeaseHolder(let phase):
-            let pod = try await leaseHolder(of: phase)
-            pod.process.signal(SIGSTOP)
-            faults.append("SIGSTOP \(pod.name) \(at) of \(phase.rawValue), SIGCONT 7 s later")
-            after(.seconds(7), "SIGCONT \(pod.name)") { pod.process.signal(SIGCONT) }
-        case .terminateAll(let phase, _):
-            await fleet.terminateAll()
-            faults.append("SIGTERM every pod \(at) of \(phase.rawValue)")
-            for pod in fleet.pods { try await fleet.restart(pod, waitForReady: false) }
-        case .restartRedis(let phase, _):
-            try await service("stop", "redis")
-            try await service("start", "redis")
-            try await cache.send("SELECT", Self.redisDatabase)
-            faults.append("Redis restarted empty \(at) of \(phase.rawValue)")
-        case .restartPostgres(let phase, _):
-            try await service("stop", "postgres")
-            faults.append("PostgreSQL stopped \(at) of \(phase.rawValue), started 3 s later")
-            after(.seconds(3), "start PostgreSQL") {
-                try await self.service("start", "postgres")
-                try await self.connectDatabase()
-            }
-        case .brokersDown(let phase, _):
-            for broker in 1...3 { _ = try control("broker-down \(broker)") }
-            faults.append("every broker down \(at) of \(phase.rawValue), up 5 s later")
-            after(.seconds(5), "brokers up") { for broker in 1...3 { _ = try self.control("broker-up \(broker)") } }
-        case .requestErrors(let phase, _):
-            _ = try control("request-errors Produce 30 NOT_LEADER_FOR_PARTITION")
-            _ = try control("request-errors Fetch 30 NOT_LEADER_FOR_PARTITION")
-            _ = try control("request-errors OffsetCommit 10 COORDINATOR_NOT_AVAILABLE")
-            faults.append("produce, fetch and commit errors \(at) of \(phase.rawValue)")
-        case .latency(let phase, _):
-            for broker in 1...3 { _ = try control("latency \(broker) 300") }
-            faults.append("300 ms per request \(at) of \(phase.rawValue) for 5 s")
-            after(.seconds(5), "latency off") { for broker in 1...3 { _ = try self.control("latency \(broker) 0") } }
-        case .restartBroker(let phase, _):
-            try await service("stop", "kafka")
-            try await service("start", "kafka", extra: ["PREWARM_DEV_KAFKA_KEEP_DATA": "1"])
-            faults.append("the broker restarted (data kept) \(at) of \(phase.rawValue)")
-        case .downstreamDown(let phase, let service, let seconds):
-            simulator.behaviour.down = [service]
-            faults.append("\(service) down \(at) of \(phase.rawValue) for \(seconds) s")
-            after(.seconds(seconds), "\(service) back") { self.simulator.behaviour.down = [] }
-        }
-    }
-
-    private func control(_ command: String) throws -> String {
-        try DevBrokerControlClient(controlFile: base["PREWARM_DEV_BROKER_CONTROL_FILE"] ?? "").send(command)
-    }
-
-    static func worker(of phase: ChaosPhase) -> ChaosWorker {
-        switch phase {
-        case .ingest: return .entryIngest
-        case .scoring: return .storeScorer
-        case .ka: return .kaPrewarmer
-        case .prewarm, .push: return .pushProducer
-        }
-    }
-
-    /// A random running pod of the worker.
-    func pod(of worker: ChaosWorker) throws -> ChaosPod {
-        let running = fleet.pods(of: worker).filter(\.isRunning)
-        guard !running.isEmpty else { throw ChaosFailure("no \(worker.rawValue) pod is running") }
-        return running[Int(random.next() % UInt64(running.count))]
-    }
-
-    /// The pod holding the phase's lease: the KA task's runner, the scoring run's winner (or
-    /// a random pod of the worker when nobody holds it now).
-    private func leaseHolder(of phase: ChaosPhase) async throws -> ChaosPod {
-        var owner: String?
-        switch phase {
-        case .ka:
-            owner = try await db.query(
-                "SELECT owner FROM prewarm_tasks WHERE kind = 'ka-prewarm' AND state = 'running' LIMIT 1"
-            ).first?[0].string
-        default:
-            let runs = JobRuns(
-                redis: try cache, settings: JobRunSettings(), owner: "chaos", logger: logger, alerts: nil)
-            owner = try await runs.progress(job: "store-score", period: String(ledger.day.prefix(8)))?.owner
-        }
-        let pid = owner.flatMap { $0.split(separator: ":").last.flatMap { Int32($0) } }
-        if let holder = fleet.pods(of: Self.worker(of: phase)).first(where: { $0.process.pid == pid && $0.isRunning }) {
-            return holder
-        }
-        return try pod(of: Self.worker(of: phase))
-    }
-
-    private func adminPost(_ pod: ChaosPod, _ path: String) async throws -> (Int, String) {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(pod.port)\(path)")!)
-        request.httpMethod = "POST"
-        request.setValue("Bearer \(fleet.token)", forHTTPHeaderField: "Authorization")
-        request.timeoutInterval = 30
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
-    }
-
-    func waitUntil(_ what: String, timeout: Duration, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            try await runDue()
-            guard ContinuousClock.now < deadline else { throw ChaosFailure("\(what): not within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
 }

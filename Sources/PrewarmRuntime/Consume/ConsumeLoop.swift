@@ -35,19 +35,19 @@ import Synchronization
 public final class ConsumeLoop: Service {
     public let configuration: ConsumeLoopConfiguration
     public let statistics: ConsumeLoopStatistics
-    private let consumer: KafkaConsumer
-    private let deadLetters: KafkaProducer
-    private let deadLetterStore: DeadLetterStore?
+    let consumer: KafkaConsumer
+    let deadLetters: KafkaProducer
+    let deadLetterStore: DeadLetterStore?
     /// Messages dead-lettered and not yet committed past: a batch retried after an outage of
     /// another part sends none of them again.
-    private let lettered = Mutex<[KafkaTopicPartition: Set<Int64>]>([:])
-    private let routes: [String: TopicRoute]
-    private let logger: Logger
-    private let liveness: Liveness
-    private let alerts: Alerts?
-    private let onLag: @Sendable ([KafkaTopicPartition: Int64]) async -> Void
-    private let stopping = Atomic<Bool>(false)
-    private let outageAlerted = Atomic<Bool>(false)
+    let lettered = Mutex<[KafkaTopicPartition: Set<Int64>]>([:])
+    let routes: [String: TopicRoute]
+    let logger: Logger
+    let liveness: Liveness
+    let alerts: Alerts?
+    let onLag: @Sendable ([KafkaTopicPartition: Int64]) async -> Void
+    let stopping = Atomic<Bool>(false)
+    let outageAlerted = Atomic<Bool>(false)
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
@@ -82,13 +82,13 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    private func close() async {
+    func close() async {
         await onLag([:])  // this pod no longer reads the group's partitions
         await consumer.close()
         logger.info("consumer left the group", metadata: ["group": "\(configuration.groupID)"])
     }
 
-    private func loop() async throws {
+    func loop() async throws {
         try await consumer.subscribe(routes.keys.sorted())
         var state = PartitionStates()
         var ahead: Polled?
@@ -206,7 +206,7 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    private func pollAndDecode() async throws -> Polled {
+    func pollAndDecode() async throws -> Polled {
         let poll = try await consumer.poll(
             maxMessages: configuration.maxBatchMessages, timeoutMilliseconds: configuration.maxBatchWait.milliseconds)
         statistics.polled()
@@ -231,7 +231,7 @@ public final class ConsumeLoop: Service {
 
     /// Lag per assigned partition: the high watermark (as last fetched) less the next
     /// offset to process.
-    private func recordLag(_ state: PartitionStates) async {
+    func recordLag(_ state: PartitionStates) async {
         let positions = state.positions(of: state.assigned)
         guard !positions.isEmpty, let highs = try? await consumer.cachedHighWatermarks(Array(positions.keys)) else {
             return
@@ -246,13 +246,13 @@ public final class ConsumeLoop: Service {
         await onLag(lags)
     }
 
-    private enum Outcome: Sendable {
+    enum Outcome: Sendable {
         case done
         case retry(any Error)
     }
 
     /// Handles the messages of one lane (at these indices); dead-letters what is bad.
-    private func process(_ indices: [Int], of decoded: DecodedMessages) async -> Outcome {
+    func process(_ indices: [Int], of decoded: DecodedMessages) async -> Outcome {
         let topic = decoded.messages[indices[0]].topic
         var good: [Int] = []
         var dead: [DeadLetter] = []
@@ -279,7 +279,7 @@ public final class ConsumeLoop: Service {
     /// handed back once; any other permanent error means something in the batch is bad, so
     /// the items go one by one to find it (handlers are idempotent). Returns the error of
     /// an outage, for a retry.
-    private func handle(
+    func handle(
         _ indices: [Int], of decoded: DecodedMessages, dead: inout [DeadLetter], namedBadItems: Bool
     ) async -> (any Error)? {
         guard !indices.isEmpty else { return nil }
@@ -319,87 +319,8 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    private func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {
-        let fresh = lettered.withLock { sent in
-            letters.filter { !(sent[$0.message.topicPartition]?.contains($0.message.offset) ?? false) }
-        }
-        guard !fresh.isEmpty else { return .done }
-        let reports: [Result<KafkaDeliveryReport, KafkaError>]
-        do {
-            reports = try await deadLetters.sendEach(
-                fresh.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
-        } catch {
-            return .retry(error)
-        }
-        var outage: (any Error)?
-        for (letter, report) in zip(fresh, reports) {
-            switch report {
-            case .success:
-                noteLettered(letter, dlq: topic, kept: nil)
-            case .failure(let error) where error.isRefusedMessage:
-                // Too large (or refused) as it is: kept whole elsewhere, a reference in the DLQ.
-                do {
-                    let reference = try await keepWhole(letter, error: error)
-                    try await deadLetters.send(
-                        letter.referenceMessage(topic: topic, group: configuration.groupID, reference: reference))
-                    noteLettered(letter, dlq: topic, kept: reference)
-                } catch {
-                    outage = error  // PostgreSQL or the DLQ unreachable: keep it, try again
-                }
-            case .failure(let error):
-                outage = error  // the DLQ is unreachable: keep the messages, try again
-            }
-        }
-        if let outage { return .retry(outage) }
-        return .done
-    }
-
-    /// Keeps a letter the DLQ refused in PostgreSQL; without PostgreSQL (a worker that does not
-    /// use it), its value cannot be kept: the reference says so and an alert is raised.
-    private func keepWhole(_ letter: DeadLetter, error: KafkaError) async throws -> String {
-        if let deadLetterStore {
-            return try await deadLetterStore.keep(letter, group: configuration.groupID)
-        }
-        alerts?.raise(
-            "dead-letter-not-kept",
-            "a dead letter of \(letter.message.topicPartition) at \(letter.message.offset) "
-                + "(\(letter.message.value.count) bytes) was refused by its DLQ (\(error.name)) and this worker has no "
-                + "PostgreSQL to keep it: only its reference is in the DLQ",
-            details: ["group": configuration.groupID, "topic": letter.message.topic])
-        return "none"
-    }
-
-    private func noteLettered(_ letter: DeadLetter, dlq topic: String, kept reference: String?) {
-        lettered.withLock { $0[letter.message.topicPartition, default: []].insert(letter.message.offset) }
-        var metadata: Logger.Metadata = [
-            "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
-            "offset": "\(letter.message.offset)", "dlq": "\(topic)", "error_class": "\(letter.errorClass)",
-            "error": "\(letter.errorMessage)",
-        ]
-        if let reference {
-            metadata["kept_in"] = "\(reference)"
-            metadata["bytes"] = "\(letter.message.value.count)"
-        }
-        logger.error("message dead-lettered", metadata: metadata)
-        statistics.deadLettered(letter.message.topic, errorClass: letter.errorClass)
-    }
-
-    /// Forgets the letters of offsets now committed past (or of partitions no longer owned).
-    private func forgetLettered(committed: [KafkaTopicPartition: Int64], owned: Set<KafkaTopicPartition>) {
-        lettered.withLock { sent in
-            for partition in Array(sent.keys) {
-                if !owned.contains(partition) {
-                    sent[partition] = nil
-                } else if let next = committed[partition] {
-                    sent[partition] = sent[partition]?.filter { $0 >= next }
-                    if sent[partition]?.isEmpty == true { sent[partition] = nil }
-                }
-            }
-        }
-    }
-
     /// An outage that has lasted past `alertAfter` raises one alert (until a batch succeeds).
-    private func noteOutage(since: ContinuousClock.Instant, topic: String, error: any Error) {
+    func noteOutage(since: ContinuousClock.Instant, topic: String, error: any Error) {
         guard ContinuousClock.now - since >= configuration.alertAfter,
             !outageAlerted.exchange(true, ordering: .relaxed)
         else { return }
@@ -411,7 +332,7 @@ public final class ConsumeLoop: Service {
 
     /// Seeks every partition of a failed batch back to its first message and pauses them
     /// for the backoff of the most-retried one.
-    private func retryLater(
+    func retryLater(
         _ offsets: [KafkaTopicPartition: Int64], error: any Error, _ state: inout PartitionStates
     ) async throws {
         guard !offsets.isEmpty else { return }
@@ -445,40 +366,11 @@ public final class ConsumeLoop: Service {
         return lanes.map { $0.sorted { $0.0 < $1.0 } }
     }
 
-    private func resumeDue(_ state: inout PartitionStates) async throws {
-        let due = state.dueForResume(at: .now)
-        guard !due.isEmpty else { return }
-        try await consumer.resume(due)
-        statistics.update { $0.pausedPartitions.subtract(due) }
-        logger.info("partitions resumed", metadata: ["partitions": "\(due)"])
-    }
-
-    private func apply(_ events: [KafkaRebalanceEvent], to state: inout PartitionStates) async throws {
-        for event in events {
-            switch event {
-            case .assigned(let partitions):
-                state.assign(partitions)
-                try await consumer.resume(partitions)  // nothing stays paused from an earlier owner
-            case .revoked(let partitions):
-                state.revoke(partitions)
-            }
-        }
-        if !events.isEmpty {
-            let assigned = state.assigned
-            let joined = events.contains { if case .assigned = $0 { true } else { false } }
-            statistics.update {
-                $0.assignedPartitions = assigned
-                $0.pausedPartitions.formIntersection(assigned)
-                $0.joined = $0.joined || joined
-            }
-        }
-    }
-
     enum CommitOutcome { case done, failed, rebalancing }
 
     /// Commits `offsets`; a failure is not fatal (the loop tries them again, and a replay is
     /// idempotent), a refusal because the group is rebalancing holds the batches.
-    private func commit(_ offsets: [KafkaTopicPartition: Int64]) async -> CommitOutcome {
+    func commit(_ offsets: [KafkaTopicPartition: Int64]) async -> CommitOutcome {
         guard !offsets.isEmpty else { return .done }
         do {
             try await consumer.commit(offsets: offsets)
@@ -491,121 +383,4 @@ public final class ConsumeLoop: Service {
         }
     }
 
-    /// Pauses every partition and polls until a rebalance event arrives (or
-    /// `longBatchAfter` passes, or the loop stops), then goes on from where processing
-    /// stands.
-    private func holdForRebalance(_ state: inout PartitionStates) async throws {
-        let partitions = state.assigned.subtracting(state.paused)
-        logger.info(
-            "group rebalancing: holding batches until it completes", metadata: ["partitions": "\(partitions.sorted())"])
-        try await consumer.pause(Array(partitions))
-        var report = Heartbeat()
-        report.paused = partitions
-        let deadline = ContinuousClock.now + configuration.longBatchAfter
-        while report.events.isEmpty, ContinuousClock.now < deadline, !stopping.load(ordering: .relaxed) {
-            try await pollPaused(into: &report)
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        try await resume(after: report, &state)
-    }
-
-    /// Runs `work`, and beside it polls and decodes the next batch (if `prefetch`). If the
-    /// work outlasts `longBatchAfter`, pauses every partition and polls (for group membership
-    /// only) until it ends, then resumes them where processing stands; the batch fetched
-    /// ahead is then dropped, since the seek fetches it again.
-    private func guarded(
-        _ state: inout PartitionStates, prefetch: Bool, _ work: @escaping @Sendable () async -> [Outcome]
-    ) async throws -> ([Outcome], Result<Polled, any Error>?) {
-        let assigned = state.assigned.subtracting(state.paused)
-        let (outcome, heartbeat) = await withTaskGroup(of: GuardResult.self) { group in
-            group.addTask { .work(await work()) }
-            group.addTask { .heartbeat(await self.heartbeat(pausing: assigned, prefetch: prefetch)) }
-            var outcome: [Outcome]?
-            var heartbeat = Heartbeat()
-            for await result in group {
-                switch result {
-                case .work(let finished):
-                    outcome = finished
-                    group.cancelAll()
-                case .heartbeat(let report): heartbeat = report
-                }
-            }
-            return (outcome!, heartbeat)
-        }
-        guard !heartbeat.paused.isEmpty else { return (outcome, heartbeat.ahead) }
-        var report = heartbeat
-        if case .success(let ahead) = heartbeat.ahead {
-            report.events = ahead.rebalanceEvents + report.events
-            ahead.noteSeen(in: &state)
-        }
-        try await resume(after: report, &state)
-        if case .failure = heartbeat.ahead { return (outcome, heartbeat.ahead) }
-        return (outcome, nil)
-    }
-
-    /// After polling with partitions paused: applies the rebalance events seen, resumes the
-    /// paused partitions still assigned and seeks them to where processing stands (pausing
-    /// dropped what was fetched).
-    private func resume(after report: Heartbeat, _ state: inout PartitionStates) async throws {
-        for (partition, offset) in report.discarded { state.noteSeen(partition, offset: offset) }
-        try await apply(report.events, to: &state)
-        let resume = report.paused.intersection(state.assigned)
-        try await consumer.resume(Array(resume))
-        let positions = state.positions(of: resume)
-        if !positions.isEmpty { try await consumer.seek(positions) }
-        logger.info("partitions resumed after pausing", metadata: ["partitions": "\(resume.sorted())"])
-    }
-
-    /// One poll while partitions are paused, for group membership: notes the rebalance
-    /// events and the first offset of each partition's discarded messages.
-    private func pollPaused(into report: inout Heartbeat) async throws {
-        let poll = try await consumer.poll(maxMessages: 100, timeoutMilliseconds: 0)
-        statistics.polled()
-        report.events += poll.rebalanceEvents
-        for message in poll.messages {
-            let lowest = report.discarded[message.topicPartition] ?? message.offset
-            report.discarded[message.topicPartition] = min(lowest, message.offset)
-        }
-    }
-
-    private enum GuardResult: Sendable {
-        case work([Outcome])
-        case heartbeat(Heartbeat)
-    }
-
-    private struct Heartbeat: Sendable {
-        /// The next batch, fetched and decoded while this one ran.
-        var ahead: Result<Polled, any Error>?
-        var paused: Set<KafkaTopicPartition> = []
-        var events: [KafkaRebalanceEvent] = []
-        var discarded: [KafkaTopicPartition: Int64] = [:]
-    }
-
-    private func heartbeat(pausing partitions: Set<KafkaTopicPartition>, prefetch: Bool) async -> Heartbeat {
-        var report = Heartbeat()
-        let started = ContinuousClock.now
-        if prefetch, !Task.isCancelled {
-            do {
-                report.ahead = .success(try await pollAndDecode())
-            } catch {
-                report.ahead = .failure(error)
-                return report
-            }
-        }
-        do {
-            try await Task.sleep(until: started + configuration.longBatchAfter)
-            logger.warning(
-                "batch still running, pausing partitions to keep polling",
-                metadata: ["after": "\(configuration.longBatchAfter)"])
-            try await consumer.pause(Array(partitions))
-            report.paused = partitions
-            while !Task.isCancelled {
-                try await pollPaused(into: &report)
-                try await Task.sleep(for: configuration.heartbeatEvery)
-            }
-        } catch {
-            // Cancelled because the batch finished (or the consumer failed: the loop sees it).
-        }
-        return report
-    }
 }

@@ -1,0 +1,88 @@
+import CoreMetrics
+import Kafka
+import Logging
+import PrewarmConfiguration
+import ServiceLifecycle
+import Synchronization
+
+/// Dead letters: a bad message sent to its topic's DLQ once per process (kept whole in PostgreSQL when the DLQ refuses its size), its offset remembered until committed.
+extension ConsumeLoop {
+    func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {
+        let fresh = lettered.withLock { sent in
+            letters.filter { !(sent[$0.message.topicPartition]?.contains($0.message.offset) ?? false) }
+        }
+        guard !fresh.isEmpty else { return .done }
+        let reports: [Result<KafkaDeliveryReport, KafkaError>]
+        do {
+            reports = try await deadLetters.sendEach(
+                fresh.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
+        } catch {
+            return .retry(error)
+        }
+        var outage: (any Error)?
+        for (letter, report) in zip(fresh, reports) {
+            switch report {
+            case .success:
+                noteLettered(letter, dlq: topic, kept: nil)
+            case .failure(let error) where error.isRefusedMessage:
+                // Too large (or refused) as it is: kept whole elsewhere, a reference in the DLQ.
+                do {
+                    let reference = try await keepWhole(letter, error: error)
+                    try await deadLetters.send(
+                        letter.referenceMessage(topic: topic, group: configuration.groupID, reference: reference))
+                    noteLettered(letter, dlq: topic, kept: reference)
+                } catch {
+                    outage = error  // PostgreSQL or the DLQ unreachable: keep it, try again
+                }
+            case .failure(let error):
+                outage = error  // the DLQ is unreachable: keep the messages, try again
+            }
+        }
+        if let outage { return .retry(outage) }
+        return .done
+    }
+
+    /// Keeps a letter the DLQ refused in PostgreSQL; without PostgreSQL (a worker that does not
+    /// use it), its value cannot be kept: the reference says so and an alert is raised.
+    func keepWhole(_ letter: DeadLetter, error: KafkaError) async throws -> String {
+        if let deadLetterStore {
+            return try await deadLetterStore.keep(letter, group: configuration.groupID)
+        }
+        alerts?.raise(
+            "dead-letter-not-kept",
+            "a dead letter of \(letter.message.topicPartition) at \(letter.message.offset) "
+                + "(\(letter.message.value.count) bytes) was refused by its DLQ (\(error.name)) and this worker has no "
+                + "PostgreSQL to keep it: only its reference is in the DLQ",
+            details: ["group": configuration.groupID, "topic": letter.message.topic])
+        return "none"
+    }
+
+    func noteLettered(_ letter: DeadLetter, dlq topic: String, kept reference: String?) {
+        lettered.withLock { $0[letter.message.topicPartition, default: []].insert(letter.message.offset) }
+        var metadata: Logger.Metadata = [
+            "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
+            "offset": "\(letter.message.offset)", "dlq": "\(topic)", "error_class": "\(letter.errorClass)",
+            "error": "\(letter.errorMessage)",
+        ]
+        if let reference {
+            metadata["kept_in"] = "\(reference)"
+            metadata["bytes"] = "\(letter.message.value.count)"
+        }
+        logger.error("message dead-lettered", metadata: metadata)
+        statistics.deadLettered(letter.message.topic, errorClass: letter.errorClass)
+    }
+
+    /// Forgets the letters of offsets now committed past (or of partitions no longer owned).
+    func forgetLettered(committed: [KafkaTopicPartition: Int64], owned: Set<KafkaTopicPartition>) {
+        lettered.withLock { sent in
+            for partition in Array(sent.keys) {
+                if !owned.contains(partition) {
+                    sent[partition] = nil
+                } else if let next = committed[partition] {
+                    sent[partition] = sent[partition]?.filter { $0 >= next }
+                    if sent[partition]?.isEmpty == true { sent[partition] = nil }
+                }
+            }
+        }
+    }
+}
