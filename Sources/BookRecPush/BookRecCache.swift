@@ -124,6 +124,13 @@ public struct BookRecCache: Sendable {
         case busy = 5
     }
 
+    /// What a sent key holds: `claimed:{push id}|{claimer}` while the push is being produced,
+    /// `sent:{push id}` once its delivery was reported.
+    public enum SentMark: String, Sendable {
+        case claimed = "claimed:"
+        case sent = "sent:"
+    }
+
     /// Who claims: a batch of an attempt, or the finish step's retry; named in the claim so a
     /// later claimer can tell a live claim from a dead one by the claimer's lease.
     public struct Claimer: Sendable, Equatable {
@@ -163,23 +170,23 @@ public struct BookRecCache: Sendable {
             local result = {}
             for i = 2, #KEYS do
               local id = ARGV[i + 3]
-              local ours = 'claimed:' .. id .. '|'
+              local ours = '\(SentMark.claimed.rawValue)' .. id .. '|'
               if redis.call('SET', KEYS[i], ours .. mine, 'NX', 'EX', ttl) then
-                result[i - 1] = 1
+                result[i - 1] = \(Claim.claimed.rawValue)
               else
                 local value = redis.call('GET', KEYS[i]) or ''
-                if value == 'sent:' .. id then
-                  result[i - 1] = 3
-                elseif value == 'claimed:' .. id or string.sub(value, 1, #ours) == ours then
+                if value == '\(SentMark.sent.rawValue)' .. id then
+                  result[i - 1] = \(Claim.sent.rawValue)
+                elseif value == '\(SentMark.claimed.rawValue)' .. id or string.sub(value, 1, #ours) == ours then
                   local holder = string.sub(value, #ours + 1)
                   if holder ~= mine and holder ~= '' and alive(holder) then
-                    result[i - 1] = 5
+                    result[i - 1] = \(Claim.busy.rawValue)
                   else
                     redis.call('SET', KEYS[i], ours .. mine, 'KEEPTTL')
-                    result[i - 1] = 2
+                    result[i - 1] = \(Claim.unsent.rawValue)
                   end
                 else
-                  result[i - 1] = 4
+                  result[i - 1] = \(Claim.other.rawValue)
                 end
               end
             end
@@ -220,7 +227,10 @@ public struct BookRecCache: Sendable {
     public func markSent(_ pushes: [(user: Int64, pushID: String)], slot: String) async throws {
         guard !pushes.isEmpty else { return }
         _ = try await redis.pipeline(
-            pushes.map { RedisCommand("SET", sentKey(user: $0.user, slot: slot), "sent:" + $0.pushID, "XX", "KEEPTTL") }
+            pushes.map {
+                RedisCommand(
+                    "SET", sentKey(user: $0.user, slot: slot), SentMark.sent.rawValue + $0.pushID, "XX", "KEEPTTL")
+            }
         )
     }
 

@@ -115,7 +115,7 @@ public struct KAPrewarmQueue: Sendable {
         let payload = KATaskPayload(reservation: reservation, users: users, source: source)
         if reservation.force {
             let existing = try await tasks.task(kind: KAPrewarmTask.kind, key: key)
-            if let existing, existing.state == "queued" || existing.state == "running" {
+            if let existing, existing.state.isActive {
                 return duplicate(
                     existing, "a pre-warm of live \(live) is \(existing.state); force applies to a finished one",
                     reservation, source: source, alert: false)

@@ -77,7 +77,7 @@ struct ReservationHandler: TopicHandler {
 /// A live's pre-warm as the trigger and `GET /v1/ka/tasks/{liveId}` show it.
 public struct KATaskStatus: Sendable, Codable, Equatable {
     public var liveID: Int64
-    public var state: String
+    public var state: TaskState
     public var done: Int64
     public var total: Int64?
     /// Users per second, as last measured.

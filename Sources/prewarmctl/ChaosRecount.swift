@@ -207,7 +207,9 @@ struct ChaosRecount {
             items += users
             let task = try await TaskQueue(pool: PostgresPool(db), settings: TaskSettings()).task(
                 kind: KAPrewarmTask.kind, key: String(reservation.liveID))
-            if task?.state != "succeeded" { differ("KA task of live \(reservation.liveID): \(task?.state ?? "none")") }
+            if task?.state != .succeeded {
+                differ("KA task of live \(reservation.liveID): \(task?.state.rawValue ?? "none")")
+            }
             if try await cache.send("EXISTS", kaCache.doneKey(live: reservation.liveID)) != .integer(1) {
                 differ("the success flag of live \(reservation.liveID) is missing")
             }

@@ -92,7 +92,7 @@ extension Demo {
                 lastShown = .now
             }
             if killed == nil, let task = ours.first(where: { $0.task.key == big })?.task, let total = task.total,
-                task.state == "running", task.done * 3 >= total, let owner = task.owner,
+                task.state == .running, task.done * 3 >= total, let owner = task.owner,
                 let index = pods.firstIndex(where: { owner.hasSuffix(":\($0.pid)") })
             {
                 pods[index].signal(SIGKILL)
@@ -107,7 +107,7 @@ extension Demo {
                         + "checkpoint at \(checkpoint)/\(total) users; the other pod takes over once its heartbeat stops"
                 )
             }
-            if ours.count == bookings.count - 1, ours.allSatisfy({ $0.task.state == "succeeded" }) { break }
+            if ours.count == bookings.count - 1, ours.allSatisfy({ $0.task.state == .succeeded }) { break }
             try await Task.sleep(for: .milliseconds(200))
         }
         let fleet = try await FleetStatus.read(redis: cache, postgres: db, runsSince: Date().addingTimeInterval(-600))
@@ -127,7 +127,7 @@ extension Demo {
         }
         guard
             fleet.tasks.filter({ $0.task.kind == KAPrewarmTask.kind && Int64($0.task.key) ?? 0 >= base })
-                .allSatisfy({ $0.task.state == "succeeded" })
+                .allSatisfy({ $0.task.state == .succeeded })
         else { throw DemoFailure("a pre-warm did not succeed; see \(logDirectory)/ka-prewarmer-*.log") }
 
         for alert in try await Alerts.recent(cache, count: 50).reversed()

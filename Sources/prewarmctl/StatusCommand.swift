@@ -159,12 +159,12 @@ struct StatusView {
 
     func line(_ entry: FleetStatus.TaskStatus) -> String {
         let task = entry.task
-        var parts = [pad(task.kind, 12), pad(task.key, 14), pad(task.state, 10)]
+        var parts = [pad(task.kind, 12), pad(task.key, 14), pad(task.state.rawValue, 10)]
         if let total = task.total, total > 0 {
             parts.append(bar(done: Int(task.done), total: Int(total)))
             parts.append("\(task.done)/\(total)")
         }
-        if let rate = task.rate, task.state == "running" { parts.append(String(format: "%.0f/s", rate)) }
+        if let rate = task.rate, task.state == .running { parts.append(String(format: "%.0f/s", rate)) }
         if let eta = task.etaSeconds { parts.append("ETA " + duration(eta)) }
         if let deadline = task.deadline {
             var text = "deadline " + clock(deadline)
@@ -175,7 +175,7 @@ struct StatusView {
         if entry.retryPending + entry.retryExhausted > 0 {
             parts.append("retries \(entry.retryPending) pending, \(entry.retryExhausted) exhausted")
         }
-        if let error = task.lastError, task.state != "succeeded" { parts.append("error: \(error.prefix(80))") }
+        if let error = task.lastError, task.state != .succeeded { parts.append("error: \(error.prefix(80))") }
         return parts.joined(separator: "  ")
     }
 

@@ -147,10 +147,10 @@ struct KAHarness {
         try await tasks.task(kind: KAPrewarmTask.kind, key: String(live))
     }
 
-    func waitForState(_ state: String, live: Int64, timeout: Duration = .seconds(60)) async throws {
+    func waitForState(_ state: TaskState, live: Int64, timeout: Duration = .seconds(60)) async throws {
         try await eventually(timeout: timeout, "the pre-warm of live \(live) to be \(state)") {
             let record = try await self.state(live: live)
-            if let record, record.state == "failed", state != "failed" {
+            if let record, record.state == .failed, state != .failed {
                 throw PrewarmFailedInTest(reason: record.lastError ?? "")
             }
             return record?.state == state

@@ -35,7 +35,7 @@ struct KAPrewarmQueueTests {
             Issue.record("first reservation not queued: \(first)")
             return
         }
-        #expect(task.total == 120 && task.state == "queued")
+        #expect(task.total == 120 && task.state == .queued)
         #expect(task.deadline != nil)
         // From the topic (upstream booked it twice): alerted.
         let second = try await harness.queue.enqueue([reservation(live: live, shop: shop)])[0]
@@ -89,7 +89,7 @@ struct KAPrewarmQueueTests {
 
         // A forcing message delivered again after its pre-warm ran does not run it a third time.
         harness.startRunner()
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         let forcing = "live.reservation.v1[0]@\(live + 2)"
         guard
             case .queued = try await harness.queue.enqueue(
@@ -98,14 +98,14 @@ struct KAPrewarmQueueTests {
             Issue.record("the forced reservation was not queued")
             return
         }
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         let replayed = try await harness.queue.enqueue(
             [reservation(live: live, shop: shop, force: true)], sources: [forcing])[0]
         guard case .duplicate = replayed else {
             Issue.record("the forcing message delivered again queued the pre-warm again: \(replayed)")
             return
         }
-        #expect(try await harness.state(live: live)?.state == "succeeded")
+        #expect(try await harness.state(live: live)?.state == .succeeded)
     }
 
     @Test("a pre-warmed live is a duplicate unless forced; forcing warms it again from the start")
@@ -116,7 +116,7 @@ struct KAPrewarmQueueTests {
         try await harness.db.addShop(shop, users: 60)
         harness.startRunner()
         _ = try await harness.queue.enqueue(reservation(live: live, shop: shop))
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
 
         guard case .duplicate(_, let reason) = try await harness.queue.enqueue(reservation(live: live, shop: shop))
@@ -134,7 +134,7 @@ struct KAPrewarmQueueTests {
             return
         }
         #expect(task.done == 0 && task.cursor == nil)
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         #expect(try await harness.userKeys(shop: shop).count == 60)
         #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
     }
@@ -151,7 +151,7 @@ struct KAPrewarmQueueTests {
             Issue.record("forcing a queued live was accepted: \(forced)")
             return
         }
-        #expect(task?.state == "queued")
+        #expect(task?.state == .queued)
         #expect(reason.contains("force applies to a finished one"))
     }
 

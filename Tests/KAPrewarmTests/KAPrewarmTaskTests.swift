@@ -38,7 +38,7 @@ struct KAPrewarmTaskTests {
         try await harness.redis.send("SET", harness.cache.userKey(shop: shop, user: 7), "older", "PXAT", later)
         harness.startRunner()
         _ = try await harness.queue.enqueue(booked)
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
 
         let keys = try await harness.userKeys(shop: shop)
         #expect(keys.count == 1234)
@@ -87,7 +87,7 @@ struct KAPrewarmTaskTests {
         // An eviction, or a failover that lost acknowledged writes.
         let lost = (1...100).map { harness.cache.userKey(shop: shop, user: Int64($0)) }
         #expect(try await harness.redis.send(RedisCommand("DEL", arguments: lost)) == .integer(100))
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         #expect(try await harness.userKeys(shop: shop).count == 1000)
         try await eventually("the verification alert") {
             try await harness.alerts("ka-verification-failed", live: live).count == 1
@@ -114,7 +114,7 @@ struct KAPrewarmTaskTests {
             try await harness.db.scalar("SELECT count(*) FROM prewarm_retry WHERE state = 'pending'") >= 2
         }
         try await server.start()  // empty: what it held before is gone too
-        try await harness.waitForState("succeeded", live: live, timeout: .seconds(120))
+        try await harness.waitForState(.succeeded, live: live, timeout: .seconds(120))
         #expect(try await harness.userKeys(shop: shop).count == 1500)
         #expect(try await harness.redis.send("EXISTS", harness.cache.shopKey(shop)) == .integer(1))
         #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
@@ -135,7 +135,7 @@ struct KAPrewarmTaskTests {
         }
         let alert = try #require(try await harness.alerts("ka-deadline-risk", live: live).first)
         #expect(alert.at < booked.startsAt, "raised before the stream starts, not when it is late")
-        #expect(try await harness.state(live: live)?.state == "running")
+        #expect(try await harness.state(live: live)?.state == .running)
         #expect(alert.message.contains("will not be pre-warmed before its stream starts"))
     }
 
@@ -160,7 +160,7 @@ struct KAPrewarmTaskTests {
         try await harness.db.addShop(shop, users: 300)
         harness.startRunner()
         _ = try await harness.queue.enqueue(reservation(live: live, shop: shop))
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         let cacheGuard = KACacheGuard(
             tasks: harness.tasks, cache: harness.cache, checkEvery: .seconds(1),
             alerts: Alerts(
@@ -173,7 +173,7 @@ struct KAPrewarmTaskTests {
         try await harness.redis.send(RedisCommand("DEL", arguments: lost))
         #expect(try await cacheGuard.check() == [live])
         #expect(try await cacheGuard.check().isEmpty, "queued once, by whichever pod looked first")
-        try await harness.waitForState("succeeded", live: live)
+        try await harness.waitForState(.succeeded, live: live)
         #expect(try await harness.userKeys(shop: shop).count == 300, "warmed again")
         #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
         try await eventually("the alert") { try await !harness.alerts("ka-cache-lost", live: live).isEmpty }

@@ -119,7 +119,7 @@ struct KAProcessTests {
             _ = try await producer.send(message)
         }
         try await eventually(timeout: .seconds(90), "the pre-warm to succeed") {
-            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == .succeeded
         }
         try await eventually(timeout: .seconds(30), "every copy consumed: five duplicates alerted") {
             try await Alerts.recent(redis, count: 100).filter {
@@ -160,7 +160,7 @@ struct KAProcessTests {
         let survivor = try #require(pods.first { $0.process.pid != holder.process.pid })
         holder.process.kill()
         try await eventually(timeout: .seconds(90), "the survivor to finish the pre-warm") {
-            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == .succeeded
         }
         let task = try #require(try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live)))
         #expect(task.owner?.hasSuffix(survivor.owner) == true || task.owner == nil)
@@ -205,7 +205,7 @@ struct KAProcessTests {
         let stalled = try #require(pods.first { running?.owner?.hasSuffix($0.owner) == true })
         stalled.process.signal(SIGSTOP)
         try await eventually(timeout: .seconds(90), "the other pod to take over and finish") {
-            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == "succeeded"
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))?.state == .succeeded
         }
         // Everything gone; then the stalled runner wakes with a batch in hand.
         try await redis.send("FLUSHDB")
@@ -267,7 +267,7 @@ struct KAProcessTests {
         #expect(forced.status == 0, "\(forced.stderr)")
         try await eventually(timeout: .seconds(60), "the forced pre-warm to succeed") {
             let task = try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(live))
-            return task?.state == "succeeded" && task?.done == 120
+            return task?.state == .succeeded && task?.done == 120
         }
     }
 
@@ -302,7 +302,7 @@ struct KAProcessTests {
         ]
         try await ExtremeInputs.expectDeadLetteredOnce(bad, then: good, to: topic)
         try await eventually(timeout: .seconds(60), "the pre-warm of live Int64.max to succeed") {
-            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(top))?.state == "succeeded"
+            try await tasks(db).task(kind: KAPrewarmTask.kind, key: String(top))?.state == .succeeded
         }
         let cache = KACache(redis: redis)
         #expect(try await redis.send("EXISTS", cache.userKey(shop: top, user: top)) == .integer(1))

@@ -44,20 +44,24 @@ public struct FleetStatus: Sendable, Codable {
             let rows = try await postgres.query(
                 """
                 SELECT \(TaskRecord.columns),
-                    (SELECT count(*) FROM prewarm_retry r WHERE r.task_id = t.id AND r.state = 'pending'),
-                    (SELECT count(*) FROM prewarm_retry r WHERE r.task_id = t.id AND r.state = 'exhausted')
+                    (SELECT count(*) FROM prewarm_retry r WHERE r.task_id = t.id AND r.state = \(RetryState.pending.sql)),
+                    (SELECT count(*) FROM prewarm_retry r WHERE r.task_id = t.id AND r.state = \(RetryState.exhausted.sql))
                 FROM prewarm_tasks t
-                WHERE state IN ('queued', 'running') OR finished_at >= $1
+                WHERE state IN \(TaskState.sql(.queued, .running)) OR finished_at >= $1
                 ORDER BY deadline NULLS LAST, id
                 """, [runsSince])
-            tasks = rows.rows.map {
+            tasks = try rows.rows.map {
                 TaskStatus(
-                    task: TaskRecord(row: $0), retryPending: $0[TaskRecord.columnCount].int ?? 0,
+                    task: try TaskRecord(row: $0), retryPending: $0[TaskRecord.columnCount].int ?? 0,
                     retryExhausted: $0[TaskRecord.columnCount + 1].int ?? 0)
             }
             retries = try await postgres.query(
                 "SELECT kind, state, count(*) FROM prewarm_retry GROUP BY kind, state ORDER BY kind, state"
-            ).rows.map { RetryDepth(kind: $0[0].string ?? "", state: $0[1].string ?? "", count: $0[2].int ?? 0) }
+            ).rows.map {
+                RetryDepth(
+                    kind: $0[0].string ?? "", state: try RetryState(recorded: $0[1].string ?? ""), count: $0[2].int ?? 0
+                )
+            }
         }
         return FleetStatus(
             at: now, runs: runs, tasks: tasks, retries: retries, lag: try await LagBoard.read(redis),

@@ -49,11 +49,10 @@ public final class JobRunLease: Sendable {
                 lease.token, JobRuns.nowMilliseconds, runs.settings.retention.milliseconds, batches, items,
                 "\(job):\(period)",
             ])
-        let (outcome, final) = try JobRuns.pair(reply, "job-run finish-fan-out")
-        switch outcome {
-        case "fanned-out": return final.isEmpty ? nil : try JobRunState(recorded: final)
-        case "lost": throw LeaseLost(key: lease.key, reason: "another pod took the run over")
-        default: throw UnknownReply(what: "job-run finish-fan-out", reply: outcome)
+        let answer = try JobRunReply<FinishFanOutWord>(reply, of: JobRunScripts.finishFanOut)
+        switch answer.word {
+        case .fannedOut: return try answer.finalState
+        case .lost: throw LeaseLost(key: lease.key, reason: "another pod took the run over")
         }
     }
 

@@ -42,15 +42,15 @@ extension JobRuns {
                     batch.attempt, batch.batch, token, settings.lease.milliseconds, settings.maxBatchCrashes,
                     settings.retention.milliseconds,
                 ])
-            let (outcome, detail) = try Self.pair(reply, "job-run begin-batch")
-            switch outcome {
-            case "begin":
+            let answer = try JobRunReply<BeginBatchWord>(reply, of: JobRunScripts.beginBatch)
+            switch answer.word {
+            case .begin:
                 return .work(RedisLease.adopt(key, token: token, ttl: settings.lease, on: redis, asked: asked))
-            case "orphan": return .orphan
-            case "stale": return .stale(current: Int(detail) ?? 0)
-            case "recorded": return .recorded
-            case "crashed": return .crashed(starts: Int(detail) ?? settings.maxBatchCrashes)
-            case "busy":
+            case .orphan: return .orphan
+            case .stale: return .stale(current: try answer.number(JobRunScripts.beginBatch))
+            case .recorded: return .recorded
+            case .crashed: return .crashed(starts: try answer.number(JobRunScripts.beginBatch))
+            case .busy:
                 if !waited {
                     logger.notice(
                         "batch is being worked by another consumer; waiting for it",
@@ -58,7 +58,6 @@ extension JobRuns {
                     waited = true
                 }
                 try await Task.sleep(for: .milliseconds(250))
-            default: throw UnknownReply(what: "job-run begin-batch", reply: outcome)
             }
         }
     }

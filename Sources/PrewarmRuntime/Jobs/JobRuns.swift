@@ -103,17 +103,17 @@ public final class JobRuns: Sendable {
         let asked = ContinuousClock.now
         let reply = try await redis.run(
             JobRunScripts.claim,
-            keys: [
+            keys: RedisArguments([
                 Self.leaseKey(job: job, period: period), Self.progressKey(job: job, period: period),
                 Self.doneKey(job: job, period: period), Self.indexKey, Self.activeKey,
-            ],
-            arguments: [
-                token, settings.lease.milliseconds, Self.nowMilliseconds, force ? "1" : "0", owner,
-                settings.retention.milliseconds, "\(job):\(period)",
-                deadline.map { String(Int64($0.timeIntervalSince1970 * 1000)) } ?? "", job, period, skip ? "1" : "0",
-                Int64(due.timeIntervalSince1970 * 1000),
-            ])
-        let (outcome, detail) = try Self.pair(reply, "job-run claim")
+            ]),
+            arguments: ClaimArguments(
+                token: token, leaseMilliseconds: settings.lease.milliseconds, now: Self.nowMilliseconds, force: force,
+                owner: owner, retentionMilliseconds: settings.retention.milliseconds, member: "\(job):\(period)",
+                deadline: deadline.map { Int64($0.timeIntervalSince1970 * 1000) }, job: job, period: period, skip: skip,
+                due: Int64(due.timeIntervalSince1970 * 1000)
+            ).values)
+        let answer = try JobRunReply<ClaimWord>(reply, of: JobRunScripts.claim)
         func lease(attempt: Int) -> JobRunLease {
             JobRunLease(
                 runs: self, job: job, period: period, attempt: attempt,
@@ -121,27 +121,18 @@ public final class JobRuns: Sendable {
                     Self.leaseKey(job: job, period: period), token: token, ttl: settings.lease, on: redis, asked: asked)
             )
         }
-        switch outcome {
-        case "start":
-            guard let attempt = Int(detail) else { throw UnknownReply(what: "job-run claim attempt", reply: detail) }
-            return .started(lease(attempt: attempt))
-        case "resume":
+        switch answer.word {
+        case .start:
+            return .started(lease(attempt: try answer.number(JobRunScripts.claim)))
+        case .resume:
             guard let progress = try await progress(job: job, period: period) else {
                 throw RedisError(.server, operation: "job-run claim", message: "progress of \(job) \(period) vanished")
             }
-            return .resumed(lease(attempt: progress.attempt), progress, previousOwner: detail)
-        case "held": return .held(state: detail)
-        case "exists": return .exists(state: detail)
-        case "skipped": return .skipped
-        default: throw UnknownReply(what: "job-run claim", reply: outcome)
+            return .resumed(lease(attempt: progress.attempt), progress, previousOwner: answer.detail)
+        case .held: return .held(state: answer.detail)
+        case .exists: return .exists(state: answer.detail)
+        case .skipped: return .skipped
         }
-    }
-
-    /// A script's `{word, detail}` reply.
-    static func pair(_ reply: RedisReply, _ what: String) throws -> (String, String) {
-        let parts = (reply.array ?? []).map { $0.string ?? "" }
-        guard parts.count == 2 else { throw UnknownReply(what: what, reply: "\(reply)") }
-        return (parts[0], parts[1])
     }
 
     /// The runs under way (job, period), of any job.
@@ -210,12 +201,11 @@ public final class JobRuns: Sendable {
                 batch.attempt, batch.batch, itemsDone, itemsFailed, failed ? "1" : "0", Self.nowMilliseconds,
                 settings.retention.milliseconds,
             ])
-        let (outcome, detail) = try Self.pair(reply, "job-run record-batch")
-        switch outcome {
-        case "recorded": return .recorded(finished: detail.isEmpty ? nil : try JobRunState(recorded: detail))
-        case "duplicate": return .duplicate
-        case "stale": return .stale
-        default: throw UnknownReply(what: "job-run record-batch", reply: outcome)
+        let answer = try JobRunReply<RecordBatchWord>(reply, of: JobRunScripts.recordBatch)
+        switch answer.word {
+        case .recorded: return .recorded(finished: try answer.finalState)
+        case .duplicate: return .duplicate
+        case .stale: return .stale
         }
     }
 

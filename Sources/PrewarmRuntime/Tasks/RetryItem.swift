@@ -11,8 +11,7 @@ public struct RetryItem: Sendable, Codable, Equatable {
     public var taskID: Int64?
     /// The product's own JSON.
     public var item: String
-    /// pending or exhausted.
-    public var state: String
+    public var state: RetryState
     public var attempts: Int
     public var maxAttempts: Int
     public var nextAttemptAt: Date?
@@ -27,12 +26,12 @@ public struct RetryItem: Sendable, Codable, Equatable {
         last_error
         """
 
-    init(row: PostgresRow) {
+    init(row: PostgresRow) throws {
         id = row[0].int64 ?? 0
         kind = row[1].string ?? ""
         taskID = row[2].int64
         item = row[3].string ?? "{}"
-        state = row[4].string ?? ""
+        state = try RetryState(recorded: row[4].string ?? "")
         attempts = row[5].int ?? 0
         maxAttempts = row[6].int ?? 0
         nextAttemptAt = row[7].double.map { Date(timeIntervalSince1970: $0) }
@@ -42,6 +41,6 @@ public struct RetryItem: Sendable, Codable, Equatable {
 
 public struct RetryDepth: Sendable, Codable, Equatable {
     public var kind: String
-    public var state: String
+    public var state: RetryState
     public var count: Int
 }

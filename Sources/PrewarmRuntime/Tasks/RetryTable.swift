@@ -39,7 +39,7 @@ public struct RetryTable: Sendable {
             try await connection.query(
                 """
                 UPDATE prewarm_retry r SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
-                FROM (SELECT id FROM prewarm_retry WHERE kind = $1 AND state = 'pending' AND next_attempt_at <= now()
+                FROM (SELECT id FROM prewarm_retry WHERE kind = $1 AND state = \(RetryState.pending.sql) AND next_attempt_at <= now()
                       ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
                 WHERE r.id = due.id
                 RETURNING r.\(RetryItem.columns.replacingOccurrences(of: "\n", with: " "))
@@ -58,7 +58,7 @@ public struct RetryTable: Sendable {
             try await connection.query(
                 """
                 UPDATE prewarm_retry SET attempts = attempts + 1, last_error = $2, updated_at = now(),
-                    state = CASE WHEN attempts + 1 >= max_attempts THEN 'exhausted' ELSE 'pending' END,
+                    state = CASE WHEN attempts + 1 >= max_attempts THEN \(RetryState.exhausted.sql) ELSE \(RetryState.pending.sql) END,
                     next_attempt_at = now() + make_interval(secs => $3)
                 WHERE id = $1 RETURNING state
                 """, [item.id, String(error.prefix(2000)), backoff.delay(attempt: item.attempts + 1).seconds]
@@ -81,8 +81,8 @@ public struct RetryTable: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 """
-                UPDATE prewarm_retry SET state = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
-                WHERE task_id = $1 AND state = 'exhausted'
+                UPDATE prewarm_retry SET state = \(RetryState.pending.sql), attempts = 0, next_attempt_at = now(), updated_at = now()
+                WHERE task_id = $1 AND state = \(RetryState.exhausted.sql)
                 """, [taskID]
             ).affectedRows
         }
@@ -93,7 +93,7 @@ public struct RetryTable: Sendable {
         try await pool.withConnection { connection in
             let row = try await connection.query(
                 """
-                SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'exhausted')
+                SELECT count(*) FILTER (WHERE state = \(RetryState.pending.sql)), count(*) FILTER (WHERE state = \(RetryState.exhausted.sql))
                 FROM prewarm_retry WHERE task_id = $1
                 """, [taskID]
             ).first
@@ -106,7 +106,11 @@ public struct RetryTable: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 "SELECT kind, state, count(*) FROM prewarm_retry GROUP BY kind, state ORDER BY kind, state"
-            ).rows.map { RetryDepth(kind: $0[0].string ?? "", state: $0[1].string ?? "", count: $0[2].int ?? 0) }
+            ).rows.map {
+                RetryDepth(
+                    kind: $0[0].string ?? "", state: try RetryState(recorded: $0[1].string ?? ""), count: $0[2].int ?? 0
+                )
+            }
         }
     }
 }

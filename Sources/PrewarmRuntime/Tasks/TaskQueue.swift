@@ -43,16 +43,16 @@ public struct TaskQueue: Sendable {
                 INSERT INTO prewarm_tasks AS t (kind, key, payload, deadline, total, max_attempts)
                 VALUES ($1, $2, $3::jsonb, $4, $5, $6)
                 ON CONFLICT (kind, key) DO UPDATE SET
-                    state = 'queued', payload = excluded.payload, deadline = excluded.deadline, total = excluded.total,
+                    state = \(TaskState.queued.sql), payload = excluded.payload, deadline = excluded.deadline, total = excluded.total,
                     max_attempts = excluded.max_attempts, cursor = NULL, done = 0, rate = NULL, attempts = 0,
                     last_error = NULL, owner = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL,
                     due_at = now(), updated_at = now()
-                WHERE t.state IN ('failed', 'cancelled') OR ($7 AND t.state = 'succeeded')
+                WHERE t.state IN \(TaskState.sql(.failed, .cancelled)) OR ($7 AND t.state = \(TaskState.succeeded.sql))
                 RETURNING \(TaskRecord.columns), (xmax = 0)
                 """, [kind, key, json, deadline, total, maxAttempts, force]
             ).first
             if let row {
-                let record = TaskRecord(row: row)
+                let record = try TaskRecord(row: row)
                 return row[TaskRecord.columnCount].bool == true ? .created(record) : .requeued(record)
             }
             let existing = try await connection.query(
@@ -61,7 +61,7 @@ public struct TaskQueue: Sendable {
             guard let existing else {
                 throw PostgresError(.server, operation: "enqueue", message: "task \(kind)/\(key) vanished")
             }
-            return .duplicate(TaskRecord(row: existing))
+            return .duplicate(try TaskRecord(row: existing))
         }
     }
 
@@ -71,9 +71,9 @@ public struct TaskQueue: Sendable {
         return try await pool.withConnection { connection in
             try await connection.query(
                 """
-                UPDATE prewarm_tasks t SET state = 'running', owner = $2, heartbeat_at = now(),
+                UPDATE prewarm_tasks t SET state = \(TaskState.running.sql), owner = $2, heartbeat_at = now(),
                     attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), updated_at = now()
-                FROM (SELECT id FROM prewarm_tasks WHERE kind = $1 AND state = 'queued' AND due_at <= now()
+                FROM (SELECT id FROM prewarm_tasks WHERE kind = $1 AND state = \(TaskState.queued.sql) AND due_at <= now()
                       ORDER BY deadline NULLS LAST, id LIMIT $3 FOR UPDATE SKIP LOCKED) picked
                 WHERE t.id = picked.id
                 RETURNING \(TaskRecord.columns.replacingOccurrences(of: "\n", with: " ").prefixed("t."))
@@ -97,25 +97,26 @@ public struct TaskQueue: Sendable {
     }
 
     public func succeed(id: Int64, owner: String) async throws -> Bool {
-        try await update("state = 'succeeded', finished_at = now(), last_error = NULL", id: id, owner: owner)
+        try await update(
+            "state = \(TaskState.succeeded.sql), finished_at = now(), last_error = NULL", id: id, owner: owner)
     }
 
     /// Ends an attempt that failed: queued again after `retryIn` if `retryable` and attempts
     /// remain, failed otherwise. Returns the new state (nil if `owner` no longer held it).
     public func fail(id: Int64, owner: String, error: String, retryable: Bool, retryIn: Duration) async throws
-        -> String?
+        -> TaskState?
     {
         try await pool.withConnection { connection in
             try await connection.query(
                 """
                 UPDATE prewarm_tasks SET
-                    state = CASE WHEN $3 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+                    state = CASE WHEN $3 AND attempts < max_attempts THEN \(TaskState.queued.sql) ELSE \(TaskState.failed.sql) END,
                     finished_at = CASE WHEN $3 AND attempts < max_attempts THEN NULL ELSE now() END,
                     due_at = now() + make_interval(secs => $4), last_error = $5, owner = NULL, updated_at = now()
-                WHERE id = $1 AND owner = $2 AND state = 'running'
+                WHERE id = $1 AND owner = $2 AND state = \(TaskState.running.sql)
                 RETURNING state
                 """, [id, owner, retryable, retryIn.seconds, String(error.prefix(2000))]
-            ).first?[0].string
+            ).first.map { try TaskState(recorded: $0[0].string ?? "") }
         }
     }
 
@@ -123,7 +124,8 @@ public struct TaskQueue: Sendable {
     /// pod resumes it from its checkpoint.
     public func release(id: Int64, owner: String) async throws {
         _ = try await update(
-            "state = 'queued', owner = NULL, due_at = now(), attempts = greatest(attempts - 1, 0)", id: id,
+            "state = \(TaskState.queued.sql), owner = NULL, due_at = now(), attempts = greatest(attempts - 1, 0)",
+            id: id,
             owner: owner)
     }
 
@@ -134,11 +136,11 @@ public struct TaskQueue: Sendable {
             try await connection.query(
                 """
                 UPDATE prewarm_tasks SET
-                    state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+                    state = CASE WHEN attempts >= max_attempts THEN \(TaskState.failed.sql) ELSE \(TaskState.queued.sql) END,
                     finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE NULL END,
                     last_error = 'heartbeat stopped (runner ' || coalesce(owner, '?') || ')',
                     owner = NULL, due_at = now(), updated_at = now()
-                WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+                WHERE state = \(TaskState.running.sql) AND heartbeat_at < now() - make_interval(secs => $1)
                 RETURNING \(TaskRecord.columns)
                 """, [settings.staleAfter.seconds]
             ).rows.map(TaskRecord.init(row:))
@@ -151,9 +153,9 @@ public struct TaskQueue: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 """
-                UPDATE prewarm_tasks SET state = 'queued', attempts = 0, owner = NULL, due_at = now(),
+                UPDATE prewarm_tasks SET state = \(TaskState.queued.sql), attempts = 0, owner = NULL, due_at = now(),
                     finished_at = NULL, updated_at = now()
-                WHERE kind = $1 AND key = $2 AND state IN ('failed', 'cancelled')
+                WHERE kind = $1 AND key = $2 AND state IN \(TaskState.sql(.failed, .cancelled))
                 RETURNING \(TaskRecord.columns)
                 """, [kind, key]
             ).first.map(TaskRecord.init(row:))
@@ -165,8 +167,8 @@ public struct TaskQueue: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 """
-                UPDATE prewarm_tasks SET state = 'cancelled', finished_at = now(), owner = NULL, updated_at = now()
-                WHERE kind = $1 AND key = $2 AND state IN ('queued', 'running')
+                UPDATE prewarm_tasks SET state = \(TaskState.cancelled.sql), finished_at = now(), owner = NULL, updated_at = now()
+                WHERE kind = $1 AND key = $2 AND state IN \(TaskState.sql(.queued, .running))
                 """, [kind, key]
             ).affectedRows == 1
         }
@@ -179,8 +181,8 @@ public struct TaskQueue: Sendable {
             try await connection.query(
                 """
                 DELETE FROM prewarm_tasks
-                WHERE (state IN ('succeeded', 'cancelled') AND finished_at < now() - make_interval(secs => $1))
-                   OR (state = 'failed' AND finished_at < now() - make_interval(secs => $2))
+                WHERE (state IN \(TaskState.sql(.succeeded, .cancelled)) AND finished_at < now() - make_interval(secs => $1))
+                   OR (state = \(TaskState.failed.sql) AND finished_at < now() - make_interval(secs => $2))
                 """, [settings.keepSucceeded.seconds, settings.keepFailed.seconds]
             ).affectedRows
         }
@@ -200,7 +202,7 @@ public struct TaskQueue: Sendable {
             try await connection.query(
                 """
                 SELECT \(TaskRecord.columns) FROM prewarm_tasks
-                WHERE state IN ('queued', 'running') OR finished_at >= $1
+                WHERE state IN \(TaskState.sql(.queued, .running)) OR finished_at >= $1
                 ORDER BY deadline NULLS LAST, id
                 """, [since]
             ).rows.map(TaskRecord.init(row:))
@@ -214,7 +216,7 @@ public struct TaskQueue: Sendable {
             try await connection.query(
                 """
                 UPDATE prewarm_tasks SET \(assignments), updated_at = now()
-                WHERE id = $1 AND owner = $2 AND state = 'running'
+                WHERE id = $1 AND owner = $2 AND state = \(TaskState.running.sql)
                 """, [id, owner] + more
             ).affectedRows == 1
         }

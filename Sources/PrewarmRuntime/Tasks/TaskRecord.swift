@@ -6,8 +6,7 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var id: Int64
     public var kind: String
     public var key: String
-    /// queued, running, succeeded, failed or cancelled.
-    public var state: String
+    public var state: TaskState
     /// The product's own JSON.
     public var payload: String
     /// Where the work stands (the last key written), saved with each step.
@@ -29,7 +28,7 @@ public struct TaskRecord: Sendable, Codable, Equatable {
 
     /// Seconds to go at the measured rate, if known.
     public var etaSeconds: Double? {
-        guard let total, let rate, rate > 0, state == "running" || state == "queued" else { return nil }
+        guard let total, let rate, rate > 0, state.isActive else { return nil }
         return Double(max(total - done, 0)) / rate
     }
 
@@ -46,12 +45,12 @@ public struct TaskRecord: Sendable, Codable, Equatable {
 
     static let columnCount = 19
 
-    init(row: PostgresRow) {
+    init(row: PostgresRow) throws {
         func date(_ index: Int) -> Date? { row[index].double.map { Date(timeIntervalSince1970: $0) } }
         id = row[0].int64 ?? 0
         kind = row[1].string ?? ""
         key = row[2].string ?? ""
-        state = row[3].string ?? ""
+        state = try TaskState(recorded: row[3].string ?? "")
         payload = row[4].string ?? "{}"
         cursor = row[5].string
         done = row[6].int64 ?? 0

@@ -88,7 +88,7 @@ public final class TaskRunner: Service {
                             "kind": "\(task.kind)", "key": "\(task.key)", "state": "\(task.state)",
                             "cursor": "\(task.cursor ?? "")", "done": "\(task.done)",
                         ])
-                    if task.state == "failed" {
+                    if task.state == .failed {
                         alerts?.raise(
                             "task-failed", "task \(task.kind)/\(task.key) failed: its runners kept dying",
                             details: ["kind": task.kind, "key": task.key])
@@ -137,9 +137,9 @@ public final class TaskRunner: Service {
                 "task attempt failed",
                 metadata: [
                     "kind": "\(kind)", "key": "\(record.key)", "attempt": "\(record.attempts)",
-                    "now": "\(state ?? "?")", "error": "\(error)",
+                    "now": "\(state.map(\.rawValue) ?? "?")", "error": "\(error)",
                 ])
-            if state == "failed" {
+            if state == .failed {
                 alerts?.raise(
                     "task-failed",
                     "task \(kind)/\(record.key) failed after \(record.attempts) attempts: \(error)",

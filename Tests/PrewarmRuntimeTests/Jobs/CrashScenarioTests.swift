@@ -175,7 +175,7 @@ struct CrashScenarioTests {
         first.kill()
         let (_, _) = try worker(environment)
         try await eventually(timeout: .seconds(60), "the task to be rescued and finished") {
-            try await queue.task(kind: "testkit", key: key)?.state == "succeeded"
+            try await queue.task(kind: "testkit", key: key)?.state == .succeeded
         }
         let task = try #require(try await queue.task(kind: "testkit", key: key))
         #expect(task.attempts == 2 && task.done == 300)

@@ -71,7 +71,7 @@ struct RetryTableTests {
                 $0.kind == "retry-exhausted" && $0.message.contains(marker)
             }
         }
-        #expect(try await table.depth().contains { $0.kind == marker && $0.state == "exhausted" && $0.count == 1 })
+        #expect(try await table.depth().contains { $0.kind == marker && $0.state == .exhausted && $0.count == 1 })
         await group.triggerGracefulShutdown()
         try await running.value
     }

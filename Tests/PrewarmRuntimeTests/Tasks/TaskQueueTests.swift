@@ -12,6 +12,28 @@ struct Payload: Codable, Equatable, Sendable {
 
 @Suite("Durable tasks in PostgreSQL", .closesResources)
 struct TaskQueueTests {
+    @Test("the tables' states are TaskState's and RetryState's: the schema's CHECK and the enums agree")
+    func statesAgree() async throws {
+        let db = try await RuntimeDatabase.make()
+        func checked(_ table: String) async throws -> Set<String> {
+            let definition = try await db.pool.withConnection {
+                try await $0.query(
+                    """
+                    SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+                    JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+                    WHERE n.nspname = $1 AND t.relname = $2 AND c.contype = 'c'
+                      AND pg_get_constraintdef(c.oid) LIKE '%state%'
+                    """, [db.schema, table]
+                ).first?[0].string ?? ""
+            }
+            // CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, ...])))
+            let parts = definition.split(separator: "'", omittingEmptySubsequences: false)
+            return Set(parts.indices.filter { $0 % 2 == 1 }.map { String(parts[$0]) })
+        }
+        #expect(try await checked("prewarm_tasks") == Set(TaskState.allCases.map(\.rawValue)))
+        #expect(try await checked("prewarm_retry") == Set(RetryState.allCases.map(\.rawValue)))
+    }
+
     @Test("two concurrent enqueues of one key give one task; a duplicate leaves it as it is")
     func uniqueEnqueue() async throws {
         let db = try await RuntimeDatabase.make(poolSize: 12)
@@ -47,7 +69,7 @@ struct TaskQueueTests {
         }
         #expect(claimed.count == 11)
         #expect(Set(claimed.map(\.key)).count == 11, "no task claimed twice")
-        #expect(claimed.allSatisfy { $0.state == "running" && $0.attempts == 1 })
+        #expect(claimed.allSatisfy { $0.state == .running && $0.attempts == 1 })
         #expect(try await queue.claim(kind: "ka", owner: "late", limit: 5).isEmpty)
     }
 
@@ -77,7 +99,7 @@ struct TaskQueueTests {
         #expect(
             try await queue.checkpoint(id: dead.id, owner: "pod-a", cursor: "600", done: 600, total: nil, rate: nil)
                 == false, "the old runner can no longer write its progress")
-        #expect(try await queue.task(kind: "ka", key: "alive")?.state == "running")
+        #expect(try await queue.task(kind: "ka", key: "alive")?.state == .running)
     }
 
     @Test("a failed attempt is retried after a backoff; out of attempts it fails; force queues a success again")
@@ -89,14 +111,14 @@ struct TaskQueueTests {
         #expect(
             try await queue.fail(
                 id: first.id, owner: "a", error: "redis down", retryable: true, retryIn: .milliseconds(800))
-                == "queued")
+                == .queued)
         #expect(try await queue.claim(kind: "ka", owner: "a", limit: 1).isEmpty, "not before its backoff")
         try await Task.sleep(for: .milliseconds(900))
         let second = try #require(try await queue.claim(kind: "ka", owner: "a", limit: 1).first)
         #expect(second.attempts == 2 && second.lastError == "redis down")
         #expect(
             try await queue.fail(id: second.id, owner: "a", error: "still down", retryable: true, retryIn: .zero)
-                == "failed")
+                == .failed)
         // A failed task of the key is queued again from the start by a new enqueue.
         guard
             case .requeued(let requeued) = try await queue.enqueue(kind: "ka", key: "flaky", payload: Payload(shop: 2))
@@ -104,7 +126,7 @@ struct TaskQueueTests {
             Issue.record("a failed task was not queued again")
             return
         }
-        #expect(requeued.attempts == 0 && requeued.state == "queued")
+        #expect(requeued.attempts == 0 && requeued.state == .queued)
         let third = try #require(try await queue.claim(kind: "ka", owner: "a", limit: 1).first)
         #expect(try await queue.succeed(id: third.id, owner: "a"))
         guard case .duplicate = try await queue.enqueue(kind: "ka", key: "flaky", payload: Payload(shop: 3)) else {
