@@ -15,7 +15,7 @@ import Synchronization
 /// - `book-rec-push` (hourly): per row of the hour, the cached recommendation, the material
 ///   service and one push message, claimed before it is produced and marked sent after its
 ///   delivery report.
-public final class BookRecJobs: JobBatchHandler {
+public final class BookRecJobs: Sendable {
     public static let prewarmJob = "book-rec-prewarm"
     public static let pushJob = "book-rec-push"
 
@@ -47,40 +47,41 @@ public final class BookRecJobs: JobBatchHandler {
         self.pushTopic = pushTopic
     }
 
-    /// The two jobs as the scheduler runs them: the pre-warm daily (a missed day caught up
-    /// once, alerted if not done by the deadline), the push hourly (a missed hour caught up
-    /// only within `catchUpWindow`, else skipped and alerted), both fanned out on `topic`.
-    public static func scheduled(
-        options: BookRecOptions, data: TaskData, topic: String = TopicCatalog.bookRecommendationBatches.name
-    ) -> [ScheduledJob] {
+    /// The two jobs, declared: the pre-warm daily (a missed day caught up once, alerted if not
+    /// done by the deadline), the push hourly (a missed hour caught up only within
+    /// `catchUpWindow`, else skipped and alerted), both fanned out on `topic`, each with its
+    /// batches' work and its finish step (the final retry of the users that failed).
+    public func scheduled(topic: String = TopicCatalog.bookRecommendationBatches.name) -> [ScheduledJob] {
         [
             ScheduledJob(
-                name: prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
+                name: Self.prewarmJob, schedule: options.prewarmSchedule, catchUp: .once,
                 deadline: options.prewarmDeadlineAfterFire,
-                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data)))),
+                work: .fanOut(
+                    FanOut(
+                        topic: topic, batchSize: options.batchSize, source: PrewarmTargets(data: data),
+                        concurrency: options.batchConcurrency,
+                        handler: BatchWork { batch in try await self.onEventLoop { try await self.prewarm(batch) } })),
+                onFinished: { try await self.finishPrewarm($0) }),
             // An hour caught up together with its day's pre-warm (every pod was down since
             // before 00:01) waits for it, within the catch-up window, instead of pushing from
             // an empty cache.
             ScheduledJob(
-                name: pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
+                name: Self.pushJob, schedule: options.pushSchedule, catchUp: .within(options.catchUpWindow),
                 deadline: .seconds(3000),
-                after: .init(job: prewarmJob, period: { String($0.prefix(8)) }, atMost: options.catchUpWindow),
-                work: .fanOut(FanOut(topic: topic, batchSize: options.batchSize, source: HourTargets(data: data)))),
+                after: .init(job: Self.prewarmJob, period: { String($0.prefix(8)) }, atMost: options.catchUpWindow),
+                work: .fanOut(
+                    FanOut(
+                        topic: topic, batchSize: options.batchSize, source: HourTargets(data: data),
+                        concurrency: options.batchConcurrency,
+                        handler: BatchWork { batch in try await self.onEventLoop { try await self.push(batch) } })),
+                onFinished: { try await self.finishPush($0) }),
         ]
     }
 
-    public func work(_ batch: JobBatch) async throws -> BatchResult {
-        // A batch's tasks run on one event loop, where its HTTP connections' I/O runs too.
+    /// A batch's tasks run on one event loop, where its HTTP connections' I/O runs too.
+    private func onEventLoop(_ body: () async throws -> BatchResult) async throws -> BatchResult {
         let executor = EventLoopExecutor.singleton.executor(of: MultiThreadedEventLoopGroup.singleton.next())
-        return try await withTaskExecutorPreference(executor) {
-            switch batch.job {
-            case Self.prewarmJob: return try await prewarm(batch)
-            case Self.pushJob: return try await push(batch)
-            default:
-                throw InvalidMessage(
-                    "unknown job '\(batch.job)' on the book-rec batch topic", errorClass: "InvalidBatch")
-            }
-        }
+        return try await withTaskExecutorPreference(executor, operation: body)
     }
 
     /// A batch's counts, once per batch: into the run's hash in Redis and

@@ -14,7 +14,6 @@ public struct PushProducerWorker: WorkerDefinition {
     public static let settings = BookRecSettings.all
     public static let defaults = ["PREWARM_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS": "100"]
 
-    public let routes: [TopicRoute]
     public let jobs: [ScheduledJob]
     public let producesTo = [TopicCatalog.bookRecommendationPush.name]
 
@@ -27,13 +26,6 @@ public struct PushProducerWorker: WorkerDefinition {
                 options: options, http: context.http, logger: context.logger, metricsFactory: context.metricsFactory),
             producer: context.producer, alerts: context.alerts, logger: context.logger,
             metricsFactory: context.metricsFactory)
-        self.jobs = BookRecJobs.scheduled(options: options, data: data)
-        routes = [
-            TopicRoute(
-                batchesOf: TopicCatalog.bookRecommendationBatches, runs: context.jobRuns,
-                concurrency: options.batchConcurrency, handler: jobs)
-        ]
-        context.jobRuns.onFinished(BookRecJobs.prewarmJob) { try await jobs.finishPrewarm($0) }
-        context.jobRuns.onFinished(BookRecJobs.pushJob) { try await jobs.finishPush($0) }
+        self.jobs = jobs.scheduled()
     }
 }

@@ -16,7 +16,6 @@ public struct StoreScorerWorker: WorkerDefinition {
     /// out librdkafka's 500 ms fetch wait on a quiet partition would take them in clumps.
     public static let defaults = ["PREWARM_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS": "100"]
 
-    public let routes: [TopicRoute]
     public let jobs: [ScheduledJob]
 
     public init(context: WorkerContext) async throws {
@@ -30,13 +29,9 @@ public struct StoreScorerWorker: WorkerDefinition {
                 work: .fanOut(
                     FanOut(
                         topic: TopicCatalog.storeRecommendationBatches.name, batchSize: options.batchSize,
-                        source: scorer.active, prepare: { try await scorer.prepare($0) })))
+                        source: scorer.active, prepare: { try await scorer.prepare($0) },
+                        concurrency: options.batchConcurrency, handler: scorer)),
+                onFinished: { try await scorer.finish($0) })
         ]
-        routes = [
-            TopicRoute(
-                batchesOf: TopicCatalog.storeRecommendationBatches, runs: context.jobRuns,
-                concurrency: options.batchConcurrency, handler: scorer)
-        ]
-        context.jobRuns.onFinished(StoreScorer.jobName) { try await scorer.finish($0) }
     }
 }

@@ -164,3 +164,21 @@ struct PushFixture {
         }
     }
 }
+
+extension BookRecJobs {
+    /// Each job's batch handler, as its declaration names it.
+    var declaredHandlers: [String: any JobBatchHandler] {
+        Dictionary(
+            uniqueKeysWithValues: scheduled().compactMap { job in
+                if case .fanOut(let fanOut) = job.work { (job.name, fanOut.handler) } else { nil }
+            })
+    }
+
+    /// A batch worked as the runtime routes it: by its job, to the handler its declaration names.
+    func work(_ batch: JobBatch) async throws -> BatchResult {
+        guard let handler = declaredHandlers[batch.job] else {
+            throw InvalidMessage("no job '\(batch.job)' declared", errorClass: "UnknownJob")
+        }
+        return try await handler.work(batch)
+    }
+}

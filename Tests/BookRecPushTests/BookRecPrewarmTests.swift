@@ -193,7 +193,7 @@ struct BookRecPrewarmTests {
             let runs = JobRuns(
                 redis: fixture.redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"),
                 alerts: fixture.alerts)
-            runs.onFinished(BookRecJobs.prewarmJob) { try await fixture.jobs.finishPrewarm($0) }
+            runs.declare(fixture.jobs.scheduled())
             guard
                 case .started(let lease) = try await runs.claim(
                     job: BookRecJobs.prewarmJob, period: fixture.day, due: Date(), force: false, deadline: nil)
@@ -202,7 +202,7 @@ struct BookRecPrewarmTests {
                 return
             }
             _ = try await lease.finishFanOut(batches: 2, items: 200)
-            let handler = JobBatchTopicHandler(runs: runs, handler: fixture.jobs, concurrency: 1)
+            let handler = JobBatchTopicHandler(runs: runs, handlers: fixture.jobs.declaredHandlers, concurrency: 1)
             func deliver(_ users: ClosedRange<Int64>, index: Int) async throws {
                 let batch = fixture.batch(BookRecJobs.prewarmJob, fixture.day, Array(users), index: index)
                 try await handler.handle([

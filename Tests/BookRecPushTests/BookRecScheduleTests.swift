@@ -27,8 +27,7 @@ struct BookRecScheduleTests {
     }
 
     func scheduler(_ fixture: PushFixture, topic: String, producer: KafkaProducer) -> Scheduler {
-        let jobs = BookRecJobs.scheduled(
-            options: fixture.options, data: TaskData(pool: fixture.db.pool, options: fixture.options), topic: topic)
+        let jobs = fixture.jobs.scheduled(topic: topic)
         let scheduler = Scheduler(
             jobs: jobs, timeZone: utc,
             runs: JobRuns(

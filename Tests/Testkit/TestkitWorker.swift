@@ -84,12 +84,11 @@ struct TestkitWorker: WorkerDefinition {
             jobs = [
                 ScheduledJob(
                     name: "testkit-fan", schedule: .daily(hour: 4, minute: 0), catchUp: .skip,
-                    work: .fanOut(FanOut(topic: topic, batchSize: 10, source: Numbers(count: items, delay: delay))))
-            ]
-            routes = [
-                TopicRoute(
-                    batchesOfTopic: topic, runs: context.jobRuns,
-                    handler: BatchCounting(redis: redis, prefix: prefix, trap: Int64(try environment.value(Self.trap))))
+                    work: .fanOut(
+                        FanOut(
+                            topic: topic, batchSize: 10, source: Numbers(count: items, delay: delay),
+                            handler: BatchCounting(
+                                redis: redis, prefix: prefix, trap: Int64(try environment.value(Self.trap))))))
             ]
         case "tasks":
             services = [

@@ -19,14 +19,21 @@ public struct FanOut: Sendable {
     /// run over (so it must be idempotent): what the run's consumers will need (a snapshot
     /// of the targets, reference data in the cache).
     public let prepare: @Sendable (JobRunInfo) async throws -> Void
+    /// What every pod of the group does with a batch of this job.
+    public let handler: any JobBatchHandler
+    /// Batches of this job worked at once per pod.
+    public let concurrency: Int
 
     public init(
         topic: String, batchSize: Int, source: any FanOutSource,
-        prepare: @escaping @Sendable (JobRunInfo) async throws -> Void = { _ in }
+        prepare: @escaping @Sendable (JobRunInfo) async throws -> Void = { _ in }, concurrency: Int = 1,
+        handler: any JobBatchHandler
     ) {
         self.topic = topic
         self.batchSize = max(batchSize, 1)
         self.source = source
         self.prepare = prepare
+        self.concurrency = max(concurrency, 1)
+        self.handler = handler
     }
 }

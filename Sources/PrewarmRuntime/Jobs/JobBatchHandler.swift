@@ -12,6 +12,18 @@ public protocol JobBatchHandler: Sendable {
     func work(_ batch: JobBatch) async throws -> BatchResult
 }
 
+/// A handler that is a closure: a product whose jobs share one object declares each job's
+/// batches as one of its methods (`BatchWork { try await jobs.push($0) }`).
+public struct BatchWork: JobBatchHandler {
+    private let body: @Sendable (JobBatch) async throws -> BatchResult
+
+    public init(_ body: @escaping @Sendable (JobBatch) async throws -> BatchResult) {
+        self.body = body
+    }
+
+    public func work(_ batch: JobBatch) async throws -> BatchResult { try await body(batch) }
+}
+
 public struct BatchResult: Sendable, Equatable {
     public var itemsDone: Int
     public var itemsFailed: Int

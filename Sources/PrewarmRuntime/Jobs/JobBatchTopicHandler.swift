@@ -13,10 +13,21 @@ import PrewarmConfiguration
 ///   recorded failed, dead-lettered and alerted, and the run goes on without it. Batches
 ///   that a consumer began before and never came back from are worked alone, after the
 ///   others, so that one that kills its pod takes no other batch with it.
-struct JobBatchTopicHandler<Handler: JobBatchHandler>: TopicHandler {
+struct JobBatchTopicHandler: TopicHandler {
     let runs: JobRuns
-    let handler: Handler
+    /// Each job's handler, by job name.
+    let handlers: [String: any JobBatchHandler]
     let concurrency: Int
+
+    /// The handler of the batch's job; a job no declaration names is bad input.
+    private func handler(of batch: JobBatch) throws -> any JobBatchHandler {
+        guard let handler = handlers[batch.job] else {
+            throw InvalidMessage(
+                "no job '\(batch.job)' is declared on this topic (declared: \(handlers.keys.sorted()))",
+                errorClass: "UnknownJob")
+        }
+        return handler
+    }
 
     func decode(_ message: KafkaMessage) throws -> JobBatch {
         try JobBatch.decode(message)
@@ -72,13 +83,13 @@ struct JobBatchTopicHandler<Handler: JobBatchHandler>: TopicHandler {
             case .crashed(let starts):
                 return try await setAside(batch, starts: starts)
             case .orphan:
-                let result = try await handler.work(batch)
+                let result = try await handler(of: batch).work(batch)
                 try await record(batch, itemsDone: result.itemsDone, itemsFailed: result.itemsFailed, failed: false)
                 return .done
             case .work(let lease):
                 do {
                     try await lease.holding(logger: runs.logger) {
-                        let result = try await handler.work(batch)
+                        let result = try await handler(of: batch).work(batch)
                         try lease.ensureHeld()
                         try await record(
                             batch, itemsDone: result.itemsDone, itemsFailed: result.itemsFailed, failed: false)

@@ -8,13 +8,12 @@ import Synchronization
 /// A run's end: its finish hooks, run once by whichever pod recorded the end, and its report.
 extension JobRuns {
 
-    /// Registers what a job does once a run of it has ended (say, a list computed from
-    /// what every batch tallied): called once per run, by whichever pod recorded its end, with
-    /// the run's final record. An error is retried with backoff a few times, then alerted.
-    /// A hook that works failed items after all moves them to done with `JobRuns.recover`, in
-    /// the same script as its own record of them.
-    public func onFinished(_ job: String, _ hook: @escaping @Sendable (JobRunProgress) async throws -> Void) {
-        finishHooks.withLock { $0[job] = hook }
+    /// Takes the jobs' declared finish steps (`ScheduledJob.onFinished`): the scheduler does
+    /// this for the jobs it runs; a worker declares, never registers.
+    public func declare(_ jobs: [ScheduledJob]) {
+        finishHooks.withLock { hooks in
+            for job in jobs { hooks[job.name] = job.onFinished }
+        }
     }
 
     /// A Lua function for a finish hook's script: `recover(progressKey, count)` moves `count`

@@ -48,10 +48,16 @@ public struct ScheduledJob: Sendable {
     public let deadline: Duration?
     public let after: After?
     public let work: Work
+    /// What the job does once a run of it has ended (say, a list computed from what every
+    /// batch tallied): called once per run, by whichever pod recorded its end, with the
+    /// run's final record. An error is retried with backoff a few times, then alerted. A hook
+    /// that works failed items after all moves them to done with `JobRuns.recover`, in the
+    /// same script as its own record of them.
+    public let onFinished: (@Sendable (JobRunProgress) async throws -> Void)?
 
     public init(
         name: String, schedule: Schedule, catchUp: CatchUp = .once, deadline: Duration? = nil, after: After? = nil,
-        work: Work
+        work: Work, onFinished: (@Sendable (JobRunProgress) async throws -> Void)? = nil
     ) {
         self.name = name
         self.schedule = schedule
@@ -59,5 +65,22 @@ public struct ScheduledJob: Sendable {
         self.deadline = deadline
         self.after = after
         self.work = work
+        self.onFinished = onFinished
+    }
+
+    /// The consumer side of the jobs' fan-outs: one route per batch topic, handing each batch
+    /// to the handler its job declared (a batch of a job no declaration names is dead-lettered).
+    public static func batchRoutes(_ jobs: [ScheduledJob], runs: JobRuns) -> [TopicRoute] {
+        var byTopic: [String: [(job: String, fanOut: FanOut)]] = [:]
+        for job in jobs {
+            if case .fanOut(let fanOut) = job.work { byTopic[fanOut.topic, default: []].append((job.name, fanOut)) }
+        }
+        return byTopic.keys.sorted().map { topic in
+            let declared = byTopic[topic]!
+            return TopicRoute(
+                batchesOfTopic: topic, runs: runs, concurrency: declared.map(\.fanOut.concurrency).max() ?? 1,
+                handlers: Dictionary(
+                    declared.map { ($0.job, $0.fanOut.handler) }, uniquingKeysWith: { first, _ in first }))
+        }
     }
 }

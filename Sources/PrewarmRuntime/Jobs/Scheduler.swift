@@ -61,6 +61,7 @@ public final class Scheduler: Service {
         let work = AsyncStream<Launch>.makeStream()
         self.work = work
         runs.launchFinishSteps { job, period in work.continuation.yield(.finishStep(job: job, period: period)) }
+        runs.declare(jobs)
     }
 
     public func run() async throws {

@@ -2,17 +2,15 @@ import Kafka
 import PrewarmConfiguration
 
 extension TopicRoute {
-    /// The route of a batch topic: every message is a `JobBatch` worked by `handler`, up to
-    /// `concurrency` batches at once, and recorded in its run's progress.
+    /// The route of a batch topic (what `ScheduledJob.batchRoutes` makes of the declared
+    /// fan-outs): every message is a `JobBatch` worked by its job's handler, up to
+    /// `concurrency` batches at once, and recorded in its run's progress. Its dead letters go
+    /// to `<topic>.dlq`.
     public init(
-        batchesOf spec: TopicSpec, runs: JobRuns, concurrency: Int = 1, handler: some JobBatchHandler
+        batchesOfTopic topic: String, runs: JobRuns, concurrency: Int = 1, handlers: [String: any JobBatchHandler]
     ) {
-        self.init(spec, handler: JobBatchTopicHandler(runs: runs, handler: handler, concurrency: concurrency))
-    }
-
-    /// `init(batchesOf:...)` for a topic outside the catalog (its dead letters go to
-    /// `<topic>.dlq`).
-    public init(batchesOfTopic topic: String, runs: JobRuns, concurrency: Int = 1, handler: some JobBatchHandler) {
-        self.init(topic: topic, handler: JobBatchTopicHandler(runs: runs, handler: handler, concurrency: concurrency))
+        self.init(
+            topic: topic, deadLetterTopic: TopicSpec.deadLetterTopic(of: topic),
+            handler: JobBatchTopicHandler(runs: runs, handlers: handlers, concurrency: concurrency))
     }
 }

@@ -133,7 +133,8 @@ public enum Worker {
                     logger: context.logger),
                 deadLetterProducer: context.producer,
                 deadLetterStore: definition.usesPostgres ? DeadLetterStore(pool: context.postgres) : nil,
-                routes: worker.routes, logger: context.logger,
+                routes: worker.routes + ScheduledJob.batchRoutes(worker.jobs, runs: context.jobRuns),
+                logger: context.logger,
                 metricsFactory: context.metricsFactory, liveness: context.liveness, alerts: context.alerts,
                 onLag: LagBoard(redis: context.redis, group: configuration.groupID, owner: context.owner).publisher())
         }

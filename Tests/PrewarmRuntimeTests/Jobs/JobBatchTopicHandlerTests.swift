@@ -39,13 +39,17 @@ struct JobBatchRouteTests: LoopTesting {
         let alerts = Alerts(worker: "test", logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
         let runs = JobRuns(
             redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: alerts)
+        let jobs = [
+            ScheduledJob(
+                name: job, schedule: .daily(hour: 2, minute: 0), catchUp: .skip,
+                work: .fanOut(
+                    FanOut(
+                        topic: topic, batchSize: 40, source: CountingSource(count: 1000), concurrency: 3,
+                        handler: IdCounter(redis: redis, prefix: prefix))))
+        ]
         let scheduler = Scheduler(
-            jobs: [
-                ScheduledJob(
-                    name: job, schedule: .daily(hour: 2, minute: 0), catchUp: .skip,
-                    work: .fanOut(FanOut(topic: topic, batchSize: 40, source: CountingSource(count: 1000))))
-            ], timeZone: TimeZone(identifier: "Asia/Shanghai")!, runs: runs, producer: producer, alerts: alerts,
-            logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
+            jobs: jobs, timeZone: TimeZone(identifier: "Asia/Shanghai")!, runs: runs, producer: producer,
+            alerts: alerts, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
         let bootstrap = try TestEnvironment.kafkaBootstrap
         let group = TestEnvironment.uniqueName("group")
         let consumers = try (0..<2).map { _ in
@@ -56,11 +60,7 @@ struct JobBatchRouteTests: LoopTesting {
                     configuration: KafkaConsumerConfiguration(
                         groupID: group, bootstrapServers: bootstrap, properties: Self.fastGroup)),
                 deadLetterProducer: producer,
-                routes: [
-                    TopicRoute(
-                        batchesOfTopic: topic, runs: runs, concurrency: 3,
-                        handler: IdCounter(redis: redis, prefix: prefix))
-                ],
+                routes: ScheduledJob.batchRoutes(jobs, runs: runs),
                 logger: Logger(label: "test"))
         }
         let services = ServiceGroup(
@@ -97,6 +97,36 @@ struct JobBatchRouteTests: LoopTesting {
         await services.triggerGracefulShutdown()
         try await running.value
     }
+
+    @Test("a batch goes to its job's declared handler; a batch of a job not declared on the topic is bad input")
+    func routedByJob() async throws {
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let runs = JobRuns(
+            redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: nil)
+        let (first, second) = (TestEnvironment.uniqueName("ids"), TestEnvironment.uniqueName("ids"))
+        let handler = JobBatchTopicHandler(
+            runs: runs,
+            handlers: [
+                "job-a": IdCounter(redis: redis, prefix: first), "job-b": IdCounter(redis: redis, prefix: second),
+            ],
+            concurrency: 2)
+        func delivered(_ job: String, _ ids: [Int64], offset: Int64) -> Decoded<JobBatch> {
+            Decoded(
+                value: JobBatch(job: job, period: "p", attempt: 1, batch: Int(offset), batchCount: 3, ids: ids),
+                message: KafkaMessage(topic: "batches", partition: 0, offset: offset, key: nil, value: []))
+        }
+        let error = await #expect(throws: InvalidItems.self) {
+            try await handler.handle([
+                delivered("job-a", [1, 2], offset: 0), delivered("job-c", [3], offset: 1),
+                delivered("job-b", [4], offset: 2),
+            ])
+        }
+        #expect(error?.errors.keys.sorted() == [1], "only the undeclared job's batch is refused")
+        #expect(error?.errors[1]?.errorClass == "UnknownJob")
+        #expect(try await redis.send("HKEYS", first).array?.compactMap(\.string).sorted() == ["1", "2"])
+        #expect(try await redis.send("HKEYS", second).array?.compactMap(\.string) == ["4"])
+    }
 }
 
 @Suite("A run's finish step after a crash", .closesResources)
@@ -110,7 +140,7 @@ struct FinishStepTests {
         let runs = JobRuns(
             redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: nil)
         let hooks = Tally()
-        runs.onFinished(job) { progress in
+        runs.declare(job) { progress in
             #expect(progress.state == .succeeded && progress.batchesDone == 2)
             hooks.up()
         }
@@ -139,7 +169,8 @@ struct FinishStepTests {
         // Both batches delivered again at once, to two consumers of the group: neither is
         // worked again, and the step runs once, after the dead pod's lease expired.
         let prefix = TestEnvironment.uniqueName("ids")
-        let handler = JobBatchTopicHandler(runs: runs, handler: IdCounter(redis: redis, prefix: prefix), concurrency: 1)
+        let handler = JobBatchTopicHandler(
+            runs: runs, handlers: [job: IdCounter(redis: redis, prefix: prefix)], concurrency: 1)
         let delivered = batches.map { batch in
             Decoded(
                 value: batch,
@@ -178,7 +209,7 @@ struct RunOutcomeTests {
         for (recovered, expected) in [(4, JobRunState.succeeded), (1, .partial)] {
             let job = TestEnvironment.uniqueName("job")
             let period = "20261123"
-            runs.onFinished(job) { progress in
+            runs.declare(job) { progress in
                 #expect(progress.state == .partial && progress.itemsFailed == 4)
                 _ = try await redis.run(
                     Self.recover, keys: [JobRuns.progressKey(job: job, period: period)], arguments: [recovered])

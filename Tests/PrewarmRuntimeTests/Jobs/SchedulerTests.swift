@@ -96,7 +96,7 @@ struct SchedulerTests {
         let daily = recording(job, log, schedule: .daily(hour: 0, minute: 0), catchUp: .skip)
         let pod = pod([daily], redis: redis)
         let finishes = Tally()
-        pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
+        pod.scheduler.runs.declare(job) { _ in finishes.up() }
         // Today's run, triggered, ends; then its record is put back as a pod that died
         // between the run's end and its finish step leaves it.
         _ = try await pod.scheduler.trigger(job: job)
@@ -212,7 +212,7 @@ struct SchedulerTests {
             name: job, schedule: .daily(hour: 0, minute: 0), catchUp: .skip, work: .inPlace { _, _ in throw Broken() })
         let pod = pod([failing], redis: redis)
         let finishes = Tally()
-        pod.scheduler.runs.onFinished(job) { _ in finishes.up() }
+        pod.scheduler.runs.declare(job) { _ in finishes.up() }
         let period = failing.schedule.period(of: Date(), in: shanghai)
         _ = try await pod.scheduler.trigger(job: job, period: period)
         try await eventually("the run to be recorded failed") {
@@ -303,7 +303,7 @@ struct SchedulerTests {
         let job = TestEnvironment.uniqueName("job")
         let fanOut = ScheduledJob(
             name: job, schedule: .daily(hour: 0, minute: 1), catchUp: .skip,
-            work: .fanOut(FanOut(topic: topic, batchSize: 10, source: CountingSource(count: 95))))
+            work: .fanOut(FanOut(topic: topic, batchSize: 10, source: CountingSource(count: 95), handler: NoBatches())))
         // The first winner claimed the run, produced three batches and died (it never renews).
         // Its batches are sent before its claim: on a loaded machine three deliveries can
         // outlast the 2 s lease, and its records (Redis only) must land inside it.
