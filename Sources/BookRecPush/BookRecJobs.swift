@@ -29,6 +29,8 @@ public final class BookRecJobs: Sendable {
     private let logger: Logger
     private let produced = Atomic<Int>(0)
     private let metricsFactory: any MetricsFactory
+    /// `prewarm_push_users_total{job,outcome}`.
+    private let users: MetricHandles<LabelPair, Counter>
 
     public init(
         options: BookRecOptions, data: TaskData, cache: BookRecCache, services: BookRecServices,
@@ -37,6 +39,11 @@ public final class BookRecJobs: Sendable {
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
         self.metricsFactory = metricsFactory
+        self.users = MetricHandles { key in
+            Counter(
+                label: "prewarm_push_users_total", dimensions: [("job", key.first), ("outcome", key.second)],
+                factory: metricsFactory)
+        }
         self.options = options
         self.data = data
         self.cache = cache
@@ -97,11 +104,7 @@ public final class BookRecJobs: Sendable {
 
     private func increment(_ counts: [String: Int], _ job: String) {
         for (outcome, value) in counts where value > 0 {
-            Counter(
-                label: "prewarm_push_users_total", dimensions: [("job", job), ("outcome", outcome)],
-                factory: metricsFactory
-            )
-            .increment(by: value)
+            users[LabelPair(job, outcome)].increment(by: value)
         }
     }
 

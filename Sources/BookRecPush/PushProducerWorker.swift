@@ -18,13 +18,15 @@ public struct PushProducerWorker: WorkerDefinition {
     public let producesTo = [TopicCatalog.bookRecommendationPush.name]
 
     public init(context: WorkerContext) async throws {
+        let postgres = try context.postgres
+        let producer = try context.producer
         let options = try BookRecOptions(context.environment)
-        let data = TaskData(pool: context.postgres, options: options)
+        let data = TaskData(pool: postgres, options: options)
         let jobs = BookRecJobs(
             options: options, data: data, cache: BookRecCache(redis: context.redis),
             services: BookRecServices(
                 options: options, http: context.http, logger: context.logger, metricsFactory: context.metricsFactory),
-            producer: context.producer, alerts: context.alerts, logger: context.logger,
+            producer: producer, alerts: context.alerts, logger: context.logger,
             metricsFactory: context.metricsFactory)
         self.jobs = jobs.scheduled()
     }

@@ -25,14 +25,15 @@ public struct EntryIngestWorker: WorkerDefinition {
     public let services: [any Service]
 
     public init(context: WorkerContext) async throws {
+        let postgres = try context.postgres
         let options = try EntryIngestOptions(context.environment)
         let activity = ActivityWriter(redis: context.redis, timeZone: context.settings.timeZone)
         let handler = EntryIngestHandler(
             decoder: StoreEntryDecoder(maximumFutureSkew: options.maximumFutureSkew),
-            directory: StoreDirectory(pool: context.postgres, maximumAge: options.storeCacheMaxAge),
-            writer: ShardWriter(pool: context.postgres, archiveAfterDays: options.archive.afterDays),
+            directory: StoreDirectory(pool: postgres, maximumAge: options.storeCacheMaxAge),
+            writer: ShardWriter(pool: postgres, archiveAfterDays: options.archive.afterDays),
             activity: activity)
-        let reconciler = ActivityReconciler(pool: context.postgres, writer: activity, logger: context.logger)
+        let reconciler = ActivityReconciler(pool: postgres, writer: activity, logger: context.logger)
         services = [
             ActivityGuard(
                 reconciler: reconciler, checkEvery: options.activityCheck, alerts: context.alerts,
@@ -40,7 +41,7 @@ public struct EntryIngestWorker: WorkerDefinition {
         ]
         routes = [TopicRoute(TopicCatalog.storeEntry, handler: handler)]
         let archiver = EntryArchiver(
-            pool: context.postgres, timeZone: context.settings.timeZone, settings: options.archive,
+            pool: postgres, timeZone: context.settings.timeZone, settings: options.archive,
             logger: context.logger, metricsFactory: context.metricsFactory)
         jobs = [
             ScheduledJob(

@@ -172,7 +172,7 @@ public struct KAPrewarmQueue: Sendable {
         if Self.queued(record, by: source) {
             logger.info(
                 "reservation delivered again (a replay): its pre-warm is already queued",
-                metadata: ["live": "\(reservation.liveID)", "message": "\(source)", "reason": "\(reason)"])
+                metadata: ["live": "\(reservation.liveID)", "message": "\(source ?? "")", "reason": "\(reason)"])
             return .duplicate(record, reason: reason)
         }
         if alert {

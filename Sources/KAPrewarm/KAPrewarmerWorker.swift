@@ -21,26 +21,29 @@ public struct KAPrewarmerWorker: WorkerDefinition {
     public let adminRoutes: [AdminRoute]
 
     public init(context: WorkerContext) async throws {
+        let postgres = try context.postgres
+        let tasks = try context.tasks
+        let retries = try context.retries
         let options = try KAOptions(context.environment)
         let cache = KACache(redis: context.redis)
-        let source = KASource(pool: context.postgres)
+        let source = KASource(pool: postgres)
         let queue = KAPrewarmQueue(
-            tasks: context.tasks, source: source, cache: cache, retries: context.retries, alerts: context.alerts,
+            tasks: tasks, source: source, cache: cache, retries: retries, alerts: context.alerts,
             options: options, logger: context.logger)
         let task = KAPrewarmTask(
-            options: options, cache: cache, source: source, retries: context.retries, alerts: context.alerts,
+            options: options, cache: cache, source: source, retries: retries, alerts: context.alerts,
             owner: context.owner, logger: context.logger, metricsFactory: context.metricsFactory,
             leaseMetrics: context.leaseMetrics)
         routes = [TopicRoute(TopicCatalog.liveReservation, handler: ReservationHandler(queue: queue))]
         services = [
             TaskRunner(
-                kind: KAPrewarmTask.kind, queue: context.tasks, handler: task, concurrency: options.tasksPerPod,
+                kind: KAPrewarmTask.kind, queue: tasks, handler: task, concurrency: options.tasksPerPod,
                 owner: context.owner, logger: context.logger, alerts: context.alerts),
             RetryDrainer(
-                kind: KAPrewarmTask.kind, table: context.retries, logger: context.logger, alerts: context.alerts
+                kind: KAPrewarmTask.kind, table: retries, logger: context.logger, alerts: context.alerts
             ) { try await task.retry($0) },
             KACacheGuard(
-                tasks: context.tasks, cache: cache, checkEvery: options.cacheCheck, alerts: context.alerts,
+                tasks: tasks, cache: cache, checkEvery: options.cacheCheck, alerts: context.alerts,
                 logger: context.logger),
         ]
         adminRoutes = KATrigger(queue: queue).routes

@@ -19,10 +19,11 @@ public struct StoreScorerWorker: WorkerDefinition {
     public let jobs: [ScheduledJob]
 
     public init(context: WorkerContext) async throws {
+        let postgres = try context.postgres
         let options = try ScoringOptions(context.environment)
         let scorer = StoreScorer(
             options: options, cache: RecommendationCache(redis: context.redis),
-            data: StoreData(pool: context.postgres), timeZone: context.settings.timeZone, logger: context.logger)
+            data: StoreData(pool: postgres), timeZone: context.settings.timeZone, logger: context.logger)
         jobs = [
             ScheduledJob(
                 name: StoreScorer.jobName, schedule: options.schedule, catchUp: .once, deadline: options.deadline,

@@ -93,7 +93,7 @@ struct TestkitWorker: WorkerDefinition {
         case "tasks":
             services = [
                 TaskRunner(
-                    kind: "testkit", queue: context.tasks,
+                    kind: "testkit", queue: try context.tasks,
                     handler: Stepping(redis: redis, prefix: prefix, steps: items, delay: delay), concurrency: 2,
                     owner: context.owner, pollEvery: .milliseconds(200), logger: context.logger, alerts: context.alerts)
             ]

@@ -19,7 +19,8 @@ public final class Alerts: Sendable {
     private let factory: any MetricsFactory
     private let outbox: AsyncStream<(kind: String, body: [UInt8])>.Continuation
     private let delivery: Task<Void, Never>
-    private let counters = Mutex<[String: Counter]>([:])
+    /// `prewarm_alerts_total{kind}`.
+    private let raised: MetricHandles<String, Counter>
 
     public init(
         worker: String, logger: Logger, metricsFactory: any MetricsFactory, redis: (any RedisClient)? = nil,
@@ -28,6 +29,9 @@ public final class Alerts: Sendable {
         self.worker = worker
         self.logger = logger
         self.factory = metricsFactory
+        self.raised = MetricHandles { kind in
+            Counter(label: "prewarm_alerts_total", dimensions: [("kind", kind)], factory: metricsFactory)
+        }
         let (stream, continuation) = AsyncStream<(kind: String, body: [UInt8])>.makeStream()
         outbox = continuation
         // One delivery loop, in order: alerts are rare, and a slow webhook must not pile up tasks.
@@ -68,14 +72,7 @@ public final class Alerts: Sendable {
         await delivery.value
     }
 
-    private func counter(_ kind: String) -> Counter {
-        counters.withLock { counters in
-            if let counter = counters[kind] { return counter }
-            let counter = Counter(label: "prewarm_alerts_total", dimensions: [("kind", kind)], factory: factory)
-            counters[kind] = counter
-            return counter
-        }
-    }
+    private func counter(_ kind: String) -> Counter { raised[kind] }
 
     /// The latest alerts of the fleet, newest first.
     public static func recent(_ redis: any RedisClient, count: Int = 20) async throws -> [Alert] {

@@ -26,13 +26,37 @@ public final class ConsumeLoopStatistics: Sendable {
     private let group: String
     private let factory: any MetricsFactory
     private let state = Mutex(Snapshot())
-    private let counters = Mutex<[String: Counter]>([:])
-    private let gauges = Mutex<[String: Gauge]>([:])
-    private let timers = Mutex<[String: Timer]>([:])
+    private let counters: MetricHandles<CounterKey, Counter>
+    private let lags: MetricHandles<KafkaTopicPartition, Gauge>
+    private let durations: MetricHandles<String, Timer>
+
+    /// A counter's label set: its name, topic and extra labels.
+    private struct CounterKey: Hashable, Sendable {
+        let label: String
+        let topic: String?
+        let extra: [LabelPair]
+    }
 
     public init(group: String, factory: any MetricsFactory = MetricsSystem.factory) {
         self.group = group
         self.factory = factory
+        @Sendable func dimensions(_ topic: String?) -> [(String, String)] {
+            [("group", group)] + (topic.map { [("topic", $0)] } ?? [])
+        }
+        counters = MetricHandles { key in
+            Counter(
+                label: key.label, dimensions: dimensions(key.topic) + key.extra.map { ($0.first, $0.second) },
+                factory: factory)
+        }
+        lags = MetricHandles { partition in
+            Gauge(
+                label: "prewarm_consumer_lag",
+                dimensions: dimensions(partition.topic) + [("partition", String(partition.partition))], factory: factory
+            )
+        }
+        durations = MetricHandles { topic in
+            Timer(label: "prewarm_batch_duration_seconds", dimensions: dimensions(topic), factory: factory)
+        }
     }
 
     public var snapshot: Snapshot { state.withLock { $0 } }
@@ -79,41 +103,14 @@ public final class ConsumeLoopStatistics: Sendable {
     }
 
     func batchDuration(_ topic: String, _ duration: Duration) {
-        let key = "prewarm_batch_duration_seconds|\(topic)"
-        let timer = timers.withLock { timers in
-            if let timer = timers[key] { return timer }
-            let timer = Timer(label: "prewarm_batch_duration_seconds", dimensions: dimensions(topic), factory: factory)
-            timers[key] = timer
-            return timer
-        }
-        timer.recordNanoseconds(Int64(duration.seconds * 1e9))
+        durations[topic].recordNanoseconds(Int64(duration.seconds * 1e9))
     }
 
     func lag(_ partition: KafkaTopicPartition, _ value: Int64) {
-        let key = "\(partition.topic)|\(partition.partition)"
-        let gauge = gauges.withLock { gauges in
-            if let gauge = gauges[key] { return gauge }
-            let gauge = Gauge(
-                label: "prewarm_consumer_lag",
-                dimensions: dimensions(partition.topic) + [("partition", String(partition.partition))], factory: factory
-            )
-            gauges[key] = gauge
-            return gauge
-        }
-        gauge.record(value)
-    }
-
-    private func dimensions(_ topic: String?) -> [(String, String)] {
-        [("group", group)] + (topic.map { [("topic", $0)] } ?? [])
+        lags[partition].record(value)
     }
 
     private func counter(_ label: String, _ topic: String?, extra: [(String, String)] = []) -> Counter {
-        let key = ([label, topic ?? ""] + extra.map { "\($0.0)=\($0.1)" }).joined(separator: "|")
-        return counters.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: dimensions(topic) + extra, factory: factory)
-            counters[key] = counter
-            return counter
-        }
+        counters[CounterKey(label: label, topic: topic, extra: extra.map { LabelPair($0.0, $0.1) })]
     }
 }

@@ -8,33 +8,23 @@ import Synchronization
 /// Runs per outcome and their durations, counted once per run when its outcome settles:
 /// `prewarm_job_runs_total{job,outcome}`, `prewarm_job_run_duration_seconds{job}`.
 final class JobRunMetrics: Sendable {
-    let factory: any MetricsFactory
-    private let counters = Mutex<[String: Counter]>([:])
-    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
+    private let runs: MetricHandles<LabelPair, Counter>
+    private let durations: MetricHandles<String, CoreMetrics.Timer>
 
     init(factory: any MetricsFactory) {
-        self.factory = factory
+        runs = MetricHandles { key in
+            Counter(
+                label: "prewarm_job_runs_total", dimensions: [("job", key.first), ("outcome", key.second)],
+                factory: factory)
+        }
+        durations = MetricHandles { job in
+            CoreMetrics.Timer(label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
+        }
     }
 
     func ended(_ job: String, _ state: JobRunState, seconds: Double?) {
-        let counter = counters.withLock { counters in
-            let key = job + "|" + state.rawValue
-            if let counter = counters[key] { return counter }
-            let counter = Counter(
-                label: "prewarm_job_runs_total", dimensions: [("job", job), ("outcome", state.rawValue)],
-                factory: factory)
-            counters[key] = counter
-            return counter
-        }
-        counter.increment()
+        runs[LabelPair(job, state.rawValue)].increment()
         guard let seconds else { return }
-        let timer = timers.withLock { timers in
-            if let timer = timers[job] { return timer }
-            let timer = CoreMetrics.Timer(
-                label: "prewarm_job_run_duration_seconds", dimensions: [("job", job)], factory: factory)
-            timers[job] = timer
-            return timer
-        }
-        timer.recordNanoseconds(Int64(seconds * 1e9))
+        durations[job].recordNanoseconds(Int64(seconds * 1e9))
     }
 }

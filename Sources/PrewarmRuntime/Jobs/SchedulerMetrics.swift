@@ -1,20 +1,21 @@
 import CoreMetrics
-import Foundation
-import Kafka
-import Logging
-import Postgres
-import ServiceLifecycle
 
 /// What the scheduler counts: batches produced, fire errors (runs are counted by `JobRuns`
-/// when their outcome settles).
+/// when their outcome settles). Handles made once per job.
 struct SchedulerMetrics: Sendable {
-    let factory: any MetricsFactory
+    private let fireErrors: MetricHandles<String, Counter>
+    private let batchesProduced: MetricHandles<String, Counter>
 
-    func fireError(_ job: String) {
-        Counter(label: "prewarm_job_fire_errors_total", dimensions: [("job", job)], factory: factory).increment()
+    init(factory: any MetricsFactory) {
+        fireErrors = MetricHandles { job in
+            Counter(label: "prewarm_job_fire_errors_total", dimensions: [("job", job)], factory: factory)
+        }
+        batchesProduced = MetricHandles { job in
+            Counter(label: "prewarm_job_batches_produced_total", dimensions: [("job", job)], factory: factory)
+        }
     }
 
-    func batchProduced(_ job: String) {
-        Counter(label: "prewarm_job_batches_produced_total", dimensions: [("job", job)], factory: factory).increment()
-    }
+    func fireError(_ job: String) { fireErrors[job].increment() }
+
+    func batchProduced(_ job: String) { batchesProduced[job].increment() }
 }

@@ -36,22 +36,30 @@ public final class WorkerContext: Sendable {
     public var environment: EnvironmentReader { settings.environment }
 
     /// The one Kafka producer (idempotent, acks=all): batches, pushes and dead letters; only for
-    /// workers that use Kafka (`usesKafka`).
+    /// workers that use Kafka (`usesKafka`): asked for by one that does not, start-up stops with
+    /// a message saying what to declare.
     public var producer: KafkaProducer {
-        guard let kafkaProducer else { preconditionFailure("\(name) uses Kafka but does not declare usesKafka") }
-        return kafkaProducer
+        get throws {
+            guard let kafkaProducer else { throw UsageError("\(name) uses Kafka but does not declare usesKafka") }
+            return kafkaProducer
+        }
     }
 
-    /// The PostgreSQL pool; only for workers that declare `usesPostgres`.
+    /// The PostgreSQL pool; only for workers that declare `usesPostgres` (asked for by one that
+    /// does not, start-up stops with a message saying so).
     public var postgres: PostgresPool {
-        guard let postgresPool else { preconditionFailure("\(name) uses PostgreSQL but does not declare usesPostgres") }
-        return postgresPool
+        get throws {
+            guard let postgresPool else {
+                throw UsageError("\(name) uses PostgreSQL but does not declare usesPostgres")
+            }
+            return postgresPool
+        }
     }
 
     /// The durable task table (workers that use PostgreSQL).
-    public var tasks: TaskQueue { TaskQueue(pool: postgres, settings: settings.tasks) }
+    public var tasks: TaskQueue { get throws { TaskQueue(pool: try postgres, settings: settings.tasks) } }
     /// The retry table (workers that use PostgreSQL).
-    public var retries: RetryTable { RetryTable(pool: postgres) }
+    public var retries: RetryTable { get throws { RetryTable(pool: try postgres) } }
 
     private init(
         settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory, redis: RedisPool,
