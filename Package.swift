@@ -83,11 +83,15 @@ let package = Package(
             ]
         ),
 
+        // JSON read and written byte by byte for the hot paths (events, batches, downstream
+        // answers, push messages): usable without the runtime (the simulator, tests).
+        .target(name: "JSONBytes"),
+
         // Shared by every worker: consume loop, leases and flags, scheduler, admin HTTP, metrics.
         .target(
             name: "PrewarmRuntime",
             dependencies: [
-                "BlockingIO", "Kafka", "Redis", "Postgres", "PrewarmConfiguration",
+                "BlockingIO", "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "JSONBytes",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -104,7 +108,7 @@ let package = Package(
         .target(
             name: "EntryIngest",
             dependencies: [
-                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                "JSONBytes", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
@@ -129,10 +133,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
+        // The stand-in for push's downstream services (A/B, recommendation, material) over
+        // real HTTP: a test and demo tool (prewarmctl simulate-downstream, tests, the bench).
+        .target(
+            name: "DownstreamSimulation",
+            dependencies: [
+                "JSONBytes",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+
         .target(
             name: "BookRecPush",
             dependencies: [
-                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                "JSONBytes", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -148,7 +164,7 @@ let package = Package(
             name: "prewarmctl",
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
-                "StoreRecommendation", "KAPrewarm", "BookRecPush", "PrewarmFixtures",
+                "StoreRecommendation", "KAPrewarm", "BookRecPush", "PrewarmFixtures", "DownstreamSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -174,10 +190,14 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker", "PrewarmRuntime"],
+            dependencies: [
+                "BlockingIO", "Kafka", "Redis", "Postgres", "DevBroker", "PrewarmRuntime", "DownstreamSimulation",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/TestSupport"),
         .testTarget(name: "DevBrokerTests", dependencies: ["DevBroker", "Kafka", "TestSupport"]),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"]),
+        .testTarget(name: "JSONBytesTests", dependencies: ["JSONBytes"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"]),
         .testTarget(
             name: "RedisTests",
@@ -215,9 +235,13 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "DownstreamSimulationTests",
+            dependencies: ["DownstreamSimulation", "TestSupport"]),
+        .testTarget(
             name: "BookRecPushTests",
             dependencies: [
-                "BookRecPush", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "PrewarmFixtures", "Postgres",
+                "BookRecPush", "DownstreamSimulation", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
+                "PrewarmFixtures", "Postgres",
                 "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

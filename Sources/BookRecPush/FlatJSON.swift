@@ -1,4 +1,5 @@
 import Foundation
+import JSONBytes
 import PrewarmRuntime
 
 /// The JSON of the downstream answers and the push message on the hot path, without
@@ -53,11 +54,7 @@ enum FlatJSON {
     }
 
     /// `text` as a JSON string's content (escaped as `Writer.string` does, without quotes).
-    static func escaped(_ text: String) -> String {
-        var writer = Writer(capacity: text.utf8.count + 2)
-        writer.string(text)
-        return String(decoding: writer.bytes.dropFirst().dropLast(), as: UTF8.self)
-    }
+    static func escaped(_ text: String) -> String { JSONWriter.escaped(text) }
 }
 
 /// An answer that can be read from a flat object of strings.

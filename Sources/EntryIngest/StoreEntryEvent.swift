@@ -1,4 +1,5 @@
 import Foundation
+import JSONBytes
 import Kafka
 import Postgres
 import PrewarmRuntime

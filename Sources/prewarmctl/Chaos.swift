@@ -1,6 +1,7 @@
 import BlockingIO
 import BookRecPush
 import DevBroker
+import DownstreamSimulation
 import EntryIngest
 import Foundation
 import KAPrewarm

@@ -1,4 +1,5 @@
 import BookRecPush
+import DownstreamSimulation
 import EntryIngest
 import Foundation
 import KAPrewarm

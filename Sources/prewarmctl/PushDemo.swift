@@ -1,5 +1,6 @@
 import BlockingIO
 import BookRecPush
+import DownstreamSimulation
 import Foundation
 import Kafka
 import Logging

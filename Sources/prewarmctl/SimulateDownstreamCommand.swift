@@ -1,5 +1,6 @@
 import ArgumentParser
 import BookRecPush
+import DownstreamSimulation
 import Foundation
 import Logging
 

@@ -1,4 +1,5 @@
 import BookRecPush
+import DownstreamSimulation
 import Foundation
 import Kafka
 import Logging
@@ -50,32 +51,6 @@ struct PushDatabase {
     }
 
     var workerEnvironment: [String: String] { ["PREWARM_POSTGRES_URL": schema.configuration.conninfo] }
-}
-
-/// The simulated downstream services, served over real HTTP on a free port for one test.
-struct SimulatedServices {
-    let simulator: DownstreamSimulator
-    let port: Int
-    var base: URL { URL(string: "http://127.0.0.1:\(port)")! }
-
-    static func start(_ behaviour: DownstreamSimulator.Behaviour) async throws -> SimulatedServices {
-        let simulator = DownstreamSimulator(behaviour)
-        let port = try TestEnvironment.freePort()
-        let serving = Task {
-            try await simulator.serve(host: "127.0.0.1", port: port, logger: Logger(label: "simulator"))
-        }
-        closeAfterTest {
-            serving.cancel()
-            _ = await serving.result
-        }
-        let services = SimulatedServices(simulator: simulator, port: port)
-        let http = DownstreamClient(connectTimeout: .seconds(1), callTimeout: .seconds(1), maxConnectionsPerHost: 4)
-        try await eventually("the simulator to listen") {
-            (try? await http.get(services.base.appendingPathComponent("stats"), service: "simulator")) != nil
-        }
-        await http.shutdown()
-        return services
-    }
 }
 
 /// Everything a job test needs: the database, Redis under a prefix of the test's own, the

@@ -1,4 +1,5 @@
 import BookRecPush
+import DownstreamSimulation
 import Foundation
 import Kafka
 import Logging

@@ -1,4 +1,5 @@
 import Foundation
+import JSONBytes
 import Postgres
 
 /// A job batch's JSON without Foundation's generic coders, which spent milliseconds on a

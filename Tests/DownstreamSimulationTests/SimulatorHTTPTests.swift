@@ -1,4 +1,4 @@
-import BookRecPush
+import DownstreamSimulation
 import Foundation
 import Glibc
 import TestSupport

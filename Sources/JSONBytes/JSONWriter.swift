@@ -11,6 +11,14 @@ package enum JSONWriter {
         text.withUTF8 { escaped($0, into: &out) }
     }
 
+    /// `text` as a JSON string's content: escaped as `string(_:into:)` does, without quotes.
+    package static func escaped(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 2)
+        string(text, into: &out)
+        return String(decoding: out.dropFirst().dropLast(), as: UTF8.self)
+    }
+
     private static func escaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var start = 0
