@@ -111,18 +111,7 @@ public struct ActivityGuard: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await check()
-                } catch is CancellationError {
-                    return
-                } catch {
-                    reconciler.logger.warning("activity check failed", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: checkEvery)
-            }
-        }
+        await repeatEvery(checkEvery, "activity check", logger: reconciler.logger) { try await check() }
     }
 
     /// The marker (after the writer's key prefix).

@@ -26,18 +26,7 @@ public struct KACacheGuard: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await check()
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.warning("KA cache check failed", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: checkEvery)
-            }
-        }
+        await repeatEvery(checkEvery, "KA cache check", logger: logger) { try await check() }
     }
 
     /// One look; returns the lives queued again.

@@ -16,6 +16,20 @@ public protocol RedisClient: Sendable {
 }
 
 extension RedisClient {
+    /// Every key matching `pattern`, by SCAN (`count` a page): no KEYS, so the server is never
+    /// blocked; a key may come twice if the keyspace is resized meanwhile (as SCAN promises).
+    public func keys(matching pattern: String, count: Int = 1000) async throws -> [String] {
+        var found: [String] = []
+        var cursor = "0"
+        repeat {
+            let reply = try await send("SCAN", cursor, "MATCH", pattern, "COUNT", count).array ?? []
+            guard reply.count == 2 else { throw RedisError(.server, operation: "SCAN", message: "unexpected reply") }
+            cursor = reply[0].string ?? "0"
+            found += (reply[1].array ?? []).compactMap(\.string)
+        } while cursor != "0"
+        return found
+    }
+
     /// Sends one command; an error reply is thrown as `RedisError` with code `.server`.
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RedisReply {

@@ -326,14 +326,7 @@ struct ChaosRecount {
     }
 
     private func keys(_ pattern: String) async throws -> [String] {
-        var found: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await cache.send("SCAN", cursor, "MATCH", pattern, "COUNT", 1000).array ?? []
-            cursor = reply.first?.string ?? "0"
-            found += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
-        } while cursor != "0"
-        return found
+        try await cache.keys(matching: pattern)
     }
 }
 

@@ -199,14 +199,7 @@ extension Demo {
     }
 
     private func keys(_ cache: RedisConnection, _ pattern: String) async throws -> [String] {
-        var keys: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await cache.send("SCAN", cursor, "MATCH", pattern, "COUNT", 10_000).array ?? []
-            cursor = reply.first?.string ?? "0"
-            keys += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
-        } while cursor != "0"
-        return keys
+        try await cache.keys(matching: pattern, count: 10_000)
     }
 
     private func pexpiretimes(_ cache: RedisConnection, _ keys: [String]) async throws -> [Int64] {

@@ -1,6 +1,7 @@
 import EntryIngest
 import Foundation
 import Postgres
+import PrewarmRuntime
 
 /// A campus canteen's month: a few thousand students, a few hundred stores, visits around
 /// meal times, students loyal to a handful of stores, some of them nearly every day, and a
@@ -55,20 +56,5 @@ struct StoreEntryGenerator {
             ("19", #"{"event_id":"\#(id())","user_id":19,"entered_at":"\#(yesterday)"}"#, "MissingField"),
             ("20", #"{"event_id":"\#(id())","user_id":20,"store_id":3,"entered_at":"last tuesday"}"#, "BadTimestamp"),
         ]
-    }
-}
-
-/// A small, fast, seedable generator (Steele et al.), so demo data is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

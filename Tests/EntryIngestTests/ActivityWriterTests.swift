@@ -264,14 +264,7 @@ struct ActivityWriterTests {
     }
 
     private func allKeys(_ redis: RedisConnection, _ pattern: String) async throws -> [String] {
-        var keys: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send("SCAN", cursor, "MATCH", pattern, "COUNT", 1000).array ?? []
-            cursor = reply.first?.string ?? "0"
-            keys += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
-        } while cursor != "0"
-        return keys
+        try await redis.keys(matching: pattern)
     }
 
     /// Each key's members (a day set) or field=value pairs (a month hash), sorted.

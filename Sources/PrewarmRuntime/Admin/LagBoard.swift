@@ -57,21 +57,15 @@ public struct LagBoard: Sendable {
     /// Lag per group: partition (`topic[n]`) to messages behind, from every live pod.
     public static func read(_ redis: any RedisClient) async throws -> [String: [String: Int64]] {
         var groups: [String: [String: Int64]] = [:]
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 200)
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            for key in (parts[1].array ?? []).compactMap(\.string) {
-                let rest = key.dropFirst(prefix.count)
-                guard let split = rest.firstIndex(of: ":") else { continue }
-                let group = String(rest[..<split])
-                let flat = try await redis.send("HGETALL", key).array ?? []
-                for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                    groups[group, default: [:]][flat[index].string ?? ""] = flat[index + 1].integer ?? 0
-                }
+        for key in Set(try await redis.keys(matching: prefix + "*", count: 200)) {
+            let rest = key.dropFirst(prefix.count)
+            guard let split = rest.firstIndex(of: ":") else { continue }
+            let group = String(rest[..<split])
+            let flat = try await redis.send("HGETALL", key).array ?? []
+            for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                groups[group, default: [:]][flat[index].string ?? ""] = flat[index + 1].integer ?? 0
             }
-        } while cursor != "0"
+        }
         return groups
     }
 }
