@@ -3,19 +3,31 @@ import JSONBytes
 import PrewarmRuntime
 
 /// The JSON of the downstream answers and the push message on the hot path, without
-/// Foundation's generic coders (about a tenth of push-producer's CPU went to them): flat
-/// objects of string values are read here; anything else falls back to `JSONDecoder`.
+/// Foundation's generic coders (about a tenth of push-producer's CPU went to them), and one
+/// way only: an answer is an object whose string members are read; its other members (a
+/// number, a nested object a service added) are skipped, as a `Decodable` would skip keys it
+/// does not know.
 enum FlatJSON {
-    /// A JSON object whose values are all strings (escapes other than `\u` allowed), as a
-    /// dictionary; nil for anything else.
+    /// The string members of a JSON object (every escape read); other members skipped. nil for
+    /// anything that is not one JSON object.
     static func strings(_ bytes: [UInt8]) -> [String: String]? {
         var object: [String: String] = [:]
         let read = JSONReader.read(bytes) { reader in
-            reader.object { reader, key in
-                guard let key = reader.text(key), let value = reader.string() else { return false }
-                object[key] = value
-                return true
+            guard reader.take(UInt8(ascii: "{")) else { return false }
+            if !reader.take(UInt8(ascii: "}")) {
+                repeat {
+                    guard reader.peek() == UInt8(ascii: "\""), let key = reader.string(), reader.take(UInt8(ascii: ":"))
+                    else { return false }
+                    if reader.peek() == UInt8(ascii: "\"") {
+                        guard let value = reader.string() else { return false }
+                        object[key] = value
+                    } else {
+                        guard reader.skipValue() else { return false }
+                    }
+                } while reader.take(UInt8(ascii: ","))
+                guard reader.take(UInt8(ascii: "}")) else { return false }
             }
+            return reader.atEnd
         }
         return read ? object : nil
     }
@@ -57,16 +69,14 @@ enum FlatJSON {
     static func escaped(_ text: String) -> String { JSONWriter.escaped(text) }
 }
 
-/// An answer that can be read from a flat object of strings.
-protocol FlatDecodable: Decodable {
+/// An answer read from the string members of an object.
+protocol FlatDecodable {
     init?(flat: [String: String])
 }
 
 extension FlatJSON {
-    /// `bytes` as a `T`: read as a flat object, or by `JSONDecoder` when it is not one (an
-    /// escape or a nested value); nil if neither reads it.
+    /// `bytes` as a `T`; nil when they are not an object or lack a member `T` needs (as a string).
     static func decode<T: FlatDecodable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
-        if let flat = strings(bytes), let value = T(flat: flat) { return value }
-        return try? JSONDecoder().decode(T.self, from: Data(bytes))
+        strings(bytes).flatMap(T.init(flat:))
     }
 }

@@ -1,7 +1,9 @@
 /// JSON read and written byte by byte, for the hot paths that cannot afford Foundation's
-/// generic coders (ingested events, job batches, downstream answers, push messages). The reader takes the
-/// plain shapes those paths use and answers nil for anything else (a `\u` escape, a number
-/// with a fraction), which its callers then leave to `JSONDecoder`. The writer escapes as
+/// generic coders (ingested events, job batches, downstream answers, push messages). The
+/// reader reads strings with every escape (`\u` and surrogate pairs too), integers, and
+/// skips any value its caller does not use; it answers nil for what is not JSON or not in
+/// range (a number where an integer is wanted, a lone surrogate), so each shape is decoded
+/// one way. The writer escapes as
 /// `JSONEncoder` does (named escapes, `\u00XX` for other control characters, `/` as is).
 package struct JSONReader {
     /// Valid while the reader is in use: it is made inside `read(_:_:)` (or over bytes the
@@ -117,8 +119,8 @@ package struct JSONReader {
         return start..<index - 1
     }
 
-    /// A string; its escapes other than `\u` are read. nil for a `\u` escape, a control
-    /// character, invalid UTF-8 or a missing end.
+    /// A string, its escapes read (`\u` with surrogate pairs too). nil for a bad escape, a
+    /// lone surrogate, a control character, invalid UTF-8 or a missing end.
     @inlinable
     package mutating func string() -> String? {
         guard take(UInt8(ascii: "\"")) else { return nil }
@@ -146,13 +148,50 @@ package struct JSONReader {
                 case UInt8(ascii: "t"): scalars.append(0x09)
                 case UInt8(ascii: "b"): scalars.append(0x08)
                 case UInt8(ascii: "f"): scalars.append(0x0C)
-                default: return nil  // \u: the generic decoder's job
+                case UInt8(ascii: "u"):
+                    guard let scalar = unicodeEscape() else { return nil }
+                    scalars += Array(String(Character(scalar)).utf8)
+                default: return nil
                 }
             case 0..<0x20: return nil
             default: scalars.append(byte)
             }
         }
         return nil
+    }
+
+    /// The scalar of a `\u` escape whose `\u` was read: four hex digits, and for a high
+    /// surrogate the `\uXXXX` of its low one.
+    @inlinable
+    mutating func unicodeEscape() -> Unicode.Scalar? {
+        guard let unit = hex4() else { return nil }
+        if (0xD800..<0xDC00).contains(unit) {
+            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+            else { return nil }
+            index += 2
+            guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+            return Unicode.Scalar(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+        }
+        return Unicode.Scalar(unit)  // nil for a lone low surrogate
+    }
+
+    @inlinable
+    mutating func hex4() -> UInt32? {
+        guard index + 4 <= bytes.count else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case 48...57: digit = UInt32(byte - 48)
+            case 65...70: digit = UInt32(byte - 55)
+            case 97...102: digit = UInt32(byte - 87)
+            default: return nil
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
     }
 
     /// An integer without fraction or exponent, in range.
@@ -191,6 +230,63 @@ package struct JSONReader {
             values.append(value)
         } while take(UInt8(ascii: ","))
         return take(UInt8(ascii: "]")) ? values : nil
+    }
+
+    /// Any value, nested up to `depth` levels, whose content the caller does not use: a string
+    /// (escapes checked), a number (fraction and exponent too), true, false, null, an array or
+    /// an object.
+    @inlinable
+    package mutating func skipValue(depth: Int = 64) -> Bool {
+        switch peek() {
+        case UInt8(ascii: "\""): return string() != nil
+        case UInt8(ascii: "{"):
+            guard depth > 0 else { return false }
+            index += 1
+            if take(UInt8(ascii: "}")) { return true }
+            repeat {
+                guard string() != nil, take(UInt8(ascii: ":")), skipValue(depth: depth - 1) else { return false }
+            } while take(UInt8(ascii: ","))
+            return take(UInt8(ascii: "}"))
+        case UInt8(ascii: "["):
+            guard depth > 0 else { return false }
+            index += 1
+            if take(UInt8(ascii: "]")) { return true }
+            repeat {
+                guard skipValue(depth: depth - 1) else { return false }
+            } while take(UInt8(ascii: ","))
+            return take(UInt8(ascii: "]"))
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case nil: return false
+        default: return number()
+        }
+    }
+
+    /// A number as JSON writes one (sign, digits without a leading zero, fraction, exponent).
+    @inlinable
+    mutating func number() -> Bool {
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+        func digits() -> Int {
+            let start = index
+            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 { index += 1 }
+            return index - start
+        }
+        let start = index
+        let whole = digits()
+        guard whole > 0, whole == 1 || bytes[start] != 48 else { return false }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard digits() > 0 else { return false }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
+            guard digits() > 0 else { return false }
+        }
+        return true
     }
 
     /// A value this reader's caller does not use: a string without escapes, an integer,

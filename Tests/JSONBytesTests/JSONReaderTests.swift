@@ -35,7 +35,13 @@ struct JSONReaderTests {
             string(#""quote \" backslash \\ slash \/ line\nend\ttab""#)
                 == "quote \" backslash \\ slash / line\nend\ttab")
         #expect(string(#""书店 café""#) == "书店 café")
-        #expect(string(#""caf\u00e9""#) == nil, "left to JSONDecoder")
+        #expect(string(#""caf\u00e9 \u4e66""#) == "café 书")
+        #expect(string(#""\ud83c\udf89""#) == "🎉", "a surrogate pair")
+        #expect(string(#""\uD83C\uDF89""#) == "🎉", "hex digits of either case")
+        #expect(string(#""\ud83c""#) == nil, "a lone high surrogate")
+        #expect(string(#""\udf89""#) == nil, "a lone low surrogate")
+        #expect(string(#""\u12""#) == nil)
+        #expect(string(#""\x41""#) == nil)
         #expect(string("\"a\u{01}b\"") == nil)
         #expect(string("\"unterminated") == nil)
         #expect(JSONReader.read([0x22, 0xFF, 0xFE, 0x22]) { $0.string() } == nil)
@@ -64,6 +70,18 @@ struct JSONReaderTests {
         #expect(JSONReader.read(Array("[ ]".utf8)) { $0.integers() } == [])
         #expect(JSONReader.read(Array("[1,]".utf8)) { $0.integers() } == nil)
         #expect(JSONReader.read(Array(#"[1,"2"]"#.utf8)) { $0.integers() } == nil)
+    }
+
+    @Test("any value a caller does not use is skipped, nested ones too, within a depth")
+    func skippedValues() {
+        for text in [#"{"a": [1, -2.5e-3, "x\u00e9", {"b": null}], "c": {}}"#, "[]", "0", "-0.5", "1E+9"] {
+            #expect(JSONReader.read(Array(text.utf8)) { $0.skipValue() && $0.atEnd }, "\(text)")
+        }
+        for text in ["[1,]", #"{"a"}"#, "1.", "-", "01", "1e", #"{"a": tru}"#] {
+            #expect(!JSONReader.read(Array(text.utf8)) { $0.skipValue() && $0.atEnd }, "\(text)")
+        }
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(!JSONReader.read(Array(deep.utf8)) { $0.skipValue() }, "past 64 levels: refused, not recursed")
     }
 
     @Test("scalars a caller does not use are skipped: plain strings, integers, true, false, null")
