@@ -105,7 +105,7 @@ struct KAProcessTests {
         _ = try? await TestEnvironment.createTopic(named: topic.name, partitions: topic.partitions)
         let pods = [try await start(environment(db, server)), try await start(environment(db, server))]
         for pod in pods {
-            try await eventually(timeout: .seconds(60), "both pods in the group") {
+            try await eventually(timeout: TestEnvironment.broker.groupJoinTimeout, "both pods in the group") {
                 (try? await request(pod.admin, "GET", "readyz"))?.status == 200
             }
         }
@@ -289,6 +289,9 @@ struct KAProcessTests {
             SELECT $1, u, 'fan ' || u, $1 FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, $1]::bigint[]) u
             """, [top])
         let pod = try await start(environment(db, server))
+        try await eventually(timeout: TestEnvironment.broker.groupJoinTimeout, "the pod in the group") {
+            (try? await request(pod.admin, "GET", "readyz"))?.status == 200
+        }
         let topic = TopicCatalog.liveReservation.name
         let starts = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded()))
         let ends = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 7200).rounded()))

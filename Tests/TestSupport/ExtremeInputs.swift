@@ -36,7 +36,8 @@ extension ExtremeInputs {
     /// The dead letters of `reports` found on `topic`'s DLQ, read until every one is there (or
     /// `timeout`), keyed by the produced message's place; each with its error class.
     public static func deadLetters(
-        of reports: [KafkaDeliveryReport], topic: String, bootstrap: String? = nil, timeout: Duration = .seconds(90)
+        of reports: [KafkaDeliveryReport], topic: String, bootstrap: String? = nil,
+        timeout: Duration = .seconds(30) + TestEnvironment.broker.groupJoinTimeout
     ) async throws -> [String: [String]] {
         let wanted = Set(reports.map { "\($0.partition)/\($0.offset)" })
         let consumer = try KafkaConsumer(

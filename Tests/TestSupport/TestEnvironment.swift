@@ -87,6 +87,10 @@ public enum TestEnvironment {
         /// noida never evicts one (its group stays stuck for good), so tests that kill or stop
         /// a consumer run on the mock only.
         public var evictsDeadMembers: Bool { self == .mock }
+
+        /// How long a new member may take to be given its partitions: noida's joins take about
+        /// 30 s on a quiet machine and more while the suite's other groups join beside them.
+        public var groupJoinTimeout: Duration { self == .mock ? .seconds(60) : .seconds(180) }
     }
 
     /// A name no other test (or earlier run) uses.

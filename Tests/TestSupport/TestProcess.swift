@@ -102,8 +102,10 @@ public final class TestProcess: Sendable {
 
     /// Ends the process as Kubernetes would at a test's end: SIGTERM (a consumer leaves its
     /// group, so the next test's pods get its partitions even on a broker that never evicts a
-    /// dead member), then SIGKILL if it is still there after `grace`.
-    public func stop(grace: Duration = .seconds(10)) async {
+    /// dead member), then SIGKILL if it is still there after `grace`: longer than a pod's own
+    /// bound on its shutdown (`PREWARM_SHUTDOWN_TIMEOUT_S`, 25 s), so a pod still leaving its
+    /// group (slow on noida) is never killed into a member that broker keeps for good.
+    public func stop(grace: Duration = .seconds(30)) async {
         guard child.exitStatus() == nil else { return }
         signal(SIGCONT)
         signal(SIGTERM)

@@ -8,9 +8,8 @@ import Synchronization
 
 /// The runtime's HTTP client: one per process, with a connect and a per-call time-out, and
 /// failures mapped to the runtime's transient and permanent kinds. `http://` calls go
-/// through the runtime's own keep-alive pool (`HTTP1Pool`: a third of async-http-client's
-/// CPU per call, which is what bounds a pod making thousands of calls a second);
-/// `https://` calls through async-http-client.
+/// through the runtime's own keep-alive pool (`HTTP1Pool`), `https://` calls through
+/// async-http-client. Why the pool exists, with its figures, is in README's benchmark section.
 public final class DownstreamClient: Sendable {
     public let callTimeout: Duration
     private let plain: HTTP1Pool

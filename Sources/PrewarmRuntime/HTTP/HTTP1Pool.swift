@@ -10,12 +10,11 @@ import Synchronization
 /// waits for one. Both waits happen without a task: when an answer ends, the event loop
 /// that read it hands its connection to the next call of that host and its budget slot to
 /// the next call of that budget, and writes that call at once. The caller's task is resumed
-/// with the answer, and is not needed again until its next call. (A slot held while a
-/// resumed task waits for a thread is a slot without a call in flight: on a busy machine
-/// that was a tenth of a pod's throughput.)
+/// with the answer, and is not needed again until its next call (a slot held while a
+/// resumed task waits for a thread would be a slot without a call in flight).
 ///
 /// What async-http-client does for a call, without what these calls never need (redirects,
-/// streaming bodies, TLS, tracing), for a fraction of its CPU per call. A connection the
+/// streaming bodies, TLS, tracing). A connection the
 /// server closed while idle is found closed and replaced; one idle longer than
 /// `idleTimeout` is closed rather than reused (servers drop idle connections after a while,
 /// and a request sent into that moment fails). A GET that fails on a reused connection
