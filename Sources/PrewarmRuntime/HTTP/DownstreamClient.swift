@@ -14,6 +14,8 @@ public final class DownstreamClient: Sendable {
     public let callTimeout: Duration
     private let plain: HTTP1Pool
     private let client: HTTPClient
+    /// `http://` calls through `HTTP1Pool` (true) or async-http-client, as `https://` ones.
+    public let ownPool: Bool
     private let metricsFactory: any MetricsFactory
     private let perService = Mutex<[String: ServiceMetrics]>([:])
 
@@ -23,8 +25,9 @@ public final class DownstreamClient: Sendable {
     /// `prewarm_downstream_call_duration_seconds{service}`.
     public init(
         connectTimeout: Duration, callTimeout: Duration, maxConnectionsPerHost: Int,
-        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, ownPool: Bool = true
     ) {
+        self.ownPool = ownPool
         self.metricsFactory = metricsFactory
         self.callTimeout = callTimeout
         plain = HTTP1Pool(
@@ -159,7 +162,7 @@ public final class DownstreamClient: Sendable {
         let answer: ByteBuffer
         let duration: TimeAmount
         do {
-            if let plainURL = PlainHTTPURL(url) {
+            if ownPool, let plainURL = PlainHTTPURL(url) {
                 let reply = try await plain.execute(
                     HTTP1Call(
                         method: method, host: plainURL.host, port: plainURL.port, target: plainURL.target,

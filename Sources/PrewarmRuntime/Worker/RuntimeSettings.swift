@@ -52,6 +52,9 @@ public enum RuntimeSettings {
         "PREWARM_HTTP_CONNECT_TIMEOUT_MS", default: 1000, in: 10...60_000, "downstream HTTP connect time-out")
     public static let httpTimeout = Setting<Duration>.milliseconds(
         "PREWARM_HTTP_TIMEOUT_MS", default: 2000, in: 10...600_000, "downstream HTTP call time-out")
+    public static let httpOwnPool = Setting.flag(
+        "PREWARM_HTTP_OWN_POOL", default: true,
+        "plain http:// calls through the runtime's own HTTP/1 pool; false: through async-http-client, as https://")
     public static let httpMaxConnections = Setting.integer(
         "PREWARM_HTTP_MAX_CONNECTIONS", default: 64, in: 1...1024, "HTTP connections per downstream host")
     public static let alertWebhook = Setting<URL>.url(
@@ -90,6 +93,7 @@ public enum RuntimeSettings {
         healthHandlerStall.description, shutdownTimeout.description, startupWait.description, redisPoolSize.description,
         redisEventLoops.description,
         httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,
+        httpOwnPool.description,
         alertWebhook.description, jobLease.description, jobCheck.description, jobRetention.description,
         jobBatchMaxCrashes.description,
     ]

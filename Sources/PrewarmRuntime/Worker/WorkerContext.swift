@@ -120,7 +120,8 @@ public final class WorkerContext: Sendable {
                     logger: logger)
             let http = DownstreamClient(
                 connectTimeout: settings.http.connectTimeout, callTimeout: settings.http.callTimeout,
-                maxConnectionsPerHost: settings.http.maxConnections, metricsFactory: metricsFactory)
+                maxConnectionsPerHost: settings.http.maxConnections, metricsFactory: metricsFactory,
+                ownPool: settings.http.ownPool)
             return WorkerContext(
                 settings: settings, logger: logger, metricsFactory: metricsFactory, redis: redis, postgres: postgres,
                 producer: producer, http: http)

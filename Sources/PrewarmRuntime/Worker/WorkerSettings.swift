@@ -25,7 +25,7 @@ public struct WorkerSettings: Sendable {
     public var startupWait: Duration
     public var timeZone: TimeZone
     public var retryAlertAfter: Duration
-    public var http: (connectTimeout: Duration, callTimeout: Duration, maxConnections: Int)
+    public var http: (connectTimeout: Duration, callTimeout: Duration, maxConnections: Int, ownPool: Bool)
     public var alertWebhook: URL?
     public var jobs: JobRunSettings
     public var tasks: TaskSettings
@@ -86,7 +86,7 @@ public struct WorkerSettings: Sendable {
         retryAlertAfter = try reader.value(RuntimeSettings.retryAlertAfter)
         http = (
             try reader.value(RuntimeSettings.httpConnectTimeout), try reader.value(RuntimeSettings.httpTimeout),
-            try reader.value(RuntimeSettings.httpMaxConnections)
+            try reader.value(RuntimeSettings.httpMaxConnections), try reader.value(RuntimeSettings.httpOwnPool)
         )
         alertWebhook = try reader.optionalValue(RuntimeSettings.alertWebhook)
         jobs = JobRunSettings(

@@ -12,8 +12,10 @@ import Testing
 
 @Suite("The runtime's HTTP client against a real server", .closesResources)
 struct DownstreamClientTests {
-    @Test("2xx answers; 5xx, 429 and time-outs are transient; other 4xx permanent; a closed port transient")
-    func classification() async throws {
+    @Test(
+        "2xx answers; 5xx, 429 and time-outs are transient; other 4xx permanent; a closed port transient (both clients)",
+        arguments: [true, false])
+    func classification(ownPool: Bool) async throws {
         let server = try await LocalHTTPServer.start { router in
             router.get("ok") { _, _ in "{\"fine\":true}" }
             router.post("echo") { request, _ in
@@ -29,7 +31,8 @@ struct DownstreamClientTests {
         }
         let metrics = TestMetrics()
         let client = DownstreamClient(
-            connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 4, metricsFactory: metrics)
+            connectTimeout: .seconds(2), callTimeout: .seconds(5), maxConnectionsPerHost: 4, metricsFactory: metrics,
+            ownPool: ownPool)
         closeAfterTest { await client.shutdown() }
         func url(_ path: String) -> URL { URL(string: server.base + path)! }
 
