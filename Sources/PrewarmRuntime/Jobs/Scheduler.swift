@@ -209,7 +209,7 @@ public final class Scheduler: Service {
                 JobRunInfo(job: name, period: period, attempt: lease.attempt, forced: progress.forced, due: due))
         case .held: return .inProgress(period: period)
         case .exists(let state): return .alreadyRan(period: period, state: state)
-        case .skipped: return .alreadyRan(period: period, state: "skipped")
+        case .skipped: return .alreadyRan(period: period, state: JobRunState.skipped.rawValue)
         }
     }
 

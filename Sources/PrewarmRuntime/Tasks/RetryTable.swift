@@ -62,7 +62,7 @@ public struct RetryTable: Sendable {
                     next_attempt_at = now() + make_interval(secs => $3)
                 WHERE id = $1 RETURNING state
                 """, [item.id, String(error.prefix(2000)), backoff.delay(attempt: item.attempts + 1).seconds]
-            ).first?[0].string == "exhausted"
+            ).first?[0].string == RetryState.exhausted.rawValue
         }
     }
 
