@@ -71,6 +71,18 @@ struct KAProcessTests {
         try await adminRequest(base, method, path, token: token, body: body)
     }
 
+    /// Waits for the pod to be given its partitions; if it never is, the test shows its log.
+    private func waitInGroup(_ pod: Pod) async throws {
+        do {
+            try await eventually(timeout: TestEnvironment.broker.groupJoinTimeout, "the pod in the group") {
+                (try? await request(pod.admin, "GET", "readyz"))?.status == 200
+            }
+        } catch {
+            Issue.record("the pod's log ends:\n\(pod.process.logTail(lines: 40))")
+            throw error
+        }
+    }
+
     private func triggerBody(_ booked: Reservation) -> String {
         """
         {"live_id": \(booked.liveID), "shop_id": \(booked.shopID), "starts_at": "\(RFC3339.format(booked.startsAt))",
@@ -105,11 +117,7 @@ struct KAProcessTests {
         let topic = TopicCatalog.liveReservation
         _ = try? await TestEnvironment.createTopic(named: topic.name, partitions: topic.partitions)
         let pods = [try await start(environment(db, server)), try await start(environment(db, server))]
-        for pod in pods {
-            try await eventually(timeout: TestEnvironment.broker.groupJoinTimeout, "both pods in the group") {
-                (try? await request(pod.admin, "GET", "readyz"))?.status == 200
-            }
-        }
+        for pod in pods { try await waitInGroup(pod) }
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
         closeAfterTest { await producer.close() }
@@ -290,9 +298,7 @@ struct KAProcessTests {
             SELECT $1, u, 'fan ' || u, $1 FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, $1]::bigint[]) u
             """, [top])
         let pod = try await start(environment(db, server))
-        try await eventually(timeout: TestEnvironment.broker.groupJoinTimeout, "the pod in the group") {
-            (try? await request(pod.admin, "GET", "readyz"))?.status == 200
-        }
+        try await waitInGroup(pod)
         let topic = TopicCatalog.liveReservation.name
         let starts = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded()))
         let ends = RFC3339.format(Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 7200).rounded()))
