@@ -240,7 +240,8 @@ let package = Package(
         .testTarget(
             name: "BookRecPushTests",
             dependencies: [
-                "BookRecPush", "DownstreamSimulation", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport",
+                "BookRecPush", "DownstreamSimulation", "JSONBytes", "PrewarmRuntime", "PrewarmConfiguration",
+                "TestSupport",
                 "PrewarmFixtures", "Postgres",
                 "Redis", "Kafka",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

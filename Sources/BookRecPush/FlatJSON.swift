@@ -8,26 +8,18 @@ import PrewarmRuntime
 /// number, a nested object a service added) are skipped, as a `Decodable` would skip keys it
 /// does not know.
 enum FlatJSON {
-    /// The string members of a JSON object (every escape read); other members skipped. nil for
-    /// anything that is not one JSON object.
+    /// The string members of a JSON object (every escape of their values read); other members
+    /// skipped. nil for anything that is not one JSON object (or has a key with an escape).
     static func strings(_ bytes: [UInt8]) -> [String: String]? {
         var object: [String: String] = [:]
         let read = JSONReader.read(bytes) { reader in
-            guard reader.take(UInt8(ascii: "{")) else { return false }
-            if !reader.take(UInt8(ascii: "}")) {
-                repeat {
-                    guard reader.peek() == UInt8(ascii: "\""), let key = reader.string(), reader.take(UInt8(ascii: ":"))
-                    else { return false }
-                    if reader.peek() == UInt8(ascii: "\"") {
-                        guard let value = reader.string() else { return false }
-                        object[key] = value
-                    } else {
-                        guard reader.skipValue() else { return false }
-                    }
-                } while reader.take(UInt8(ascii: ","))
-                guard reader.take(UInt8(ascii: "}")) else { return false }
+            reader.object { reader, key in
+                guard let key = reader.text(key) else { return false }
+                guard reader.peek() == UInt8(ascii: "\"") else { return reader.skipValue() }
+                guard let value = reader.string() else { return false }
+                object[key] = value
+                return true
             }
-            return reader.atEnd
         }
         return read ? object : nil
     }
@@ -65,8 +57,6 @@ enum FlatJSON {
         }
     }
 
-    /// `text` as a JSON string's content (escaped as `Writer.string` does, without quotes).
-    static func escaped(_ text: String) -> String { JSONWriter.escaped(text) }
 }
 
 /// An answer read from the string members of an object.

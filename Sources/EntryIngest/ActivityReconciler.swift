@@ -68,10 +68,7 @@ public struct ActivityReconciler: Sendable {
     /// The log's users of `day` put back where its day set lacks them (`ActivityWriter.restore`),
     /// 5,000 at a time.
     private func rebuild(_ day: String) async throws -> Int {
-        guard let (start, _, _) = writer.bounds(of: day) else { return 0 }
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = writer.timeZone
-        let end = calendar.date(byAdding: .day, value: 1, to: start)!
+        guard let (start, end, _, _) = writer.bounds(of: day) else { return 0 }
         let users = try await pool.withConnection { connection in
             try await connection.query(
                 """

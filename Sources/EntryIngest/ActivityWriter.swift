@@ -107,10 +107,9 @@ public struct ActivityWriter: Sendable {
     /// month counts made right (`restoreScript`); returns how many it lacked.
     @discardableResult
     public func restore(day: String, users: [Int64]) async throws -> Int {
-        guard !users.isEmpty, let (start, monthStart, monthEnd) = bounds(of: day) else { return 0 }
+        guard !users.isEmpty, let (_, dayEnd, monthStart, monthEnd) = bounds(of: day) else { return 0 }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
-        let dayEnd = calendar.date(byAdding: .day, value: 1, to: start)!
         let monthDays = calendar.range(of: .day, in: .month, for: monthStart)?.count ?? 31
         var keys = [dayKey(day), monthKey(String(day.prefix(6)))]
         keys += (1...monthDays).map { dayKey(day.prefix(6) + (($0 < 10 ? "0" : "") + String($0))) }
@@ -122,17 +121,19 @@ public struct ActivityWriter: Sendable {
         return Int(reply.integer ?? 0)
     }
 
-    /// The start of `day` (`yyyymmdd`) in the writer's zone, and of its month and the next.
-    func bounds(of day: String) -> (day: Date, month: Date, nextMonth: Date)? {
+    /// The start of `day` (`yyyymmdd`) in the writer's zone and of the next day, and of its
+    /// month and the next.
+    func bounds(of day: String) -> (day: Date, nextDay: Date, month: Date, nextMonth: Date)? {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         guard day.count == 8, let year = Int(day.prefix(4)), let month = Int(day.dropFirst(4).prefix(2)),
             let number = Int(day.suffix(2)),
             let start = calendar.date(from: DateComponents(year: year, month: month, day: number)),
             let monthStart = calendar.date(from: DateComponents(year: year, month: month)),
+            let dayEnd = calendar.date(byAdding: .day, value: 1, to: start),
             let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)
         else { return nil }
-        return (start, monthStart, monthEnd)
+        return (start, dayEnd, monthStart, monthEnd)
     }
 
     /// Records the events; returns how many (user, day) pairs were new.

@@ -36,7 +36,7 @@ public struct KACacheGuard: Service {
             try await connection.query(
                 """
                 SELECT key, payload::text FROM prewarm_tasks
-                WHERE kind = $1 AND state = '\(TaskState.succeeded.rawValue)' AND (payload->'reservation'->>'ends_at')::timestamptz > $2
+                WHERE kind = $1 AND state = \(TaskState.succeeded.sql) AND (payload->'reservation'->>'ends_at')::timestamptz > $2
                 """, [KAPrewarmTask.kind, now])
         }.rows.compactMap { row -> KATaskPayload? in
             guard let text = row[1].string else { return nil }

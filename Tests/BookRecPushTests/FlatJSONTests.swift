@@ -1,4 +1,5 @@
 import Foundation
+import JSONBytes
 import Testing
 
 @testable import BookRecPush
@@ -43,7 +44,7 @@ struct FlatJSONTests {
     @Test("escaped text is valid JSON and reads back the same")
     func escaping() throws {
         let text = "quote \" backslash \\ newline \n tab \t bell \u{07} café"
-        let json = "{\"v\":\"" + FlatJSON.escaped(text) + "\"}"
+        let json = "{\"v\":\"" + JSONWriter.escaped(text) + "\"}"
         let back = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String]
         #expect(back?["v"] == text)
     }

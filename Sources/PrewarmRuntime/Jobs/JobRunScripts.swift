@@ -228,24 +228,17 @@ struct ClaimArguments {
     var due: Int64
 
     /// (Lua name, value) in ARGV order.
-    var named: [(String, any RedisArgument)] {
-        [
-            ("token", token), ("lease_ms", leaseMilliseconds), ("now_ms", now), ("force", force ? "1" : "0"),
-            ("owner", owner), ("retention_ms", retentionMilliseconds), ("member", member),
-            ("deadline_ms", deadline.map(String.init) ?? ""), ("job", job), ("period", period),
-            ("skip", skip ? "1" : "0"), ("due_ms", due),
-        ]
-    }
+    private static let fields: [(name: String, value: @Sendable (ClaimArguments) -> any RedisArgument)] = [
+        ("token", { $0.token }), ("lease_ms", { $0.leaseMilliseconds }), ("now_ms", { $0.now }),
+        ("force", { $0.force ? "1" : "0" }), ("owner", { $0.owner }), ("retention_ms", { $0.retentionMilliseconds }),
+        ("member", { $0.member }), ("deadline_ms", { $0.deadline.map(String.init) ?? "" }), ("job", { $0.job }),
+        ("period", { $0.period }), ("skip", { $0.skip ? "1" : "0" }), ("due_ms", { $0.due }),
+    ]
 
-    var values: RedisArguments { RedisArguments(named.map(\.1)) }
+    var values: RedisArguments { RedisArguments(Self.fields.map { $0.value(self) }) }
 
     /// `local token, lease_ms, ... = ARGV[1], ARGV[2], ...`
-    static let lua: String = {
-        let sample = ClaimArguments(
-            token: "", leaseMilliseconds: 0, now: 0, force: false, owner: "", retentionMilliseconds: 0, member: "",
-            deadline: nil, job: "", period: "", skip: false, due: 0)
-        let names = sample.named.map(\.0)
-        return "local " + names.joined(separator: ", ") + " = "
-            + names.indices.map { "ARGV[\($0 + 1)]" }.joined(separator: ", ") + "\n"
-    }()
+    static let lua =
+        "local " + fields.map(\.name).joined(separator: ", ") + " = "
+        + fields.indices.map { "ARGV[\($0 + 1)]" }.joined(separator: ", ") + "\n"
 }

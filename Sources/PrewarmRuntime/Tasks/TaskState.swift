@@ -20,7 +20,7 @@ public enum TaskState: String, Sendable, Codable, CaseIterable {
     }
 
     /// As a SQL literal, for the queue's statements (`state = 'queued'`).
-    var sql: String { "'\(rawValue)'" }
+    package var sql: String { "'\(rawValue)'" }
 
     /// A SQL list for `IN`: `('failed', 'cancelled')`.
     static func sql(_ states: TaskState...) -> String { "(" + states.map(\.sql).joined(separator: ", ") + ")" }
@@ -37,5 +37,5 @@ public enum RetryState: String, Sendable, Codable, CaseIterable {
         self = state
     }
 
-    var sql: String { "'\(rawValue)'" }
+    package var sql: String { "'\(rawValue)'" }
 }
