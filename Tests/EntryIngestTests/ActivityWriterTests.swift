@@ -263,6 +263,48 @@ struct ActivityWriterTests {
         #expect(try await reconciler.run().rebuilt.isEmpty, "nothing to do once whole")
     }
 
+    @Test("the log unreachable while Redis is empty: nothing is marked whole, and the next look rebuilds it all")
+    func rebuildWaitsForTheLog() async throws {
+        let database = try await IngestDatabase.make()
+        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
+        closeAfterTest { await redis.close() }
+        let prefix = TestEnvironment.uniqueName("outage") + ":"
+        let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
+        var events: [StoreEntryEvent] = []
+        for index in 0..<60 {
+            let at = Date().addingTimeInterval(-Double(index % 3) * 86_400 - 60)
+            let user = Int64(index % 30 + 1)
+            events.append(StoreEntryEvent(eventID: UUID(), userID: user, storeID: Int64(index % 5 + 1), enteredAt: at))
+        }
+        try await ShardWriter(database: database.connection).write(
+            events.map { ($0, Store(id: $0.storeID, categoryID: 1, zoneID: 1)) })
+        try await writer.record(events)
+        let keys = try await allKeys(redis, prefix + "act:*")
+        let before = try await snapshot(redis, keys)
+        try await redis.send(RedisCommand("DEL", arguments: keys))
+
+        // PostgreSQL gone for this pod: its look fails, and the marker stays unset.
+        let gone = try await PostgresConnection.connect(IngestDatabase.configuration(database.server, database.schema))
+        await gone.close()
+        let cut = ActivityGuard(
+            reconciler: ActivityReconciler(pool: PostgresPool(gone), writer: writer, logger: Logger(label: "t")),
+            checkEvery: .seconds(1), alerts: nil, owner: "pod-1")
+        await #expect(throws: (any Error).self) { try await cut.check() }
+        #expect(try await redis.send("EXISTS", prefix + ActivityGuard.epochKey) == .integer(0), "not marked whole")
+        #expect(try await allKeys(redis, prefix + "act:*").isEmpty)
+
+        // Back (another pod, or this one's next look once its lease expired): rebuilt whole.
+        let back = ActivityGuard(
+            reconciler: ActivityReconciler(
+                pool: PostgresPool(database.connection), writer: writer, logger: Logger(label: "t")),
+            checkEvery: .seconds(1), alerts: nil, owner: "pod-2")
+        try await eventually(timeout: .seconds(90), "the rebuild once the failed look's lease is gone") {
+            try await back.check()
+        }
+        #expect(try await snapshot(redis, keys) == before)
+        #expect(try await redis.send("EXISTS", prefix + ActivityGuard.epochKey) == .integer(1))
+    }
+
     private func allKeys(_ redis: RedisConnection, _ pattern: String) async throws -> [String] {
         try await redis.keys(matching: pattern)
     }
