@@ -154,6 +154,11 @@ stop() {
   echo "services: stopped $1"
 }
 
+# Consumers against the dev brokers: librdkafka's mock holds a new member's join, past an old
+# member's leave, until that member's session ends (45 s by default), and noida, restarted,
+# can hold a rebalance for its whole timeout (max.poll.interval.ms, 300 s by default); so every
+# worker run here (demo, tests, chaos, bench) uses a 6 s session and a 30 s rebalance timeout
+# (a worker polls at least every PREWARM_LONG_BATCH_AFTER_S, 10 s, even mid-batch).
 env_vars() { # the variables the workers read, pointed at these services, quoted for eval
   local name value
   while IFS='|' read -r name value; do printf "%s='%s'\n" "$name" "$value"; done <<VARS
@@ -166,6 +171,9 @@ PREWARM_POSTGRES_PASSWORD|$DEV_PASSWORD
 PREWARM_KAFKA_BOOTSTRAP_FILE|$KAFKA_DIR/bootstrap
 PREWARM_DEV_BROKER_CONTROL_FILE|$KAFKA_DIR/control
 PREWARM_DEV_KAFKA|$KAFKA_KIND
+PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS|${PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS:-6000}
+PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS|${PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS:-1000}
+PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS|${PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS:-30000}
 VARS
 }
 

@@ -176,9 +176,6 @@ final class Chaos {
             ("PREWARM_PUSH_REC_URL", simulator + "/rec"), ("PREWARM_PUSH_MATERIAL_URL", simulator + "/material"),
             ("PREWARM_PUSH_BREAKER_OPEN_MS", "500"), ("PREWARM_RECOMMEND_REBUILD_WAIT_MS", "2000"),
             ("PREWARM_ACTIVITY_CHECK_S", "2"), ("PREWARM_KA_CACHE_CHECK_S", "2"),
-            // The rebalance timeout: noida-db, restarted, held a group's rebalance this long for a
-            // member from before the restart (300 s by default; the loop polls every 10 s at most).
-            ("PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS", "30000"),
         ] {
             variables[name] = value
         }

@@ -40,19 +40,9 @@ struct DemoCommand: AsyncParsableCommand {
             throw ValidationError("no entry-ingest executable at \(workerPath) (run: swift build, or pass --worker)")
         }
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        // librdkafka's mock (the dev broker) holds a new member's join, past an old member's
-        // leave, until that member's session ends: the demo's pods use a 6 s session (the least
-        // a broker allows by default) unless one is set, so its replay (the group reset between
-        // two runs) does not wait out the 45 s default.
-        var environment = ProcessInfo.processInfo.environment
-        for (name, value) in [
-            ("PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "6000"),
-            ("PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "1000"),
-        ] where environment[name] == nil {
-            environment[name] = value
-        }
         let demo = try Demo(
-            environment: environment, events: events, seed: seed, workerPath: workerPath, logDirectory: logDirectory)
+            environment: ProcessInfo.processInfo.environment, events: events, seed: seed, workerPath: workerPath,
+            logDirectory: logDirectory)
         try await demo.run()
     }
 }

@@ -64,7 +64,7 @@ struct PushProcessTests {
                 "PREWARM_PUSH_MATERIAL_URL": services.base.appendingPathComponent("material").absoluteString,
                 "PREWARM_TIMEZONE": "UTC", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
                 "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-                "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
                 "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
             ].merging(extra) { $1 }
         ) { $1 }

@@ -37,7 +37,7 @@ struct EntryIngestProcessTests {
                 "PREWARM_POSTGRES_URL": database.configuration.conninfo, "PREWARM_REDIS_DB": "13",
                 "PREWARM_ADMIN_PORT": String(port), "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_LOG_LEVEL": "info",
                 "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-                "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
                 "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
             ])
         closeAfterTest { await pod.stop() }

@@ -45,7 +45,7 @@ struct KAProcessTests {
                 "PREWARM_KA_MAX_WRITERS": "1", "PREWARM_KA_VERIFY_RATIO": "1", "PREWARM_KA_SAFETY_MARGIN_S": "0",
                 "PREWARM_TASK_HEARTBEAT_S": "1", "PREWARM_TASK_STALE_AFTER_S": "3",
                 "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-                "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
                 "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
             ].merging(extra) { $1 }
         ) { $1 }

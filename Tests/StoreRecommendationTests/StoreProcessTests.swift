@@ -59,7 +59,7 @@ struct StoreProcessTests {
         let environment = db.workerEnvironment.merging([
             "PREWARM_REDIS_DB": "10", "PREWARM_SCORE_BATCH_SIZE": "2", "PREWARM_JOB_LEASE_S": "2",
             "PREWARM_JOB_CHECK_S": "1", "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-            "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
             "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
         ]) { $1 }
         let (winner, winnerURL) = try start("store-scorer", environment)
@@ -156,7 +156,7 @@ struct StoreProcessTests {
         let environment = db.workerEnvironment.merging([
             "PREWARM_REDIS_DB": "14", "PREWARM_JOB_LEASE_S": "2", "PREWARM_JOB_CHECK_S": "1",
             "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-            "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
             "PREWARM_HTTP_PORT": String(apiPort),
         ]) { $1 }
         let (pod, admin) = try start("store-scorer", environment)

@@ -81,7 +81,7 @@ struct WorkerTests {
             [
                 "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_ADMIN_PORT": "0",
                 "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-                "PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS": "30000",
+
                 "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
             ].merging(extra) { $1 }
         ) { $1 }
