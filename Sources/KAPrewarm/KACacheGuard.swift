@@ -39,8 +39,15 @@ public struct KACacheGuard: Service {
                 WHERE kind = $1 AND state = \(TaskState.succeeded.sql) AND (payload->'reservation'->>'ends_at')::timestamptz > $2
                 """, [KAPrewarmTask.kind, now])
         }.rows.compactMap { row -> KATaskPayload? in
-            guard let text = row[1].string else { return nil }
-            return try? JSONDecoder.prewarm.decode(KATaskPayload.self, from: Data(text.utf8))
+            do {
+                return try JSONDecoder.prewarm.decode(KATaskPayload.self, from: Data((row[1].string ?? "").utf8))
+            } catch {
+                // Not this version's payload: its cache cannot be checked, and that is said.
+                logger.warning(
+                    "KA cache check skips a task it cannot read",
+                    metadata: ["live": "\(row[0].string ?? "?")", "error": "\(error)"])
+                return nil
+            }
         }
         guard !warmed.isEmpty else { return [] }
         let flags = try await cache.redis.pipeline(
