@@ -408,7 +408,7 @@ if has push; then
   USERS=${BENCH_PUSH_USERS:-100000}
   PUSHER=${PUSH_PRODUCER:-.build/release/push-producer}
   run=$(date +%s%N); pschema=bench_push_$run; pids=(); sim_pid=
-  trap 'kill ${pids[*]:-} $sim_pid 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $pschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  trap 'kill ${pids[*]:-} $sim_pid ${hb_pid:-} 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $pschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
   psql "$PGURL" -qc "CREATE SCHEMA $pschema"
   PREWARM_POSTGRES_URL=$(pg_url "$pschema") "$PREWARMCTL" migrate >/dev/null 2>&1
   day=$(TZ=${PREWARM_TIMEZONE:-Asia/Shanghai} date +%Y%m%d)
@@ -455,7 +455,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
         PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
         PREWARM_PUSH_AB_URL="http://127.0.0.1:$sport/ab" PREWARM_PUSH_REC_URL="http://127.0.0.1:$sport/rec" \
         PREWARM_PUSH_MATERIAL_URL="http://127.0.0.1:$sport/material" \
-        "$PUSHER" >"$tmp/pusher-$1-$i.log" 2>&1 &
+        PREWARM_HTTP_OWN_POOL=${PUSH_OWN_POOL:-true} "$PUSHER" >"$tmp/pusher-$1-$i.log" 2>&1 &
       pids+=($!)
     done
     for i in $(seq 0 $(($1 - 1))); do wait_ready "${ports[$i]}" "${pids[$i]}" push-producer; done
@@ -510,6 +510,47 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
     printf '  peak RSS %d MB, CPU s%s (simulator %s s); %s\n%s\n  %s\n' "$rss" "$cpu" "$sim_cpu" "$result" "$where" "$machine"
   done
   printf 'push: two processes / one: %.2fx (goal: at least 1.80)\n' "$(echo "${prewarm_rate[2]} / ${prewarm_rate[1]}" | bc -l)"
+  # The runtime's own HTTP/1 pool against async-http-client (PREWARM_HTTP_OWN_POOL=false), the
+  # same one-process pre-warm each: the pool stays only while it saves at least a tenth of the
+  # push's CPU (issue 22).
+  declare -A client_cpu client_calls
+  for own in true false; do
+    predis flushdb >/dev/null; sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
+    PUSH_OWN_POOL=$own start_pushers 1
+    run_job book-rec-prewarm "$day" >/dev/null
+    stop_pushers
+    client_cpu[$own]=$(echo "$cpu" | awk '{ print $1 }')
+    client_calls[$own]=$(sim "http://127.0.0.1:$sport/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"]["calls"])')
+    printf 'push: pre-warm, one process, http:// through %s: %8.3f s, CPU %s s, %.1f us of CPU a call\n' \
+      "$([ "$own" = true ] && echo 'the own pool' || echo 'async-http-client')" "$run_s" "${client_cpu[$own]}" \
+      "$(echo "${client_cpu[$own]} * 1000000 / ${client_calls[$own]}" | bc -l)"
+  done
+  printf 'push: async-http-client / the own pool, CPU: %.2fx (the pool is kept only at 1.10x or more)\n' \
+    "$(echo "${client_cpu[false]} / ${client_cpu[true]}" | bc -l)"
+  # The simulator's own server against Hummingbird's (`simulate-downstream --server
+  # hummingbird`): wrk makes the same 10 ms calls to each on 100 connections, as the two pods
+  # do; the own server is kept only while Hummingbird's would take a tenth or more of the two
+  # cores at the two processes' rate (issue 22).
+  hport=$(free_port)
+  "$PREWARMCTL" simulate-downstream --server hummingbird --port "$hport" --latency 10ms >"$tmp/simulator-hb.log" 2>&1 &
+  hb_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$hport/stats" >/dev/null && break; sleep 0.1; done
+  declare -A server_us
+  for server in own hummingbird; do
+    if [ "$server" = own ]; then p=$sport; pid=$sim_pid; else p=$hport; pid=$hb_pid; fi
+    sim -X POST "http://127.0.0.1:$p/stats/reset" >/dev/null
+    c0=$(cpu_s "$pid")
+    wrk -t2 -c100 -d"${BENCH_FLOOR_SECONDS:-5}s" "http://127.0.0.1:$p/ab/v1/experiments/later_read/assignment?uid=5000001" >/dev/null
+    c1=$(cpu_s "$pid"); sleep 0.2
+    calls=$(sim "http://127.0.0.1:$p/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"]["calls"])')
+    server_us[$server]=$(echo "($c1 - $c0) * 1000000 / $calls" | bc -l)
+    printf 'push: the simulator on its %s server, wrk on 100 connections: %d calls, %.1f us of CPU a call; at the two processes'"'"' %.0f calls/s, %.0f %% of the two cores\n' \
+      "$server" "$calls" "${server_us[$server]}" "$(echo "2 * ${prewarm_rate[2]}" | bc -l)" \
+      "$(echo "${server_us[$server]} * 2 * ${prewarm_rate[2]} / 1000000 / 2 * 100" | bc -l)"
+  done
+  kill "$hb_pid" 2>/dev/null || true; hb_pid=
+  printf 'push: Hummingbird / the own server, CPU a call: %.2fx (the own server is kept only while Hummingbird'"'"'s takes 10 %% of the cores or more)\n' \
+    "$(echo "${server_us[hummingbird]} / ${server_us[own]}" | bc -l)"
   sim -X POST "http://127.0.0.1:$sport/stats/reset" >/dev/null
   floor=$(wrk_rate 50 1 "/material/v1/materials/m-1?uid=5000001") || exit 1
   start_pushers 1

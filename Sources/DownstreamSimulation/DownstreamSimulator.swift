@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import JSONBytes
 import Logging
 import NIOCore
@@ -283,6 +284,24 @@ public final class DownstreamSimulator: Sendable {
         }
     }
 
+    /// A request target's path, its segments and its query's parameters, as they come (not
+    /// percent-decoded). Split as bytes: splitting the text by characters (grapheme clusters)
+    /// was a tenth of the simulator's CPU.
+    static func split(target: String) -> (route: Substring, path: [Substring], query: [Substring: Substring]) {
+        let uri = Substring(target).utf8
+        let question = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex
+        let path = uri[..<question].split(separator: UInt8(ascii: "/")).map { Substring($0) }
+        var query: [Substring: Substring] = [:]
+        if question < uri.endIndex {
+            for pair in uri[uri.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+                let equals = pair.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
+                query[Substring(pair[..<equals])] =
+                    equals < pair.endIndex ? Substring(pair[pair.index(after: equals)...]) : ""
+            }
+        }
+        return (Substring(uri[..<question]), path, query)
+    }
+
     /// A path segment percent-decoded (as it is when it has no `%`: the usual id).
     static func decoded(_ segment: Substring) -> String {
         segment.contains("%") ? segment.removingPercentEncoding ?? String(segment) : String(segment)
@@ -299,15 +318,30 @@ public final class DownstreamSimulator: Sendable {
         return nil
     }
 
+    /// Which HTTP server answers: the simulator's own (a few hundred lines of SwiftNIO, each
+    /// call answered on its event loop with the loop's timer) or Hummingbird's router, each
+    /// call a task that sleeps its latency. `make bench push` measures the two side by side.
+    public enum Server: String, Sendable, CaseIterable {
+        case own
+        case hummingbird
+    }
+
     /// Serves until cancelled (or, with `signals`, until SIGTERM or SIGINT); `onListening`
-    /// hears the port (useful with port 0). Plain SwiftNIO, every call answered on its event
-    /// loop with the loop's own timer: the simulator must cost little beside the client it
-    /// measures.
+    /// hears the port (useful with port 0).
     public func serve(
-        host: String, port: Int, logger: Logger, signals: Bool = false,
+        host: String, port: Int, logger: Logger, server kind: Server = .own, signals: Bool = false,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let server = SimulatorServer(simulator: self, host: host, port: port, onListening: onListening)
+        let server: any Service =
+            switch kind {
+            case .own: SimulatorServer(simulator: self, host: host, port: port, onListening: onListening)
+            case .hummingbird:
+                Application(
+                    router: SimulatorApplication(simulator: self).router(),
+                    configuration: ApplicationConfiguration(address: .hostname(host, port: port)),
+                    onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
+                    logger: logger)
+            }
         if signals {
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(

@@ -10,9 +10,8 @@ import Synchronization
 /// from the bytes (request line, `Content-Length`, `Connection`; a chunked request body is
 /// refused), answered one at a time in order (a pipelined request waits for the answer
 /// before it), each after its latency by a timer of the connection's event loop (no task,
-/// no hop to another thread), the answer written as one buffer. NIO's HTTP codec, its
-/// pipelining and error handlers cost twice the CPU per call, on the cores the benchmark's
-/// workers share with the simulator.
+/// no hop to another thread), the answer written as one buffer. Why the simulator has a
+/// server of its own beside Hummingbird, with the figures, is in README's benchmark section.
 final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -184,20 +183,7 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handle(_ head: Request, context: ChannelHandlerContext) {
-        // Split as bytes: splitting the text by characters (grapheme clusters) was a tenth
-        // of the simulator's CPU.
-        let uri = Substring(head.uri).utf8
-        let question = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex
-        let route = Substring(uri[..<question])
-        let path = uri[..<question].split(separator: UInt8(ascii: "/")).map { Substring($0) }
-        var query: [Substring: Substring] = [:]
-        if question < uri.endIndex {
-            for pair in uri[uri.index(after: question)...].split(separator: UInt8(ascii: "&")) {
-                let equals = pair.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
-                query[Substring(pair[..<equals])] =
-                    equals < pair.endIndex ? Substring(pair[pair.index(after: equals)...]) : ""
-            }
-        }
+        let (route, path, query) = DownstreamSimulator.split(target: head.uri)
         let keepAlive = head.keepAlive
         if let service = DownstreamSimulator.service(of: path, method: head.method) {
             call(service, path: path, query: query, keepAlive: keepAlive, context: context)

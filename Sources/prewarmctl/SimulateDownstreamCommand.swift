@@ -42,6 +42,9 @@ struct SimulateDownstreamCommand: AsyncParsableCommand {
     @Option(help: "Share of users in the experiment, from 0 to 1.")
     var experimentShare = 0.8
 
+    @Option(help: "The HTTP server: own (SwiftNIO, the simulator's own) or hummingbird.")
+    var server: DownstreamSimulator.Server = .own
+
     func behaviour() throws -> DownstreamSimulator.Behaviour {
         var behaviour = DownstreamSimulator.Behaviour()
         behaviour.latency = latency
@@ -67,13 +70,17 @@ struct SimulateDownstreamCommand: AsyncParsableCommand {
         let simulator = DownstreamSimulator(try behaviour())
         let portFile = portFile
         let behaviour = try behaviour()
-        try await simulator.serve(host: host, port: port, logger: Logger(label: "prewarm.simulator"), signals: true) {
+        try await simulator.serve(
+            host: host, port: port, logger: Logger(label: "prewarm.simulator"), server: server, signals: true
+        ) {
             port in
             if let portFile { try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8) }
             print(
-                "simulate-downstream: ab, rec and material on http://\(self.host):\(port) "
+                "simulate-downstream: ab, rec and material on http://\(self.host):\(port) (\(self.server) server) "
                     + "(latency \(behaviour.latency), errors \(behaviour.errorRate), experiment share \(behaviour.experimentShare))"
             )
         }
     }
 }
+
+extension DownstreamSimulator.Server: ExpressibleByArgument {}

@@ -5,8 +5,10 @@ import Testing
 
 @Suite("prewarmctl simulate-downstream", .closesResources)
 struct SimulatorProcessTests {
-    @Test("it serves on the port it writes, counts the calls, and stops on SIGTERM")
-    func servesAndStops() async throws {
+    @Test(
+        "it serves on the port it writes, counts the calls, and stops on SIGTERM, on either server",
+        arguments: DownstreamSimulator.Server.allCases)
+    func servesAndStops(server: DownstreamSimulator.Server) async throws {
         let portFile = FileManager.default.temporaryDirectory.appendingPathComponent(
             TestEnvironment.uniqueName("simulator-port")
         ).path
@@ -14,7 +16,7 @@ struct SimulatorProcessTests {
             "prewarmctl",
             [
                 "simulate-downstream", "--port", "0", "--port-file", portFile, "--latency", "1ms", "--experiment-share",
-                "1",
+                "1", "--server", server.rawValue,
             ])
         closeAfterTest { simulator.kill() }
         var port = 0
@@ -35,6 +37,11 @@ struct SimulatorProcessTests {
         #expect(decoded.services["ab"]?.calls == 1 && decoded.services["rec"]?.errors == 2)
         let control = try await adminRequest(base, "POST", "control", body: #"{"down": ["nope"]}"#)
         #expect(control.status == 400 && control.body.contains("no service 'nope'"))
+        let down = try await adminRequest(base, "POST", "control", body: #"{"down": ["rec"]}"#)
+        #expect(down.status == 200)
+        let refused = try await adminRequest(base, "GET", "rec/v1/recommendations?uid=3&project=novel")
+        #expect(refused.status == 503 && refused.body.contains("rec is down (simulated)"))
+        #expect(try await adminRequest(base, "GET", "nowhere").status == 404)
 
         simulator.signal(SIGTERM)
         let status = try await simulator.child.wait(timeout: .seconds(10))

@@ -147,7 +147,7 @@ struct PostgresConnectionTests {
                 throw Abort()
             }
         }
-        try await db.transaction { tx in try await tx.query("INSERT INTO \(table) VALUES (2)") }
+        _ = try await db.transaction { tx in try await tx.query("INSERT INTO \(table) VALUES (2)") }
         let ids = try await db.query("SELECT id FROM \(table) ORDER BY id").rows.map { $0[0].int }
         #expect(ids == [2])
         try await db.query("DROP TABLE \(table)")
