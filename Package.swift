@@ -116,7 +116,7 @@ let package = Package(
         .target(
             name: "StoreRecommendation",
             dependencies: [
-                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis",
+                "EntryIngest", "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "JSONBytes",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -39,75 +39,72 @@ public struct StoreEntryDecoder: Sendable {
         self.now = now
     }
 
-    private struct Wire: Decodable {
+    /// The event's fields as the JSON gives them, before the rules are checked.
+    private struct Wire {
         var eventID: String?
         var userID: Int64?
         var storeID: Int64?
         var enteredAt: String?
-        /// Set by the fast path, which parses the UUID from the bytes (`eventID` is then only
-        /// filled in when they are not a UUID, for the error).
+        /// The UUID, parsed from the bytes (`eventID` is then only filled in when they are
+        /// not a UUID, for the error).
         var eventUUID: UUID?
-        /// Set by the fast path, which parses the time from the bytes (`enteredAt` is then
-        /// only filled in when they are not a time, for the error).
+        /// The time, parsed from the bytes (`enteredAt` is then only filled in when they are
+        /// not a time, for the error).
         var enteredAtTime: Date?
 
-        /// The fast path, ten times quicker than `JSONDecoder` on this schema: a flat object
-        /// whose strings have no escapes and whose numbers are plain integers. Anything else
-        /// (escapes, nesting, floats, a wrong type, a repeated key, malformed text) returns
-        /// nil and goes through `JSONDecoder`, which then decides, so both paths accept and
-        /// reject the same values. Keys are compared as bytes; the two strings this schema
-        /// keeps are read from the bytes without an intermediate `String`.
-        init?(scanning bytes: [UInt8]) {
-            var others = Set<String>()
-            var seenEventID = false
-            var seenTime = false
-            let read = JSONReader.read(bytes) {
-                $0.object { reader, key in
-                    if reader.matches(key, "event_id") {
-                        guard !seenEventID, let field = reader.string(parsedBy: UUID.init(hexUTF8:)) else {
-                            return false
-                        }
-                        seenEventID = true
-                        (self.eventUUID, self.eventID) = field
-                    } else if reader.matches(key, "entered_at") {
-                        guard !seenTime, let field = reader.string(parsedBy: RFC3339.parse(utf8:)) else { return false }
-                        seenTime = true
-                        (self.enteredAtTime, self.enteredAt) = field
-                    } else if reader.matches(key, "user_id") {
-                        guard self.userID == nil, let value = reader.integer() else { return false }
-                        self.userID = value
-                    } else if reader.matches(key, "store_id") {
-                        guard self.storeID == nil, let value = reader.integer() else { return false }
-                        self.storeID = value
-                    } else {
-                        guard let name = reader.text(key), others.insert(name).inserted, reader.skipScalar() else {
-                            return false
-                        }
-                    }
-                    return true
-                }
-            }
-            guard read else { return nil }
+        /// Why the bytes are not an object of this schema.
+        struct Problem: Error, CustomStringConvertible {
+            let description: String
         }
 
-        enum CodingKeys: String, CodingKey {
-            case eventID = "event_id"
-            case userID = "user_id"
-            case storeID = "store_id"
-            case enteredAt = "entered_at"
+        /// Any JSON object of this schema, the only way an event is read: keys compared as
+        /// bytes, the two strings it keeps parsed from their bytes without an intermediate
+        /// `String` (unless they have escapes), fields it does not use skipped whatever their
+        /// kind. Refused, with the first problem: not JSON, a field of the wrong kind (an id
+        /// as a string or a fraction, out of the 64-bit range), a key given twice.
+        init(reading bytes: [UInt8]) throws(Problem) {
+            var seen = Set<String>()
+            var problem: String?
+            let read = JSONReader.read(bytes) {
+                $0.object { reader, key in
+                    guard let name = reader.text(key), seen.insert(name).inserted else {
+                        problem = "the key \(reader.text(key) ?? "(not UTF-8)") is given twice"
+                        return false
+                    }
+                    if reader.matches(key, "event_id") {
+                        guard let field = reader.string(parsedBy: UUID.init(hexUTF8:)) else {
+                            problem = "event_id is not a string"
+                            return false
+                        }
+                        (self.eventUUID, self.eventID) = field
+                    } else if reader.matches(key, "entered_at") {
+                        guard let field = reader.string(parsedBy: RFC3339.parse(utf8:)) else {
+                            problem = "entered_at is not a string"
+                            return false
+                        }
+                        (self.enteredAtTime, self.enteredAt) = field
+                    } else if reader.matches(key, "user_id") {
+                        self.userID = reader.integer()
+                        if self.userID == nil { problem = "user_id is not a 64-bit integer" }
+                    } else if reader.matches(key, "store_id") {
+                        self.storeID = reader.integer()
+                        if self.storeID == nil { problem = "store_id is not a 64-bit integer" }
+                    } else if !reader.skipValue() {
+                        problem = "the value of \(name) is not JSON"
+                    }
+                    return problem == nil
+                }
+            }
+            guard read else { throw Problem(description: problem ?? "not a JSON object") }
         }
     }
 
     public func decode(_ message: KafkaMessage) throws -> StoreEntryEvent {
         let wire: Wire
-        if let fast = Wire(scanning: message.value) {
-            wire = fast
-        } else {
-            do {
-                wire = try JSONDecoder().decode(Wire.self, from: Data(message.value))
-            } catch {
-                throw InvalidMessage("not a JSON object of store.entry.v1: \(error)", errorClass: "UndecodableJSON")
-            }
+        do {
+            wire = try Wire(reading: message.value)
+        } catch {
+            throw InvalidMessage("not a JSON object of store.entry.v1: \(error)", errorClass: "UndecodableJSON")
         }
         guard wire.eventUUID != nil || wire.eventID != nil else { throw missing("event_id") }
         guard let userID = wire.userID else { throw missing("user_id") }
@@ -143,15 +140,21 @@ public struct StoreEntryDecoder: Sendable {
 }
 
 extension JSONReader {
-    /// A string without escapes read by `parse` straight from its bytes or, when `parse`
-    /// refuses them, as text (for the error); nil when the string is not a simple one or not
-    /// UTF-8.
+    /// A string read by `parse` straight from its bytes (from its text's bytes when it has
+    /// escapes) or, when `parse` refuses them, as text (for the error); nil when it is not a
+    /// string.
     mutating func string<Value>(
         parsedBy parse: (UnsafeBufferPointer<UInt8>) -> Value?
     ) -> (parsed: Value?, text: String?)? {
-        guard let range = stringRange() else { return nil }
-        if let value = parse(UnsafeBufferPointer(rebasing: bytes[range])) { return (value, nil) }
-        guard let text = text(range) else { return nil }
-        return (nil, text)
+        let start = index
+        if let range = stringRange() {
+            if let value = parse(UnsafeBufferPointer(rebasing: bytes[range])) { return (value, nil) }
+            guard let text = text(range) else { return nil }
+            return (nil, text)
+        }
+        index = start
+        guard let text = string() else { return nil }
+        let parsed = Array(text.utf8).withUnsafeBufferPointer { parse($0) }
+        return parsed.map { ($0, nil) } ?? (nil, text)
     }
 }

@@ -288,18 +288,4 @@ package struct JSONReader {
         }
         return true
     }
-
-    /// A value this reader's caller does not use: a string without escapes, an integer,
-    /// true, false or null.
-    @inlinable
-    package mutating func skipScalar() -> Bool {
-        switch peek() {
-        case UInt8(ascii: "\""): return stringRange() != nil
-        case UInt8(ascii: "t"): return literal("true")
-        case UInt8(ascii: "f"): return literal("false")
-        case UInt8(ascii: "n"): return literal("null")
-        case nil: return false
-        default: return integer() != nil
-        }
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import JSONBytes
 import PrewarmRuntime
 import Redis
 
@@ -16,78 +17,32 @@ public struct StoreList: Sendable, Codable, Equatable {
         self.origin = origin
     }
 
-    /// A list from its JSON: the stores and origin read straight from the bytes when the
-    /// JSON is as the scorer or the random fill writes it, else through `JSONDecoder`; nil when
-    /// it is not a list.
+    /// A list from its JSON, read byte by byte, the only way a list is read: `stores` (an
+    /// array of 64-bit integers, required), `run` (0 when absent), `origin` ("scorer" when
+    /// absent); other fields are skipped. nil when it is not a list.
     public init?(json bytes: [UInt8]) {
-        if let stores = Self.integers(after: Self.storesField, in: bytes) {
-            self.init(
-                stores: stores, run: Self.integers(after: Self.runField, in: bytes)?.first ?? 0,
-                origin: Self.text(after: Self.originField, in: bytes) ?? "scorer")
-        } else if let list = try? JSONDecoder().decode(StoreList.self, from: Data(bytes)) {
-            self = list
-        } else {
-            return nil
-        }
-    }
-
-    private static let storesField = Array(#""stores":"#.utf8)
-    private static let runField = Array(#""run":"#.utf8)
-    private static let originField = Array(#""origin":""#.utf8)
-
-    /// The integers of `[1,2,3]` (or the one integer) after `field`; nil when the field is not
-    /// there or not made of integers only.
-    static func integers(after field: [UInt8], in bytes: [UInt8]) -> [Int64]? {
-        guard var index = find(field, in: bytes) else { return nil }
-        let list = index < bytes.count && bytes[index] == UInt8(ascii: "[")
-        if list { index += 1 }
-        var values: [Int64] = []
-        var value: Int64 = 0
-        var digits = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
-                let (sum, overflow2) = times.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
-                if overflow1 || overflow2 { return nil }
-                value = sum
-                digits += 1
-            case UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"):
-                if digits > 0 {
-                    values.append(value)
-                } else if byte == UInt8(ascii: ",") || !values.isEmpty {
-                    return nil
+        var stores: [Int64]?
+        var run: Int64 = 0
+        var origin = "scorer"
+        let read = JSONReader.read(bytes) {
+            $0.object { reader, key in
+                if reader.matches(key, "stores") {
+                    stores = reader.integers()
+                    return stores != nil
+                } else if reader.matches(key, "run") {
+                    guard let value = reader.integer() else { return false }
+                    run = value
+                } else if reader.matches(key, "origin") {
+                    guard let value = reader.string() else { return false }
+                    origin = value
+                } else {
+                    return reader.skipValue()
                 }
-                if !list || byte != UInt8(ascii: ",") { return values }
-                value = 0
-                digits = 0
-            default: return nil
+                return true
             }
-            index += 1
         }
-        return nil
-    }
-
-    /// The string after `field` (which ends with its opening quote), if it has no escapes.
-    static func text(after field: [UInt8], in bytes: [UInt8]) -> String? {
-        guard let start = find(field, in: bytes), let end = bytes[start...].firstIndex(of: UInt8(ascii: "\"")),
-            !bytes[start..<end].contains(UInt8(ascii: "\\"))
-        else { return nil }
-        return String(decoding: bytes[start..<end], as: UTF8.self)
-    }
-
-    /// The index just after the first occurrence of `field`.
-    private static func find(_ field: [UInt8], in bytes: [UInt8]) -> Int? {
-        guard bytes.count >= field.count else { return nil }
-        var index = 0
-        while index <= bytes.count - field.count {
-            if bytes[index] == field[0] && bytes[index..<index + field.count].elementsEqual(field) {
-                return index + field.count
-            }
-            index += 1
-        }
-        return nil
+        guard read, let stores else { return nil }
+        self.init(stores: stores, run: run, origin: origin)
     }
 
     /// The run stamp of a period and attempt: later runs compare greater.

@@ -75,6 +75,12 @@ struct RecommendationServiceTests {
         #expect(StoreList(json: Array(#"{"stores":[1,,2],"run":1}"#.utf8)) == nil)
         #expect(StoreList(json: Array(#"{"stores":[99999999999999999999]}"#.utf8)) == nil)
         #expect(StoreList(json: Array("not json".utf8)) == nil)
+        // Read as JSON, not searched for: a field inside another's string is not the field.
+        let nested = Array(
+            #"{"note":"\"stores\":[1]","stores":[6],"extra":{"stores":[9]},"origin":"r\u0061ndom"}"#.utf8)
+        #expect(StoreList(json: nested) == StoreList(stores: [6], run: 0, origin: "random"))
+        #expect(StoreList(json: Array(#"{"run":1,"origin":"scorer"}"#.utf8)) == nil, "no stores")
+        #expect(StoreList(json: Array(#"{"stores":[1],"run":"1"}"#.utf8)) == nil, "a run as a string")
     }
 
     @Test("each level in turn: personal, default, random, then the database when Redis has nothing")

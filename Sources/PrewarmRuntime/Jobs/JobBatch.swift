@@ -47,12 +47,9 @@ public struct JobBatch: Sendable, Codable, Equatable {
     public static func decode(_ message: KafkaMessage) throws -> JobBatch {
         let batch: JobBatch
         do {
-            batch =
-                try JobBatchJSON.decode(message.value)
-                ?? JSONDecoder.prewarm.decode(JobBatch.self, from: Data(message.value))
+            batch = try JobBatchJSON.decode(message.value)
         } catch {
-            throw InvalidMessage(
-                "not a job batch: \(DecodingProblem(error))", errorClass: "UndecodableBatch")
+            throw InvalidMessage("not a job batch: \(error)", errorClass: "UndecodableBatch")
         }
         guard !batch.job.isEmpty, !batch.period.isEmpty, batch.attempt >= 1, batch.batch >= 0 else {
             throw InvalidMessage("job, period, attempt or batch is missing or negative", errorClass: "InvalidBatch")

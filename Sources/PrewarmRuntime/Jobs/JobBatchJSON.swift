@@ -5,9 +5,8 @@ import Postgres
 /// A job batch's JSON without Foundation's generic coders, which spent milliseconds on a
 /// batch of 500 ids (each id a trip through an unkeyed container), on every pod, for
 /// every batch. The writer gives the same bytes as `JSONEncoder.prewarm` (sorted keys,
-/// ISO 8601 time); the reader takes the shape the writer gives (strings, integers, an
-/// array of integers, null) and leaves anything else (`\u` escapes, fractions, unknown
-/// fields of other kinds) to `JSONDecoder`, which decides.
+/// ISO 8601 time); the reader reads any JSON of the batch's schema, the only way a batch is
+/// read.
 enum JobBatchJSON {
     static func encode(_ batch: JobBatch) -> [UInt8] {
         var out: [UInt8] = []
@@ -40,50 +39,63 @@ enum JobBatchJSON {
         return out
     }
 
-    /// The batch, if `bytes` has the plain shape; nil for the generic decoder to read.
-    static func decode(_ bytes: [UInt8]) -> JobBatch? {
+    /// Why bytes are not a batch.
+    struct Problem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The batch, or the first thing wrong with it: not JSON, a field of the wrong kind or
+    /// given twice, a required one missing. Fields it does not know are skipped, whatever
+    /// their kind.
+    static func decode(_ bytes: [UInt8]) throws(Problem) -> JobBatch {
         var strings: [String: String] = [:]
         var integers: [String: Int64] = [:]
-        var nulls: Set<String> = []
         var ids: [Int64]?
+        var seen = Set<String>()
+        var problem: String?
         let read = JSONReader.read(bytes) { reader in
             reader.object { reader, keyBytes in
-                guard let key = reader.text(keyBytes) else { return false }
-                switch reader.peek() {
-                case UInt8(ascii: "\""):
-                    guard let value = reader.string() else { return false }
-                    strings[key] = value
-                case UInt8(ascii: "["):
-                    guard key == "ids", let array = reader.integers() else { return false }
-                    ids = array
-                case UInt8(ascii: "n"):
-                    guard reader.literal("null") else { return false }
-                    nulls.insert(key)
-                default:
-                    guard let value = reader.integer() else { return false }
-                    integers[key] = value
+                guard let key = reader.text(keyBytes) else {
+                    problem = "a key is not UTF-8"
+                    return false
                 }
-                return true
+                guard seen.insert(key).inserted else {
+                    problem = "\(key) is given twice"
+                    return false
+                }
+                switch key {
+                case "job", "period", "produced_at":
+                    strings[key] = reader.string()
+                    if strings[key] == nil { problem = "\(key) is not a string" }
+                case "attempt", "batch":
+                    integers[key] = reader.integer()
+                    if integers[key] == nil { problem = "\(key) is not an integer" }
+                case "batch_count":
+                    guard reader.peek() != UInt8(ascii: "n") || !reader.literal("null") else { break }
+                    integers[key] = reader.integer()
+                    if integers[key] == nil { problem = "batch_count is not an integer or null" }
+                case "ids":
+                    ids = reader.integers()
+                    if ids == nil { problem = "ids is not an array of 64-bit integers" }
+                default:
+                    if !reader.skipValue() { problem = "the value of \(key) is not JSON" }
+                }
+                return problem == nil
             }
         }
-        guard read, let job = strings["job"], let period = strings["period"],
-            let attempt = integers["attempt"].flatMap({ Int(exactly: $0) }),
-            let batch = integers["batch"].flatMap({ Int(exactly: $0) }), let ids,
-            let produced = strings["produced_at"],
-            let producedAt = RFC3339.parse(produced)
-        else { return nil }
-        var batchCount: Int?
-        if let count = integers["batch_count"] {
-            guard let exact = Int(exactly: count) else { return nil }
-            batchCount = exact
-        } else if strings["batch_count"] != nil {
-            return nil  // a string where a number belongs: the generic decoder names it
+        guard read else { throw Problem(description: problem ?? "not a JSON object") }
+        func required<T>(_ value: T?, _ key: String) throws(Problem) -> T {
+            guard let value else { throw Problem(description: "\(key) is missing") }
+            return value
         }
-        // A known key with a value of the wrong kind: the generic decoder's error.
-        for key in ["job", "period", "produced_at"] where integers[key] != nil || nulls.contains(key) { return nil }
-        for key in ["attempt", "batch"] where strings[key] != nil || nulls.contains(key) { return nil }
+        let produced = try required(strings["produced_at"], "produced_at")
+        guard let producedAt = RFC3339.parse(produced) else {
+            throw Problem(description: "produced_at '\(produced)' is not an RFC 3339 time")
+        }
         return JobBatch(
-            job: job, period: period, attempt: attempt, batch: batch, batchCount: batchCount, ids: ids,
-            producedAt: producedAt)
+            job: try required(strings["job"], "job"), period: try required(strings["period"], "period"),
+            attempt: Int(try required(integers["attempt"], "attempt")),
+            batch: Int(try required(integers["batch"], "batch")), batchCount: integers["batch_count"].map { Int($0) },
+            ids: try required(ids, "ids"), producedAt: producedAt)
     }
 }

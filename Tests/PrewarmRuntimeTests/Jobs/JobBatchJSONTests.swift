@@ -33,7 +33,7 @@ struct JobBatchJSONTests {
             let written = JobBatchJSON.encode(batch)
             #expect(written == [UInt8](try JSONEncoder.prewarm.encode(batch)), "\(batch.job)")
             // Read directly, `\u` escapes (this batch's control characters) included.
-            #expect(JobBatchJSON.decode(written) == batch, "\(batch.job)")
+            #expect(try JobBatchJSON.decode(written) == batch, "\(batch.job)")
             #expect(try JobBatch.decode(message(String(decoding: written, as: UTF8.self))) == batch)
         }
     }
@@ -52,22 +52,47 @@ struct JobBatchJSONTests {
         }
     }
 
-    @Test("malformed or mistyped batches are refused either way, naming the problem")
+    @Test("malformed or mistyped batches are refused, as the generic decoder refuses them, naming the problem")
     func refused() {
         let bad = [
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"produced_at":"2026-07-02T13:46:40Z"}"#,
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1.5],"produced_at":"2026-07-02T13:46:40Z"}"#,
-            #"{"job":"j","period":"p","attempt":"1","batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"yesterday"}"#,
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[99999999999999999999],"produced_at":"2026-07-02T13:46:40Z"}"#,
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"} x"#,
-            #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1"#,
-            #"{"job":null,"period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+            (#"{"job":"j","period":"p","attempt":1,"batch":2,"produced_at":"2026-07-02T13:46:40Z"}"#, "ids is missing"),
+            (
+                #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1.5],"produced_at":"2026-07-02T13:46:40Z"}"#,
+                "ids is not an array of 64-bit integers"
+            ),
+            (
+                #"{"job":"j","period":"p","attempt":"1","batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+                "attempt is not an integer"
+            ),
+            (
+                #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"yesterday"}"#,
+                "produced_at 'yesterday' is not an RFC 3339 time"
+            ),
+            (
+                #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[99999999999999999999],"produced_at":"2026-07-02T13:46:40Z"}"#,
+                "ids is not an array of 64-bit integers"
+            ),
+            (
+                #"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"} x"#,
+                "not a JSON object"
+            ),
+            (#"{"job":"j","period":"p","attempt":1,"batch":2,"ids":[1"#, "ids is not an array of 64-bit integers"),
+            (
+                #"{"job":null,"period":"p","attempt":1,"batch":2,"ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+                "job is not a string"
+            ),
+            (
+                #"{"job":"j","period":"p","attempt":1,"batch":2,"batch_count":"3","ids":[1],"produced_at":"2026-07-02T13:46:40Z"}"#,
+                "batch_count is not an integer or null"
+            ),
+            (#"{"job":"j","job":"k","period":"p"}"#, "job is given twice"),
+            (#"{"job":"j","note":[1,}"#, "the value of note is not JSON"),
+            (#"[]"#, "not a JSON object"),
         ]
-        for json in bad {
-            #expect(JobBatchJSON.decode(Array(json.utf8)) == nil, "\(json)")
+        for (json, reason) in bad {
             #expect((try? JSONDecoder.prewarm.decode(JobBatch.self, from: Data(json.utf8))) == nil, "\(json)")
-            #expect(throws: InvalidMessage.self, "\(json)") { try JobBatch.decode(message(json)) }
+            let error = #expect(throws: InvalidMessage.self, "\(json)") { try JobBatch.decode(message(json)) }
+            #expect(error?.reason == "not a job batch: \(reason)", "\(json)")
         }
     }
 }
