@@ -80,12 +80,12 @@ enum ChaosFault: Sendable {
         }
     }
 
-    /// How often the fleet reads each message: twice after a replay, which dead-letters a bad
-    /// message again (a DLQ is at least once, as Kafka's consumers are; the letters carry the
-    /// original's topic, partition and offset for whoever reads them to tell).
-    var passes: Int {
-        if case .replay = self { return 2 }
-        return 1
+    /// A bad message may be dead-lettered twice (counted, not failed): a pod killed between
+    /// its letter and the letter's mark in Redis, or Redis restarted without the marks. Any
+    /// other second letter, a replay's included, is a failure: a group letters a message once.
+    var mayLetterTwice: Bool {
+        if case .restartRedis = self { return true }
+        return crashes
     }
 }
 

@@ -5,25 +5,53 @@ import PrewarmConfiguration
 import ServiceLifecycle
 import Synchronization
 
-/// Dead letters: a bad message sent to its topic's DLQ once per process (kept whole in PostgreSQL when the DLQ refuses its size), its offset remembered until committed.
+/// Dead letters: a bad message sent to its topic's DLQ once per group (marked in Redis; kept whole in PostgreSQL when the
+/// DLQ refuses its size), its offset remembered in the process until committed.
 extension ConsumeLoop {
     func deadLetter(_ letters: [DeadLetter], topic: String) async -> Outcome {
         let fresh = lettered.withLock { sent in
             letters.filter { !(sent[$0.message.topicPartition]?.contains($0.message.offset) ?? false) }
         }
         guard !fresh.isEmpty else { return .done }
+        // Handled again after this group sent their letters (a rebalance moved the partition
+        // before the offset was committed, or a replay): not sent twice.
+        let already = await deadLetterMarks?.alreadySent(fresh.map(\.message), logger: logger) ?? []
+        for index in already.sorted() {
+            let letter = fresh[index]
+            lettered.withLock { $0[letter.message.topicPartition, default: []].insert(letter.message.offset) }
+            logger.info(
+                "message dead-lettered before by this group: not sent again",
+                metadata: [
+                    "topic": "\(letter.message.topic)", "partition": "\(letter.message.partition)",
+                    "offset": "\(letter.message.offset)", "error_class": "\(letter.errorClass)",
+                ])
+        }
+        let letters =
+            already.isEmpty ? fresh : fresh.enumerated().filter { !already.contains($0.offset) }.map(\.element)
+        guard !letters.isEmpty else { return .done }
+        let outcome = await send(letters, topic: topic)
+        await deadLetterMarks?.mark(outcome.sent, logger: logger)
+        if let outage = outcome.outage { return .retry(outage) }
+        return .done
+    }
+
+    /// Sends letters to the DLQ (a letter refused as too large kept whole, a reference sent in
+    /// its place); what was sent, and the outage that kept the rest.
+    private func send(_ fresh: [DeadLetter], topic: String) async -> (sent: [KafkaMessage], outage: (any Error)?) {
         let reports: [Result<KafkaDeliveryReport, KafkaError>]
         do {
             reports = try await deadLetters.sendEach(
                 fresh.map { $0.producerMessage(topic: topic, group: configuration.groupID) })
         } catch {
-            return .retry(error)
+            return ([], error)
         }
         var outage: (any Error)?
+        var sent: [KafkaMessage] = []
         for (letter, report) in zip(fresh, reports) {
             switch report {
             case .success:
                 noteLettered(letter, dlq: topic, kept: nil)
+                sent.append(letter.message)
             case .failure(let error) where error.isRefusedMessage:
                 // Too large (or refused) as it is: kept whole elsewhere, a reference in the DLQ.
                 do {
@@ -31,6 +59,7 @@ extension ConsumeLoop {
                     try await deadLetters.send(
                         letter.referenceMessage(topic: topic, group: configuration.groupID, reference: reference))
                     noteLettered(letter, dlq: topic, kept: reference)
+                    sent.append(letter.message)
                 } catch {
                     outage = error  // PostgreSQL or the DLQ unreachable: keep it, try again
                 }
@@ -38,8 +67,7 @@ extension ConsumeLoop {
                 outage = error  // the DLQ is unreachable: keep the messages, try again
             }
         }
-        if let outage { return .retry(outage) }
-        return .done
+        return (sent, outage)
     }
 
     /// Keeps a letter the DLQ refused in PostgreSQL; without PostgreSQL (a worker that does not

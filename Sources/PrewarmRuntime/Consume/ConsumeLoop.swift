@@ -12,7 +12,8 @@ import Synchronization
 ///   topic's DLQ with headers naming the error; the partition moves on. A letter the DLQ
 ///   refuses as it is (too large) is kept whole in PostgreSQL (`DeadLetterStore`) and a
 ///   reference letter goes to the DLQ in its place: that is no outage. A letter is sent once
-///   however often its batch is retried (until the batch is committed).
+///   however often its batch is retried, and, with `deadLetterMarks`, once per group however
+///   often the message is handled (a rebalance before its commit, a replay).
 /// - A transient failure (an outage) seeks the batch's partitions back to their first
 ///   messages, pauses them, and retries after an exponential, jittered backoff. Nothing is
 ///   committed past an unfinished batch and nothing goes to the DLQ for an outage.
@@ -38,6 +39,7 @@ public final class ConsumeLoop: Service {
     let consumer: KafkaConsumer
     let deadLetters: KafkaProducer
     let deadLetterStore: DeadLetterStore?
+    let deadLetterMarks: DeadLetterMarks?
     /// Messages dead-lettered and not yet committed past: a batch retried after an outage of
     /// another part sends none of them again.
     let lettered = Mutex<[KafkaTopicPartition: Set<Int64>]>([:])
@@ -51,7 +53,8 @@ public final class ConsumeLoop: Service {
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
-        deadLetterStore: DeadLetterStore? = nil, routes: [TopicRoute], logger: Logger,
+        deadLetterStore: DeadLetterStore? = nil, deadLetterMarks: DeadLetterMarks? = nil, routes: [TopicRoute],
+        logger: Logger,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         liveness: Liveness = Liveness(), alerts: Alerts? = nil,
         onLag: @escaping @Sendable ([KafkaTopicPartition: Int64]) async -> Void = { _ in }
@@ -61,6 +64,7 @@ public final class ConsumeLoop: Service {
         self.consumer = consumer
         self.deadLetters = deadLetterProducer
         self.deadLetterStore = deadLetterStore
+        self.deadLetterMarks = deadLetterMarks
         self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
         self.logger = logger
         self.liveness = liveness

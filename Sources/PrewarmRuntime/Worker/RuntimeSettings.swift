@@ -68,6 +68,9 @@ public enum RuntimeSettings {
     public static let jobRetention = Setting<Duration>.seconds(
         "PREWARM_JOB_RETENTION_S", default: 7 * 86_400, in: 3600...90 * 86_400,
         "how long job-run records are kept in Redis")
+    public static let deadLetterMarkRetention = Setting<Duration>.seconds(
+        "PREWARM_DLQ_MARK_RETENTION_S", default: 7 * 86_400, in: 3600...90 * 86_400,
+        "how long Redis remembers a group's dead-lettered messages, so one handled again is not dead-lettered twice")
     public static let jobBatchMaxCrashes = Setting.integer(
         "PREWARM_JOB_BATCH_MAX_CRASHES", default: 3, in: 1...100,
         "a job batch begun this many times by consumers whose pods died in it is set aside (failed, alerted)")
@@ -86,6 +89,7 @@ public enum RuntimeSettings {
     static let loop = [
         batchMaxMessages.description, batchMaxWait.description, batchConcurrency.description,
         retryInitial.description, retryMax.description, longBatchAfter.description,
+        deadLetterMarkRetention.description,
     ]
     static let always = [
         CommonSettings.logLevel.description, CommonSettings.timeZone.description, retryAlertAfter.description,

@@ -133,6 +133,8 @@ public enum Worker {
                     logger: context.logger),
                 deadLetterProducer: try context.producer,
                 deadLetterStore: definition.usesPostgres ? DeadLetterStore(pool: try context.postgres) : nil,
+                deadLetterMarks: DeadLetterMarks(
+                    redis: context.redis, group: configuration.groupID, retention: settings.deadLetterMarkRetention),
                 routes: worker.routes + ScheduledJob.batchRoutes(worker.jobs, runs: context.jobRuns),
                 logger: context.logger,
                 metricsFactory: context.metricsFactory, liveness: context.liveness, alerts: context.alerts,

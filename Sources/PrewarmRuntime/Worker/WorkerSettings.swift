@@ -25,6 +25,8 @@ public struct WorkerSettings: Sendable {
     public var startupWait: Duration
     public var timeZone: TimeZone
     public var retryAlertAfter: Duration
+    /// How long Redis remembers a group's dead-lettered messages.
+    public var deadLetterMarkRetention: Duration
     public var http: (connectTimeout: Duration, callTimeout: Duration, maxConnections: Int, ownPool: Bool)
     public var alertWebhook: URL?
     public var jobs: JobRunSettings
@@ -84,6 +86,7 @@ public struct WorkerSettings: Sendable {
         startupWait = try reader.value(RuntimeSettings.startupWait)
         timeZone = try reader.timeZone()
         retryAlertAfter = try reader.value(RuntimeSettings.retryAlertAfter)
+        deadLetterMarkRetention = try reader.value(RuntimeSettings.deadLetterMarkRetention)
         http = (
             try reader.value(RuntimeSettings.httpConnectTimeout), try reader.value(RuntimeSettings.httpTimeout),
             try reader.value(RuntimeSettings.httpMaxConnections), try reader.value(RuntimeSettings.httpOwnPool)

@@ -56,7 +56,8 @@ extension LoopTesting {
     func loop(
         topic: String, group: String, handling handler: some TopicHandler, properties: KafkaProperties = Self.fastGroup,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, alerts: Alerts? = nil,
-        deadLetterStore: DeadLetterStore? = nil, label: String = "test.consume-loop", bootstrap: String? = nil,
+        deadLetterStore: DeadLetterStore? = nil, deadLetterMarks: DeadLetterMarks? = nil,
+        label: String = "test.consume-loop", bootstrap: String? = nil,
         configure: (inout ConsumeLoopConfiguration) -> Void = { _ in }
     ) throws -> ConsumeLoop {
         let bootstrap = try bootstrap ?? TestEnvironment.kafkaBootstrap
@@ -71,7 +72,7 @@ extension LoopTesting {
             consumer: try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(
                     groupID: group, bootstrapServers: bootstrap, properties: properties)),
-            deadLetterProducer: deadLetters, deadLetterStore: deadLetterStore,
+            deadLetterProducer: deadLetters, deadLetterStore: deadLetterStore, deadLetterMarks: deadLetterMarks,
             routes: [TopicRoute(topic: topic, handler: handler)],
             logger: Logger(label: label), metricsFactory: metricsFactory, alerts: alerts)
     }

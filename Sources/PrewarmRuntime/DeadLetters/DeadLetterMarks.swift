@@ -1,0 +1,71 @@
+import Kafka
+import Logging
+import Redis
+
+/// Which messages a consumer group has dead-lettered, in Redis, so that a message handled
+/// again is not dead-lettered again by any pod of the group: its batch finished after a
+/// rebalance took its partition (the offset could not be committed, and the next owner
+/// reads it again), or the group's offsets were reset for a replay.
+///
+/// One key a letter, `prewarm:dlq-sent:{group}:{topic}:{partition}:{offset}`, kept for
+/// `retention`; its value names the message (its timestamp and a hash of its key and value),
+/// so a topic recreated with the same offsets is not mistaken for the old one. Marked only
+/// once the DLQ acknowledged the letter. Redis unreachable: the letters are sent anyway and
+/// not marked (a second letter beats a lost one).
+public struct DeadLetterMarks: Sendable {
+    public let redis: any RedisClient
+    public let group: String
+    public let retention: Duration
+    public static let prefix = "prewarm:dlq-sent:"
+
+    public init(redis: any RedisClient, group: String, retention: Duration) {
+        self.redis = redis
+        self.group = group
+        self.retention = retention
+    }
+
+    func key(_ message: KafkaMessage) -> String {
+        "\(Self.prefix)\(group):\(message.topic):\(message.partition):\(message.offset)"
+    }
+
+    /// What the mark holds: the message's timestamp and an FNV-1a hash of its key and value.
+    static func identity(_ message: KafkaMessage) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in (message.key ?? []) + [0xFF] + message.value {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return "\(message.timestampMilliseconds ?? -1):\(String(hash, radix: 16))"
+    }
+
+    /// The indices of `messages` this group has dead-lettered already; none when Redis does
+    /// not answer.
+    func alreadySent(_ messages: [KafkaMessage], logger: Logger) async -> Set<Int> {
+        guard !messages.isEmpty else { return [] }
+        do {
+            let replies = try await redis.pipeline(messages.map { RedisCommand("GET", arguments: [key($0)]) })
+            return Set(
+                zip(messages, replies).enumerated().compactMap { index, pair in
+                    pair.1.string == Self.identity(pair.0) ? index : nil
+                })
+        } catch {
+            logger.warning(
+                "dead-letter marks not read: the letters are sent without the check",
+                metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
+    /// Marks `messages` as dead-lettered by this group.
+    func mark(_ messages: [KafkaMessage], logger: Logger) async {
+        guard !messages.isEmpty else { return }
+        let seconds = max(Int(retention.components.seconds), 1)
+        do {
+            _ = try await redis.pipeline(
+                messages.map { RedisCommand("SET", arguments: [key($0), Self.identity($0), "EX", seconds]) })
+        } catch {
+            logger.warning(
+                "dead-letter marks not written: a message handled again may be dead-lettered again",
+                metadata: ["error": "\(error)"])
+        }
+    }
+}
