@@ -73,7 +73,13 @@ extension Chaos {
         }
         let worker: ChaosWorker = job == "store-score" ? .storeScorer : .pushProducer
         let pod = try pod(of: worker)
-        let (status, body) = try await adminPost(pod, "/jobs/\(job)/trigger?period=\(period)&force=true")
+        // A 503 (Redis too slow to answer on a loaded machine) started nothing: asked again,
+        // as an operator's script would, for up to half a minute.
+        var (status, body) = try await adminPost(pod, "/jobs/\(job)/trigger?period=\(period)&force=true")
+        for _ in 0..<30 where status == 503 {
+            try await Task.sleep(for: .seconds(1))
+            (status, body) = try await adminPost(pod, "/jobs/\(job)/trigger?period=\(period)&force=true")
+        }
         guard status == 202, let attempt = Self.attempt(in: body) else {
             throw ChaosFailure("trigger of \(job) \(period) answered \(status): \(body)")
         }

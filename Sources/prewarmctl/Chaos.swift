@@ -179,6 +179,15 @@ final class Chaos {
         ] {
             variables[name] = value
         }
+        if case .requestErrors = scenario.fault {
+            // librdkafka 2.0.2's mock checks produce sequences only for transactional
+            // producers: with a request failed by an injected error and the next one (in
+            // flight beside it) appended, the client takes the later ack as proof the first
+            // was written too (as a real broker, which refuses a gap, would imply) and
+            // reports it delivered. One request in flight keeps the mock honest; real brokers
+            // need no such setting.
+            variables["PREWARM_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION"] = "1"
+        }
         return variables
     }
 
