@@ -2,6 +2,8 @@
 SWIFT ?= swift
 SERVICES := redis postgres kafka
 WITH_SERVICES := scripts/with-services.sh $(SERVICES) --
+# The suite also runs its Redis Cluster cases on a local 3-primary cluster.
+WITH_TEST_SERVICES := scripts/with-services.sh redis redis-cluster postgres kafka --
 
 .PHONY: deps build test lint demo bench chaos services-up services-down clean
 
@@ -28,7 +30,7 @@ test: deps lint ## the whole suite and a few chaos scenarios on the dev broker, 
 	$(SWIFT) build --build-tests
 	for kafka in $(KAFKA); do \
 	  echo "test: the suite on the $$kafka broker"; \
-	  PREWARM_DEV_KAFKA=$$kafka $(WITH_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build || exit 1; \
+	  PREWARM_DEV_KAFKA=$$kafka $(WITH_TEST_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build || exit 1; \
 	  case $$kafka in mock) scenarios="$(CHAOS_MOCK)";; noida) scenarios="$(CHAOS_NOIDA)";; *) scenarios="";; esac; \
 	  [ -z "$$scenarios" ] && continue; \
 	  echo "test: make chaos $$scenarios on the $$kafka broker"; \

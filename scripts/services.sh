@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local Redis, PostgreSQL and Kafka dev broker for prewarm's demo, tests and benchmarks.
 # Everything lives under .run/ of the checkout, on ports of its own (never 6379/5432).
-#   scripts/services.sh start|stop|running redis|postgres|kafka
+#   scripts/services.sh start|stop|running redis|redis-cluster|postgres|kafka
 #   scripts/services.sh env      # prints the variables tests and the demo read
 #   PREWARM_DEV_KAFKA=noida scripts/services.sh start kafka   # an independent broker instead
 set -euo pipefail
@@ -10,6 +10,9 @@ ROOT=$PWD
 RUN=${PREWARM_DEV_RUN_DIR:-$ROOT/.run} # tests start private servers under a directory of their own
 REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
 PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
+# Redis Cluster: 3 primaries and 3 replicas on six ports from this one.
+CLUSTER_PORT=${PREWARM_DEV_REDIS_CLUSTER_PORT:-17001}
+CLUSTER_PORTS=$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))
 DEV_PASSWORD=prewarm-dev # local throwaway services only
 PREWARMCTL=${PREWARMCTL:-$ROOT/.build/debug/prewarmctl}
 # Which Kafka `start kafka` runs: librdkafka's mock cluster (`prewarmctl dev-broker`), or
@@ -55,14 +58,41 @@ wait_for() { # seconds, description, command...
 }
 
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$DEV_PASSWORD" "$@"; }
+cluster_cli() { # port, arguments
+  local port=$1; shift
+  redis-cli -h 127.0.0.1 -p "$port" --no-auth-warning -a "$DEV_PASSWORD" "$@"
+}
+cluster_nodes() { local port list=""; for port in $CLUSTER_PORTS; do list="$list,127.0.0.1:$port"; done; echo "${list#,}"; }
 
 running() {
   case $1 in
     redis) redis_cli ping 2>/dev/null | grep -q PONG ;;
+    redis-cluster) cluster_cli "$CLUSTER_PORT" cluster info 2>/dev/null | grep -q 'cluster_state:ok' ;;
     postgres) [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1 ;;
     kafka) [ -f "$KAFKA_DIR/pid" ] && kill -0 "$(cat "$KAFKA_DIR/pid")" 2>/dev/null && [ -s "$KAFKA_DIR/bootstrap" ] ;;
-    *) die "unknown service '$1' (redis, postgres, kafka)" ;;
+    *) die "unknown service '$1' (redis, redis-cluster, postgres, kafka)" ;;
   esac
+}
+
+# Six nodes of Debian's redis-server in cluster mode, each in a folder of its own (its
+# nodes.conf), a 2 s node timeout so a failover takes seconds, joined by redis-cli: 3
+# primaries, a replica each. Started empty, as the single node is.
+start_cluster() {
+  local port
+  for port in $CLUSTER_PORTS; do
+    rm -rf "$RUN/redis-cluster/$port"
+    mkdir -p "$RUN/redis-cluster/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" --masterauth "$DEV_PASSWORD" \
+      --cluster-enabled yes --cluster-config-file "$RUN/redis-cluster/$port/nodes.conf" \
+      --cluster-node-timeout 2000 --save '' --appendonly no --daemonize yes --dir "$RUN/redis-cluster/$port" \
+      --pidfile "$RUN/redis-cluster/$port/redis.pid" --logfile "$RUN/redis-cluster/$port/redis.log"
+  done
+  for port in $CLUSTER_PORTS; do wait_for 10 "redis on port $port" cluster_cli "$port" ping; done
+  # shellcheck disable=SC2046
+  redis-cli --no-auth-warning -a "$DEV_PASSWORD" --cluster create $(cluster_nodes | tr ',' ' ') \
+    --cluster-replicas 1 --cluster-yes >"$RUN/redis-cluster/create.log" 2>&1 ||
+    die "redis-cli --cluster create failed: $(tail -n 3 "$RUN/redis-cluster/create.log")"
+  wait_for 30 "the Redis cluster" running redis-cluster
 }
 
 start() {
@@ -75,6 +105,9 @@ start() {
         --save '' --appendonly no --daemonize yes --dir "$RUN/redis" \
         --pidfile "$RUN/redis/redis.pid" --logfile "$RUN/redis/redis.log"
       wait_for 10 "redis on port $REDIS_PORT" running redis ;;
+    redis-cluster)
+      command -v redis-server >/dev/null || die "redis-server is not installed (run: make deps)"
+      start_cluster ;;
     postgres)
       local bin; bin=$(pg_bin)
       mkdir -p "$PG_DIR/sock"
@@ -115,7 +148,7 @@ start() {
         --control-file "$KAFKA_DIR/control" >"$KAFKA_DIR/broker.log" 2>&1 </dev/null &
       echo $! > "$KAFKA_DIR/pid"
       wait_for 30 "the Kafka dev broker" running kafka ;;
-    *) die "unknown service '$1' (redis, postgres, kafka)" ;;
+    *) die "unknown service '$1' (redis, redis-cluster, postgres, kafka)" ;;
   esac
   echo "services: started $1"
 }
@@ -140,6 +173,14 @@ start_noida() {
 }
 
 stop() {
+  if [ "$1" = redis-cluster ]; then # every node, whatever state the cluster is in
+    local port stopped=""
+    for port in $CLUSTER_PORTS; do
+      cluster_cli "$port" shutdown nosave >/dev/null 2>&1 && stopped=yes
+    done
+    [ -z "$stopped" ] || echo "services: stopped redis-cluster"
+    return 0
+  fi
   running "$1" || { [ "$1" != kafka ] || rm -f "$KAFKA_DIR/pid"; return 0; }
   case $1 in
     redis) redis_cli shutdown nosave >/dev/null 2>&1 || true ;;
@@ -175,6 +216,8 @@ PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS|${PREWARM_KAFKA_CONSUMER_SESSION_TIMEO
 PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS|${PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS:-1000}
 PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS|${PREWARM_KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS:-30000}
 VARS
+  # Set only while the cluster runs: the tests run their Redis cases on it too.
+  if running redis-cluster; then printf "PREWARM_DEV_REDIS_CLUSTER_NODES='%s'\n" "$(cluster_nodes)"; fi
 }
 
 cmd=${1:-}; shift || true

@@ -23,6 +23,23 @@ public enum TestEnvironment {
         return value
     }
 
+    /// The nodes of the local Redis Cluster (`scripts/services.sh start redis-cluster`).
+    public static func redisClusterNodes() throws -> [RedisSlotMap.Node] {
+        try require("PREWARM_DEV_REDIS_CLUSTER_NODES").split(separator: ",").map { address in
+            let parts = address.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else {
+                throw Missing(description: "PREWARM_DEV_REDIS_CLUSTER_NODES: '\(address)' is not host:port")
+            }
+            return RedisSlotMap.Node(host: String(parts[0]), port: port)
+        }
+    }
+
+    /// A configuration of one cluster node, with the dev password.
+    public static func redis(node: RedisSlotMap.Node) throws -> RedisConfiguration {
+        RedisConfiguration(
+            endpoint: .tcp(host: node.host, port: node.port), password: try require("PREWARM_REDIS_PASSWORD"))
+    }
+
     public static func redis(
         password: String?? = .none, clientName: String? = nil, retryAfterConnectionLoss: Bool = true,
         commandTimeout: Double = 5
