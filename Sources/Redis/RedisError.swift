@@ -18,6 +18,9 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         case protocolError
         /// The connection has been closed by its owner.
         case closed
+        /// A cluster client refused, at the call, a command or transaction whose keys are in
+        /// more than one hash slot (Redis Cluster would answer CROSSSLOT).
+        case crossSlot
     }
 
     public var code: Code
@@ -34,8 +37,10 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     public var isTransient: Bool {
         switch code {
         case .connectionFailed, .connectionLost, .timeout: return true
-        case .server: return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
-        case .authenticationFailed, .protocolError, .closed: return false
+        case .server:
+            return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
+                || message.hasPrefix("CLUSTERDOWN") || message.hasPrefix("MOVED") || message.hasPrefix("ASK ")
+        case .authenticationFailed, .protocolError, .closed, .crossSlot: return false
         }
     }
 
