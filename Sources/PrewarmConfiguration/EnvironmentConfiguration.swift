@@ -170,6 +170,21 @@ public enum CommonSettings {
     public static let redisPassword = Setting.text(
         "PREWARM_REDIS_PASSWORD", default: nil, "Redis password (keep it in the environment)", isSecret: true)
     public static let redisDatabase = Setting.integer("PREWARM_REDIS_DB", default: 0, in: 0...15, "Redis database")
+    public static let redisClusterNodes = Setting<[RedisSlotMap.Node]>(
+        "PREWARM_REDIS_CLUSTER_NODES", default: nil, accepted: "host:port,host:port,... (some of the cluster's nodes)",
+        "Redis Cluster instead of one Redis: its slot map is read from these nodes (HOST, PORT, SOCKET and DB are then not used)",
+        parse: { text in
+            let nodes = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.map { address in
+                address.lastIndex(of: ":").flatMap { colon -> RedisSlotMap.Node? in
+                    guard let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port),
+                        colon > address.startIndex
+                    else { return nil }
+                    return RedisSlotMap.Node(host: String(address[..<colon]), port: port)
+                }
+            }
+            return nodes.isEmpty || nodes.contains(where: { $0 == nil }) ? nil : nodes.compactMap { $0 }
+        },
+        render: { $0.map(\.description).joined(separator: ",") })
     public static let redisConnectTimeout = Setting<Double>.number(
         "PREWARM_REDIS_CONNECT_TIMEOUT", default: 2, in: 0.01...60, "seconds a Redis connect may take")
     public static let redisCommandTimeout = Setting<Double>.number(
@@ -194,7 +209,7 @@ public enum CommonSettings {
     public static let redis: [SettingDescription] = [
         redisHost.description, redisPort.description, redisSocket.description, redisUser.description,
         redisPassword.description, redisDatabase.description, redisConnectTimeout.description,
-        redisCommandTimeout.description,
+        redisCommandTimeout.description, redisClusterNodes.description,
     ]
     public static let postgres: [SettingDescription] = [
         postgresURL.description, postgresPassword.description, postgresConnectTimeout.description,
@@ -224,6 +239,17 @@ extension EnvironmentReader {
             connectTimeout: try value(CommonSettings.redisConnectTimeout),
             commandTimeout: try value(CommonSettings.redisCommandTimeout),
             clientName: clientName)
+    }
+
+    /// `PREWARM_REDIS_CLUSTER_NODES`: nil for one Redis. With a database other than 0 (a
+    /// cluster has only 0) it stops at start-up, naming `PREWARM_REDIS_DB`.
+    public func redisCluster() throws -> [RedisSlotMap.Node]? {
+        guard let nodes = try optionalValue(CommonSettings.redisClusterNodes) else { return nil }
+        guard try value(CommonSettings.redisDatabase) == 0 else {
+            throw ConfigurationError(
+                "PREWARM_REDIS_DB", "must be 0 with PREWARM_REDIS_CLUSTER_NODES: a Redis Cluster has only database 0")
+        }
+        return nodes
     }
 
     /// `PREWARM_POSTGRES_URL` (a libpq conninfo or URI) and `PREWARM_POSTGRES_PASSWORD`.

@@ -106,7 +106,7 @@ struct TestkitWorker: WorkerDefinition {
     }
 
     struct Counting: TopicHandler {
-        let redis: RedisPool
+        let redis: any RedisClient
         let prefix: String
         let delay: Duration
 
@@ -142,7 +142,7 @@ struct TestkitWorker: WorkerDefinition {
     }
 
     struct BatchCounting: JobBatchHandler {
-        let redis: RedisPool
+        let redis: any RedisClient
         let prefix: String
         var trap: Int64 = 0
 
@@ -154,7 +154,7 @@ struct TestkitWorker: WorkerDefinition {
     }
 
     struct Stepping: TaskHandler {
-        let redis: RedisPool
+        let redis: any RedisClient
         let prefix: String
         let steps: Int
         let delay: Duration

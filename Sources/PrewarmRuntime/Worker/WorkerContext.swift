@@ -16,7 +16,8 @@ public final class WorkerContext: Sendable {
     public let logger: Logger
     public let metricsFactory: any MetricsFactory
     /// N connections, each on its own I/O thread.
-    public let redis: RedisPool
+    /// One Redis (a pool) or a Redis Cluster (`PREWARM_REDIS_CLUSTER_NODES`).
+    public let redis: any RedisClient & Closable
     /// The one Kafka producer (idempotent, acks=all), of a worker that uses Kafka.
     let kafkaProducer: KafkaProducer?
     /// Downstream HTTP calls, with time-outs and transient/permanent failures.
@@ -62,7 +63,7 @@ public final class WorkerContext: Sendable {
     public var retries: RetryTable { get throws { RetryTable(pool: try postgres) } }
 
     private init(
-        settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory, redis: RedisPool,
+        settings: WorkerSettings, logger: Logger, metricsFactory: any MetricsFactory, redis: any RedisClient & Closable,
         postgres: PostgresPool?, producer: KafkaProducer?, http: DownstreamClient
     ) {
         self.name = settings.worker
@@ -94,11 +95,18 @@ public final class WorkerContext: Sendable {
         -> WorkerContext
     {
         let policy = startupPolicy(settings.startupWait)
-        let redis = try await retrying("connecting to Redis at start-up", policy: policy, logger: logger) {
-            try await RedisPool.connect(
-                settings.redis, size: settings.redisPoolSize,
-                transport: settings.redisEventLoops ? .eventLoops(MultiThreadedEventLoopGroup.singleton) : .threads,
-                logger: logger)
+        let transport: RedisPool.Transport =
+            settings.redisEventLoops ? .eventLoops(MultiThreadedEventLoopGroup.singleton) : .threads
+        let redis: any RedisClient & Closable = try await retrying(
+            "connecting to Redis at start-up", policy: policy, logger: logger
+        ) {
+            if let nodes = settings.redisCluster {
+                return try await RedisClusterClient.connect(
+                    seeds: nodes, configuration: settings.redis, poolSize: settings.redisPoolSize, transport: transport,
+                    logger: logger)
+            }
+            return try await RedisPool.connect(
+                settings.redis, size: settings.redisPoolSize, transport: transport, logger: logger)
         }
         var postgres: PostgresPool?
         do {

@@ -13,6 +13,8 @@ public struct WorkerSettings: Sendable {
     public var consumerProperties: KafkaProperties
     public var producerProperties: KafkaProperties
     public var redis: RedisConfiguration
+    /// Some nodes of a Redis Cluster, or nil for the one Redis of `redis`.
+    public var redisCluster: [RedisSlotMap.Node]?
     public var redisPoolSize: Int
     public var redisEventLoops: Bool
     public var postgres: PostgresConfiguration?
@@ -50,6 +52,7 @@ public struct WorkerSettings: Sendable {
             producerProperties = KafkaProperties()
         }
         redis = try reader.redis(clientName: worker)
+        redisCluster = try reader.redisCluster()
         redisPoolSize = try reader.value(RuntimeSettings.redisPoolSize)
         redisEventLoops = try reader.value(RuntimeSettings.redisEventLoops)
         postgres = usesPostgres ? try reader.postgres(applicationName: worker) : nil

@@ -76,6 +76,8 @@ struct WorkerSettingsTests {
             (["PREWARM_TEST_THRESHOLD": "40"], [], "PREWARM_TEST_THRESHOLD"),
             (["PREWARM_TASK_HEARTBEAT_S": "20", "PREWARM_TASK_STALE_AFTER_S": "30"], [], "PREWARM_TASK_STALE_AFTER_S"),
             (["PREWARM_ALERT_WEBHOOK": "ftp://hooks.example/secret-path"], [], "PREWARM_ALERT_WEBHOOK"),
+            (["PREWARM_REDIS_CLUSTER_NODES": "127.0.0.1:17001,redis-b"], [], "PREWARM_REDIS_CLUSTER_NODES"),
+            (["PREWARM_REDIS_CLUSTER_NODES": "127.0.0.1:17001", "PREWARM_REDIS_DB": "3"], [], "PREWARM_REDIS_DB"),
             ([:], ["--no-such-flag", "1"], "--no-such-flag"),
             ([:], ["--admin-port"], "--admin-port"),
         ]

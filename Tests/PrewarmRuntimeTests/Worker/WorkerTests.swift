@@ -69,7 +69,7 @@ struct PoolsWorker: WorkerDefinition {
         _ = try await concurrentMap(Array(0..<8), limit: 8) { _ in
             try await context.postgres.withConnection { try await $0.query("SELECT pg_sleep(0.05)") }
         }
-        for _ in 0..<context.redis.size { try await context.redis.send("PING") }
+        for _ in 0..<((context.redis as? RedisPool)?.size ?? 1) { try await context.redis.send("PING") }
         routes = [TopicRoute(topic: TestWorkerPlan.topic, handler: HangingWorker.Hang())]
     }
 }
@@ -117,6 +117,18 @@ struct WorkerTests {
         #expect(try await get(url, "v1/echo/hello") == (200, "{\"word\":\"hello\"}"))
         #expect(try await get(url, "readyz") == (200, "{\"status\":\"ready\"}"))
         #expect(try await get(url, "healthz").0 == 200)
+    }
+
+    @Test("a worker pointed at a Redis Cluster (PREWARM_REDIS_CLUSTER_NODES) reads its slot map and is ready")
+    func onRedisCluster() async throws {
+        let nodes = try TestEnvironment.redisClusterNodes()
+        let (url, _, _) = try await start(
+            HTTPOnlyWorker.self,
+            try environment([
+                "PREWARM_REDIS_CLUSTER_NODES": nodes.prefix(2).map(\.description).joined(separator: ","),
+                "PREWARM_REDIS_DB": "0",
+            ]))
+        #expect(try await get(url, "readyz") == (200, "{\"status\":\"ready\"}"))
     }
 
     @Test(
