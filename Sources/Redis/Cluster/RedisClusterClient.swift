@@ -3,8 +3,9 @@ import Synchronization
 
 /// A Redis Cluster client: each command goes to the primary serving its key's slot, through a
 /// pool per primary (either transport). A pipeline is cut by node, the parts sent at once and
-/// their replies put back in the caller's order. A command or transaction whose keys span
-/// slots is refused at the call (`RedisError.Code.crossSlot`). `MOVED` refreshes the slot map
+/// their replies put back in the caller's order; an `MGET` whose keys span slots is split by
+/// slot and its values put back in order. Any other command, transaction or script whose keys
+/// span slots is refused at the call (`RedisError.Code.crossSlot`). `MOVED` refreshes the slot map
 /// (one refresh at a time, at most one every `refreshInterval`) and resends; `ASK` resends
 /// once to the node named, after `ASKING`, without changing the map. `TRYAGAIN`,
 /// `CLUSTERDOWN` and a primary that cannot be reached are left to the caller's retrying
@@ -157,6 +158,13 @@ public final class RedisClusterClient: RedisClient {
     }
 
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+        let split = RedisClusterRouting.splitMGETs(commands)
+        let replies = try await route(split.commands)
+        return split.merge(replies)
+    }
+
+    /// Sends each unit of `commands` to its node, the nodes' parts at once.
+    private func route(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         let units = try RedisClusterRouting.units(of: commands)
         var byNode: [RedisSlotMap.Node: [RedisClusterRouting.Unit]] = [:]
         for unit in units { byNode[try node(of: unit.slot), default: []].append(unit) }

@@ -61,6 +61,67 @@ enum RedisClusterRouting {
         return units
     }
 
+    /// A pipeline whose `MGET`s over several slots (outside a transaction) are split into one
+    /// `MGET` a slot; `merge` puts their values back in each `MGET`'s order.
+    struct SplitMGETs {
+        var commands: [RedisCommand]
+        /// Per command of the caller: the split commands' indices and the positions their
+        /// values take in its reply (nil positions: the command as it was).
+        var plan: [(parts: [(index: Int, positions: [Int]?)], count: Int)]
+
+        func merge(_ replies: [RedisReply]) -> [RedisReply] {
+            plan.map { entry in
+                guard entry.parts.count > 1 || entry.parts.first?.positions != nil else {
+                    return replies[entry.parts[0].index]
+                }
+                var values = [RedisReply](repeating: .null, count: entry.count)
+                for part in entry.parts {
+                    guard case .array(let partValues) = replies[part.index], let positions = part.positions,
+                        partValues.count == positions.count
+                    else { return replies[part.index] }  // an error reply: the MGET's
+                    for (position, value) in zip(positions, partValues) { values[position] = value }
+                }
+                return .array(values)
+            }
+        }
+    }
+
+    static func splitMGETs(_ commands: [RedisCommand]) -> SplitMGETs {
+        var split = SplitMGETs(commands: [], plan: [])
+        var inTransaction = false
+        for command in commands {
+            let name = command.name.uppercased()
+            if name == "MULTI" { inTransaction = true }
+            defer { if name == "EXEC" || name == "DISCARD" { inTransaction = false } }
+            guard name == "MGET", !inTransaction else {
+                split.plan.append(([(split.commands.count, nil)], 1))
+                split.commands.append(command)
+                continue
+            }
+            let keys = keys(of: command)
+            var bySlot: [Int: [Int]] = [:]
+            var order: [Int] = []
+            for (position, key) in keys.enumerated() {
+                let slot = RedisKeySlot.of(bytes: key)
+                if bySlot[slot] == nil { order.append(slot) }
+                bySlot[slot, default: []].append(position)
+            }
+            guard order.count > 1 else {
+                split.plan.append(([(split.commands.count, nil)], 1))
+                split.commands.append(command)
+                continue
+            }
+            var parts: [(index: Int, positions: [Int]?)] = []
+            for slot in order {
+                let positions = bySlot[slot]!
+                parts.append((split.commands.count, positions))
+                split.commands.append(RedisCommand("MGET", arguments: positions.map { Array(keys[$0]) }))
+            }
+            split.plan.append((parts, keys.count))
+        }
+        return split
+    }
+
     /// Where a `MOVED` or `ASK` error reply sends the command.
     enum Redirect: Equatable {
         case moved(slot: Int, to: RedisSlotMap.Node)

@@ -35,7 +35,9 @@ struct RedisClusterClientTests {
         }
     }
 
-    @Test("keys of one hash tag go together (MGET, a transaction, a script); across slots they are refused at the call")
+    @Test(
+        "keys of one hash tag go together; an MGET across slots is split; a transaction or script across slots is refused"
+    )
     func hashTagsAndCrossSlot() async throws {
         let client = try await client()
         let tag = "{\(TestEnvironment.uniqueName("tag"))}"
@@ -51,8 +53,14 @@ struct RedisClusterClientTests {
 
         let apart = ["cross:\(tag):x", "cross:\(tag):y"].map { $0.replacingOccurrences(of: "{", with: "(") }
         #expect(RedisKeySlot.of(apart[0]) != RedisKeySlot.of(apart[1]))
+        // An MGET over slots is split by slot, its values back in the caller's order.
+        let many = (0..<200).map { "\(tag):many:\($0)".replacingOccurrences(of: "{", with: "(") }
+        _ = try await client.pipeline(many.enumerated().map { RedisCommand("SET", $1, "m\($0)", "EX", 600) })
+        let asked = many + ["\(tag):a", "absent:\(tag)"]
+        let values = try await client.mget(asked).map { $0.map { String(decoding: $0, as: UTF8.self) } }
+        #expect(values == (0..<200).map { "m\($0)" } + ["1", nil])
+        #expect(Set(many.map { RedisKeySlot.of($0) }).count > 100, "spread over many slots")
         for call in [
-            { _ = try await client.mget(apart) },
             { _ = try await client.transaction(apart.map { RedisCommand("SET", $0, "1") }) },
             { _ = try await client.run(script, keys: apart) },
         ] as [@Sendable () async throws -> Void] {
