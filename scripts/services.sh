@@ -12,7 +12,8 @@ REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
 PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
 # Redis Cluster: 3 primaries and 3 replicas on six ports from this one.
 CLUSTER_PORT=${PREWARM_DEV_REDIS_CLUSTER_PORT:-17001}
-CLUSTER_PORTS=$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))
+CLUSTER_PORTS=${PREWARM_DEV_REDIS_CLUSTER_PORTS:-$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))} # or six of one's own
+CLUSTER_PORT=${CLUSTER_PORTS%%[[:space:]]*}
 DEV_PASSWORD=prewarm-dev # local throwaway services only
 PREWARMCTL=${PREWARMCTL:-$ROOT/.build/debug/prewarmctl}
 # Which Kafka `start kafka` runs: librdkafka's mock cluster (`prewarmctl dev-broker`), or

@@ -158,3 +158,48 @@ public final class PrivatePostgresServer: Sendable {
         _ = try? await TestProcess.runTool("/bin/rm", ["-rf", directory])
     }
 }
+
+/// A Redis Cluster of a test's own (3 primaries, 3 replicas, `scripts/services.sh start
+/// redis-cluster` on six ports of its own), for tests that kill its nodes.
+public final class PrivateRedisCluster: Sendable {
+    public let ports: [Int]
+    private let directory: String
+
+    public init() throws {
+        ports = try (0..<6).map { _ in try FreePort.next() }
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-cluster-\(ports[0])-\(UUID())").path
+    }
+
+    public var nodes: [RedisSlotMap.Node] { ports.map { RedisSlotMap.Node(host: "127.0.0.1", port: $0) } }
+
+    private func services(_ action: String) async throws {
+        let (status, stderr) = try await TestProcess.runTool(
+            TestProcess.root.appendingPathComponent("scripts/services.sh").path, [action, "redis-cluster"],
+            environment: [
+                "PREWARM_DEV_RUN_DIR": directory,
+                "PREWARM_DEV_REDIS_CLUSTER_PORTS": ports.map(String.init).joined(separator: " "),
+            ], timeout: .seconds(60))
+        guard status == 0 else {
+            throw TestEnvironment.Missing(description: "services.sh \(action) redis-cluster failed: \(stderr)")
+        }
+    }
+
+    public func start() async throws { try await services("start") }
+
+    /// Kills the node on `port` as a crash would (SIGKILL) and waits until it is gone.
+    public func kill(_ port: Int) async throws {
+        let file = "\(directory)/redis-cluster/\(port)/redis.pid"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw TestEnvironment.Missing(description: "no pid file for the node on \(port)") }
+        Glibc.kill(pid, SIGKILL)
+        try await eventually(timeout: .seconds(10), "redis-server \(pid) to exit") { Glibc.kill(pid, 0) != 0 }
+    }
+
+    /// Stops every node and removes their folders.
+    public func destroy() async {
+        try? await services("stop")
+        _ = try? await TestProcess.runTool("/bin/rm", ["-rf", directory])
+    }
+}
