@@ -76,8 +76,9 @@ running() {
 }
 
 # Six nodes of Debian's redis-server in cluster mode, each in a folder of its own (its
-# nodes.conf), a 2 s node timeout so a failover takes seconds, joined by redis-cli: 3
-# primaries, a replica each. Started empty, as the single node is.
+# nodes.conf), a 5 s node timeout (a failover takes seconds, and a loaded machine does not
+# fail a node over by mistake), joined by redis-cli: 3 primaries, a replica each. Started
+# empty, as the single node is.
 start_cluster() {
   local port
   for port in $CLUSTER_PORTS; do
@@ -85,7 +86,7 @@ start_cluster() {
     mkdir -p "$RUN/redis-cluster/$port"
     redis-server --port "$port" --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" --masterauth "$DEV_PASSWORD" \
       --cluster-enabled yes --cluster-config-file "$RUN/redis-cluster/$port/nodes.conf" \
-      --cluster-node-timeout 2000 --save '' --appendonly no --daemonize yes --dir "$RUN/redis-cluster/$port" \
+      --cluster-node-timeout 5000 --save '' --appendonly no --daemonize yes --dir "$RUN/redis-cluster/$port" \
       --pidfile "$RUN/redis-cluster/$port/redis.pid" --logfile "$RUN/redis-cluster/$port/redis.log"
   done
   for port in $CLUSTER_PORTS; do wait_for 10 "redis on port $port" cluster_cli "$port" ping; done

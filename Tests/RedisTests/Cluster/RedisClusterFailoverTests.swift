@@ -54,9 +54,25 @@ struct RedisClusterFailoverTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         let recovered = ContinuousClock.now - killedAt
+        if values.map(\.string) != (0..<300).map({ "v\($0)" }) {
+            // What each node holds and thinks, to tell a lost write from a wrong route.
+            for node in cluster.nodes where node != victim {
+                var configuration = template
+                configuration.endpoint = .tcp(host: node.host, port: node.port)
+                guard let connection = try? await RedisConnection.connect(configuration) else { continue }
+                let size = try? await connection.send("DBSIZE")
+                let role = try? await connection.send("ROLE")
+                let nodes = try? await connection.send("CLUSTER", "NODES")
+                print(
+                    "failover diagnosis: \(node) dbsize \(String(describing: size)) role \(String(describing: role?.array?.first)) nodes:\n\(nodes?.string ?? "")"
+                )
+                await connection.close()
+            }
+            print("failover diagnosis: map \(client.slotMap.ranges.map { "\($0.slots) \($0.primary)" })")
+        }
         #expect(values.map(\.string) == (0..<300).map { "v\($0)" }, "every replicated key, from the promoted replica")
         #expect(failures > 0, "the killed primary's slots were unavailable for a while")
-        #expect(recovered < .seconds(15), "recovered \(recovered) after the kill (node timeout 2 s)")
+        #expect(recovered < .seconds(25), "recovered \(recovered) after the kill (node timeout 5 s)")
         let promoted = try #require(client.slotMap.primary(of: RedisKeySlot.of(keys[0])))
         #expect(promoted != victim && cluster.nodes.contains(promoted) && !map.primaries.contains(promoted))
     }
