@@ -95,6 +95,21 @@ start_cluster() {
     --cluster-replicas 1 --cluster-yes >"$RUN/redis-cluster/create.log" 2>&1 ||
     die "redis-cli --cluster create failed: $(tail -n 3 "$RUN/redis-cluster/create.log")"
   wait_for 30 "the Redis cluster" running redis-cluster
+  wait_for 60 "the Redis cluster's replicas in sync" cluster_synced
+}
+
+# Every node agrees the cluster is whole and every replica's link to its primary is up (a
+# replica attaches and syncs after the cluster is made).
+cluster_synced() {
+  local port replicas=0
+  for port in $CLUSTER_PORTS; do
+    cluster_cli "$port" cluster info | grep -q 'cluster_state:ok' || return 1
+    if cluster_cli "$port" role | head -n 1 | grep -q slave; then
+      cluster_cli "$port" info replication | grep -q 'master_link_status:up' || return 1
+      replicas=$((replicas + 1))
+    fi
+  done
+  [ "$replicas" -eq 3 ]
 }
 
 start() {
