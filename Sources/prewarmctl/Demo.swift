@@ -140,19 +140,25 @@ struct Demo {
             .map(\.lag).reduce(0, +)
         let rowsBeforeReplay = try await rowCount(db) + archivedCount(db)
         let daysBeforeReplay = try await monthDayTotal(cache, at: now)
+        let lettersBeforeReplay = try await highWatermarks(deadLetterTopic).values.reduce(0, +)
         started = .now
         worker = try startWorker(port: port, token: token, log: "entry-ingest-replay.log")
         try await waitForLagZero(worker)
         let rowsAfterReplay = try await rowCount(db) + archivedCount(db)
         let daysAfterReplay = try await monthDayTotal(cache, at: now)
+        let lettersAfterReplay = try await highWatermarks(deadLetterTopic).values.reduce(0, +)
         print(
             "replay:       offsets reset to earliest, \(replayed) events read again in \(format(.now - started)): "
                 + "\(rowsAfterReplay - rowsBeforeReplay) new rows, month day-count total "
-                + "\(daysBeforeReplay) -> \(daysAfterReplay) (was \(daysBefore) before this demo)")
+                + "\(daysBeforeReplay) -> \(daysAfterReplay) (was \(daysBefore) before this demo), "
+                + "\(lettersAfterReplay - lettersBeforeReplay) dead letters sent again")
         worker.signal(SIGTERM)
         _ = try await worker.wait(timeout: .seconds(40))
         guard rowsAfterReplay == rowsBeforeReplay, daysAfterReplay == daysBeforeReplay else {
             throw DemoFailure("the replay changed stored data")
+        }
+        guard lettersAfterReplay == lettersBeforeReplay else {
+            throw DemoFailure("the replay dead-lettered events again")
         }
         try await showStoreRecommendations(db: db, cache: cache, now: now)
         try await showKAPrewarm(db: db, cache: cache)
