@@ -14,6 +14,9 @@ PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
 CLUSTER_PORT=${PREWARM_DEV_REDIS_CLUSTER_PORT:-17001}
 CLUSTER_PORTS=${PREWARM_DEV_REDIS_CLUSTER_PORTS:-$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))} # or six of one's own
 CLUSTER_PORT=${CLUSTER_PORTS%%[[:space:]]*}
+# Each node's cluster bus port: its port + 10000 unless listed (a private cluster's ports, whose
+# + 10000 could fall in the ephemeral range, where an outgoing connection may hold it).
+CLUSTER_BUS_PORTS=${PREWARM_DEV_REDIS_CLUSTER_BUS_PORTS:-}
 DEV_PASSWORD=prewarm-dev # local throwaway services only
 PREWARMCTL=${PREWARMCTL:-$ROOT/.build/debug/prewarmctl}
 # Which Kafka `start kafka` runs: librdkafka's mock cluster (`prewarmctl dev-broker`), or
@@ -80,14 +83,17 @@ running() {
 # fail a node over by mistake), joined by redis-cli: 3 primaries, a replica each. Started
 # empty, as the single node is.
 start_cluster() {
-  local port
+  local port bus=() index=0
+  read -r -a bus <<<"$CLUSTER_BUS_PORTS"
   for port in $CLUSTER_PORTS; do
     rm -rf "$RUN/redis-cluster/$port"
     mkdir -p "$RUN/redis-cluster/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" --masterauth "$DEV_PASSWORD" \
+    redis-server --port "$port" --cluster-port "${bus[$index]:-$((port + 10000))}" \
+      --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" --masterauth "$DEV_PASSWORD" \
       --cluster-enabled yes --cluster-config-file "$RUN/redis-cluster/$port/nodes.conf" \
       --cluster-node-timeout 5000 --save '' --appendonly no --daemonize yes --dir "$RUN/redis-cluster/$port" \
       --pidfile "$RUN/redis-cluster/$port/redis.pid" --logfile "$RUN/redis-cluster/$port/redis.log"
+    index=$((index + 1))
   done
   for port in $CLUSTER_PORTS; do wait_for 10 "redis on port $port" cluster_cli "$port" ping; done
   # shellcheck disable=SC2046

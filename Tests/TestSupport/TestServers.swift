@@ -163,10 +163,14 @@ public final class PrivatePostgresServer: Sendable {
 /// redis-cluster` on six ports of its own), for tests that kill its nodes.
 public final class PrivateRedisCluster: Sendable {
     public let ports: [Int]
+    /// The nodes' cluster bus ports, handed out as the others (not port + 10000, which may be
+    /// in the ephemeral range).
+    private let busPorts: [Int]
     private let directory: String
 
     public init() throws {
         ports = try (0..<6).map { _ in try FreePort.next() }
+        busPorts = try (0..<6).map { _ in try FreePort.next() }
         directory =
             FileManager.default.temporaryDirectory.appendingPathComponent("prewarm-cluster-\(ports[0])-\(UUID())").path
     }
@@ -179,6 +183,7 @@ public final class PrivateRedisCluster: Sendable {
             environment: [
                 "PREWARM_DEV_RUN_DIR": directory,
                 "PREWARM_DEV_REDIS_CLUSTER_PORTS": ports.map(String.init).joined(separator: " "),
+                "PREWARM_DEV_REDIS_CLUSTER_BUS_PORTS": busPorts.map(String.init).joined(separator: " "),
             ], timeout: .seconds(60))
         guard status == 0 else {
             throw TestEnvironment.Missing(description: "services.sh \(action) redis-cluster failed: \(stderr)")
