@@ -13,12 +13,26 @@ public protocol RedisClient: Sendable {
 
     /// Closes every connection and ends their threads. Later calls throw.
     func close() async
+
+    /// Every key matching `pattern`, by SCAN (`count` a page); a cluster client scans every
+    /// primary.
+    func keys(matching pattern: String, count: Int) async throws -> [String]
 }
 
 extension RedisClient {
     /// Every key matching `pattern`, by SCAN (`count` a page): no KEYS, so the server is never
     /// blocked; a key may come twice if the keyspace is resized meanwhile (as SCAN promises).
-    public func keys(matching pattern: String, count: Int = 1000) async throws -> [String] {
+    public func keys(matching pattern: String) async throws -> [String] {
+        try await keys(matching: pattern, count: 1000)
+    }
+
+    /// SCAN of the one server behind this client.
+    public func keys(matching pattern: String, count: Int) async throws -> [String] {
+        try await scan(matching: pattern, count: count)
+    }
+
+    /// Every key of this client's server matching `pattern`.
+    public func scan(matching pattern: String, count: Int) async throws -> [String] {
         var found: [String] = []
         var cursor = "0"
         repeat {

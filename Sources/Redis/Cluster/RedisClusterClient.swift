@@ -263,6 +263,15 @@ public final class RedisClusterClient: RedisClient {
         return try await onNode(node) { try await $0.run(script, keys: keys, arguments: arguments) }
     }
 
+    /// SCAN of every primary, their keys together.
+    public func keys(matching pattern: String, count: Int) async throws -> [String] {
+        var found: [String] = []
+        for node in slotMap.primaries {
+            found += try await onNode(node) { try await $0.scan(matching: pattern, count: count) }
+        }
+        return found
+    }
+
     public func close() async {
         let pools = state.withLock { state in
             state.closed = true

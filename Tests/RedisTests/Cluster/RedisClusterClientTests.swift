@@ -27,6 +27,7 @@ struct RedisClusterClientTests {
         var perNode: [RedisSlotMap.Node: Int] = [:]
         for key in keys { perNode[map.primary(of: RedisKeySlot.of(key))!, default: 0] += 1 }
         #expect(perNode.count == 3 && perNode.values.allSatisfy { $0 > 50 }, "\(perNode)")
+        #expect(Set(try await client.keys(matching: "\(prefix):*")) == Set(keys), "SCAN of every primary")
         for (node, count) in perNode {
             let direct = try await RedisConnection.connect(try TestEnvironment.redis(node: node))
             let found = try await direct.pipeline(keys.map { RedisCommand("EXISTS", $0) }).filter { $0 == .integer(1) }
