@@ -284,6 +284,54 @@ public final class DownstreamSimulator: Sendable {
         }
     }
 
+    /// What either server sends back: a status and a JSON body.
+    struct Answer: Sendable {
+        let status: Int
+        let body: String
+
+        static func json(_ status: Int, _ value: some Encodable) -> Answer {
+            Answer(
+                status: status,
+                body: (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+        }
+    }
+
+    /// The answer of a call that found its service down (the call leaves).
+    func downAnswer(_ service: Int) -> Answer {
+        leave(service, failed: true)
+        return .json(503, ["error": "\(Self.services[service]) is down (simulated)"])
+    }
+
+    /// The answer of a call once its latency has passed (the call leaves): a simulated
+    /// failure at `errorRate`, a refusal of a bad user id, or the service's body.
+    func answer(
+        _ service: Int, path: [Substring], query: [Substring: Substring], errorRate: Double, share: Double
+    ) -> Answer {
+        if errorRate > 0, Double.random(in: 0..<1) < errorRate {
+            leave(service, failed: true)
+            return .json(503, ["error": "simulated failure"])
+        }
+        guard let body = body(service: service, path: path, query: query, share: share) else {
+            leave(service, failed: true)
+            return .json(400, ["error": "uid must be a positive integer"])
+        }
+        leave(service, failed: false)
+        return Answer(status: 200, body: body)
+    }
+
+    /// `POST /control`: the behaviour changed by the JSON `body` (what it does not name kept),
+    /// or why not.
+    func change(_ body: Data) -> Answer {
+        let decoder = JSONDecoder()
+        decoder.userInfo[Behaviour.base] = behaviour
+        guard let changes = try? decoder.decode(Behaviour.self, from: body) else {
+            return .json(400, ["error": "the body is not a behaviour (JSON)"])
+        }
+        if let problem = changes.problem { return .json(400, ["error": problem]) }
+        behaviour = changes
+        return .json(200, changes)
+    }
+
     /// A request target's path, its segments and its query's parameters, as they come (not
     /// percent-decoded). Split as bytes: splitting the text by characters (grapheme clusters)
     /// was a tenth of the simulator's CPU.

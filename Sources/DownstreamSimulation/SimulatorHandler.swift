@@ -198,23 +198,7 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
         case (.GET, "control"):
             respond(.ok, json: simulator.behaviour, keepAlive: keepAlive, context: context)
         case (.POST, "control"):
-            let decoder = JSONDecoder()
-            decoder.userInfo[DownstreamSimulator.Behaviour.base] = simulator.behaviour
-            guard
-                let changes = try? decoder.decode(
-                    DownstreamSimulator.Behaviour.self, from: Data(head.body.readableBytesView))
-            else {
-                respond(
-                    .badRequest, json: ["error": "the body is not a behaviour (JSON)"], keepAlive: keepAlive,
-                    context: context)
-                return
-            }
-            if let problem = changes.problem {
-                respond(.badRequest, json: ["error": problem], keepAlive: keepAlive, context: context)
-                return
-            }
-            simulator.behaviour = changes
-            respond(.ok, json: changes, keepAlive: keepAlive, context: context)
+            respond(simulator.change(Data(head.body.readableBytesView)), keepAlive: keepAlive, context: context)
         default:
             respond(
                 .notFound, json: ["error": "no route \(head.method) \(route)"], keepAlive: keepAlive,
@@ -228,31 +212,21 @@ final class SimulatorHandler: ChannelInboundHandler, RemovableChannelHandler {
     ) {
         let plan = simulator.enter(service)
         if plan.down {
-            simulator.leave(service, failed: true)
-            respond(
-                .serviceUnavailable, json: ["error": "\(DownstreamSimulator.services[service]) is down (simulated)"],
-                keepAlive: keepAlive, context: context)
+            respond(simulator.downAnswer(service), keepAlive: keepAlive, context: context)
             return
         }
         let delay = plan.latency.sample()
         let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
-            if plan.errorRate > 0, Double.random(in: 0..<1) < plan.errorRate {
-                self.simulator.leave(service, failed: true)
-                self.respond(
-                    .serviceUnavailable, json: ["error": "simulated failure"], keepAlive: keepAlive, context: context)
-                return
-            }
-            guard let body = self.simulator.body(service: service, path: path, query: query, share: plan.share) else {
-                self.simulator.leave(service, failed: true)
-                self.respond(
-                    .badRequest, json: ["error": "uid must be a positive integer"], keepAlive: keepAlive,
-                    context: context)
-                return
-            }
-            self.simulator.leave(service, failed: false)
-            self.respond(.ok, body: body, keepAlive: keepAlive, context: context)
+            let answer = self.simulator.answer(
+                service, path: path, query: query, errorRate: plan.errorRate, share: plan.share)
+            self.respond(answer, keepAlive: keepAlive, context: context)
         }
+    }
+
+    private func respond(_ answer: DownstreamSimulator.Answer, keepAlive: Bool, context: ChannelHandlerContext) {
+        respond(
+            HTTPResponseStatus(statusCode: answer.status), body: answer.body, keepAlive: keepAlive, context: context)
     }
 
     private func respond(

@@ -52,50 +52,61 @@ public struct StoreEntryDecoder: Sendable {
         /// not a time, for the error).
         var enteredAtTime: Date?
 
-        /// Why the bytes are not an object of this schema.
-        struct Problem: Error, CustomStringConvertible {
-            let description: String
-        }
-
         /// Any JSON object of this schema, the only way an event is read: keys compared as
         /// bytes, the two strings it keeps parsed from their bytes without an intermediate
         /// `String` (unless they have escapes), fields it does not use skipped whatever their
         /// kind. Refused, with the first problem: not JSON, a field of the wrong kind (an id
         /// as a string or a fraction, out of the 64-bit range), a key given twice.
-        init(reading bytes: [UInt8]) throws(Problem) {
-            var seen = Set<String>()
+        init(reading bytes: [UInt8]) throws(JSONShapeError) {
+            // The schema's keys are told apart as bytes (a bit each, for a repeat); only a
+            // key it does not know is made a String, to be told from the others.
+            var seenFields = 0
+            var seenOthers = Set<String>()
             var problem: String?
+            func once(_ field: Int, _ name: String) -> Bool {
+                guard seenFields & field == 0 else {
+                    problem = "the key \(name) is given twice"
+                    return false
+                }
+                seenFields |= field
+                return true
+            }
             let read = JSONReader.read(bytes) {
                 $0.object { reader, key in
-                    guard let name = reader.text(key), seen.insert(name).inserted else {
-                        problem = "the key \(reader.text(key) ?? "(not UTF-8)") is given twice"
-                        return false
-                    }
                     if reader.matches(key, "event_id") {
+                        guard once(1, "event_id") else { return false }
                         guard let field = reader.string(parsedBy: UUID.init(hexUTF8:)) else {
                             problem = "event_id is not a string"
                             return false
                         }
                         (self.eventUUID, self.eventID) = field
                     } else if reader.matches(key, "entered_at") {
+                        guard once(2, "entered_at") else { return false }
                         guard let field = reader.string(parsedBy: RFC3339.parse(utf8:)) else {
                             problem = "entered_at is not a string"
                             return false
                         }
                         (self.enteredAtTime, self.enteredAt) = field
                     } else if reader.matches(key, "user_id") {
+                        guard once(4, "user_id") else { return false }
                         self.userID = reader.integer()
                         if self.userID == nil { problem = "user_id is not a 64-bit integer" }
                     } else if reader.matches(key, "store_id") {
+                        guard once(8, "store_id") else { return false }
                         self.storeID = reader.integer()
                         if self.storeID == nil { problem = "store_id is not a 64-bit integer" }
-                    } else if !reader.skipValue() {
-                        problem = "the value of \(name) is not JSON"
+                    } else {
+                        let name = reader.text(key) ?? "(not UTF-8)"
+                        guard seenOthers.insert(name).inserted else {
+                            problem = "the key \(name) is given twice"
+                            return false
+                        }
+                        if !reader.skipValue() { problem = "the value of \(name) is not JSON" }
                     }
                     return problem == nil
                 }
             }
-            guard read else { throw Problem(description: problem ?? "not a JSON object") }
+            guard read else { throw JSONShapeError(problem ?? "not a JSON object") }
         }
     }
 

@@ -79,7 +79,13 @@ struct FaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fault",
         abstract: "Inject a fault into the running dev broker.",
-        discussion: "Commands: \(DevBroker.DevBrokerCommand.usage). Example: prewarmctl fault broker-down 2"
+        discussion: """
+            Commands: \(DevBroker.DevBrokerCommand.usage). Example: prewarmctl fault broker-down 2. \
+            Produce errors on the mock lose messages the client reports delivered unless the \
+            producers send one request at a time \
+            (PREWARM_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION=1): librdkafka 2.0.2's \
+            mock checks produce sequences only for transactional producers.
+            """
     )
 
     @Option(help: "The dev broker's control file.")

@@ -31,9 +31,12 @@ public struct DeadLetterMarks: Sendable {
     /// What the mark holds: the message's timestamp and an FNV-1a hash of its key and value.
     static func identity(_ message: KafkaMessage) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in (message.key ?? []) + [0xFF] + message.value {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        func add(_ bytes: some Sequence<UInt8>) {
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         }
+        add(message.key ?? [])
+        add(CollectionOfOne(0xFF))  // between key and value: ("ab", "c") is not ("a", "bc")
+        add(message.value)
         return "\(message.timestampMilliseconds ?? -1):\(String(hash, radix: 16))"
     }
 

@@ -39,15 +39,10 @@ enum JobBatchJSON {
         return out
     }
 
-    /// Why bytes are not a batch.
-    struct Problem: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// The batch, or the first thing wrong with it: not JSON, a field of the wrong kind or
     /// given twice, a required one missing. Fields it does not know are skipped, whatever
     /// their kind.
-    static func decode(_ bytes: [UInt8]) throws(Problem) -> JobBatch {
+    static func decode(_ bytes: [UInt8]) throws(JSONShapeError) -> JobBatch {
         var strings: [String: String] = [:]
         var integers: [String: Int64] = [:]
         var ids: [Int64]?
@@ -71,7 +66,7 @@ enum JobBatchJSON {
                     integers[key] = reader.integer()
                     if integers[key] == nil { problem = "\(key) is not an integer" }
                 case "batch_count":
-                    guard reader.peek() != UInt8(ascii: "n") || !reader.literal("null") else { break }
+                    if reader.peek() == UInt8(ascii: "n"), reader.literal("null") { break }
                     integers[key] = reader.integer()
                     if integers[key] == nil { problem = "batch_count is not an integer or null" }
                 case "ids":
@@ -83,14 +78,14 @@ enum JobBatchJSON {
                 return problem == nil
             }
         }
-        guard read else { throw Problem(description: problem ?? "not a JSON object") }
-        func required<T>(_ value: T?, _ key: String) throws(Problem) -> T {
-            guard let value else { throw Problem(description: "\(key) is missing") }
+        guard read else { throw JSONShapeError(problem ?? "not a JSON object") }
+        func required<T>(_ value: T?, _ key: String) throws(JSONShapeError) -> T {
+            guard let value else { throw JSONShapeError("\(key) is missing") }
             return value
         }
         let produced = try required(strings["produced_at"], "produced_at")
         guard let producedAt = RFC3339.parse(produced) else {
-            throw Problem(description: "produced_at '\(produced)' is not an RFC 3339 time")
+            throw JSONShapeError("produced_at '\(produced)' is not an RFC 3339 time")
         }
         return JobBatch(
             job: try required(strings["job"], "job"), period: try required(strings["period"], "period"),

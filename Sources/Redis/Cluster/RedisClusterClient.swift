@@ -159,13 +159,13 @@ public final class RedisClusterClient: RedisClient {
 
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         let split = RedisClusterRouting.splitMGETs(commands)
-        let replies = try await route(split.commands)
+        let replies = try await route(split.commands, names: split.names)
         return split.merge(replies)
     }
 
     /// Sends each unit of `commands` to its node, the nodes' parts at once.
-    private func route(_ commands: [RedisCommand]) async throws -> [RedisReply] {
-        let units = try RedisClusterRouting.units(of: commands)
+    private func route(_ commands: [RedisCommand], names: [String]) async throws -> [RedisReply] {
+        let units = try RedisClusterRouting.units(of: commands, names: names)
         var byNode: [RedisSlotMap.Node: [RedisClusterRouting.Unit]] = [:]
         for unit in units { byNode[try node(of: unit.slot), default: []].append(unit) }
         var replies = [RedisReply](repeating: .null, count: commands.count)

@@ -1,11 +1,11 @@
 /// Which keys a command names, and how a pipeline is cut into the parts that must go to one
 /// node together (a command, or a MULTI ... EXEC transaction).
 enum RedisClusterRouting {
-    /// The arguments of `command` that are keys.
-    static func keys(of command: RedisCommand) -> [ArraySlice<UInt8>] {
+    /// The arguments of `command` that are keys; `name` its name in capitals.
+    static func keys(of command: RedisCommand, name: String) -> [ArraySlice<UInt8>] {
         let arguments = command.arguments
         guard arguments.count > 1 else { return [] }
-        switch command.name.uppercased() {
+        switch name {
         case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
             guard arguments.count > 2,
                 let count = Int(String(decoding: arguments[2], as: UTF8.self)), count >= 0,
@@ -32,18 +32,19 @@ enum RedisClusterRouting {
         var slot: Int?
     }
 
-    /// The pipeline cut into units; a unit whose keys are in more than one slot is refused.
-    static func units(of commands: [RedisCommand]) throws(RedisError) -> [Unit] {
+    /// The pipeline cut into units (`names`: the commands' names in capitals); a unit whose
+    /// keys are in more than one slot is refused.
+    static func units(of commands: [RedisCommand], names: [String]) throws(RedisError) -> [Unit] {
         var units: [Unit] = []
         var index = 0
         while index < commands.count {
             var end = index + 1
-            if commands[index].name.uppercased() == "MULTI" {
-                while end < commands.count, commands[end - 1].name.uppercased() != "EXEC" { end += 1 }
+            if names[index] == "MULTI" {
+                while end < commands.count, names[end - 1] != "EXEC" { end += 1 }
             }
             var slot: Int?
-            for command in commands[index..<end] {
-                for key in keys(of: command) {
+            for (command, name) in zip(commands[index..<end], names[index..<end]) {
+                for key in keys(of: command, name: name) {
                     let keySlot = RedisKeySlot.of(bytes: key)
                     if let slot, slot != keySlot {
                         throw RedisError(
@@ -65,6 +66,8 @@ enum RedisClusterRouting {
     /// `MGET` a slot; `merge` puts their values back in each `MGET`'s order.
     struct SplitMGETs {
         var commands: [RedisCommand]
+        /// `commands`' names in capitals.
+        var names: [String]
         /// Per command of the caller: the split commands' indices and the positions their
         /// values take in its reply (nil positions: the command as it was).
         var plan: [(parts: [(index: Int, positions: [Int]?)], count: Int)]
@@ -87,18 +90,22 @@ enum RedisClusterRouting {
     }
 
     static func splitMGETs(_ commands: [RedisCommand]) -> SplitMGETs {
-        var split = SplitMGETs(commands: [], plan: [])
+        var split = SplitMGETs(commands: [], names: [], plan: [])
         var inTransaction = false
         for command in commands {
             let name = command.name.uppercased()
             if name == "MULTI" { inTransaction = true }
             defer { if name == "EXEC" || name == "DISCARD" { inTransaction = false } }
-            guard name == "MGET", !inTransaction else {
+            func asItIs() {
                 split.plan.append(([(split.commands.count, nil)], 1))
                 split.commands.append(command)
+                split.names.append(name)
+            }
+            guard name == "MGET", !inTransaction else {
+                asItIs()
                 continue
             }
-            let keys = keys(of: command)
+            let keys = keys(of: command, name: name)
             var bySlot: [Int: [Int]] = [:]
             var order: [Int] = []
             for (position, key) in keys.enumerated() {
@@ -107,8 +114,7 @@ enum RedisClusterRouting {
                 bySlot[slot, default: []].append(position)
             }
             guard order.count > 1 else {
-                split.plan.append(([(split.commands.count, nil)], 1))
-                split.commands.append(command)
+                asItIs()
                 continue
             }
             var parts: [(index: Int, positions: [Int]?)] = []
@@ -116,6 +122,7 @@ enum RedisClusterRouting {
                 let positions = bySlot[slot]!
                 parts.append((split.commands.count, positions))
                 split.commands.append(RedisCommand("MGET", arguments: positions.map { Array(keys[$0]) }))
+                split.names.append(name)
             }
             split.plan.append((parts, keys.count))
         }

@@ -26,24 +26,28 @@ public struct RedisSlotMap: Sendable, Equatable {
         self.ranges = ranges.sorted { $0.slots.lowerBound < $1.slots.lowerBound }
     }
 
-    struct Malformed: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// The map from a `CLUSTER SLOTS` reply: `[[first, last, [host, port, id, ...], replica...], ...]`.
     /// A node announced with an empty host (`""`, Redis's "the address you reached me on")
     /// takes `reachedAt`'s host.
     public init(clusterSlots reply: RedisReply, reachedAt: Node) throws {
-        guard let entries = reply.array else { throw Malformed(description: "CLUSTER SLOTS is not an array") }
+        guard let entries = reply.array else {
+            throw RedisError(.protocolError, operation: "CLUSTER SLOTS", message: "the reply is not an array")
+        }
         var ranges: [Range] = []
         for entry in entries {
             guard let fields = entry.array, fields.count >= 3, let first = fields[0].integer,
                 let last = fields[1].integer, first >= 0, first <= last, last < RedisKeySlot.count
-            else { throw Malformed(description: "CLUSTER SLOTS entry \(entry) is not a slot range") }
+            else {
+                throw RedisError(
+                    .protocolError, operation: "CLUSTER SLOTS", message: "entry \(entry) is not a slot range")
+            }
             var nodes: [Node] = []
             for field in fields[2...] {
                 guard let node = field.array, node.count >= 2, let host = node[0].string, let port = node[1].integer
-                else { throw Malformed(description: "CLUSTER SLOTS node \(field) has no host and port") }
+                else {
+                    throw RedisError(
+                        .protocolError, operation: "CLUSTER SLOTS", message: "node \(field) has no host and port")
+                }
                 nodes.append(Node(host: host.isEmpty || host == "?" ? reachedAt.host : host, port: Int(port)))
             }
             ranges.append(
