@@ -48,9 +48,12 @@ public struct CachedRecommendation: Sendable, Codable, Equatable, FlatDecodable 
 ///   `sent:{push id}` after its delivery report, 48 h;
 /// - `book-rec:out:{day}`: the day's users outside the experiment (the pre-warm found them
 ///   so; the push skips them without counting a miss), 48 h;
-/// - `book-rec:failed:{period}:{attempt}`: a run's items that failed, retried at its end: the
+/// - `{prewarm:runs}:book-rec:failed:{period}:{attempt}`: a run's items that failed, retried at its end: the
 ///   pre-warm's users (once more), an hour's task_data rows (until its send window ends);
-/// - `book-rec:stats:{job}:{period}:{attempt}`: what a run did (a hash of counts).
+/// - `{prewarm:runs}:book-rec:stats:{job}:{period}:{attempt}`: what a run did (a hash of
+///   counts).
+/// The last two are run-scoped (`JobRuns.runScopedKey`): the run's end moves items out of
+/// the one, counts them in the other and in the run's record in one script.
 public struct BookRecCache: Sendable {
     public let redis: any RedisClient
     public let prefix: String
@@ -63,15 +66,17 @@ public struct BookRecCache: Sendable {
     public func recommendationKey(_ user: Int64) -> String { "\(prefix)rec:later_read:\(user)" }
     public func sentKey(user: Int64, slot: String) -> String { "\(prefix)push:sent:\(user):\(slot)" }
     public func outKey(day: String) -> String { "\(prefix)book-rec:out:\(day)" }
-    func failedKey(period: String, attempt: Int) -> String { "\(prefix)book-rec:failed:\(period):\(attempt)" }
+    public func failedKey(period: String, attempt: Int) -> String {
+        prefix + JobRuns.runScopedKey("book-rec:failed:\(period):\(attempt)")
+    }
     public func statsKey(job: String, period: String, attempt: Int) -> String {
-        "\(prefix)book-rec:stats:\(job):\(period):\(attempt)"
+        prefix + JobRuns.runScopedKey("book-rec:stats:\(job):\(period):\(attempt)")
     }
 
-    /// Writes the users' recommendations, each for `ttl`, in one script; with a fence, none
-    /// once a newer attempt of the run began (`StaleAttempt`). KEYS: the run's record (or any
-    /// key, unfenced), then the users' keys. ARGV: the attempt ('' for none), the TTL in
-    /// seconds, then the values.
+    /// Writes the users' recommendations, each for `ttl`, in one script (one per slot on a
+    /// cluster); with a fence, none once a newer attempt of the run began (`StaleAttempt`).
+    /// KEYS: the fence's guard (`AttemptFence.guarding`; unfenced, any key), then the users'
+    /// keys. ARGV: the fence ('' for none), the TTL in seconds, then the values.
     static let writeScript = RedisScript(
         name: "book-rec-write",
         source: JobRuns.fence + """
@@ -85,18 +90,11 @@ public struct BookRecCache: Sendable {
         _ entries: [(user: Int64, value: CachedRecommendation)], ttl: Duration, fence: AttemptFence? = nil
     ) async throws {
         guard !entries.isEmpty else { return }
-        var keys = RedisArguments()
-        var arguments = RedisArguments()
-        keys.append(fence?.progressKey ?? recommendationKey(entries[0].user))
-        arguments.append(fence.map { String($0.attempt) } ?? "")
-        arguments.append(Int64(ttl.components.seconds))
-        for entry in entries {
-            keys.append(recommendationKey(entry.user))
-            arguments.append(entry.value.json)
-        }
-        if try await redis.run(Self.writeScript, keys: keys, arguments: arguments).integer ?? 0 < 0, let fence {
-            throw fence.refused
-        }
+        let replies = try await redis.runFenced(
+            Self.writeScript, fence: fence, keys: entries.map { recommendationKey($0.user) },
+            shared: [Int64(ttl.components.seconds)]
+        ) { index, arguments in arguments.append(entries[index].value.json) }
+        if let fence, replies.contains(where: { ($0.reply.integer ?? 0) < 0 }) { throw fence.refused }
     }
 
     /// The users' cached recommendations in one MGET (nil: a miss, or a value that is not
@@ -152,24 +150,25 @@ public struct BookRecCache: Sendable {
     /// claim of the same push by a claimer whose lease is gone (`…:batch:{attempt}:{batch}`,
     /// or the run's `…:finish`) is a crash leftover and is taken over; one whose claimer still
     /// holds its lease is busy. Nothing is claimed once a newer attempt of the run began.
-    /// KEYS: the run's record, then the sent keys. ARGV: attempt, claimer, the run's key (the
-    /// prefix of its leases), TTL in seconds, then the push ids. Returns the `Claim`s, or {-1}
-    /// when fenced.
+    ///
+    /// Two steps, each one script per slot (`RedisClient.runFenced`), because the claimers'
+    /// leases are run-scoped keys, in another slot than the users' on a cluster: `claimScript`
+    /// claims what it can and names the other claimer of each push it cannot; the claimers'
+    /// leases are read; `takeOverScript` takes over the pushes of claimers found gone, if
+    /// their claim is still the one read.
+    ///
+    /// KEYS: the fence's guard, then the sent keys. ARGV: fence, claimer, TTL in seconds,
+    /// then the push ids. Returns, per key, a `Claim` or the other claimer's tag (a string),
+    /// or -1 when fenced.
     static let claimScript = RedisScript(
         name: "book-rec-claim",
         source: JobRuns.fence + """
 
-            if not fenced(KEYS[1], ARGV[1]) then return {-1} end
-            local mine, run, ttl = ARGV[2], ARGV[3], ARGV[4]
-            local function alive(holder)
-              local attempt, batch = string.match(holder, '^(%d+):(%w+)$')
-              if not attempt then return false end
-              if batch == 'f' then return redis.call('EXISTS', run .. ':finish') == 1 end
-              return redis.call('EXISTS', run .. ':batch:' .. attempt .. ':' .. batch) == 1
-            end
+            if not fenced(KEYS[1], ARGV[1]) then return -1 end
+            local mine, ttl = ARGV[2], ARGV[3]
             local result = {}
             for i = 2, #KEYS do
-              local id = ARGV[i + 3]
+              local id = ARGV[i + 2]
               local ours = '\(SentMark.claimed.rawValue)' .. id .. '|'
               if redis.call('SET', KEYS[i], ours .. mine, 'NX', 'EX', ttl) then
                 result[i - 1] = \(Claim.claimed.rawValue)
@@ -179,8 +178,8 @@ public struct BookRecCache: Sendable {
                   result[i - 1] = \(Claim.sent.rawValue)
                 elseif value == '\(SentMark.claimed.rawValue)' .. id or string.sub(value, 1, #ours) == ours then
                   local holder = string.sub(value, #ours + 1)
-                  if holder ~= mine and holder ~= '' and alive(holder) then
-                    result[i - 1] = \(Claim.busy.rawValue)
+                  if holder ~= mine and holder ~= '' then
+                    result[i - 1] = holder
                   else
                     redis.call('SET', KEYS[i], ours .. mine, 'KEEPTTL')
                     result[i - 1] = \(Claim.unsent.rawValue)
@@ -193,34 +192,103 @@ public struct BookRecCache: Sendable {
             return result
             """)
 
-    /// Claims each (user, push id) for the slot, in one script; throws `StaleAttempt` when a
-    /// newer attempt of the run began.
+    /// Takes over pushes whose claimer is gone, each only if its claim is still the one read
+    /// (else it is busy: another claimer took it over meanwhile). KEYS: the fence's guard,
+    /// then the sent keys. ARGV: fence, claimer, then per key the push id and the gone
+    /// claimer. Returns a `Claim` per key (unsent, sent or busy), or -1 when fenced.
+    static let takeOverScript = RedisScript(
+        name: "book-rec-take-over",
+        source: JobRuns.fence + """
+
+            if not fenced(KEYS[1], ARGV[1]) then return -1 end
+            local result = {}
+            for i = 2, #KEYS do
+              local id, gone = ARGV[2 * i - 1], ARGV[2 * i]
+              local ours = '\(SentMark.claimed.rawValue)' .. id .. '|'
+              local value = redis.call('GET', KEYS[i]) or ''
+              if value == ours .. gone then
+                redis.call('SET', KEYS[i], ours .. ARGV[2], 'KEEPTTL')
+                result[i - 1] = \(Claim.unsent.rawValue)
+              elseif value == '\(SentMark.sent.rawValue)' .. id then
+                result[i - 1] = \(Claim.sent.rawValue)
+              else
+                result[i - 1] = \(Claim.busy.rawValue)
+              end
+            end
+            return result
+            """)
+
+    /// Claims each (user, push id) for the slot; throws `StaleAttempt` when a newer attempt of
+    /// the run began.
     public func claim(
         _ pushes: [(user: Int64, pushID: String)], slot: String, by claimer: Claimer, ttl: Duration
     ) async throws -> [Claim] {
         guard !pushes.isEmpty else { return [] }
-        var keys = RedisArguments()
-        var arguments = RedisArguments()
-        keys.append(claimer.fence.progressKey)
-        arguments.append(String(claimer.fence.attempt))
-        arguments.append(claimer.tag)
-        arguments.append(JobRuns.leaseKey(job: claimer.fence.job, period: claimer.fence.period))
-        arguments.append(Int64(ttl.components.seconds))
-        for push in pushes {
-            keys.append(sentKey(user: push.user, slot: slot))
-            arguments.append(push.pushID)
-        }
-        let values = try await redis.run(Self.claimScript, keys: keys, arguments: arguments).array ?? []
-        if values.first?.integer == -1 { throw claimer.fence.refused }
-        guard values.count == pushes.count else {
-            throw UnknownReply(what: "book-rec-claim", reply: "\(values.count) answers for \(pushes.count) pushes")
-        }
-        return try values.map { value in
-            guard let claim = value.integer.flatMap({ Claim(rawValue: Int($0)) }) else {
-                throw UnknownReply(what: "book-rec-claim answer", reply: "\(value)")
+        let keys = pushes.map { sentKey(user: $0.user, slot: slot) }
+        var claims = [Claim](repeating: .busy, count: pushes.count)
+        var held: [(index: Int, holder: String)] = []
+        for (indices, reply) in try await redis.runFenced(
+            Self.claimScript, fence: claimer.fence, keys: keys,
+            shared: [claimer.tag, Int64(ttl.components.seconds)],
+            perKey: { index, arguments in arguments.append(pushes[index].pushID) })
+        {
+            let values = try answers(reply, "book-rec-claim", count: indices.count, fence: claimer.fence)
+            for (index, value) in zip(indices, values) {
+                if case .bulk(let holder) = value {
+                    held.append((index, String(decoding: holder, as: UTF8.self)))
+                } else {
+                    claims[index] = try claim(value)
+                }
             }
-            return claim
         }
+        guard !held.isEmpty else { return claims }
+        // The other claimers' leases: those still held are busy, the rest are taken over.
+        let run = JobRuns.leaseKey(job: claimer.fence.job, period: claimer.fence.period)
+        let alive = try await redis.pipeline(
+            held.map { RedisCommand("EXISTS", leaseKey(ofClaimer: $0.holder, run: run, fence: claimer.fence)) }
+        ).map { $0.integer == 1 }
+        let gone = zip(held, alive).filter { !$1 }.map(\.0)
+        for (index, _) in held { claims[index] = .busy }
+        guard !gone.isEmpty else { return claims }
+        for (indices, reply) in try await redis.runFenced(
+            Self.takeOverScript, fence: claimer.fence, keys: gone.map { keys[$0.index] }, shared: [claimer.tag],
+            perKey: { position, arguments in
+                arguments.append(pushes[gone[position].index].pushID)
+                arguments.append(gone[position].holder)
+            })
+        {
+            let values = try answers(reply, "book-rec-take-over", count: indices.count, fence: claimer.fence)
+            for (position, value) in zip(indices, values) { claims[gone[position].index] = try claim(value) }
+        }
+        return claims
+    }
+
+    /// The lease a claimer holds while it works (`{attempt}:{batch}` a batch's, `{attempt}:f`
+    /// the finish step's); a tag of no known shape names a key that never exists (gone).
+    private func leaseKey(ofClaimer holder: String, run: String, fence: AttemptFence) -> String {
+        let parts = holder.split(separator: ":")
+        guard parts.count == 2, let attempt = Int(parts[0]) else { return run + ":unknown-claimer" }
+        if parts[1] == "f" { return JobRuns.finishKey(job: fence.job, period: fence.period) }
+        guard let batch = Int(parts[1]) else { return run + ":unknown-claimer" }
+        return JobRuns.batchLeaseKey(job: fence.job, period: fence.period, attempt: attempt, batch: batch)
+    }
+
+    private func answers(_ reply: RedisReply, _ script: String, count: Int, fence: AttemptFence) throws
+        -> [RedisReply]
+    {
+        if reply.integer == -1 { throw fence.refused }
+        let values = reply.array ?? []
+        guard values.count == count else {
+            throw UnknownReply(what: script, reply: "\(values.count) answers for \(count) pushes")
+        }
+        return values
+    }
+
+    private func claim(_ value: RedisReply) throws -> Claim {
+        guard let claim = value.integer.flatMap({ Claim(rawValue: Int($0)) }) else {
+            throw UnknownReply(what: "book-rec-claim answer", reply: "\(value)")
+        }
+        return claim
     }
 
     /// Marks the pushes sent (their delivery reported), keeping each key's TTL.

@@ -17,9 +17,22 @@ public protocol RedisClient: Sendable {
     /// Every key matching `pattern`, by SCAN (`count` a page); a cluster client scans every
     /// primary.
     func keys(matching pattern: String, count: Int) async throws -> [String]
+
+    /// `keys`' indices grouped so that each group may be the keys of one script or
+    /// transaction: all of them on one server; on a cluster, those of one slot (in the order
+    /// each slot first appears, each group in `keys`' order).
+    func atomicGroups(of keys: [String]) -> [[Int]]
+
+    /// True when keys of different slots cannot meet in one script (a cluster).
+    var splitsKeysBySlot: Bool { get }
 }
 
 extension RedisClient {
+    /// One server: any keys may meet in a script.
+    public func atomicGroups(of keys: [String]) -> [[Int]] { keys.isEmpty ? [] : [Array(keys.indices)] }
+
+    public var splitsKeysBySlot: Bool { false }
+
     /// Every key matching `pattern`, by SCAN (`count` a page): no KEYS, so the server is never
     /// blocked; a key may come twice if the keyspace is resized meanwhile (as SCAN promises).
     public func keys(matching pattern: String) async throws -> [String] {

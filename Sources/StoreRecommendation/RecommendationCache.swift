@@ -106,8 +106,9 @@ public struct RecommendationCache: Sendable {
     /// Writes lists unless the key holds a list of a newer run; an empty list removes the
     /// user's (a user whose stores all closed or vanished falls back to the default). With a
     /// fence, writes nothing (returns -1) once a newer attempt of the run began. KEYS: the
-    /// run's record (or any key, unfenced), then the list keys. ARGV: the attempt ('' for
-    /// none), the run stamp, then per key its JSON ('' to remove) and its lifetime in ms.
+    /// fence's guard (`AttemptFence.guarding`; unfenced, any key), then the list keys. ARGV:
+    /// the fence ('' for none), the run stamp, then per key its JSON ('' to remove) and its
+    /// lifetime in ms.
     /// Returns how many it wrote or removed.
     static let writeLists = RedisScript(
         name: "store-lists",
@@ -136,7 +137,8 @@ public struct RecommendationCache: Sendable {
             return written
             """)
 
-    /// Writes the users' lists of one run in one script (an empty list removes the user's);
+    /// Writes the users' lists of one run in one script (one per slot on a cluster; an empty
+    /// list removes the user's);
     /// returns how many were written (a list of a newer run is kept). With `fence`, throws
     /// `StaleAttempt` without writing once a newer attempt of the run began.
     @discardableResult
@@ -144,20 +146,16 @@ public struct RecommendationCache: Sendable {
         _ lists: [(user: Int64, stores: [Int64])], run: Int64, fence: AttemptFence? = nil, ttl: () -> Duration
     ) async throws -> Int {
         guard !lists.isEmpty else { return 0 }
-        var keys = RedisArguments()
-        var arguments = RedisArguments()
-        keys.append(fence?.progressKey ?? userKey(lists[0].user))
-        arguments.append(fence.map { String($0.attempt) } ?? "")
-        arguments.append(run)
         let encoder = Self.encoder
-        for (user, stores) in lists {
-            keys.append(userKey(user))
+        let replies = try await redis.runFenced(
+            Self.writeLists, fence: fence, keys: lists.map { userKey($0.user) }, shared: [run]
+        ) { index, arguments in
+            let stores = lists[index].stores
             arguments.append(stores.isEmpty ? [] : [UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
             arguments.append(ttl().milliseconds)
         }
-        let written = Int(try await redis.run(Self.writeLists, keys: keys, arguments: arguments).integer ?? 0)
-        if written < 0, let fence { throw fence.refused }
-        return written
+        if let fence, replies.contains(where: { ($0.reply.integer ?? 0) < 0 }) { throw fence.refused }
+        return replies.reduce(0) { $0 + max(0, Int($1.reply.integer ?? 0)) }
     }
 
     /// Adds a batch's visits per store to a run's tally, once per batch (a batch delivered

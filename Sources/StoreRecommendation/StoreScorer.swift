@@ -35,7 +35,7 @@ public final class StoreScorer: JobBatchHandler {
 
     /// The tally of a run: visits per store over the active users', summed by the batches.
     public func tallyKey(period: String, attempt: Int) -> String {
-        "\(cache.prefix)store-score:tally:\(period):\(attempt)"
+        cache.prefix + JobRuns.runScopedKey("store-score:tally:\(period):\(attempt)")
     }
 
     /// The start of the scoring window: the first of its days, at midnight in the zone.

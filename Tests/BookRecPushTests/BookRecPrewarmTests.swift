@@ -100,7 +100,7 @@ struct BookRecPrewarmTests {
 
         let cached = try await fixture.cache.read(Array(1...1000)).map { $0 != nil }
         let failed = Set(
-            (try await fixture.redis.send("SMEMBERS", "\(fixture.cache.prefix)book-rec:failed:\(fixture.day):1").array
+            (try await fixture.redis.send("SMEMBERS", fixture.cache.failedKey(period: fixture.day, attempt: 1)).array
                 ?? []).compactMap { $0.string.flatMap { Int64($0) } })
         let lost = (1...1000).filter { !cached[$0 - 1] && !failed.contains(Int64($0)) }
         let both = (1...1000).filter { cached[$0 - 1] && failed.contains(Int64($0)) }
@@ -226,7 +226,7 @@ struct BookRecPrewarmTests {
             }
             let run = try #require(try await runs.progress(job: BookRecJobs.prewarmJob, period: fixture.day))
             #expect(run.finishReported)
-            let failedKey = "\(fixture.cache.prefix)book-rec:failed:\(fixture.day):1"
+            let failedKey = fixture.cache.failedKey(period: fixture.day, attempt: 1)
             let cached = try await fixture.cache.read((1...200).map { Int64($0) })
             if backBeforeTheEnd {
                 #expect(run.state == .succeeded && run.itemsFailed == 0 && run.itemsDone == 200, "\(run)")

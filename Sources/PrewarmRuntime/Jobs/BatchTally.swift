@@ -43,7 +43,7 @@ public enum BatchTally {
             arguments.append(field)
             arguments.append(amount)
         }
-        var keys = RedisArguments([key, key + ":batches"])
+        var keys = RedisArguments([key, RedisKeySlot.tagged(key + ":batches", besides: key)])
         if let set {
             keys.append(set)
             for member in members { arguments.append(member) }

@@ -5,8 +5,11 @@ import Postgres
 import Redis
 import Synchronization
 
-/// The job-run records in Redis. A run of (job, period) is:
-/// - `prewarm:run:{job}:{period}`: the lease of the pod working its fan-out (or its
+/// The job-run records in Redis. Every run-scoped key carries the hash tag `{prewarm:runs}`
+/// (`slotTag`): on a Redis Cluster they share one slot, so each step of a run stays one
+/// atomic script over its lease, record, batches and the index. They are a few keys a batch,
+/// never read on a hot path. A run of (job, period) is (`<job>` and `<period>` placeholders):
+/// - `{prewarm:runs}:run:<job>:<period>`: the lease of the pod working its fan-out (or its
 ///   in-place body), renewed while it works; when it dies the lease expires and another pod
 ///   takes the run over from the recorded progress;
 /// - `…:progress`: a hash of where the run stands (see `JobRunProgress`);
@@ -19,12 +22,16 @@ import Synchronization
 /// - `…:done`: the success flag, set once the run succeeded;
 /// - `…:finish`: the lease of the pod running the run's finish step (renewed while it
 ///   runs); the step's end is the progress field `finish_reported`;
-/// - `prewarm:runs`: every run of the retention window by start time, for status.
+/// - `{prewarm:runs}:index`: every run of the retention window by start time, for status;
+/// - `{prewarm:runs}:active`: the runs under way.
 public final class JobRuns: Sendable {
-    public static let indexKey = "prewarm:runs"
+    /// The hash tag of run-scoped keys: products put their own (a run's counts, its failed
+    /// items) under it too (`runScopedKey`), so a script may take them with the run's record.
+    public static let slotTag = "{prewarm:runs}"
+    public static let indexKey = slotTag + ":index"
     /// Runs whose fan-out (or in-place body) is under way: what a pod looks at for runs to
     /// take over, whatever their period.
-    public static let activeKey = "prewarm:runs:active"
+    public static let activeKey = slotTag + ":active"
 
     public let redis: any RedisClient
     public let settings: JobRunSettings
@@ -49,12 +56,15 @@ public final class JobRuns: Sendable {
         self.metrics = JobRunMetrics(factory: metricsFactory)
     }
 
-    public static func leaseKey(job: String, period: String) -> String { "prewarm:run:\(job):\(period)" }
+    public static func leaseKey(job: String, period: String) -> String { runScopedKey("run:\(job):\(period)") }
+    /// `name` in the run-scoped slot: `{prewarm:runs}:name`.
+    public static func runScopedKey(_ name: String) -> String { slotTag + ":" + name }
     /// The run's record; products fence their writes with its `attempt` (`JobRuns.fence`).
     public static func progressKey(job: String, period: String) -> String {
         leaseKey(job: job, period: period) + ":progress"
     }
-    static func finishKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":finish" }
+    /// The lease of the pod running the run's finish step.
+    public static func finishKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":finish" }
     public static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
     static func batchesKey(job: String, period: String, attempt: Int) -> String {
         leaseKey(job: job, period: period) + ":batches:\(attempt)"
@@ -67,15 +77,28 @@ public final class JobRuns: Sendable {
         leaseKey(job: job, period: period) + ":starts:\(attempt)"
     }
 
-    /// A Lua function for a product's fenced writes: `fenced(progressKey, attempt)` is false
-    /// when the run's record names another attempt (a forced re-run superseded this one), so
-    /// an older attempt never writes after a newer one began; true without a record (a batch
-    /// worked outside a run). The script then returns without writing, and its caller throws
-    /// `StaleAttempt`.
+    /// A Lua function for a product's fenced writes, `fenced(key, fence)`, with the key and
+    /// argument an `AttemptFence` gives for the script's keys (`AttemptFence.guarding`):
+    /// - on one server, the run's record and the attempt: false when the record names another
+    ///   attempt (a forced re-run superseded this one), so an older attempt never writes after
+    ///   a newer one began; true without a record (a batch worked outside a run);
+    /// - on a cluster, a copy of the fence in the slot of the keys it guards
+    ///   (`copy:{attempt}:{ms}`): the newest attempt that wrote there, advanced by this one
+    ///   when older, false when newer. The caller checked the record first
+    ///   (`AttemptFence.check`), so an attempt superseded before its batch began writes
+    ///   nothing, and once the newer attempt wrote a slot, the older one writes there no more.
+    /// The script then returns without writing, and its caller throws `StaleAttempt`.
     public static let fence = """
-        local function fenced(progress, attempt)
-          local current = redis.call('HGET', progress, 'attempt')
-          return current == false or current == attempt
+        local function fenced(key, fence)
+          local attempt, ttl = string.match(fence, '^copy:(%d+):(%d+)$')
+          if not attempt then
+            local current = redis.call('HGET', key, 'attempt')
+            return current == false or current == fence
+          end
+          local seen = tonumber(redis.call('GET', key) or '0')
+          if seen > tonumber(attempt) then return false end
+          if seen < tonumber(attempt) then redis.call('SET', key, attempt, 'PX', ttl) end
+          return true
         end
         """
 

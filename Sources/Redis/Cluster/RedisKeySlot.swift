@@ -40,3 +40,39 @@ public enum RedisKeySlot {
         return crc
     }
 }
+
+extension RedisKeySlot {
+    /// A hash tag, `{…}`, whose keys land in `slot`: how a key is put beside an untagged key
+    /// (`tagged(_:besides:)`), e.g. a fence checked in the same script as the keys it guards.
+    public static func tag(forSlot slot: Int) -> String { "{" + tags[slot] + "}" }
+
+    /// `name` followed by the tag of `key`'s slot: a key in the same slot as `key`. A tagged
+    /// `key`'s own tag is reused, so the result reads as its family.
+    public static func tagged(_ name: String, besides key: String) -> String {
+        var key = key
+        let own: String? = key.withUTF8 { bytes in
+            let hashed = hashed(bytes)
+            return hashed.count == bytes.count ? nil : String(decoding: hashed, as: UTF8.self)
+        }
+        if let own { return name + "{" + own + "}" }
+        return name + tag(forSlot: of(key))
+    }
+
+    /// For each slot, the first base-36 number (as text) that hashes to it: about 170,000
+    /// CRC16s once per process.
+    private static let tags: [String] = {
+        var tags = [String](repeating: "", count: count)
+        var missing = count
+        var number = 0
+        while missing > 0 {
+            let text = String(number, radix: 36)
+            let slot = Int(crc16(text.utf8) % UInt16(count))
+            if tags[slot].isEmpty {
+                tags[slot] = text
+                missing -= 1
+            }
+            number += 1
+        }
+        return tags
+    }()
+}
