@@ -57,7 +57,7 @@ struct PushDatabase {
 /// simulator, a push topic of its own and the jobs.
 struct PushFixture {
     let db: PushDatabase
-    let redis: RedisConnection
+    let redis: any RedisClient & Closable
     let cache: BookRecCache
     let services: SimulatedServices
     let jobs: BookRecJobs
@@ -74,12 +74,11 @@ struct PushFixture {
     func slot(_ hour: Int) -> String { day + String(format: "%02d", hour) }
 
     static func make(
-        behaviour: DownstreamSimulator.Behaviour = DownstreamSimulator.Behaviour(),
+        on topology: RedisTopology = .single, behaviour: DownstreamSimulator.Behaviour = DownstreamSimulator.Behaviour(),
         configure: (inout BookRecOptions) -> Void = { _ in }
     ) async throws -> PushFixture {
         let db = try await PushDatabase.make()
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let services = try await SimulatedServices.start(behaviour)
         var options = BookRecOptions()
         options.services = .init(simulator: services.base)

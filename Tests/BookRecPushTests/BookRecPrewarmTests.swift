@@ -26,12 +26,12 @@ struct BookRecPrewarmTests {
         return users
     }
 
-    @Test("users in the experiment are cached with the A/B trace id for 24 h; the others get no entry and no push")
-    func experiment() async throws {
+    @Test("users in the experiment are cached with the A/B trace id for 24 h; the others get no entry and no push", arguments: RedisTopology.allCases)
+    func experiment(on topology: RedisTopology) async throws {
         var behaviour = DownstreamSimulator.Behaviour()
         behaviour.latency = "1ms"
         behaviour.experimentShare = 0.5
-        let fixture = try await PushFixture.make(behaviour: behaviour)
+        let fixture = try await PushFixture.make(on: topology, behaviour: behaviour)
         try await fixture.db.addUsers(1...200, task: fixture.finished, hour: 20)
         try await fixture.db.addUsers(150...250, task: fixture.following, hour: 21)
         try await fixture.db.addUsers(1...50, task: "04-026-20000101-r0gdua", hour: 20)  // another day's task
@@ -72,13 +72,13 @@ struct BookRecPrewarmTests {
         #expect(hour["not_in_experiment"] == 200 - pushed.count)
     }
 
-    @Test("at 20 % errors every user ends cached or reported failed, never more than 50 calls in flight")
-    func errors() async throws {
+    @Test("at 20 % errors every user ends cached or reported failed, never more than 50 calls in flight", arguments: RedisTopology.allCases)
+    func errors(on topology: RedisTopology) async throws {
         var behaviour = DownstreamSimulator.Behaviour()
         behaviour.latency = "uniform:1ms-6ms"
         behaviour.errorRate = 0.2
         behaviour.experimentShare = 1
-        let fixture = try await PushFixture.make(behaviour: behaviour) {
+        let fixture = try await PushFixture.make(on: topology, behaviour: behaviour) {
             $0.maxInFlight = 50
             $0.callAttempts = 2
             $0.failureAlertRatio = 0

@@ -42,9 +42,9 @@ struct BookRecPushTests {
     }
 
     @Test(
-        "an hour: one push per cached user with its material and payload; misses counted and alerted; bad rows skipped")
-    func hour() async throws {
-        let fixture = try await PushFixture.make(behaviour: everyone())
+        "an hour: one push per cached user with its material and payload; misses counted and alerted; bad rows skipped", arguments: RedisTopology.allCases)
+    func hour(on topology: RedisTopology) async throws {
+        let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...100, task: fixture.finished, hour: 9)
         try await fixture.db.execute(
             """
@@ -87,9 +87,9 @@ struct BookRecPushTests {
 
     @Test(
         "the hour re-run, its batches replayed, a crash between produce and mark: never two different pushes, none lost"
-    )
-    func oncePerUserAndSlot() async throws {
-        let fixture = try await PushFixture.make(behaviour: everyone())
+    , arguments: RedisTopology.allCases)
+    func oncePerUserAndSlot(on topology: RedisTopology) async throws {
+        let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...60, task: fixture.finished, hour: 22)
         try await fixture.db.addUsers(41...80, task: fixture.following, hour: 22)  // 41-60 in both tasks
         try await fixture.prewarm((1...80).map { Int64($0) })
@@ -141,9 +141,9 @@ struct BookRecPushTests {
         #expect(counts["already_sent"] == nil, "\(counts)")
     }
 
-    @Test("the material service down for part of the hour: its pushes are retried at the hour's end, each sent once")
-    func materialDownThenBack() async throws {
-        let fixture = try await PushFixture.make(behaviour: everyone())
+    @Test("the material service down for part of the hour: its pushes are retried at the hour's end, each sent once", arguments: RedisTopology.allCases)
+    func materialDownThenBack(on topology: RedisTopology) async throws {
+        let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...50, task: fixture.finished, hour: 10)
         try await fixture.prewarm((1...50).map { Int64($0) })
         let slot = fixture.slot(10)
