@@ -4,10 +4,13 @@ import PrewarmRuntime
 import Redis
 
 /// Daily activity in Redis, by the day an event happened in the configured time zone (not
-/// the day it was processed): `act:day:{yyyymmdd}` is the set of users seen that day, and
-/// `act:month:{yyyymm}` counts, per user, the days of the month they were seen. A day
+/// the day it was processed): `{act}:day:<yyyymmdd>` is the set of users seen that day, and
+/// `{act}:month:<yyyymm>` counts, per user, the days of the month they were seen. A day
 /// counts once per user however often it is replayed: the month count rises only when the
-/// day set gains the user, in one script per batch (the users grouped by day).
+/// day set gains the user, in one script per batch (the users grouped by day). The hash tag
+/// `{act}` keeps them in one slot of a cluster: a batch's script takes the days and months it
+/// touches, the reconciler's a month's days, the scorer's union a window's. They are derived
+/// data (rebuilt from the log) that only the scorer reads.
 public struct ActivityWriter: Sendable {
     public let redis: any RedisClient
     public let timeZone: TimeZone
@@ -27,8 +30,8 @@ public struct ActivityWriter: Sendable {
     public func monthKey(_ month: String) -> String { Self.monthKey(month, prefix: keyPrefix) }
 
     /// The keys, in one place for the writer, `ActivityReader` and the store-scorer.
-    public static func dayKey(_ day: String, prefix: String) -> String { "\(prefix)act:day:\(day)" }
-    public static func monthKey(_ month: String, prefix: String) -> String { "\(prefix)act:month:\(month)" }
+    public static func dayKey(_ day: String, prefix: String) -> String { "\(prefix){act}:day:\(day)" }
+    public static func monthKey(_ month: String, prefix: String) -> String { "\(prefix){act}:month:\(month)" }
 
     /// Per day, a thousand users at a time: which are in the day set already (SMISMEMBER,
     /// Redis 6.2), add them all (SADD), and count the day for those that were not. Three

@@ -5,11 +5,11 @@ import Redis
 
 /// The active users of a run: at least `minimumDays` distinct days with a store entry among
 /// the `windowDays` days ending with the run's day, a rolling window over the day sets
-/// entry-ingest keeps (`act:day:{yyyymmdd}`), not the calendar month: on the 1st of a month
+/// entry-ingest keeps (`{act}:day:<yyyymmdd>`), not the calendar month: on the 1st of a month
 /// last month's days still count.
 ///
-/// The winner snapshots them once per run into a sorted set (`store-score:active:{period}:
-/// {attempt}`) ordered by log shard, then id, which the fan-out pages in that order: a batch
+/// The winner snapshots them once per run into a sorted set (`{act}:store-score:active:
+/// <period>:<attempt>`, in the day sets' slot) ordered by log shard, then id, which the fan-out pages in that order: a batch
 /// holds the users of one shard (two at a shard's end), so its visits are read from one table
 /// in one index range. A pod taking the run over finds the snapshot there.
 ///
@@ -34,7 +34,10 @@ public struct ActiveUsers: FanOutSource {
         self.prefix = prefix
     }
 
-    public func snapshotKey(_ run: JobRunInfo) -> String { "\(prefix)store-score:active:\(run.period):\(run.attempt)" }
+    /// In the day sets' slot (`{act}`): the snapshot is taken from them in one script.
+    public func snapshotKey(_ run: JobRunInfo) -> String {
+        "\(prefix){act}:store-score:active:\(run.period):\(run.attempt)"
+    }
 
     /// The `yyyymmdd` of the window's days, the run's day last.
     public func windowDays(endingWith period: String) -> [String] {

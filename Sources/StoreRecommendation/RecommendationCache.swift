@@ -73,7 +73,9 @@ public struct StoreJSON: Sendable, Equatable {
 /// - `STORE_RECOMMEND_DEFAULT`: the list for users without one and anonymous requests;
 /// - `store:{id}`: a store's details (`StoreInfo` JSON), or the marker `null` (a short-lived
 ///   "no such open store", against repeated misses reaching the database);
-/// - `STORE_OPEN_IDS`: the ids of the open stores, for the random fill.
+/// - `STORE_OPEN_IDS{STORE_RECOMMEND_DEFAULT}`: the ids of the open stores, for the random
+///   fill, in the default list's slot (the hash tag): the fill reads the one and writes the
+///   other in one script, and the scorer swaps them in one transaction.
 public struct RecommendationCache: Sendable {
     public let redis: any RedisClient
     /// Put before every key (tests use one of their own).
@@ -87,7 +89,7 @@ public struct RecommendationCache: Sendable {
     public func userKey(_ user: Int64) -> String { "\(prefix)STORE_RECOMMEND_ONE:\(user)" }
     public var defaultKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT" }
     public func storeKey(_ store: Int64) -> String { "\(prefix)store:\(store)" }
-    public var openKey: String { "\(prefix)STORE_OPEN_IDS" }
+    public var openKey: String { RedisKeySlot.tagged("\(prefix)STORE_OPEN_IDS", besides: defaultKey) }
     var refreshLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:refresh" }
     var rebuildLockKey: String { "\(prefix)STORE_RECOMMEND_DEFAULT:rebuild" }
 
@@ -168,47 +170,59 @@ public struct RecommendationCache: Sendable {
 
     /// Replaces the store details and the open-store set: open stores' details written,
     /// closed ones' removed, and so are those of stores the set held that have no row any more
-    /// (deleted), the set swapped in at once; with `defaultList`, the default list too, all in
-    /// one transaction (a reader never sees the open set without the default and fills the
-    /// default at random meanwhile).
+    /// (deleted). The open stores' details first (spread over the cluster's slots, like every
+    /// key read hot), then the set swapped in with the default list (when given) in one
+    /// transaction of one slot (a reader never sees the open set without the default and
+    /// fills the default at random meanwhile), then the others' details removed: the set
+    /// never names a store whose details were not written.
     public func writeStores(
         open: [StoreInfo], closed: [Int64], defaultList: (list: StoreList, ttl: Duration)? = nil, ttl: () -> Duration
     ) async throws {
         let encoder = Self.encoder
-        var commands: [RedisCommand] = []
         let rows = Set(open.map(\.id)).union(closed)
         let deleted = (try await redis.send("SMEMBERS", openKey).array ?? []).compactMap {
             $0.string.flatMap { Int64($0) }
         }
         .filter { !rows.contains($0) }
         let closed = closed + deleted
+        var details: [RedisCommand] = []
+        for store in open {
+            details.append(
+                RedisCommand("SET", storeKey(store.id), [UInt8](try encoder.encode(store)), "PX", ttl().milliseconds))
+        }
+        try await write(details)
+
+        var swap: [RedisCommand] = []
         if let defaultList {
-            commands.append(
+            swap.append(
                 RedisCommand(
                     "SET", defaultKey, [UInt8](try encoder.encode(defaultList.list)), "PX",
                     defaultList.ttl.milliseconds))
         }
-        for store in open {
-            commands.append(
-                RedisCommand("SET", storeKey(store.id), [UInt8](try encoder.encode(store)), "PX", ttl().milliseconds))
-        }
-        for chunk in stride(from: 0, to: closed.count, by: 500) {
-            commands.append(
-                RedisCommand("DEL", arguments: closed[chunk..<min(chunk + 500, closed.count)].map { storeKey($0) }))
-        }
-        let staging = openKey + ":staging"
-        commands.append(RedisCommand("DEL", staging))
+        let staging = RedisKeySlot.tagged(openKey + ":staging", besides: defaultKey)
+        swap.append(RedisCommand("DEL", staging))
         for chunk in stride(from: 0, to: open.count, by: 1000) {
-            commands.append(
+            swap.append(
                 RedisCommand("SADD", arguments: [staging] + open[chunk..<min(chunk + 1000, open.count)].map(\.id)))
         }
         if open.isEmpty {
-            commands.append(RedisCommand("DEL", openKey))
+            swap.append(RedisCommand("DEL", openKey))
         } else {
-            commands.append(RedisCommand("RENAME", staging, openKey))
-            commands.append(RedisCommand("PEXPIRE", openKey, ttl().milliseconds))
+            swap.append(RedisCommand("RENAME", staging, openKey))
+            swap.append(RedisCommand("PEXPIRE", openKey, ttl().milliseconds))
         }
-        try await redis.transaction(commands)
+        try await redis.transaction(swap)
+
+        try await write(closed.map { RedisCommand("DEL", storeKey($0)) })
+    }
+
+    /// A pipeline whose every reply must be a success.
+    private func write(_ commands: [RedisCommand]) async throws {
+        for (command, reply) in zip(commands, try await redis.pipeline(commands)) {
+            if case .error(let message) = reply {
+                throw RedisError(.server, operation: command.name, message: message)
+            }
+        }
     }
 
     /// Sets the default list.

@@ -50,7 +50,7 @@ struct IngestWorkload {
             shardFiles[EntryIngestSchema.shard(of: user)].write(
                 "\(event.eventID.lowercaseText)\t\(user)\t\(store)\t\(store % 40)\t\(store % 25)\t\(time)\n")
             let day = LocalDay.text(at, in: timeZone)
-            redisFile.write("SADD act:day:\(day) \(user)\r\nHINCRBY act:month:\(day.prefix(6)) \(user) 1\r\n")
+            redisFile.write("SADD {act}:day:\(day) \(user)\r\nHINCRBY {act}:month:\(day.prefix(6)) \(user) 1\r\n")
             if chunk.count == 50_000 {
                 try await producer.send(chunk)
                 chunk.removeAll(keepingCapacity: true)

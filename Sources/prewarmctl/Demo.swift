@@ -324,7 +324,7 @@ struct Demo {
             let users = try await cache.send("SCARD", writer.dayKey(key)).integer ?? 0
             perDay.append("\(key.dropFirst(4).prefix(2))-\(key.suffix(2)): \(users)")
         }
-        print("redis:        users seen per day (act:day:*, last 7 days): \(perDay.joined(separator: ", "))")
+        print("redis:        users seen per day ({act}:day:*, last 7 days): \(perDay.joined(separator: ", "))")
         let reader = ActivityReader(redis: cache, timeZone: timeZone, thresholds: try ActivityThresholds())
         let active = try await reader.forEachUser(atLeast: .active, at: now) { _ in }
         let hot = try await reader.forEachUser(atLeast: .hot, at: now) { _ in }

@@ -233,7 +233,7 @@ struct ActivityWriterTests {
         try await ShardWriter(database: database.connection).write(
             events.map { ($0, Store(id: $0.storeID, categoryID: $0.storeID % 4, zoneID: $0.storeID % 3)) })
         try await writer.record(events)
-        let keys = try await allKeys(redis, prefix + "act:*")
+        let keys = try await allKeys(redis, prefix + "{act}:*")
         let before = try await snapshot(redis, keys)
         let reconciler = ActivityReconciler(
             pool: PostgresPool(database.connection), writer: writer, logger: Logger(label: "t"))
@@ -247,13 +247,13 @@ struct ActivityWriterTests {
         try await redis.send(RedisCommand("DEL", arguments: keys))
         #expect(try await activityGuard.check())
         #expect(try await snapshot(redis, keys) == before, "day sets and month counts as ingest left them")
-        let userDays = before.filter { $0.key.contains("act:day") }.map(\.value.count).reduce(0, +)
+        let userDays = before.filter { $0.key.contains("{act}:day") }.map(\.value.count).reduce(0, +)
         try await eventually("the alert") {
             let recent = try await Alerts.recent(redis, count: 100)
             return recent.contains { $0.kind == "activity-rebuilt" && $0.details["restored"] == String(userDays) }
         }
         // A day lost alone (a failover losing its last writes: the marker stays): the nightly run.
-        let day = try #require(keys.first { $0.contains("act:day") })
+        let day = try #require(keys.first { $0.contains("{act}:day") })
         try await redis.send("DEL", day)
         #expect(try await activityGuard.check(), "the marker is there: the guard leaves it to the nightly run")
         #expect(try await redis.send("EXISTS", day) == .integer(0))
@@ -279,7 +279,7 @@ struct ActivityWriterTests {
         try await ShardWriter(database: database.connection).write(
             events.map { ($0, Store(id: $0.storeID, categoryID: 1, zoneID: 1)) })
         try await writer.record(events)
-        let keys = try await allKeys(redis, prefix + "act:*")
+        let keys = try await allKeys(redis, prefix + "{act}:*")
         let before = try await snapshot(redis, keys)
         try await redis.send(RedisCommand("DEL", arguments: keys))
 
@@ -291,7 +291,7 @@ struct ActivityWriterTests {
             checkEvery: .seconds(1), alerts: nil, owner: "pod-1")
         await #expect(throws: (any Error).self) { try await cut.check() }
         #expect(try await redis.send("EXISTS", prefix + ActivityGuard.epochKey) == .integer(0), "not marked whole")
-        #expect(try await allKeys(redis, prefix + "act:*").isEmpty)
+        #expect(try await allKeys(redis, prefix + "{act}:*").isEmpty)
 
         // Back (another pod, or this one's next look once its lease expired): rebuilt whole.
         let back = ActivityGuard(
@@ -313,7 +313,7 @@ struct ActivityWriterTests {
     private func snapshot(_ redis: RedisConnection, _ keys: [String]) async throws -> [String: [String]] {
         var values: [String: [String]] = [:]
         for key in keys {
-            if key.contains("act:day") {
+            if key.contains("{act}:day") {
                 values[key] = (try await redis.send("SMEMBERS", key).array ?? []).compactMap(\.string).sorted()
             } else {
                 let flat = (try await redis.send("HGETALL", key).array ?? []).compactMap(\.string)

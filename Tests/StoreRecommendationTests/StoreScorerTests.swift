@@ -30,7 +30,9 @@ struct StoreScorerTests {
         JobBatch(job: run.job, period: run.period, attempt: run.attempt, batch: 0, batchCount: 1, ids: users)
     }
 
-    private func setUp() async throws -> (StoreScorer, RecommendationCache, StoreDatabase, RedisConnection) {
+    private func setUp(on topology: RedisTopology) async throws -> (
+        StoreScorer, RecommendationCache, StoreDatabase, any RedisClient
+    ) {
         let db = try await StoreDatabase.make()
         try await db.addStores(stores, closed: [6])
         let november25 = ISO8601DateFormatter().date(from: "2026-11-25T04:00:00Z")!
@@ -42,8 +44,7 @@ struct StoreScorerTests {
         // User 1002: only the closed store, and old visits outside the window.
         try await db.addVisits(user: 1002, store: stores[5], count: 3, at: november25)
         try await db.addVisits(user: 1002, store: stores[4], count: 50, at: october)
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let cache = RecommendationCache(redis: redis, prefix: TestEnvironment.uniqueName("rec") + ":")
         let scorer = StoreScorer(
             options: ScoringOptions(), cache: cache, data: StoreData(pool: db.pool), timeZone: shanghai,
@@ -51,9 +52,9 @@ struct StoreScorerTests {
         return (scorer, cache, db, redis)
     }
 
-    @Test("a batch writes each user's top stores (closed ones never), the run stamped; a replay changes nothing")
-    func batchLists() async throws {
-        let (scorer, cache, _, redis) = try await setUp()
+    @Test("a batch writes each user's top stores (closed ones never), the run stamped; a replay changes nothing", arguments: RedisTopology.allCases)
+    func batchLists(on topology: RedisTopology) async throws {
+        let (scorer, cache, _, redis) = try await setUp(on: topology)
         try await redis.send("SET", cache.storeKey(6), "{\"id\":6}")  // a closed store's stale details
         let tonight = run("20261201")
         try await scorer.prepare(tonight)
@@ -85,9 +86,9 @@ struct StoreScorerTests {
         #expect(try await redis.send("HGETALL", tally) == tallyBefore, "a replayed batch's visits count once")
     }
 
-    @Test("a batch of an older run never overwrites a newer run's list")
-    func olderRunRefused() async throws {
-        let (scorer, cache, db, _) = try await setUp()
+    @Test("a batch of an older run never overwrites a newer run's list", arguments: RedisTopology.allCases)
+    func olderRunRefused(on topology: RedisTopology) async throws {
+        let (scorer, cache, db, _) = try await setUp(on: topology)
         _ = try await scorer.work(batch(run("20261201"), [1001]))
         // The user's habits change, then a late batch of last night's run arrives.
         try await db.addVisits(
@@ -100,9 +101,9 @@ struct StoreScorerTests {
         #expect(try await cache.list(of: 1001)?.stores.first == 5)
     }
 
-    @Test("the run's end writes the default list from its tally and saves the stores' popularity")
-    func finish() async throws {
-        let (scorer, cache, db, _) = try await setUp()
+    @Test("the run's end writes the default list from its tally and saves the stores' popularity", arguments: RedisTopology.allCases)
+    func finish(on topology: RedisTopology) async throws {
+        let (scorer, cache, db, _) = try await setUp(on: topology)
         let tonight = run("20261201")
         try await scorer.prepare(tonight)
         _ = try await scorer.work(batch(tonight, [1001, 1002]))
@@ -116,9 +117,9 @@ struct StoreScorerTests {
         #expect(popularity == [1: 4, 3: 2, 4: 2, 6: 5])
     }
 
-    @Test("a deleted store: within one run no answer names it (the user's list removed, its details removed)")
-    func deletedStore() async throws {
-        let (scorer, cache, db, redis) = try await setUp()
+    @Test("a deleted store: within one run no answer names it (the user's list removed, its details removed)", arguments: RedisTopology.allCases)
+    func deletedStore(on topology: RedisTopology) async throws {
+        let (scorer, cache, db, redis) = try await setUp(on: topology)
         // User 1004 visits only store 5, the one store of its category and zone.
         try await db.addVisits(
             user: 1004, store: stores[4], count: 3, at: ISO8601DateFormatter().date(from: "2026-11-28T04:00:00Z")!)
@@ -146,9 +147,9 @@ struct StoreScorerTests {
         #expect(try await service.recommend(user: 1009).stores.map(\.id) == [1])
     }
 
-    @Test("a batch of an older attempt writes no list once a forced newer attempt of the run began")
-    func olderAttemptFenced() async throws {
-        let (scorer, cache, _, redis) = try await setUp()
+    @Test("a batch of an older attempt writes no list once a forced newer attempt of the run began", arguments: RedisTopology.allCases)
+    func olderAttemptFenced(on topology: RedisTopology) async throws {
+        let (scorer, cache, _, redis) = try await setUp(on: topology)
         let period = "20261203"
         let runs = JobRuns(
             redis: redis, settings: JobRunSettings(), owner: "pod", logger: Logger(label: "test"), alerts: nil)

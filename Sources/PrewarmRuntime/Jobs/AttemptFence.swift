@@ -49,11 +49,11 @@ public struct AttemptFence: Sendable, Equatable {
 
     /// The key and argument of `JobRuns.fence`'s `fenced(key, fence)` in a script over keys
     /// of `key`'s slot: the run's record and the attempt on one server; on a cluster, the
-    /// fence's copy in that slot (`prewarm:fence:{job}:{period}{tag}`) and `copy:{attempt}:{ms}`.
+    /// fence's copy in that slot (`prewarm:fence:<job>:<period>{<the slot's tag>}`) and `copy:{attempt}:{ms}`.
     public func guarding(_ key: String, on redis: any RedisClient) -> (key: String, argument: String) {
         guard redis.splitsKeysBySlot else { return (progressKey, String(attempt)) }
         return (
-            RedisKeySlot.tagged("prewarm:fence:\(job):\(period)", besides: key),
+            "prewarm:fence:\(job):\(period)" + RedisKeySlot.tag(forSlot: RedisKeySlot.of(key)),
             "copy:\(attempt):\(Self.copyLifetime.milliseconds)"
         )
     }

@@ -42,20 +42,31 @@ public enum RedisKeySlot {
 }
 
 extension RedisKeySlot {
-    /// A hash tag, `{…}`, whose keys land in `slot`: how a key is put beside an untagged key
-    /// (`tagged(_:besides:)`), e.g. a fence checked in the same script as the keys it guards.
+    /// The one hash tag, `{…}`, this client gives `slot`: a key of a slot rather than of a
+    /// family (`tagged(_:besides:)`), e.g. the copy of a fence that guards every key of its
+    /// slot, whichever keys a script takes.
     public static func tag(forSlot slot: Int) -> String { "{" + tags[slot] + "}" }
 
-    /// `name` followed by the tag of `key`'s slot: a key in the same slot as `key`. A tagged
-    /// `key`'s own tag is reused, so the result reads as its family.
+    /// `name` followed by a tag that puts it in `key`'s slot: `key`'s own tag when it has
+    /// one, else `key` itself as the tag (it hashes whole, so the tag hashes the same), so the
+    /// result reads as its family: `STORE_OPEN_IDS{STORE_RECOMMEND_DEFAULT}`. A `name` that
+    /// carries that tag already is returned as it is.
     public static func tagged(_ name: String, besides key: String) -> String {
+        let target = ownTag(key) ?? key
+        if ownTag(name) == target { return name }  // already tagged so
+        if target != key || !key.utf8.contains(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") }) {
+            return name + "{" + target + "}"
+        }
+        return name + tag(forSlot: of(key))
+    }
+
+    /// The tag of `key`, when it has one.
+    private static func ownTag(_ key: String) -> String? {
         var key = key
-        let own: String? = key.withUTF8 { bytes in
+        return key.withUTF8 { bytes in
             let hashed = hashed(bytes)
             return hashed.count == bytes.count ? nil : String(decoding: hashed, as: UTF8.self)
         }
-        if let own { return name + "{" + own + "}" }
-        return name + tag(forSlot: of(key))
     }
 
     /// For each slot, the first base-36 number (as text) that hashes to it: about 170,000
