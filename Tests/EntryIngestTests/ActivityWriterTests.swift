@@ -19,10 +19,9 @@ struct ActivityWriterTests {
             enteredAt: ISO8601DateFormatter().date(from: time)!)
     }
 
-    @Test("a user counts once a day by the event's own day, late and replayed events included")
-    func onceADay() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test("a user counts once a day by the event's own day, late and replayed events included", arguments: RedisTopology.allCases)
+    func onceADay(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let writer = Self.longLived(
             ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":"))
         let batch = [
@@ -66,10 +65,9 @@ struct ActivityWriterTests {
 
     @Test(
         "a day past its set's retention (40 days) is not counted, however often replayed; a recent one expires 40 days after it ends"
-    )
-    func pastRetention() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    , arguments: RedisTopology.allCases)
+    func pastRetention(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
         let old = Date().addingTimeInterval(-45 * 86_400)
         let recent = Date().addingTimeInterval(-86_400)
@@ -92,10 +90,9 @@ struct ActivityWriterTests {
                 == Int64(dayEnd.timeIntervalSince1970) + 40 * 86_400)
     }
 
-    @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once")
-    func manyUsersOneDay() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once", arguments: RedisTopology.allCases)
+    func manyUsersOneDay(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let writer = Self.longLived(
             ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":"))
         let at = ISO8601DateFormatter().date(from: "2026-11-20T03:00:00Z")!
@@ -115,10 +112,9 @@ struct ActivityWriterTests {
         #expect(counts?.allSatisfy { $0 == "1" } == true)
     }
 
-    @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches")
-    func activeAndHotUsers() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches", arguments: RedisTopology.allCases)
+    func activeAndHotUsers(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("t") + ":"
         let writer = Self.longLived(ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix))
         // User u is seen on u distinct days of November (twice on each), users 1...20; user
@@ -216,11 +212,10 @@ struct ActivityWriterTests {
 
     @Test(
         "Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once"
-    )
-    func rebuiltFromTheLog() async throws {
+    , arguments: RedisTopology.allCases)
+    func rebuiltFromTheLog(on topology: RedisTopology) async throws {
         let database = try await IngestDatabase.make()
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("rebuild") + ":"
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
         let now = Date()
@@ -263,11 +258,10 @@ struct ActivityWriterTests {
         #expect(try await reconciler.run().rebuilt.isEmpty, "nothing to do once whole")
     }
 
-    @Test("the log unreachable while Redis is empty: nothing is marked whole, and the next look rebuilds it all")
-    func rebuildWaitsForTheLog() async throws {
+    @Test("the log unreachable while Redis is empty: nothing is marked whole, and the next look rebuilds it all", arguments: RedisTopology.allCases)
+    func rebuildWaitsForTheLog(on topology: RedisTopology) async throws {
         let database = try await IngestDatabase.make()
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("outage") + ":"
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: prefix)
         var events: [StoreEntryEvent] = []
@@ -305,12 +299,12 @@ struct ActivityWriterTests {
         #expect(try await redis.send("EXISTS", prefix + ActivityGuard.epochKey) == .integer(1))
     }
 
-    private func allKeys(_ redis: RedisConnection, _ pattern: String) async throws -> [String] {
+    private func allKeys(_ redis: any RedisClient, _ pattern: String) async throws -> [String] {
         try await redis.keys(matching: pattern)
     }
 
     /// Each key's members (a day set) or field=value pairs (a month hash), sorted.
-    private func snapshot(_ redis: RedisConnection, _ keys: [String]) async throws -> [String: [String]] {
+    private func snapshot(_ redis: any RedisClient, _ keys: [String]) async throws -> [String: [String]] {
         var values: [String: [String]] = [:]
         for key in keys {
             if key.contains("{act}:day") {

@@ -10,10 +10,9 @@ import Testing
 struct ActiveUsersTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
 
-    @Test("on the 1st of a month, last month's days count: 7 days in the last 30 make a user active, 6 do not")
-    func firstOfTheMonth() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test("on the 1st of a month, last month's days count: 7 days in the last 30 make a user active, 6 do not", arguments: RedisTopology.allCases)
+    func firstOfTheMonth(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("act") + ":"
         let active = ActiveUsers(redis: redis, timeZone: shanghai, minimumDays: 7, windowDays: 30, prefix: prefix)
         let days = active.windowDays(endingWith: "20261201")
@@ -39,10 +38,9 @@ struct ActiveUsersTests {
         #expect(try await active.takeSnapshot(for: run) == 3)
     }
 
-    @Test("ids from 1 to Int64.max are snapshotted and paged in shard-then-id order, none lost or repeated")
-    func extremeIDs() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test("ids from 1 to Int64.max are snapshotted and paged in shard-then-id order, none lost or repeated", arguments: RedisTopology.allCases)
+    func extremeIDs(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("act") + ":"
         let active = ActiveUsers(redis: redis, timeZone: shanghai, minimumDays: 1, windowDays: 2, prefix: prefix)
         let users: [Int64] = [1, 15, 16, 9_007_199_254_740_993, Int64.max - 16, Int64.max - 1, Int64.max]
