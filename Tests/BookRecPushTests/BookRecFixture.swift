@@ -74,7 +74,8 @@ struct PushFixture {
     func slot(_ hour: Int) -> String { day + String(format: "%02d", hour) }
 
     static func make(
-        on topology: RedisTopology = .single, behaviour: DownstreamSimulator.Behaviour = DownstreamSimulator.Behaviour(),
+        on topology: RedisTopology = .single,
+        behaviour: DownstreamSimulator.Behaviour = DownstreamSimulator.Behaviour(),
         configure: (inout BookRecOptions) -> Void = { _ in }
     ) async throws -> PushFixture {
         let db = try await PushDatabase.make()

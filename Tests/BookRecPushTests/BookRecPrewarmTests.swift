@@ -26,7 +26,9 @@ struct BookRecPrewarmTests {
         return users
     }
 
-    @Test("users in the experiment are cached with the A/B trace id for 24 h; the others get no entry and no push", arguments: RedisTopology.allCases)
+    @Test(
+        "users in the experiment are cached with the A/B trace id for 24 h; the others get no entry and no push",
+        arguments: RedisTopology.allCases)
     func experiment(on topology: RedisTopology) async throws {
         var behaviour = DownstreamSimulator.Behaviour()
         behaviour.latency = "1ms"
@@ -72,7 +74,9 @@ struct BookRecPrewarmTests {
         #expect(hour["not_in_experiment"] == 200 - pushed.count)
     }
 
-    @Test("at 20 % errors every user ends cached or reported failed, never more than 50 calls in flight", arguments: RedisTopology.allCases)
+    @Test(
+        "at 20 % errors every user ends cached or reported failed, never more than 50 calls in flight",
+        arguments: RedisTopology.allCases)
     func errors(on topology: RedisTopology) async throws {
         var behaviour = DownstreamSimulator.Behaviour()
         behaviour.latency = "uniform:1ms-6ms"

@@ -42,7 +42,8 @@ struct BookRecPushTests {
     }
 
     @Test(
-        "an hour: one push per cached user with its material and payload; misses counted and alerted; bad rows skipped", arguments: RedisTopology.allCases)
+        "an hour: one push per cached user with its material and payload; misses counted and alerted; bad rows skipped",
+        arguments: RedisTopology.allCases)
     func hour(on topology: RedisTopology) async throws {
         let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...100, task: fixture.finished, hour: 9)
@@ -86,8 +87,8 @@ struct BookRecPushTests {
     }
 
     @Test(
-        "the hour re-run, its batches replayed, a crash between produce and mark: never two different pushes, none lost"
-    , arguments: RedisTopology.allCases)
+        "the hour re-run, its batches replayed, a crash between produce and mark: never two different pushes, none lost",
+        arguments: RedisTopology.allCases)
     func oncePerUserAndSlot(on topology: RedisTopology) async throws {
         let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...60, task: fixture.finished, hour: 22)
@@ -141,7 +142,9 @@ struct BookRecPushTests {
         #expect(counts["already_sent"] == nil, "\(counts)")
     }
 
-    @Test("the material service down for part of the hour: its pushes are retried at the hour's end, each sent once", arguments: RedisTopology.allCases)
+    @Test(
+        "the material service down for part of the hour: its pushes are retried at the hour's end, each sent once",
+        arguments: RedisTopology.allCases)
     func materialDownThenBack(on topology: RedisTopology) async throws {
         let fixture = try await PushFixture.make(on: topology, behaviour: everyone())
         try await fixture.db.addUsers(1...50, task: fixture.finished, hour: 10)

@@ -19,7 +19,9 @@ struct ActivityWriterTests {
             enteredAt: ISO8601DateFormatter().date(from: time)!)
     }
 
-    @Test("a user counts once a day by the event's own day, late and replayed events included", arguments: RedisTopology.allCases)
+    @Test(
+        "a user counts once a day by the event's own day, late and replayed events included",
+        arguments: RedisTopology.allCases)
     func onceADay(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let writer = Self.longLived(
@@ -64,8 +66,8 @@ struct ActivityWriterTests {
     }
 
     @Test(
-        "a day past its set's retention (40 days) is not counted, however often replayed; a recent one expires 40 days after it ends"
-    , arguments: RedisTopology.allCases)
+        "a day past its set's retention (40 days) is not counted, however often replayed; a recent one expires 40 days after it ends",
+        arguments: RedisTopology.allCases)
     func pastRetention(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let writer = ActivityWriter(redis: redis, timeZone: shanghai, keyPrefix: TestEnvironment.uniqueName("t") + ":")
@@ -90,7 +92,9 @@ struct ActivityWriterTests {
                 == Int64(dayEnd.timeIntervalSince1970) + 40 * 86_400)
     }
 
-    @Test("a day of thousands of users, some seen before and some twice in the batch: each new user counted once", arguments: RedisTopology.allCases)
+    @Test(
+        "a day of thousands of users, some seen before and some twice in the batch: each new user counted once",
+        arguments: RedisTopology.allCases)
     func manyUsersOneDay(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let writer = Self.longLived(
@@ -112,7 +116,9 @@ struct ActivityWriterTests {
         #expect(counts?.allSatisfy { $0 == "1" } == true)
     }
 
-    @Test("active and hot users by this month's day count, thresholds configurable; the whole month walked in batches", arguments: RedisTopology.allCases)
+    @Test(
+        "active and hot users by this month's day count, thresholds configurable; the whole month walked in batches",
+        arguments: RedisTopology.allCases)
     func activeAndHotUsers(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("t") + ":"
@@ -211,8 +217,8 @@ struct ActivityWriterTests {
     }
 
     @Test(
-        "Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once"
-    , arguments: RedisTopology.allCases)
+        "Redis loses the activity: the guard rebuilds it from the log once, alerted; a lost day is rebuilt by the reconcile, months counted once",
+        arguments: RedisTopology.allCases)
     func rebuiltFromTheLog(on topology: RedisTopology) async throws {
         let database = try await IngestDatabase.make()
         let redis = try await topology.connect()
@@ -258,7 +264,9 @@ struct ActivityWriterTests {
         #expect(try await reconciler.run().rebuilt.isEmpty, "nothing to do once whole")
     }
 
-    @Test("the log unreachable while Redis is empty: nothing is marked whole, and the next look rebuilds it all", arguments: RedisTopology.allCases)
+    @Test(
+        "the log unreachable while Redis is empty: nothing is marked whole, and the next look rebuilds it all",
+        arguments: RedisTopology.allCases)
     func rebuildWaitsForTheLog(on topology: RedisTopology) async throws {
         let database = try await IngestDatabase.make()
         let redis = try await topology.connect()

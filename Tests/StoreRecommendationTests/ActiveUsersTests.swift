@@ -10,7 +10,9 @@ import Testing
 struct ActiveUsersTests {
     let shanghai = TimeZone(identifier: "Asia/Shanghai")!
 
-    @Test("on the 1st of a month, last month's days count: 7 days in the last 30 make a user active, 6 do not", arguments: RedisTopology.allCases)
+    @Test(
+        "on the 1st of a month, last month's days count: 7 days in the last 30 make a user active, 6 do not",
+        arguments: RedisTopology.allCases)
     func firstOfTheMonth(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("act") + ":"
@@ -38,7 +40,9 @@ struct ActiveUsersTests {
         #expect(try await active.takeSnapshot(for: run) == 3)
     }
 
-    @Test("ids from 1 to Int64.max are snapshotted and paged in shard-then-id order, none lost or repeated", arguments: RedisTopology.allCases)
+    @Test(
+        "ids from 1 to Int64.max are snapshotted and paged in shard-then-id order, none lost or repeated",
+        arguments: RedisTopology.allCases)
     func extremeIDs(on topology: RedisTopology) async throws {
         let redis = try await topology.connect()
         let prefix = TestEnvironment.uniqueName("act") + ":"

@@ -22,7 +22,7 @@ struct RecommendationServiceTests {
         let service: RecommendationService
         let cache: RecommendationCache
         let db: StoreDatabase
-        let redis: RedisEventLoopConnection
+        let redis: any RedisClient
         let metrics: TestMetrics
 
         func databaseReads(_ what: String) throws -> Int64 {
@@ -31,7 +31,8 @@ struct RecommendationServiceTests {
     }
 
     private func fixture(
-        redis configuration: RedisConfiguration? = nil, configure: (inout ReadPathOptions) -> Void = { _ in }
+        on topology: RedisTopology = .single, redis configuration: RedisConfiguration? = nil,
+        configure: (inout ReadPathOptions) -> Void = { _ in }
     ) async throws -> Fixture {
         let db = try await StoreDatabase.make()
         try await db.addStores(stores)
@@ -44,8 +45,17 @@ struct RecommendationServiceTests {
                 "INSERT INTO store_popularity (store_id, visits, run) VALUES ($1, $2, 1)", [store, visits])
         }
         // recommend-api's own kind of connection (PREWARM_REDIS_EVENT_LOOPS)
-        let redis = try await RedisEventLoopConnection.connect(
-            try configuration ?? TestEnvironment.redis(), eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let redis: any RedisClient & Closable
+        switch topology {
+        case .single:
+            redis = try await RedisEventLoopConnection.connect(
+                try configuration ?? TestEnvironment.redis(), eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        case .cluster:
+            let nodes = try TestEnvironment.redisClusterNodes()
+            redis = try await RedisClusterClient.connect(
+                seeds: nodes, configuration: try TestEnvironment.redis(node: nodes[0]),
+                transport: .eventLoops(MultiThreadedEventLoopGroup.singleton))
+        }
         closeAfterTest { await redis.close() }
         let cache = RecommendationCache(redis: redis, prefix: TestEnvironment.uniqueName("api") + ":")
         var options = ReadPathOptions()
@@ -83,9 +93,11 @@ struct RecommendationServiceTests {
         #expect(StoreList(json: Array(#"{"stores":[1],"run":"1"}"#.utf8)) == nil, "a run as a string")
     }
 
-    @Test("each level in turn: personal, default, random, then the database when Redis has nothing")
-    func levels() async throws {
-        let fixture = try await fixture()
+    @Test(
+        "each level in turn: personal, default, random, then the database when Redis has nothing",
+        arguments: RedisTopology.allCases)
+    func levels(on topology: RedisTopology) async throws {
+        let fixture = try await fixture(on: topology)
         try await warm(fixture)
         let personal = try await fixture.service.recommend(user: 1042)
         #expect(personal.source == .personal && personal.stores.map(\.id) == [3, 8, 5, 1])
@@ -113,9 +125,11 @@ struct RecommendationServiceTests {
         #expect(try await fixture.redis.send("SCARD", fixture.cache.openKey) == .integer(8), "open stores restored")
     }
 
-    @Test("with fewer than four open stores the random fill returns what there is and does not loop")
-    func fewStores() async throws {
-        let fixture = try await fixture()
+    @Test(
+        "with fewer than four open stores the random fill returns what there is and does not loop",
+        arguments: RedisTopology.allCases)
+    func fewStores(on topology: RedisTopology) async throws {
+        let fixture = try await fixture(on: topology)
         try await fixture.redis.send("SADD", fixture.cache.openKey, 2, 7)
         try await fixture.cache.cacheDetails(
             [stores[1], stores[6]], missing: [], ttl: .seconds(60), markerTTL: .seconds(60))
@@ -123,10 +137,12 @@ struct RecommendationServiceTests {
         #expect(answer.source == .random && Set(answer.stores.map(\.id)) == [2, 7])
     }
 
-    @Test("details missing for a list: PostgreSQL fills them; a deleted store is marked and read once per marker TTL")
-    func missingDetailsAndMarkers() async throws {
+    @Test(
+        "details missing for a list: PostgreSQL fills them; a deleted store is marked and read once per marker TTL",
+        arguments: RedisTopology.allCases)
+    func missingDetailsAndMarkers(on topology: RedisTopology) async throws {
         // Markers live 3 s: the requests below must all fall within one lifetime on a busy CI machine.
-        let fixture = try await fixture { $0.missingTTL = .seconds(3) }
+        let fixture = try await fixture(on: topology) { $0.missingTTL = .seconds(3) }
         try await warm(fixture)
         _ = try await fixture.cache.writeLists([(77, [5, 404, 2])], run: 20_261_201_001) { .seconds(600) }
         try await fixture.redis.send("DEL", fixture.cache.storeKey(2))
@@ -147,9 +163,11 @@ struct RecommendationServiceTests {
         #expect(try await fixture.service.recommend(user: 77).stores.map(\.id) == [5, 404, 2])
     }
 
-    @Test("many concurrent requests with the caches gone rebuild them once in the process")
-    func singleFlightInProcess() async throws {
-        let fixture = try await fixture()
+    @Test(
+        "many concurrent requests with the caches gone rebuild them once in the process",
+        arguments: RedisTopology.allCases)
+    func singleFlightInProcess(on topology: RedisTopology) async throws {
+        let fixture = try await fixture(on: topology)
         let answers = try await withThrowingTaskGroup(of: Recommendation.self) { group in
             for _ in 0..<200 { group.addTask { try await fixture.service.recommend(user: nil) } }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -158,9 +176,11 @@ struct RecommendationServiceTests {
         #expect(try fixture.databaseReads("list") == 1)
     }
 
-    @Test("the default list is refreshed ahead of its expiry by one request, not when it is gone")
-    func earlyRefresh() async throws {
-        let fixture = try await fixture { $0.refreshAhead = .seconds(3600) }
+    @Test(
+        "the default list is refreshed ahead of its expiry by one request, not when it is gone",
+        arguments: RedisTopology.allCases)
+    func earlyRefresh(on topology: RedisTopology) async throws {
+        let fixture = try await fixture(on: topology) { $0.refreshAhead = .seconds(3600) }
         try await warm(fixture)
         try await fixture.redis.send("PEXPIRE", fixture.cache.defaultKey, 200)  // about to expire
         let group = ServiceGroup(

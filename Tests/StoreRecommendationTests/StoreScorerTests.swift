@@ -52,7 +52,9 @@ struct StoreScorerTests {
         return (scorer, cache, db, redis)
     }
 
-    @Test("a batch writes each user's top stores (closed ones never), the run stamped; a replay changes nothing", arguments: RedisTopology.allCases)
+    @Test(
+        "a batch writes each user's top stores (closed ones never), the run stamped; a replay changes nothing",
+        arguments: RedisTopology.allCases)
     func batchLists(on topology: RedisTopology) async throws {
         let (scorer, cache, _, redis) = try await setUp(on: topology)
         try await redis.send("SET", cache.storeKey(6), "{\"id\":6}")  // a closed store's stale details
@@ -101,7 +103,9 @@ struct StoreScorerTests {
         #expect(try await cache.list(of: 1001)?.stores.first == 5)
     }
 
-    @Test("the run's end writes the default list from its tally and saves the stores' popularity", arguments: RedisTopology.allCases)
+    @Test(
+        "the run's end writes the default list from its tally and saves the stores' popularity",
+        arguments: RedisTopology.allCases)
     func finish(on topology: RedisTopology) async throws {
         let (scorer, cache, db, _) = try await setUp(on: topology)
         let tonight = run("20261201")
@@ -117,7 +121,9 @@ struct StoreScorerTests {
         #expect(popularity == [1: 4, 3: 2, 4: 2, 6: 5])
     }
 
-    @Test("a deleted store: within one run no answer names it (the user's list removed, its details removed)", arguments: RedisTopology.allCases)
+    @Test(
+        "a deleted store: within one run no answer names it (the user's list removed, its details removed)",
+        arguments: RedisTopology.allCases)
     func deletedStore(on topology: RedisTopology) async throws {
         let (scorer, cache, db, redis) = try await setUp(on: topology)
         // User 1004 visits only store 5, the one store of its category and zone.
@@ -147,7 +153,9 @@ struct StoreScorerTests {
         #expect(try await service.recommend(user: 1009).stores.map(\.id) == [1])
     }
 
-    @Test("a batch of an older attempt writes no list once a forced newer attempt of the run began", arguments: RedisTopology.allCases)
+    @Test(
+        "a batch of an older attempt writes no list once a forced newer attempt of the run began",
+        arguments: RedisTopology.allCases)
     func olderAttemptFenced(on topology: RedisTopology) async throws {
         let (scorer, cache, _, redis) = try await setUp(on: topology)
         let period = "20261203"

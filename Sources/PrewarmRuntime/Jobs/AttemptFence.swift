@@ -86,7 +86,8 @@ extension RedisClient {
         for group in atomicGroups(of: keys) {
             var callKeys = RedisArguments()
             var arguments = RedisArguments()
-            let guarded: (key: String, argument: String) = fence?.guarding(keys[group[0]], on: self) ?? (keys[group[0]], "")
+            let guarded: (key: String, argument: String) =
+                fence?.guarding(keys[group[0]], on: self) ?? (keys[group[0]], "")
             callKeys.append(guarded.key)
             arguments.append(guarded.argument)
             for argument in shared { arguments.append(argument) }

@@ -64,7 +64,9 @@ public final class JobRuns: Sendable {
         leaseKey(job: job, period: period) + ":progress"
     }
     /// The lease of the pod running the run's finish step.
-    public static func finishKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":finish" }
+    public static func finishKey(job: String, period: String) -> String {
+        leaseKey(job: job, period: period) + ":finish"
+    }
     public static func doneKey(job: String, period: String) -> String { leaseKey(job: job, period: period) + ":done" }
     static func batchesKey(job: String, period: String, attempt: Int) -> String {
         leaseKey(job: job, period: period) + ":batches:\(attempt)"

@@ -13,6 +13,7 @@ extension KafkaProducer: Closable {}
 extension RedisConnection: Closable {}
 extension PostgresConnection: Closable {}
 extension RedisPool: Closable {}
+extension RedisEventLoopConnection: Closable {}
 extension RedisClusterClient: Closable {}
 
 /// Runs `body` with `client` and closes it afterwards, whether `body` returned or threw.

@@ -7,14 +7,9 @@ import Testing
 
 @Suite("Leases and flags in Redis", .closesResources)
 struct RedisLeaseTests {
-    private func connect() async throws -> RedisConnection {
-        try await RedisConnection.connect(try TestEnvironment.redis())
-    }
-
-    @Test("only one holder at a time; a release frees it for the next")
-    func exclusive() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test("only one holder at a time; a release frees it for the next", arguments: RedisTopology.allCases)
+    func exclusive(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let key = TestEnvironment.uniqueName("lease")
         let first = try #require(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis))
         #expect(try await RedisLease.acquire(key, ttl: .seconds(5), on: redis) == nil)
@@ -25,10 +20,11 @@ struct RedisLeaseTests {
         try await second.release()
     }
 
-    @Test("a holder whose lease passed to another owner can neither extend nor release it")
-    func compareAndExtend() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test(
+        "a holder whose lease passed to another owner can neither extend nor release it",
+        arguments: RedisTopology.allCases)
+    func compareAndExtend(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let key = TestEnvironment.uniqueName("lease")
         let old = try #require(try await RedisLease.acquire(key, ttl: .seconds(10), on: redis))
         try await redis.send("DEL", key)  // as if it had expired
@@ -42,10 +38,11 @@ struct RedisLeaseTests {
         try await new.release()
     }
 
-    @Test("a lease not renewed within its TTL counts as lost to its holder, without asking Redis")
-    func localDeadline() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test(
+        "a lease not renewed within its TTL counts as lost to its holder, without asking Redis",
+        arguments: RedisTopology.allCases)
+    func localDeadline(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let lease = try #require(
             try await RedisLease.acquire(TestEnvironment.uniqueName("lease"), ttl: .seconds(4), on: redis))
         // TTLs of seconds: the suites run at once on two cores in CI, and a 1.5 s one was
@@ -56,10 +53,11 @@ struct RedisLeaseTests {
         #expect(throws: LeaseLost.self) { try lease.ensureHeld() }
     }
 
-    @Test("holding renews a lease well past its TTL, and releases it when the body ends")
-    func holdingRenews() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test(
+        "holding renews a lease well past its TTL, and releases it when the body ends",
+        arguments: RedisTopology.allCases)
+    func holdingRenews(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let key = TestEnvironment.uniqueName("lease")
         // Renewed every 2 s: a loaded CI machine (the whole suite on 2 cores) has stalled a
         // renewal for over 2 s, which a 3 s TTL renewed every second did not survive.
@@ -72,10 +70,9 @@ struct RedisLeaseTests {
         #expect(try await redis.send("EXISTS", key) == .integer(0), "released")
     }
 
-    @Test("a lease lost mid-body cancels the body, which writes nothing after")
-    func lostMidBody() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test("a lease lost mid-body cancels the body, which writes nothing after", arguments: RedisTopology.allCases)
+    func lostMidBody(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let key = TestEnvironment.uniqueName("lease")
         let written = TestEnvironment.uniqueName("written")
         // A TTL that a loaded machine (the whole suite in parallel on 2 cores) cannot outstall
@@ -102,10 +99,10 @@ struct RedisLeaseTests {
         #expect(try await redis.send("GET", key).string == "someone-else", "the new owner's lease is intact")
     }
 
+    /// One Redis only: the holder is a process of its own, pointed at the single node.
     @Test("a holder stopped (SIGSTOP) past its TTL cannot extend or release the new owner's lease")
     func stoppedHolderIsFenced() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+        let redis = try await RedisTopology.single.connect()
         let key = TestEnvironment.uniqueName("lease")
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(key).log").path
         let holder = try TestProcess.start("prewarm-testkit", ["lease-hold", key, "1500", output])
@@ -137,13 +134,12 @@ struct RedisLeaseTests {
         try await owner.release()
     }
 
-    @Test("of many pods racing for a job run, exactly one starts it")
-    func runRace() async throws {
-        let pods = try await withThrowingTaskGroup(of: RedisConnection.self) { group in
-            for _ in 0..<4 { group.addTask { try await connect() } }
+    @Test("of many pods racing for a job run, exactly one starts it", arguments: RedisTopology.allCases)
+    func runRace(on topology: RedisTopology) async throws {
+        let pods = try await withThrowingTaskGroup(of: (any RedisClient & Closable).self) { group in
+            for _ in 0..<4 { group.addTask { try await topology.connect() } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        closeAfterTest { for pod in pods { await pod.close() } }
         let job = TestEnvironment.uniqueName("job")
         let started = try await withThrowingTaskGroup(of: Bool.self) { group in
             for (index, pod) in pods.enumerated() {
@@ -167,10 +163,9 @@ struct RedisLeaseTests {
         #expect(try await pods[0].send("EXISTS", JobRuns.leaseKey(job: job, period: "20261121")) == .integer(1))
     }
 
-    @Test("a success flag lasts until its absolute expiry and is set only once")
-    func successFlag() async throws {
-        let redis = try await connect()
-        closeAfterTest { await redis.close() }
+    @Test("a success flag lasts until its absolute expiry and is set only once", arguments: RedisTopology.allCases)
+    func successFlag(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let flags = RedisFlags(redis: redis)
         let key = TestEnvironment.uniqueName("done")
         let end = Date().addingTimeInterval(3600)

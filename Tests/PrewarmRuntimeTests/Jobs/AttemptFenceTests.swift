@@ -79,8 +79,9 @@ struct AttemptFenceTests {
         }
         #expect(RedisKeySlot.tagged("fence", besides: "ka:{shop:7}:u:1") == "fence{shop:7}")
         #expect(RedisKeySlot.tagged("{p:runs}:a:batches", besides: "{p:runs}:a") == "{p:runs}:a:batches", "as it is")
-        #expect(RedisKeySlot.tagged("STORE_OPEN_IDS", besides: "STORE_RECOMMEND_DEFAULT")
-            == "STORE_OPEN_IDS{STORE_RECOMMEND_DEFAULT}")
+        #expect(
+            RedisKeySlot.tagged("STORE_OPEN_IDS", besides: "STORE_RECOMMEND_DEFAULT")
+                == "STORE_OPEN_IDS{STORE_RECOMMEND_DEFAULT}")
         for key in ["rec:later_read:9223372036854775807", "a", "STORE_OPEN_IDS", "odd{}key", "odd}{key"] {
             #expect(RedisKeySlot.of(RedisKeySlot.tagged("fence", besides: key)) == RedisKeySlot.of(key))
         }

@@ -8,9 +8,10 @@ import Testing
 
 @Suite("Job-run records in Redis", .closesResources)
 struct JobRunsTests {
-    private func runs(_ owner: String = "pod", lease: Duration = .seconds(10)) async throws -> JobRuns {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    private func runs(on topology: RedisTopology, _ owner: String = "pod", lease: Duration = .seconds(10))
+        async throws -> JobRuns
+    {
+        let redis = try await topology.connect()
         return JobRuns(
             redis: redis, settings: JobRunSettings(lease: lease), owner: owner, logger: Logger(label: "test"),
             alerts: nil)
@@ -28,9 +29,11 @@ struct JobRunsTests {
         JobBatch(job: job, period: "20261121", attempt: attempt, batch: index, batchCount: 4, ids: [1, 2, 3])
     }
 
-    @Test("a replayed batch counts once, and the run finishes exactly once, by whoever recorded its last batch")
-    func countsOnceFinishesOnce() async throws {
-        let runs = try await runs()
+    @Test(
+        "a replayed batch counts once, and the run finishes exactly once, by whoever recorded its last batch",
+        arguments: RedisTopology.allCases)
+    func countsOnceFinishesOnce(on topology: RedisTopology) async throws {
+        let runs = try await runs(on: topology)
         let job = TestEnvironment.uniqueName("job")
         let lease = try await start(runs, job)
         #expect(
@@ -57,9 +60,11 @@ struct JobRunsTests {
         #expect(try await runs.redis.send("EXISTS", JobRuns.doneKey(job: job, period: "20261121")) == .integer(1))
     }
 
-    @Test("outcomes are honest: items failed make a run partial, nothing worked makes it failed, never succeeded")
-    func honestOutcomes() async throws {
-        let runs = try await runs()
+    @Test(
+        "outcomes are honest: items failed make a run partial, nothing worked makes it failed, never succeeded",
+        arguments: RedisTopology.allCases)
+    func honestOutcomes(on topology: RedisTopology) async throws {
+        let runs = try await runs(on: topology)
         for (done, failed, batchFailed, expected) in [
             (3, 0, false, JobRunState.succeeded), (2, 1, false, .partial), (0, 3, true, .failed),
         ] {
@@ -74,9 +79,11 @@ struct JobRunsTests {
         }
     }
 
-    @Test("a failed batch makes the run partial (no success flag); a forced attempt ignores the old one's batches")
-    func failedAndForced() async throws {
-        let runs = try await runs()
+    @Test(
+        "a failed batch makes the run partial (no success flag); a forced attempt ignores the old one's batches",
+        arguments: RedisTopology.allCases)
+    func failedAndForced(on topology: RedisTopology) async throws {
+        let runs = try await runs(on: topology)
         let job = TestEnvironment.uniqueName("job")
         let lease = try await start(runs, job)
         _ = try await lease.finishFanOut(batches: 2, items: 6)
@@ -98,13 +105,15 @@ struct JobRunsTests {
         #expect(try await runs.progress(job: job, period: "20261121")?.batchesDone == 0)
     }
 
-    @Test("a fan-out of no batches succeeds at once; a winner whose lease was taken can no longer record progress")
-    func emptyAndFenced() async throws {
-        let runs = try await runs()
+    @Test(
+        "a fan-out of no batches succeeds at once; a winner whose lease was taken can no longer record progress",
+        arguments: RedisTopology.allCases)
+    func emptyAndFenced(on topology: RedisTopology) async throws {
+        let runs = try await runs(on: topology)
         let empty = TestEnvironment.uniqueName("job")
         #expect(try await start(runs, empty).finishFanOut(batches: 0, items: 0) == .succeeded)
 
-        let short = try await self.runs("slow", lease: .seconds(1))
+        let short = try await self.runs(on: topology, "slow", lease: .seconds(1))
         let job = TestEnvironment.uniqueName("job")
         let stalled = try await start(short, job)
         try await Task.sleep(for: .milliseconds(1200))  // the lease expires
