@@ -10,8 +10,10 @@ import Testing
 
 @Suite("Alerts: log, counter, recent list, webhook", .closesResources)
 struct AlertsTests {
-    @Test("an alert is counted, kept in Redis for status, and POSTed to the webhook, retried after a failure")
-    func delivered() async throws {
+    @Test(
+        "an alert is counted, kept in Redis for status, and POSTed to the webhook, retried after a failure",
+        arguments: RedisTopology.allCases)
+    func delivered(on topology: RedisTopology) async throws {
         let received = Collected<String>()
         let attempts = Tally()
         let server = try await LocalHTTPServer.start { router in
@@ -25,8 +27,7 @@ struct AlertsTests {
                 return Response(status: .noContent)
             }
         }
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let client = DownstreamClient(connectTimeout: .seconds(1), callTimeout: .seconds(2), maxConnectionsPerHost: 2)
         closeAfterTest { await client.shutdown() }
         let metrics = TestMetrics()

@@ -12,7 +12,7 @@ import Testing
 
 /// Counts each id it is handed in a Redis hash, and each call.
 struct IdCounter: JobBatchHandler {
-    let redis: RedisConnection
+    let redis: any RedisClient
     let prefix: String
 
     func work(_ batch: JobBatch) async throws -> BatchResult {
@@ -25,10 +25,11 @@ struct IdCounter: JobBatchHandler {
 
 @Suite("Fan-out batches worked by a consumer group", .closesResources)
 struct JobBatchRouteTests: LoopTesting {
-    @Test("every batch of a run is worked once and the run is marked done once; a replayed batch is skipped")
-    func fanOutToConsumers() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test(
+        "every batch of a run is worked once and the run is marked done once; a replayed batch is skipped",
+        arguments: RedisTopology.allCases)
+    func fanOutToConsumers(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let topic = try await TestEnvironment.createTopic(partitions: 3)
         try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let producer = try KafkaProducer(

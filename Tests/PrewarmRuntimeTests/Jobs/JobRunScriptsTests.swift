@@ -59,7 +59,7 @@ struct JobRunScriptsTests {
     }
 
     private func claim(
-        _ redis: RedisConnection, job: String, owner: String, force: Bool = false, skip: Bool = false,
+        _ redis: any RedisClient, job: String, owner: String, force: Bool = false, skip: Bool = false,
         deadline: Int64? = nil, due: Int64 = 1_700_000_000_000
     ) async throws -> JobRunReply<ClaimWord> {
         let period = "p1"
@@ -71,18 +71,18 @@ struct JobRunScriptsTests {
             JobRunScripts.claim,
             keys: RedisArguments([
                 JobRuns.leaseKey(job: job, period: period), JobRuns.progressKey(job: job, period: period),
-                JobRuns.doneKey(job: job, period: period), "\(job):index", "\(job):active",
+                JobRuns.doneKey(job: job, period: period), JobRuns.runScopedKey("\(job):index"),
+                JobRuns.runScopedKey("\(job):active"),
             ]),
             arguments: arguments.values)
         return try JobRunReply<ClaimWord>(reply, of: JobRunScripts.claim)
     }
 
     @Test(
-        "claim by named arguments: the first starts attempt 1 with its deadline and due, the next is held, a forced one starts attempt 2"
-    )
-    func claimArguments() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        "claim by named arguments: the first starts attempt 1 with its deadline and due, the next is held, a forced one starts attempt 2",
+        arguments: RedisTopology.allCases)
+    func claimArguments(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let job = TestEnvironment.uniqueName("job")
         let first = try await claim(redis, job: job, owner: "a", deadline: 1_700_000_900_000)
         #expect(first.word == .start && first.detail == "1")
@@ -101,10 +101,11 @@ struct JobRunScriptsTests {
         #expect(try await redis.send("GET", JobRuns.leaseKey(job: job, period: "p1")).string == "b:t")
     }
 
-    @Test("a skipped claim records the period skipped with its due time, and takes no lease")
-    func skipped() async throws {
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+    @Test(
+        "a skipped claim records the period skipped with its due time, and takes no lease",
+        arguments: RedisTopology.allCases)
+    func skipped(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
         let job = TestEnvironment.uniqueName("job")
         let answer = try await claim(redis, job: job, owner: "a", skip: true, due: 1_699_999_000_000)
         #expect(answer.word == .skipped)

@@ -37,11 +37,12 @@ struct RetryTableTests {
         #expect(try await db.scalar("SELECT count(*) FROM prewarm_retry") == 0)
     }
 
-    @Test("the drainer writes due items back; one out of attempts is kept as exhausted and alerted")
-    func drainer() async throws {
+    @Test(
+        "the drainer writes due items back; one out of attempts is kept as exhausted and alerted",
+        arguments: RedisTopology.allCases)
+    func drainer(on topology: RedisTopology) async throws {
         let db = try await RuntimeDatabase.make()
-        let redis = try await RedisConnection.connect(try TestEnvironment.redis())
-        closeAfterTest { await redis.close() }
+        let redis = try await topology.connect()
         let table = RetryTable(pool: db.pool, backoff: Backoff(initial: .milliseconds(50), maximum: .milliseconds(100)))
         let marker = TestEnvironment.uniqueName("range")
         let good = try await table.add(kind: marker, taskID: nil, item: KeyRange(from: 0, to: 500), error: "down")
