@@ -79,7 +79,7 @@ public struct BookRecCache: Sendable {
     /// keys. ARGV: the fence ('' for none), the TTL in seconds, then the values.
     static let writeScript = RedisScript(
         name: "book-rec-write",
-        source: JobRuns.fence + """
+        source: FenceScript.lua + """
 
             if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
             for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2]) end
@@ -162,7 +162,7 @@ public struct BookRecCache: Sendable {
     /// or -1 when fenced.
     static let claimScript = RedisScript(
         name: "book-rec-claim",
-        source: JobRuns.fence + """
+        source: FenceScript.lua + """
 
             if not fenced(KEYS[1], ARGV[1]) then return -1 end
             local mine, ttl = ARGV[2], ARGV[3]
@@ -198,7 +198,7 @@ public struct BookRecCache: Sendable {
     /// claimer. Returns a `Claim` per key (unsent, sent or busy), or -1 when fenced.
     static let takeOverScript = RedisScript(
         name: "book-rec-take-over",
-        source: JobRuns.fence + """
+        source: FenceScript.lua + """
 
             if not fenced(KEYS[1], ARGV[1]) then return -1 end
             local result = {}

@@ -6,9 +6,17 @@ import Redis
 /// - `ka:shop:{shopId}`, `ka:shop:{shopId}:staff`, `ka:shop:{shopId}:products`,
 ///   `ka:shop:{shopId}:marketing`: the shop's JSON;
 /// - `ka:user:{shopId}:{userId}`: a shop user's JSON;
-/// - `prewarm:ka:{liveId}:lock`: the lease of the live's pre-warm (its holder's token);
-/// - `prewarm:ka:{liveId}:fence`: the token of the lease's latest taker (watched by the writes);
-/// - `prewarm:ka:{liveId}:done`: the success flag, until the stream ends.
+/// - `prewarm:{ka:<liveId>}:lock`: the lease of the live's pre-warm (its holder's token);
+/// - `prewarm:{ka:<liveId>}:fence`: the token of the lease's latest taker (watched by the
+///   writes), and `…:fence:generation`, how many times it was taken;
+/// - `prewarm:{ka:<liveId>}:done`: the success flag, until the stream ends;
+/// - on a cluster, `prewarm:ka-fence:<liveId>{<slot tag>}`: per slot the writes touched, the
+///   newest lease generation that wrote there (`KALeaseFence`).
+///
+/// The live's keys share the hash tag `{ka:<liveId>}` (the lease is taken with its fence in
+/// one script). The shop's keys carry none: a stream's viewers read its users' keys from
+/// every primary, and on a cluster a batch is written one script per slot, each checking the
+/// fence's copy in its slot.
 ///
 /// Every key expires at the stream's end plus 30 min plus up to 10 min at random, so a shop's
 /// keys do not all expire in one instant; a key already expiring later (another stream of the
@@ -30,11 +38,19 @@ public struct KACache: Sendable {
     public func userKey(shop: Int64, user: Int64) -> String { "\(prefix)ka:user:\(shop):\(user)" }
     /// `ka:user:{shopId}:`, to which a user id's digits are appended.
     public func userKeyPrefix(shop: Int64) -> [UInt8] { Array("\(prefix)ka:user:\(shop):".utf8) }
-    public func leaseKey(live: Int64) -> String { "\(prefix)prewarm:ka:\(live):lock" }
-    public func doneKey(live: Int64) -> String { "\(prefix)prewarm:ka:\(live):done" }
+    public func leaseKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:lock" }
+    public func doneKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:done" }
     /// The token of the lease's latest taker: changes only when someone takes the lease.
-    public func fenceKey(live: Int64) -> String { "\(prefix)prewarm:ka:\(live):fence" }
-    func riskKey(live: Int64) -> String { "\(prefix)prewarm:ka:\(live):deadline-alerted" }
+    public func fenceKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:fence" }
+    func riskKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:deadline-alerted" }
+
+    /// The right of `lease`'s holder to write the live's keys; its copies in a cluster's
+    /// slots live until `expiresAt` (no longer than the lease's generation count).
+    public func fence(_ lease: RedisLease, live: Int64, until expiresAt: Date) -> KALeaseFence {
+        KALeaseFence(
+            lease: lease, tokenKey: fenceKey(live: live), copyName: "\(prefix)prewarm:ka-fence:\(live)",
+            expiresAt: Int64(expiresAt.timeIntervalSince1970 * 1000))
+    }
     var rateKey: String { "\(prefix)prewarm:ka:rate" }
 
     /// Users per second per writer that the last pre-warm measured (for the deadline check
@@ -47,28 +63,22 @@ public struct KACache: Sendable {
         try await redis.send("SET", rateKey, String(format: "%.1f", perWriter), "EX", 30 * 86_400)
     }
 
-    /// Writes keys only while the lease is ours, and extends it: fencing at the store, so a
-    /// holder that stalled past its lease cannot write a single key after another took over.
-    /// KEYS: the lease, then the keys. ARGV: token, lease ms, then per key its value and
-    /// its expiry (ms since the epoch). A key expiring later than that keeps its expiry.
-    /// Returns the number of keys written, or -1 when the lease is not ours.
+    /// Writes keys only while the fence lets this writer (`KALeaseFence`: the lease is ours,
+    /// and extended; or on a cluster, the slot's copy of its generation), or unfenced (the
+    /// retry drainer's writes: the data is the same whoever writes it): fencing at the store,
+    /// so a holder that stalled past its lease cannot write a single key after another took
+    /// over. KEYS: the fence's guard (unfenced, any key), then the keys. ARGV: the fence (''
+    /// for none), then per key its value and its expiry (ms since the epoch). A key expiring
+    /// later than that keeps its expiry. Returns the number of keys written, or -1 when
+    /// fenced.
     static let fencedWrite = RedisScript(
         name: "ka-fenced-write",
-        source: """
-            if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-            redis.call('PEXPIRE', KEYS[1], ARGV[2])
-            \(setKeepingLaterExpiry(from: 2))
-            return #KEYS - 1
-            """)
+        source: FenceScript.lua + """
 
-    /// The loop both writes share, over KEYS from `first` on, each key's value and expiry at
-    /// ARGV[2i - 1] and ARGV[2i]: a new key is one SET (NX); an existing one keeps an expiry
-    /// later than ours (PEXPIRETIME, Redis 7.0 or later).
-    private static func setKeepingLaterExpiry(from first: Int) -> String {
-        """
-        for i = \(first), #KEYS do
-              local value = ARGV[2 * i - 1]
-              local expiry = ARGV[2 * i]
+            if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
+            for i = 2, #KEYS do
+              local value = ARGV[2 * i - 2]
+              local expiry = ARGV[2 * i - 1]
               if not redis.call('SET', KEYS[i], value, 'PXAT', expiry, 'NX') then
                 if redis.call('PEXPIRETIME', KEYS[i]) > tonumber(expiry) then
                   redis.call('SET', KEYS[i], value, 'KEEPTTL')
@@ -77,16 +87,7 @@ public struct KACache: Sendable {
                 end
               end
             end
-        """
-    }
-
-    /// The same writes without a lease (the retry drainer's: the data is the same whoever
-    /// writes it). KEYS: the keys. ARGV: per key its value and expiry.
-    static let write = RedisScript(
-        name: "ka-write",
-        source: """
-            \(setKeepingLaterExpiry(from: 1))
-            return #KEYS
+            return #KEYS - 1
             """)
 
     /// Keys and values ready for one write: arguments laid end to end in two buffers.
@@ -124,16 +125,21 @@ public struct KACache: Sendable {
         case leaseLost
     }
 
-    public func write(_ entries: Entries, lease: RedisLease) async throws -> FencedResult {
-        var keys = RedisArguments()
-        keys.append(lease.key)
-        keys.append(contentsOf: entries.keys)
-        var arguments = RedisArguments()
-        arguments.append(lease.token)
-        arguments.append(lease.ttl.milliseconds)
-        arguments.append(contentsOf: entries.values)
-        let written = try await redis.run(Self.fencedWrite, keys: keys, arguments: arguments).integer ?? -1
-        return written < 0 ? .leaseLost : .written(Int(written))
+    /// Writes the entries under `fence` (one script, or one per slot on a cluster).
+    public func write(_ entries: Entries, fence: KALeaseFence?) async throws -> FencedResult {
+        guard entries.count > 0 else { return .written(0) }
+        let keys = (0..<entries.count).map { String(decoding: entries.keys[$0], as: UTF8.self) }
+        let replies: [(indices: [Int], reply: RedisReply)]
+        do {
+            replies = try await redis.runFenced(Self.fencedWrite, fence: fence, keys: keys) { index, arguments in
+                arguments.append(entries.values[2 * index])
+                arguments.append(entries.values[2 * index + 1])
+            }
+        } catch is LeaseLost {
+            return .leaseLost
+        }
+        if replies.contains(where: { ($0.reply.integer ?? -1) < 0 }) { return .leaseLost }
+        return .written(entries.count)
     }
 
     /// The same fenced write of many keys, as one transaction on a connection of the
@@ -147,14 +153,16 @@ public struct KACache: Sendable {
     /// still its own and sends the batch again.) Plain SETs cost Redis about half what the
     /// same SETs cost from Lua. Keys that existed (their NX refused) are then written by the
     /// Lua script, which keeps a later expiry.
-    public func write(_ entries: Entries, lease: RedisLease, fence: String, on connection: RedisConnection)
-        async throws -> FencedResult
+    public func write(_ entries: Entries, fence: KALeaseFence, on connection: RedisConnection) async throws
+        -> FencedResult
     {
+        let lease = fence.lease
+        let fenceKey = fence.tokenKey
         var commands = RedisCommands()
         commands.reserveCapacity(
             bytes: entries.keys.bytes.count + entries.values.bytes.count + entries.count * 64 + 512)
-        commands.add(RedisCommand("WATCH", fence))
-        commands.add(RedisCommand("EVAL", Self.touchUnlessOurs.source, 1, fence, lease.token))
+        commands.add(RedisCommand("WATCH", fenceKey))
+        commands.add(RedisCommand("EVAL", Self.touchUnlessOurs.source, 1, fenceKey, lease.token))
         commands.add(RedisCommand("MULTI"))
         for index in 0..<entries.count {
             commands.add(arguments: 6)
@@ -178,11 +186,11 @@ public struct KACache: Sendable {
                         expiry: entries.values[2 * index + 1])
                 }
                 guard existing.count > 0 else { return .written(entries.count) }
-                guard case .written = try await write(existing, lease: lease) else { return .leaseLost }
+                guard case .written = try await write(existing, fence: fence) else { return .leaseLost }
                 return .written(entries.count)
             case .null:
                 // Nothing was written. Ours no longer, or aborted by a stalled runner's touch.
-                guard replies[1] == .integer(1), try await redis.send("GET", fence).string == lease.token else {
+                guard replies[1] == .integer(1), try await redis.send("GET", fenceKey).string == lease.token else {
                     return .leaseLost
                 }
             case .error(let message):
@@ -212,7 +220,7 @@ public struct KACache: Sendable {
             """)
 
     public func write(_ entries: Entries) async throws {
-        _ = try await redis.run(Self.write, keys: entries.keys, arguments: entries.values)
+        _ = try await write(entries, fence: nil)
     }
 
     /// How many of `keys` exist: EXISTS of a thousand keys at a time, in one pipeline.
@@ -266,4 +274,33 @@ actor KAWriterConnections {
         opened = []
         idle = []
     }
+}
+
+/// A KA runner's right to write the live's keys: its lease (`KACache.fence`). On one Redis the
+/// writes check the lease itself, and extend it; on a cluster the lease is renewed before a
+/// batch and each slot's script checks the copy of the lease's generation in its slot.
+public struct KALeaseFence: WriteFence {
+    public let lease: RedisLease
+    /// The key the lease's taker sets to its token (`RedisLease.acquire(fence:)`), which the
+    /// one-Redis transaction watches.
+    let tokenKey: String
+    /// The copies' name, before the slot's tag.
+    let copyName: String
+    /// When the copies expire, ms since the epoch.
+    let expiresAt: Int64
+
+    public func check(on redis: any RedisClient) async throws {
+        try lease.ensureHeld()
+        if redis.splitsKeysBySlot { try await lease.renew() }
+    }
+
+    public func guarding(_ key: String, on redis: any RedisClient) -> (key: String, argument: String) {
+        guard redis.splitsKeysBySlot, let generation = lease.generation else {
+            return (lease.key, "lease:\(lease.ttl.milliseconds):\(lease.token)")
+        }
+        let lifetime = Int(expiresAt - Int64(Date().timeIntervalSince1970 * 1000))
+        return (FenceScript.copyKey(copyName, slotOf: key), FenceScript.copyArgument(generation, lifetime: lifetime))
+    }
+
+    public var refusal: any Error { lease.refused("Redis refused a write: another runner holds the lease") }
 }

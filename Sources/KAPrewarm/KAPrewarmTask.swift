@@ -126,7 +126,9 @@ public final class KAPrewarmTask: TaskHandler {
         entries.append(key: cache.staffKey(shop), value: values.staff, expiry: expiry(reservation))
         entries.append(key: cache.productsKey(shop), value: values.products, expiry: expiry(reservation))
         entries.append(key: cache.marketingKey(shop), value: values.marketing, expiry: expiry(reservation))
-        guard case .written = try await cache.write(entries, lease: lease) else {
+        // Copies of the fence (on a cluster) last as long as the lease's generation count can.
+        let fence = cache.fence(lease, live: reservation.liveID, until: reservation.endsAt.addingTimeInterval(3600))
+        guard case .written = try await cache.write(entries, fence: fence) else {
             throw lease.refused("Redis refused the write: another runner holds the lease")
         }
         var resumed = Int64(task.record.cursor ?? "") ?? 0
@@ -135,7 +137,7 @@ public final class KAPrewarmTask: TaskHandler {
                 "pre-warm resuming from its checkpoint",
                 metadata: ["live": "\(reservation.liveID)", "cursor": "\(resumed)", "done": "\(task.record.done)"])
         }
-        var sample = try await writeUsers(task, payload, lease: lease, from: resumed, done: task.record.done)
+        var sample = try await writeUsers(task, payload, fence: fence, from: resumed, done: task.record.done)
         try await waitForRetries(task, payload)
         for round in 1...2 {
             let missing = try await verify(payload, written: sample, resumedAfter: resumed)
@@ -149,7 +151,7 @@ public final class KAPrewarmTask: TaskHandler {
                 throw PrewarmFailed(reason: "\(missing) sampled keys still missing after warming again")
             }
             try await task.checkpoint(cursor: "0", done: 0, total: payload.users)
-            sample = try await writeUsers(task, payload, lease: lease, from: 0, done: 0)
+            sample = try await writeUsers(task, payload, fence: fence, from: 0, done: 0)
             resumed = 0
             try await waitForRetries(task, payload)
         }
@@ -172,9 +174,10 @@ public final class KAPrewarmTask: TaskHandler {
     /// The next batch is read while the last is turned into keys and written, so the one
     /// connection reading is never idle. Returns about `verifyRatio` of the ids written.
     private func writeUsers(
-        _ task: TaskExecution, _ payload: KATaskPayload, lease: RedisLease, from cursor: Int64, done: Int64
+        _ task: TaskExecution, _ payload: KATaskPayload, fence: KALeaseFence, from cursor: Int64, done: Int64
     ) async throws -> [Int64] {
         let reservation = payload.reservation
+        let lease = fence.lease
         let shop = reservation.shopID
         var pacer = Pacer(
             options: options, deadline: reservation.startsAt.addingTimeInterval(-options.safetyMargin.seconds),
@@ -232,10 +235,14 @@ public final class KAPrewarmTask: TaskHandler {
                         group.addTask { [self] in
                             let (entries, sample) = userEntries(rows, shop: shop, endsAt: reservation.endsAt)
                             do {
-                                let result = try await connections.with {
-                                    try await cache.write(
-                                        entries, lease: lease, fence: cache.fenceKey(live: reservation.liveID), on: $0)
-                                }
+                                // One Redis: a transaction on a writer's own connection; a
+                                // cluster: a script per slot.
+                                let result =
+                                    cache.redis.splitsKeysBySlot
+                                    ? try await cache.write(entries, fence: fence)
+                                    : try await connections.with {
+                                        try await cache.write(entries, fence: fence, on: $0)
+                                    }
                                 switch result {
                                 case .written: return .written(index: index, count: entries.count, sample: sample)
                                 case .leaseLost: return .leaseLost
@@ -276,7 +283,8 @@ public final class KAPrewarmTask: TaskHandler {
                         nextToConfirm += 1
                     }
                     try await task.checkpoint(
-                        cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users, rate: pacer.rate)
+                        cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users,
+                        rate: pacer.reportedRate)
                     if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
                     try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
                 }

@@ -31,6 +31,12 @@ struct Pacer {
         return Double(users) / elapsed
     }
 
+    /// The rate a checkpoint reports: the measured one, or for a pre-warm that wrote its
+    /// users before there was time to measure, the users over the time taken.
+    var reportedRate: Double? {
+        rate ?? (users > 0 ? Double(users) / max((ContinuousClock.now - started).seconds, 0.001) : nil)
+    }
+
     mutating func record(_ count: Int) { users += count }
 
     /// Enough writers to finish `remaining` users by the deadline at the measured rate per

@@ -114,7 +114,7 @@ public struct RecommendationCache: Sendable {
     /// Returns how many it wrote or removed.
     static let writeLists = RedisScript(
         name: "store-lists",
-        source: JobRuns.fence + """
+        source: FenceScript.lua + """
 
             if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
             local run = tonumber(ARGV[2])

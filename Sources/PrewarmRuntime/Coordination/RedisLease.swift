@@ -24,6 +24,10 @@ public final class RedisLease: Sendable {
     public let key: String
     public let token: String
     public let ttl: Duration
+    /// With a fence (`acquire(fence:)`), how many times the lease was taken with it, this
+    /// time included: a later taker's is greater, so copies of the fence in a cluster's slots
+    /// can refuse an earlier taker's writes (`FenceScript`).
+    public let generation: Int64?
     private let redis: any RedisClient
     private let state: Mutex<State>
 
@@ -50,11 +54,14 @@ public final class RedisLease: Sendable {
             return 0
             """)
 
-    private init(key: String, token: String, ttl: Duration, redis: any RedisClient, heldUntil: ContinuousClock.Instant)
-    {
+    private init(
+        key: String, token: String, ttl: Duration, redis: any RedisClient, heldUntil: ContinuousClock.Instant,
+        generation: Int64? = nil
+    ) {
         self.key = key
         self.token = token
         self.ttl = ttl
+        self.generation = generation
         self.redis = redis
         self.state = Mutex(State(heldUntil: heldUntil))
     }
@@ -64,7 +71,8 @@ public final class RedisLease: Sendable {
     /// With `fence`, the same script also sets that key to the lease's token (expiring at
     /// `expiresAt`): a key that changes only when someone takes the lease, never when it is
     /// extended, so a holder's transactions can `WATCH` it (`EXEC` runs only if nobody took
-    /// the lease since) while the lease itself is renewed beside them.
+    /// the lease since) while the lease itself is renewed beside them; and counts the taking
+    /// in `{fence}:generation` (`generation`). The three keys must share a slot (a hash tag).
     public static func acquire(
         _ key: String, ttl: Duration, on redis: any RedisClient, owner: String = ProcessInfo.processInfo.hostName,
         fence: (key: String, expiresAt: Date)? = nil
@@ -73,9 +81,12 @@ public final class RedisLease: Sendable {
         let asked = ContinuousClock.now
         if let fence {
             let taken = try await redis.run(
-                Self.acquireFenced, keys: [key, fence.key],
+                Self.acquireFenced, keys: [key, fence.key, fence.key + ":generation"],
                 arguments: [token, ttl.milliseconds, Int64(fence.expiresAt.timeIntervalSince1970 * 1000)])
-            guard taken == .integer(1) else { return nil }
+            guard let generation = taken.integer, generation > 0 else { return nil }
+            return RedisLease(
+                key: key, token: token, ttl: ttl, redis: redis, heldUntil: asked + safeSpan(ttl),
+                generation: generation)
         } else {
             let reply = try await redis.send("SET", key, token, "NX", "PX", ttl.milliseconds)
             guard reply == .status("OK") else { return nil }
@@ -88,7 +99,11 @@ public final class RedisLease: Sendable {
         source: """
             if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
             redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[3])
-            return 1
+            local generation = redis.call('INCR', KEYS[3])
+            if redis.call('PEXPIRETIME', KEYS[3]) < tonumber(ARGV[3]) then
+              redis.call('PEXPIREAT', KEYS[3], ARGV[3])
+            end
+            return generation
             """)
 
     /// A lease this process took by other means (a script that set `key` to `token` with

@@ -79,31 +79,6 @@ public final class JobRuns: Sendable {
         leaseKey(job: job, period: period) + ":starts:\(attempt)"
     }
 
-    /// A Lua function for a product's fenced writes, `fenced(key, fence)`, with the key and
-    /// argument an `AttemptFence` gives for the script's keys (`AttemptFence.guarding`):
-    /// - on one server, the run's record and the attempt: false when the record names another
-    ///   attempt (a forced re-run superseded this one), so an older attempt never writes after
-    ///   a newer one began; true without a record (a batch worked outside a run);
-    /// - on a cluster, a copy of the fence in the slot of the keys it guards
-    ///   (`copy:{attempt}:{ms}`): the newest attempt that wrote there, advanced by this one
-    ///   when older, false when newer. The caller checked the record first
-    ///   (`AttemptFence.check`), so an attempt superseded before its batch began writes
-    ///   nothing, and once the newer attempt wrote a slot, the older one writes there no more.
-    /// The script then returns without writing, and its caller throws `StaleAttempt`.
-    public static let fence = """
-        local function fenced(key, fence)
-          local attempt, ttl = string.match(fence, '^copy:(%d+):(%d+)$')
-          if not attempt then
-            local current = redis.call('HGET', key, 'attempt')
-            return current == false or current == fence
-          end
-          local seen = tonumber(redis.call('GET', key) or '0')
-          if seen > tonumber(attempt) then return false end
-          if seen < tonumber(attempt) then redis.call('SET', key, attempt, 'PX', ttl) end
-          return true
-        end
-        """
-
     public enum Claim: Sendable {
         /// This pod starts the run (a fresh period, or a forced re-run).
         case started(JobRunLease)

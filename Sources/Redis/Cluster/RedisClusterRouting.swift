@@ -63,7 +63,8 @@ enum RedisClusterRouting {
     }
 
     /// A pipeline whose `MGET`s over several slots (outside a transaction) are split into one
-    /// `MGET` a slot; `merge` puts their values back in each `MGET`'s order.
+    /// `MGET` a slot, and so are its `EXISTS`, `DEL`, `UNLINK` and `TOUCH` (which count the
+    /// keys); `merge` puts the values back in each `MGET`'s order and sums the counts.
     struct SplitMGETs {
         var commands: [RedisCommand]
         /// `commands`' names in capitals.
@@ -72,10 +73,21 @@ enum RedisClusterRouting {
         /// values take in its reply (nil positions: the command as it was).
         var plan: [(parts: [(index: Int, positions: [Int]?)], count: Int)]
 
+        /// The commands split one per slot whose replies are counts, summed.
+        static let counting: Set<String> = ["EXISTS", "DEL", "UNLINK", "TOUCH"]
+
         func merge(_ replies: [RedisReply]) -> [RedisReply] {
             plan.map { entry in
                 guard entry.parts.count > 1 || entry.parts.first?.positions != nil else {
                     return replies[entry.parts[0].index]
+                }
+                if Self.counting.contains(names[entry.parts[0].index]) {
+                    var total: Int64 = 0
+                    for part in entry.parts {
+                        guard case .integer(let count) = replies[part.index] else { return replies[part.index] }
+                        total += count
+                    }
+                    return .integer(total)
                 }
                 var values = [RedisReply](repeating: .null, count: entry.count)
                 for part in entry.parts {
@@ -101,7 +113,7 @@ enum RedisClusterRouting {
                 split.commands.append(command)
                 split.names.append(name)
             }
-            guard name == "MGET", !inTransaction else {
+            guard name == "MGET" || SplitMGETs.counting.contains(name), !inTransaction else {
                 asItIs()
                 continue
             }
@@ -121,7 +133,7 @@ enum RedisClusterRouting {
             for slot in order {
                 let positions = bySlot[slot]!
                 parts.append((split.commands.count, positions))
-                split.commands.append(RedisCommand("MGET", arguments: positions.map { Array(keys[$0]) }))
+                split.commands.append(RedisCommand(name, arguments: positions.map { Array(keys[$0]) }))
                 split.names.append(name)
             }
             split.plan.append((parts, keys.count))

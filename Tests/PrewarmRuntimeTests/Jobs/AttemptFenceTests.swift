@@ -11,7 +11,7 @@ struct AttemptFenceTests {
     /// Sets each key to its value unless fenced; -1 when fenced.
     static let write = RedisScript(
         name: "test-fenced-write",
-        source: JobRuns.fence + """
+        source: FenceScript.lua + """
 
             if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
             for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', 60) end

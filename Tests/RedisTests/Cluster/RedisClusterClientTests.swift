@@ -37,7 +37,7 @@ struct RedisClusterClientTests {
     }
 
     @Test(
-        "keys of one hash tag go together; an MGET across slots is split; a transaction or script across slots is refused"
+        "keys of one hash tag go together; an MGET or EXISTS across slots is split; a transaction or script across slots is refused"
     )
     func hashTagsAndCrossSlot() async throws {
         let client = try await client()
@@ -61,6 +61,10 @@ struct RedisClusterClientTests {
         let values = try await client.mget(asked).map { $0.map { String(decoding: $0, as: UTF8.self) } }
         #expect(values == (0..<200).map { "m\($0)" } + ["1", nil])
         #expect(Set(many.map { RedisKeySlot.of($0) }).count > 100, "spread over many slots")
+        // So are the commands that count keys, their counts summed.
+        #expect(try await client.send(RedisCommand("EXISTS", arguments: asked)) == .integer(201))
+        #expect(try await client.send(RedisCommand("DEL", arguments: Array(many.prefix(50)))) == .integer(50))
+        #expect(try await client.send(RedisCommand("EXISTS", arguments: many)) == .integer(150))
         for call in [
             { _ = try await client.transaction(apart.map { RedisCommand("SET", $0, "1") }) },
             { _ = try await client.run(script, keys: apart) },
