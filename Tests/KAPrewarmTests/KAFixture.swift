@@ -91,7 +91,8 @@ struct KAHarness {
     let retries: RetryTable
 
     static func make(
-        _ options: KAOptions, redis: (any RedisClient)? = nil, db: KADatabase? = nil,
+        _ options: KAOptions, on topology: RedisTopology = .single, redis: (any RedisClient)? = nil,
+        db: KADatabase? = nil,
         settings: TaskSettings = TaskSettings(heartbeat: .seconds(1), staleAfter: .seconds(3))
     ) async throws -> KAHarness {
         let db = if let db { db } else { try await KADatabase.make() }
@@ -99,9 +100,7 @@ struct KAHarness {
         if let redis {
             client = redis
         } else {
-            let connection = try await RedisConnection.connect(try TestEnvironment.redis())
-            closeAfterTest { await connection.close() }
-            client = connection
+            client = try await topology.connect()
         }
         let cache = KACache(redis: client, prefix: TestEnvironment.uniqueName("ka") + ":")
         let logger = Logger(label: "ka-test")

@@ -26,9 +26,11 @@ struct KAPrewarmTaskTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
-    @Test("every key written, each expiring 30 to 40 minutes after the stream ends, spread; then the success flag")
-    func complete() async throws {
-        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2, verifyRatio: 0.05))
+    @Test(
+        "every key written, each expiring 30 to 40 minutes after the stream ends, spread; then the success flag",
+        arguments: RedisTopology.allCases)
+    func complete(on topology: RedisTopology) async throws {
+        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2, verifyRatio: 0.05), on: topology)
         let shop = uniqueID()
         let live = uniqueID()
         try await harness.db.addShop(shop, users: 1234)
@@ -75,9 +77,11 @@ struct KAPrewarmTaskTests {
         #expect(task.rate ?? 0 > 0)
     }
 
-    @Test("keys deleted behind the task's back are found by the verification pass and warmed again")
-    func verificationRewarms() async throws {
-        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 1, rowsPerSecond: 500))
+    @Test(
+        "keys deleted behind the task's back are found by the verification pass and warmed again",
+        arguments: RedisTopology.allCases)
+    func verificationRewarms(on topology: RedisTopology) async throws {
+        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 1, rowsPerSecond: 500), on: topology)
         let shop = uniqueID()
         let live = uniqueID()
         try await harness.db.addShop(shop, users: 1000)
