@@ -192,6 +192,31 @@ public final class PrivateRedisCluster: Sendable {
 
     public func start() async throws { try await services("start") }
 
+    /// A client of the cluster, closed after the test, with time-outs short enough that a
+    /// dead node is seen as one within a test's patience.
+    public func client() async throws -> RedisClusterClient {
+        let template = RedisConfiguration(
+            password: try TestEnvironment.require("PREWARM_REDIS_PASSWORD"), connectTimeout: 0.5, commandTimeout: 2)
+        let client = try await RedisClusterClient.connect(seeds: nodes, configuration: template)
+        closeAfterTest { await client.close() }
+        return client
+    }
+
+    /// Waits until every primary's writes so far are on its replica (`WAIT`): replication is
+    /// asynchronous, and a replica may still be in its first sync just after the cluster was made.
+    public func waitForReplicas(_ client: RedisClusterClient) async throws {
+        for primary in client.slotMap.primaries {
+            var configuration = client.configuration
+            configuration.endpoint = .tcp(host: primary.host, port: primary.port)
+            configuration.commandTimeout = 5
+            let connection = try await RedisConnection.connect(configuration)
+            defer { Task { await connection.close() } }
+            try await eventually(timeout: .seconds(30), "\(primary)'s writes on its replica") {
+                try await connection.send("WAIT", 1, 1000) == .integer(1)
+            }
+        }
+    }
+
     /// Kills the node on `port` as a crash would (SIGKILL) and waits until it is gone.
     public func kill(_ port: Int) async throws {
         let file = "\(directory)/redis-cluster/\(port)/redis.pid"
