@@ -557,7 +557,7 @@ print("  ratio = slots the pods kept taken %.1f/%d (%.2f) x of that at the simul
   sim0=$(cpu_s "$sim_pid"); m0=$(machine_ticks)
   run_job book-rec-push "${day}21" >"$tmp/result"; result=$(cat "$tmp/result"); machine=$(machine_share "$m0" "$(machine_ticks)")
   where=$(explain "$run_s" 50 5); stop_pushers; sim_cpu=$(echo "$(cpu_s "$sim_pid") - $sim0" | bc)
-  sent=$(predis hget "book-rec:stats:book-rec-push:${day}21:$(predis hget "prewarm:run:book-rec-push:${day}21:progress" attempt)" sent)
+  sent=$(predis hget "{prewarm:runs}:book-rec:stats:book-rec-push:${day}21:$(predis hget "{prewarm:runs}:run:book-rec-push:${day}21:progress" attempt)" sent)
   rate=$(echo "$USERS / $run_s" | bc -l)
   printf 'push: the 21:00 push of %d users (%s sent), material at 5 ms, one process: %8.3f s, %6.0f pushes/s; bound 10000/s; ratio %.2f (goal: at least 0.90)\n' \
     "$USERS" "$sent" "$run_s" "$rate" "$(echo "$rate / 10000" | bc -l)"

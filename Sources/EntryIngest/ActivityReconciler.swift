@@ -85,14 +85,15 @@ public struct ActivityReconciler: Sendable {
 }
 
 /// Watches for Redis losing what entry-ingest wrote to it (a failover without persistence,
-/// a flush): a marker key, `prewarm:activity:epoch`, that only a completed rebuild sets (the
-/// first pod of a fleet on an empty Redis makes one, reading the window's log).
+/// a flush): a marker key, `{act}:epoch`, that only a completed rebuild sets (the first pod
+/// of a fleet on an empty Redis makes one, reading the window's log). It lives in the day
+/// sets' slot, so on a cluster it goes with them whatever happens to their primary.
 /// Every `checkEvery` each pod looks for it; the pod that finds it missing and takes the
 /// rebuild's lease rebuilds the window's activity from the log, alerts when it restored
 /// anything, and sets the marker. (A nightly `activity-reconcile` run catches a partial loss,
 /// which leaves the marker in place.)
 public struct ActivityGuard: Service {
-    public static let epochKey = "prewarm:activity:epoch"
+    public static let epochKey = "{act}:epoch"
     static let leaseKey = "prewarm:activity:rebuild"
 
     public let reconciler: ActivityReconciler

@@ -5,7 +5,7 @@ import Postgres
 import Redis
 import Synchronization
 
-/// One run of a job as recorded in Redis (`prewarm:run:{job}:{period}:progress`): what
+/// One run of a job as recorded in Redis (`{prewarm:runs}:run:<job>:<period>:progress`): what
 /// `prewarmctl status` and `GET /jobs/{job}/runs/{period}` show.
 public struct JobRunProgress: Sendable, Codable, Equatable {
     public var job: String

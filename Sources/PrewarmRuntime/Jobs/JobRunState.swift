@@ -1,4 +1,4 @@
-/// Where a job run stands, as its record (`prewarm:run:{job}:{period}:progress`, field
+/// Where a job run stands, as its record (`{prewarm:runs}:run:<job>:<period>:progress`, field
 /// `state`) and the scripts that move it say: the one place its words are spelled.
 ///
 /// running → fanned-out (a fan-out waiting for its batches) → succeeded, partial or failed;
