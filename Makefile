@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SERVICES := redis postgres kafka
 WITH_SERVICES := scripts/with-services.sh $(SERVICES) --
-# The suite also runs its Redis Cluster cases on a local 3-primary cluster.
+# The suite (and make bench) also run on a local 3-primary Redis Cluster.
 WITH_TEST_SERVICES := scripts/with-services.sh redis redis-cluster postgres kafka --
 
 .PHONY: deps build test lint demo bench chaos services-up services-down clean
@@ -59,7 +59,7 @@ chaos: build ## the fleet under faults, its invariants checked: make chaos [SCEN
 
 bench: deps ## throughput of the wrappers beside the stock tools (release build)
 	$(SWIFT) build -c release
-	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_SERVICES) scripts/bench.sh $(BENCH_ARGS)
+	PREWARMCTL=$(CURDIR)/.build/release/prewarmctl $(WITH_TEST_SERVICES) scripts/bench.sh $(BENCH_ARGS)
 
 services-up: build ## start the local services and leave them running
 	scripts/services.sh up $(SERVICES)

@@ -11,6 +11,24 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l | xargs printf '%.3f'; }
 report() { printf '%-34s wrapper %8.3f s   %-22s %8.3f s   ratio %.2f\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $4" | bc -l)"; }
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
+# ka, ingest and api also run on the local 3-primary Redis Cluster (make bench starts it), in
+# the same run, and print the cluster's time over the single node's (BENCH_CLUSTER=0 skips).
+CLUSTER_NODES=${PREWARM_DEV_REDIS_CLUSTER_NODES:-}
+[ "${BENCH_CLUSTER:-1}" = 1 ] || CLUSTER_NODES=
+cluster_env=(PREWARM_REDIS_CLUSTER_NODES="$CLUSTER_NODES" PREWARM_REDIS_DB=0)
+cluster_cli() { # node, redis-cli arguments
+  redis-cli -h "${1%:*}" -p "${1#*:}" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning "${@:2}"
+}
+cluster_primaries() {
+  local node
+  for node in ${CLUSTER_NODES//,/ }; do
+    cluster_cli "$node" role 2>/dev/null | head -1 | grep -q master && echo "$node"
+  done
+  return 0
+}
+cluster_flush() { local node; for node in $(cluster_primaries); do cluster_cli "$node" flushall >/dev/null; done; }
+# Each primary's key count, space-separated.
+cluster_sizes() { local node; for node in $(cluster_primaries); do cluster_cli "$node" dbsize; done | xargs; }
 scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
 if has api || has push; then
@@ -120,6 +138,31 @@ if has ingest; then
     wrapper=$(secs "$t0" "$t1")
     first=$(sed -n 's/first=//p' "$dir/waited")
 
+    cluster_s=0
+    if [ -n "$CLUSTER_NODES" ]; then
+      # The same events into a schema of their own and the cluster, by a second group.
+      cschema=${schema}_cluster
+      psql "$PGURL" -qc "CREATE SCHEMA $cschema"
+      PREWARM_POSTGRES_URL=$(url "$cschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+      psql "$PGURL" -qc "INSERT INTO $cschema.stores SELECT * FROM $schema.stores"
+      cluster_flush
+      # The group read the topic once already: replayed from the start, as operators replay.
+      PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap "$PREWARMCTL" offsets reset --group entry-ingest \
+        --topic store.entry.v1 --to earliest >/dev/null
+      port=$((18000 + RANDOM % 2000))
+      t0=$(now)
+      env "${cluster_env[@]}" PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$cschema") \
+        PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+        "$INGEST" >"$dir/ingest-cluster.log" 2>&1 &
+      ingest_pid=$!
+      $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >/dev/null \
+        || { tail -20 "$dir/ingest-cluster.log" >&2; echo "bench: entry-ingest on the cluster died" >&2; exit 1; }
+      t1=$(now)
+      kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
+      cluster_s=$(secs "$t0" "$t1")
+      psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $cschema CASCADE"
+    fi
+
     t0=$(now); kcat -C -b "$(cat "$dir/bootstrap")" -t store.entry.v1 -o beginning -e -q >/dev/null; t1=$(now)
     kcat_s=$(secs "$t0" "$t1")
     copies=$(for s in $(seq -f %02g 0 15); do
@@ -131,7 +174,7 @@ if has ingest; then
     redis_s=$(secs "$t0" "$t1")
     stock_s=$(echo "$kcat_s + $psql_s + $redis_s" | bc -l)
     ratio=$(echo "$wrapper / $stock_s" | bc -l)
-    echo "$wrapper $stock_s $ratio $rss" >>"$dir/rounds"
+    echo "$wrapper $stock_s $ratio $rss $cluster_s" >>"$dir/rounds"
     drop_schemas; kill "$broker"; wait "$broker" 2>/dev/null || true; broker=
     printf 'ingest round %d of %d: %d events, 12 partitions   entry-ingest %8.3f s  (%.0f events/s, peak RSS %d MB)\n' \
       "$round" "$ROUNDS" "$M" "$wrapper" "$(echo "$M / $wrapper" | bc -l)" "$rss"
@@ -143,12 +186,18 @@ if has ingest; then
     printf '  stock tools one after another        kcat -C %.3f s + psql \\copy %.3f s + redis-cli --pipe %.3f s = %.3f s\n' \
       "$kcat_s" "$psql_s" "$redis_s" "$stock_s"
     printf '  ratio entry-ingest / stock tools     %.2f\n' "$ratio"
+    [ -z "$CLUSTER_NODES" ] || printf '  on the 3-primary Redis Cluster       entry-ingest %8.3f s: %.2fx the single node\n' \
+      "$cluster_s" "$(echo "$cluster_s / $wrapper" | bc -l)"
   done
   printf 'ingest: median of %d rounds            entry-ingest %.3f s (%.0f events/s), stock tools %.3f s, peak RSS at most %d MB\n' \
     "$ROUNDS" "$(cut -d' ' -f1 "$dir/rounds" | median)" "$(echo "$M / $(cut -d' ' -f1 "$dir/rounds" | median)" | bc -l)" \
     "$(cut -d' ' -f2 "$dir/rounds" | median)" "$(cut -d' ' -f4 "$dir/rounds" | sort -n | tail -1)"
   printf '  ratio entry-ingest / stock tools     median %.2f, rounds %s  (goal: at most 1.00, peak RSS under 200 MB)\n' \
     "$(cut -d' ' -f3 "$dir/rounds" | median)" "$(cut -d' ' -f3 "$dir/rounds" | xargs printf '%.2f ' | sed 's/ $//')"
+  if [ -n "$CLUSTER_NODES" ]; then
+    printf '  Redis Cluster / single node          median %.2f, rounds %s  (goal: at most 1.30)\n' \
+      "$(awk '{ print $5 / $1 }' "$dir/rounds" | median)" "$(awk '{ printf "%.2f ", $5 / $1 }' "$dir/rounds" | sed 's/ $//')"
+  fi
 fi
 
 # Shared by the worker scenarios below.
@@ -282,6 +331,29 @@ LUA
   line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99" "$d_cpu"
   line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99" "$r_cpu"
   printf 'api: goal: personal at least 0.60 of the constant and p99 under 5 ms; peak RSS %d MB\n' "$rss"
+  if [ -n "$CLUSTER_NODES" ]; then
+    # The same data and paths on the 3-primary Redis Cluster (its three primaries share the
+    # two cores with wrk and the API).
+    cluster_flush
+    env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$aschema") $BENCH api-data --count "$USERS" >/dev/null
+    admin=$(free_port); http=$(free_port)
+    env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_ADMIN_PORT=$admin \
+      PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 \
+      PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/api-cluster.log" 2>&1 &
+    api_pid=$!
+    wait_ready "$admin" "$api_pid" recommend-api
+    redis_pid=0
+    read -r cp_rps cp_p50 cp_p99 _ <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
+    read -r cd_rps cd_p50 cd_p99 _ <<<"$(bench_wrk -s "$tmp/anonymous.lua" "http://127.0.0.1:$http")"
+    for node in $(cluster_primaries); do cluster_cli "$node" del STORE_RECOMMEND_DEFAULT >/dev/null; done
+    read -r cr_rps cr_p50 cr_p99 _ <<<"$(bench_wrk -s "$tmp/anonymous.lua" "http://127.0.0.1:$http")"
+    kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
+    cline() { printf 'api on the Redis Cluster: %-24s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  %.2fx the single node\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $5" | bc -l)"; }
+    cline "personal lists" "$cp_rps" "$cp_p50" "$cp_p99" "$p_rps"
+    cline "default list" "$cd_rps" "$cd_p50" "$cd_p99" "$d_rps"
+    cline "random fill" "$cr_rps" "$cr_p50" "$cr_p99" "$r_rps"
+    printf 'api: goal on the cluster: at least 0.80x the single node\n'
+  fi
 fi
 
 if has ka; then
@@ -342,7 +414,7 @@ SQL
   # stock tools are the same in every round.
   columns="user_id, json_build_object('user_id', user_id, 'shop_id', shop_id, 'nickname', nickname, 'level', level, 'points', points, 'tags', tags)::text"
   ports=(); start_ka 0; wait_ready "${ports[0]}" "${pids[0]}" ka-prewarmer
-  ratios=(); rss=0
+  ratios=(); rss=0; cratios=(); shares=(); cport=
   for round in $(seq 1 "${BENCH_KA_ROUNDS:-3}"); do
     kredis flushdb >/dev/null
     t0=$(now); trigger_ka "${ports[0]}" 1 $((1000 + round)); wait_ka "${ports[0]}" $((1000 + round)); t1=$(now)
@@ -376,10 +448,35 @@ PY
       "$round" "$USERS" "$bytes" "$ka_s" "$(echo "$USERS / $ka_s" | bc -l)" "$keys" "$cpu"
     printf '  psql \\copy of the rows %.3f s + redis-cli --pipe of the SETs %.3f s = %7.3f s    ratio %s\n' \
       "$copy_s" "$pipe_s" "$tools_s" "$ratio"
+    if [ -n "$CLUSTER_NODES" ]; then
+      # The same shop on the 3-primary cluster, by a ka-prewarmer pointed at it.
+      cluster_flush
+      [ -n "${cport:-}" ] || {
+        cport=$(free_port)
+        env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$kschema") PREWARM_ADMIN_PORT=$cport \
+          PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+          PREWARM_KA_MIN_WRITERS=${BENCH_KA_WRITERS:-4} PREWARM_KA_MAX_WRITERS=${BENCH_KA_WRITERS:-4} \
+          "$KA" >"$tmp/ka-cluster.log" 2>&1 &
+        cpid=$!; pids+=("$cpid")
+        wait_ready "$cport" "$cpid" "ka-prewarmer on the cluster"
+      }
+      t0=$(now); trigger_ka "$cport" 1 $((5000 + round)); wait_ka "$cport" $((5000 + round)); t1=$(now)
+      cluster_s=$(secs "$t0" "$t1")
+      sizes=$(cluster_sizes)
+      share=$(echo "$sizes" | tr ' ' '\n' | awk '{ s += $1; if ($1 > m) m = $1 } END { printf "%.1f", 100 * m / s }')
+      cratios+=("$(echo "$cluster_s / $ka_s" | bc -l | xargs printf '%.2f')"); shares+=("$share")
+      printf '  on the 3-primary Redis Cluster: %7.3f s (%.0f users/s), %.2fx the single node; keys per primary %s, the largest %s %%\n' \
+        "$cluster_s" "$(echo "$USERS / $cluster_s" | bc -l)" "$(echo "$cluster_s / $ka_s" | bc -l)" "$sizes" "$share"
+    fi
   done
   kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
   median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')
   printf 'ka: rounds %s: median ratio %s (goal: at most 1.00), peak RSS %d MB (goal: under 200 MB)\n' "${ratios[*]}" "$median" "$rss"
+  if [ -n "$CLUSTER_NODES" ]; then
+    printf 'ka: Redis Cluster / single node: rounds %s, median %s (goal: at most 1.30); largest primary %s %% of the keys (goal: under 40 %%)\n' \
+      "${cratios[*]}" "$(printf '%s\n' "${cratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')" \
+      "$(printf '%s\n' "${shares[@]}" | sort -n | tail -1)"
+  fi
 
   # 20 shops of 50,000 users, two processes.
   kredis flushdb >/dev/null

@@ -8,7 +8,10 @@ import StoreRecommendation
 struct APIWorkload {
     let users: Int
 
-    func write(postgres: PostgresConfiguration, redis: RedisConfiguration) async throws {
+    /// Into one Redis, or into the cluster of `cluster`'s nodes when given.
+    func write(postgres: PostgresConfiguration, redis: RedisConfiguration, cluster: [RedisSlotMap.Node]?)
+        async throws
+    {
         let stores = (1...2000).map {
             StoreInfo(id: Int64($0), name: "canteen stall \($0)", category: Int64($0 % 40), zone: Int64($0 % 25))
         }
@@ -25,7 +28,12 @@ struct APIWorkload {
             throw error
         }
         await db.close()
-        let connection = try await RedisConnection.connect(redis)
+        let connection: any RedisClient =
+            if let cluster {
+                try await RedisClusterClient.connect(seeds: cluster, configuration: redis)
+            } else {
+                try await RedisConnection.connect(redis)
+            }
         do {
             let cache = RecommendationCache(redis: connection)
             try await cache.writeStores(open: stores, closed: []) { .seconds(86_400) }

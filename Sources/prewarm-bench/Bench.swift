@@ -118,7 +118,7 @@ struct Bench: AsyncParsableCommand {
             elapsed = try await clock.measure {
                 try await APIWorkload(users: count).write(
                     postgres: try environment.postgres(applicationName: "bench"),
-                    redis: try environment.redis(clientName: "bench"))
+                    redis: try environment.redis(clientName: "bench"), cluster: try environment.redisCluster())
             }
         case "ingest-events":
             elapsed = try await clock.measure { try await IngestWorkload(count: count, topic: target).write(to: files) }
