@@ -84,6 +84,12 @@ extension Chaos {
             try await service("start", "redis")
             try await cache.send("SELECT", Self.redisDatabase)
             faults.append("Redis restarted empty \(at) of \(phase.rawValue)")
+        case .failover(let phase, _):
+            let victim = try await killPrimary(of: phase)
+            faults.append("kill -9 of the Redis primary \(victim) \(at) of \(phase.rawValue)")
+        case .reshard(let phase, _):
+            let moved = try await reshard()
+            faults.append("\(moved) \(at) of \(phase.rawValue)")
         case .restartPostgres(let phase, _):
             try await service("stop", "postgres")
             faults.append("PostgreSQL stopped \(at) of \(phase.rawValue), started 3 s later")
@@ -113,6 +119,58 @@ extension Chaos {
             faults.append("\(service) down \(at) of \(phase.rawValue) for \(seconds) s")
             after(.seconds(seconds), "\(service) back") { self.simulator.behaviour.down = [] }
         }
+    }
+
+    /// Kills (SIGKILL) the cluster primary of the phase's busiest slot; its replica is
+    /// promoted after the node time-out. Returns the node's port.
+    func killPrimary(of phase: ChaosPhase) async throws -> Int {
+        guard let cluster = redis as? RedisClusterClient else { throw ChaosFailure("not on a Redis Cluster") }
+        let key: String
+        switch phase {
+        case .ingest: key = ActivityWriter.dayKey(ledger.day, prefix: "")
+        case .ka: key = KACache(redis: cluster).userKey(shop: Self.shops[0].id, user: 1)
+        default: key = JobRuns.indexKey
+        }
+        guard let victim = cluster.slotMap.primary(of: RedisKeySlot.of(key)) else {
+            throw ChaosFailure("no primary for \(key)")
+        }
+        let pidFile = (base["PREWARM_DEV_RUN_DIR"] ?? ".run") + "/redis-cluster/\(victim.port)/redis.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw ChaosFailure("no pid file for the Redis node on \(victim.port)") }
+        Glibc.kill(pid, SIGKILL)
+        return victim.port
+    }
+
+    /// Moves 4096 slots from the primary with the most to another, with `redis-cli --cluster
+    /// reshard` (keys moved by MIGRATE while the fleet works). Says what moved.
+    func reshard() async throws -> String {
+        guard let cluster = redis as? RedisClusterClient else { throw ChaosFailure("not on a Redis Cluster") }
+        let primaries = cluster.slotMap.primaries
+        guard primaries.count >= 2 else { throw ChaosFailure("fewer than two primaries") }
+        var ids: [RedisSlotMap.Node: String] = [:]
+        for node in primaries {
+            var configuration = cluster.configuration
+            configuration.endpoint = .tcp(host: node.host, port: node.port)
+            let connection = try await RedisConnection.connect(configuration)
+            ids[node] = try await connection.send("CLUSTER", "MYID").string
+            await connection.close()
+        }
+        let (from, to) = (primaries[0], primaries[1])
+        guard let source = ids[from], let target = ids[to] else { throw ChaosFailure("no node ids") }
+        var arguments = [
+            "--cluster", "reshard", "\(from.host):\(from.port)", "--cluster-from", source, "--cluster-to", target,
+            "--cluster-slots", "4096", "--cluster-yes", "--no-auth-warning",
+        ]
+        if let password = base["PREWARM_REDIS_PASSWORD"] { arguments += ["-a", password] }
+        let child = try ChildProcess.spawn(
+            "/usr/bin/redis-cli", arguments, environment: base, standardOutput: logs + "/reshard.log",
+            standardError: logs + "/reshard.log")
+        after(.milliseconds(100), "the resharding's end") {
+            let status = try await child.wait(timeout: .seconds(240))
+            guard status == 0 else { throw ChaosFailure("redis-cli --cluster reshard exited with \(status)") }
+        }
+        return "4096 slots moving from \(from.port) to \(to.port)"
     }
 
     func control(_ command: String) throws -> String {

@@ -37,7 +37,7 @@ final class Chaos {
     var faults: [String] = []
     let fleet: ChaosFleet
     var database: PostgresConnection?
-    var redis: RedisConnection?
+    var redis: (any RedisClient & Closable)?
     var bootstrap = ""
     let simulator: DownstreamSimulator
     let simulatorPort: Int
@@ -80,8 +80,8 @@ final class Chaos {
         }
     }
 
-    /// The run's Redis database.
-    var cache: RedisConnection {
+    /// The run's Redis database (or the cluster).
+    var cache: any RedisClient {
         get throws {
             guard let redis else { throw ChaosFailure("not connected to Redis") }
             return redis
@@ -120,9 +120,17 @@ final class Chaos {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try await connectDatabase()
         var configuration = try EnvironmentReader(base).redis(clientName: "prewarmctl-chaos")
-        configuration.database = Self.redisDatabase
-        redis = try await RedisConnection.connect(configuration)
-        try await cache.send("FLUSHDB")
+        if scenario.fault.onCluster {
+            // A cluster of the run's own, fresh: its nodes are killed and its slots moved.
+            try await service("stop", "redis-cluster")
+            try await service("start", "redis-cluster")
+            configuration.commandTimeout = 2
+            redis = try await RedisClusterClient.connect(seeds: clusterNodes, configuration: configuration)
+        } else {
+            configuration.database = Self.redisDatabase
+            redis = try await RedisConnection.connect(configuration)
+            try await cache.send("FLUSHDB")
+        }
         try await writeData()
         let simulator = simulator
         let port = simulatorPort
@@ -161,7 +169,12 @@ final class Chaos {
     func podEnvironment(simulatorPort: Int) throws -> [String: String] {
         var variables = base
         variables["PREWARM_POSTGRES_URL"] = try schemaConfiguration.conninfo
-        variables["PREWARM_REDIS_DB"] = String(Self.redisDatabase)
+        if scenario.fault.onCluster {
+            variables["PREWARM_REDIS_CLUSTER_NODES"] = clusterNodes.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+            variables["PREWARM_REDIS_DB"] = "0"
+        } else {
+            variables["PREWARM_REDIS_DB"] = String(Self.redisDatabase)
+        }
         variables["PREWARM_LOG_LEVEL"] = base["PREWARM_CHAOS_POD_LOG_LEVEL"] ?? "info"
         let simulator = "http://127.0.0.1:\(simulatorPort)"
         for (name, value) in [
@@ -240,9 +253,18 @@ final class Chaos {
         simulatorTask?.cancel()
         _ = await simulatorTask?.result
         await redis?.close()
+        if scenario.fault.onCluster { try? await service("stop", "redis-cluster") }
         if !keep { _ = try? await database?.query("DROP SCHEMA \(schema) CASCADE") }
         await database?.close()
         if !keep { try? FileManager.default.removeItem(atPath: logs) }
+    }
+
+    /// The local cluster's nodes (`scripts/services.sh start redis-cluster`: six ports from
+    /// `PREWARM_DEV_REDIS_CLUSTER_PORT`, 17001, or those of `PREWARM_DEV_REDIS_CLUSTER_PORTS`).
+    var clusterNodes: [RedisSlotMap.Node] {
+        let listed = (base["PREWARM_DEV_REDIS_CLUSTER_PORTS"] ?? "").split(separator: " ").compactMap { Int($0) }
+        let first = Int(base["PREWARM_DEV_REDIS_CLUSTER_PORT"] ?? "") ?? 17001
+        return (listed.isEmpty ? Array(first..<(first + 6)) : listed).map { RedisSlotMap.Node(host: "127.0.0.1", port: $0) }
     }
 
     /// `scripts/services.sh ACTION SERVICE` with the run's environment (its broker kind).

@@ -39,6 +39,13 @@ enum ChaosFault: Sendable {
     case latency(ChaosPhase, at: Double)
     /// The independent broker stopped and started again, its data kept.
     case restartBroker(ChaosPhase, at: Double)
+    /// The fleet on the local Redis Cluster: kill -9 of the primary of the phase's busiest
+    /// slot (`{act}` in the ingest, `{prewarm:runs}` in the runs, a shop's first user in the
+    /// KA pre-warm); its replica is promoted.
+    case failover(ChaosPhase, at: Double)
+    /// The fleet on the local Redis Cluster: a quarter of the slots (4096) moved from one
+    /// primary to another (`redis-cli --cluster reshard`) while the phase works.
+    case reshard(ChaosPhase, at: Double)
     /// A downstream service down for part of the phase (the A/B service in the pre-warm,
     /// the material service in the push).
     case downstreamDown(ChaosPhase, service: String, seconds: Int)
@@ -54,7 +61,7 @@ enum ChaosFault: Sendable {
         case .kill(let phase, _), .stopLeaseHolder(let phase), .terminateAll(let phase, _),
             .restartRedis(let phase, _), .restartPostgres(let phase, _), .brokersDown(let phase, _),
             .requestErrors(let phase, _), .latency(let phase, _), .restartBroker(let phase, _),
-            .downstreamDown(let phase, _, _):
+            .downstreamDown(let phase, _, _), .failover(let phase, _), .reshard(let phase, _):
             return phase
         case .none, .replay, .badInput: return nil
         }
@@ -64,7 +71,8 @@ enum ChaosFault: Sendable {
     var at: Double {
         switch self {
         case .kill(_, let at), .terminateAll(_, let at), .restartRedis(_, let at), .restartPostgres(_, let at),
-            .brokersDown(_, let at), .requestErrors(_, let at), .latency(_, let at), .restartBroker(_, let at):
+            .brokersDown(_, let at), .requestErrors(_, let at), .latency(_, let at), .restartBroker(_, let at),
+            .failover(_, let at), .reshard(_, let at):
             return at
         case .stopLeaseHolder, .downstreamDown: return 0.3
         case .none, .replay, .badInput: return 0
@@ -80,12 +88,28 @@ enum ChaosFault: Sendable {
         }
     }
 
+    /// The fleet runs on the local Redis Cluster.
+    var onCluster: Bool {
+        switch self {
+        case .failover, .reshard: return true
+        default: return false
+        }
+    }
+
+    /// Redis may lose writes it acknowledged (a failover: replication is asynchronous): a
+    /// push claimed or marked sent in them may go out again with its id (counted, not failed).
+    var losesRedisWrites: Bool {
+        if case .failover = self { return true }
+        return false
+    }
+
     /// A bad message may be dead-lettered twice (counted, not failed): a pod killed between
-    /// its letter and the letter's mark in Redis, or Redis restarted without the marks. Any
-    /// other second letter, a replay's included, is a failure: a group letters a message once.
+    /// its letter and the letter's mark in Redis, or Redis restarted or failed over without
+    /// the marks. Any other second letter, a replay's included, is a failure: a group letters
+    /// a message once.
     var mayLetterTwice: Bool {
         if case .restartRedis = self { return true }
-        return crashes
+        return crashes || losesRedisWrites
     }
 }
 
@@ -164,6 +188,24 @@ struct ChaosScenario: Sendable {
             ChaosScenario(
                 name: "downstream-push", summary: "the material service down for 4 s of the push",
                 fault: .downstreamDown(.push, service: "material", seconds: 4), brokers: both),
+            ChaosScenario(
+                name: "failover-ingest", summary: "Redis Cluster: the primary of the activity's slot killed mid-ingest",
+                fault: .failover(.ingest, at: 0.4), brokers: both),
+            ChaosScenario(
+                name: "failover-scoring", summary: "Redis Cluster: the primary of the runs' slot killed mid scoring run",
+                fault: .failover(.scoring, at: 0.4), brokers: both),
+            ChaosScenario(
+                name: "failover-ka", summary: "Redis Cluster: a primary of the shops' users killed mid KA pre-warm",
+                fault: .failover(.ka, at: 0.4), brokers: both),
+            ChaosScenario(
+                name: "failover-push", summary: "Redis Cluster: the primary of the runs' slot killed mid-push",
+                fault: .failover(.push, at: 0.4), brokers: both),
+            ChaosScenario(
+                name: "reshard-ka", summary: "Redis Cluster: a quarter of the slots moved mid KA pre-warm",
+                fault: .reshard(.ka, at: 0.2), brokers: both),
+            ChaosScenario(
+                name: "reshard-ingest", summary: "Redis Cluster: a quarter of the slots moved mid-ingest",
+                fault: .reshard(.ingest, at: 0.2), brokers: both),
             ChaosScenario(
                 name: "replay", summary: "every group reset to earliest and the fleet restarted: nothing changes",
                 fault: .replay, brokers: both),
