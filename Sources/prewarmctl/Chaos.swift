@@ -170,7 +170,8 @@ final class Chaos {
         var variables = base
         variables["PREWARM_POSTGRES_URL"] = try schemaConfiguration.conninfo
         if scenario.fault.onCluster {
-            variables["PREWARM_REDIS_CLUSTER_NODES"] = clusterNodes.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+            variables["PREWARM_REDIS_CLUSTER_NODES"] = clusterNodes.map { "\($0.host):\($0.port)" }.joined(
+                separator: ",")
             variables["PREWARM_REDIS_DB"] = "0"
         } else {
             variables["PREWARM_REDIS_DB"] = String(Self.redisDatabase)
@@ -264,7 +265,9 @@ final class Chaos {
     var clusterNodes: [RedisSlotMap.Node] {
         let listed = (base["PREWARM_DEV_REDIS_CLUSTER_PORTS"] ?? "").split(separator: " ").compactMap { Int($0) }
         let first = Int(base["PREWARM_DEV_REDIS_CLUSTER_PORT"] ?? "") ?? 17001
-        return (listed.isEmpty ? Array(first..<(first + 6)) : listed).map { RedisSlotMap.Node(host: "127.0.0.1", port: $0) }
+        return (listed.isEmpty ? Array(first..<(first + 6)) : listed).map {
+            RedisSlotMap.Node(host: "127.0.0.1", port: $0)
+        }
     }
 
     /// `scripts/services.sh ACTION SERVICE` with the run's environment (its broker kind).

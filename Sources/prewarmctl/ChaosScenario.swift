@@ -192,7 +192,8 @@ struct ChaosScenario: Sendable {
                 name: "failover-ingest", summary: "Redis Cluster: the primary of the activity's slot killed mid-ingest",
                 fault: .failover(.ingest, at: 0.4), brokers: both),
             ChaosScenario(
-                name: "failover-scoring", summary: "Redis Cluster: the primary of the runs' slot killed mid scoring run",
+                name: "failover-scoring",
+                summary: "Redis Cluster: the primary of the runs' slot killed mid scoring run",
                 fault: .failover(.scoring, at: 0.4), brokers: both),
             ChaosScenario(
                 name: "failover-ka", summary: "Redis Cluster: a primary of the shops' users killed mid KA pre-warm",
