@@ -124,7 +124,9 @@ extension Chaos {
     /// Kills (SIGKILL) the cluster primary of the phase's busiest slot; its replica is
     /// promoted after the node time-out. Returns the node's port.
     func killPrimary(of phase: ChaosPhase) async throws -> Int {
-        guard let cluster = redis as? RedisClusterClient else { throw ChaosFailure("not on a Redis Cluster") }
+        guard let cluster = (redis as? ChaosRedis)?.base as? RedisClusterClient else {
+            throw ChaosFailure("not on a Redis Cluster")
+        }
         let key: String
         switch phase {
         case .ingest: key = ActivityWriter.dayKey(ledger.day, prefix: "")
@@ -145,7 +147,9 @@ extension Chaos {
     /// Moves 4096 slots from the primary with the most to another, with `redis-cli --cluster
     /// reshard` (keys moved by MIGRATE while the fleet works). Says what moved.
     func reshard() async throws -> String {
-        guard let cluster = redis as? RedisClusterClient else { throw ChaosFailure("not on a Redis Cluster") }
+        guard let cluster = (redis as? ChaosRedis)?.base as? RedisClusterClient else {
+            throw ChaosFailure("not on a Redis Cluster")
+        }
         let primaries = cluster.slotMap.primaries
         guard primaries.count >= 2 else { throw ChaosFailure("fewer than two primaries") }
         var ids: [RedisSlotMap.Node: String] = [:]

@@ -125,7 +125,8 @@ final class Chaos {
             try await service("stop", "redis-cluster")
             try await service("start", "redis-cluster")
             configuration.commandTimeout = 2
-            redis = try await RedisClusterClient.connect(seeds: clusterNodes, configuration: configuration)
+            redis = ChaosRedis(
+                try await RedisClusterClient.connect(seeds: clusterNodes, configuration: configuration), logger: logger)
         } else {
             configuration.database = Self.redisDatabase
             redis = try await RedisConnection.connect(configuration)
