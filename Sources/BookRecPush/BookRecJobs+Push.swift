@@ -12,6 +12,11 @@ import Synchronization
 /// `book-rec-push`: an hour's rows claimed, pushed and marked sent; the hour's finish step retries the failed within its send window.
 extension BookRecJobs {
 
+    /// How the record of pushes already produced is retried through a Redis outage: long
+    /// enough for a failover (a node time-out and a promotion), then the batch fails.
+    static let afterSending = RetryPolicy(
+        backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(2)), maxAttempts: 60)
+
     /// The push's id: the same user, slot and task always make the same id.
     public static func pushID(user: Int64, slot: String, task: String) -> String { "\(slot)-\(user)-\(task)" }
 
@@ -28,8 +33,12 @@ extension BookRecJobs {
         // Counted before the users are marked sent: a pod that dies between the two leaves
         // them claimed, and the batch's replay sends them again (same ids) without counting.
         // The failed rows join the hour's failed set with the counts, retried at its end.
-        try await count(outcome.counts, failed: outcome.failed.map(\.row), batch)
-        try await cache.markSent(outcome.sent, slot: batch.period)
+        // The pushes are out: their record rides out a Redis outage here (a failover, a
+        // restart) rather than failing the batch, whose replay would send them again.
+        try await retrying("recording a batch's pushes", policy: Self.afterSending, logger: logger) {
+            try await count(outcome.counts, failed: outcome.failed.map(\.row), batch)
+            try await cache.markSent(outcome.sent, slot: batch.period)
+        }
         warn(
             "pushes not sent; tried again until the hour's send window ends",
             outcome.failed.map { ($0.user, $0.error) }, ["slot": "\(batch.period)", "batch": "\(batch.batch)"])
@@ -201,7 +210,9 @@ extension BookRecJobs {
             let outcome = try await push(rows: still, slot: run.period, by: claimer, batch: "retry \(round)")
             // Marked sent before the rows leave the failed set: a crash between leaves them
             // failed, and the next round finds them sent.
-            try await cache.markSent(outcome.sent, slot: run.period)
+            try await retrying("marking retried pushes sent", policy: Self.afterSending, logger: logger) {
+                try await cache.markSent(outcome.sent, slot: run.period)
+            }
             let failedAgain = Set(outcome.failed.map(\.row))
             let recovered = still.filter { !failedAgain.contains($0) }
             let moved = [

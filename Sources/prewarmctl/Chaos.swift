@@ -194,6 +194,12 @@ final class Chaos {
         ] {
             variables[name] = value
         }
+        if scenario.fault.losesRedisWrites {
+            // Leases that outlast the failover (a 5 s node time-out, then the promotion), as
+            // production's 30 s do: a lease shorter than the outage is lost with it, and a batch
+            // given up between its pushes and their marks sends them again (same ids).
+            variables["PREWARM_JOB_LEASE_S"] = "15"
+        }
         if case .requestErrors = scenario.fault {
             // librdkafka 2.0.2's mock checks produce sequences only for transactional
             // producers: with a request failed by an injected error and the next one (in
