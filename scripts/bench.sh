@@ -151,7 +151,7 @@ if has ingest; then
         --topic store.entry.v1 --to earliest >/dev/null
       port=$((18000 + RANDOM % 2000))
       t0=$(now)
-      env "${cluster_env[@]}" PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap PREWARM_POSTGRES_URL=$(url "$cschema") \
+      env "${cluster_env[@]}" PREWARM_KAFKA_BOOTSTRAP_FILE="$dir/bootstrap" "PREWARM_POSTGRES_URL=$(url "$cschema")" \
         PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
         "$INGEST" >"$dir/ingest-cluster.log" 2>&1 &
       ingest_pid=$!
@@ -335,9 +335,9 @@ LUA
     # The same data and paths on the 3-primary Redis Cluster (its three primaries share the
     # two cores with wrk and the API).
     cluster_flush
-    env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$aschema") $BENCH api-data --count "$USERS" >/dev/null
+    env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$aschema")" $BENCH api-data --count "$USERS" >/dev/null
     admin=$(free_port); http=$(free_port)
-    env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_ADMIN_PORT=$admin \
+    env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$aschema")" PREWARM_ADMIN_PORT=$admin \
       PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 \
       PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/api-cluster.log" 2>&1 &
     api_pid=$!
@@ -453,7 +453,7 @@ PY
       cluster_flush
       [ -n "${cport:-}" ] || {
         cport=$(free_port)
-        env "${cluster_env[@]}" PREWARM_POSTGRES_URL=$(pg_url "$kschema") PREWARM_ADMIN_PORT=$cport \
+        env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$kschema")" PREWARM_ADMIN_PORT=$cport \
           PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
           PREWARM_KA_MIN_WRITERS=${BENCH_KA_WRITERS:-4} PREWARM_KA_MAX_WRITERS=${BENCH_KA_WRITERS:-4} \
           "$KA" >"$tmp/ka-cluster.log" 2>&1 &
