@@ -23,7 +23,7 @@ KAFKA ?= mock noida
 
 # After each broker's suite, a few `make chaos` scenarios on it (the whole fleet under a fault,
 # its invariants recounted): CHAOS_MOCK= and CHAOS_NOIDA= name others, empty skips them.
-CHAOS_MOCK ?= baseline kill-push-50 replay
+CHAOS_MOCK ?= baseline kill-push-50 replay failover-push
 CHAOS_NOIDA ?= baseline broker-restart
 
 test: deps lint ## the whole suite and a few chaos scenarios on the dev broker, then on noida-db

@@ -160,7 +160,7 @@ if has ingest; then
       t1=$(now)
       kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
       cluster_s=$(secs "$t0" "$t1")
-      psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $cschema CASCADE"
+      psql "$PGURL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $cschema CASCADE"
     fi
 
     t0=$(now); kcat -C -b "$(cat "$dir/bootstrap")" -t store.entry.v1 -o beginning -e -q >/dev/null; t1=$(now)
@@ -366,7 +366,7 @@ if has ka; then
   USERS=${BENCH_KA_USERS:-1000000}; SHOP_USERS=${BENCH_KA_SHOP_USERS:-50000}
   KA=${KA_PREWARMER:-.build/release/ka-prewarmer}
   run=$(date +%s%N); kschema=bench_ka_$run; pids=()
-  trap 'kill ${pids[*]:-} 2>/dev/null || true; psql "$PGURL" -qc "DROP SCHEMA IF EXISTS $kschema CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  trap 'kill ${pids[*]:-} 2>/dev/null || true; psql "$PGURL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $kschema CASCADE; DROP SCHEMA IF EXISTS ${kschema}_cluster CASCADE" 2>/dev/null || true; rm -rf "$tmp"' EXIT
   psql "$PGURL" -qc "CREATE SCHEMA $kschema"
   PREWARM_POSTGRES_URL=$(pg_url "$kschema") "$PREWARMCTL" migrate >/dev/null 2>&1
   kredis() { redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 5 "$@"; }
@@ -452,8 +452,16 @@ PY
       # The same shop on the 3-primary cluster, by a ka-prewarmer pointed at it.
       cluster_flush
       [ -n "${cport:-}" ] || {
+        # A schema of its own with the same shop: pods of one schema share its task queue,
+        # and the single node's pod would take the cluster's tasks.
+        psql "$PGURL" -qc "CREATE SCHEMA ${kschema}_cluster"
+        PREWARM_POSTGRES_URL=$(pg_url "${kschema}_cluster") "$PREWARMCTL" migrate >/dev/null 2>&1
+        for table in ka_shops ka_staff ka_products ka_marketing ka_shop_users; do
+          psql "$PGURL" -qc "INSERT INTO ${kschema}_cluster.$table SELECT * FROM $kschema.$table"
+        done
+        psql "$PGURL" -qc "VACUUM ANALYZE ${kschema}_cluster.ka_shop_users"
         cport=$(free_port)
-        env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$kschema")" PREWARM_ADMIN_PORT=$cport \
+        env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "${kschema}_cluster")" PREWARM_ADMIN_PORT=$cport \
           PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_ADMIN_TOKEN=bench PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
           PREWARM_KA_MIN_WRITERS=${BENCH_KA_WRITERS:-4} PREWARM_KA_MAX_WRITERS=${BENCH_KA_WRITERS:-4} \
           "$KA" >"$tmp/ka-cluster.log" 2>&1 &

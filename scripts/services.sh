@@ -81,7 +81,9 @@ running() {
 # Six nodes of Debian's redis-server in cluster mode, each in a folder of its own (its
 # nodes.conf), a 5 s node timeout (a failover takes seconds, and a loaded machine does not
 # fail a node over by mistake), joined by redis-cli: 3 primaries, a replica each. Started
-# empty, as the single node is.
+# empty, as the single node is. A large replication backlog and no output limit for replicas:
+# a bulk write (a million KA keys in seconds) would otherwise outrun them and force full
+# resyncs, each a fork and a copy of the dataset on the same two cores.
 start_cluster() {
   local port bus=() index=0
   read -r -a bus <<<"$CLUSTER_BUS_PORTS"
@@ -92,6 +94,7 @@ start_cluster() {
       --bind 127.0.0.1 --requirepass "$DEV_PASSWORD" --masterauth "$DEV_PASSWORD" \
       --cluster-enabled yes --cluster-config-file "$RUN/redis-cluster/$port/nodes.conf" \
       --cluster-node-timeout 5000 --save '' --appendonly no --daemonize yes --dir "$RUN/redis-cluster/$port" \
+      --repl-backlog-size 256mb --client-output-buffer-limit 'replica 0 0 0' \
       --pidfile "$RUN/redis-cluster/$port/redis.pid" --logfile "$RUN/redis-cluster/$port/redis.log"
     index=$((index + 1))
   done
