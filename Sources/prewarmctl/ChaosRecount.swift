@@ -302,7 +302,7 @@ struct ChaosRecount {
                 "SELECT count(*) || ':' || md5(string_agg(event_id::text, ',' ORDER BY event_id)) FROM (\(EntryIngestSchema.allShards("event_id"))) s"
             ).first?[0].string ?? ""
         // Each activity key on its own, so that a difference names the day or month.
-        for key in try await keys("{act}:*") {
+        for key in try await keys("{act}:day:*") + keys("{act}:month:*") {
             let type = try await cache.send("TYPE", key).string ?? ""
             let values =
                 type == "set"
