@@ -18,11 +18,15 @@ struct TaskQueueTests {
         func checked(_ table: String) async throws -> Set<String> {
             let definition = try await db.pool.withConnection {
                 try await $0.query(
+                    // The table's constraints first (materialized): pg_get_constraintdef of
+                    // another test's constraint, its schema dropped meanwhile, would fail.
                     """
-                    SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
-                    JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-                    WHERE n.nspname = $1 AND t.relname = $2 AND c.contype = 'c'
-                      AND pg_get_constraintdef(c.oid) LIKE '%state%'
+                    WITH mine AS MATERIALIZED (
+                      SELECT c.oid FROM pg_constraint c
+                      JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+                      WHERE n.nspname = $1 AND t.relname = $2 AND c.contype = 'c')
+                    SELECT definition FROM (SELECT pg_get_constraintdef(oid) AS definition FROM mine) d
+                    WHERE definition LIKE '%state%'
                     """, [db.schema, table]
                 ).first?[0].string ?? ""
             }
