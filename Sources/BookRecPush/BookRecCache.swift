@@ -90,11 +90,10 @@ public struct BookRecCache: Sendable {
         _ entries: [(user: Int64, value: CachedRecommendation)], ttl: Duration, fence: AttemptFence? = nil
     ) async throws {
         guard !entries.isEmpty else { return }
-        let replies = try await redis.runFenced(
+        try await redis.runFenced(
             Self.writeScript, fence: fence, keys: entries.map { recommendationKey($0.user) },
             shared: [Int64(ttl.components.seconds)]
         ) { index, arguments in arguments.append(entries[index].value.json) }
-        if let fence, replies.contains(where: { ($0.reply.integer ?? 0) < 0 }) { throw fence.refused }
     }
 
     /// The users' cached recommendations in one MGET (nil: a miss, or a value that is not
@@ -232,7 +231,7 @@ public struct BookRecCache: Sendable {
             shared: [claimer.tag, Int64(ttl.components.seconds)],
             perKey: { index, arguments in arguments.append(pushes[index].pushID) })
         {
-            let values = try answers(reply, "book-rec-claim", count: indices.count, fence: claimer.fence)
+            let values = try answers(reply, "book-rec-claim", count: indices.count)
             for (index, value) in zip(indices, values) {
                 if case .bulk(let holder) = value {
                     held.append((index, String(decoding: holder, as: UTF8.self)))
@@ -244,7 +243,8 @@ public struct BookRecCache: Sendable {
         guard !held.isEmpty else { return claims }
         // The other claimers' leases: those still held are busy, the rest are taken over.
         let run = JobRuns.leaseKey(job: claimer.fence.job, period: claimer.fence.period)
-        let alive = try await redis.pipeline(
+        // Checked: an error reply (the run's slot failing over) is not a lease found gone.
+        let alive = try await redis.checkedPipeline(
             held.map { RedisCommand("EXISTS", leaseKey(ofClaimer: $0.holder, run: run, fence: claimer.fence)) }
         ).map { $0.integer == 1 }
         let gone = zip(held, alive).filter { !$1 }.map(\.0)
@@ -257,7 +257,7 @@ public struct BookRecCache: Sendable {
                 arguments.append(gone[position].holder)
             })
         {
-            let values = try answers(reply, "book-rec-take-over", count: indices.count, fence: claimer.fence)
+            let values = try answers(reply, "book-rec-take-over", count: indices.count)
             for (position, value) in zip(indices, values) { claims[gone[position].index] = try claim(value) }
         }
         return claims
@@ -273,10 +273,7 @@ public struct BookRecCache: Sendable {
         return JobRuns.batchLeaseKey(job: fence.job, period: fence.period, attempt: attempt, batch: batch)
     }
 
-    private func answers(_ reply: RedisReply, _ script: String, count: Int, fence: AttemptFence) throws
-        -> [RedisReply]
-    {
-        if reply.integer == -1 { throw fence.refused }
+    private func answers(_ reply: RedisReply, _ script: String, count: Int) throws -> [RedisReply] {
         let values = reply.array ?? []
         guard values.count == count else {
             throw UnknownReply(what: script, reply: "\(values.count) answers for \(count) pushes")
@@ -294,7 +291,7 @@ public struct BookRecCache: Sendable {
     /// Marks the pushes sent (their delivery reported), keeping each key's TTL.
     public func markSent(_ pushes: [(user: Int64, pushID: String)], slot: String) async throws {
         guard !pushes.isEmpty else { return }
-        _ = try await redis.pipeline(
+        try await redis.checkedPipeline(
             pushes.map {
                 RedisCommand(
                     "SET", sentKey(user: $0.user, slot: slot), SentMark.sent.rawValue + $0.pushID, "XX", "KEEPTTL")
@@ -334,7 +331,7 @@ public struct BookRecCache: Sendable {
     /// Adds the users to the set at `key`, which then lives two days.
     private func add(_ users: [Int64], to key: String) async throws {
         guard !users.isEmpty else { return }
-        _ = try await redis.pipeline([
+        try await redis.checkedPipeline([
             RedisCommand("SADD", arguments: [key] + users.map(String.init)), RedisCommand("EXPIRE", key, 2 * 86_400),
         ])
     }

@@ -129,16 +129,14 @@ public struct KACache: Sendable {
     public func write(_ entries: Entries, fence: KALeaseFence?) async throws -> FencedResult {
         guard entries.count > 0 else { return .written(0) }
         let keys = (0..<entries.count).map { String(decoding: entries.keys[$0], as: UTF8.self) }
-        let replies: [(indices: [Int], reply: RedisReply)]
         do {
-            replies = try await redis.runFenced(Self.fencedWrite, fence: fence, keys: keys) { index, arguments in
+            try await redis.runFenced(Self.fencedWrite, fence: fence, keys: keys) { index, arguments in
                 arguments.append(entries.values[2 * index])
                 arguments.append(entries.values[2 * index + 1])
             }
         } catch is LeaseLost {
-            return .leaseLost
+            return .leaseLost  // the lease's check, or a slot's script, refused this writer
         }
-        if replies.contains(where: { ($0.reply.integer ?? -1) < 0 }) { return .leaseLost }
         return .written(entries.count)
     }
 

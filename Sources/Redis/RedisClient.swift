@@ -90,6 +90,19 @@ extension RedisClient {
         return values
     }
 
+    /// A pipeline whose replies must all be successes: the first error reply (a command
+    /// refused; on a cluster, `CLUSTERDOWN` or `TRYAGAIN` while a primary fails over) is
+    /// thrown, so a write is never lost in silence and a read never takes an error for an
+    /// answer, and an outage reaches the caller's retrying.
+    @discardableResult
+    public func checkedPipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+        let replies = try await pipeline(commands)
+        for (command, reply) in zip(commands, replies) {
+            if case .error(let message) = reply { throw RedisError(.server, operation: command.name, message: message) }
+        }
+        return replies
+    }
+
     /// Runs `commands` as one MULTI/EXEC transaction, in one round trip, and returns their
     /// results. An error reply (a command refused when queued or failing when run) or an
     /// aborted EXEC is thrown.

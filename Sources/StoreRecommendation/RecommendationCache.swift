@@ -156,8 +156,7 @@ public struct RecommendationCache: Sendable {
             arguments.append(stores.isEmpty ? [] : [UInt8](try encoder.encode(StoreList(stores: stores, run: run))))
             arguments.append(ttl().milliseconds)
         }
-        if let fence, replies.contains(where: { ($0.reply.integer ?? 0) < 0 }) { throw fence.refused }
-        return replies.reduce(0) { $0 + max(0, Int($1.reply.integer ?? 0)) }
+        return replies.reduce(0) { $0 + Int($1.reply.integer ?? 0) }
     }
 
     /// Adds a batch's visits per store to a run's tally, once per batch (a batch delivered
@@ -190,7 +189,7 @@ public struct RecommendationCache: Sendable {
             details.append(
                 RedisCommand("SET", storeKey(store.id), [UInt8](try encoder.encode(store)), "PX", ttl().milliseconds))
         }
-        try await write(details)
+        try await redis.checkedPipeline(details)
 
         var swap: [RedisCommand] = []
         if let defaultList {
@@ -213,16 +212,7 @@ public struct RecommendationCache: Sendable {
         }
         try await redis.transaction(swap)
 
-        try await write(closed.map { RedisCommand("DEL", storeKey($0)) })
-    }
-
-    /// A pipeline whose every reply must be a success.
-    private func write(_ commands: [RedisCommand]) async throws {
-        for (command, reply) in zip(commands, try await redis.pipeline(commands)) {
-            if case .error(let message) = reply {
-                throw RedisError(.server, operation: command.name, message: message)
-            }
-        }
+        try await redis.checkedPipeline(closed.map { RedisCommand("DEL", storeKey($0)) })
     }
 
     /// Sets the default list.
@@ -324,12 +314,6 @@ public struct RecommendationCache: Sendable {
             RedisCommand("SET", storeKey($0.id), [UInt8](try encoder.encode($0)), "PX", ttl.milliseconds)
         }
         commands += missing.map { RedisCommand("SET", storeKey($0), Self.missingMarker, "PX", markerTTL.milliseconds) }
-        try Self.check(try await redis.pipeline(commands))
-    }
-
-    static func check(_ replies: [RedisReply]) throws {
-        if case .error(let message) = replies.first(where: { if case .error = $0 { true } else { false } }) {
-            throw RedisError(.server, operation: "pipeline", message: message)
-        }
+        try await redis.checkedPipeline(commands)
     }
 }

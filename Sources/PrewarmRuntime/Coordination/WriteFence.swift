@@ -65,8 +65,11 @@ extension RedisClient {
     /// one server, a slot's on a cluster), the groups at once, after the fence's check. Each
     /// call's KEYS are the fence's guard (`WriteFence.guarding(_:on:)`; without one, the group's first key) and
     /// the group's keys; its ARGV the fence argument ('' without a fence), `shared`, then
-    /// what `perKey` appends for each of the group's keys. Returns each group's key indices
+    /// what `perKey` appends for each of the group's keys. A script answers -1 when `fenced`
+    /// refuses it: then the fence's refusal is thrown (some groups may have written: a newer
+    /// writer's turn has begun, and it writes them again). Returns each group's key indices
     /// (into `keys`) and reply, in group order.
+    @discardableResult
     public func runFenced(
         _ script: RedisScript, fence: (any WriteFence)?, keys: [String], shared: [any RedisArgument] = [],
         perKey: (Int, inout RedisArguments) throws -> Void
@@ -87,16 +90,20 @@ extension RedisClient {
             }
             calls.append((group, callKeys, arguments))
         }
+        let replies: [(indices: [Int], reply: RedisReply)]
         if calls.count == 1 {
-            return [(calls[0].indices, try await run(script, keys: calls[0].keys, arguments: calls[0].arguments))]
-        }
-        return try await withThrowingTaskGroup(of: (Int, RedisReply).self) { tasks in
-            for (position, call) in calls.enumerated() {
-                tasks.addTask { (position, try await self.run(script, keys: call.keys, arguments: call.arguments)) }
+            replies = [(calls[0].indices, try await run(script, keys: calls[0].keys, arguments: calls[0].arguments))]
+        } else {
+            replies = try await withThrowingTaskGroup(of: (Int, RedisReply).self) { tasks in
+                for (position, call) in calls.enumerated() {
+                    tasks.addTask { (position, try await self.run(script, keys: call.keys, arguments: call.arguments)) }
+                }
+                var replies = [RedisReply?](repeating: nil, count: calls.count)
+                for try await (position, reply) in tasks { replies[position] = reply }
+                return zip(calls, replies).map { ($0.indices, $1!) }
             }
-            var replies = [RedisReply?](repeating: nil, count: calls.count)
-            for try await (position, reply) in tasks { replies[position] = reply }
-            return zip(calls, replies).map { ($0.indices, $1!) }
         }
+        if let fence, replies.contains(where: { $0.reply == .integer(-1) }) { throw fence.refusal }
+        return replies
     }
 }

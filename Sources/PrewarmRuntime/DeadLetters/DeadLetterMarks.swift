@@ -63,7 +63,7 @@ public struct DeadLetterMarks: Sendable {
         guard !messages.isEmpty else { return }
         let seconds = max(Int(retention.components.seconds), 1)
         do {
-            _ = try await redis.pipeline(
+            try await redis.checkedPipeline(
                 messages.map { RedisCommand("SET", arguments: [key($0), Self.identity($0), "EX", seconds]) })
         } catch {
             logger.warning(

@@ -59,7 +59,7 @@ public final class JobRuns: Sendable {
     public static func leaseKey(job: String, period: String) -> String { runScopedKey("run:\(job):\(period)") }
     /// `name` in the run-scoped slot: `{prewarm:runs}:name`.
     public static func runScopedKey(_ name: String) -> String { slotTag + ":" + name }
-    /// The run's record; products fence their writes with its `attempt` (`JobRuns.fence`).
+    /// The run's record; products fence their writes with its `attempt` (`AttemptFence`).
     public static func progressKey(job: String, period: String) -> String {
         leaseKey(job: job, period: period) + ":progress"
     }

@@ -62,8 +62,18 @@ struct AttemptFenceTests {
         _ = try await write(newer, "a2", fence: AttemptFence(job: job, period: "p", attempt: 2), on: redis)
         // No record (as when the older attempt's check ran before the newer one began): only
         // the copies in the slots fence it.
-        let replies = try await write(newer, "a1", fence: AttemptFence(job: job, period: "p", attempt: 1), on: redis)
-        #expect(replies.allSatisfy { $0.reply.integer == -1 }, "refused in every slot attempt 2 wrote")
+        let older = AttemptFence(job: job, period: "p", attempt: 1)
+        await #expect(throws: StaleAttempt.self) { try await write(newer, "a1", fence: older, on: redis) }
+        // Each slot's script on its own: every one refuses.
+        var replies: [RedisReply] = []
+        for group in redis.atomicGroups(of: newer) {
+            let guarded = older.guarding(newer[group[0]], on: redis)
+            replies.append(
+                try await redis.run(
+                    Self.write, keys: [guarded.key] + group.map { newer[$0] },
+                    arguments: [guarded.argument] + group.map { _ in "a1" }))
+        }
+        #expect(replies.allSatisfy { $0.integer == -1 }, "refused in every slot attempt 2 wrote")
         #expect(try await redis.mget(newer).allSatisfy { $0 == Array("a2".utf8) }, "nothing overwritten")
         let copy = "prewarm:fence:\(job):p" + RedisKeySlot.tag(forSlot: RedisKeySlot.of(newer[0]))
         #expect(RedisKeySlot.of(copy) == RedisKeySlot.of(newer[0]))
