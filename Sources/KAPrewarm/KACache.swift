@@ -140,6 +140,15 @@ public struct KACache: Sendable {
         return .written(entries.count)
     }
 
+    /// A batch of users under `fence`: on one Redis, the transaction below on a connection of
+    /// `writers`; on a cluster, a script per slot (a transaction cannot span slots).
+    func write(_ entries: Entries, fence: KALeaseFence, writers: KAWriterConnections) async throws
+        -> FencedResult
+    {
+        if redis.splitsKeysBySlot { return try await write(entries, fence: fence) }
+        return try await writers.with { try await write(entries, fence: fence, on: $0) }
+    }
+
     /// The same fenced write of many keys, as one transaction on a connection of the
     /// writer's own (WATCH is per connection), in one round trip: `WATCH fence`, a script that
     /// touches the fence unless it holds our token, `MULTI`, `SET key value PXAT expiry NX`

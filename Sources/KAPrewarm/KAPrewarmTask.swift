@@ -235,14 +235,7 @@ public final class KAPrewarmTask: TaskHandler {
                         group.addTask { [self] in
                             let (entries, sample) = userEntries(rows, shop: shop, endsAt: reservation.endsAt)
                             do {
-                                // One Redis: a transaction on a writer's own connection; a
-                                // cluster: a script per slot.
-                                let result =
-                                    cache.redis.splitsKeysBySlot
-                                    ? try await cache.write(entries, fence: fence)
-                                    : try await connections.with {
-                                        try await cache.write(entries, fence: fence, on: $0)
-                                    }
+                                let result = try await cache.write(entries, fence: fence, writers: connections)
                                 switch result {
                                 case .written: return .written(index: index, count: entries.count, sample: sample)
                                 case .leaseLost: return .leaseLost

@@ -188,25 +188,28 @@ struct ChaosScenario: Sendable {
             ChaosScenario(
                 name: "downstream-push", summary: "the material service down for 4 s of the push",
                 fault: .downstreamDown(.push, service: "material", seconds: 4), brokers: both),
-            ChaosScenario(
-                name: "failover-ingest", summary: "Redis Cluster: the primary of the activity's slot killed mid-ingest",
-                fault: .failover(.ingest, at: 0.4), brokers: both),
-            ChaosScenario(
-                name: "failover-scoring",
-                summary: "Redis Cluster: the primary of the runs' slot killed mid scoring run",
-                fault: .failover(.scoring, at: 0.4), brokers: both),
-            ChaosScenario(
-                name: "failover-ka", summary: "Redis Cluster: a primary of the shops' users killed mid KA pre-warm",
-                fault: .failover(.ka, at: 0.4), brokers: both),
-            ChaosScenario(
-                name: "failover-push", summary: "Redis Cluster: the primary of the runs' slot killed mid-push",
-                fault: .failover(.push, at: 0.4), brokers: both),
-            ChaosScenario(
-                name: "reshard-ka", summary: "Redis Cluster: a quarter of the slots moved mid KA pre-warm",
-                fault: .reshard(.ka, at: 0.2), brokers: both),
-            ChaosScenario(
-                name: "reshard-ingest", summary: "Redis Cluster: a quarter of the slots moved mid-ingest",
-                fault: .reshard(.ingest, at: 0.2), brokers: both),
+        ]
+        // On a fresh local Redis Cluster: the primary of the phase's busiest slot killed (see
+        // `Chaos.killPrimary`), or a quarter of the slots moved while the phase works.
+        let failovers: [(ChaosPhase, String)] = [
+            (.ingest, "the activity's slot"), (.scoring, "the runs' slot"), (.ka, "a shop's first user's slot"),
+            (.push, "the runs' slot"),
+        ]
+        for (phase, slot) in failovers {
+            scenarios.append(
+                ChaosScenario(
+                    name: "failover-\(phase.rawValue)",
+                    summary: "Redis Cluster: the primary of \(slot) killed mid-\(phase.rawValue)",
+                    fault: .failover(phase, at: 0.4), brokers: both))
+        }
+        for phase in [ChaosPhase.ka, .ingest] {
+            scenarios.append(
+                ChaosScenario(
+                    name: "reshard-\(phase.rawValue)",
+                    summary: "Redis Cluster: a quarter of the slots moved mid-\(phase.rawValue)",
+                    fault: .reshard(phase, at: 0.2), brokers: both))
+        }
+        scenarios += [
             ChaosScenario(
                 name: "replay", summary: "every group reset to earliest and the fleet restarted: nothing changes",
                 fault: .replay, brokers: both),

@@ -227,18 +227,7 @@ public final class RedisClusterClient: RedisClient {
     public var splitsKeysBySlot: Bool { true }
 
     public func atomicGroups(of keys: [String]) -> [[Int]] {
-        var groups: [[Int]] = []
-        var groupOfSlot: [Int: Int] = [:]
-        for (index, key) in keys.enumerated() {
-            let slot = RedisKeySlot.of(key)
-            if let group = groupOfSlot[slot] {
-                groups[group].append(index)
-            } else {
-                groupOfSlot[slot] = groups.count
-                groups.append([index])
-            }
-        }
-        return groups
+        RedisKeySlot.groups(keys.lazy.map(RedisKeySlot.of)).map(\.positions)
     }
 
     public func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply {

@@ -118,20 +118,13 @@ enum RedisClusterRouting {
                 continue
             }
             let keys = keys(of: command, name: name)
-            var bySlot: [Int: [Int]] = [:]
-            var order: [Int] = []
-            for (position, key) in keys.enumerated() {
-                let slot = RedisKeySlot.of(bytes: key)
-                if bySlot[slot] == nil { order.append(slot) }
-                bySlot[slot, default: []].append(position)
-            }
-            guard order.count > 1 else {
+            let groups = RedisKeySlot.groups(keys.lazy.map { RedisKeySlot.of(bytes: $0) })
+            guard groups.count > 1 else {
                 asItIs()
                 continue
             }
             var parts: [(index: Int, positions: [Int]?)] = []
-            for slot in order {
-                let positions = bySlot[slot]!
+            for (_, positions) in groups {
                 parts.append((split.commands.count, positions))
                 split.commands.append(RedisCommand(name, arguments: positions.map { Array(keys[$0]) }))
                 split.names.append(name)

@@ -42,6 +42,22 @@ public enum RedisKeySlot {
 }
 
 extension RedisKeySlot {
+    /// Positions grouped by slot: each slot's positions in order, the slots in the order each
+    /// first appears (`slots[i]` is the slot of the i-th key).
+    static func groups(_ slots: some Sequence<Int>) -> [(slot: Int, positions: [Int])] {
+        var groups: [(slot: Int, positions: [Int])] = []
+        var groupOfSlot: [Int: Int] = [:]
+        for (position, slot) in slots.enumerated() {
+            if let group = groupOfSlot[slot] {
+                groups[group].positions.append(position)
+            } else {
+                groupOfSlot[slot] = groups.count
+                groups.append((slot, [position]))
+            }
+        }
+        return groups
+    }
+
     /// The one hash tag, `{…}`, this client gives `slot`: a key of a slot rather than of a
     /// family (`tagged(_:besides:)`), e.g. the copy of a fence that guards every key of its
     /// slot, whichever keys a script takes.
