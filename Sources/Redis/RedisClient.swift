@@ -25,6 +25,13 @@ public protocol RedisClient: Sendable {
 
     /// True when keys of different slots cannot meet in one script (a cluster).
     var splitsKeysBySlot: Bool { get }
+
+    /// `keys`' indices grouped by the server that serves them, as far as this client knows,
+    /// and on each server by slot (`atomicGroups`): the keys one script flagged
+    /// `allow-cross-slot-keys` may reach (Redis 7), declaring only its first key. One server:
+    /// one group. A cluster's map may be stale (a slot moving), so such a script must expect a
+    /// key that is not local (an error it catches) and give it back to the caller.
+    func serverGroups(of keys: [String]) -> [[[Int]]]
 }
 
 extension RedisClient {
@@ -32,6 +39,25 @@ extension RedisClient {
     public func atomicGroups(of keys: [String]) -> [[Int]] { keys.isEmpty ? [] : [Array(keys.indices)] }
 
     public var splitsKeysBySlot: Bool { false }
+
+    /// One server: its slot groups (one group).
+    public func serverGroups(of keys: [String]) -> [[[Int]]] { keys.isEmpty ? [] : [atomicGroups(of: keys)] }
+
+    /// Runs `script` once per call, the calls at once; the replies in the calls' order. The
+    /// first error is thrown.
+    public func run(
+        _ script: RedisScript, calls: [(keys: RedisArguments, arguments: RedisArguments)]
+    ) async throws -> [RedisReply] {
+        if calls.count == 1 { return [try await run(script, keys: calls[0].keys, arguments: calls[0].arguments)] }
+        return try await withThrowingTaskGroup(of: (Int, RedisReply).self) { tasks in
+            for (position, call) in calls.enumerated() {
+                tasks.addTask { (position, try await self.run(script, keys: call.keys, arguments: call.arguments)) }
+            }
+            var replies = [RedisReply](repeating: .null, count: calls.count)
+            for try await (position, reply) in tasks { replies[position] = reply }
+            return replies
+        }
+    }
 
     /// Every key matching `pattern`, by SCAN (`count` a page): no KEYS, so the server is never
     /// blocked; a key may come twice if the keyspace is resized meanwhile (as SCAN promises).

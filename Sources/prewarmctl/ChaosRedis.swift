@@ -22,6 +22,8 @@ final class ChaosRedis: RedisClient, Closable {
 
     func atomicGroups(of keys: [String]) -> [[Int]] { base.atomicGroups(of: keys) }
 
+    func serverGroups(of keys: [String]) -> [[[Int]]] { base.serverGroups(of: keys) }
+
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         try await retrying("chaos: Redis", policy: policy, logger: logger) { try await base.pipeline(commands) }
     }

@@ -70,6 +70,35 @@ struct KACacheTests {
         #expect(values.allSatisfy { $0.map { String(decoding: $0, as: UTF8.self) } != "stale" }, "nothing overwritten")
     }
 
+    @Test(
+        "on a cluster, a primary's script gives back the keys of slots it does not serve (a stale map), and they are written by their own primaries"
+    )
+    func keysElsewhere() async throws {
+        let cluster = try await RedisTopology.cluster.connect()
+        let map = try #require((cluster as? RedisClusterClient)?.slotMap)
+        let cache = KACache(redis: StaleMapRedis(base: cluster), prefix: TestEnvironment.uniqueName("kacache") + ":")
+        let expiry = Int64((Date().timeIntervalSince1970 + 3600) * 1000)
+        let old = try await take(cache, live: 8, owner: "a", ttl: .seconds(60))
+        let keys = (Int64(1)...60).map { cache.userKey(shop: 1, user: $0) }
+        #expect(Set(keys.compactMap { map.primary(of: RedisKeySlot.of($0)) }).count == 3, "keys on every primary")
+        #expect(try await cache.write(entries(cache, users: 1...60, expiry: expiry), fence: old) == .written(60))
+        let values = try await cluster.mget(keys)
+        #expect(values.map { $0.map { String(decoding: $0, as: UTF8.self) } } == (1...60).map { "{\"user_id\":\($0)}" })
+        for key in keys { #expect(try await cluster.send("PEXPIRETIME", key) == .integer(expiry)) }
+
+        // A newer runner took the lease and wrote the first key; the old one's check passes
+        // (its token back in the lease, a race): its script, sent to the first key's primary,
+        // is refused by that slot's copy before any key is written, on any primary.
+        try await cluster.send("DEL", cache.leaseKey(live: 8))
+        let new = try await take(cache, live: 8, owner: "b")
+        #expect(try await cache.write(entries(cache, users: 1...1, expiry: expiry), fence: new) == .written(1))
+        try await cluster.send("SET", cache.leaseKey(live: 8), old.lease.token, "PX", 60_000)
+        var stale = KACache.Entries()
+        for key in keys { stale.append(key: key, value: "stale", expiry: expiry) }
+        #expect(try await cache.write(stale, fence: old) == .leaseLost)
+        #expect(try await cluster.mget(keys).allSatisfy { $0.map { String(decoding: $0, as: UTF8.self) } != "stale" })
+    }
+
     @Test("a batch written extends the lease to a full TTL", arguments: RedisTopology.allCases)
     func extendsLease(on topology: RedisTopology) async throws {
         let cache = try await cache(on: topology)
@@ -170,4 +199,22 @@ struct KACacheTransactionTests {
         #expect(try await cache.redis.send("GET", cache.userKey(shop: 1, user: 1)).string == "{\"user_id\":1}")
         #expect(try await cache.redis.send("GET", cache.userKey(shop: 1, user: 3)).string == "{\"user_id\":3}")
     }
+}
+
+/// The cluster, as a client whose slot map is stale would see it: every key believed served by
+/// the primary of the first one.
+private struct StaleMapRedis: RedisClient {
+    let base: any RedisClient
+    var configuration: RedisConfiguration { base.configuration }
+    var splitsKeysBySlot: Bool { true }
+    func atomicGroups(of keys: [String]) -> [[Int]] { base.atomicGroups(of: keys) }
+    func serverGroups(of keys: [String]) -> [[[Int]]] { keys.isEmpty ? [] : [atomicGroups(of: keys)] }
+    func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] { try await base.pipeline(commands) }
+    func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply {
+        try await base.run(script, keys: keys, arguments: arguments)
+    }
+    func keys(matching pattern: String, count: Int) async throws -> [String] {
+        try await base.keys(matching: pattern, count: count)
+    }
+    func close() async {}
 }

@@ -90,19 +90,9 @@ extension RedisClient {
             }
             calls.append((group, callKeys, arguments))
         }
-        let replies: [(indices: [Int], reply: RedisReply)]
-        if calls.count == 1 {
-            replies = [(calls[0].indices, try await run(script, keys: calls[0].keys, arguments: calls[0].arguments))]
-        } else {
-            replies = try await withThrowingTaskGroup(of: (Int, RedisReply).self) { tasks in
-                for (position, call) in calls.enumerated() {
-                    tasks.addTask { (position, try await self.run(script, keys: call.keys, arguments: call.arguments)) }
-                }
-                var replies = [RedisReply?](repeating: nil, count: calls.count)
-                for try await (position, reply) in tasks { replies[position] = reply }
-                return zip(calls, replies).map { ($0.indices, $1!) }
-            }
-        }
+        let replies = zip(
+            calls.map(\.indices), try await run(script, calls: calls.map { ($0.keys, $0.arguments) })
+        ).map { (indices: $0, reply: $1) }
         if let fence, replies.contains(where: { $0.reply == .integer(-1) }) { throw fence.refusal }
         return replies
     }

@@ -230,6 +230,24 @@ public final class RedisClusterClient: RedisClient {
         RedisKeySlot.groups(keys.lazy.map(RedisKeySlot.of)).map(\.positions)
     }
 
+    /// By the primary this client's map names for each slot (the slots whose primary it does
+    /// not know, together: their script meets `CLUSTERDOWN`).
+    public func serverGroups(of keys: [String]) -> [[[Int]]] {
+        let map = slotMap
+        var groups: [[[Int]]] = []
+        var groupOfNode: [RedisSlotMap.Node?: Int] = [:]
+        for (slot, positions) in RedisKeySlot.groups(keys.lazy.map(RedisKeySlot.of)) {
+            let node = map.primary(of: slot)
+            if let group = groupOfNode[node] {
+                groups[group].append(positions)
+            } else {
+                groupOfNode[node] = groups.count
+                groups.append([positions])
+            }
+        }
+        return groups
+    }
+
     public func run(_ script: RedisScript, keys: RedisArguments, arguments: RedisArguments) async throws -> RedisReply {
         var slot: Int?
         for index in 0..<keys.count {
