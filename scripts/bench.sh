@@ -29,6 +29,33 @@ cluster_primaries() {
 cluster_flush() { local node; for node in $(cluster_primaries); do cluster_cli "$node" flushall >/dev/null; done; }
 # Each primary's key count, space-separated.
 cluster_sizes() { local node; for node in $(cluster_primaries); do cluster_cli "$node" dbsize; done | xargs; }
+# Waits (up to a minute) until every replica has applied all its primary sent: on two cores
+# the replicas fall behind during a bulk write and catch up after it, so the next
+# measurement would pay for the last one's replication.
+cluster_settled() {
+  local node deadline=$((SECONDS + 60)) behind
+  while [ $SECONDS -lt $deadline ]; do
+    behind=0
+    for node in ${CLUSTER_NODES//,/ }; do
+      cluster_cli "$node" info replication | tr -d '\r' | awk -F'[:,=]' '
+        /^master_repl_offset:/ { mine = $2 }
+        /^slave[0-9]+:/ { for (i = 2; i < NF; i++) if ($i == "offset") acked[++n] = $(i + 1) }
+        END { for (k = 1; k <= n; k++) if (acked[k] != mine) exit 1 }' || behind=1
+      [ "$behind" = 0 ] || break
+    done
+    [ "$behind" = 0 ] && return 0
+    sleep 0.2
+  done
+}
+# CPU seconds used so far by the process `pid` (user and system), and by the cluster's nodes.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cluster_cpu_s() {
+  local node total=0
+  for node in ${CLUSTER_NODES//,/ }; do
+    total=$(echo "$total + $(cpu_s "$(cat "${PREWARM_DEV_RUN_DIR:-.run}/redis-cluster/${node#*:}/redis.pid")")" | bc -l)
+  done
+  echo "$total"
+}
 scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
 if has api || has push; then
@@ -95,6 +122,32 @@ if has ingest; then
   postmaster=$(head -1 "${PREWARM_DEV_RUN_DIR:-.run}/postgres/data/postmaster.pid" 2>/dev/null || echo 0)
   redis_server=$(cat "${PREWARM_DEV_RUN_DIR:-.run}/redis/redis.pid" 2>/dev/null || echo 0)
   median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  # The same events into a schema of their own and the cluster, by the same group replayed
+  # from the start (as operators replay). Odd rounds run it after the single node, even ones
+  # before, so neither side always meets the other's aftermath (PostgreSQL's checkpoints,
+  # autovacuum of a million rows).
+  ingest_on_cluster() {
+    cschema=${schema}_cluster
+    psql "$PGURL" -qc "CREATE SCHEMA $cschema"
+    PREWARM_POSTGRES_URL=$(url "$cschema") "$PREWARMCTL" migrate >/dev/null 2>&1
+    psql "$PGURL" -qc "INSERT INTO $cschema.stores SELECT * FROM $schema.stores"
+    cluster_flush
+    PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap "$PREWARMCTL" offsets reset --group entry-ingest \
+      --topic store.entry.v1 --to earliest >/dev/null
+    port=$((18000 + RANDOM % 2000))
+    t0=$(now)
+    env "${cluster_env[@]}" PREWARM_KAFKA_BOOTSTRAP_FILE="$dir/bootstrap" "PREWARM_POSTGRES_URL=$(url "$cschema")" \
+      PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
+      "$INGEST" >"$dir/ingest-cluster.log" 2>&1 &
+    ingest_pid=$!
+    $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >/dev/null \
+      || { tail -20 "$dir/ingest-cluster.log" >&2; echo "bench: entry-ingest on the cluster died" >&2; exit 1; }
+    t1=$(now)
+    kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
+    cluster_s=$(secs "$t0" "$t1")
+    cluster_settled
+    psql "$PGURL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $cschema CASCADE"
+  }
   : >"$dir/rounds"
   for round in $(seq "$ROUNDS"); do
     # A dev broker of its own, so store.entry.v1 holds exactly this workload and the
@@ -114,6 +167,12 @@ if has ingest; then
     psql "$PGURL" -qc "INSERT INTO $schema.stores (store_id, name, category_id, zone_id)
       SELECT s, 'store ' || s, s % 40, s % 25 FROM generate_series(1, 2000) s"
     "${redis[@]}" -n 1 flushdb >/dev/null; "${redis[@]}" -n 2 flushdb >/dev/null
+    cluster_s=0
+    if [ -n "$CLUSTER_NODES" ] && [ $((round % 2)) = 0 ]; then
+      ingest_on_cluster
+      PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap "$PREWARMCTL" offsets reset --group entry-ingest \
+        --topic store.entry.v1 --to earliest >/dev/null
+    fi
     port=$((18000 + RANDOM % 2000))
     pg0=$(cpu "$postmaster"); redis0=$(cpu "$redis_server"); broker0=$(cpu "$broker"); idle0=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
     t0=$(now)
@@ -137,31 +196,7 @@ if has ingest; then
     [ "$rows" = "$M" ] || { echo "bench: entry-ingest stored $rows rows, expected $M" >&2; exit 1; }
     wrapper=$(secs "$t0" "$t1")
     first=$(sed -n 's/first=//p' "$dir/waited")
-
-    cluster_s=0
-    if [ -n "$CLUSTER_NODES" ]; then
-      # The same events into a schema of their own and the cluster, by a second group.
-      cschema=${schema}_cluster
-      psql "$PGURL" -qc "CREATE SCHEMA $cschema"
-      PREWARM_POSTGRES_URL=$(url "$cschema") "$PREWARMCTL" migrate >/dev/null 2>&1
-      psql "$PGURL" -qc "INSERT INTO $cschema.stores SELECT * FROM $schema.stores"
-      cluster_flush
-      # The group read the topic once already: replayed from the start, as operators replay.
-      PREWARM_KAFKA_BOOTSTRAP_FILE=$dir/bootstrap "$PREWARMCTL" offsets reset --group entry-ingest \
-        --topic store.entry.v1 --to earliest >/dev/null
-      port=$((18000 + RANDOM % 2000))
-      t0=$(now)
-      env "${cluster_env[@]}" PREWARM_KAFKA_BOOTSTRAP_FILE="$dir/bootstrap" "PREWARM_POSTGRES_URL=$(url "$cschema")" \
-        PREWARM_ADMIN_PORT=$port PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} \
-        "$INGEST" >"$dir/ingest-cluster.log" 2>&1 &
-      ingest_pid=$!
-      $BENCH wait-processed --port "$port" --count "$M" --pid "$ingest_pid" >/dev/null \
-        || { tail -20 "$dir/ingest-cluster.log" >&2; echo "bench: entry-ingest on the cluster died" >&2; exit 1; }
-      t1=$(now)
-      kill -TERM "$ingest_pid"; wait "$ingest_pid" || true; ingest_pid=
-      cluster_s=$(secs "$t0" "$t1")
-      psql "$PGURL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $cschema CASCADE"
-    fi
+    [ -z "$CLUSTER_NODES" ] || [ $((round % 2)) = 0 ] || ingest_on_cluster
 
     t0=$(now); kcat -C -b "$(cat "$dir/bootstrap")" -t store.entry.v1 -o beginning -e -q >/dev/null; t1=$(now)
     kcat_s=$(secs "$t0" "$t1")
@@ -414,10 +449,14 @@ SQL
   # stock tools are the same in every round.
   columns="user_id, json_build_object('user_id', user_id, 'shop_id', shop_id, 'nickname', nickname, 'level', level, 'points', points, 'tags', tags)::text"
   ports=(); start_ka 0; wait_ready "${ports[0]}" "${pids[0]}" ka-prewarmer
-  ratios=(); rss=0; cratios=(); shares=(); cport=
+  ratios=(); rss=0; cratios=(); cpu_ratios=(); shares=(); cport=
+  redis_pid=$(cat "${PREWARM_DEV_RUN_DIR:-.run}/redis/redis.pid" 2>/dev/null || echo 0)
   for round in $(seq 1 "${BENCH_KA_ROUNDS:-3}"); do
     kredis flushdb >/dev/null
+    [ -z "$CLUSTER_NODES" ] || cluster_settled
+    client0=$(cpu_s "${pids[0]}"); server0=$(cpu_s "$redis_pid")
     t0=$(now); trigger_ka "${ports[0]}" 1 $((1000 + round)); wait_ka "${ports[0]}" $((1000 + round)); t1=$(now)
+    client_s=$(echo "$(cpu_s "${pids[0]}") - $client0" | bc -l); server_s=$(echo "$(cpu_s "$redis_pid") - $server0" | bc -l)
     ka_s=$(secs "$t0" "$t1"); r=$(rss_mb "${pids[0]}"); [ "$r" -gt "$rss" ] && rss=$r
     keys=$(kredis dbsize)
     cpu=$(ps -o times= -p "${pids[0]}" | tr -d ' ')
@@ -468,13 +507,21 @@ PY
         cpid=$!; pids+=("$cpid")
         wait_ready "$cport" "$cpid" "ka-prewarmer on the cluster"
       }
+      cluster_settled
+      cclient0=$(cpu_s "$cpid"); cserver0=$(cluster_cpu_s)
       t0=$(now); trigger_ka "$cport" 1 $((5000 + round)); wait_ka "$cport" $((5000 + round)); t1=$(now)
       cluster_s=$(secs "$t0" "$t1")
+      cclient_s=$(echo "$(cpu_s "$cpid") - $cclient0" | bc -l)
+      cluster_settled  # the replicas' catching up is the cluster's cost too
+      cserver_s=$(echo "$(cluster_cpu_s) - $cserver0" | bc -l)
+      cpu_ratios+=("$(echo "$cclient_s / $client_s" | bc -l | xargs printf '%.2f')")
       sizes=$(cluster_sizes)
       share=$(echo "$sizes" | tr ' ' '\n' | awk '{ s += $1; if ($1 > m) m = $1 } END { printf "%.1f", 100 * m / s }')
       cratios+=("$(echo "$cluster_s / $ka_s" | bc -l | xargs printf '%.2f')"); shares+=("$share")
       printf '  on the 3-primary Redis Cluster: %7.3f s (%.0f users/s), %.2fx the single node; keys per primary %s, the largest %s %%\n' \
         "$cluster_s" "$(echo "$USERS / $cluster_s" | bc -l)" "$(echo "$cluster_s / $ka_s" | bc -l)" "$sizes" "$share"
+      printf '  CPU seconds: ka-prewarmer %.1f on the single node, %.1f on the cluster (%.2fx); Redis %.1f, the cluster'"'"'s six nodes %.1f\n' \
+        "$client_s" "$cclient_s" "$(echo "$cclient_s / $client_s" | bc -l)" "$server_s" "$cserver_s"
     fi
   done
   kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
@@ -484,6 +531,8 @@ PY
     printf 'ka: Redis Cluster / single node: rounds %s, median %s (goal: at most 1.30); largest primary %s %% of the keys (goal: under 40 %%)\n' \
       "${cratios[*]}" "$(printf '%s\n' "${cratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')" \
       "$(printf '%s\n' "${shares[@]}" | sort -n | tail -1)"
+    printf 'ka: the client'"'"'s own cost, ka-prewarmer CPU on the cluster / on the single node: rounds %s, median %s\n' \
+      "${cpu_ratios[*]}" "$(printf '%s\n' "${cpu_ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')"
   fi
 
   # 20 shops of 50,000 users, two processes.

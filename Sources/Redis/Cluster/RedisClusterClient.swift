@@ -169,6 +169,11 @@ public final class RedisClusterClient: RedisClient {
         var byNode: [RedisSlotMap.Node: [RedisClusterRouting.Unit]] = [:]
         for unit in units { byNode[try node(of: unit.slot), default: []].append(unit) }
         var replies = [RedisReply](repeating: .null, count: commands.count)
+        if byNode.count == 1, let (node, units) = byNode.first {
+            // One node (a GET, a slot's script): no child task, the reply resumes the caller.
+            for (index, reply) in try await send(units, of: commands, to: node) { replies[index] = reply }
+            return replies
+        }
         try await withThrowingTaskGroup(of: [(Int, RedisReply)].self) { group in
             for (node, units) in byNode {
                 group.addTask { try await self.send(units, of: commands, to: node) }
