@@ -122,6 +122,11 @@ public struct RedisCommand: Sendable, Equatable {
         self.arguments = all
     }
 
+    /// A command whose arguments, its name first, are encoded already.
+    public init(arguments: RedisArguments) {
+        self.arguments = arguments
+    }
+
     public var name: String { arguments.count == 0 ? "" : String(decoding: arguments[0], as: UTF8.self) }
 }
 

@@ -126,7 +126,13 @@ enum RedisClusterRouting {
             var parts: [(index: Int, positions: [Int]?)] = []
             for (_, positions) in groups {
                 parts.append((split.commands.count, positions))
-                split.commands.append(RedisCommand(name, arguments: positions.map { Array(keys[$0]) }))
+                var arguments = RedisArguments()
+                arguments.reserveCapacity(
+                    arguments: positions.count + 1, bytes: name.utf8.count + positions.reduce(0) { $0 + keys[$1].count }
+                )
+                arguments.append(name)
+                for position in positions { arguments.append(keys[position]) }
+                split.commands.append(RedisCommand(arguments: arguments))
                 split.names.append(name)
             }
             split.plan.append((parts, keys.count))
