@@ -73,17 +73,14 @@ public struct BookRecCache: Sendable {
         prefix + JobRuns.runScopedKey("book-rec:stats:\(job):\(period):\(attempt)")
     }
 
-    /// Writes the users' recommendations, each for `ttl`, in one script (one per slot on a
-    /// cluster); with a fence, none once a newer attempt of the run began (`StaleAttempt`).
-    /// KEYS: the fence's guard (`AttemptFence.guarding`; unfenced, any key), then the users'
-    /// keys. ARGV: the fence ('' for none), the TTL in seconds, then the values.
-    static let writeScript = RedisScript(
-        name: "book-rec-write",
-        source: FenceScript.lua + """
+    /// Writes the users' recommendations, each for `ttl`, in one script (on a cluster one per
+    /// primary, `FencedKeyWrite`); with a fence, none once a newer attempt of the run began
+    /// (`StaleAttempt`). Per key its value; shared, the TTL in seconds.
+    static let writeScript = FencedKeyWrite(
+        name: "book-rec-write", shared: 1, width: 1,
+        function: """
 
-            if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
-            for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2]) end
-            return #KEYS - 1
+            local function write(key, value, ttl) redis.call('SET', key, value, 'EX', ttl) end
             """)
 
     public func write(

@@ -67,71 +67,21 @@ public struct KACache: Sendable {
     /// and extended; or on a cluster, the slot's copy of its generation), or unfenced (the
     /// retry drainer's writes: the data is the same whoever writes it): fencing at the store,
     /// so a holder that stalled past its lease cannot write a single key after another took
-    /// over. KEYS: the fence's guard (unfenced, any key), then the keys. ARGV: the fence (''
-    /// for none), then per key its value and its expiry (ms since the epoch). A key expiring
-    /// later than that keeps its expiry. Returns the number of keys written, or -1 when
-    /// fenced.
-    static let fencedWrite = RedisScript(
-        name: "ka-fenced-write",
-        source: FenceScript.lua + putLua + """
+    /// over. Per key its value and its expiry (ms since the epoch); a key expiring later than
+    /// that keeps its expiry.
+    static let fencedWrite = FencedKeyWrite(
+        name: "ka-fenced-write", width: 2,
+        function: """
 
-            if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
-            for i = 2, #KEYS do put(KEYS[i], ARGV[2 * i - 2], ARGV[2 * i - 1]) end
-            return #KEYS - 1
-            """)
-
-    /// `put(key, value, expiry)`: the key's value, expiring at `expiry` (ms since the epoch)
-    /// unless it expires later already.
-    static let putLua = """
-
-        local function put(key, value, expiry)
-          if not redis.call('SET', key, value, 'PXAT', expiry, 'NX') then
-            if redis.call('PEXPIRETIME', key) > tonumber(expiry) then
-              redis.call('SET', key, value, 'KEEPTTL')
-            else
-              redis.call('SET', key, value, 'PXAT', expiry)
-            end
-          end
-        end
-        """
-
-    /// The fenced write of a cluster primary's share of a batch, in one script over many
-    /// slots (Redis 7's `allow-cross-slot-keys`; the script declares one key, so the cluster
-    /// routes it, and reaches the others as they come). ARGV: the fence's copy argument
-    /// (`copy:{generation}:{ms}`; '' unfenced), the number of slots, then per slot its fence copy, its
-    /// number of keys and per key the key, its value and its expiry. Every slot's copy is
-    /// checked before any key is written: -1 when one refuses (nothing written). A slot this
-    /// node no longer serves (the map was stale: a slot moving or moved) fails its calls,
-    /// which are caught: the script returns those keys' positions (1-based, in ARGV's order)
-    /// for the caller to write through the slot-by-slot path, which follows the redirects.
-    static let serverWrite = RedisScript(
-        name: "ka-fenced-write-server",
-        source: "#!lua flags=allow-cross-slot-keys\n" + FenceScript.lua + putLua + """
-
-            local fence, slots = ARGV[1], tonumber(ARGV[2])
-            local elsewhere = {}
-            local at = 3
-            for slot = 1, slots do
-              if fence ~= '' then
-                local served, allowed = pcall(fenced, ARGV[at], fence)
-                if not served then elsewhere[slot] = true elseif not allowed then return -1 end
-              end
-              at = at + 2 + 3 * tonumber(ARGV[at + 1])
-            end
-            local failed, position = {}, 0
-            at = 3
-            for slot = 1, slots do
-              local count = tonumber(ARGV[at + 1])
-              at = at + 2
-              for _ = 1, count do
-                position = position + 1
-                if elsewhere[slot] or not pcall(put, ARGV[at], ARGV[at + 1], ARGV[at + 2]) then
-                  failed[#failed + 1] = position
+            local function write(key, value, expiry)
+              if not redis.call('SET', key, value, 'PXAT', expiry, 'NX') then
+                if redis.call('PEXPIRETIME', key) > tonumber(expiry) then
+                  redis.call('SET', key, value, 'KEEPTTL')
+                else
+                  redis.call('SET', key, value, 'PXAT', expiry)
                 end
-                at = at + 3
               end
             end
-            return failed
             """)
 
     /// Keys and values ready for one write: arguments laid end to end in two buffers.
@@ -170,60 +120,10 @@ public struct KACache: Sendable {
     }
 
     /// Writes the entries under `fence` (none: unfenced): one script on one Redis; on a
-    /// cluster one per primary (`serverWrite`), the keys it found elsewhere then written a
-    /// script per slot.
+    /// cluster one per primary, the keys it found elsewhere then one per slot
+    /// (`RedisClient.runFenced(_:fence:keys:shared:perKey:)` of a `FencedKeyWrite`).
     public func write(_ entries: Entries, fence: KALeaseFence?) async throws -> FencedResult {
         guard entries.count > 0 else { return .written(0) }
-        guard redis.splitsKeysBySlot, fence == nil || fence?.copyArgument != nil else {
-            return try await writeBySlot(entries, fence: fence)
-        }
-        do {
-            try await fence?.check(on: redis)
-        } catch is LeaseLost {
-            return .leaseLost
-        }
-        let keys = (0..<entries.count).map { String(decoding: entries.keys[$0], as: UTF8.self) }
-        let fenceArgument = fence?.copyArgument ?? ""
-        var orders: [[Int]] = []
-        var calls: [(keys: RedisArguments, arguments: RedisArguments)] = []
-        for server in redis.serverGroups(of: keys) {
-            var arguments = RedisArguments()
-            arguments.append(fenceArgument)
-            arguments.append(server.count)
-            var order: [Int] = []
-            for slot in server {
-                arguments.append(fence.map { FenceScript.copyKey($0.copyName, slotOf: keys[slot[0]]) } ?? "")
-                arguments.append(slot.count)
-                for index in slot {
-                    arguments.append(entries.keys[index])
-                    arguments.append(entries.values[2 * index])
-                    arguments.append(entries.values[2 * index + 1])
-                }
-                order += slot
-            }
-            orders.append(order)
-            calls.append((RedisArguments([keys[order[0]]]), arguments))
-        }
-        var elsewhere = Entries()
-        for (order, reply) in zip(orders, try await redis.run(Self.serverWrite, calls: calls)) {
-            guard case .array(let failed) = reply else {
-                if reply == .integer(-1) { return .leaseLost }
-                throw RedisError(.server, operation: Self.serverWrite.name, message: "unexpected reply \(reply)")
-            }
-            for case .integer(let position) in failed {
-                let index = order[Int(position) - 1]
-                elsewhere.append(
-                    key: entries.keys[index], value: entries.values[2 * index], expiry: entries.values[2 * index + 1])
-            }
-        }
-        guard elsewhere.count > 0 else { return .written(entries.count) }
-        guard case .written = try await writeBySlot(elsewhere, fence: fence) else { return .leaseLost }
-        return .written(entries.count)
-    }
-
-    /// The entries by `fencedWrite`: one script on one Redis, one per slot on a cluster
-    /// (`RedisClient.runFenced`, which follows a slot's redirects).
-    func writeBySlot(_ entries: Entries, fence: KALeaseFence?) async throws -> FencedResult {
         let keys = (0..<entries.count).map { String(decoding: entries.keys[$0], as: UTF8.self) }
         do {
             try await redis.runFenced(Self.fencedWrite, fence: fence, keys: keys) { index, arguments in
@@ -398,18 +298,11 @@ public struct KALeaseFence: WriteFence {
     }
 
     public func guarding(_ key: String, on redis: any RedisClient) -> (key: String, argument: String) {
-        guard redis.splitsKeysBySlot, let copyArgument else {
+        guard redis.splitsKeysBySlot, let generation = lease.generation else {
             return (lease.key, "lease:\(lease.ttl.milliseconds):\(lease.token)")
         }
-        return (FenceScript.copyKey(copyName, slotOf: key), copyArgument)
-    }
-
-    /// The argument of a check of the copies (`FenceScript`), nil when the lease counts no
-    /// generations.
-    var copyArgument: String? {
-        guard let generation = lease.generation else { return nil }
-        return FenceScript.copyArgument(
-            generation, lifetime: Int(expiresAt - Int64(Date().timeIntervalSince1970 * 1000)))
+        let lifetime = Int(expiresAt - Int64(Date().timeIntervalSince1970 * 1000))
+        return (FenceScript.copyKey(copyName, slotOf: key), FenceScript.copyArgument(generation, lifetime: lifetime))
     }
 
     public var refusal: any Error { lease.refused("Redis refused a write: another runner holds the lease") }

@@ -60,6 +60,79 @@ public enum FenceScript {
     }
 }
 
+/// A fenced write of many keys in which each key is written alone, by the same Lua function
+/// `write(key, <its arguments>, <the shared arguments>)` (`function` defines it; it must be
+/// idempotent: a key may be written again). The scripts that run it are made from it: one over
+/// the keys of a slot (`runFenced(_:fence:keys:shared:perKey:)` with `bySlot`), and, on a
+/// cluster, one over a primary's keys of many slots (`byServer`, Redis 7's
+/// `allow-cross-slot-keys`): a batch spread over a thousand slots is then three scripts, not
+/// a thousand.
+public struct FencedKeyWrite: Sendable {
+    /// Over one slot's keys. KEYS: the guard, then the keys; ARGV: the fence argument ('':
+    /// none), the shared arguments, then each key's `width` arguments. -1 when fenced, else
+    /// the number of keys.
+    public let bySlot: RedisScript
+    /// Over one server's keys of several slots; it declares one key (so the cluster routes
+    /// it) and reaches the rest through ARGV. ARGV: the number of slots, the shared arguments,
+    /// then per slot its guard key, its fence argument, its number of keys, and per key the
+    /// key and its `width` arguments. Every slot's guard is checked before any key is written
+    /// (-1 when one refuses: nothing written). A slot the node does not serve (the client's
+    /// map is stale: a slot moving or moved) fails its calls, which are caught: the script
+    /// returns those keys' positions (1-based, in ARGV's order) for the caller to write a
+    /// script per slot, which follows the redirects.
+    public let byServer: RedisScript
+    /// Shared arguments, and each key's own.
+    let shared: Int
+    let width: Int
+
+    public init(name: String, shared: Int = 0, width: Int, function: String) {
+        self.shared = shared
+        self.width = width
+        func list(_ arguments: [String]) -> String { arguments.map { ", " + $0 }.joined() }
+        let sharedInSlot = list((0..<shared).map { "ARGV[\($0 + 2)]" })
+        let ownInSlot = list((0..<width).map { "ARGV[\(width) * i + \(shared + 2 - 2 * width + $0)]" })
+        bySlot = RedisScript(
+            name: name,
+            source: FenceScript.lua + function + """
+
+                if ARGV[1] ~= '' and not fenced(KEYS[1], ARGV[1]) then return -1 end
+                for i = 2, #KEYS do write(KEYS[i]\(ownInSlot)\(sharedInSlot)) end
+                return #KEYS - 1
+                """)
+        let sharedInServer = list((0..<shared).map { "ARGV[\($0 + 2)]" })
+        let ownInServer = list((0..<width).map { "ARGV[at + \($0 + 1)]" })
+        byServer = RedisScript(
+            name: name + "-by-server",
+            source: "#!lua flags=allow-cross-slot-keys\n" + FenceScript.lua + function + """
+
+                local slots = tonumber(ARGV[1])
+                local elsewhere = {}
+                local at = \(shared + 2)
+                for slot = 1, slots do
+                  if ARGV[at + 1] ~= '' then
+                    local served, allowed = pcall(fenced, ARGV[at], ARGV[at + 1])
+                    if not served then elsewhere[slot] = true elseif not allowed then return -1 end
+                  end
+                  at = at + 3 + \(width + 1) * tonumber(ARGV[at + 2])
+                end
+                local failed, position = {}, 0
+                at = \(shared + 2)
+                for slot = 1, slots do
+                  local count = tonumber(ARGV[at + 2])
+                  at = at + 3
+                  for _ = 1, count do
+                    position = position + 1
+                    if elsewhere[slot] or not pcall(write, ARGV[at]\(ownInServer)\(sharedInServer)) then
+                      failed[#failed + 1] = position
+                    end
+                    at = at + \(width + 1)
+                  end
+                end
+                return failed
+                """)
+    }
+}
+
 extension RedisClient {
     /// Runs `script` over `keys` once per group that may meet in one script (all of them on
     /// one server, a slot's on a cluster), the groups at once, after the fence's check. Each
@@ -75,8 +148,67 @@ extension RedisClient {
         perKey: (Int, inout RedisArguments) throws -> Void
     ) async throws -> [(indices: [Int], reply: RedisReply)] {
         try await fence?.check(on: self)
+        return try await runChecked(
+            script, fence: fence, keys: keys, groups: atomicGroups(of: keys), shared: shared, perKey: perKey)
+    }
+
+    /// `write` over `keys` under `fence`: on one server, `bySlot` once; on a cluster, after the
+    /// fence's check, `byServer` once per primary (at once), then the keys a primary gave back
+    /// `bySlot` per slot. The fence's refusal is thrown as `runFenced` throws it.
+    public func runFenced(
+        _ write: FencedKeyWrite, fence: (any WriteFence)?, keys: [String], shared: [any RedisArgument] = [],
+        perKey: (Int, inout RedisArguments) throws -> Void
+    ) async throws {
+        precondition(shared.count == write.shared, "\(write.bySlot.name) takes \(write.shared) shared arguments")
+        guard splitsKeysBySlot else {
+            try await runFenced(write.bySlot, fence: fence, keys: keys, shared: shared, perKey: perKey)
+            return
+        }
+        guard !keys.isEmpty else { return }
+        try await fence?.check(on: self)
+        var orders: [[Int]] = []
+        var calls: [(keys: RedisArguments, arguments: RedisArguments)] = []
+        for server in serverGroups(of: keys) {
+            var arguments = RedisArguments()
+            arguments.append(server.count)
+            for argument in shared { arguments.append(argument) }
+            var order: [Int] = []
+            for slot in server {
+                let guarded: (key: String, argument: String) =
+                    fence?.guarding(keys[slot[0]], on: self) ?? (keys[slot[0]], "")
+                arguments.append(guarded.key)
+                arguments.append(guarded.argument)
+                arguments.append(slot.count)
+                for index in slot {
+                    arguments.append(keys[index])
+                    try perKey(index, &arguments)
+                }
+                order += slot
+            }
+            orders.append(order)
+            calls.append((RedisArguments([keys[order[0]]]), arguments))
+        }
+        var elsewhere: [Int] = []
+        for (order, reply) in zip(orders, try await run(write.byServer, calls: calls)) {
+            guard case .array(let failed) = reply else {
+                if let fence, reply == .integer(-1) { throw fence.refusal }
+                throw RedisError(.server, operation: write.byServer.name, message: "unexpected reply \(reply)")
+            }
+            for case .integer(let position) in failed { elsewhere.append(order[Int(position) - 1]) }
+        }
+        guard !elsewhere.isEmpty else { return }
+        let groups = atomicGroups(of: elsewhere.map { keys[$0] }).map { $0.map { elsewhere[$0] } }
+        try await runChecked(write.bySlot, fence: fence, keys: keys, groups: groups, shared: shared, perKey: perKey)
+    }
+
+    /// `script` once per group of `keys`' indices, the fence already checked.
+    @discardableResult
+    private func runChecked(
+        _ script: RedisScript, fence: (any WriteFence)?, keys: [String], groups: [[Int]],
+        shared: [any RedisArgument], perKey: (Int, inout RedisArguments) throws -> Void
+    ) async throws -> [(indices: [Int], reply: RedisReply)] {
         var calls: [(indices: [Int], keys: RedisArguments, arguments: RedisArguments)] = []
-        for group in atomicGroups(of: keys) {
+        for group in groups {
             var callKeys = RedisArguments()
             var arguments = RedisArguments()
             let guarded: (key: String, argument: String) =
