@@ -87,7 +87,9 @@ struct PushFixture {
         configure(&options)
         // Time-outs a loaded CI machine does not reach: a call that times out here would open a
         // circuit that a test means to keep closed.
-        let http = DownstreamClient(connectTimeout: .seconds(5), callTimeout: .seconds(5), maxConnectionsPerHost: 64)
+        let metrics = TestMetrics()
+        let http = DownstreamClient(
+            connectTimeout: .seconds(5), callTimeout: .seconds(5), maxConnectionsPerHost: 64, metricsFactory: metrics)
         closeAfterTest { await http.shutdown() }
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: try TestEnvironment.kafkaBootstrap))
@@ -99,7 +101,6 @@ struct PushFixture {
             worker: "push-test", logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
             redis: redis)
         closeAfterTest { await alerts.close() }
-        let metrics = TestMetrics()
         let jobs = BookRecJobs(
             options: options, data: TaskData(pool: db.pool, options: options), cache: cache,
             services: BookRecServices(
@@ -126,6 +127,15 @@ struct PushFixture {
                 batch(BookRecJobs.prewarmJob, day, Array(users[start..<min(start + size, users.count)]), index: index))
         }
         try await jobs.finishPrewarm(progress(BookRecJobs.prewarmJob, day))
+    }
+
+    /// The calls to `service` the client counted with `outcome` (all outcomes: nil).
+    func downstreamCalls(_ service: String, outcome: String? = nil) -> Int {
+        Int(
+            metrics.counters(label: "prewarm_downstream_calls_total").filter { counter in
+                counter.dimensions.contains { $0 == ("service", service) }
+                    && (outcome.map { outcome in counter.dimensions.contains { $0 == ("outcome", outcome) } } ?? true)
+            }.map(\.totalValue).reduce(0, +))
     }
 
     func counts(_ job: String, _ period: String) async throws -> [String: Int] {
