@@ -77,6 +77,12 @@ public final class ConsumeLoop: Service {
             do {
                 try await loop()
             } catch {
+                // The worker stops (its group's other members take its partitions over): say why.
+                if !(error is CancellationError) {
+                    logger.error(
+                        "consume loop stopped by an error",
+                        metadata: ["group": "\(configuration.groupID)", "error": "\(error)"])
+                }
                 await close()
                 throw error
             }
@@ -344,7 +350,17 @@ public final class ConsumeLoop: Service {
         let delay = configuration.retryBackoff.delay(attempt: attempt)
         for partition in offsets.keys { state.pause(partition, until: .now + delay) }
         try await consumer.pause(Array(offsets.keys))
-        try await consumer.seek(offsets)
+        // A seek that fails (its wait for the fetcher timed out on a loaded host, a partition
+        // mid-transition) is tried again: ending the loop over it would stop the pod.
+        try await retrying(
+            "seeking back to the failed batch",
+            policy: RetryPolicy(
+                backoff: Backoff(initial: .milliseconds(200), maximum: .seconds(2)), maxAttempts: 8,
+                retryable: { _ in true }),
+            logger: logger
+        ) {
+            try await consumer.seek(offsets)
+        }
         statistics.update { $0.pausedPartitions.formUnion(offsets.keys) }
         logger.warning(
             "batch failed transiently, partitions paused",
