@@ -429,17 +429,21 @@ SQL
     pids+=($!)
   }
   trigger_ka() { # port shop live
-    local starts ends
+    local starts ends answer
     starts=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ); ends=$(date -u -d '+4 hours' +%Y-%m-%dT%H:%M:%SZ)
-    curl -sf -o /dev/null -X POST -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' \
+    answer=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' \
       -d "{\"shop_id\": $2, \"live_id\": $3, \"starts_at\": \"$starts\", \"ends_at\": \"$ends\"}" \
-      "http://127.0.0.1:$1/v1/ka/prewarm"
+      "http://127.0.0.1:$1/v1/ka/prewarm")
+    # A skipped reservation (e.g. a shop under PREWARM_KA_MIN_USERS) would be waited for forever.
+    [[ $answer != *'"outcome":"skipped"'* ]] || { echo "bench: ka: live $3 not queued: $answer" >&2; exit 1; }
   }
-  wait_ka() { # port live...; until every live's task has succeeded
-    local live
+  wait_ka() { # port live...; until every live's task has succeeded (one request per 20 ms)
+    local live state
     for live in "${@:2}"; do
-      until curl -sf "http://127.0.0.1:$1/v1/ka/tasks/$live" | grep -q '"state":"succeeded"'; do
-        curl -sf "http://127.0.0.1:$1/v1/ka/tasks/$live" | grep -q '"state":"failed"' && { echo "bench: ka: live $live failed" >&2; return 1; }
+      while true; do
+        state=$(curl -sf "http://127.0.0.1:$1/v1/ka/tasks/$live" || true)
+        [[ $state == *'"state":"succeeded"'* ]] && break
+        [[ $state == *'"state":"failed"'* ]] && { echo "bench: ka: live $live failed" >&2; return 1; }
         sleep 0.02
       done
     done
