@@ -82,6 +82,38 @@ struct AttemptFenceTests {
         #expect(ttl > 0 && ttl <= AttemptFence.copyLifetime.milliseconds, "the copy expires: \(ttl) ms")
     }
 
+    /// Each key set to its value for the shared TTL, as book-rec declares its write.
+    static let keyWrite = FencedKeyWrite(
+        name: "test-key-write", shared: 1, width: 1,
+        function: """
+
+            local function write(key, value, ttl) redis.call('SET', key, value, 'EX', ttl) end
+            """)
+
+    @Test(
+        "a declared write lands whole with its shared TTL (one script per primary on a cluster); an older attempt is refused by the slots the newer one wrote, and nothing is overwritten",
+        arguments: RedisTopology.allCases)
+    func declaredWrite(on topology: RedisTopology) async throws {
+        let redis = try await topology.connect()
+        let job = TestEnvironment.uniqueName("declared")
+        let keys = ((1...199).map { Int64($0) } + [Int64.max]).map { "\(job):user:\($0)" }
+        func write(_ value: String, attempt: Int) async throws {
+            try await redis.runFenced(
+                Self.keyWrite, fence: AttemptFence(job: job, period: "p", attempt: attempt), keys: keys, shared: [120]
+            ) { index, arguments in arguments.append("\(value)-\(index)") }
+        }
+        try await write("a2", attempt: 2)
+        #expect(try await redis.mget(keys) == keys.indices.map { Array("a2-\($0)".utf8) }, "every key, its own value")
+        let ttl = try await redis.send("TTL", keys.last!).integer ?? -1
+        #expect(ttl > 100 && ttl <= 120, "the shared TTL: \(ttl) s")
+        // No run record names attempt 2 (as when attempt 1's check ran before it began): only
+        // the fence's copies refuse attempt 1; on one Redis the missing record lets it write.
+        if topology == .cluster {
+            await #expect(throws: StaleAttempt.self) { try await write("a1", attempt: 1) }
+            #expect(try await redis.mget(keys) == keys.indices.map { Array("a2-\($0)".utf8) }, "nothing overwritten")
+        }
+    }
+
     @Test("every slot has a tag of its own, and a key put beside another shares its slot")
     func tags() {
         for slot in [0, 1, 5460, 5461, 10922, 16383] {
