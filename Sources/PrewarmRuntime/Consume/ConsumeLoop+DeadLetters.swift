@@ -15,7 +15,8 @@ extension ConsumeLoop {
         guard !fresh.isEmpty else { return .done }
         // Handled again after this group sent their letters (a rebalance moved the partition
         // before the offset was committed, or a replay): not sent twice.
-        let already = await deadLetterMarks?.alreadySent(fresh.map(\.message), logger: logger) ?? []
+        let marked = await deadLetterMarks?.alreadySent(fresh.map(\.message), logger: logger) ?? [:]
+        let already = Set(marked.keys).subtracting(await lostByTheDeadLetterQueue(fresh, marked: marked, dlq: topic))
         for index in already.sorted() {
             let letter = fresh[index]
             lettered.withLock { $0[letter.message.topicPartition, default: []].insert(letter.message.offset) }
@@ -30,14 +31,20 @@ extension ConsumeLoop {
             already.isEmpty ? fresh : fresh.enumerated().filter { !already.contains($0.offset) }.map(\.element)
         guard !letters.isEmpty else { return .done }
         let outcome = await send(letters, topic: topic)
-        await deadLetterMarks?.mark(outcome.sent, logger: logger)
+        await deadLetterMarks?.mark(
+            outcome.sent.map {
+                ($0.message, DeadLetterMarks.Position(partition: $0.report.partition, offset: $0.report.offset))
+            },
+            logger: logger)
         if let outage = outcome.outage { return .retry(outage) }
         return .done
     }
 
     /// Sends letters to the DLQ (a letter refused as too large kept whole, a reference sent in
     /// its place); what was sent, and the outage that kept the rest.
-    private func send(_ fresh: [DeadLetter], topic: String) async -> (sent: [KafkaMessage], outage: (any Error)?) {
+    private func send(_ fresh: [DeadLetter], topic: String) async -> (
+        sent: [(message: KafkaMessage, report: KafkaDeliveryReport)], outage: (any Error)?
+    ) {
         let reports: [Result<KafkaDeliveryReport, KafkaError>]
         do {
             reports = try await deadLetters.sendEach(
@@ -46,20 +53,20 @@ extension ConsumeLoop {
             return ([], error)
         }
         var outage: (any Error)?
-        var sent: [KafkaMessage] = []
+        var sent: [(message: KafkaMessage, report: KafkaDeliveryReport)] = []
         for (letter, report) in zip(fresh, reports) {
             switch report {
-            case .success:
+            case .success(let report):
                 noteLettered(letter, dlq: topic, kept: nil)
-                sent.append(letter.message)
+                sent.append((letter.message, report))
             case .failure(let error) where error.isRefusedMessage:
                 // Too large (or refused) as it is: kept whole elsewhere, a reference in the DLQ.
                 do {
                     let reference = try await keepWhole(letter, error: error)
-                    try await deadLetters.send(
+                    let report = try await deadLetters.send(
                         letter.referenceMessage(topic: topic, group: configuration.groupID, reference: reference))
                     noteLettered(letter, dlq: topic, kept: reference)
-                    sent.append(letter.message)
+                    sent.append((letter.message, report))
                 } catch {
                     outage = error  // PostgreSQL or the DLQ unreachable: keep it, try again
                 }
@@ -68,6 +75,46 @@ extension ConsumeLoop {
             }
         }
         return (sent, outage)
+    }
+
+    /// The indices of marked letters that are not in the DLQ where it acknowledged them (the
+    /// broker lost them: `DeadLetterAudit`): sent again, with an alert, since the broker lost
+    /// what it had acknowledged.
+    private func lostByTheDeadLetterQueue(
+        _ letters: [DeadLetter], marked: [Int: DeadLetterMarks.Position?], dlq topic: String
+    ) async -> Set<Int> {
+        let checked = marked.compactMap { index, position in position.map { (index, $0) } }
+        guard !checked.isEmpty else { return [] }
+        var settings = consumer.configuration
+        settings.groupID = "\(configuration.groupID).dlq-audit"
+        settings.properties = settings.properties.merging(KafkaProperties(["group.id": settings.groupID]))
+        settings.commitOnRevoke = false
+        let audit = DeadLetterAudit(configuration: settings, timeout: .seconds(10), logger: logger)
+        let missing = await audit.missing(
+            checked.map { index, position in
+                DeadLetterAudit.Sent(
+                    message: letters[index].message, group: configuration.groupID, offset: position.offset,
+                    partition: KafkaTopicPartition(topic, position.partition))
+            })
+        let lost = missing.sorted().map { checked[$0] }
+        for (index, position) in lost {
+            let message = letters[index].message
+            logger.error(
+                "dead letter not in its DLQ where it was acknowledged: sent again",
+                metadata: [
+                    "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)",
+                    "dlq": "\(topic)", "dlq_partition": "\(position.partition)", "dlq_offset": "\(position.offset)",
+                ])
+        }
+        if let first = lost.first.map({ letters[$0.0].message }) {
+            alerts?.raise(
+                "dead-letter-lost-by-broker",
+                "\(lost.count) dead letter(s) of group \(configuration.groupID) acknowledged by \(topic) are no longer "
+                    + "there (one: \(first.topicPartition) at \(first.offset)); sent again. The broker lost records it "
+                    + "had acknowledged: check its durability settings",
+                details: ["group": configuration.groupID, "topic": topic])
+        }
+        return Set(lost.map(\.0))
     }
 
     /// Keeps a letter the DLQ refused in PostgreSQL; without PostgreSQL (a worker that does not
