@@ -477,7 +477,7 @@ end = int((time.time() + 4 * 3600) * 1000)
 with open(sys.argv[1], 'rb') as rows, open(sys.argv[2], 'wb') as out:
     for line in rows:
         user, value = line.rstrip(b'\n').split(b'\t', 1)
-        key = b'ka:user:1:' + user
+        key = b'ka:user:{1:%d}:%s' % (int(user) % 1021, user)  # KACache.userKey
         expiry = str(end + 1_800_000 + random.randint(0, 600_000)).encode()
         out.write(b'*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$4\r\nPXAT\r\n$%d\r\n%s\r\n'
                   % (len(key), key, len(value), value, len(expiry), expiry))

@@ -5,7 +5,8 @@ import Redis
 /// The key-account cache in Redis (README and topics.md):
 /// - `ka:shop:{shopId}`, `ka:shop:{shopId}:staff`, `ka:shop:{shopId}:products`,
 ///   `ka:shop:{shopId}:marketing`: the shop's JSON;
-/// - `ka:user:{shopId}:{userId}`: a shop user's JSON;
+/// - `ka:user:{<shopId>:<subShard>}:<userId>`: a shop user's JSON, where `subShard` is the
+///   user id modulo 1021 (`subShard(ofUser:)`) and `{…}` a literal hash tag;
 /// - `prewarm:{ka:<liveId>}:lock`: the lease of the live's pre-warm (its holder's token);
 /// - `prewarm:{ka:<liveId>}:fence`: the token of the lease's latest taker (watched by the
 ///   writes), and `…:fence:generation`, how many times it was taken;
@@ -14,9 +15,11 @@ import Redis
 ///   newest lease generation that wrote there (`KALeaseFence`).
 ///
 /// The live's keys share the hash tag `{ka:<liveId>}` (the lease is taken with its fence in
-/// one script). The shop's keys carry none: a stream's viewers read its users' keys from
-/// every primary, and on a cluster a batch is written one script per primary, each checking the
-/// fence's copy in every slot it writes.
+/// one script). A shop's users are spread over 1021 sub-shards, each its own hash tag: a
+/// stream's viewers read from as many slots (every primary), while the pre-warm reads the
+/// users by sub-shard, so a batch's keys share one or a few slots and its fenced write checks
+/// the fence's copy in those few (it was one copy per key with the keys spread one a slot).
+/// 1021 is prime: ids that share a stride (all even, all multiples of 1000) still spread.
 ///
 /// Every key expires at the stream's end plus 30 min plus up to 10 min at random, so a shop's
 /// keys do not all expire in one instant; a key already expiring later (another stream of the
@@ -35,9 +38,23 @@ public struct KACache: Sendable {
     public func staffKey(_ shop: Int64) -> String { "\(prefix)ka:shop:\(shop):staff" }
     public func productsKey(_ shop: Int64) -> String { "\(prefix)ka:shop:\(shop):products" }
     public func marketingKey(_ shop: Int64) -> String { "\(prefix)ka:shop:\(shop):marketing" }
-    public func userKey(shop: Int64, user: Int64) -> String { "\(prefix)ka:user:\(shop):\(user)" }
-    /// `ka:user:{shopId}:`, to which a user id's digits are appended.
-    public func userKeyPrefix(shop: Int64) -> [UInt8] { Array("\(prefix)ka:user:\(shop):".utf8) }
+    public func userKey(shop: Int64, user: Int64) -> String {
+        "\(prefix)ka:user:{\(shop):\(Self.subShard(ofUser: user))}:\(user)"
+    }
+    /// A `SCAN`/`KEYS` pattern of every user key of the shop.
+    public func userKeyPattern(shop: Int64) -> String { "\(prefix)ka:user:{\(shop):*" }
+    /// `ka:user:{<shopId>:<subShard>}:`, to which a user id's digits are appended.
+    public func userKeyPrefix(shop: Int64, subShard: Int64) -> [UInt8] {
+        Array("\(prefix)ka:user:{\(shop):\(subShard)}:".utf8)
+    }
+
+    /// How many sub-shards a shop's users are spread over (a prime).
+    public static let userSubShards: Int64 = 1021
+    /// A user's sub-shard: its id modulo `userSubShards`, from 0 (a negative id's too).
+    public static func subShard(ofUser user: Int64) -> Int64 {
+        let remainder = user % userSubShards
+        return remainder < 0 ? remainder + userSubShards : remainder
+    }
     public func leaseKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:lock" }
     public func doneKey(live: Int64) -> String { "\(prefix)prewarm:{ka:\(live)}:done" }
     /// The token of the lease's latest taker: changes only when someone takes the lease.

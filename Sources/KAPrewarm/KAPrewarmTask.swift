@@ -14,14 +14,37 @@ public struct KATaskPayload: Sendable, Codable, Equatable {
     public var source: String?
 }
 
-/// A batch that could not be written, waiting in the retry table: the shop's users with ids
-/// in (`after`, `through`], and the stream's end (their keys' expiry).
+/// A batch that could not be written, waiting in the retry table: the shop's users in
+/// (`after`, `through`] (`KAUserPosition`s: the users' ids and their sub-shards), and the
+/// stream's end (their keys' expiry). A row without the sub-shards (written by a version that
+/// read users by id alone) names the users with ids in (`after`, `through`].
 public struct KARetryItem: Sendable, Codable, Equatable {
     public var shopID: Int64
     public var liveID: Int64
     public var after: Int64
     public var through: Int64
+    public var afterSubShard: Int64?
+    public var throughSubShard: Int64?
     public var endsAt: Date
+
+    public init(shopID: Int64, liveID: Int64, after: KAUserPosition, through: KAUserPosition, endsAt: Date) {
+        self.shopID = shopID
+        self.liveID = liveID
+        self.after = after.user
+        self.through = through.user
+        self.afterSubShard = after.subShard
+        self.throughSubShard = through.subShard
+        self.endsAt = endsAt
+    }
+
+    /// The batch's range, when the row has it by sub-shard.
+    public var range: (after: KAUserPosition, through: KAUserPosition)? {
+        guard let afterSubShard, let throughSubShard else { return nil }
+        return (
+            KAUserPosition(subShard: afterSubShard, user: after),
+            KAUserPosition(subShard: throughSubShard, user: through)
+        )
+    }
 }
 
 /// Runs one live's pre-warm as a durable task: under the live's lease (fenced writes), the
@@ -131,13 +154,19 @@ public final class KAPrewarmTask: TaskHandler {
         guard case .written = try await cache.write(entries, fence: fence) else {
             throw lease.refused("Redis refused the write: another runner holds the lease")
         }
-        var resumed = Int64(task.record.cursor ?? "") ?? 0
-        if resumed > 0 {
+        var resumed = KAUserPosition(cursor: task.record.cursor) ?? .start
+        var done = task.record.done
+        if resumed > .start {
             logger.notice(
                 "pre-warm resuming from its checkpoint",
-                metadata: ["live": "\(reservation.liveID)", "cursor": "\(resumed)", "done": "\(task.record.done)"])
+                metadata: ["live": "\(reservation.liveID)", "cursor": "\(resumed)", "done": "\(done)"])
+        } else if let cursor = task.record.cursor, cursor != KAUserPosition.start.description, cursor != "0" {
+            logger.notice(
+                "pre-warm checkpoint of an older key layout: warming from the start",
+                metadata: ["live": "\(reservation.liveID)", "cursor": "\(cursor)"])
+            done = 0
         }
-        var sample = try await writeUsers(task, payload, fence: fence, from: resumed, done: task.record.done)
+        var sample = try await writeUsers(task, payload, fence: fence, from: resumed, done: done)
         try await waitForRetries(task, payload)
         for round in 1...2 {
             let missing = try await verify(payload, written: sample, resumedAfter: resumed)
@@ -150,9 +179,9 @@ public final class KAPrewarmTask: TaskHandler {
             guard round == 1 else {
                 throw PrewarmFailed(reason: "\(missing) sampled keys still missing after warming again")
             }
-            try await task.checkpoint(cursor: "0", done: 0, total: payload.users)
-            sample = try await writeUsers(task, payload, fence: fence, from: 0, done: 0)
-            resumed = 0
+            try await task.checkpoint(cursor: KAUserPosition.start.description, done: 0, total: payload.users)
+            sample = try await writeUsers(task, payload, fence: fence, from: .start, done: 0)
+            resumed = .start
             try await waitForRetries(task, payload)
         }
         try lease.ensureHeld()
@@ -169,12 +198,12 @@ public final class KAPrewarmTask: TaskHandler {
         case leaseLost
     }
 
-    /// The users after `cursor` in batches, up to the pacer's number of writes at once; the
+    /// The users after `cursor` (by sub-shard, then id) in batches, up to the pacer's number of writes at once; the
     /// checkpoint advances over the batches written (or handed to the retry table) in order.
     /// The next batch is read while the last is turned into keys and written, so the one
     /// connection reading is never idle. Returns about `verifyRatio` of the ids written.
     private func writeUsers(
-        _ task: TaskExecution, _ payload: KATaskPayload, fence: KALeaseFence, from cursor: Int64, done: Int64
+        _ task: TaskExecution, _ payload: KATaskPayload, fence: KALeaseFence, from cursor: KAUserPosition, done: Int64
     ) async throws -> [Int64] {
         let reservation = payload.reservation
         let lease = fence.lease
@@ -184,7 +213,7 @@ public final class KAPrewarmTask: TaskHandler {
             startsAt: reservation.startsAt)
         var readPosition = cursor
         var confirmed = (cursor: cursor, done: done)
-        var ranges: [Int: (last: Int64, count: Int)] = [:]
+        var ranges: [Int: (last: KAUserPosition, count: Int)] = [:]
         var finished = Set<Int>()
         var nextIndex = 0
         var nextToConfirm = 0
@@ -194,7 +223,7 @@ public final class KAPrewarmTask: TaskHandler {
             label: "prewarm_ka_task_eta_seconds", dimensions: [("live", String(reservation.liveID))],
             factory: metricsFactory)
         defer { eta.record(0) }
-        let read = { [limiter, source, options] (after: Int64) in
+        let read = { [limiter, source, options] (after: KAUserPosition) in
             Task {
                 try await limiter.acquire(options.batchSize)
                 return try await source.users(of: shop, after: after, limit: options.batchSize)
@@ -226,7 +255,7 @@ public final class KAPrewarmTask: TaskHandler {
                         guard rows.count > 0 else { break }
                         let index = nextIndex
                         let after = readPosition
-                        readPosition = rows.integer(row: rows.count - 1, column: 0)
+                        readPosition = KAUserPosition(of: rows.integer(row: rows.count - 1, column: 0))
                         if !exhausted { reading = read(readPosition) }
                         ranges[index] = (readPosition, rows.count)
                         nextIndex += 1
@@ -276,7 +305,7 @@ public final class KAPrewarmTask: TaskHandler {
                         nextToConfirm += 1
                     }
                     try await task.checkpoint(
-                        cursor: String(confirmed.cursor), done: confirmed.done, total: payload.users,
+                        cursor: confirmed.cursor.description, done: confirmed.done, total: payload.users,
                         rate: pacer.reportedRate)
                     if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
                     try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
@@ -298,12 +327,15 @@ public final class KAPrewarmTask: TaskHandler {
         var random = BatchRandom(
             expiryBase: Int64(endsAt.timeIntervalSince1970 * 1000) + Int64(options.ttlAfterEnd.milliseconds),
             jitter: options.ttlJitter.milliseconds)
-        let prefix = cache.userKeyPrefix(shop: shop)
+        // Rows come by sub-shard: a key prefix made once per run of one.
+        var prefix: (subShard: Int64, bytes: [UInt8]) = (-1, [])
         let threshold = UInt64(min(max(options.verifyRatio, 0), 1) * Double(UInt32.max))
         var sample: [Int64] = []
         for row in 0..<rows.count {
             let user = rows.integer(row: row, column: 0)
-            entries.append(keyPrefix: prefix, id: user, value: rows[row, 1], expiry: random.expiry())
+            let subShard = KACache.subShard(ofUser: user)
+            if subShard != prefix.subShard { prefix = (subShard, cache.userKeyPrefix(shop: shop, subShard: subShard)) }
+            entries.append(keyPrefix: prefix.bytes, id: user, value: rows[row, 1], expiry: random.expiry())
             if random.next() & 0xFFFF_FFFF < threshold { sample.append(user) }
         }
         return (entries, sample)
@@ -335,10 +367,12 @@ public final class KAPrewarmTask: TaskHandler {
     /// Reads back the shop's keys and a sample of the user keys: the ids picked while
     /// writing, and, for a task resumed from a checkpoint, a sample of those written before it
     /// from PostgreSQL. Returns how many are missing.
-    private func verify(_ payload: KATaskPayload, written: [Int64], resumedAfter resumed: Int64) async throws -> Int {
+    private func verify(_ payload: KATaskPayload, written: [Int64], resumedAfter resumed: KAUserPosition) async throws
+        -> Int
+    {
         let shop = payload.reservation.shopID
         var users = written
-        if resumed > 0 {
+        if resumed > .start {
             users += try await source.sampleUsers(of: shop, ratio: options.verifyRatio, through: resumed)
         }
         let keys =
@@ -351,7 +385,12 @@ public final class KAPrewarmTask: TaskHandler {
     /// a lease (the data is the same whoever writes it).
     public func retry(_ item: RetryItem) async throws {
         let batch = try item.decodeItem(KARetryItem.self)
-        let rows = try await source.users(of: batch.shopID, after: batch.after, through: batch.through)
+        let rows =
+            if let range = batch.range {
+                try await source.users(of: batch.shopID, after: range.after, through: range.through)
+            } else {
+                try await source.users(of: batch.shopID, afterUser: batch.after, throughUser: batch.through)
+            }
         let (entries, _) = userEntries(rows, shop: batch.shopID, endsAt: batch.endsAt)
         try await cache.write(entries)
         written.increment(by: entries.count)

@@ -58,19 +58,41 @@ public struct KASource: Sendable {
     public static let userColumns =
         "user_id, row_to_json((user_id, shop_id, nickname, level, points, tags)::ka_user_cache)::text"
 
-    /// Up to `limit` users of the shop after `cursor`, by id: (id, JSON) rows.
-    public func users(of shop: Int64, after cursor: Int64, limit: Int) async throws -> PostgresTexts {
+    /// A user's sub-shard in SQL, written as the index on it (migration 302) is, so the planner
+    /// uses it: `KACache.subShard(ofUser:)`.
+    static let subShardSQL =
+        "((user_id % \(KACache.userSubShards) + \(KACache.userSubShards)) % \(KACache.userSubShards))"
+
+    /// Up to `limit` users of the shop after `position`, by sub-shard then id: (id, JSON) rows.
+    public func users(of shop: Int64, after position: KAUserPosition, limit: Int) async throws -> PostgresTexts {
         try await pool.withConnection {
             try await $0.texts(
                 """
                 SELECT \(Self.userColumns) FROM ka_shop_users
-                WHERE shop_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3
-                """, [shop, cursor, limit])
+                WHERE shop_id = $1 AND (\(Self.subShardSQL), user_id) > ($2, $3)
+                ORDER BY \(Self.subShardSQL), user_id LIMIT $4
+                """, [shop, position.subShard, position.user, limit])
         }
     }
 
-    /// The users of the shop with ids in (`after`, `through`].
-    public func users(of shop: Int64, after: Int64, through: Int64) async throws -> PostgresTexts {
+    /// The users of the shop in (`after`, `through`].
+    public func users(of shop: Int64, after: KAUserPosition, through: KAUserPosition) async throws -> PostgresTexts {
+        try await pool.withConnection {
+            try await $0.texts(
+                """
+                SELECT \(Self.userColumns) FROM ka_shop_users
+                WHERE shop_id = $1 AND (\(Self.subShardSQL), user_id) > ($2, $3)
+                    AND (\(Self.subShardSQL), user_id) <= ($4, $5)
+                ORDER BY \(Self.subShardSQL), user_id
+                """, [shop, after.subShard, after.user, through.subShard, through.user])
+        }
+    }
+
+    /// The users of the shop with ids in (`after`, `through`]: a failed batch's range as a
+    /// version that read users by id alone recorded it.
+    public func users(of shop: Int64, afterUser after: Int64, throughUser through: Int64) async throws
+        -> PostgresTexts
+    {
         try await pool.withConnection {
             try await $0.texts(
                 """
@@ -81,13 +103,15 @@ public struct KASource: Sendable {
     }
 
     /// About `ratio` of the shop's user ids up to `through`, at random (and the first).
-    public func sampleUsers(of shop: Int64, ratio: Double, through: Int64 = .max) async throws -> [Int64] {
+    public func sampleUsers(of shop: Int64, ratio: Double, through: KAUserPosition = .end) async throws -> [Int64] {
         let rows = try await pool.withConnection {
             try await $0.integers(
                 """
-                (SELECT user_id FROM ka_shop_users WHERE shop_id = $1 AND user_id <= $3 AND random() < $2)
-                UNION (SELECT user_id FROM ka_shop_users WHERE shop_id = $1 ORDER BY user_id LIMIT 1)
-                """, [shop, ratio, through])
+                (SELECT user_id FROM ka_shop_users
+                    WHERE shop_id = $1 AND (\(Self.subShardSQL), user_id) <= ($3, $4) AND random() < $2)
+                UNION (SELECT user_id FROM ka_shop_users WHERE shop_id = $1
+                    ORDER BY \(Self.subShardSQL), user_id LIMIT 1)
+                """, [shop, ratio, through.subShard, through.user])
         }
         return (0..<rows.count).map { rows[$0, 0] }
     }

@@ -172,7 +172,8 @@ final class PostgresSession: BlockingSession, @unchecked Sendable {
             value = value &* 10 &+ Int64(pointer.pointee - 0x30)
             pointer += 1
         }
-        return negative ? -value : value
+        // Wrapping: Int64.min's digits wrap to Int64.min, which negates to itself.
+        return negative ? 0 &- value : value
     }
 
     /// Streams rows already in COPY text format into `table`.

@@ -122,7 +122,8 @@ public struct PostgresTexts: Sendable, Equatable {
                 value = value &* 10 &+ Int64(byte - 0x30)
             }
         }
-        return negative ? -value : value
+        // Wrapping: Int64.min's digits wrap to Int64.min, which negates to itself.
+        return negative ? 0 &- value : value
     }
 
     public func string(row: Int, column: Int) -> String { String(decoding: self[row, column], as: UTF8.self) }

@@ -76,8 +76,8 @@ public struct RedisArguments: Sendable, Equatable {
         ends.append(bytes.count)
     }
 
-    /// One argument made of `prefix` and the decimal digits of `value` (`ka:user:7:` and
-    /// 42 give `ka:user:7:42`), with no `String` in between.
+    /// One argument made of `prefix` and the decimal digits of `value` (`ka:user:{7:42}:` and
+    /// 42 give `ka:user:{7:42}:42`), with no `String` in between.
     public mutating func append(prefix: [UInt8], _ value: Int64) {
         bytes.append(contentsOf: prefix)
         value.appendRedisBytes(to: &bytes)

@@ -144,7 +144,7 @@ extension Demo {
         // What the hot path will read.
         let kaCache = KACache(redis: cache)
         for (index, shop) in Self.kaShops.prefix(3).enumerated() {
-            let keys = try await keys(cache, "ka:user:\(shop.id):*")
+            let keys = try await keys(cache, kaCache.userKeyPattern(shop: shop.id))
             let expiries = try await pexpiretimes(cache, keys)
             let end = bookings[index].endsAt.timeIntervalSince1970
             let after = expiries.map { (Double($0) / 1000 - end) / 60 }

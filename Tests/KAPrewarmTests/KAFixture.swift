@@ -158,7 +158,7 @@ struct KAHarness {
 
     /// The user keys of `shop` in Redis.
     func userKeys(shop: Int64) async throws -> [String] {
-        try await scan(redis, cache.userKey(shop: shop, user: 0).dropLast(1) + "*")
+        try await scan(redis, cache.userKeyPattern(shop: shop))
     }
 
     /// The alerts of `kind` about `live` in the fleet's recent list.

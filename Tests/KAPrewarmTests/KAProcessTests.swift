@@ -104,7 +104,7 @@ struct KAProcessTests {
     }
 
     private func userKeys(_ redis: RedisConnection, shop: Int64) async throws -> Int {
-        try await scan(redis, "ka:user:\(shop):*").count
+        try await scan(redis, KACache(redis: redis).userKeyPattern(shop: shop)).count
     }
 
     @Test("the same reservation on every partition, consumed by two pods: one task, one pre-warm, the rest alerted")

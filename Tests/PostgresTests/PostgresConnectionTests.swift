@@ -24,6 +24,18 @@ struct PostgresConnectionTests {
         #expect(try await own.parameter("keepalives_interval") == "10")
     }
 
+    @Test("integers read as integers at both ends of bigint: Int64.min, Int64.max, zero and a negative")
+    func integerExtremes() async throws {
+        let db = try await connect()
+        closeAfterTest { await db.close() }
+        let values: [Int64] = [.min, .max, 0, -1021, .min + 1]
+        let sql = "SELECT v FROM unnest($1::bigint[]) WITH ORDINALITY AS t(v, n) ORDER BY n"
+        let integers = try await db.integers(sql, [values])
+        #expect((0..<integers.count).map { integers[$0, 0] } == values)
+        let texts = try await db.texts(sql, [values])
+        #expect((0..<texts.count).map { texts.integer(row: $0, column: 0) } == values)
+    }
+
     @Test("COPY of 100k rows stores every row, with tabs, newlines, backslashes and NULLs intact")
     func copyHundredThousandRows() async throws {
         let db = try await connect()

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Synchronization
 import TestSupport
 import Testing
 
@@ -56,10 +57,19 @@ struct PostgresPoolTests {
     @Test("closing the pool fails the callers still waiting", .timeLimit(.minutes(1)))
     func closeFailsWaiters() async throws {
         let pool = PostgresPool(try TestEnvironment.postgres(), maximum: 1)
-        let holder = Task { try await pool.withConnection { try await $0.query("SELECT pg_sleep(0.3)") } }
-        try await Task.sleep(for: .milliseconds(50))
+        let holding = Atomic<Bool>(false)
+        let holder = Task {
+            try await pool.withConnection {
+                holding.store(true, ordering: .sequentiallyConsistent)
+                return try await $0.query("SELECT pg_sleep(1)")
+            }
+        }
+        // The one connection held (the holder's task may start after the waiter's otherwise).
+        try await eventually(timeout: .seconds(10), "the holder to have the connection") {
+            holding.load(ordering: .sequentiallyConsistent)
+        }
         let waiter = Task { try await pool.withConnection { try await $0.query("SELECT 1") } }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: .milliseconds(200))
         await pool.close()
         await #expect(throws: PostgresError.self) { try await waiter.value }
         _ = try await holder.value
