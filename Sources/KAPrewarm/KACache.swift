@@ -154,17 +154,12 @@ public struct KACache: Sendable {
     }
 
     /// A batch of users under `fence`: on one Redis, the transaction below on a connection of
-    /// `writers`; on a cluster, a transaction per slot on a connection to its primary
-    /// (`write(_:fence:on:writers:)` of a `RedisClusterClient`), any other client that splits
-    /// keys by slot the Lua path.
+    /// `writers`; on a cluster, a script per primary (a transaction cannot span slots).
     func write(_ entries: Entries, fence: KALeaseFence, writers: KAWriterConnections) async throws
         -> FencedResult
     {
-        if let cluster = redis as? RedisClusterClient {
-            return try await write(entries, fence: fence, on: cluster, writers: writers)
-        }
         if redis.splitsKeysBySlot { return try await write(entries, fence: fence) }
-        return try await writers.with(node: nil) { try await write(entries, fence: fence, on: $0) }
+        return try await writers.with { try await write(entries, fence: fence, on: $0) }
     }
 
     /// The same fenced write of many keys, as one transaction on a connection of the
@@ -258,12 +253,11 @@ public struct KACache: Sendable {
 }
 
 /// Connections of a task's writers for the transactional fenced write (WATCH needs a
-/// connection of its own): one per concurrent writer and server (a cluster's primary, or the
-/// configured Redis), opened as needed, never reconnecting behind a transaction's back, closed
-/// with the task's batch loop.
+/// connection of its own): one per concurrent writer, opened as needed, never reconnecting
+/// behind a transaction's back, closed with the task's batch loop.
 actor KAWriterConnections {
     private let configuration: RedisConfiguration
-    private var idle: [String: [RedisConnection]] = [:]
+    private var idle: [RedisConnection] = []
     private var opened: [RedisConnection] = []
 
     init(_ configuration: RedisConfiguration) {
@@ -273,39 +267,24 @@ actor KAWriterConnections {
         self.configuration = configuration
     }
 
-    /// A connection to `node` (nil: the configured server).
-    func take(node: RedisSlotMap.Node?) async throws -> RedisConnection {
-        let name = node?.description ?? ""
-        if let connection = idle[name]?.popLast() { return connection }
-        var configuration = configuration
-        if let node { configuration.endpoint = .tcp(host: node.host, port: node.port) }
+    func take() async throws -> RedisConnection {
+        if let connection = idle.popLast() { return connection }
         let connection = try await RedisConnection.connect(configuration)
         opened.append(connection)
         return connection
     }
 
-    /// Given back after a call that may have failed: a connection whose transaction did not
-    /// end (lost mid-pipeline) is closed, not kept.
-    func give(_ connection: RedisConnection, node: RedisSlotMap.Node?, failed: Bool) async {
-        if failed {
-            await connection.close()
-            opened.removeAll { $0 === connection }
-            return
-        }
-        idle[node?.description ?? "", default: []].append(connection)
-    }
+    func give(_ connection: RedisConnection) { idle.append(connection) }
 
-    /// `body` on a connection of this set to `node`, given back afterwards.
-    nonisolated func with<T: Sendable>(node: RedisSlotMap.Node?, _ body: (RedisConnection) async throws -> T)
-        async throws -> T
-    {
-        let connection = try await take(node: node)
+    /// `body` on a connection of this set, given back afterwards whatever happens.
+    nonisolated func with<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
+        let connection = try await take()
         do {
             let value = try await body(connection)
-            await give(connection, node: node, failed: false)
+            await give(connection)
             return value
         } catch {
-            await give(connection, node: node, failed: true)
+            await give(connection)
             throw error
         }
     }
@@ -313,7 +292,7 @@ actor KAWriterConnections {
     func close() async {
         for connection in opened { await connection.close() }
         opened = []
-        idle = [:]
+        idle = []
     }
 }
 
