@@ -4,6 +4,9 @@ import Foundation
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The workers of the fleet, as `make chaos` runs them.
 enum ChaosWorker: String, CaseIterable, Sendable {
@@ -52,8 +55,32 @@ final class ChaosFleet {
 
     func pods(of worker: ChaosWorker) -> [ChaosPod] { pods.filter { $0.worker == worker } }
 
+    /// The pods every run started (`<pid> <binary>` a line), beside the runs' logs: a run killed
+    /// from outside (Ctrl-C, `kill` of `prewarmctl chaos`) leaves its pods running, writing to
+    /// the next run's Redis database and topics, and the next run stops them first.
+    var registry: String {
+        URL(fileURLWithPath: logDirectory).deletingLastPathComponent().appendingPathComponent("pods").path
+    }
+
+    /// Stops the pods an earlier run left running (still running the binary it started).
+    func stopLeftovers() {
+        let listed = (try? String(contentsOfFile: registry, encoding: .utf8)) ?? ""
+        for line in listed.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 1)
+            guard fields.count == 2, let pid = pid_t(fields[0]) else { continue }
+            let command = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+            let program = String(decoding: command.prefix { $0 != 0 }, as: UTF8.self)
+            if program == fields[1] {
+                print("chaos: stopping pod \(pid) (\(program)) left running by an earlier run")
+                Glibc.kill(pid, SIGKILL)
+            }
+        }
+        try? "".write(toFile: registry, atomically: true, encoding: .utf8)
+    }
+
     /// Starts `count` pods of each worker and waits until every one is ready (in its group).
     func start(_ counts: [ChaosWorker: Int]) async throws {
+        stopLeftovers()
         for worker in ChaosWorker.allCases {
             for index in 1...(counts[worker] ?? 0) {
                 let port = try FreePort.next()
@@ -71,9 +98,20 @@ final class ChaosFleet {
         variables["PREWARM_ADMIN_TOKEN"] = token
         if worker == .recommendAPI { variables["PREWARM_HTTP_PORT"] = String(try FreePort.next()) }
         let log = "\(logDirectory)/\(worker.rawValue)-\(index)" + (generation > 1 ? ".\(generation)" : "") + ".log"
-        return try ChildProcess.spawn(
-            binaries.appendingPathComponent(worker.rawValue).path, [], environment: variables, standardOutput: log,
-            standardError: log)
+        let program = binaries.appendingPathComponent(worker.rawValue).path
+        let process = try ChildProcess.spawn(
+            program, [], environment: variables, standardOutput: log, standardError: log)
+        if let file = FileHandle(forWritingAtPath: registry) ?? createRegistry() {
+            file.seekToEndOfFile()
+            file.write(Data("\(process.pid) \(program)\n".utf8))
+            try? file.close()
+        }
+        return process
+    }
+
+    private func createRegistry() -> FileHandle? {
+        FileManager.default.createFile(atPath: registry, contents: nil)
+        return FileHandle(forWritingAtPath: registry)
     }
 
     /// Waits until the pod answers `/readyz` (its group gave it its partitions, its stores
