@@ -85,16 +85,11 @@ extension ConsumeLoop {
     ) async -> Set<Int> {
         let checked = marked.compactMap { index, position in position.map { (index, $0) } }
         guard !checked.isEmpty else { return [] }
-        var settings = consumer.configuration
-        settings.groupID = "\(configuration.groupID).dlq-audit"
-        settings.properties = settings.properties.merging(KafkaProperties(["group.id": settings.groupID]))
-        settings.commitOnRevoke = false
-        let audit = DeadLetterAudit(configuration: settings, timeout: .seconds(10), logger: logger)
-        let missing = await audit.missing(
+        let missing = await deadLetterAudit.missing(
             checked.map { index, position in
                 DeadLetterAudit.Sent(
-                    message: letters[index].message, group: configuration.groupID, offset: position.offset,
-                    partition: KafkaTopicPartition(topic, position.partition))
+                    message: letters[index].message, partition: KafkaTopicPartition(topic, position.partition),
+                    offset: position.offset)
             })
         let lost = missing.sorted().map { checked[$0] }
         for (index, position) in lost {

@@ -40,6 +40,8 @@ public final class ConsumeLoop: Service {
     let deadLetters: KafkaProducer
     let deadLetterStore: DeadLetterStore?
     let deadLetterMarks: DeadLetterMarks?
+    /// Reads marked letters back before they are skipped (`DeadLetterAudit`).
+    let deadLetterAudit: DeadLetterAudit
     /// Messages dead-lettered and not yet committed past: a batch retried after an outage of
     /// another part sends none of them again.
     let lettered = Mutex<[KafkaTopicPartition: Set<Int64>]>([:])
@@ -65,6 +67,8 @@ public final class ConsumeLoop: Service {
         self.deadLetters = deadLetterProducer
         self.deadLetterStore = deadLetterStore
         self.deadLetterMarks = deadLetterMarks
+        self.deadLetterAudit = DeadLetterAudit(
+            group: configuration.groupID, consumer: consumer.configuration, logger: logger)
         self.routes = Dictionary(routes.map { ($0.topic, $0) }) { first, _ in first }
         self.logger = logger
         self.liveness = liveness
@@ -95,6 +99,7 @@ public final class ConsumeLoop: Service {
     func close() async {
         await onLag([:])  // this pod no longer reads the group's partitions
         await consumer.close()
+        await deadLetterAudit.close()
         logger.info("consumer left the group", metadata: ["group": "\(configuration.groupID)"])
     }
 

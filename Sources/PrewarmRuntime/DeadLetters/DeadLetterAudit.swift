@@ -15,41 +15,53 @@ import Logging
 /// by retention (below the low watermark) was there and is taken as kept.
 ///
 /// Reads with a consumer of its own that assigns the DLQ partitions (it joins no group and
-/// commits nothing), made for the audit and closed after: audits are rare (a rebalance
-/// before a commit, a replay).
-struct DeadLetterAudit: Sendable {
-    /// The worker's consumer settings (bootstrap, security); the group id is not used.
-    let configuration: KafkaConsumerConfiguration
+/// commits nothing), made at the first audit and kept until the loop closes it: a replay meets
+/// marked letters in batch after batch. One audit at a time (each assigns the reader anew).
+actor DeadLetterAudit {
+    /// The group whose letters are checked.
+    let group: String
     let timeout: Duration
     let logger: Logger
+    private let configuration: KafkaConsumerConfiguration
+    private var reader: KafkaConsumer?
+
+    /// `consumer`: the loop's consumer settings (bootstrap, security), under a group id of the
+    /// audit's own that never joins.
+    init(group: String, consumer: KafkaConsumerConfiguration, timeout: Duration = .seconds(10), logger: Logger) {
+        self.group = group
+        self.timeout = timeout
+        self.logger = logger
+        var configuration = consumer
+        configuration.groupID = "\(group).dlq-audit"
+        configuration.properties = configuration.properties.merging(
+            KafkaProperties(["group.id": configuration.groupID]))
+        configuration.commitOnRevoke = false
+        self.configuration = configuration
+    }
 
     struct Sent: Sendable {
         let message: KafkaMessage
-        let group: String
-        let offset: Int64
         let partition: KafkaTopicPartition
+        let offset: Int64
     }
 
     /// The indices of `letters` that are not in their DLQ as marked; those that could not
     /// be checked (the DLQ unreachable) count as missing: a second letter beats a lost one.
     func missing(_ letters: [Sent]) async -> Set<Int> {
         guard !letters.isEmpty else { return [] }
-        let everything = Set(letters.indices)
-        let consumer: KafkaConsumer
         do {
-            consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+            let consumer = try reader ?? KafkaConsumer(configuration: configuration, logger: logger)
+            reader = consumer
+            return try await missing(letters, reading: consumer)
         } catch {
             logger.warning("dead letters not checked in their DLQ: sent again", metadata: ["error": "\(error)"])
-            return everything
+            return Set(letters.indices)
         }
-        var result = everything
-        do {
-            result = try await missing(letters, reading: consumer)
-        } catch {
-            logger.warning("dead letters not checked in their DLQ: sent again", metadata: ["error": "\(error)"])
-        }
-        await consumer.close()
-        return result
+    }
+
+    func close() async {
+        await reader?.close()
+        reader = nil
     }
 
     private func missing(_ letters: [Sent], reading consumer: KafkaConsumer) async throws -> Set<Int> {
@@ -78,7 +90,8 @@ struct DeadLetterAudit: Sendable {
         while !unread.isEmpty, ContinuousClock.now < deadline {
             for record in try await consumer.poll(maxMessages: 500, timeoutMilliseconds: 200).messages {
                 guard let wanted = unread[record.topicPartition] else { continue }
-                for index in wanted[record.offset] ?? [] where !Self.isLetter(record, of: letters[index]) {
+                for index in wanted[record.offset] ?? [] where !Self.isLetter(record, of: letters[index].message, group)
+                {
                     missing.insert(index)
                 }
                 // Offsets passed without a record (a gap: compaction, a transaction's marker) are not there.
@@ -92,14 +105,14 @@ struct DeadLetterAudit: Sendable {
         return missing
     }
 
-    /// Whether a DLQ record is `letter`'s: the same group's letter of the same message.
-    static func isLetter(_ record: KafkaMessage, of letter: Sent) -> Bool {
+    /// Whether a DLQ record is `group`'s letter of `message`.
+    static func isLetter(_ record: KafkaMessage, of message: KafkaMessage, _ group: String) -> Bool {
         func header(_ name: String) -> String? {
             record.header(name)?.value.map { String(decoding: $0, as: UTF8.self) }
         }
-        return header(DeadLetter.Header.originalTopic) == letter.message.topic
-            && header(DeadLetter.Header.originalPartition) == String(letter.message.partition)
-            && header(DeadLetter.Header.originalOffset) == String(letter.message.offset)
-            && header(DeadLetter.Header.consumerGroup) == letter.group
+        return header(DeadLetter.Header.originalTopic) == message.topic
+            && header(DeadLetter.Header.originalPartition) == String(message.partition)
+            && header(DeadLetter.Header.originalOffset) == String(message.offset)
+            && header(DeadLetter.Header.consumerGroup) == group
     }
 }
