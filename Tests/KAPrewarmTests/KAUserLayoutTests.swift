@@ -29,14 +29,19 @@ struct KAUserLayoutTests {
 
     private func ids(_ rows: PostgresTexts) -> [Int64] { (0..<rows.count).map { rows.integer(row: $0, column: 0) } }
 
+    /// A schema of the test's own with one shop of `users` users, and its source.
+    private func shop(users: Int) async throws -> (KADatabase, KASource, shop: Int64) {
+        let db = try await KADatabase.make()
+        let shop = uniqueID()
+        try await db.addShop(shop, users: users)
+        return (db, KASource(pool: db.pool), shop)
+    }
+
     @Test(
         "the users read by sub-shard then id, from any place: each once, in order, ids at Int64.max and below zero in their sub-shards, by the index"
     )
     func readingOrder() async throws {
-        let db = try await KADatabase.make()
-        let source = KASource(pool: db.pool)
-        let shop = uniqueID()
-        try await db.addShop(shop, users: 300)
+        let (db, source, shop) = try await self.shop(users: 300)
         let extremes: [Int64] = [0, 1021, 1022, 2043, -5, .max, .max - 1, .min]
         for user in extremes {
             try await db.execute(
@@ -83,10 +88,7 @@ struct KAUserLayoutTests {
         "a big shop's batch is one or two sub-shards (a few slots); a shop's keys spread over the cluster's primaries"
     )
     func spread() async throws {
-        let db = try await KADatabase.make()
-        let source = KASource(pool: db.pool)
-        let shop = uniqueID()
-        try await db.addShop(shop, users: 1021 * 100)
+        let (_, source, shop) = try await self.shop(users: 1021 * 100)
         let cluster = try await RedisTopology.cluster.connect()
         let cache = KACache(redis: cluster)
         let batch = ids(try await source.users(of: shop, after: .start, limit: 150))
@@ -101,5 +103,34 @@ struct KAUserLayoutTests {
         #expect(perPrimary.count == 3)
         let largest = Double(perPrimary.values.max() ?? 0) / 102_100
         #expect(largest < 0.40, "the largest primary's share of the shop's keys: \(largest)")
+    }
+
+    /// A failed batch as a version that read users by id alone left it in the retry table.
+    private struct RetryRowBeforeSubShards: Encodable {
+        let shopID: Int64
+        let liveID: Int64
+        let after: Int64
+        let through: Int64
+        let endsAt: Date
+    }
+
+    @Test(
+        "a retry row left by the version before sub-shards is written after the upgrade: its users by id, under their new keys",
+        arguments: RedisTopology.allCases)
+    func retryRowBeforeSubShards(on topology: RedisTopology) async throws {
+        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2, verifyRatio: 0.05), on: topology)
+        let shop = uniqueID()
+        try await harness.db.addShop(shop, users: 300)
+        _ = try await harness.retries.add(
+            kind: KAPrewarmTask.kind, taskID: nil,
+            item: RetryRowBeforeSubShards(
+                shopID: shop, liveID: uniqueID(), after: 100, through: 200, endsAt: Date().addingTimeInterval(7200)),
+            error: "written before the upgrade")
+        harness.startRunner()
+        try await eventually(timeout: .seconds(30), "the old row's users written") {
+            try await harness.userKeys(shop: shop).count == 100
+        }
+        let written = Set(try await harness.userKeys(shop: shop))
+        #expect(written == Set((101...200).map { harness.cache.userKey(shop: shop, user: Int64($0)) }))
     }
 }
