@@ -28,7 +28,9 @@ extension ConsumeLoop {
         if !events.isEmpty {
             let assigned = state.assigned
             let joined = events.contains { if case .assigned = $0 { true } else { false } }
+            let revoked = events.filter { if case .revoked(let partitions) = $0 { !partitions.isEmpty } else { false } }
             statistics.update {
+                $0.revocations += revoked.count
                 $0.assignedPartitions = assigned
                 $0.pausedPartitions.formIntersection(assigned)
                 $0.joined = $0.joined || joined

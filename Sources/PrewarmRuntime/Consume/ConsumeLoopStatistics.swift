@@ -18,6 +18,9 @@ public final class ConsumeLoopStatistics: Sendable {
         /// True once the group gave this member an assignment, even an empty one (more pods
         /// than partitions): the member is in the group and ready.
         public var joined = false
+        /// Rebalances that took partitions from this member (each may leave the batch in hand
+        /// to be handled again by the next owner).
+        public var revocations = 0
         public var lastPoll: ContinuousClock.Instant?
         /// When the current outage began (the first transient failure since a success).
         public var failingSince: ContinuousClock.Instant?

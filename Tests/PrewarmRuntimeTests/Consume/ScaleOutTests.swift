@@ -83,7 +83,10 @@ struct ScaleOutTests: LoopTesting {
         // At least once, but only the batch in hand when the rebalance began is handled
         // again: commits refused during the rebalance stop the first member from handling
         // more (before, it went on until its revoke: 12 batches, 600 messages, here).
+        // A starved machine can add rebalances (a member late with its heartbeat): each may
+        // cost the batches in hand again, never more.
         let twice = counts.reduce(0, +) - total
-        #expect(twice <= 2 * 50, "\(twice) handled more than once")
+        let rebalances = max(1, first.statistics.snapshot.revocations + second.statistics.snapshot.revocations)
+        #expect(twice <= 2 * 50 * rebalances, "\(twice) handled more than once over \(rebalances) rebalance(s)")
     }
 }
