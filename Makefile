@@ -5,7 +5,7 @@ WITH_SERVICES := scripts/with-services.sh $(SERVICES) --
 # The suite (and make bench) also run on a local 3-primary Redis Cluster.
 WITH_TEST_SERVICES := scripts/with-services.sh redis redis-cluster postgres kafka --
 
-.PHONY: deps build test lint demo bench chaos services-up services-down clean
+.PHONY: deps build test lint demo bench chaos console-screenshot services-up services-down clean
 
 deps: ## install the Debian packages that are missing
 	@scripts/deps.sh
@@ -23,7 +23,7 @@ KAFKA ?= mock noida
 
 # After each broker's suite, a few `make chaos` scenarios on it (the whole fleet under a fault,
 # its invariants recounted): CHAOS_MOCK= and CHAOS_NOIDA= name others, empty skips them.
-CHAOS_MOCK ?= baseline kill-push-50 replay failover-push
+CHAOS_MOCK ?= baseline kill-push-50 replay failover-push bad-input
 CHAOS_NOIDA ?= baseline broker-restart
 
 test: deps lint ## the whole suite and a few chaos scenarios on the dev broker, then on noida-db
@@ -71,3 +71,8 @@ services-down: ## stop the local services
 
 clean: services-down ## remove build output and service data
 	rm -rf .build .run
+
+console-screenshot: build ## run the demo and save the console, during its key-account part, as docs/console.png
+	mkdir -p docs
+	PREWARM_DEMO_SCREENSHOT=$(CURDIR)/docs/console.png PREWARM_DEV_KAFKA=$(firstword $(KAFKA)) PREWARM_LOG_LEVEL=warning \
+	  $(WITH_SERVICES) .build/debug/prewarmctl demo

@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // C libraries, from Debian's -dev packages.
@@ -156,6 +157,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
+        // `prewarmctl console`: the fleet on one live page, and its actions.
+        .target(
+            name: "PrewarmConsole",
+            dependencies: [
+                "PrewarmRuntime", "PrewarmConfiguration", "Postgres", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+
         .executableTarget(name: "entry-ingest", dependencies: ["EntryIngest", "PrewarmRuntime"]),
         .executableTarget(name: "store-scorer", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
         .executableTarget(name: "recommend-api", dependencies: ["StoreRecommendation", "PrewarmRuntime"]),
@@ -166,7 +178,7 @@ let package = Package(
             dependencies: [
                 "Kafka", "Redis", "Postgres", "PrewarmConfiguration", "PrewarmRuntime", "DevBroker", "EntryIngest",
                 "StoreRecommendation", "KAPrewarm", "BookRecPush", "PrewarmFixtures", "DownstreamSimulation",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PrewarmConsole", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -248,6 +260,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        .testTarget(
+            name: "PrewarmConsoleTests",
+            dependencies: [
+                "PrewarmConsole", "PrewarmRuntime", "PrewarmConfiguration", "TestSupport", "Postgres", "Redis", "Kafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

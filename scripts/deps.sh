@@ -11,6 +11,8 @@ packages=(
   redis-server redis-tools postgresql postgresql-client kcat wrk
   # compose.yaml check; python3-venv for noida-db (below)
   python3 python3-yaml python3-venv bc curl
+  # the console's browser test and screenshot (headless chromium); promtool for the alert rules' tests
+  chromium prometheus
 )
 command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
 # swift itself needs libncurses6; a minimal image may lack it.

@@ -65,7 +65,7 @@ public final class KAPrewarmTask: TaskHandler {
     let limiter: RowRateLimiter
     let leaseMetrics: LeaseMetrics?
     private let written: Counter
-    private let metricsFactory: any MetricsFactory
+    private let deadlines: KADeadlineGauges
 
     public init(
         options: KAOptions, cache: KACache, source: KASource, retries: RetryTable, alerts: Alerts, owner: String,
@@ -81,7 +81,7 @@ public final class KAPrewarmTask: TaskHandler {
         self.limiter = RowRateLimiter(rowsPerSecond: options.maxDatabaseRowsPerSecond)
         self.leaseMetrics = leaseMetrics
         self.written = Counter(label: "prewarm_ka_keys_written_total", dimensions: [], factory: metricsFactory)
-        self.metricsFactory = metricsFactory
+        self.deadlines = KADeadlineGauges(factory: metricsFactory)
     }
 
     public func run(_ task: TaskExecution) async throws {
@@ -219,10 +219,8 @@ public final class KAPrewarmTask: TaskHandler {
         var nextToConfirm = 0
         var exhausted = false
         var sample: [Int64] = []
-        let eta = Gauge(
-            label: "prewarm_ka_task_eta_seconds", dimensions: [("live", String(reservation.liveID))],
-            factory: metricsFactory)
-        defer { eta.record(0) }
+        let deadline = reservation.startsAt.addingTimeInterval(-options.safetyMargin.seconds)
+        defer { deadlines.remove(live: reservation.liveID) }
         let read = { [limiter, source, options] (after: KAUserPosition) in
             Task {
                 try await limiter.acquire(options.batchSize)
@@ -307,7 +305,11 @@ public final class KAPrewarmTask: TaskHandler {
                     try await task.checkpoint(
                         cursor: confirmed.cursor.description, done: confirmed.done, total: payload.users,
                         rate: pacer.reportedRate)
-                    if let rate = pacer.rate { eta.record(Double(max(payload.users - confirmed.done, 0)) / rate) }
+                    if let rate = pacer.rate {
+                        deadlines.update(
+                            live: reservation.liveID, eta: Double(max(payload.users - confirmed.done, 0)) / rate,
+                            deadline: deadline)
+                    }
                     try await warnIfLate(pacer, remaining: payload.users - confirmed.done, reservation)
                 }
             }

@@ -27,6 +27,8 @@ struct Demo {
     let seed: UInt64
     let workerPath: String
     let logDirectory: String
+    let console: DemoConsole
+    let consolePort: Int
     private let topic = TopicCatalog.storeEntry.name
     private var deadLetterTopic: String { TopicSpec.deadLetterTopic(of: topic) }
     private let logger = Logger(label: "prewarmctl.demo")
@@ -44,9 +46,27 @@ struct Demo {
         self.seed = seed
         self.workerPath = workerPath
         self.logDirectory = logDirectory
+        let port = environment["PREWARM_DEMO_CONSOLE_PORT"] ?? "8089"
+        guard let consolePort = Int(port), (0...65535).contains(consolePort) else {
+            throw ConfigurationError(
+                "PREWARM_DEMO_CONSOLE_PORT", "must be a port from 0 (no console) to 65535, got '\(port)'")
+        }
+        self.consolePort = consolePort
+        console = DemoConsole(screenshotPath: environment["PREWARM_DEMO_SCREENSHOT"])
     }
 
     func run() async throws {
+        await console.start(environment: environment, port: consolePort, logger: logger)
+        do {
+            try await runWithConsole()
+        } catch {
+            await console.stop()
+            throw error
+        }
+        await console.stop()
+    }
+
+    private func runWithConsole() async throws {
         let db = try await PostgresConnection.connect(postgres, logger: logger)
         let cache: RedisConnection
         do {

@@ -19,7 +19,7 @@ struct KACommand: AsyncParsableCommand {
 
 /// Redis, PostgreSQL and the alert path for one command, closed after it.
 private struct KAConnections {
-    let redis: RedisConnection
+    let redis: any RedisClient & Closable
     let postgres: PostgresPool
     let alerts: Alerts
     let queue: KAPrewarmQueue
@@ -28,7 +28,7 @@ private struct KAConnections {
         let reader = EnvironmentReader(ProcessInfo.processInfo.environment)
         let options = try KAOptions(reader)
         let logger = Logger(label: "prewarmctl")
-        let redis = try await RedisConnection.connect(try reader.redis(clientName: name))
+        let redis = try await reader.connectRedis(clientName: name)
         let postgres: PostgresConnection
         do {
             postgres = try await PostgresConnection.connect(try reader.postgres(applicationName: name))
@@ -127,14 +127,11 @@ struct KARetryCommand: AsyncParsableCommand {
     @Option(help: "The live stream's id.") var live: Int64
 
     func run() async throws {
-        let (task, revived) = try await KAConnections.open("prewarmctl-ka").run { connections in
-            let queue = connections.queue
-            guard let task = try await queue.tasks.retry(kind: KAPrewarmTask.kind, key: String(live)) else {
-                return (nil as TaskRecord?, 0)
-            }
-            return (task, try await queue.retries.revive(taskID: task.id))
+        let retried = try await KAConnections.open("prewarmctl-ka").run { connections in
+            try await connections.queue.tasks.retry(
+                kind: KAPrewarmTask.kind, key: String(live), reviving: connections.queue.retries)
         }
-        guard let task else {
+        guard let (task, revived) = retried else {
             FileHandle.standardError.write(
                 Data("prewarmctl: live \(live) has no failed or cancelled pre-warm to retry\n".utf8))
             throw ExitCode(4)

@@ -106,6 +106,7 @@ extension Demo {
                     "kill -9:      ka-prewarmer-\(index + 1) (pid \(pods[index].pid)), which held live \(big), its last "
                         + "checkpoint at \(checkpoint)/\(total) users; the other pod takes over once its heartbeat stops"
                 )
+                console.screenshotOnce()
             }
             if ours.count == bookings.count - 1, ours.allSatisfy({ $0.task.state == .succeeded }) { break }
             try await Task.sleep(for: .milliseconds(200))

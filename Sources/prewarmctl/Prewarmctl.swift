@@ -33,7 +33,8 @@ struct Prewarmctl: AsyncParsableCommand {
         abstract:
             "Operate prewarm: fleet status, topics, consumer-group lag, offset resets, dead-letter replay, the dev broker.",
         subcommands: [
-            StatusCommand.self, MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self, LagCommand.self,
+            StatusCommand.self, ConsoleCommand.self, MigrateCommand.self, ArchiveCommand.self, TopicsCommand.self,
+            LagCommand.self,
             OffsetsCommand.self,
             DeadLetterCommand.self,
             DevBrokerCommand.self,

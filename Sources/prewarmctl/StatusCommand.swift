@@ -38,7 +38,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let reader = EnvironmentReader(ProcessInfo.processInfo.environment)
-        let redis = try await RedisConnection.connect(try reader.redis(clientName: "prewarmctl-status"))
+        let redis = try await reader.connectRedis(clientName: "prewarmctl-status")
         var postgres: PostgresConnection?
         do {
             if reader.string(CommonSettings.postgresURL.variable) != nil {

@@ -8,6 +8,8 @@ import ServiceLifecycle
 public struct AdminConfiguration: Sendable {
     public var host: String
     public var port: Int
+    /// The host on the pod board (`PodBoard`); nil: `host`, or the host name when `host` is a wildcard.
+    public var advertiseHost: String?
     /// Bearer token for routes that change state; without one they refuse.
     public var token: String?
     /// `/healthz` fails when no poll happened for this long.
@@ -18,15 +20,27 @@ public struct AdminConfiguration: Sendable {
     public var checkTimeout: Duration
 
     public init(
-        host: String = "0.0.0.0", port: Int = 8080, token: String? = nil, pollStallBound: Duration = .seconds(60),
+        host: String = "0.0.0.0", port: Int = 8080, advertiseHost: String? = nil, token: String? = nil,
+        pollStallBound: Duration = .seconds(60),
         handlerStallBound: Duration = .seconds(600), checkTimeout: Duration = .seconds(2)
     ) {
         self.host = host
         self.port = port
+        self.advertiseHost = advertiseHost
         self.token = token
         self.pollStallBound = pollStallBound
         self.handlerStallBound = handlerStallBound
         self.checkTimeout = checkTimeout
+    }
+}
+
+extension AdminConfiguration {
+    /// `host:port` as other machines reach the admin HTTP listening on `port`.
+    public func advertised(port: Int) -> String {
+        let host =
+            advertiseHost
+            ?? (["0.0.0.0", "::", ""].contains(self.host) ? ProcessInfo.processInfo.hostName : self.host)
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }
 

@@ -64,10 +64,20 @@ public final class AdminServer: Service {
     }
 
     private func add(_ route: AdminRoute, to router: Router<BasicRequestContext>) {
+        Self.mount(route, on: router, token: configuration.token, logger: logger)
+    }
+
+    /// Serves `route` on `router` as every admin route is served (the console's actions too):
+    /// a protected route needs `Authorization: Bearer <token>` (403 when no token is set, 401
+    /// without the right one); an `AdminError` is its status, an unknown job 404, an outage
+    /// 503, anything else 500 (logged).
+    public static func mount(
+        _ route: AdminRoute, on router: Router<BasicRequestContext>, token: String?, logger: Logger
+    ) {
         let names = route.path.split(separator: "/").filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
         router.on(RouterPath(route.path), method: HTTPRequest.Method(rawValue: route.method.rawValue)!) {
             request, context -> Response in
-            if route.isProtected, let refusal = self.authorize(request) { return refusal.response }
+            if route.isProtected, let refusal = authorize(request, token: token) { return refusal.response }
             var parameters: [String: String] = [:]
             for name in names { parameters[name] = context.parameters.get(name) }
             var query: [String: String] = [:]
@@ -84,18 +94,18 @@ public final class AdminServer: Service {
             } catch  where Failure.kind(of: error) == .transient {
                 return AdminResponse.error(503, "a dependency is unavailable: \(error)").response
             } catch {
-                self.logger.error("admin route failed", metadata: ["route": "\(route.path)", "error": "\(error)"])
+                logger.error("admin route failed", metadata: ["route": "\(route.path)", "error": "\(error)"])
                 return AdminResponse.error(500, "\(error)").response
             }
         }
     }
 
     /// 403 when no token is configured, 401 without the right one.
-    private func authorize(_ request: Request) -> AdminResponse? {
-        guard let token = configuration.token, !token.isEmpty else {
+    private static func authorize(_ request: Request, token: String?) -> AdminResponse? {
+        guard let token, !token.isEmpty else {
             return .error(403, "this route is disabled: set PREWARM_ADMIN_TOKEN")
         }
-        guard let header = request.headers[.authorization], Self.constantTimeEquals(header, "Bearer \(token)") else {
+        guard let header = request.headers[.authorization], constantTimeEquals(header, "Bearer \(token)") else {
             return .error(401, "a valid bearer token is required")
         }
         return nil
@@ -130,6 +140,12 @@ public final class AdminServer: Service {
     }
 
     func readiness() async -> AdminResponse {
+        let readiness = await readinessReport()
+        return .json(readiness.status == "ready" ? 200 : 503, readiness)
+    }
+
+    /// What `/readyz` answers: ready, or the problems (and notes either way).
+    func readinessReport() async -> Readiness {
         var problems: [String] = []
         var notes: [String] = []
         for loop in loops {
@@ -152,9 +168,9 @@ public final class AdminServer: Service {
             }
         }
         guard problems.isEmpty else {
-            return .json(503, Readiness(status: "not ready", problems: problems, notes: notes.isEmpty ? nil : notes))
+            return Readiness(status: "not ready", problems: problems, notes: notes.isEmpty ? nil : notes)
         }
-        return .json(200, Readiness(status: "ready", notes: notes.isEmpty ? nil : notes))
+        return Readiness(status: "ready", notes: notes.isEmpty ? nil : notes)
     }
 
     struct TriggerAnswer: Codable, Equatable {

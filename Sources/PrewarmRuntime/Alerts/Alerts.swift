@@ -32,6 +32,9 @@ public final class Alerts: Sendable {
         self.raised = MetricHandles { kind in
             Counter(label: "prewarm_alerts_total", dimensions: [("kind", kind)], factory: metricsFactory)
         }
+        // Every kind at 0 from the start: a counter that first appears at 1 has no increase in
+        // Prometheus, and its first alert would never fire the rule.
+        for kind in AlertCatalog.kinds { _ = raised[kind.name] }
         let (stream, continuation) = AsyncStream<(kind: String, body: [UInt8])>.makeStream()
         outbox = continuation
         // One delivery loop, in order: alerts are rare, and a slow webhook must not pile up tasks.

@@ -114,3 +114,15 @@ public struct RetryTable: Sendable {
         }
     }
 }
+
+extension TaskQueue {
+    /// An operator's retry (`prewarmctl ka retry`, the console's button): the failed or
+    /// cancelled task queued again from its checkpoint and its exhausted retry rows revived.
+    /// Nil when it has no failed or cancelled task of that key.
+    public func retry(kind: String, key: String, reviving retries: RetryTable) async throws -> (
+        task: TaskRecord, revived: Int
+    )? {
+        guard let task = try await retry(kind: kind, key: key) else { return nil }
+        return (task, try await retries.revive(taskID: task.id))
+    }
+}

@@ -1,5 +1,6 @@
 import Kafka
 import Postgres
+import PrewarmConfiguration
 import Redis
 
 /// A client that must be closed when done: its C handle and thread outlive it otherwise.
@@ -27,5 +28,17 @@ public func using<Client: Closable, Result>(_ client: Client, _ body: (Client) a
     } catch {
         await client.close()
         throw error
+    }
+}
+
+extension EnvironmentReader {
+    /// The Redis of `PREWARM_REDIS_*` for a command (not a worker): the cluster of
+    /// `PREWARM_REDIS_CLUSTER_NODES` when it is set, one server otherwise.
+    public func connectRedis(clientName: String, poolSize: Int = 2) async throws -> any RedisClient & Closable {
+        let configuration = try redis(clientName: clientName)
+        if let nodes = try redisCluster() {
+            return try await RedisClusterClient.connect(seeds: nodes, configuration: configuration, poolSize: poolSize)
+        }
+        return try await RedisPool.connect(configuration, size: poolSize)
     }
 }

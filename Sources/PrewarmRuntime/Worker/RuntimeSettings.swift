@@ -27,6 +27,10 @@ public enum RuntimeSettings {
     public static let adminHost = Setting.text("PREWARM_ADMIN_HOST", default: "0.0.0.0", "where admin HTTP listens")
     public static let adminPort = Setting.integer(
         "PREWARM_ADMIN_PORT", default: 8080, in: 0...65535, "admin HTTP port (0: any free port)")
+    public static let adminAdvertiseHost = Setting.text(
+        "PREWARM_ADMIN_ADVERTISE_HOST", default: nil,
+        "the host other machines reach this pod's admin HTTP at, on the pod board (default: PREWARM_ADMIN_HOST, or the host name when that is 0.0.0.0)"
+    )
     public static let adminToken = Setting.text(
         "PREWARM_ADMIN_TOKEN", default: nil, "bearer token of the trigger routes; without it they refuse",
         isSecret: true)
@@ -93,7 +97,8 @@ public enum RuntimeSettings {
     ]
     static let always = [
         CommonSettings.logLevel.description, CommonSettings.timeZone.description, retryAlertAfter.description,
-        adminHost.description, adminPort.description, adminToken.description, healthStall.description,
+        adminHost.description, adminPort.description, adminAdvertiseHost.description, adminToken.description,
+        healthStall.description,
         healthHandlerStall.description, shutdownTimeout.description, startupWait.description, redisPoolSize.description,
         redisEventLoops.description,
         httpConnectTimeout.description, httpTimeout.description, httpMaxConnections.description,

@@ -9,6 +9,7 @@ import PrewarmConfiguration
 import Prometheus
 import Redis
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Runs a declared worker. Its executable's `main` is one line:
@@ -155,11 +156,27 @@ public enum Worker {
                     try await context.postgres.withConnection { _ = try await $0.query("SELECT 1") }
                 })
         }
+        let adminPort = Mutex<Int?>(nil)
         let admin = AdminServer(
             configuration: settings.admin, loops: loop.map { [$0] } ?? [], liveness: context.liveness,
             checks: checks + worker.readinessChecks, registry: registry, scheduler: scheduler,
-            routes: worker.adminRoutes, logger: context.logger, onListening: onAdminListening)
-        var services: [any Service] = [admin]
+            routes: worker.adminRoutes, logger: context.logger,
+            onListening: { port in
+                adminPort.withLock { $0 = port }
+                await onAdminListening(port)
+            })
+        let started = Date()
+        let heartbeat = PodHeartbeat(
+            board: PodBoard(redis: context.redis), logger: context.logger, metricsFactory: context.metricsFactory
+        ) {
+            guard let port = adminPort.withLock({ $0 }) else { return nil }
+            let readiness = await admin.readinessReport()
+            return PodRecord(
+                worker: settings.worker, owner: context.owner, admin: settings.admin.advertised(port: port),
+                group: settings.loop?.groupID, jobs: jobs.map(\.name), ready: readiness.status == "ready",
+                problems: (readiness.problems ?? []) + (readiness.notes ?? []), startedAt: started, seenAt: Date())
+        }
+        var services: [any Service] = [admin, heartbeat]
         if let scheduler { services.append(scheduler) }
         services += worker.services
         if let loop { services.append(loop) }

@@ -82,6 +82,7 @@ public struct WorkerSettings: Sendable {
         admin = AdminConfiguration(
             host: try reader.value(RuntimeSettings.adminHost),
             port: try reader.value(RuntimeSettings.adminPort),
+            advertiseHost: try reader.optionalValue(RuntimeSettings.adminAdvertiseHost),
             token: try reader.optionalValue(RuntimeSettings.adminToken),
             pollStallBound: try reader.value(RuntimeSettings.healthStall),
             handlerStallBound: try reader.value(RuntimeSettings.healthHandlerStall))

@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+import Postgres
+import PrewarmConfiguration
+import PrewarmRuntime
+import Redis
+
+/// What the page draws: the fleet's status (as `prewarmctl status --json`), the pods on the
+/// board, each group's lag over the last half hour, the dead-letter topics, and what could not
+/// be read (a source down shows as such, the rest still shows).
+public struct ConsoleSnapshot: Sendable, Codable {
+    public var at: Date
+    public var status: FleetStatus?
+    public var pods: [PodRecord]
+    /// Group to its total lag, oldest first, one point per refresh.
+    public var lagHistory: [String: [LagPoint]]
+    /// Nil when Kafka is not configured or not read yet.
+    public var deadLetters: [DeadLetterTopicSummary]?
+    /// Source (`redis`, `postgres`, `kafka`) to the error that kept it from being read.
+    public var problems: [String: String]
+    /// Whether the actions need a token the console has (none set: they are off).
+    public var actionsEnabled: Bool
+
+    public struct LagPoint: Sendable, Codable, Equatable {
+        public var at: Date
+        public var lag: Int64
+    }
+}
+
+/// Reads the fleet every `interval` (lag and dead letters from Kafka every `kafkaInterval`) and keeps the latest snapshot, so any number of open pages cost one reader.
+public actor ConsoleSampler {
+    let redis: any RedisClient
+    let postgres: PostgresPool?
+    let kafka: GroupOperations?
+    let interval: Duration
+    let kafkaInterval: Duration
+    let history: Duration
+    let actionsEnabled: Bool
+    let logger: Logger
+    private var latest: ConsoleSnapshot
+    private var lagHistory: [String: [ConsoleSnapshot.LagPoint]] = [:]
+    private var kafkaReadAt: ContinuousClock.Instant?
+    private var kafkaLag: [String: [String: Int64]]?
+
+    public init(
+        redis: any RedisClient, postgres: PostgresPool?, kafka: GroupOperations?, actionsEnabled: Bool,
+        interval: Duration = .seconds(2), kafkaInterval: Duration = .seconds(5),
+        history: Duration = .seconds(1800), logger: Logger
+    ) {
+        self.redis = redis
+        self.postgres = postgres
+        self.kafka = kafka
+        self.interval = interval
+        self.kafkaInterval = kafkaInterval
+        self.history = history
+        self.actionsEnabled = actionsEnabled
+        self.logger = logger
+        latest = ConsoleSnapshot(
+            at: Date(), status: nil, pods: [], lagHistory: [:], deadLetters: nil, problems: [:],
+            actionsEnabled: actionsEnabled)
+    }
+
+    public var snapshot: ConsoleSnapshot { latest }
+
+    /// Refreshes until cancelled.
+    public func run() async {
+        while !Task.isCancelled {
+            await refresh()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// One read of everything; a source that fails is named in `problems` and the rest is read.
+    public func refresh() async {
+        var next = latest
+        next.at = Date()
+        next.problems = [:]
+        do {
+            let since = Date().addingTimeInterval(-86_400)
+            if let postgres {
+                next.status = try await postgres.withConnection { [redis] connection in
+                    try await FleetStatus.read(redis: redis, postgres: connection, runsSince: since, alerts: 20)
+                }
+            } else {
+                next.status = try await FleetStatus.read(redis: redis, postgres: nil, runsSince: since, alerts: 20)
+            }
+        } catch {
+            next.problems[postgres == nil ? "redis" : "redis or postgres"] = "\(error)"
+        }
+        do {
+            next.pods = try await PodBoard.read(redis)
+        } catch {
+            next.problems["redis"] = "\(error)"
+        }
+        if let kafka, kafkaReadAt.map({ ContinuousClock.now - $0 >= kafkaInterval }) ?? true {
+            kafkaReadAt = .now
+            do {
+                kafkaLag = try await kafka.catalogLag()
+            } catch {
+                kafkaLag = nil
+                next.problems["kafka"] = "\(error)"
+            }
+            do {
+                next.deadLetters = try await kafka.deadLetterSummary()
+            } catch {
+                next.problems["kafka"] = "\(error)"
+            }
+        } else if kafka != nil, let problem = latest.problems["kafka"] {
+            next.problems["kafka"] = problem
+        }
+        if let kafkaLag {
+            next.status?.lag = kafkaLag
+            next.status?.lagSource = "kafka"
+        }
+        if let lag = next.status?.lag {
+            let oldest = next.at.addingTimeInterval(-history.seconds)
+            for (group, partitions) in lag {
+                var points = lagHistory[group, default: []].filter { $0.at >= oldest }
+                points.append(.init(at: next.at, lag: partitions.values.reduce(0, +)))
+                lagHistory[group] = points
+            }
+        }
+        next.lagHistory = lagHistory
+        latest = next
+    }
+}
