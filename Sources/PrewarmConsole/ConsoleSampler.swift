@@ -39,8 +39,9 @@ public actor ConsoleSampler {
     let logger: Logger
     private var latest: ConsoleSnapshot
     private var lagHistory: [String: [ConsoleSnapshot.LagPoint]] = [:]
-    private var kafkaReadAt: ContinuousClock.Instant?
     private var kafkaLag: [String: [String: Int64]]?
+    private var deadLetters: [DeadLetterTopicSummary]?
+    private var kafkaProblem: String?
 
     public init(
         redis: any RedisClient, postgres: PostgresPool?, kafka: GroupOperations?, actionsEnabled: Bool,
@@ -60,18 +61,63 @@ public actor ConsoleSampler {
             actionsEnabled: actionsEnabled)
     }
 
-    public var snapshot: ConsoleSnapshot { latest }
+    public var snapshot: ConsoleSnapshot {
+        var snapshot = latest
+        if kafka != nil {
+            snapshot.deadLetters = deadLetters
+            if let kafkaProblem { snapshot.problems["kafka"] = kafkaProblem }
+        }
+        return snapshot
+    }
 
-    /// Refreshes until cancelled.
+    /// Refreshes until cancelled: Redis and PostgreSQL every `interval`, Kafka every
+    /// `kafkaInterval` beside them (a slow broker never holds the tasks' progress back).
     public func run() async {
-        while !Task.isCancelled {
-            await refresh()
-            try? await Task.sleep(for: interval)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.refreshStores()
+                    try? await Task.sleep(for: self.interval)
+                }
+            }
+            if kafka != nil {
+                group.addTask {
+                    while !Task.isCancelled {
+                        await self.refreshKafka()
+                        try? await Task.sleep(for: self.kafkaInterval)
+                    }
+                }
+            }
         }
     }
 
-    /// One read of everything; a source that fails is named in `problems` and the rest is read.
+    /// Everything read again now (after an action, so its page shows the result at once).
     public func refresh() async {
+        await refreshKafka()
+        await refreshStores()
+    }
+
+    /// Lag and dead letters from Kafka.
+    func refreshKafka() async {
+        guard let kafka else { return }
+        var problem: String?
+        do {
+            kafkaLag = try await kafka.catalogLag()
+        } catch {
+            kafkaLag = nil
+            problem = "\(error)"
+        }
+        do {
+            deadLetters = try await kafka.deadLetterSummary()
+        } catch {
+            problem = "\(error)"
+        }
+        kafkaProblem = problem
+    }
+
+    /// Runs, tasks, retries and alerts (Redis and PostgreSQL), the pods, and a point of each
+    /// group's lag history; a source that fails is named in `problems` and the rest is read.
+    func refreshStores() async {
         var next = latest
         next.at = Date()
         next.problems = [:]
@@ -91,22 +137,6 @@ public actor ConsoleSampler {
             next.pods = try await PodBoard.read(redis)
         } catch {
             next.problems["redis"] = "\(error)"
-        }
-        if let kafka, kafkaReadAt.map({ ContinuousClock.now - $0 >= kafkaInterval }) ?? true {
-            kafkaReadAt = .now
-            do {
-                kafkaLag = try await kafka.catalogLag()
-            } catch {
-                kafkaLag = nil
-                next.problems["kafka"] = "\(error)"
-            }
-            do {
-                next.deadLetters = try await kafka.deadLetterSummary()
-            } catch {
-                next.problems["kafka"] = "\(error)"
-            }
-        } else if kafka != nil, let problem = latest.problems["kafka"] {
-            next.problems["kafka"] = problem
         }
         if let kafkaLag {
             next.status?.lag = kafkaLag

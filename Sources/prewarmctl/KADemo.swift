@@ -106,6 +106,9 @@ extension Demo {
                     "kill -9:      ka-prewarmer-\(index + 1) (pid \(pods[index].pid)), which held live \(big), its last "
                         + "checkpoint at \(checkpoint)/\(total) users; the other pod takes over once its heartbeat stops"
                 )
+            }
+            // The console's picture (make console-screenshot): the other pod going on from the checkpoint.
+            if let killed, let task = ours.first(where: { $0.task.key == big })?.task, task.done > killed.done {
                 console.screenshotOnce()
             }
             if ours.count == bookings.count - 1, ours.allSatisfy({ $0.task.state == .succeeded }) { break }
