@@ -102,9 +102,9 @@ final class Chaos {
             counts = (recount.items, recount.lost, recount.duplicated)
             differences += fleet.unexpectedExits
             if case .badInput = scenario.fault {
-                let rules = fleet.binaries.deletingLastPathComponent().deletingLastPathComponent()
-                    .appendingPathComponent("deploy/prometheus/prewarm-alerts.yaml")
-                differences += await ChaosMetricsCheck(rules: rules, ports: fleet.pods.map(\.port)).differences()
+                differences += await ChaosMetricsCheck(
+                    rules: ChaosMetricsCheck.rules(near: fleet.binaries), ports: fleet.pods.map(\.port)
+                ).differences()
             }
         } catch {
             differences.append("the run stopped: \(error)")

@@ -13,6 +13,17 @@ struct ChaosMetricsCheck {
     let rules: URL
     let ports: [Int]
 
+    /// The checkout's rules file: the first folder above the binaries (`.build/<triple>/debug`)
+    /// that holds `Package.swift`.
+    static func rules(near binaries: URL) -> URL {
+        var folder = binaries
+        while folder.path != "/" {
+            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) { break }
+            folder = folder.deletingLastPathComponent()
+        }
+        return folder.appendingPathComponent("deploy/prometheus/prewarm-alerts.yaml")
+    }
+
     /// What is missing, one line each (empty: every rule has its metric).
     func differences() async -> [String] {
         guard let text = try? String(contentsOf: rules, encoding: .utf8) else {
