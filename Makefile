@@ -28,6 +28,7 @@ CHAOS_NOIDA ?= baseline broker-restart
 
 test: deps lint ## the whole suite and a few chaos scenarios on the dev broker, then on noida-db
 	$(SWIFT) build --build-tests
+	python3 scripts/check-deploy.py .build/debug
 	for kafka in $(KAFKA); do \
 	  echo "test: the suite on the $$kafka broker"; \
 	  PREWARM_DEV_KAFKA=$$kafka $(WITH_TEST_SERVICES) scripts/test-env.sh $(SWIFT) test --skip-build || exit 1; \

@@ -177,14 +177,22 @@ enum ConsolePage {
 
           const jobs = new Set(status.runs.map((r) => r.job));
           for (const pod of s.pods) for (const job of pod.jobs) jobs.add(job);
-          table("runs", ["job", "period", "state", "progress", "items", "failed", "batches", "attempt", "take-overs", "started", "took", ""],
+          table("runs", ["job", "period", "state", "progress", "items", "rate", "ETA", "deadline", "failed", "batches", "attempt", "take-overs", "started", "took", ""],
             status.runs.map((run) => {
               const known = run.batchesTotal !== undefined && run.batchesTotal !== null ? run.itemsProduced : run.itemsExpected;
               const finished = run.itemsDone + run.itemsFailed;
-              return el("tr", { "data-run": run.job + "@" + run.period },
+              const active = run.state === "running" || run.state === "fanned-out";
+              const elapsed = run.startedAt ? (now - Date.parse(run.startedAt)) / 1000 : null;
+              const rate = active && elapsed > 0 && finished > 0 ? finished / elapsed : null;
+              const eta = rate && known ? Math.max(0, known - finished) / rate : null;
+              const deadline = run.deadlineAt ? Date.parse(run.deadlineAt) : null;
+              const risk = active && deadline && (eta === null ? now > deadline : now + eta * 1000 > deadline);
+              return el("tr", { class: risk ? "risk" : null, "data-run": run.job + "@" + run.period },
                 el("td", {}, run.job), el("td", { class: "mono" }, run.period),
-                el("td", { class: stateClass(run.state) }, run.state + (run.forced ? " (forced)" : "")),
+                el("td", { class: stateClass(run.state) }, run.state + (run.forced ? " (forced)" : ""), risk ? el("span", { class: "bad" }, " · will miss its deadline") : null),
                 el("td", {}, bar(finished, known)), el("td", {}, num(finished) + " / " + num(known)),
+                el("td", {}, rate ? num(Math.round(rate)) + "/s" : "–"), el("td", {}, active ? span(eta) : "–"),
+                el("td", {}, when(run.deadlineAt)),
                 el("td", { class: run.itemsFailed ? "bad" : "" }, num(run.itemsFailed)),
                 el("td", {}, num(run.batchesDone) + " / " + num(run.batchesTotal ?? run.batchesExpected)),
                 el("td", {}, run.attempt), el("td", {}, run.takeovers), el("td", {}, when(run.startedAt)),
@@ -193,7 +201,7 @@ enum ConsolePage {
             }), "no job run in the last day");
           const triggers = [...jobs].sort().map((job) => el("button", { disabled: !actions, "data-job": job,
             onclick: (event) => act(event.target, "POST", "/api/jobs/" + encodeURIComponent(job) + "/trigger?force=true", "trigger " + job) }, "run " + job + " now"));
-          document.getElementById("runs").append(el("tr", {}, el("td", { colspan: 12 }, triggers.length ? triggers : el("span", { class: "muted" }, "no pod with scheduled jobs on the board"))));
+          document.getElementById("runs").append(el("tr", {}, el("td", { colspan: 15 }, triggers.length ? triggers : el("span", { class: "muted" }, "no pod with scheduled jobs on the board"))));
 
           table("lag", ["group", "behind", "last 30 min", "partitions behind"],
             Object.entries(status.lag).sort().map(([group, partitions]) => {

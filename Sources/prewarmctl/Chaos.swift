@@ -103,7 +103,7 @@ final class Chaos {
             differences += fleet.unexpectedExits
             if case .badInput = scenario.fault {
                 differences += await ChaosMetricsCheck(
-                    rules: ChaosMetricsCheck.rules(near: fleet.binaries), ports: fleet.pods.map(\.port)
+                    files: ChaosMetricsCheck.files(near: fleet.binaries), ports: fleet.pods.map(\.port)
                 ).differences()
             }
         } catch {

@@ -4,30 +4,37 @@ import Foundation
     import FoundationNetworking
 #endif
 
-/// The shipped alert rules against the running fleet: every metric a rule of
-/// `deploy/prometheus/prewarm-alerts.yaml` queries is on some pod's `/metrics`, with every
-/// label the rule selects or groups by (Prometheus's own `instance` and `job` aside). A rule
-/// over a metric no pod exports would watch nothing, silently. Checked after `bad-input`,
-/// the scenario whose run touches every signal (dead letters included).
+/// The shipped alert rules and dashboard against the running fleet: every metric a rule of
+/// `deploy/prometheus/prewarm-alerts.yaml` or a panel of `deploy/grafana/prewarm.json` queries
+/// is on some pod's `/metrics`, with every label the query selects or groups by (Prometheus's
+/// own `instance` and `job` aside). A rule over a metric no pod exports would watch nothing,
+/// silently. Checked after `bad-input`, the scenario whose run touches every signal (dead
+/// letters included).
 struct ChaosMetricsCheck {
-    let rules: URL
+    let files: [URL]
     let ports: [Int]
 
-    /// The checkout's rules file: the first folder above the binaries (`.build/<triple>/debug`)
-    /// that holds `Package.swift`.
-    static func rules(near binaries: URL) -> URL {
+    /// The checkout's rules and dashboard: under the first folder above the binaries
+    /// (`.build/<triple>/debug`) that holds `Package.swift`.
+    static func files(near binaries: URL) -> [URL] {
         var folder = binaries
         while folder.path != "/" {
             if FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) { break }
             folder = folder.deletingLastPathComponent()
         }
-        return folder.appendingPathComponent("deploy/prometheus/prewarm-alerts.yaml")
+        return ["deploy/prometheus/prewarm-alerts.yaml", "deploy/grafana/prewarm.json"].map {
+            folder.appendingPathComponent($0)
+        }
     }
 
     /// What is missing, one line each (empty: every rule has its metric).
     func differences() async -> [String] {
-        guard let text = try? String(contentsOf: rules, encoding: .utf8) else {
-            return ["the alert rules are not at \(rules.path)"]
+        var text = ""
+        for file in files {
+            guard let content = try? String(contentsOf: file, encoding: .utf8) else {
+                return ["\(file.lastPathComponent) is not at \(file.path)"]
+            }
+            text += content + "\n"
         }
         var exported: [String: Set<String>] = [:]
         for port in ports {
@@ -41,11 +48,12 @@ struct ChaosMetricsCheck {
         var differences: [String] = []
         for (metric, labels) in Self.queried(text).sorted(by: { $0.key < $1.key }) {
             guard let have = exported[metric] else {
-                differences.append("alert rules query \(metric), which no pod exports")
+                differences.append("the alert rules or dashboard query \(metric), which no pod exports")
                 continue
             }
             for label in labels.subtracting(["instance", "job"]).sorted() where !have.contains(label) {
-                differences.append("alert rules use label \(label) of \(metric), which its pods do not set")
+                differences.append(
+                    "the alert rules or dashboard use label \(label) of \(metric), which its pods do not set")
             }
         }
         return differences
@@ -63,15 +71,18 @@ struct ChaosMetricsCheck {
         }
     }
 
-    /// Metric name to the label names the rules' expressions select on it or group by.
-    static func queried(_ rules: String) -> [String: Set<String>] {
+    /// Metric name to the label names the queries (`expr:` of a rule, `"expr":` of a panel)
+    /// select on it or group by.
+    static func queried(_ text: String) -> [String: Set<String>] {
         var queried: [String: Set<String>] = [:]
-        for line in rules.split(separator: "\n") where line.trimmingCharacters(in: .whitespaces).hasPrefix("expr:") {
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("expr:") || trimmed.hasPrefix("\"expr\":") else { continue }
             let grouped = line.matches(of: #/by \(([^)]*)\)/#).flatMap {
                 $0.1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             }
             for match in line.matches(of: #/(prewarm_[a-z_]+)(\{[^}]*\})?/#) {
-                let selected = (match.2.map(String.init) ?? "").matches(of: #/([a-zA-Z_][a-zA-Z0-9_]*)=~?"/#).map {
+                let selected = (match.2.map(String.init) ?? "").matches(of: #/([a-zA-Z_][a-zA-Z0-9_]*)=~?\\?"/#).map {
                     String($0.1)
                 }
                 queried[String(match.1), default: []].formUnion(selected + grouped)
