@@ -79,6 +79,8 @@ def main():
         if deployment is None:
             problem(f"no Deployment for {worker}")
             continue
+        if "replicas" in deployment["spec"]:
+            problem(f"{worker}: its Deployment sets replicas, which its autoscaler owns (every apply would reset it)")
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
         if container.get("command", [None])[0] != worker:

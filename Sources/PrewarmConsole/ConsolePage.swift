@@ -218,16 +218,17 @@ enum ConsolePage {
               el("td", {}, when(pod.startedAt)), el("td", { class: "muted" }, pod.problems.join("; ")))), "no pod on the board");
 
           if (s.deadLetters) {
-            table("dlq", ["topic", "letters", "classes (latest)", "latest", ""],
+            table("dlq", ["topic", "kept", "not replayed", "classes (latest)", "latest", ""],
               s.deadLetters.map((topic) => {
                 const sample = topic.samples[0];
                 const classes = Object.entries(topic.classes).sort((a, b) => b[1] - a[1]).map(([c, n]) => c + " " + n).join(", ");
                 return el("tr", { "data-dlq": topic.topic }, el("td", { class: "mono" }, topic.topic),
-                  el("td", { class: topic.count > 0 ? "bad" : "ok" }, num(topic.count)), el("td", {}, classes || "–"),
+                  el("td", {}, num(topic.count)), el("td", { class: topic.pending > 0 ? "bad" : "ok" }, num(topic.pending)),
+                  el("td", {}, classes || "–"),
                   el("td", {}, sample ? [el("div", { class: "mono" }, "key " + (sample.key ?? "–") + " · " + sample.errorClass),
                     el("div", { class: "muted" }, sample.reason),
                     Object.keys(sample.headers).length ? el("div", { class: "mono muted" }, Object.entries(sample.headers).map(([k, v]) => k + "=" + v).join(" ")) : null] : "–"),
-                  el("td", {}, topic.count > 0 ? el("button", { disabled: !actions,
+                  el("td", {}, topic.pending > 0 ? el("button", { disabled: !actions,
                     onclick: (event) => act(event.target, "POST", "/api/dlq/" + encodeURIComponent(topic.topic) + "/replay", "replay " + topic.topic) }, "replay") : null));
               }), "no dead-letter topic");
           } else {

@@ -42,6 +42,10 @@ public actor ConsoleSampler {
     private var kafkaLag: [String: [String: Int64]]?
     private var deadLetters: [DeadLetterTopicSummary]?
     private var kafkaProblem: String?
+    /// Refreshes overlap (the loop's and an action's): each is numbered when it starts, and one
+    /// that ends after a later one has been applied is dropped, so the page never goes back.
+    private var started = 0
+    private var applied = 0
 
     public init(
         redis: any RedisClient, postgres: PostgresPool?, kafka: GroupOperations?, actionsEnabled: Bool,
@@ -91,7 +95,7 @@ public actor ConsoleSampler {
         }
     }
 
-    /// Everything read again now (after an action, so its page shows the result at once).
+    /// Everything read again now.
     public func refresh() async {
         await refreshKafka()
         await refreshStores()
@@ -117,7 +121,9 @@ public actor ConsoleSampler {
 
     /// Runs, tasks, retries and alerts (Redis and PostgreSQL), the pods, and a point of each
     /// group's lag history; a source that fails is named in `problems` and the rest is read.
-    func refreshStores() async {
+    public func refreshStores() async {
+        started += 1
+        let generation = started
         var next = latest
         next.at = Date()
         next.problems = [:]
@@ -138,6 +144,8 @@ public actor ConsoleSampler {
         } catch {
             next.problems["redis"] = "\(error)"
         }
+        guard generation > applied else { return }  // a later refresh was applied meanwhile
+        applied = generation
         if let kafkaLag {
             next.status?.lag = kafkaLag
             next.status?.lagSource = "kafka"

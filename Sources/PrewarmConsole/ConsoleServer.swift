@@ -79,6 +79,11 @@ public struct ConsoleServer: Sendable {
         ]
     }
 
+    /// `host:port` or `[v6]:port`, nothing else (no user, path or query).
+    static func isPlainAddress(_ address: String) -> Bool {
+        address.wholeMatch(of: #/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}/#) != nil
+    }
+
     struct RetryAnswer: Codable {
         var status: String
         var task: TaskRecord
@@ -95,7 +100,7 @@ public struct ConsoleServer: Sendable {
             throw AdminError(409, "\(kind) \(key) has no failed or cancelled task to retry")
         }
         logger.notice("task retried from the console", metadata: ["kind": "\(kind)", "key": "\(key)"])
-        await sampler.refresh()
+        await sampler.refreshStores()
         return .json(202, RetryAnswer(status: "queued again from its checkpoint", task: task, revived: revived))
     }
 
@@ -132,10 +137,13 @@ public struct ConsoleServer: Sendable {
         var query: [String] = []
         if request.query["force"] == "true" { query.append("force=true") }
         if let period = request.query["period"], !period.isEmpty {
-            query.append("period=\(period.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? period)")
+            // Letters, digits and -_. only: nothing of it can start another parameter.
+            let plain = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+            query.append("period=\(period.addingPercentEncoding(withAllowedCharacters: plain) ?? "")")
         }
         var lastError = "no pod of it is ready"
-        for pod in runners.filter(\.ready) {
+        // The token goes only to a plain host:port the board holds for a live pod.
+        for pod in runners.filter(\.ready) where Self.isPlainAddress(pod.admin) {
             let path = "/jobs/\(job)/trigger" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
             var call = HTTPClientRequest(url: "http://\(pod.admin)\(path)")
             call.method = .POST
@@ -146,7 +154,7 @@ public struct ConsoleServer: Sendable {
                 logger.notice(
                     "job triggered from the console",
                     metadata: ["job": "\(job)", "pod": "\(pod.owner)", "status": "\(answer.status.code)"])
-                await sampler.refresh()
+                await sampler.refreshStores()
                 return AdminResponse(status: Int(answer.status.code), body: Array(body.readableBytesView))
             } catch {
                 lastError = "\(pod.owner) at \(pod.admin): \(error)"

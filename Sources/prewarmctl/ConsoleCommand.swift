@@ -34,8 +34,13 @@ struct ConsoleCommand: AsyncParsableCommand {
         let reader = EnvironmentReader(ProcessInfo.processInfo.environment)
         let logger = Logger(label: "prewarmctl-console")
         let token = try reader.optionalValue(RuntimeSettings.adminToken)
+        // Kafka when it is configured; a bad Kafka setting stops the console, naming it.
         var kafka: GroupOperations?
-        if (try? reader.kafka()) != nil { kafka = try groupOperations() }
+        if reader.string(CommonSettings.kafkaBootstrapServers.variable) != nil
+            || reader.string(CommonSettings.kafkaBootstrapFile.variable) != nil
+        {
+            kafka = try groupOperations()
+        }
         let redis = try await reader.connectRedis(clientName: "prewarmctl-console")
         var postgres: PostgresPool?
         if reader.string(CommonSettings.postgresURL.variable) != nil {
@@ -46,11 +51,20 @@ struct ConsoleCommand: AsyncParsableCommand {
         let server = ConsoleServer(
             sampler: sampler, redis: redis, postgres: postgres, kafka: kafka, token: token, logger: logger)
         let host = host
+        let port = port
         do {
-            try await server.run(host: host, port: port) { port in
-                print("console: http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/")
-                if token == nil { print("console: actions are off (no PREWARM_ADMIN_TOKEN)") }
-                fflush(nil)
+            // Until SIGTERM (a rollout) or SIGINT: then the server stops and the clients close.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await server.run(host: host, port: port) { port in
+                        print("console: http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/")
+                        if token == nil { print("console: actions are off (no PREWARM_ADMIN_TOKEN)") }
+                        fflush(nil)
+                    }
+                }
+                group.addTask { print("console: \(await waitForTermination()), stopping") }
+                try await group.next()
+                group.cancelAll()
             }
         } catch {
             await postgres?.close()

@@ -91,11 +91,13 @@ struct ConsoleTests {
                 $0.contains("the console test's alert")
             }
 
-            _ = try await queue.fail(
-                id: task.id, owner: "pod-a", error: "downstream said no", retryable: false, retryIn: .seconds(1))
-            try await page.waitForText(row, "the failure and its error") {
-                $0.contains("failed") && $0.contains("downstream said no")
+            // An error that is markup is shown as text, never run.
+            let markup = "downstream said no <img src=x onerror=\"window.pwned = 1\">"
+            _ = try await queue.fail(id: task.id, owner: "pod-a", error: markup, retryable: false, retryIn: .seconds(1))
+            try await page.waitForText(row, "the failure and its error, as text") {
+                $0.contains("failed") && $0.contains(markup)
             }
+            #expect(try await page.string("String(window.pwned)") == "undefined")
 
             // A wrong token is refused; the right one is accepted and never lands in a URL.
             try await page.type("wrong", into: "#token")

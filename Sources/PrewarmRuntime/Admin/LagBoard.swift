@@ -1,13 +1,19 @@
+import Foundation
 import Kafka
 import Redis
 import Synchronization
 
-/// Consumer lag as the workers see it, kept in Redis so that `prewarmctl status` can show it
-/// from any machine that reaches Redis, without a Kafka client: each pod writes its
-/// partitions' lag to `prewarm:lag:{group}:{owner}` every few seconds, with a short expiry,
-/// so a pod that stops disappears from the board.
+/// Consumer lag as the workers see it, kept in Redis so that `prewarmctl status` and the
+/// console can show it from any machine that reaches Redis, without a Kafka client: each pod
+/// writes its partitions' lag every few seconds into one hash, `prewarm:lag` (field
+/// `<group>|<owner>`, value `{"at": <unix seconds>, "lag": {"topic[n]": lag}}`), so a reader
+/// reads one key rather than scanning a keyspace of millions. An entry older than a minute is
+/// a pod that stopped without a word: readers skip and remove it; a pod that leaves its group
+/// removes its own.
 public struct LagBoard: Sendable {
-    public static let prefix = "prewarm:lag:"
+    public static let key = "prewarm:lag"
+    /// An entry not written for this long is left out.
+    public static let staleAfter: Double = 60
     public let redis: any RedisClient
     public let group: String
     public let owner: String
@@ -16,6 +22,11 @@ public struct LagBoard: Sendable {
         self.redis = redis
         self.group = group
         self.owner = owner
+    }
+
+    struct Entry: Codable {
+        var at: Double
+        var lag: [String: Int64]
     }
 
     /// A consume loop's `onLag`: writes at most every `every`, and at once when the lag has
@@ -39,32 +50,38 @@ public struct LagBoard: Sendable {
     }
 
     public func publish(_ lags: [KafkaTopicPartition: Int64]) async throws {
-        let key = Self.prefix + "\(group):\(owner)"
-        var commands = [RedisCommand("DEL", key)]
-        if !lags.isEmpty {
-            var hset = RedisArguments()
-            hset.append(key)
-            for (partition, lag) in lags {
-                hset.append("\(partition.topic)[\(partition.partition)]")
-                hset.append(lag)
-            }
-            commands.append(RedisCommand("HSET", arguments: hset))
-            commands.append(RedisCommand("EXPIRE", key, 60))
+        let field = "\(group)|\(owner)"
+        guard !lags.isEmpty else {
+            _ = try await redis.send("HDEL", Self.key, field)
+            return
         }
-        _ = try await redis.pipeline(commands)
+        var entry = Entry(at: Date().timeIntervalSince1970, lag: [:])
+        for (partition, lag) in lags { entry.lag["\(partition.topic)[\(partition.partition)]"] = lag }
+        _ = try await redis.send(
+            "HSET", Self.key, field, String(decoding: try JSONEncoder().encode(entry), as: UTF8.self))
     }
 
     /// Lag per group: partition (`topic[n]`) to messages behind, from every live pod.
     public static func read(_ redis: any RedisClient) async throws -> [String: [String: Int64]] {
+        let flat = try await redis.send("HGETALL", key).array ?? []
+        let oldest = Date().timeIntervalSince1970 - staleAfter
         var groups: [String: [String: Int64]] = [:]
-        for key in Set(try await redis.keys(matching: prefix + "*", count: 200)) {
-            let rest = key.dropFirst(prefix.count)
-            guard let split = rest.firstIndex(of: ":") else { continue }
-            let group = String(rest[..<split])
-            let flat = try await redis.send("HGETALL", key).array ?? []
-            for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                groups[group, default: [:]][flat[index].string ?? ""] = flat[index + 1].integer ?? 0
+        var stale: [String] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            guard let field = flat[index].string, let split = field.firstIndex(of: "|") else { continue }
+            guard let entry = flat[index + 1].bytes.flatMap({ try? JSONDecoder().decode(Entry.self, from: Data($0)) }),
+                entry.at >= oldest
+            else {
+                stale.append(field)
+                continue
             }
+            groups[String(field[..<split]), default: [:]].merge(entry.lag) { $1 }
+        }
+        if !stale.isEmpty {
+            var arguments = RedisArguments()
+            arguments.append(key)
+            for field in stale { arguments.append(field) }
+            _ = try? await redis.send(RedisCommand("HDEL", arguments: arguments))
         }
         return groups
     }

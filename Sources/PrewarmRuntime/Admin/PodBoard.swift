@@ -36,12 +36,14 @@ public struct PodRecord: Sendable, Codable, Equatable {
     }
 }
 
-/// Pods announce themselves in Redis: `prewarm:pod:{<worker>}:<owner>` holds the pod's
-/// `PodRecord` as JSON, written every `every` with an expiry of three times that, so a pod
-/// that dies without a word leaves the board within `3 * every`, and one that stops cleanly
-/// removes its entry. A Redis outage only delays the next write.
+/// Pods announce themselves in Redis, in one hash, `prewarm:pods` (field `<worker>|<owner>`,
+/// value the pod's `PodRecord` as JSON), written every `every`: a reader (the console, every
+/// two seconds) reads the one key instead of scanning a keyspace that holds a million users'
+/// keys. An entry not written for `3 * every` is a pod that died without a word: readers skip
+/// it and remove it. A pod that stops cleanly removes its own. A Redis outage only delays the
+/// next write.
 public struct PodBoard: Sendable {
-    public static let prefix = "prewarm:pod:"
+    public static let key = "prewarm:pods"
     public let redis: any RedisClient
     public let every: Duration
 
@@ -50,32 +52,49 @@ public struct PodBoard: Sendable {
         self.every = every
     }
 
-    static func key(worker: String, owner: String) -> String { prefix + "{\(worker)}:\(owner)" }
+    /// How old an entry may be before it counts as a dead pod's.
+    public var staleAfter: Duration { every * 3 }
+
+    static func field(worker: String, owner: String) -> String { "\(worker)|\(owner)" }
 
     public func publish(_ record: PodRecord) async throws {
-        let ttl = max(3, Int((every * 3).seconds.rounded(.up)))
         _ = try await redis.send(
-            "SET", Self.key(worker: record.worker, owner: record.owner),
-            String(decoding: try JSONEncoder.prewarm.encode(record), as: UTF8.self), "EX", ttl)
+            "HSET", Self.key, Self.field(worker: record.worker, owner: record.owner),
+            String(decoding: try JSONEncoder.prewarm.encode(record), as: UTF8.self))
     }
 
     public func remove(worker: String, owner: String) async throws {
-        _ = try await redis.send("DEL", Self.key(worker: worker, owner: owner))
+        _ = try await redis.send("HDEL", Self.key, Self.field(worker: worker, owner: owner))
     }
 
-    /// Every pod on the board, by worker then owner.
-    public static func read(_ redis: any RedisClient) async throws -> [PodRecord] {
-        let keys = Array(Set(try await redis.keys(matching: prefix + "*", count: 200))).sorted()
-        guard !keys.isEmpty else { return [] }
-        return try await redis.mget(keys).compactMap { value in
-            value.flatMap { try? JSONDecoder.prewarm.decode(PodRecord.self, from: Data($0)) }
-        }.sorted { ($0.worker, $0.owner) < ($1.worker, $1.owner) }
+    /// The live pods, by worker then owner; entries older than `staleAfter` (the pods'
+    /// default) are left out and removed.
+    public static func read(_ redis: any RedisClient, staleAfter: Duration = .seconds(15)) async throws -> [PodRecord] {
+        let flat = try await redis.send("HGETALL", key).array ?? []
+        let oldest = Date().addingTimeInterval(-staleAfter.seconds)
+        var live: [PodRecord] = []
+        var stale: [String] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            guard let field = flat[index].string else { continue }
+            let record = flat[index + 1].bytes.flatMap {
+                try? JSONDecoder.prewarm.decode(PodRecord.self, from: Data($0))
+            }
+            if let record, record.seenAt >= oldest { live.append(record) } else { stale.append(field) }
+        }
+        if !stale.isEmpty {
+            var arguments = RedisArguments()
+            arguments.append(key)
+            for field in stale { arguments.append(field) }
+            _ = try? await redis.send(RedisCommand("HDEL", arguments: arguments))
+        }
+        return live.sorted { ($0.worker, $0.owner) < ($1.worker, $1.owner) }
     }
 }
 
 /// The service that keeps a worker's entry on the board: every `board.every`, its readiness
 /// (the same checks as `/readyz`) and where its admin HTTP listens. The readiness is also the
-/// gauge `prewarm_ready` (1 ready, 0 not), for an alert rule that sees a pod not ready.
+/// gauge `prewarm_ready{worker}` (1 ready, 0 not), for the rules that see a pod not ready and
+/// a worker with no pod left.
 final class PodHeartbeat: Service {
     let board: PodBoard
     let record: @Sendable () async -> PodRecord?
@@ -84,13 +103,13 @@ final class PodHeartbeat: Service {
 
     /// `record` nil: not announced yet (the admin server has no port yet).
     init(
-        board: PodBoard, logger: Logger, metricsFactory: any MetricsFactory,
+        board: PodBoard, worker: String, logger: Logger, metricsFactory: any MetricsFactory,
         record: @escaping @Sendable () async -> PodRecord?
     ) {
         self.board = board
         self.record = record
         self.logger = logger
-        self.ready = Gauge(label: "prewarm_ready", dimensions: [], factory: metricsFactory)
+        self.ready = Gauge(label: "prewarm_ready", dimensions: [("worker", worker)], factory: metricsFactory)
     }
 
     func run() async throws {

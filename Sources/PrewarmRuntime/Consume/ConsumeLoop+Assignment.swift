@@ -23,6 +23,9 @@ extension ConsumeLoop {
                 try await consumer.resume(partitions)  // nothing stays paused from an earlier owner
             case .revoked(let partitions):
                 state.revoke(partitions)
+                // Its new owner reports its lag now: a gauge left at its last value here would
+                // count the partition twice in a group's sum (and hold a lag alert up).
+                for partition in partitions { statistics.lag(partition, 0) }
             }
         }
         if !events.isEmpty {

@@ -8,6 +8,9 @@ public struct DeadLetterTopicSummary: Sendable, Codable, Equatable {
     public var topic: String
     /// Letters the topic keeps (high minus low watermark over its partitions).
     public var count: Int64
+    /// Of those, the letters no replay has sent back yet: from `prewarmctl dlq replay`'s
+    /// committed offsets (the replay group), the whole count before any replay.
+    public var pending: Int64
     /// Error class to letters, over the latest `classesOf` letters.
     public var classes: [String: Int]
     public var classesOf: Int
@@ -45,7 +48,8 @@ public struct DeadLetterSample: Sendable, Codable, Equatable {
         headers = [:]
         for item in letter.headers where !DeadLetter.Header.all.contains(item.name) {
             headers[Self.shown(item.name, limit: 100)] =
-                Self.isCredential(item.name) ? "***" : Self.shown(item.stringValue ?? "", limit: 200)
+                Self.isCredential(item.name)
+                ? "***" : Self.shown(Self.withoutCredentials(item.stringValue ?? ""), limit: 200)
         }
         timestampMilliseconds = letter.timestampMilliseconds
     }
@@ -57,9 +61,13 @@ public struct DeadLetterSample: Sendable, Codable, Equatable {
             .contains { lower.contains($0) }
     }
 
-    /// `scheme://user:password@host` with the password masked.
+    /// Passwords masked: `scheme://user:password@host` (the password may hold `@` or `/`: up to
+    /// the last `@` before the host) and `password=...` of a libpq conninfo or a query string.
     static func withoutCredentials(_ text: String) -> String {
-        text.replacing(#/(?<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@/#) { "\($0.output.head)***@" }
+        text.replacing(#/(?<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)\S*@/#) { "\($0.output.head)***@" }
+            .replacing(#/(?i)(?<head>(password|passwd|pwd|secret|token)\s*=\s*)('[^']*'|[^\s&;,]*)/#) {
+                "\($0.output.head)***"
+            }
     }
 
     private static func shown(_ text: String, limit: Int = 200) -> String {
@@ -71,16 +79,24 @@ extension GroupOperations {
     /// Every dead-letter topic of the catalog: its count from the watermarks, and its latest
     /// `classesOf` letters read (newest `samples` kept whole) by a consumer that joins no
     /// group and commits nothing. A topic that does not exist yet shows 0.
-    public func deadLetterSummary(samples: Int = 5, classesOf: Int = 200, timeout: Duration = .seconds(5))
-        async throws -> [DeadLetterTopicSummary]
-    {
+    public func deadLetterSummary(
+        samples: Int = 5, classesOf: Int = 200, replayGroup: String = "prewarmctl-dlq-replay",
+        timeout: Duration = .seconds(5)
+    ) async throws -> [DeadLetterTopicSummary] {
         let topics = TopicCatalog.sources.compactMap(\.deadLetterTopic)
-        let counts = try await using(try admin()) { try await $0.partitionCounts(topics) }
+        let (counts, replayed) = try await using(try admin()) { admin in
+            let counts = try await admin.partitionCounts(topics)
+            let partitions = topics.flatMap { topic in
+                (0..<(counts[topic] ?? 0)).map { KafkaTopicPartition(topic, Int32($0)) }
+            }
+            return (counts, try await admin.committedOffsets(group: replayGroup, partitions: partitions))
+        }
         var summaries: [DeadLetterTopicSummary] = []
         let reader = try consumer(group: "prewarmctl-console", commitOnRevoke: false)
         return try await using(reader) { reader in
             for topic in topics {
-                var summary = DeadLetterTopicSummary(topic: topic, count: 0, classes: [:], classesOf: 0, samples: [])
+                var summary = DeadLetterTopicSummary(
+                    topic: topic, count: 0, pending: 0, classes: [:], classesOf: 0, samples: [])
                 guard let partitions = counts[topic] else {
                     summaries.append(summary)
                     continue
@@ -88,6 +104,10 @@ extension GroupOperations {
                 let marks = try await reader.watermarks(
                     (0..<partitions).map { KafkaTopicPartition(topic, Int32($0)) })
                 summary.count = marks.values.reduce(0) { $0 + $1.high - $1.low }
+                summary.pending = marks.reduce(0) { total, entry in
+                    let from = max((replayed[entry.key] ?? nil) ?? entry.value.low, entry.value.low)
+                    return total + max(entry.value.high - from, 0)
+                }
                 // The latest letters: an even share of `classesOf` from each partition's tail.
                 let share = Int64(max(1, classesOf / max(1, partitions)))
                 let starts = marks.filter { $0.value.high > $0.value.low }.mapValues { max($0.low, $0.high - share) }

@@ -167,7 +167,8 @@ public enum Worker {
             })
         let started = Date()
         let heartbeat = PodHeartbeat(
-            board: PodBoard(redis: context.redis), logger: context.logger, metricsFactory: context.metricsFactory
+            board: PodBoard(redis: context.redis), worker: settings.worker, logger: context.logger,
+            metricsFactory: context.metricsFactory
         ) {
             guard let port = adminPort.withLock({ $0 }) else { return nil }
             let readiness = await admin.readinessReport()

@@ -48,7 +48,7 @@ struct AlertRulesTests {
         }
         // Every runbook link, of the kinds' rules and the signals', lands on an entry.
         let links = rules.matches(of: #/runbook: README\.md#alert-(?<anchor>[a-z0-9-]+)/#).map { String($0.anchor) }
-        #expect(links.count == AlertCatalog.kinds.count + 7)
+        #expect(links.count == AlertCatalog.kinds.count + 7, "a runbook link per rule")
         for anchor in links { #expect(readme.contains("#### alert: \(anchor)\n"), "README entry for \(anchor)") }
     }
 
