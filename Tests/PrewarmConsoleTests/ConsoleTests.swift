@@ -72,6 +72,8 @@ struct ConsoleTests {
         closeAfterTest { await alerts.close() }
         let alertKind = TestEnvironment.uniqueName("console-alert")
         let row = "[data-task=\"\(kind):\(key)\"]"
+        // A worker process with a scheduled job, on the pod board: the page's "run now" button.
+        let (pod, job, counts) = try await startFanOutPod()
 
         try await HeadlessChromium.withPage(base + "/") { page in
             try await page.waitForText("\(row) .progress", "the task's first checkpoint") { $0 == "200,000 / 800,000" }
@@ -112,7 +114,24 @@ struct ConsoleTests {
             let answer = try await page.waitForText("#answer", "the retry's answer") { $0.contains("202") }
             #expect(answer.contains("queued again from its checkpoint"))
             try await page.waitForText(row, "the task queued again") { $0.contains("queued") }
+
+            // A job run now from the page: sent to the pod, its run appears and finishes.
+            try await eventually(timeout: .seconds(120), "the worker on the board, ready") {
+                try await PodBoard.read(redis).contains { $0.owner.hasSuffix(":\(pod.pid)") && $0.ready }
+            }
+            try await page.waitForText("[data-job=\"\(job)\"]", timeout: .seconds(30), "the run-now button") {
+                $0 == "run \(job) now"
+            }
+            try await page.click("[data-job=\"\(job)\"]")
+            let triggered = try await page.waitForText("#answer", "the trigger's answer") {
+                $0.contains("trigger \(job): 202")
+            }
+            let period = try #require(triggered.firstMatch(of: #/"period": "([0-9]+)"/#)?.1)
+            try await page.waitForText(
+                "[data-run=\"\(job)@\(period)\"]", timeout: .seconds(120), "the triggered run, succeeded"
+            ) { $0.contains("succeeded") && $0.contains("50 / 50") }
         }
+        #expect(try await redis.send("HLEN", counts).integer == 50, "every item of the run worked")
         let after = try #require(try await queue.task(kind: kind, key: key))
         #expect(after.state == .queued)
         #expect(after.done == 640_000, "from its checkpoint")
@@ -134,12 +153,10 @@ struct ConsoleTests {
         #expect(try await post(base + "/api/dlq/store.entry.v1.dlq/replay", token: Self.token).status == 404)
     }
 
-    @Test(
-        "a job triggered in the console runs on a pod that announced it: accepted once, then 'in progress' or 'already ran' without force; an unknown job is 404"
-    )
-    func triggerThroughAPod() async throws {
-        let db = try await schema()
-        let redis = try await redis()
+    /// A testkit worker process whose job (a name of its own: other tests' pods run theirs) counts
+    /// 50 items in a hash; returns the process, the job and the hash.
+    func startFanOutPod() async throws -> (TestProcess, String, String) {
+        let job = "console-fan-\(UInt32.random(in: 0...UInt32.max))"
         let topic = try await TestEnvironment.createTopic(partitions: 2)
         try await TestEnvironment.createTopic(named: topic + ".dlq", partitions: 1)
         let prefix = TestEnvironment.uniqueName("console-count")
@@ -149,33 +166,43 @@ struct ConsoleTests {
                 "PREWARM_TESTKIT_MODE": "fan-out", "PREWARM_TESTKIT_TOPIC": topic, "PREWARM_TESTKIT_ITEMS": "50",
                 "PREWARM_TESTKIT_GROUP": TestEnvironment.uniqueName("console-group"), "PREWARM_TESTKIT_PREFIX": prefix,
                 "PREWARM_ADMIN_TOKEN": Self.token, "PREWARM_ADMIN_HOST": "127.0.0.1", "PREWARM_ADMIN_PORT": "0",
-                "PREWARM_JOB_CHECK_S": "600",
+                "PREWARM_JOB_CHECK_S": "600", "PREWARM_TESTKIT_JOB": job,
             ])
         closeAfterTest {
             pod.signal(SIGKILL)
             _ = try? await pod.child.wait(timeout: .seconds(10))
         }
+        return (pod, job, prefix)
+    }
+
+    @Test(
+        "a job triggered in the console runs on a pod that announced it: accepted once, then 'in progress' or 'already ran' without force; an unknown job is 404"
+    )
+    func triggerThroughAPod() async throws {
+        let db = try await schema()
+        let redis = try await redis()
+        let (pod, job, prefix) = try await startFanOutPod()
         var announced: PodRecord?
         try await eventually(timeout: .seconds(90), "the pod on the board, ready") {
             announced = try await PodBoard.read(redis).first { $0.owner.hasSuffix(":\(pod.pid)") && $0.ready }
             return announced != nil
         }
-        #expect(announced?.jobs == ["testkit-fan"])
+        #expect(announced?.jobs == [job])
         #expect(announced?.admin.hasPrefix("127.0.0.1:") == true)
 
         let base = try await startConsole(schema: db, redis: redis)
-        // A period of its own (the job's name is shared with other tests): a day of 2000-2019.
+        // A day of 2000-2019 as the period: a run of its own, whatever day the test runs on.
         let day = Date(timeIntervalSince1970: Double.random(in: 946_684_800...1_577_750_400))
         let period = Self.day(day)
         let first = try await post(
-            base + "/api/jobs/testkit-fan/trigger?force=true&period=\(period)", token: Self.token)
+            base + "/api/jobs/\(job)/trigger?force=true&period=\(period)", token: Self.token)
         #expect(first.status == 202, "\(first.body)")
         #expect(first.body.contains("\"accepted\""))
-        let again = try await post(base + "/api/jobs/testkit-fan/trigger?period=\(period)", token: Self.token)
+        let again = try await post(base + "/api/jobs/\(job)/trigger?period=\(period)", token: Self.token)
         #expect(again.status == 409, "\(again.body)")
         #expect(again.body.contains("in progress") || again.body.contains("already ran"))
         let unknown = try await post(base + "/api/jobs/no-such-job/trigger", token: Self.token)
-        #expect(unknown.status == 404 && unknown.body.contains("testkit-fan"))
+        #expect(unknown.status == 404 && unknown.body.contains(job))
         // The run the console started counts every item once.
         try await eventually(timeout: .seconds(90), "the triggered run's 50 items") {
             try await redis.send("HLEN", prefix).integer == 50

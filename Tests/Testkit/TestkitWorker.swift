@@ -41,11 +41,14 @@ struct TestkitWorker: WorkerDefinition {
         "PREWARM_TESTKIT_DELAY_MS", default: 0, in: 0...600_000, "pause per batch, page or step")
     static let items = Setting.integer("PREWARM_TESTKIT_ITEMS", default: 100, in: 0...1_000_000, "ids or steps")
     static let output = Setting.text("PREWARM_TESTKIT_OUTPUT", default: nil, "where progress lines go")
+    static let job = Setting.text(
+        "PREWARM_TESTKIT_JOB", default: "testkit-fan",
+        "the fan-out job's name (a test's own keeps pods of other tests out)")
     static let trap = Setting.integer(
         "PREWARM_TESTKIT_TRAP_ID", default: 0, in: 0...1_000_000, "a batch holding this id traps (0: none)")
     static let settings = [
         mode.description, group.description, topic.description, prefix.description, delay.description,
-        items.description, output.description, trap.description,
+        items.description, output.description, trap.description, job.description,
     ]
     static let defaults = [
         "PREWARM_KAFKA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "PREWARM_KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
@@ -84,7 +87,7 @@ struct TestkitWorker: WorkerDefinition {
             let topic = try environment.value(Self.topic)
             jobs = [
                 ScheduledJob(
-                    name: "testkit-fan", schedule: .daily(hour: 4, minute: 0), catchUp: .skip,
+                    name: try environment.value(Self.job), schedule: .daily(hour: 4, minute: 0), catchUp: .skip,
                     work: .fanOut(
                         FanOut(
                             topic: topic, batchSize: 10, source: Numbers(count: items, delay: delay),
