@@ -149,7 +149,10 @@ public struct ConsoleServer: Sendable {
             call.method = .POST
             if let token { call.headers.add(name: "Authorization", value: "Bearer \(token)") }
             do {
-                let answer = try await HTTPClient.shared.execute(call, timeout: .seconds(10))
+                // A pod answers a trigger at once (202, the run goes on in the background); one
+                // that died after its last beat refuses, and the client retries a refused connect
+                // until the deadline: 3 s, then the next pod.
+                let answer = try await HTTPClient.shared.execute(call, timeout: .seconds(3))
                 let body = try await answer.body.collect(upTo: 1 << 20)
                 logger.notice(
                     "job triggered from the console",

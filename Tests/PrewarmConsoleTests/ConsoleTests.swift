@@ -153,6 +153,35 @@ struct ConsoleTests {
         #expect(try await post(base + "/api/dlq/store.entry.v1.dlq/replay", token: Self.token).status == 404)
     }
 
+    @Test(
+        "a job sent to a pod that died after its last beat: 503 naming it, at once, nothing run; a board entry with a URL in place of host:port never gets the token"
+    )
+    func triggerToADeadPod() async throws {
+        let db = try await schema()
+        let redis = try await redis()
+        let job = "console-dead-\(UInt32.random(in: 0...UInt32.max))"
+        let dead = try TestEnvironment.freePort()  // nothing listens there: the pod is gone
+        let board = PodBoard(redis: redis)
+        func pod(_ owner: String, admin: String) -> PodRecord {
+            PodRecord(
+                worker: "console-test", owner: owner, admin: admin, group: nil, jobs: [job], ready: true,
+                problems: [], startedAt: Date(), seenAt: Date())
+        }
+        let owners = [TestEnvironment.uniqueName("dead"), TestEnvironment.uniqueName("odd")]
+        try await board.publish(pod(owners[0], admin: "127.0.0.1:\(dead)"))
+        try await board.publish(pod(owners[1], admin: "evil.example@127.0.0.1:\(dead)/x?"))
+        closeAfterTest {
+            for owner in owners { try? await board.remove(worker: "console-test", owner: owner) }
+        }
+        let base = try await startConsole(schema: db, redis: redis)
+        let started = ContinuousClock.now
+        let answer = try await post(base + "/api/jobs/\(job)/trigger?force=true", token: Self.token)
+        #expect(answer.status == 503, "\(answer.body)")
+        #expect(answer.body.contains(owners[0]), "names the pod it could not reach")
+        #expect(!answer.body.contains(owners[1]), "the odd address was never called")
+        #expect(ContinuousClock.now - started < .seconds(10), "a refused connection is not waited on")
+    }
+
     /// A testkit worker process whose job (a name of its own: other tests' pods run theirs) counts
     /// 50 items in a hash; returns the process, the job and the hash.
     func startFanOutPod() async throws -> (TestProcess, String, String) {

@@ -63,26 +63,15 @@ public struct LagBoard: Sendable {
 
     /// Lag per group: partition (`topic[n]`) to messages behind, from every live pod.
     public static func read(_ redis: any RedisClient) async throws -> [String: [String: Int64]] {
-        let flat = try await redis.send("HGETALL", key).array ?? []
         let oldest = Date().timeIntervalSince1970 - staleAfter
+        let entries = try await RedisBoard.live(redis, key: key) { field, value -> (String, Entry)? in
+            guard let split = field.firstIndex(of: "|"),
+                let entry = try? JSONDecoder().decode(Entry.self, from: Data(value)), entry.at >= oldest
+            else { return nil }
+            return (String(field[..<split]), entry)
+        }
         var groups: [String: [String: Int64]] = [:]
-        var stale: [String] = []
-        for index in stride(from: 0, to: flat.count - 1, by: 2) {
-            guard let field = flat[index].string, let split = field.firstIndex(of: "|") else { continue }
-            guard let entry = flat[index + 1].bytes.flatMap({ try? JSONDecoder().decode(Entry.self, from: Data($0)) }),
-                entry.at >= oldest
-            else {
-                stale.append(field)
-                continue
-            }
-            groups[String(field[..<split]), default: [:]].merge(entry.lag) { $1 }
-        }
-        if !stale.isEmpty {
-            var arguments = RedisArguments()
-            arguments.append(key)
-            for field in stale { arguments.append(field) }
-            _ = try? await redis.send(RedisCommand("HDEL", arguments: arguments))
-        }
+        for (group, entry) in entries { groups[group, default: [:]].merge(entry.lag) { $1 } }
         return groups
     }
 }

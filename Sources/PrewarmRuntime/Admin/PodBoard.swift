@@ -52,9 +52,6 @@ public struct PodBoard: Sendable {
         self.every = every
     }
 
-    /// How old an entry may be before it counts as a dead pod's.
-    public var staleAfter: Duration { every * 3 }
-
     static func field(worker: String, owner: String) -> String { "\(worker)|\(owner)" }
 
     public func publish(_ record: PodRecord) async throws {
@@ -67,27 +64,15 @@ public struct PodBoard: Sendable {
         _ = try await redis.send("HDEL", Self.key, Self.field(worker: worker, owner: owner))
     }
 
-    /// The live pods, by worker then owner; entries older than `staleAfter` (the pods'
-    /// default) are left out and removed.
+    /// The live pods, by worker then owner; entries older than `staleAfter` (three of the pods'
+    /// 5 s beats) are left out and removed.
     public static func read(_ redis: any RedisClient, staleAfter: Duration = .seconds(15)) async throws -> [PodRecord] {
-        let flat = try await redis.send("HGETALL", key).array ?? []
         let oldest = Date().addingTimeInterval(-staleAfter.seconds)
-        var live: [PodRecord] = []
-        var stale: [String] = []
-        for index in stride(from: 0, to: flat.count - 1, by: 2) {
-            guard let field = flat[index].string else { continue }
-            let record = flat[index + 1].bytes.flatMap {
-                try? JSONDecoder.prewarm.decode(PodRecord.self, from: Data($0))
+        return try await RedisBoard.live(redis, key: key) { _, value in
+            (try? JSONDecoder.prewarm.decode(PodRecord.self, from: Data(value))).flatMap {
+                $0.seenAt >= oldest ? $0 : nil
             }
-            if let record, record.seenAt >= oldest { live.append(record) } else { stale.append(field) }
-        }
-        if !stale.isEmpty {
-            var arguments = RedisArguments()
-            arguments.append(key)
-            for field in stale { arguments.append(field) }
-            _ = try? await redis.send(RedisCommand("HDEL", arguments: arguments))
-        }
-        return live.sorted { ($0.worker, $0.owner) < ($1.worker, $1.owner) }
+        }.sorted { ($0.worker, $0.owner) < ($1.worker, $1.owner) }
     }
 }
 

@@ -79,6 +79,4 @@ public enum AlertCatalog {
             name: "book-rec-push-unsent", severity: "page",
             summary: "Rows of an hour's push were not pushed by the end of its send window."),
     ]
-
-    public static func kind(_ name: String) -> Kind? { kinds.first { $0.name == name } }
 }
