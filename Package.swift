@@ -191,6 +191,10 @@ let package = Package(
             ]
         ),
 
+        // The benchmarks' open-loop HTTP load generator and delaying TCP proxy (C, epoll): it
+        // shares the two cores with the server it measures, so it costs little per request.
+        .executableTarget(name: "prewarm-load"),
+
         // Processes the tests start, stop (SIGSTOP) and kill: lease holders and workers.
         .executableTarget(
             name: "prewarm-testkit",

@@ -13,6 +13,8 @@ packages=(
   python3 python3-yaml python3-venv bc curl
   # the console's browser test and screenshot (headless chromium); promtool for the alert rules' tests
   chromium prometheus
+  # make bench scale draws its curves with gnuplot
+  gnuplot-nox
 )
 command -v swift >/dev/null || { echo "deps: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
 # swift itself needs libncurses6; a minimal image may lack it.

@@ -10,9 +10,14 @@ ROOT=$PWD
 RUN=${PREWARM_DEV_RUN_DIR:-$ROOT/.run} # tests start private servers under a directory of their own
 REDIS_PORT=${PREWARM_DEV_REDIS_PORT:-16379}
 PG_PORT=${PREWARM_DEV_POSTGRES_PORT:-15432}
-# Redis Cluster: 3 primaries and 3 replicas on six ports from this one.
+# Redis Cluster: 3 primaries and 3 replicas on six ports from this one; with
+# PREWARM_DEV_REDIS_CLUSTER_REPLICAS=0, 3 primaries alone on three (the benchmarks' like for like
+# with the single node, which has no replica either).
+CLUSTER_REPLICAS=${PREWARM_DEV_REDIS_CLUSTER_REPLICAS:-1}
+[ "$CLUSTER_REPLICAS" = 0 ] || [ "$CLUSTER_REPLICAS" = 1 ] ||
+  { echo "services: PREWARM_DEV_REDIS_CLUSTER_REPLICAS must be 0 or 1, not '$CLUSTER_REPLICAS'" >&2; exit 1; }
 CLUSTER_PORT=${PREWARM_DEV_REDIS_CLUSTER_PORT:-17001}
-CLUSTER_PORTS=${PREWARM_DEV_REDIS_CLUSTER_PORTS:-$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))} # or six of one's own
+CLUSTER_PORTS=${PREWARM_DEV_REDIS_CLUSTER_PORTS:-$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 2 + 3 * CLUSTER_REPLICAS)))} # or of one's own
 CLUSTER_PORT=${CLUSTER_PORTS%%[[:space:]]*}
 # Each node's cluster bus port: its port + 10000 unless listed (a private cluster's ports, whose
 # + 10000 could fall in the ephemeral range, where an outgoing connection may hold it).
@@ -101,7 +106,7 @@ start_cluster() {
   for port in $CLUSTER_PORTS; do wait_for 10 "redis on port $port" cluster_cli "$port" ping; done
   # shellcheck disable=SC2046
   redis-cli --no-auth-warning -a "$DEV_PASSWORD" --cluster create $(cluster_nodes | tr ',' ' ') \
-    --cluster-replicas 1 --cluster-yes >"$RUN/redis-cluster/create.log" 2>&1 ||
+    --cluster-replicas "$CLUSTER_REPLICAS" --cluster-yes >"$RUN/redis-cluster/create.log" 2>&1 ||
     die "redis-cli --cluster create failed: $(tail -n 3 "$RUN/redis-cluster/create.log")"
   wait_for 30 "the Redis cluster" running redis-cluster
   wait_for 60 "the Redis cluster's replicas in sync" cluster_synced
@@ -118,7 +123,7 @@ cluster_synced() {
       replicas=$((replicas + 1))
     fi
   done
-  [ "$replicas" -eq 3 ]
+  [ "$replicas" -eq $((3 * CLUSTER_REPLICAS)) ]
 }
 
 start() {

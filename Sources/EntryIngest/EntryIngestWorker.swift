@@ -32,7 +32,7 @@ public struct EntryIngestWorker: WorkerDefinition {
             decoder: StoreEntryDecoder(maximumFutureSkew: options.maximumFutureSkew),
             directory: StoreDirectory(pool: postgres, maximumAge: options.storeCacheMaxAge),
             writer: ShardWriter(pool: postgres, archiveAfterDays: options.archive.afterDays),
-            activity: activity)
+            activity: activity, metricsFactory: context.metricsFactory)
         let reconciler = ActivityReconciler(pool: postgres, writer: activity, logger: context.logger)
         services = [
             ActivityGuard(

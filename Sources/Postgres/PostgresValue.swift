@@ -127,4 +127,14 @@ public struct PostgresTexts: Sendable, Equatable {
     }
 
     public func string(row: Int, column: Int) -> String { String(decoding: self[row, column], as: UTF8.self) }
+
+    /// The rows in `range` as rows of their own (their bytes copied).
+    public func rows(_ range: Range<Int>) -> PostgresTexts {
+        guard columns > 0, !range.isEmpty else { return PostgresTexts(columns: columns, bytes: [], ends: []) }
+        let first = range.lowerBound * columns
+        let last = range.upperBound * columns - 1
+        let start = first == 0 ? 0 : ends[first - 1]
+        return PostgresTexts(
+            columns: columns, bytes: Array(bytes[start..<ends[last]]), ends: ends[first...last].map { $0 - start })
+    }
 }

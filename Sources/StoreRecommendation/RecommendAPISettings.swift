@@ -22,13 +22,17 @@ public enum RecommendAPISettings {
     public static let rebuildWait = Setting<Duration>.milliseconds(
         "PREWARM_RECOMMEND_REBUILD_WAIT_MS", default: 2000, in: 10...60_000,
         "how long a request waits for another pod's rebuild before reading PostgreSQL itself")
+    public static let detailsNearCache = Setting<Duration>.milliseconds(
+        "PREWARM_RECOMMEND_NEAR_CACHE_MS", default: 1000, in: 0...60_000,
+        "store details remembered in the process this long (the personal path then reads Redis once); 0: off")
     public static let benchConstant = Setting.flag(
         "PREWARM_RECOMMEND_BENCH_CONSTANT", default: false,
         "serve GET /v1/bench/constant (a constant body, for make bench api)")
 
     public static let all: [SettingDescription] = [
         host.description, port.description, listLength.description, missingTTL.description, randomTTL.description,
-        databaseTTL.description, refreshAhead.description, rebuildWait.description, benchConstant.description,
+        databaseTTL.description, refreshAhead.description, rebuildWait.description, detailsNearCache.description,
+        benchConstant.description,
         ScorerSettings.weightStore.description, ScorerSettings.weightCategory.description,
         ScorerSettings.weightZone.description,
     ]
@@ -49,6 +53,7 @@ public struct RecommendAPIOptions: Sendable {
         readPath.databaseTTL = try environment.value(RecommendAPISettings.databaseTTL)
         readPath.refreshAhead = try environment.value(RecommendAPISettings.refreshAhead)
         readPath.rebuildWait = try environment.value(RecommendAPISettings.rebuildWait)
+        readPath.detailsNearCache = try environment.value(RecommendAPISettings.detailsNearCache)
         readPath.weights = try ScoringWeights(
             store: try environment.value(ScorerSettings.weightStore),
             category: try environment.value(ScorerSettings.weightCategory),

@@ -227,19 +227,25 @@ public struct RecommendationCache: Sendable {
     /// then one MGET of its stores. Two plain commands cost Redis a few microseconds where a
     /// script doing the same costs it tens (each `redis.call` from Lua is dear), and on an
     /// event-loop connection the second round trip costs the caller little.
-    public func listWithDetails(_ key: String, remaining: Bool = false) async throws -> (
-        stores: [Int64], origin: String, remaining: Duration?, details: [Int64: Details]
-    )? {
+    /// With a near cache, the MGET asks only for the stores it lacks (none, mostly).
+    public func listWithDetails(_ key: String, remaining: Bool = false, near: DetailsNearCache? = nil)
+        async throws -> (
+            stores: [Int64], origin: String, remaining: Duration?, details: [Int64: Details]
+        )?
+    {
         let replies =
             remaining
             ? try await redis.pipeline([RedisCommand("GET", key), RedisCommand("PTTL", key)])
             : try await redis.pipeline([RedisCommand("GET", key)])
         guard let bytes = replies[0].bytes, let list = StoreList(json: bytes) else { return nil }
         let ttl = remaining ? replies[1].integer ?? -1 : -1
-        var details: [Int64: Details] = [:]
-        if !list.stores.isEmpty {
-            let values = try await redis.mget(list.stores.map { storeKey($0) })
-            for (store, value) in zip(list.stores, values) { details[store] = Self.details(of: value, store: store) }
+        var (details, lacking) = near?.lookup(list.stores) ?? ([:], list.stores)
+        if !lacking.isEmpty {
+            let values = try await redis.mget(lacking.map { storeKey($0) })
+            var read: [Int64: Details] = [:]
+            for (store, value) in zip(lacking, values) { read[store] = Self.details(of: value, store: store) }
+            near?.remember(read)
+            details.merge(read) { $1 }
         }
         return (list.stores, list.origin, ttl >= 0 ? .milliseconds(ttl) : nil, details)
     }

@@ -57,6 +57,9 @@ public struct ReadPathOptions: Sendable {
     public var rebuildWait: Duration = .milliseconds(2000)
     /// With Redis down, the database's default list is reused for this long.
     public var databaseMemo: Duration = .seconds(5)
+    /// Store details are remembered in the process this long (`DetailsNearCache`); zero: every
+    /// answer reads them from Redis.
+    public var detailsNearCache: Duration = .zero
     public var weights: ScoringWeights = .standard
 
     public init() {}
@@ -83,6 +86,7 @@ public final class RecommendationService: Service {
     private let memo = Mutex<(stores: [StoreInfo], at: ContinuousClock.Instant)?>(nil)
     private let answers: [RecommendationSource: Counter]
     private let databaseReads: (lists: Counter, details: Counter)
+    private let near: DetailsNearCache?
 
     public init(
         cache: RecommendationCache, data: StoreData, options: ReadPathOptions, logger: Logger,
@@ -92,6 +96,7 @@ public final class RecommendationService: Service {
         self.data = data
         self.options = options
         self.logger = logger
+        self.near = options.detailsNearCache > .zero ? DetailsNearCache(lifetime: options.detailsNearCache) : nil
         self.refreshes = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.answers = Dictionary(
             uniqueKeysWithValues: RecommendationSource.allCases.map {
@@ -173,11 +178,11 @@ public final class RecommendationService: Service {
 
     private func fromCache(user: Int64?) async throws -> (RecommendationSource, [StoreJSON]) {
         // The list and its stores' details in one round trip; the database only for what lacks.
-        if let user, let list = try await cache.listWithDetails(cache.userKey(user)), !list.stores.isEmpty {
+        if let user, let list = try await cache.listWithDetails(cache.userKey(user), near: near), !list.stores.isEmpty {
             let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }
         }
-        if let list = try await cache.listWithDetails(cache.defaultKey, remaining: true) {
+        if let list = try await cache.listWithDetails(cache.defaultKey, remaining: true, near: near) {
             // A random default lives its lifetime: refreshing it early would read the database
             // right after the random fill spared it.
             if let remaining = list.remaining, list.origin != "random" { considerEarlyRefresh(remaining: remaining) }
@@ -220,12 +225,13 @@ public final class RecommendationService: Service {
         }
         if !unknown.isEmpty {
             let key = "details:" + unknown.sorted().map(String.init).joined(separator: ",")
-            let read = try await flights.run(key) { [cache, data, options, databaseReads, unknown] in
+            let read = try await flights.run(key) { [cache, data, options, databaseReads, unknown, near] in
                 databaseReads.details.increment()
                 let open = try await data.openStores(unknown)
                 let missing = Set(unknown).subtracting(open.map(\.id))
                 try await cache.cacheDetails(
                     open, missing: Array(missing), ttl: options.detailsTTL, markerTTL: options.missingTTL)
+                near?.forget(unknown)
                 return open
             }
             for info in read { found[info.id] = StoreJSON(info) }

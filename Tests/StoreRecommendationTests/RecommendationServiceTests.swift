@@ -94,6 +94,34 @@ struct RecommendationServiceTests {
     }
 
     @Test(
+        "the near cache: a store's details come from Redis once per lifetime, a change shows after it, a miss is never kept",
+        arguments: RedisTopology.allCases)
+    func nearCache(on topology: RedisTopology) async throws {
+        let fixture = try await fixture(on: topology) { $0.detailsNearCache = .milliseconds(600) }
+        try await warm(fixture)
+        #expect(try await fixture.service.recommend(user: 1042).stores[0].name == "stall 3")
+        // Renamed in Redis (as the scorer's next run would): within the lifetime the answer
+        // still has what the process read (its details were not read again) ...
+        let renamed = StoreInfo(id: 3, name: "stall 3, renamed", category: 0, zone: 1)
+        try await fixture.cache.writeStores(open: stores.map { $0.id == 3 ? renamed : $0 }, closed: []) {
+            .seconds(600)
+        }
+        #expect(try await fixture.service.recommend(user: 1042).stores[0].name == "stall 3")
+        // ... and after it, the new name: never staler than one lifetime.
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(try await fixture.service.recommend(user: 1042).stores[0].name == "stall 3, renamed")
+        // A store Redis lacks is read from the database and not remembered as lacking.
+        try await fixture.redis.send("DEL", fixture.cache.storeKey(8))
+        try await Task.sleep(for: .milliseconds(700))
+        let rebuilt = try await fixture.service.recommend(user: 1042)
+        #expect(rebuilt.source == .database && rebuilt.stores.map(\.id) == [3, 8, 5, 1])
+        #expect(try fixture.databaseReads("details") == 1)
+        let next = try await fixture.service.recommend(user: 1042)
+        #expect(next.source == .personal && next.stores.map(\.id) == [3, 8, 5, 1], "cached again by the database read")
+        #expect(try fixture.databaseReads("details") == 1)
+    }
+
+    @Test(
         "each level in turn: personal, default, random, then the database when Redis has nothing",
         arguments: RedisTopology.allCases)
     func levels(on topology: RedisTopology) async throws {

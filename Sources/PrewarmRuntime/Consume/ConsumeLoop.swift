@@ -52,6 +52,10 @@ public final class ConsumeLoop: Service {
     let onLag: @Sendable ([KafkaTopicPartition: Int64]) async -> Void
     let stopping = Atomic<Bool>(false)
     let outageAlerted = Atomic<Bool>(false)
+    /// What the loop waits on: the next poll (when the one fetched beside the last batch is not
+    /// there), the handlers, the commit (`prewarm_consume_stage_wait_seconds_total{group,stage}`).
+    static let stages = ["poll", "handle", "commit"]
+    let metricsFactory: any MetricsFactory
 
     public init(
         configuration: ConsumeLoopConfiguration, consumer: KafkaConsumer, deadLetterProducer: KafkaProducer,
@@ -63,6 +67,7 @@ public final class ConsumeLoop: Service {
     ) {
         self.configuration = configuration
         self.statistics = ConsumeLoopStatistics(group: configuration.groupID, factory: metricsFactory)
+        self.metricsFactory = metricsFactory
         self.consumer = consumer
         self.deadLetters = deadLetterProducer
         self.deadLetterStore = deadLetterStore
@@ -111,6 +116,9 @@ public final class ConsumeLoop: Service {
         // with the next commit, or on their own once `retryAt` passes, so an idle group does
         // not keep a lag that a restart would replay.
         var unconfirmed: (offsets: [KafkaTopicPartition: Int64], retryAt: ContinuousClock.Instant) = ([:], .now)
+        let waits = StageWaits(
+            label: "prewarm_consume_stage_wait_seconds_total", stages: Self.stages,
+            dimensions: [("group", configuration.groupID)], factory: metricsFactory)
         while !stopping.load(ordering: .relaxed) {
             try await resumeDue(&state)
             let poll: Polled
@@ -118,7 +126,9 @@ public final class ConsumeLoop: Service {
                 poll = fetched
                 ahead = nil
             } else {
+                let pollStarted = ContinuousClock.now
                 poll = try await pollAndDecode()
+                if !poll.topics.isEmpty { waits.record("poll", since: pollStarted) }
             }
             try await apply(poll.rebalanceEvents, to: &state)
             for error in poll.errors {
@@ -141,6 +151,7 @@ public final class ConsumeLoop: Service {
                         await self.process(lane.flatMap(\.1), of: decoded)
                     }) ?? lanes.map { _ in .retry(CancellationError()) }
                 }
+                waits.record("handle", since: started)
                 if let fetched { ahead = try fetched.get() }
                 statistics.batchDuration(topic, .now - started)
                 for (lane, outcome) in zip(lanes, outcomes) {
@@ -179,7 +190,9 @@ public final class ConsumeLoop: Service {
             if !unconfirmed.offsets.isEmpty && (!committing.isEmpty || ContinuousClock.now >= unconfirmed.retryAt) {
                 committing.merge(unconfirmed.offsets.filter { state.isAssigned($0.key) }) { max($0, $1) }
             }
+            let commitStarted = ContinuousClock.now
             let outcome = await commit(committing)
+            if !committing.isEmpty { waits.record("commit", since: commitStarted) }
             switch outcome {
             case .done:
                 forgetLettered(committed: committing, owned: state.assigned)
