@@ -70,8 +70,9 @@ public final class KAPrewarmTask: TaskHandler {
     /// The stages a pre-warm's batch loop waits on: the next batch's read, a free writer (or
     /// the last checkpoint's save, at the end).
     static let stages = ["read", "write"]
-    /// Batches read by one query.
+    /// Batches read by one query, and reads queued ahead of the writers.
     static let readBatches = 4
+    static let readsAhead = 2
 
     public init(
         options: KAOptions, cache: KACache, source: KASource, retries: RetryTable, alerts: Alerts, owner: String,
@@ -234,17 +235,29 @@ public final class KAPrewarmTask: TaskHandler {
         let deadline = reservation.startsAt.addingTimeInterval(-options.safetyMargin.seconds)
         defer { deadlines.remove(live: reservation.liveID) }
         // A read is `readBatches` batches: one query per batch spent most of a read's time on
-        // the query itself rather than on its rows.
+        // the query itself rather than on its rows. Reads run `readsAhead` ahead of the writers,
+        // each after the one before it (keyset order), so the database keeps reading while the
+        // writers catch up, and the writers keep writing while it reads.
         let readSize = options.batchSize * Self.readBatches
-        let startRead = { [limiter, source] (after: KAUserPosition) in
-            Task {
-                try await limiter.acquire(readSize)
-                return try await source.users(of: shop, after: after, limit: readSize)
-            }
+        var reads: [Task<PostgresTexts, any Error>] = []
+        func queueRead() {
+            let previous = reads.last
+            reads.append(
+                Task { [limiter, source] in
+                    var after = cursor
+                    if let previous {
+                        let rows = try await previous.value
+                        // The one before was the last: nothing after it.
+                        guard rows.count == readSize else { return rows.rows(0..<0) }
+                        after = KAUserPosition(of: rows.integer(row: rows.count - 1, column: 0))
+                    }
+                    try await limiter.acquire(readSize)
+                    return try await source.users(of: shop, after: after, limit: readSize)
+                })
         }
         var unwritten: [PostgresTexts] = []  // batches read, in order, not yet handed to a writer
-        var reading: Task<PostgresTexts, any Error>? = startRead(cursor)
-        defer { reading?.cancel() }
+        for _ in 0..<Self.readsAhead { queueRead() }
+        defer { for read in reads { read.cancel() } }
         let connections = KAWriterConnections(cache.redis.configuration)
         var waits = StageWaits(
             label: "prewarm_ka_stage_wait_seconds_total", stages: Self.stages, factory: metricsFactory)
@@ -266,7 +279,8 @@ public final class KAPrewarmTask: TaskHandler {
                 while true {
                     let writers = pacer.writers(remaining: max(payload.users - confirmed.done, 0))
                     while inFlight < writers {
-                        if unwritten.isEmpty, let current = reading {
+                        if unwritten.isEmpty, !exhausted, !reads.isEmpty {
+                            let current = reads.removeFirst()
                             let readStarted = ContinuousClock.now
                             let fetched = try await withTaskCancellationHandler {
                                 try await current.value
@@ -274,15 +288,15 @@ public final class KAPrewarmTask: TaskHandler {
                                 current.cancel()
                             }
                             waits.waited("read", since: readStarted)
-                            reading = nil
-                            if fetched.count < readSize { exhausted = true }
+                            if fetched.count < readSize {
+                                exhausted = true
+                                for read in reads { read.cancel() }  // each would find nothing
+                                reads = []
+                            } else {
+                                queueRead()
+                            }
                             unwritten = stride(from: 0, to: fetched.count, by: options.batchSize).map {
                                 fetched.rows($0..<min($0 + options.batchSize, fetched.count))
-                            }
-                            // The next read runs while these batches are written.
-                            if !exhausted, fetched.count > 0 {
-                                reading = startRead(
-                                    KAUserPosition(of: fetched.integer(row: fetched.count - 1, column: 0)))
                             }
                         }
                         guard !unwritten.isEmpty else { break }
