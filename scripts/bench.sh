@@ -903,7 +903,7 @@ set output "docs/bench-scale.png"
 set multiplot layout 1,2 title "prewarm: cost as the work grows (make bench scale, $(nproc) cores, $(date -u +%Y-%m-%d))"
 set logscale x 2
 set xlabel "work, as a multiple of the smallest size"
-set xtics (1, 4, 16)
+set xtics (1, 2, 4, 8, 16)
 set key top left
 set title "time per item, relative to the smallest size"
 set yrange [0:2]
