@@ -80,6 +80,8 @@ stage_delta() { # before after: "read 1.20 s, write 3.40 s" (the waits between t
   awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); was[kv[1]] = kv[2] }
     n = split(b, y, " "); out = ""; for (i = 1; i <= n; i++) { split(y[i], kv, "="); out = out sprintf("%s%s %.2f s", out == "" ? "" : ", ", kv[1], kv[2] - was[kv[1]]) }
     print out }'; }
+# The median of the numbers on standard input, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 scenarios=${*:-redis postgres kafka ingest scoring api ka push}
 has() { [[ " $scenarios " == *" $1 "* ]]; }
 if has api || has push; then
@@ -146,7 +148,6 @@ if has ingest; then
   hz=$(getconf CLK_TCK)
   postmaster=$(head -1 "${PREWARM_DEV_RUN_DIR:-.run}/postgres/data/postmaster.pid" 2>/dev/null || echo 0)
   redis_server=$(cat "${PREWARM_DEV_RUN_DIR:-.run}/redis/redis.pid" 2>/dev/null || echo 0)
-  median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
   # The same events into a schema of their own and the cluster, by the same group replayed
   # from the start (as operators replay). Odd rounds run it after the single node, even ones
   # before, so neither side always meets the other's aftermath (PostgreSQL's checkpoints,
@@ -210,7 +211,10 @@ if has ingest; then
       || { tail -20 "${BENCH_INGEST_LOG:-$dir/ingest.log}" >&2; echo "bench: entry-ingest died" >&2; exit 1; }
     t1=$(now)
     [ -z "${BENCH_INGEST_LOG:-}" ] || curl -sf "http://127.0.0.1:$port/metrics" >"$BENCH_INGEST_LOG.metrics" || true
-    loop_waits=$(stage_delta "" "$(stage_waits "$port" prewarm_consume_stage_wait_seconds_total)")
+    # The handlers' time is the batches' duration (a histogram's sum); the rest are waits.
+    loop_waits="handle $(curl -sf "http://127.0.0.1:$port/metrics" \
+      | awk '/^prewarm_batch_duration_seconds_sum\{/ { s += $NF } END { printf "%.2f", s }') s, $(stage_delta "" \
+      "$(stage_waits "$port" prewarm_consume_stage_wait_seconds_total)")"
     store_times=$(stage_delta "" "$(stage_waits "$port" prewarm_ingest_stage_seconds_total)")
     idle1=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
     rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$ingest_pid/status")
@@ -356,12 +360,16 @@ if has api; then
   redis() { redis-cli -h 127.0.0.1 -p "$PREWARM_REDIS_PORT" -a "$PREWARM_REDIS_PASSWORD" --no-auth-warning -n 4 "$@"; }
   redis flushdb >/dev/null
   PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_REDIS_DB=4 $BENCH api-data --count "$USERS" >/dev/null
-  admin=$(free_port); http=$(free_port)
-  PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_REDIS_DB=4 PREWARM_ADMIN_PORT=$admin PREWARM_ADMIN_HOST=127.0.0.1 \
-    PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 PREWARM_RECOMMEND_BENCH_CONSTANT=true \
-    PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/api.log" 2>&1 &
-  api_pid=$!
-  wait_ready "$admin" "$api_pid" recommend-api
+  start_api() { # log name[, VARIABLE=value...: they win over these]; sets api_pid and http
+    admin=$(free_port); http=$(free_port)
+    env PREWARM_POSTGRES_URL="$(pg_url "$aschema")" PREWARM_REDIS_DB=4 PREWARM_ADMIN_PORT=$admin \
+      PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 \
+      PREWARM_RECOMMEND_BENCH_CONSTANT=true PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "${@:2}" \
+      "$API" >"$tmp/$1.log" 2>&1 &
+    api_pid=$!
+    wait_ready "$admin" "$api_pid" recommend-api
+  }
+  start_api api
   size=$(curl -sf "http://127.0.0.1:$http/v1/users/42/store-recommendations" | wc -c)
   # Every run draws a random number per request in the same Lua generator, so wrk costs the
   # same per request in each (it shares the two cores): only the server's work differs.
@@ -394,6 +402,12 @@ LUA
   random_source=$(curl -sfi "http://127.0.0.1:$http/v1/store-recommendations" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-prewarm-source" { print $2 }')
   rss=$(rss_mb "$api_pid")
   kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
+  line() { printf 'api: %-40s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f  (CPU: %s)\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $c_rps" | bc -l)" "$5"; }
+  printf 'api: constant body of %d bytes (the limit)           %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  (CPU: %s)\n' "$size" "$c_rps" "$c_p50" "$c_p99" "$c_cpu"
+  line "personal lists, $USERS users" "$p_rps" "$p_p50" "$p_p99" "$p_cpu"
+  line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99" "$d_cpu"
+  line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99" "$r_cpu"
+  printf 'api: goal: personal at least 0.85 of the constant (closed loop; wrk'"'"'s p99 is its own queue); peak RSS %d MB\n' "$rss"
   # Latency at a steady offered load: prewarm-load (C, epoll, one thread) sends on a fixed
   # schedule, at 50 % and 80 % of the constant endpoint's closed-loop maximum above, and times
   # each answer from its request's intended send time (a stall shows as the queue it made).
@@ -402,14 +416,6 @@ LUA
   # same at 50 % with Redis behind a proxy that delays each way by 500 us (a remote Redis:
   # 1 ms more per round trip: the personal path pays it once, its list's GET, while its
   # stores' details come from the process's near cache, PREWARM_RECOMMEND_NEAR_CACHE_MS).
-  open_api() { # redis port, log name[, VARIABLE=value...]; starts recommend-api; sets api_pid, http
-    admin=$(free_port); http=$(free_port)
-    env "${@:3}" PREWARM_POSTGRES_URL="$(pg_url "$aschema")" PREWARM_REDIS_DB=4 PREWARM_REDIS_PORT=$1 PREWARM_ADMIN_PORT=$admin \
-      PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 \
-      PREWARM_RECOMMEND_BENCH_CONSTANT=true PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/$2.log" 2>&1 &
-    api_pid=$!
-    wait_ready "$admin" "$api_pid" recommend-api
-  }
   OPEN_ROUNDS=${BENCH_OPEN_ROUNDS:-3}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
   declare -A open_p50 open_p99 open_cpu
   open_run() { # label path rate: runs the rounds, keeps the medians under open_*[label@rate]
@@ -422,9 +428,9 @@ LUA
       p99s="$p99s $(echo "$out" | tr ' ' '\n' | sed -n 's/^p99_ms=//p')"
       cpus="$cpus $(echo "$out" | tr ' ' '\n' | sed -n 's/^cpu_us_per_request=//p')"
     done
-    open_p50[$1@$3]=$(echo "$p50s" | tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    open_p99[$1@$3]=$(echo "$p99s" | tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    open_cpu[$1@$3]=$(echo "$cpus" | tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    open_p50[$1@$3]=$(echo "$p50s" | xargs -n1 | median)
+    open_p99[$1@$3]=$(echo "$p99s" | xargs -n1 | median)
+    open_cpu[$1@$3]=$(echo "$cpus" | xargs -n1 | median)
     printf '  %-9s p50 %6.2f ms  p99 %6.2f ms   rounds' "$1" "${open_p50[$1@$3]}" "${open_p99[$1@$3]}"
     for round in $p99s; do printf ' %.2f' "$round"; done
     printf ' (p99)   generator %.1f us of CPU a request\n' "${open_cpu[$1@$3]}"
@@ -440,7 +446,7 @@ LUA
   }
   redis del STORE_RECOMMEND_DEFAULT >/dev/null
   PREWARM_POSTGRES_URL=$(pg_url "$aschema") PREWARM_REDIS_DB=4 $BENCH api-data --count "$USERS" >/dev/null
-  open_api "$PREWARM_REDIS_PORT" api-open
+  start_api api-open
   half=$(printf '%.0f' "$(echo "$c_rps * 0.5" | bc -l)"); most=$(printf '%.0f' "$(echo "$c_rps * 0.8" | bc -l)")
   printf 'api open loop: %d rounds of %d s each, medians; offered 50 %% of the constant'"'"'s closed-loop %.0f req/s = %d req/s:\n' \
     "$OPEN_ROUNDS" "$OPEN_SECONDS" "$c_rps" "$half"
@@ -454,7 +460,7 @@ LUA
   .build/release/prewarm-load delay-proxy --listen "$proxy_port" --target-port "$PREWARM_REDIS_PORT" --delay-us 500 \
     2>"$tmp/proxy.log" &
   proxy_pid=$!
-  open_api "$proxy_port" api-remote
+  start_api api-remote PREWARM_REDIS_PORT="$proxy_port"
   printf 'api open loop, Redis 1 ms further a round trip (delay-proxy), offered %d req/s:\n' "$half"
   open_run constant "/v1/bench/constant?bytes=$size&u={u}" "$half"
   open_run personal "/v1/users/{u}/store-recommendations" "$half"
@@ -464,28 +470,16 @@ LUA
   kill -TERM "$api_pid" "$proxy_pid"; wait "$api_pid" "$proxy_pid" 2>/dev/null || true; api_pid=; proxy_pid=
   # The personal path without the near cache of store details (two round trips a request),
   # closed loop as above: what the near cache is worth.
-  open_api "$PREWARM_REDIS_PORT" api-no-near PREWARM_RECOMMEND_NEAR_CACHE_MS=0
+  start_api api-no-near PREWARM_RECOMMEND_NEAR_CACHE_MS=0
   read -r n_rps n_p50 n_p99 n_cpu <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
   kill -TERM "$api_pid"; wait "$api_pid" 2>/dev/null || true; api_pid=
-  printf 'api: personal lists without the near cache (GET, then MGET)  %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f  (CPU: %s)\n' \
-    "$n_rps" "$n_p50" "$n_p99" "$(echo "$n_rps / $c_rps" | bc -l)" "$n_cpu"
-  line() { printf 'api: %-40s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  ratio to constant %.2f  (CPU: %s)\n' "$1" "$2" "$3" "$4" "$(echo "$2 / $c_rps" | bc -l)" "$5"; }
-  printf 'api: constant body of %d bytes (the limit)           %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  (CPU: %s)\n' "$size" "$c_rps" "$c_p50" "$c_p99" "$c_cpu"
-  line "personal lists, $USERS users" "$p_rps" "$p_p50" "$p_p99" "$p_cpu"
-  line "default list (anonymous)" "$d_rps" "$d_p50" "$d_p99" "$d_cpu"
-  line "random fill (default deleted; then $random_source)" "$r_rps" "$r_p50" "$r_p99" "$r_cpu"
-  printf 'api: goal: personal at least 0.85 of the constant (closed loop; wrk'"'"'s p99 is its own queue); peak RSS %d MB\n' "$rss"
+  line "personal lists without the near cache" "$n_rps" "$n_p50" "$n_p99" "$n_cpu"
   if [ -n "$CLUSTER_NODES" ]; then
     # The same data and paths on the 3-primary Redis Cluster (its three primaries share the
     # two cores with wrk and the API).
     cluster_flush
     env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$aschema")" $BENCH api-data --count "$USERS" >/dev/null
-    admin=$(free_port); http=$(free_port)
-    env "${cluster_env[@]}" "PREWARM_POSTGRES_URL=$(pg_url "$aschema")" PREWARM_ADMIN_PORT=$admin \
-      PREWARM_ADMIN_HOST=127.0.0.1 PREWARM_HTTP_PORT=$http PREWARM_HTTP_HOST=127.0.0.1 \
-      PREWARM_LOG_LEVEL=${BENCH_LOG_LEVEL:-warning} "$API" >"$tmp/api-cluster.log" 2>&1 &
-    api_pid=$!
-    wait_ready "$admin" "$api_pid" recommend-api
+    start_api api-cluster "${cluster_env[@]}"
     redis_pid=0
     read -r cp_rps cp_p50 cp_p99 _ <<<"$(bench_wrk -s "$tmp/personal.lua" "http://127.0.0.1:$http")"
     read -r cd_rps cd_p50 cd_p99 _ <<<"$(bench_wrk -s "$tmp/anonymous.lua" "http://127.0.0.1:$http")"
@@ -644,14 +638,14 @@ PY
   done
   kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
   if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS"; cp "$tmp"/ka-*.log "$BENCH_LOGS"/; fi
-  median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')
+  median=$(printf '%s\n' "${ratios[@]}" | median)
   printf 'ka: rounds %s: median ratio %s (goal: at most 1.00), peak RSS %d MB (goal: under 200 MB)\n' "${ratios[*]}" "$median" "$rss"
   if [ -n "$CLUSTER_NODES" ]; then
     printf 'ka: Redis Cluster / single node: rounds %s, median %s (goal: at most 1.30); largest primary %s %% of the keys (goal: under 40 %%)\n' \
-      "${cratios[*]}" "$(printf '%s\n' "${cratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')" \
+      "${cratios[*]}" "$(printf '%s\n' "${cratios[@]}" | median)" \
       "$(printf '%s\n' "${shares[@]}" | sort -n | tail -1)"
     printf 'ka: the client'"'"'s own cost, ka-prewarmer CPU on the cluster / on the single node: rounds %s, median %s\n' \
-      "${cpu_ratios[*]}" "$(printf '%s\n' "${cpu_ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { print r[int((NR + 1) / 2)] }')"
+      "${cpu_ratios[*]}" "$(printf '%s\n' "${cpu_ratios[@]}" | median)"
   fi
 
   # 20 shops of 50,000 users, two processes (BENCH_KA_SHOPS=0 skips it: make bench scale).
@@ -859,32 +853,33 @@ if has scale; then
     printf '%-8s %9d items   %8.2f us an item   peak RSS %4d MB\n' "$1" "$2" "$3" "$4"
     echo "$1 $2 $3 $4" >>"$data"
   }
-  # One size of a workload: its scenario with the environment given; sets `value` (the first
-  # match of the figure's sed in its output) and `rss` (the same of the RSS's).
-  scale_one() { # workload size scenario figure-sed rss-sed VARIABLE=value...
-    local log=$tmp/scale-$1-$2.log
+  # One size of a workload: its scenario run with the environment given, its figure and RSS
+  # read from the output by two seds; the figure is the run's seconds, or with `rate` first an
+  # items-per-second rate (ingest's, after its first batch). Prints and records the size.
+  scale_one() { # [rate] workload size scenario figure-sed rss-sed VARIABLE=value...
+    local rate="" log value rss per
+    if [ "$1" = rate ]; then rate=yes; shift; fi
+    log=$tmp/scale-$1-$2.log
     self "${@:6}" "$0" "$3" >"$log" 2>&1 || { tail -5 "$log" >&2; exit 1; }
     value=$(sed -n "$4" "$log" | head -1); rss=$(sed -n "$5" "$log" | head -1)
+    if [ -n "$rate" ]; then per=$(echo "1000000 / $value" | bc -l); else per=$(echo "$value * 1000000 / $2" | bc -l); fi
+    scale_line "$1" "$2" "$per" "$rss"
   }
   for m in ${BENCH_SCALE_INGEST:-250000 1000000 4000000}; do
-    scale_one ingest "$m" ingest 's/.*, then \([0-9]*\) events\/s.*/\1/p' 's/.*peak RSS \([0-9]*\) MB).*/\1/p' \
+    scale_one rate ingest "$m" ingest 's/.*, then \([0-9]*\) events\/s.*/\1/p' 's/.*peak RSS \([0-9]*\) MB).*/\1/p' \
       BENCH_INGEST_COUNT="$m" BENCH_INGEST_ROUNDS=1
-    scale_line ingest "$m" "$(echo "1000000 / $value" | bc -l)" "$rss"
   done
   for m in ${BENCH_SCALE_KA:-250000 1000000 4000000}; do
     scale_one ka "$m" ka 's/.*verified in *\([0-9.]*\) s.*/\1/p' 's/.*peak RSS \([0-9]*\) MB (goal.*/\1/p' \
       BENCH_KA_USERS="$m" BENCH_KA_ROUNDS=1 BENCH_KA_SHOPS=0
-    scale_line ka "$m" "$(echo "$value * 1000000 / $m" | bc -l)" "$rss"
   done
   for rows in ${BENCH_SCALE_SCORING:-2500000 10000000 40000000}; do
     scale_one scoring "$rows" scoring 's/.*process(es)  run *\([0-9.]*\) s.*/\1/p' 's/.*peak RSS \([0-9]*\) MB;.*/\1/p' \
       BENCH_SCORING_ROWS="$rows" BENCH_SCORING_USERS=$((rows / 100)) BENCH_SCORING_PODS=1
-    scale_line scoring "$rows" "$(echo "$value * 1000000 / $rows" | bc -l)" "$rss"
   done
   for n in ${BENCH_SCALE_PUSH:-25000 100000 400000}; do
     scale_one push "$n" push 's/.*process(es): *\([0-9.]*\) s,.*/\1/p' 's/^  peak RSS \([0-9]*\) MB, CPU.*/\1/p' \
       BENCH_PUSH_USERS="$n" BENCH_PUSH_PODS=1 BENCH_PUSH_EXTRAS=0
-    scale_line push "$n" "$(echo "$value * 1000000 / $n" | bc -l)" "$rss"
   done
   # Largest over smallest, per workload.
   awk '{ if (!($1 in first)) { first[$1] = $3; frss[$1] = $4; order[++n] = $1 } last[$1] = $3; lrss[$1] = $4 }

@@ -177,7 +177,8 @@ public final class RecommendationService: Service {
     }
 
     private func fromCache(user: Int64?) async throws -> (RecommendationSource, [StoreJSON]) {
-        // The list and its stores' details in one round trip; the database only for what lacks.
+        // The list (one round trip) with its stores' details (from the near cache, else one MGET);
+        // the database only for what Redis lacks.
         if let user, let list = try await cache.listWithDetails(cache.userKey(user), near: near), !list.stores.isEmpty {
             let (stores, fromDatabase) = try await details(list.stores, cached: list.details)
             if !stores.isEmpty { return (fromDatabase ? .database : .personal, stores) }

@@ -36,6 +36,23 @@ struct PostgresConnectionTests {
         #expect((0..<texts.count).map { texts.integer(row: $0, column: 0) } == values)
     }
 
+    @Test("rows cut out of a result read as the same rows: first, middle, last, empty (KA splits its reads so)")
+    func textRows() async throws {
+        let db = try await connect()
+        closeAfterTest { await db.close() }
+        let texts = try await db.texts(
+            "SELECT n, repeat('x', n::int) || '✓', NULL FROM generate_series(1, 7) n ORDER BY n", [])
+        let row = { (texts: PostgresTexts, index: Int) in
+            (0..<3).map { texts.string(row: index, column: $0) }
+        }
+        for range in [0..<3, 2..<5, 5..<7, 0..<7, 4..<4] {
+            let cut = texts.rows(range)
+            #expect(cut.count == range.count && cut.columns == 3)
+            #expect((0..<cut.count).map { row(cut, $0) } == range.map { row(texts, $0) }, "rows \(range)")
+        }
+        #expect(texts.rows(5..<7).integer(row: 1, column: 0) == 7)
+    }
+
     @Test("COPY of 100k rows stores every row, with tabs, newlines, backslashes and NULLs intact")
     func copyHundredThousandRows() async throws {
         let db = try await connect()

@@ -52,9 +52,10 @@ public final class ConsumeLoop: Service {
     let onLag: @Sendable ([KafkaTopicPartition: Int64]) async -> Void
     let stopping = Atomic<Bool>(false)
     let outageAlerted = Atomic<Bool>(false)
-    /// What the loop waits on: the next poll (when the one fetched beside the last batch is not
-    /// there), the handlers, the commit (`prewarm_consume_stage_wait_seconds_total{group,stage}`).
-    static let stages = ["poll", "handle", "commit"]
+    /// What the loop waits on besides its handlers (whose time is `prewarm_batch_duration_seconds`):
+    /// the next poll, when the one fetched beside the last batch is not there, and the commit
+    /// (`prewarm_consume_stage_wait_seconds_total{group,stage}`).
+    static let stages = ["poll", "commit"]
     let metricsFactory: any MetricsFactory
 
     public init(
@@ -151,7 +152,6 @@ public final class ConsumeLoop: Service {
                         await self.process(lane.flatMap(\.1), of: decoded)
                     }) ?? lanes.map { _ in .retry(CancellationError()) }
                 }
-                waits.record("handle", since: started)
                 if let fetched { ahead = try fetched.get() }
                 statistics.batchDuration(topic, .now - started)
                 for (lane, outcome) in zip(lanes, outcomes) {

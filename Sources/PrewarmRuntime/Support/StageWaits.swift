@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 
 /// Where a pipeline waits: the time its driving loop spent blocked on each stage (the reader
-/// it needs the next rows from, the writers it needs a free slot of, the checkpoint), as
+/// it needs the next rows from, the writers it needs a free slot of, the next poll), as
 /// `<label>{stage}` seconds counters, and summed for the one run that owns the value. A stage
 /// that is never waited on is one the pipeline overlaps fully; one waited on most of the run
 /// is its bottleneck.
