@@ -12,9 +12,9 @@ struct KADatabase {
     let schema: TestSchema
     var pool: PostgresPool { schema.pool }
 
-    static func make() async throws -> KADatabase {
+    static func make(server: PostgresConfiguration? = nil) async throws -> KADatabase {
         KADatabase(
-            schema: try await TestSchema.make("ka") { pool in
+            schema: try await TestSchema.make("ka", server: server) { pool in
                 _ = try await pool.withConnection {
                     try await Migrator.migrate(
                         $0, RuntimeSchema.migrations + KASchema.migrations, logger: Logger(label: "test"))

@@ -127,6 +127,38 @@ struct KAPrewarmTaskTests {
         #expect(try await harness.db.scalar("SELECT count(*) FROM prewarm_retry") == 0, "every retry row drained")
     }
 
+    @Test(
+        "PostgreSQL down mid-task: its reads and checkpoint saves refused, the attempt fails and is retried from the last save when the database returns; every key, the task succeeds"
+    )
+    func postgresOutage() async throws {
+        let server = try PrivatePostgresServer()
+        try await server.start()
+        closeAfterTest { await server.destroy() }
+        let db = try await KADatabase.make(server: try server.configuration)
+        let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2, rowsPerSecond: 600), db: db)
+        let shop = uniqueID()
+        let live = uniqueID()
+        try await harness.db.addShop(shop, users: 1500)
+        harness.startRunner()
+        _ = try await harness.queue.enqueue(reservation(live: live, shop: shop))
+        try await eventually("a fifth of the users written") { try await harness.state(live: live)?.done ?? 0 >= 300 }
+        try await server.stop()
+        try await Task.sleep(for: .seconds(2))  // the reads ahead and the saves meet the outage
+        try await server.start()
+        // The test's own reads may meet a pooled connection the restart cut: read again.
+        var last: TaskRecord?
+        try await eventually(timeout: .seconds(120), "the pre-warm to succeed after the outage") {
+            last = try? await harness.state(live: live)
+            return last?.state == .succeeded || last?.state == .failed
+        }
+        let task = try #require(last)
+        #expect(task.state == .succeeded, "\(task.lastError ?? "")")
+        #expect(task.done == 1500 && task.total == 1500)
+        #expect(task.attempts >= 2, "the outage failed an attempt, which was tried again")
+        #expect(try await harness.userKeys(shop: shop).count == 1500)
+        #expect(try await harness.redis.send("EXISTS", harness.cache.doneKey(live: live)) == .integer(1))
+    }
+
     @Test("a task that cannot finish before its stream starts alerts while it runs, before the start")
     func predictedLate() async throws {
         let harness = try await KAHarness.make(.testing(batchSize: 50, maxWriters: 2, rowsPerSecond: 200))
